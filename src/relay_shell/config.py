@@ -1,0 +1,210 @@
+"""The one settings model (SPEC §4).
+
+Every knob is a ``RELAY_SHELL_*`` environment variable (case-insensitive, also read from a
+``.env`` in the working directory). The model is frozen; an invalid value fails at start
+with a message naming the variable (see :func:`load_settings`). Every limit has an upper
+bound so a typo cannot turn into a 10 GiB output budget.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from relay_shell.errors import ConfigError
+
+ENV_PREFIX = "RELAY_SHELL_"
+
+
+class Transport(StrEnum):
+    STDIO = "stdio"
+    HTTP = "http"
+
+
+class PolicyMode(StrEnum):
+    OPEN = "open"
+    GUARDED = "guarded"
+    READONLY = "readonly"
+
+
+class AuditFormat(StrEnum):
+    JSONL = "jsonl"
+    CEF = "cef"
+    LEEF = "leef"
+
+
+class KnownHostsMode(StrEnum):
+    STRICT = "strict"
+    ACCEPT_NEW = "accept-new"
+    IGNORE = "ignore"
+
+
+class AuthMode(StrEnum):
+    BUILTIN = "builtin"
+    JWT = "jwt"
+
+
+class ConfirmMode(StrEnum):
+    OFF = "off"
+    ELICIT = "elicit"
+    TOKEN = "token"
+
+
+MIB = 1024 * 1024
+DAY = 86400
+
+Seconds = Annotated[float, Field(gt=0)]
+
+
+def default_audit_path() -> Path:
+    """``/var/log/relay-shell/audit.jsonl`` for root, else under ``$XDG_STATE_HOME``."""
+    if os.geteuid() == 0:
+        return Path("/var/log/relay-shell/audit.jsonl")
+    state_home = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state_home) / "relay-shell" / "audit.jsonl"
+
+
+class Settings(BaseSettings):
+    """Effective configuration. Field names are the variables without the prefix."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        case_sensitive=False,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+    )
+
+    transport: Transport = Transport.STDIO
+    http_host: str = "127.0.0.1"
+    http_port: Annotated[int, Field(ge=1, le=65535)] = 8080
+    http_allowed_hosts: Annotated[str | None, Field(max_length=4096)] = None
+
+    max_output: Annotated[int, Field(ge=1024, le=64 * MIB)] = 65536
+    max_output_hard: Annotated[int, Field(ge=1024, le=64 * MIB)] = MIB
+    default_timeout: Annotated[float, Field(gt=0, le=7 * DAY)] = 60.0
+    max_timeout: Annotated[float, Field(gt=0, le=7 * DAY)] = 900.0
+
+    max_sessions: Annotated[int, Field(ge=1, le=4096)] = 64
+    session_idle_timeout: Annotated[float, Field(gt=0, le=30 * DAY)] = 1800.0
+    session_max_lifetime: Annotated[float, Field(gt=0, le=365 * DAY)] = 86400.0
+    session_buffer_bytes: Annotated[int, Field(ge=4096, le=256 * MIB)] = 262144
+
+    policy_mode: PolicyMode = PolicyMode.OPEN
+    policy_deny: Annotated[str | None, Field(max_length=65536)] = None
+    policy_allow: Annotated[str | None, Field(max_length=65536)] = None
+
+    audit_path: Path = Field(default_factory=default_audit_path)
+    audit_format: AuditFormat = AuditFormat.JSONL
+    audit_stderr: bool = False
+    audit_chain: bool = True
+    audit_required: bool = True
+
+    ssh_config: Path = Path("~/.ssh/config")
+    inventory: Path | None = None
+    ssh_known_hosts: KnownHostsMode = KnownHostsMode.ACCEPT_NEW
+    ssh_known_hosts_file: Path = Path("~/.ssh/known_hosts")
+    ssh_connect_timeout: Annotated[float, Field(gt=0, le=600)] = 10.0
+    ssh_keepalive: Annotated[float, Field(ge=0, le=3600)] = 30.0
+    ssh_idle_timeout: Annotated[float, Field(gt=0, le=30 * DAY)] = 1800.0
+    max_conns: Annotated[int, Field(ge=1, le=10000)] = 256
+    max_forwards: Annotated[int, Field(ge=1, le=4096)] = 64
+    fanout_max_hosts: Annotated[int, Field(ge=1, le=100000)] = 1000
+    fanout_max_concurrency: Annotated[int, Field(ge=1, le=4096)] = 256
+
+    auth_enabled: bool = False
+    auth_mode: AuthMode = AuthMode.BUILTIN
+    auth_issuer: Annotated[str, Field(min_length=1, max_length=2048)] = "http://127.0.0.1:8080"
+    auth_state_dir: Path = Path("/var/lib/relay-shell/oauth")
+    auth_access_ttl: Annotated[int, Field(ge=30, le=DAY)] = 3600
+    auth_refresh_ttl: Annotated[int, Field(ge=60, le=365 * DAY)] = 2592000
+    auth_code_ttl: Annotated[int, Field(ge=10, le=3600)] = 300
+    auth_jwks_url: Annotated[str | None, Field(max_length=2048)] = None
+    auth_jwt_issuer: Annotated[str | None, Field(max_length=2048)] = None
+    auth_audience: Annotated[str | None, Field(max_length=2048)] = None
+    auth_jwt_algorithms: Annotated[str, Field(min_length=1, max_length=256)] = "RS256,ES256,EdDSA"
+
+    confirm_tier3: ConfirmMode = ConfirmMode.OFF
+
+    @field_validator("policy_deny", "policy_allow", "http_allowed_hosts", "auth_jwks_url", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        """An empty variable means "unset" (``None``), never an empty regex that matches everything."""
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @field_validator("inventory", "auth_jwt_issuer", "auth_audience", mode="before")
+    @classmethod
+    def _blank_path_is_unset(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @field_validator("policy_deny", "policy_allow")
+    @classmethod
+    def _regex_compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"not a valid regular expression: {exc}") from exc
+        return value
+
+    @field_validator("auth_jwt_algorithms")
+    @classmethod
+    def _algorithms_allowed(cls, value: str) -> str:
+        names = [name.strip() for name in value.split(",") if name.strip()]
+        allowed = {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+        bad = [name for name in names if name not in allowed]
+        if bad or not names:
+            raise ValueError(f"unsupported JWT algorithms {bad or value!r}; allowed: {sorted(allowed)}")
+        return ",".join(names)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if self.max_output > self.max_output_hard:
+            raise ValueError("RELAY_SHELL_MAX_OUTPUT must not exceed RELAY_SHELL_MAX_OUTPUT_HARD")
+        if self.default_timeout > self.max_timeout:
+            raise ValueError("RELAY_SHELL_DEFAULT_TIMEOUT must not exceed RELAY_SHELL_MAX_TIMEOUT")
+        if self.auth_enabled and self.auth_mode is AuthMode.JWT and not self.auth_jwks_url:
+            raise ValueError("RELAY_SHELL_AUTH_JWKS_URL is required when RELAY_SHELL_AUTH_MODE=jwt")
+        return self
+
+    @property
+    def resource_url(self) -> str:
+        """The protected resource URL (issuer base + ``/mcp``), the default JWT audience."""
+        return self.auth_issuer.rstrip("/") + "/mcp"
+
+    @property
+    def jwt_algorithms(self) -> tuple[str, ...]:
+        return tuple(self.auth_jwt_algorithms.split(","))
+
+    def expand(self, path: Path) -> Path:
+        """``~`` expanded; settings keep the path as written so it can be reported."""
+        return path.expanduser()
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Load settings from the environment (and ``.env``), naming the variable on failure.
+
+    Raises:
+        ConfigError: one line per bad variable, ``RELAY_SHELL_<NAME>: <problem>``.
+    """
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            location = [str(part) for part in error["loc"] if isinstance(part, str)]
+            name = (ENV_PREFIX + location[0].upper()) if location else "configuration"
+            message = error["msg"].removeprefix("Value error, ")
+            problems.append(f"{name}: {message}")
+        raise ConfigError("; ".join(problems)) from exc

@@ -1,0 +1,1 @@
+"""Audit trail: writer, formats, hash chain, verification, tail (SPEC §7)."""

@@ -1,0 +1,207 @@
+"""Time and byte bounds (SPEC §3): clamping, streamed capture, decoding.
+
+:class:`OutputCapture` is the one way output is collected anywhere in relay-shell (local
+processes, SSH channels, fan-out). It keeps the head (about 1/3 of the budget) and a ring
+of the tail (about 2/3), hashes the whole stream incrementally, and never holds more
+than the budget, whatever the producer prints.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from relay_shell.config import Settings
+from relay_shell.errors import InvalidInput
+
+MIN_OUTPUT_BUDGET = 1024
+
+
+@dataclass(frozen=True)
+class Clamped[T]:
+    """A bounded value and whether it was lowered to the ceiling."""
+
+    value: T
+    clamped: bool
+    requested: T | None
+
+
+def clamp_timeout(requested: float | None, settings: Settings, *, argument: str = "timeout") -> Clamped[float]:
+    """Apply SPEC §3: omitted -> default, above the ceiling -> clamped, <= 0 -> invalid."""
+    if requested is None:
+        return Clamped(settings.default_timeout, False, None)
+    if isinstance(requested, bool) or not isinstance(requested, int | float):
+        raise InvalidInput(argument, "must be a number of seconds")
+    if requested != requested or requested <= 0:  # NaN or non-positive
+        raise InvalidInput(argument, f"must be greater than 0 seconds (got {requested})")
+    if requested > settings.max_timeout:
+        return Clamped(settings.max_timeout, True, float(requested))
+    return Clamped(float(requested), False, float(requested))
+
+
+def clamp_output(requested: int | None, settings: Settings, *, argument: str = "max_output") -> Clamped[int]:
+    """Per-call output budget in ``[1024, MAX_OUTPUT_HARD]``, default ``MAX_OUTPUT``."""
+    if requested is None:
+        return Clamped(settings.max_output, False, None)
+    if isinstance(requested, bool) or not isinstance(requested, int):
+        raise InvalidInput(argument, "must be a whole number of bytes")
+    if requested <= 0:
+        raise InvalidInput(argument, f"must be greater than 0 bytes (got {requested})")
+    if requested < MIN_OUTPUT_BUDGET:
+        return Clamped(MIN_OUTPUT_BUDGET, True, requested)
+    if requested > settings.max_output_hard:
+        return Clamped(settings.max_output_hard, True, requested)
+    return Clamped(requested, False, requested)
+
+
+def clamp_count(requested: int | None, default: int, ceiling: int, *, argument: str) -> Clamped[int]:
+    """A bounded count (lines, hosts, concurrency): >= 1, clamped to ``ceiling``."""
+    if requested is None:
+        return Clamped(min(default, ceiling), False, None)
+    if isinstance(requested, bool) or not isinstance(requested, int):
+        raise InvalidInput(argument, "must be a whole number")
+    if requested < 1:
+        raise InvalidInput(argument, f"must be at least 1 (got {requested})")
+    if requested > ceiling:
+        return Clamped(ceiling, True, requested)
+    return Clamped(requested, False, requested)
+
+
+class OutputCapture:
+    """Bounded head+tail capture of one byte stream, with a running SHA-256.
+
+    Memory is at most ``budget`` bytes (plus one chunk while it is being split).
+    """
+
+    def __init__(self, budget: int) -> None:
+        if budget < 2:
+            raise ValueError("budget must be at least 2 bytes")
+        self.budget = budget
+        self._head_limit = budget // 3
+        self._tail_limit = budget - self._head_limit
+        self._head = bytearray()
+        self._tail = bytearray()
+        self._total = 0
+        self._hash = hashlib.sha256()
+        self._nul_seen = False
+
+    def feed(self, data: bytes) -> None:
+        """Append a chunk of the stream."""
+        if not data:
+            return
+        self._total += len(data)
+        self._hash.update(data)
+        if not self._nul_seen and b"\x00" in data:
+            self._nul_seen = True
+        room = self._head_limit - len(self._head)
+        if room > 0:
+            self._head += data[:room]
+            data = data[room:]
+            if not data:
+                return
+        if len(data) >= self._tail_limit:
+            self._tail = bytearray(data[-self._tail_limit :])
+        else:
+            self._tail += data
+            excess = len(self._tail) - self._tail_limit
+            if excess > 0:
+                del self._tail[:excess]
+
+    @property
+    def total(self) -> int:
+        """Bytes produced so far (the whole stream, not only what is kept)."""
+        return self._total
+
+    @property
+    def truncated(self) -> bool:
+        return self._total > self.budget
+
+    @property
+    def omitted(self) -> int:
+        return max(0, self._total - len(self._head) - len(self._tail))
+
+    @property
+    def sha256(self) -> str:
+        return self._hash.copy().hexdigest()
+
+    @property
+    def kept(self) -> bytes:
+        """The kept bytes (head then tail) without any marker."""
+        return bytes(self._head) + bytes(self._tail)
+
+    def looks_binary(self) -> bool:
+        """NUL bytes anywhere, or mostly undecodable bytes in what was kept."""
+        if self._nul_seen:
+            return True
+        sample = self.kept[:8192]
+        if not sample:
+            return False
+        decoded = sample.decode("utf-8", errors="replace")
+        bad = decoded.count("\ufffd")
+        return bad > max(8, len(decoded) // 10)
+
+    def render(self) -> str:
+        """Text for humans: head, a marker naming the omitted byte count, tail.
+
+        Cuts are widened to UTF-8 character boundaries so no character is split, and the
+        result is decoded with replacement.
+        """
+        if self.looks_binary():
+            return f"[binary output, {self._total} bytes, sha256 {self.sha256}]"
+        if not self.truncated:
+            return (bytes(self._head) + bytes(self._tail)).decode("utf-8", errors="replace")
+        head = _trim_incomplete_end(bytes(self._head))
+        tail = _trim_partial_start(bytes(self._tail))
+        marker = f"\n[... {self.omitted + (len(self._head) - len(head)) + (len(self._tail) - len(tail))} bytes omitted ...]\n"
+        return head.decode("utf-8", errors="replace") + marker + tail.decode("utf-8", errors="replace")
+
+
+def _trim_incomplete_end(data: bytes) -> bytes:
+    """Drop a trailing, incomplete UTF-8 sequence (at most 3 bytes)."""
+    for back in range(1, min(4, len(data)) + 1):
+        byte = data[-back]
+        if byte < 0x80:
+            return data
+        if byte >= 0xC0:  # a lead byte: complete only if the sequence fits
+            need = 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
+            return data if need <= back else data[:-back]
+    return data
+
+
+def _trim_partial_start(data: bytes) -> bytes:
+    """Drop leading UTF-8 continuation bytes (at most 3) cut off from their lead byte."""
+    skip = 0
+    while skip < min(3, len(data)) and 0x80 <= data[skip] < 0xC0:
+        skip += 1
+    return data[skip:]
+
+
+def decode_utf8_prefix(data: bytes) -> tuple[str, bytes]:
+    """Decode as much of ``data`` as forms complete characters; return (text, leftover).
+
+    Used by streaming readers (PTY sessions) so a character split across reads is
+    carried over instead of replaced.
+    """
+    complete = _trim_incomplete_end(data)
+    return complete.decode("utf-8", errors="replace"), data[len(complete) :]
+
+
+@dataclass(frozen=True)
+class ShapedOutput:
+    """What a capture contributes to a result and to the audit record."""
+
+    text: str
+    truncated: bool
+    output_bytes: int
+    stream_sha256: str
+    binary: bool
+
+
+def shape(capture: OutputCapture) -> ShapedOutput:
+    return ShapedOutput(
+        text=capture.render(),
+        truncated=capture.truncated,
+        output_bytes=capture.total,
+        stream_sha256=capture.sha256,
+        binary=capture.looks_binary(),
+    )

@@ -1,0 +1,1 @@
+"""HTTP transport: ASGI app, health, metrics, OAuth."""

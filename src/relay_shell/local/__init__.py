@@ -1,0 +1,1 @@
+"""Local execution: subprocesses and PTYs. Knows nothing of MCP."""

@@ -1,0 +1,1 @@
+"""The thin MCP surface: one module per tool family, each with register()."""
