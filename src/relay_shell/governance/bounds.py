@@ -26,7 +26,9 @@ class Clamped[T]:
     requested: T | None
 
 
-def clamp_timeout(requested: float | None, settings: Settings, *, argument: str = "timeout") -> Clamped[float]:
+def clamp_timeout(
+    requested: float | None, settings: Settings, *, argument: str = "timeout"
+) -> Clamped[float]:
     """Apply SPEC §3: omitted -> default, above the ceiling -> clamped, <= 0 -> invalid."""
     if requested is None:
         return Clamped(settings.default_timeout, False, None)
@@ -205,3 +207,40 @@ def shape(capture: OutputCapture) -> ShapedOutput:
         stream_sha256=capture.sha256,
         binary=capture.looks_binary(),
     )
+
+
+class SplitCapture:
+    """stdout and stderr captured separately under one shared budget.
+
+    Each stream keeps at most half the budget; ``stream`` hashes both in arrival order
+    (what the audit calls the full raw output).
+    """
+
+    def __init__(self, budget: int) -> None:
+        half = max(2, budget // 2)
+        self.stdout = OutputCapture(half)
+        self.stderr = OutputCapture(max(2, budget - half))
+        self._hash = hashlib.sha256()
+        self._total = 0
+
+    def feed_stdout(self, data: bytes) -> None:
+        self.stdout.feed(data)
+        self._hash.update(data)
+        self._total += len(data)
+
+    def feed_stderr(self, data: bytes) -> None:
+        self.stderr.feed(data)
+        self._hash.update(data)
+        self._total += len(data)
+
+    @property
+    def total(self) -> int:
+        return self._total
+
+    @property
+    def truncated(self) -> bool:
+        return self.stdout.truncated or self.stderr.truncated
+
+    @property
+    def sha256(self) -> str:
+        return self._hash.copy().hexdigest()
