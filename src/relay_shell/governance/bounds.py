@@ -9,6 +9,7 @@ than the budget, whatever the producer prints.
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass
 
 from relay_shell.config import Settings
@@ -34,7 +35,7 @@ def clamp_timeout(
         return Clamped(settings.default_timeout, False, None)
     if isinstance(requested, bool) or not isinstance(requested, int | float):
         raise InvalidInput(argument, "must be a number of seconds")
-    if requested != requested or requested <= 0:  # NaN or non-positive
+    if math.isnan(requested) or requested <= 0:
         raise InvalidInput(argument, f"must be greater than 0 seconds (got {requested})")
     if requested > settings.max_timeout:
         return Clamped(settings.max_timeout, True, float(requested))
@@ -154,7 +155,8 @@ class OutputCapture:
             return (bytes(self._head) + bytes(self._tail)).decode("utf-8", errors="replace")
         head = _trim_incomplete_end(bytes(self._head))
         tail = _trim_partial_start(bytes(self._tail))
-        marker = f"\n[... {self.omitted + (len(self._head) - len(head)) + (len(self._tail) - len(tail))} bytes omitted ...]\n"
+        left_out = self.omitted + (len(self._head) - len(head)) + (len(self._tail) - len(tail))
+        marker = f"\n[... {left_out} bytes omitted ...]\n"
         return head.decode("utf-8", errors="replace") + marker + tail.decode("utf-8", errors="replace")
 
 

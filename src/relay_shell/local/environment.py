@@ -53,11 +53,11 @@ def build_child_env(
     env = dict(os.environ)
     for name, value in {**NONINTERACTIVE_DEFAULTS, **(extra_defaults or {})}.items():
         env.setdefault(name, value)
-    for name, value in overlay.items():
-        if value is None:
+    for name, override in overlay.items():
+        if override is None:
             env.pop(name, None)
         else:
-            env[name] = value
+            env[name] = override
     return env
 
 
