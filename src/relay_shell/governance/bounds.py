@@ -246,3 +246,36 @@ class SplitCapture:
     @property
     def sha256(self) -> str:
         return self._hash.copy().hexdigest()
+
+
+def render_capture(capture: OutputCapture | SplitCapture) -> str:
+    """The readable body of a capture; split captures show labelled stdout and stderr."""
+    if isinstance(capture, OutputCapture):
+        return capture.render()
+    parts = []
+    if capture.stdout.total or not capture.stderr.total:
+        parts.append(capture.stdout.render())
+    if capture.stderr.total:
+        parts.append("--- stderr ---\n" + capture.stderr.render())
+    return "\n".join(parts)
+
+
+def capture_fields(capture: OutputCapture | SplitCapture) -> dict[str, object]:
+    """Structured fields of a capture: output text(s), truncation, total bytes, stream hash."""
+    if isinstance(capture, OutputCapture):
+        return {
+            "output": capture.render(),
+            "truncated": capture.truncated,
+            "output_bytes": capture.total,
+            "stream_sha256": capture.sha256,
+            "binary": capture.looks_binary(),
+        }
+    return {
+        "output": "",
+        "stdout": capture.stdout.render(),
+        "stderr": capture.stderr.render(),
+        "truncated": capture.truncated,
+        "output_bytes": capture.total,
+        "stream_sha256": capture.sha256,
+        "binary": capture.stdout.looks_binary() or capture.stderr.looks_binary(),
+    }

@@ -1,0 +1,171 @@
+"""The ``relay-shell`` command (SPEC §12).
+
+Exit codes: 0 normal (including SIGINT, SIGTERM and stdin EOF after an orderly teardown),
+1 runtime failure, 2 configuration or check failure. Logs go to stderr only: stdout is the
+stdio JSON-RPC channel.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+EXIT_OK = 0
+EXIT_RUNTIME = 1
+EXIT_CONFIG = 2
+
+log = logging.getLogger("relay_shell")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="relay-shell",
+        description="Governed MCP server for shell and SSH operations (stdio or streamable HTTP).",
+    )
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--version", action="store_true", help="print the version and exit")
+    mode.add_argument("--check-config", action="store_true", help="validate configuration without serving")
+    mode.add_argument(
+        "--verify-audit",
+        nargs="?",
+        const="",
+        metavar="PATH",
+        help="verify the audit hash chain (default: AUDIT_PATH)",
+    )
+    mode.add_argument(
+        "--verify-deploy", action="store_true", help="compare installed deploy files with templates"
+    )
+    parser.add_argument(
+        "--templates-dir", type=Path, help="with --verify-deploy: templates to compare against"
+    )
+    parser.add_argument(
+        "--install-prefix", type=Path, help="with --verify-deploy: root the installed files live under"
+    )
+    parser.add_argument("--json", action="store_true", help="with --verify-*: machine-readable output")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        stream=sys.stderr, level=logging.WARNING, format="relay-shell: %(levelname)s %(message)s"
+    )
+    if args.version:
+        import relay_shell
+
+        print(f"relay-shell {relay_shell.__version__}")
+        return EXIT_OK
+    if args.verify_deploy:
+        from relay_shell.deploy_check import main_verify_deploy
+
+        return main_verify_deploy(args.templates_dir, args.install_prefix, args.json)
+    from relay_shell.config import load_settings
+    from relay_shell.errors import ConfigError
+
+    try:
+        settings = load_settings()
+        if args.verify_audit is not None:
+            return _verify_audit(
+                Path(args.verify_audit) if args.verify_audit else settings.expand(settings.audit_path),
+                args.json,
+            )
+        if args.check_config:
+            return _check_config(settings)
+        return _serve(settings)
+    except ConfigError as exc:
+        print(f"relay-shell: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+
+
+def _verify_audit(path: Path, as_json: bool) -> int:
+    from relay_shell.governance.audit.verify import verify_chain
+
+    if not path.is_file():
+        print(f"relay-shell: no audit file at {path}", file=sys.stderr)
+        return EXIT_CONFIG
+    report = verify_chain(path)
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "ok": report.ok,
+                    "path": str(path),
+                    "records": report.records,
+                    "first_bad_line": report.first_bad_line,
+                    "problem": report.problem,
+                }
+            )
+        )
+    elif report.ok:
+        print(f"OK {path}: {report.records} records, chain intact")
+    else:
+        print(f"BROKEN {path}: line {report.first_bad_line}: {report.problem}")
+    return EXIT_OK if report.ok else EXIT_CONFIG
+
+
+def _check_config(settings: object) -> int:
+    from relay_shell.checks import run_checks
+
+    problems = run_checks(settings)  # type: ignore[arg-type]
+    if problems:
+        print("relay-shell: configuration check FAILED: " + "; ".join(problems), file=sys.stderr)
+        return EXIT_CONFIG
+    print("relay-shell: configuration OK")
+    return EXIT_OK
+
+
+def _serve(settings: object) -> int:
+    import anyio
+
+    from relay_shell.config import Settings, Transport
+
+    assert isinstance(settings, Settings)
+    try:
+        if settings.transport is Transport.HTTP:
+            from relay_shell.http.serve import serve_http
+
+            anyio.run(serve_http, settings)
+        else:
+            anyio.run(_serve_stdio, settings)
+    except KeyboardInterrupt:
+        return EXIT_OK
+    except Exception:
+        log.exception("server failed")
+        return EXIT_RUNTIME
+    return EXIT_OK
+
+
+async def _serve_stdio(settings: object) -> None:
+    import anyio
+
+    from relay_shell.app import build_server
+    from relay_shell.config import Settings
+
+    assert isinstance(settings, Settings)
+    server = build_server(settings)
+    services = server.services
+    try:
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(_cancel_on_signal, tasks.cancel_scope)
+            await services.start()
+            await server.run_stdio_async()
+            tasks.cancel_scope.cancel()  # stdin EOF: the client went away
+    finally:
+        with anyio.CancelScope(shield=True):
+            await services.aclose()
+
+
+async def _cancel_on_signal(scope: object) -> None:
+    import anyio
+
+    assert isinstance(scope, anyio.CancelScope)
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+        async for signum in signals:
+            log.warning("received %s, shutting down", signal.Signals(signum).name)
+            scope.cancel()
+            return

@@ -1,0 +1,73 @@
+"""Output schemas (``outputSchema``) of the tools.
+
+Every model has the common fields of :class:`ToolOutput` (tier, notes, error), and every
+other field has a default, so the structured content of an error result (which carries
+``error`` and whatever partial output exists) fits the same schema as a success.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+ErrorKindName = Literal[
+    "denied", "confirm_required", "invalid", "timeout", "cancelled", "failed", "unavailable"
+]
+
+
+class ErrorInfo(BaseModel):
+    """Why a call failed, for programs (``kind``) and for people (``message``)."""
+
+    kind: ErrorKindName
+    message: str
+    tier: int | None = None
+    reason: str | None = None
+    argument: str | None = None
+    confirm_token: str | None = None
+
+
+class ToolOutput(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    tier: int | None = Field(default=None, description="Tier the call was classified as (0-3)")
+    notes: list[str] = Field(default_factory=list, description="Clamped bounds and other remarks")
+    error: ErrorInfo | None = Field(default=None, description="Set when isError is true")
+
+
+class CapturedOutput(ToolOutput):
+    """Fields of a bounded output capture (SPEC §3)."""
+
+    output: str = Field(default="", description="Merged output (head + tail when truncated)")
+    stdout: str | None = Field(default=None, description="stdout when streams were kept separate")
+    stderr: str | None = Field(default=None, description="stderr when streams were kept separate")
+    truncated: bool = False
+    output_bytes: int = Field(default=0, description="Total bytes the command produced")
+    stream_sha256: str | None = Field(default=None, description="SHA-256 of the full raw output stream")
+    binary: bool = False
+
+
+class ExecResult(CapturedOutput):
+    exit_code: int | None = Field(default=None, description="Exit status; 128+N when killed by signal N")
+    signal: str | None = None
+    duration_ms: int = 0
+    timeout_s: float | None = Field(default=None, description="Effective timeout after clamping")
+
+
+class AuditTailResult(ToolOutput):
+    records: list[dict[str, object]] = Field(default_factory=list)
+    count: int = 0
+    path: str = ""
+
+
+class ServerInfoResult(ToolOutput):
+    version: str = ""
+    transport: str = ""
+    policy_mode: str = ""
+    confirm_tier3: str = ""
+    limits: dict[str, float | int] = Field(default_factory=dict)
+    audit: dict[str, object] = Field(default_factory=dict)
+    ssh: dict[str, object] = Field(default_factory=dict)
+    identity: dict[str, object] = Field(default_factory=dict)
+    counts: dict[str, int] = Field(default_factory=dict)
+    patterns_version: str = ""

@@ -1,0 +1,102 @@
+"""Shared fixtures: settings in a temp dir, an in-process MCP client, process-group checks."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mcp import Client
+
+from relay_shell.app import RelayServer, build_server
+from relay_shell.config import Settings, load_settings
+
+# Tests must not pick up a developer's .env or RELAY_SHELL_* variables.
+for _name in [name for name in os.environ if name.upper().startswith("RELAY_SHELL_")]:
+    del os.environ[_name]
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Settings]:
+    """Settings with the audit log, known_hosts and OAuth state under ``tmp_path``."""
+    monkeypatch.chdir(tmp_path)  # no stray .env
+
+    def factory(**overrides: Any) -> Settings:
+        base: dict[str, Any] = {
+            "audit_path": tmp_path / "audit" / "audit.jsonl",
+            "ssh_config": tmp_path / "ssh_config",
+            "ssh_known_hosts_file": tmp_path / "known_hosts",
+            "auth_state_dir": tmp_path / "oauth",
+        }
+        base.update(overrides)
+        return load_settings(**base)
+
+    return factory
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    return make_settings()
+
+
+@pytest.fixture
+async def server(settings: Settings) -> AsyncIterator[RelayServer]:
+    srv = build_server(settings)
+    await srv.services.start()
+    try:
+        yield srv
+    finally:
+        await srv.services.aclose()
+
+
+@pytest.fixture
+async def client(server: RelayServer) -> AsyncIterator[Client]:
+    async with Client(server) as connected:
+        yield connected
+
+
+def read_audit(path: Path) -> list[dict[str, Any]]:
+    """Every record of a jsonl audit file."""
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def live_group_members(pgid: int) -> list[int]:
+    """PIDs of non-zombie processes in process group ``pgid`` (zombies are already dead).
+
+    PID 1 in some containers does not reap orphans, so zombies can linger: they hold no
+    resources and cannot run, so they do not count as survivors.
+    """
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2 :].split()
+        state, pgrp = fields[0], int(fields[2])
+        if pgrp == pgid and state not in ("Z", "X"):
+            members.append(int(entry.name))
+    return members
+
+
+def pids_with_marker(marker: str) -> list[int]:
+    """Live (non-zombie) processes whose command line contains ``marker``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\x00", b" ").decode(errors="replace")
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if marker in cmdline and stat[stat.rfind(")") + 2] not in ("Z", "X"):
+            found.append(int(entry.name))
+    return found
