@@ -148,6 +148,13 @@ class Settings(BaseSettings):
             return None
         return value
 
+    @field_validator("audit_path", mode="before")
+    @classmethod
+    def _blank_audit_path_is_default(cls, value: object) -> object:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return default_audit_path()
+        return value
+
     @field_validator("policy_deny", "policy_allow")
     @classmethod
     def _regex_compiles(cls, value: str | None) -> str | None:
