@@ -125,7 +125,7 @@ def build_services(settings: Settings) -> Services:
     return svc
 
 
-def build_server(settings: Settings, svc: Services | None = None) -> RelayServer:
+def build_server(settings: Settings, svc: Services | None = None, **server_kwargs: Any) -> RelayServer:
     """The MCP server with every tool, prompt and resource registered."""
     from relay_shell.tools import register_all
 
@@ -141,6 +141,7 @@ def build_server(settings: Settings, svc: Services | None = None) -> RelayServer
         instructions=instructions(),
         log_level="WARNING",
         lifespan=lifespan,
+        **server_kwargs,
     )
     server.services = services
     register_all(server, services)

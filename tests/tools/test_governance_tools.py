@@ -45,7 +45,9 @@ async def test_readonly_denies_tier1_and_audits(make_settings: Callable[..., Set
 
 
 async def test_guarded_needs_allow_for_tier2(make_settings: Callable[..., Settings]) -> None:
-    refused = await call(make_settings(policy_mode="guarded"), "shell_exec", {"command": "chmod 600 /nonexistent-x"})
+    refused = await call(
+        make_settings(policy_mode="guarded"), "shell_exec", {"command": "chmod 600 /nonexistent-x"}
+    )
     assert sc(refused)["error"]["kind"] == "denied"
     allowed = await call(
         make_settings(policy_mode="guarded", policy_allow=r"chmod 600 /nonexistent-x"),
@@ -66,7 +68,9 @@ async def test_deny_list_sees_stdin_and_env(make_settings: Callable[..., Setting
 
 
 async def test_stdin_side_channel_is_classified(make_settings: Callable[..., Settings]) -> None:
-    result = await call(make_settings(policy_mode="guarded"), "shell_exec", {"command": "sh", "stdin": "rm -rf /srv/x"})
+    result = await call(
+        make_settings(policy_mode="guarded"), "shell_exec", {"command": "sh", "stdin": "rm -rf /srv/x"}
+    )
     assert sc(result)["error"]["kind"] == "denied"
     assert sc(result)["error"]["tier"] == 3
 
@@ -90,7 +94,10 @@ async def test_tier3_elicit(
     victim.mkdir()
     settings = make_settings(confirm_tier3="elicit")
     result = await call(
-        settings, "shell_exec", {"command": f"rm -rf {victim}"}, elicitation_callback=_elicitation(answer, confirm)
+        settings,
+        "shell_exec",
+        {"command": f"rm -rf {victim}"},
+        elicitation_callback=_elicitation(answer, confirm),
     )
     assert victim.exists() is not runs
     assert result.is_error is not runs
@@ -101,7 +108,9 @@ async def test_tier3_elicit(
         assert record["decision"] == "confirm_required"
 
 
-async def test_tier3_elicit_fails_closed_without_support(make_settings: Callable[..., Settings], tmp_path: Path) -> None:
+async def test_tier3_elicit_fails_closed_without_support(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
     victim = tmp_path / "victim"
     victim.mkdir()
     result = await call(make_settings(confirm_tier3="elicit"), "shell_exec", {"command": f"rm -rf {victim}"})
@@ -109,7 +118,9 @@ async def test_tier3_elicit_fails_closed_without_support(make_settings: Callable
     assert victim.exists()
 
 
-async def test_tier3_token_single_use_and_bound(make_settings: Callable[..., Settings], tmp_path: Path) -> None:
+async def test_tier3_token_single_use_and_bound(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
     victim = tmp_path / "victim"
     victim.mkdir()
     settings = make_settings(confirm_tier3="token")
@@ -132,7 +143,9 @@ async def test_tier3_token_single_use_and_bound(make_settings: Callable[..., Set
     assert token not in settings.audit_path.read_text()  # confirm_token is redacted in the audit
 
 
-async def test_unwritable_audit_refuses_above_tier0(make_settings: Callable[..., Settings], tmp_path: Path) -> None:
+async def test_unwritable_audit_refuses_above_tier0(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("a regular file where the audit directory should be")
     settings = make_settings(audit_path=blocker / "audit.jsonl")

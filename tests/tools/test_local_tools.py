@@ -49,7 +49,9 @@ async def test_nonzero_exit_is_not_an_error(client: Client) -> None:
 
 
 async def test_separate_streams(client: Client) -> None:
-    result = await client.call_tool("shell_exec", {"command": "echo out; echo err >&2", "merge_stderr": False})
+    result = await client.call_tool(
+        "shell_exec", {"command": "echo out; echo err >&2", "merge_stderr": False}
+    )
     data = sc(result)
     assert data["stdout"] == "out\n"
     assert data["stderr"] == "err\n"
@@ -70,7 +72,9 @@ async def test_stdin_env_cwd(client: Client, tmp_path: Path) -> None:
 
 
 async def test_use_shell_false_execs_words(client: Client) -> None:
-    result = await client.call_tool("shell_exec", {"command": "printf '%s|' 'a b' '$HOME'", "use_shell": False})
+    result = await client.call_tool(
+        "shell_exec", {"command": "printf '%s|' 'a b' '$HOME'", "use_shell": False}
+    )
     assert sc(result)["output"] == "a b|$HOME|"
 
 
@@ -146,7 +150,9 @@ async def test_binary_output_not_dumped(client: Client) -> None:
 
 async def test_utf8_never_split_at_cut(client: Client) -> None:
     # 3-byte characters with a budget that does not divide evenly
-    result = await client.call_tool("shell_exec", {"command": "python3 -c \"print('€' * 5000)\"", "max_output": 1024})
+    result = await client.call_tool(
+        "shell_exec", {"command": "python3 -c \"print('€' * 5000)\"", "max_output": 1024}
+    )
     assert "\ufffd" not in sc(result)["output"]
 
 
@@ -155,12 +161,17 @@ async def test_script_bash_strict_stops_at_failure(client: Client) -> None:
     data = sc(result)
     assert data["exit_code"] == 1
     assert data["output"] == "one\n"
-    relaxed = await client.call_tool("shell_script", {"script": "echo one\nfalse\necho two\n", "strict": False})
+    relaxed = await client.call_tool(
+        "shell_script", {"script": "echo one\nfalse\necho two\n", "strict": False}
+    )
     assert sc(relaxed)["output"] == "one\ntwo\n"
 
 
 async def test_script_python(client: Client) -> None:
-    result = await client.call_tool("shell_script", {"script": "import sys\nprint(sum(range(10)), sys.version_info[0])", "interpreter": "python"})
+    result = await client.call_tool(
+        "shell_script",
+        {"script": "import sys\nprint(sum(range(10)), sys.version_info[0])", "interpreter": "python"},
+    )
     assert sc(result)["output"] == "45 3\n"
 
 
@@ -187,8 +198,8 @@ async def test_invalid_arguments_are_named_and_audited(
     assert result.is_error is True
     data = sc(result)
     assert data["error"]["kind"] == "invalid"
-    assert data["error"]["argument"].startswith(argument.split(".")[0])
-    assert argument.split(".")[0] in text_of(result)
+    assert data["error"]["argument"].startswith(argument.split(".", maxsplit=1)[0])
+    assert argument.split(".", maxsplit=1)[0] in text_of(result)
     assert "Traceback" not in text_of(result)
     record = read_audit(settings.audit_path)[-1]
     assert record["tool"] == tool
@@ -209,16 +220,35 @@ async def test_audit_record_fields_no_output_no_secret(client: Client, settings:
     secret = "hunter2-very-secret"
     await client.call_tool(
         "shell_exec",
-        {"command": f"echo OUTPUT-BODY-123; mysql -p{secret} -e 'select 1' 2>/dev/null; true", "env": {"DB_PASSWORD": secret}},
+        {
+            "command": f"echo OUTPUT-BODY-123; mysql -p{secret} -e 'select 1' 2>/dev/null; true",
+            "env": {"DB_PASSWORD": secret},
+        },
     )
     raw = settings.audit_path.read_text()
     assert "OUTPUT-BODY-123\n" not in raw  # the command text holds it, the output body is never written
     assert secret not in raw
     record = read_audit(settings.audit_path)[-1]
     for name in (
-        "ts", "seq", "tool", "tier", "decision", "outcome", "args", "exit_code", "duration_ms",
-        "output_sha256", "output_len", "stream_sha256", "stream_len", "request_id", "client_id",
-        "principal", "patterns_version", "prev", "chain",
+        "ts",
+        "seq",
+        "tool",
+        "tier",
+        "decision",
+        "outcome",
+        "args",
+        "exit_code",
+        "duration_ms",
+        "output_sha256",
+        "output_len",
+        "stream_sha256",
+        "stream_len",
+        "request_id",
+        "client_id",
+        "principal",
+        "patterns_version",
+        "prev",
+        "chain",
     ):
         assert name in record, name
     assert record["decision"] == "allowed"
@@ -244,7 +274,9 @@ async def test_progress_notifications_for_long_exec(client: Client) -> None:
         seen.append((progress, total, message))
 
     result = await client.call_tool(
-        "shell_exec", {"command": "for i in 1 2 3; do echo $i; sleep 0.8; done"}, progress_callback=on_progress
+        "shell_exec",
+        {"command": "for i in 1 2 3; do echo $i; sleep 0.8; done"},
+        progress_callback=on_progress,
     )
     assert sc(result)["exit_code"] == 0
     assert len(seen) >= 1

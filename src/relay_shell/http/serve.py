@@ -1,0 +1,145 @@
+"""The streamable HTTP transport (SPEC §10): /mcp, /healthz, /readyz, /metrics, OAuth.
+
+TLS is the edge's job (deploy/Caddyfile); this binds loopback by default. DNS-rebinding
+protection is always on: the accepted Host values are the bind address plus
+``RELAY_SHELL_HTTP_ALLOWED_HOSTS`` (the public name the edge forwards) and the issuer's host.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+from urllib.parse import urlsplit
+
+import anyio
+from mcp.server.auth.settings import AuthSettings, ClientRegistrationOptions, RevocationOptions
+from mcp.server.transport_security import TransportSecuritySettings
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+
+from relay_shell.app import RelayServer, Services, build_server, build_services
+from relay_shell.config import AuthMode, Settings
+
+log = logging.getLogger("relay_shell.http")
+
+PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def allowed_hosts(settings: Settings) -> tuple[list[str], list[str]]:
+    """Host header values and origins accepted by the DNS-rebinding check."""
+    hosts = {"127.0.0.1:*", "localhost:*", "[::1]:*", f"{settings.http_host}:*"}
+    extra = [h.strip() for h in (settings.http_allowed_hosts or "").split(",") if h.strip()]
+    issuer_host = urlsplit(settings.auth_issuer).netloc
+    if issuer_host:
+        extra.append(issuer_host)
+    for name in extra:
+        hosts.add(name)
+        if ":" not in name.rsplit("]", 1)[-1]:
+            hosts.add(f"{name}:*")
+    origins = {f"http://{h}" for h in hosts} | {f"https://{h}" for h in hosts}
+    return sorted(hosts), sorted(origins)
+
+
+def _auth_kwargs(settings: Settings) -> dict[str, Any]:
+    """Auth settings and provider/verifier for MCPServer, empty when auth is off."""
+    if not settings.auth_enabled:
+        return {}
+    from relay_shell.http.scopes import ALL_SCOPES, SCOPE_OPERATE
+
+    issuer = settings.auth_issuer.rstrip("/")
+    if settings.auth_mode is AuthMode.BUILTIN:
+        from relay_shell.http.oauth_store import FileOAuthProvider
+
+        provider = FileOAuthProvider(
+            settings.expand(settings.auth_state_dir),
+            issuer=issuer,
+            access_ttl=settings.auth_access_ttl,
+            refresh_ttl=settings.auth_refresh_ttl,
+            code_ttl=settings.auth_code_ttl,
+        )
+        auth = AuthSettings(
+            issuer_url=issuer,  # type: ignore[arg-type]
+            resource_server_url=settings.resource_url,  # type: ignore[arg-type]
+            client_registration_options=ClientRegistrationOptions(
+                enabled=True, valid_scopes=list(ALL_SCOPES), default_scopes=[SCOPE_OPERATE]
+            ),
+            revocation_options=RevocationOptions(enabled=True),
+            validate_token_resource=False,
+        )
+        return {"auth": auth, "auth_server_provider": provider}
+    from relay_shell.http.jwt_auth import JwtTokenVerifier
+
+    assert settings.auth_jwks_url is not None
+    verifier = JwtTokenVerifier(
+        jwks_url=settings.auth_jwks_url,
+        issuer=settings.auth_jwt_issuer or issuer,
+        audience=settings.auth_audience or settings.resource_url,
+        algorithms=settings.jwt_algorithms,
+    )
+    auth = AuthSettings(
+        issuer_url=settings.auth_jwt_issuer or issuer,  # type: ignore[arg-type]
+        resource_server_url=settings.resource_url,  # type: ignore[arg-type]
+        validate_token_resource=False,
+    )
+    return {"auth": auth, "token_verifier": verifier}
+
+
+def build_http_server(settings: Settings, services: Services | None = None) -> RelayServer:
+    """A RelayServer with auth wiring and the health/metrics routes registered."""
+    svc = services or build_services(settings)
+    server = build_server(settings, svc, **_auth_kwargs(settings))
+
+    @server.custom_route("/healthz", methods=["GET"])
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    @server.custom_route("/readyz", methods=["GET"])
+    async def readyz(request: Request) -> Response:
+        writable = svc.audit.check()
+        body = {
+            "status": "ready" if writable else "degraded",
+            "audit_writable": writable,
+            "audit_path": str(svc.audit.path),
+        }
+        return JSONResponse(body, status_code=200 if writable else 503)
+
+    @server.custom_route("/metrics", methods=["GET"])
+    async def metrics(request: Request) -> Response:
+        return PlainTextResponse(svc.metrics.render(), media_type=PROMETHEUS_CONTENT_TYPE)
+
+    return server
+
+
+def build_http_app(server: RelayServer) -> Starlette:
+    settings = server.services.settings
+    hosts, origins = allowed_hosts(settings)
+    security = TransportSecuritySettings(
+        enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins
+    )
+    return server.streamable_http_app(
+        streamable_http_path="/mcp", transport_security=security, host=settings.http_host
+    )
+
+
+async def serve_http(settings: Settings) -> None:
+    """Serve until SIGTERM/SIGINT, then tear every session, forward and connection down."""
+    import uvicorn
+
+    server = build_http_server(settings)
+    app = build_http_app(server)
+    config = uvicorn.Config(
+        app,
+        host=settings.http_host,
+        port=settings.http_port,
+        log_level="warning",
+        lifespan="on",
+        timeout_graceful_shutdown=5,
+    )
+    services = server.services
+    try:
+        await services.start()
+        await uvicorn.Server(config).serve()
+    finally:
+        with anyio.CancelScope(shield=True):
+            await services.aclose()
