@@ -1,0 +1,96 @@
+"""The audit hash chain (SPEC §7): canonical JSON and one link of the chain.
+
+Every chained record carries ``prev`` (the ``chain`` of the record before it, or
+:data:`GENESIS` for the very first record ever written) and ``chain``::
+
+    chain = sha256_hex(prev_ascii || canonical_json(record without "chain"))
+
+The record hashed includes ``prev`` itself, so a record cannot be moved to another place in
+the chain. Canonical JSON is UTF-8, keys sorted at every level, compact separators, no
+ASCII escaping, no NaN/Infinity. It is only defined for JSON-safe data: :func:`json_safe`
+turns any record into that shape, and the writer applies it before hashing, so what is
+hashed is exactly what is written and what a verifier parses back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Mapping
+from enum import Enum
+
+GENESIS = "0" * 64
+"""The ``prev`` of the first record of a brand-new trail."""
+
+CHAIN_FIELD = "chain"
+PREV_FIELD = "prev"
+
+type JsonValue = bool | int | float | str | list[JsonValue] | dict[str, JsonValue] | None
+
+
+def canonical_json(record: Mapping[str, object]) -> bytes:
+    """The canonical UTF-8 JSON encoding of a JSON-safe ``record``.
+
+    Raises ``TypeError`` or ``ValueError`` when the record holds values JSON cannot
+    represent (pass it through :func:`json_safe` first).
+    """
+    text = json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return text.encode("utf-8")
+
+
+def link(prev: str, record_without_chain: Mapping[str, object]) -> str:
+    """The ``chain`` value of a record whose predecessor's ``chain`` is ``prev``.
+
+    ``record_without_chain`` is the record as written, ``prev`` field included, ``chain``
+    field excluded (a ``chain`` key present in the mapping is ignored).
+    """
+    if CHAIN_FIELD in record_without_chain:
+        record_without_chain = {k: v for k, v in record_without_chain.items() if k != CHAIN_FIELD}
+    digest = hashlib.sha256(prev.encode("ascii"))
+    digest.update(canonical_json(record_without_chain))
+    return digest.hexdigest()
+
+
+def is_chain_value(value: object) -> bool:
+    """True for a 64-character lowercase hex string (the shape of ``prev`` and ``chain``)."""
+    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+
+
+def json_safe(value: object) -> JsonValue:
+    """A copy of ``value`` made only of JSON types, stable under a JSON round trip.
+
+    Mappings become dicts with string keys, sequences (list, tuple, set) become lists,
+    enums become their value, non-finite floats and unknown objects become their ``str``,
+    and strings holding lone surrogates (undecodable bytes from ``os.fsdecode``) get them
+    replaced by a visible ``\\udcXX`` escape so the record can be UTF-8 encoded.
+    """
+    if isinstance(value, Enum):
+        value = value.value
+    if isinstance(value, Mapping):
+        return {_utf8_safe(str(key)): json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(item) for item in value]
+    if isinstance(value, set | frozenset):
+        return [json_safe(item) for item in sorted(value, key=repr)]
+    return _scalar(value)
+
+
+def _scalar(value: object) -> JsonValue:
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value) if math.isfinite(value) else str(value)
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    return _utf8_safe(value if isinstance(value, str) else str(value))
+
+
+def _utf8_safe(text: str) -> str:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text if type(text) is str else str.__str__(text)
