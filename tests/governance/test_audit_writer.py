@@ -178,6 +178,34 @@ def test_chain_and_seq_resume_in_a_new_sink(audit_path: Path) -> None:
     assert report.records == 3
 
 
+def test_resume_after_a_record_larger_than_the_read_blocks(audit_path: Path) -> None:
+    big = AuditSink(audit_path).write(call(args={"script": "x" * (2 * 1024 * 1024)}))
+    resumed = AuditSink(audit_path).write(call(2))
+    assert (resumed["seq"], resumed["prev"]) == (2, big["chain"])
+    assert verify_chain(audit_path).ok
+
+
+def test_write_after_close_reopens_and_continues(audit_path: Path) -> None:
+    sink = AuditSink(audit_path)
+    first = sink.write(call(1))
+    sink.close()
+    sink.close()
+    second = sink.write(call(2))
+    assert (second["seq"], second["prev"]) == (2, first["chain"])
+    assert sink.path == audit_path
+    assert verify_chain(audit_path).ok
+
+
+def test_check_follows_a_rotation_and_creates_the_new_file(audit_path: Path) -> None:
+    sink = AuditSink(audit_path)
+    sink.write(call(1))
+    os.rename(audit_path, audit_path.with_name("audit.jsonl.1"))
+    assert sink.check() is True
+    assert audit_path.exists()
+    assert mode_of(audit_path) == 0o600
+    assert sink.seq == 1
+
+
 def test_torn_last_line_does_not_swallow_the_next_record(audit_path: Path) -> None:
     AuditSink(audit_path).write(call(1))
     with audit_path.open("ab") as handle:

@@ -54,10 +54,11 @@ from relay_shell.governance.audit.chain import (
 )
 from relay_shell.governance.audit.formats import dumps_jsonl, parse_line, to_cef, to_leef
 from relay_shell.governance.audit.tail import lines_backwards
+from relay_shell.governance.audit.verify import MAX_LINE_BYTES
 
 FILE_MODE = 0o600
 DIRECTORY_MODE = 0o700
-RESUME_SCAN_BYTES = 4 * 1024 * 1024
+RESUME_SCAN_BYTES = 2 * MAX_LINE_BYTES
 """How far back from the end the sink looks for the last readable record."""
 
 _SINK_FIELDS = frozenset({"ts", "seq", PREV_FIELD, CHAIN_FIELD})
@@ -150,10 +151,9 @@ class AuditSink:
             try:
                 with self._locked_file() as fd:
                     written, line = self._compose(record)
-                    data = ("\n" if self._needs_newline else "") + line + "\n"
-                    _write_all(fd, data.encode("utf-8"))
-                    assert self._known_size is not None
-                    self._known_size += len(data.encode("utf-8"))
+                    data = (("\n" if self._needs_newline else "") + line + "\n").encode("utf-8")
+                    _write_all(fd, data)
+                    self._known_size = (self._known_size or 0) + len(data)
                     self._needs_newline = False
             except OSError as exc:
                 self._known_size = None
@@ -238,7 +238,7 @@ class AuditSink:
         self._needs_newline = size > 0 and os.pread(fd, 1, size - 1) != b"\n"
         if size == 0:
             return  # a new (rotated) file: continue from the head in memory
-        for line in lines_backwards(fd, size, max_scan=RESUME_SCAN_BYTES):
+        for line in lines_backwards(fd, size, max_line=MAX_LINE_BYTES, max_scan=RESUME_SCAN_BYTES):
             last = parse_line(line) if line else None
             if last is None:
                 continue
