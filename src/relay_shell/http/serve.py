@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import anyio
-from mcp.server.auth.settings import AuthSettings, ClientRegistrationOptions, RevocationOptions
+from mcp.server.auth.settings import AuthSettings
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -45,11 +45,13 @@ def _auth_kwargs(settings: Settings) -> dict[str, Any]:
     """Auth settings and provider/verifier for MCPServer, empty when auth is off."""
     if not settings.auth_enabled:
         return {}
-    from relay_shell.http.scopes import ALL_SCOPES, SCOPE_OPERATE
-
     issuer = settings.auth_issuer.rstrip("/")
     if settings.auth_mode is AuthMode.BUILTIN:
-        from relay_shell.http.oauth_store import FileOAuthProvider
+        from relay_shell.http.oauth_store import (
+            FileOAuthProvider,
+            client_registration_options,
+            revocation_options,
+        )
 
         provider = FileOAuthProvider(
             settings.expand(settings.auth_state_dir),
@@ -61,10 +63,8 @@ def _auth_kwargs(settings: Settings) -> dict[str, Any]:
         auth = AuthSettings(
             issuer_url=issuer,  # type: ignore[arg-type]
             resource_server_url=settings.resource_url,  # type: ignore[arg-type]
-            client_registration_options=ClientRegistrationOptions(
-                enabled=True, valid_scopes=list(ALL_SCOPES), default_scopes=[SCOPE_OPERATE]
-            ),
-            revocation_options=RevocationOptions(enabled=True),
+            client_registration_options=client_registration_options(),
+            revocation_options=revocation_options(),
             validate_token_resource=False,
         )
         return {"auth": auth, "auth_server_provider": provider}

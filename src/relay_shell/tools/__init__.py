@@ -10,7 +10,8 @@ if TYPE_CHECKING:
 
 def register_all(server: RelayServer, services: Services) -> None:
     """Register every tool family on ``server``; families may add services they own."""
-    from relay_shell.tools import diagnostics, local
+    from relay_shell.tools import diagnostics, local, sessions
 
     local.register(server)
+    sessions.register(server, services)
     diagnostics.register(server)

@@ -71,3 +71,100 @@ class ServerInfoResult(ToolOutput):
     identity: dict[str, object] = Field(default_factory=dict)
     counts: dict[str, int] = Field(default_factory=dict)
     patterns_version: str = ""
+
+
+class SessionResult(ToolOutput):
+    session_id: str = ""
+    kind: str = ""
+    host: str | None = None
+    command: str = ""
+    cols: int = 0
+    rows: int = 0
+    age_s: float = 0.0
+    idle_s: float = 0.0
+    bytes_buffered: int = 0
+    bytes_produced: int = 0
+    bytes_dropped: int = 0
+    state: str = ""
+    exit_code: int | None = None
+    bytes_sent: int | None = None
+
+
+class SessionRecvResult(ToolOutput):
+    session_id: str = ""
+    output: str = ""
+    bytes: int = 0
+    matched: bool | None = Field(default=None, description="Whether `until` matched (null without until)")
+    timed_out: bool = False
+    ended: bool = False
+    exit_code: int | None = None
+    dropped_bytes: int = 0
+
+
+class SessionListResult(ToolOutput):
+    sessions: list[SessionResult] = Field(default_factory=list)
+    count: int = 0
+
+
+class FanoutHostRow(BaseModel):
+    host: str
+    status: Literal["ok", "failed", "timeout", "unreachable", "denied"]
+    exit_code: int | None = None
+    output: str = ""
+    truncated: bool = False
+    output_bytes: int = 0
+    stream_sha256: str | None = None
+    duration_ms: int = 0
+    reason: str | None = None
+
+
+class FanoutResult(ToolOutput):
+    results: list[FanoutHostRow] = Field(default_factory=list, description="One row per host, in input order")
+    recap: dict[str, int] = Field(default_factory=dict, description="Host count per status")
+
+
+class HostCheckRow(BaseModel):
+    host: str
+    ok: bool
+    reason: str | None = None
+    detail: str | None = None
+    latency_ms: int | None = None
+
+
+class HostCheckResult(ToolOutput):
+    hosts: list[HostCheckRow] = Field(default_factory=list)
+    ok: int = 0
+    total: int = 0
+
+
+class ScannedKeyRow(BaseModel):
+    key_type: str
+    known_hosts_line: str
+    fingerprint_sha256: str
+
+
+class KeyscanHostRow(BaseModel):
+    host: str
+    error: str | None = None
+    keys: list[ScannedKeyRow] = Field(default_factory=list)
+
+
+class KeyscanResult(ToolOutput):
+    hosts: list[KeyscanHostRow] = Field(default_factory=list)
+
+
+class HostSpecRow(BaseModel):
+    alias: str
+    hostname: str
+    user: str
+    port: int
+    identity_files: list[str] = Field(default_factory=list)
+    known_hosts: str = ""
+    jump: list[str] = Field(default_factory=list)
+    tags: list[str] = Field(default_factory=list)
+    source: str = ""
+
+
+class HostsResult(ToolOutput):
+    hosts: list[HostSpecRow] = Field(default_factory=list)
+    count: int = 0
