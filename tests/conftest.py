@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -52,10 +54,44 @@ async def server(settings: Settings) -> AsyncIterator[RelayServer]:
         await srv.services.aclose()
 
 
+@asynccontextmanager
+async def connected(target: Any, **kwargs: Any) -> AsyncIterator[Client]:
+    """An MCP client whose context is entered and exited in one task of its own.
+
+    pytest-asyncio runs a fixture's setup and teardown in different tasks, which anyio's
+    cancel scopes inside the client refuse; an owner task keeps them in one task.
+    """
+    ready = asyncio.Event()
+    release = asyncio.Event()
+    holder: dict[str, Client] = {}
+    failure: list[BaseException] = []
+
+    async def owner() -> None:
+        try:
+            async with Client(target, **kwargs) as client:
+                holder["client"] = client
+                ready.set()
+                await release.wait()
+        except BaseException as exc:
+            failure.append(exc)
+            ready.set()
+            raise
+
+    task = asyncio.create_task(owner())
+    await ready.wait()
+    if failure:
+        await task
+    try:
+        yield holder["client"]
+    finally:
+        release.set()
+        await task
+
+
 @pytest.fixture
 async def client(server: RelayServer) -> AsyncIterator[Client]:
-    async with Client(server) as connected:
-        yield connected
+    async with connected(server) as connected_client:
+        yield connected_client
 
 
 def read_audit(path: Path) -> list[dict[str, Any]]:

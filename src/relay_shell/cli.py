@@ -127,9 +127,13 @@ def _serve(settings: object) -> int:
     assert isinstance(settings, Settings)
     try:
         if settings.transport is Transport.HTTP:
-            from relay_shell.http.serve import serve_http
+            from relay_shell.http.serve import HttpStartFailed, serve_http
 
-            anyio.run(serve_http, settings)
+            try:
+                anyio.run(serve_http, settings)
+            except HttpStartFailed as exc:
+                print(f"relay-shell: {exc}", file=sys.stderr)
+                return EXIT_RUNTIME
         else:
             anyio.run(_serve_stdio, settings)
     except KeyboardInterrupt:
@@ -151,7 +155,7 @@ async def _serve_stdio(settings: object) -> None:
     services = server.services
     try:
         async with anyio.create_task_group() as tasks:
-            tasks.start_soon(_cancel_on_signal, tasks.cancel_scope)
+            tasks.start_soon(_exit_on_signal, services)
             await services.start()
             await server.run_stdio_async()
             tasks.cancel_scope.cancel()  # stdin EOF: the client went away
@@ -160,12 +164,25 @@ async def _serve_stdio(settings: object) -> None:
             await services.aclose()
 
 
-async def _cancel_on_signal(scope: object) -> None:
+async def _exit_on_signal(services: object) -> None:
+    """SIGTERM/SIGINT/SIGHUP: tear everything down, then exit 0.
+
+    The stdio transport reads stdin in a worker thread that cannot be interrupted, so a
+    cancelled task group would wait for the next input line forever; after the orderly
+    teardown (sessions, forwards, connections, audit sink) the process exits directly.
+    """
+    import os
+
     import anyio
 
-    assert isinstance(scope, anyio.CancelScope)
+    from relay_shell.app import Services
+
+    assert isinstance(services, Services)
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
         async for signum in signals:
             log.warning("received %s, shutting down", signal.Signals(signum).name)
-            scope.cancel()
-            return
+            with anyio.CancelScope(shield=True), anyio.move_on_after(30):
+                await services.aclose()
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(EXIT_OK)

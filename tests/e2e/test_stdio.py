@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from mcp import Client, StdioServerParameters
 
-from tests.conftest import pids_with_marker, read_audit
+from tests.conftest import connected, pids_with_marker, read_audit
 
 RELAY = str(Path(sys.executable).parent / "relay-shell")
 
@@ -35,7 +35,7 @@ def server_env(tmp_path: Path, **extra: str) -> dict[str, str]:
 @pytest.fixture
 async def stdio_client(tmp_path: Path) -> AsyncIterator[Client]:
     params = StdioServerParameters(command=RELAY, args=[], env=server_env(tmp_path), cwd=str(tmp_path))
-    async with Client(params, read_timeout_seconds=60) as client:
+    async with connected(params, read_timeout_seconds=60) as client:
         yield client
 
 
@@ -81,7 +81,7 @@ async def test_exec_paths_and_audit(stdio_client: Client, tmp_path: Path) -> Non
     assert sc(invalid)["error"]["kind"] == "invalid"
     assert "env" in invalid.content[0].text
     records = read_audit(tmp_path / "audit.jsonl")
-    assert [r["tool"] for r in records] == ["shell_exec"] * 6 + ["shell_script"] * 2 + ["shell_exec"]
+    assert [r["tool"] for r in records] == ["shell_exec"] * 5 + ["shell_script"] * 2 + ["shell_exec"]
     assert [r["outcome"] for r in records][:3] == ["ok", "ok", "timeout"]
     raw = (tmp_path / "audit.jsonl").read_text()
     assert "aaaaaaaaaa" not in raw  # no output body

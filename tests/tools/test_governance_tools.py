@@ -83,12 +83,13 @@ def _elicitation(answer: str, confirm: bool) -> Any:
     return callback
 
 
+@pytest.mark.parametrize("mode", ["auto", "legacy"])  # 2026-07-28 multi-round flow, and mid-call requests
 @pytest.mark.parametrize(
     ("answer", "confirm", "runs"),
     [("accept", True, True), ("decline", False, False), ("accept", False, False), ("cancel", False, False)],
 )
 async def test_tier3_elicit(
-    make_settings: Callable[..., Settings], tmp_path: Path, answer: str, confirm: bool, runs: bool
+    make_settings: Callable[..., Settings], tmp_path: Path, answer: str, confirm: bool, runs: bool, mode: str
 ) -> None:
     victim = tmp_path / "victim"
     victim.mkdir()
@@ -98,6 +99,7 @@ async def test_tier3_elicit(
         "shell_exec",
         {"command": f"rm -rf {victim}"},
         elicitation_callback=_elicitation(answer, confirm),
+        mode=mode,
     )
     assert victim.exists() is not runs
     assert result.is_error is not runs

@@ -128,7 +128,7 @@ async def test_cancellation_kills_group_and_is_audited(server: Any, settings: Se
 async def test_large_output_truncated_head_and_tail(client: Client) -> None:
     # 5 MB of numbered lines: head and tail kept, total reported, memory bounded.
     result = await client.call_tool(
-        "shell_exec", {"command": "seq 1 700000; echo LAST-LINE", "max_output": 30000}
+        "shell_exec", {"command": "seq 1 800000; echo LAST-LINE", "max_output": 30000}
     )
     data = sc(result)
     assert data["truncated"] is True

@@ -14,7 +14,7 @@ from mcp import Client
 
 from relay_shell.app import build_server
 from relay_shell.config import Settings
-from tests.conftest import live_group_members, pids_with_marker, read_audit
+from tests.conftest import connected, live_group_members, pids_with_marker, read_audit
 
 PROMPT = r"\$ $"
 
@@ -130,8 +130,8 @@ async def test_kill_leaves_no_process_and_no_fd(client: Client) -> None:
 @pytest.fixture
 async def small_client(make_settings: Callable[..., Settings]) -> AsyncIterator[Client]:
     server = build_server(make_settings(max_sessions=2))
-    async with Client(server) as connected:
-        yield connected
+    async with connected(server) as small:
+        yield small
     await server.services.aclose()
 
 

@@ -15,7 +15,9 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Literal, Protocol
 
-ElicitAnswer = Literal["accept", "decline", "cancel", "unsupported"]
+ElicitAnswer = Literal["accept", "decline", "cancel", "unsupported", "pending"]
+"""``pending``: the question was handed to the client inside the result (protocol >= 2026-07-28);
+the call ends now and the client retries it with the answer."""
 
 TOKEN_TTL_S = 300.0
 MAX_PENDING_TOKENS = 1024
@@ -25,6 +27,10 @@ class Confirmer(Protocol):
     """Asks the human behind the client; returns what they answered."""
 
     async def ask(self, message: str) -> ElicitAnswer: ...
+
+    def pending_result(self) -> object:
+        """After ``ask`` returned ``pending``: the protocol result that carries the question."""
+        ...
 
 
 def call_binding(tool: str, args: Mapping[str, object], who: str) -> str:

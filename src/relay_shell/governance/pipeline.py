@@ -20,7 +20,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from mcp_types import CallToolResult, TextContent
+from mcp_types import CallToolResult, InputRequiredResult, TextContent
 
 from relay_shell.config import ConfirmMode, Settings
 from relay_shell.errors import (
@@ -144,20 +144,31 @@ class Pipeline:
         *,
         progress: ProgressFn | None = None,
         confirmer: Confirmer | None = None,
-    ) -> CallToolResult:
-        """Run one call through every stage and return its MCP result (never raises, except cancel)."""
+    ) -> CallToolResult | InputRequiredResult:
+        """Run one call through every stage and return its MCP result (never raises, except cancel).
+
+        An ``InputRequiredResult`` is returned only when a tier-3 confirmation is being asked
+        through the 2026-07-28 multi-round flow; the client retries the call with the answer.
+        """
         started = time.monotonic()
         state = _CallState(tool=tool, args=args, identity=identity)
         try:
             plan = planner()
             state.targets = list(plan.targets)
-            state.tier = self._classify(plan)
-            self._admit(state, plan)
-            await self._confirm(state, plan, confirmer)
-            call = Call(tool, state.tier, plan.timeout_s, identity, progress or _no_progress)
+            tier = state.tier = self._classify(plan)
+            self._admit(state, plan, tier)
+            await self._confirm(state, plan, confirmer, tier)
+            if state.confirmation == "elicit:pending" and confirmer is not None:
+                pending = confirmer.pending_result()
+                assert isinstance(pending, InputRequiredResult)
+                state.decision = "confirm_required"
+                state.result_outcome = "denied"
+                self._finish(state, started, None)
+                return pending
+            call = Call(tool, tier, plan.timeout_s, identity, progress or _no_progress)
             outcome = await self._execute(plan, call)
             state.outcome = outcome
-            result = _shape_ok(outcome, state.tier, plan.notes)
+            result = _shape_ok(outcome, tier, plan.notes)
             state.result_outcome = "ok"
         except asyncio.CancelledError:
             state.result_outcome = "cancelled"
@@ -188,17 +199,17 @@ class Pipeline:
             return plan.tier
         return max(plan.min_tier, classify_text(plan.text).tier)
 
-    def _admit(self, state: _CallState, plan: Plan) -> None:
+    def _admit(self, state: _CallState, plan: Plan, tier: int) -> None:
         probe = build_probe(state.tool, plan.text, plan.targets)
-        decision = decide(self.policy, state.tool, state.tier, probe)
+        decision = decide(self.policy, state.tool, tier, probe)
         state.rule = decision.rule
-        if decision.allowed and state.identity.max_tier is not None and state.tier > state.identity.max_tier:
+        if decision.allowed and state.identity.max_tier is not None and tier > state.identity.max_tier:
             decision = Decision(
                 allowed=False,
-                tier=state.tier,
+                tier=tier,
                 reason=(
                     f"refused: this token's scopes allow up to tier {state.identity.max_tier}, "
-                    f"the call is tier {state.tier} ({TIER_NAMES[state.tier]}); ask the operator for a token "
+                    f"the call is tier {tier} ({TIER_NAMES[tier]}); ask the operator for a token "
                     "with a wider scope instead of retrying"
                 ),
                 rule="scope",
@@ -208,15 +219,15 @@ class Pipeline:
             state.decision = "denied"
             self.metrics.record_denial(tool=state.tool, reason=decision.rule or "policy")
             raise PolicyDenied(decision)
-        if state.tier > 0 and self.settings.audit_required and self.audit.degraded and not self.audit.check():
+        if tier > 0 and self.settings.audit_required and self.audit.degraded and not self.audit.check():
             raise AuditUnavailable(
                 f"the audit sink {self.audit.path} cannot be written ({self.audit.last_error}); calls above tier 0 "
                 "are refused until it recovers (RELAY_SHELL_AUDIT_REQUIRED). Tell the operator."
             )
 
-    async def _confirm(self, state: _CallState, plan: Plan, confirmer: Confirmer | None) -> None:
+    async def _confirm(self, state: _CallState, plan: Plan, confirmer: Confirmer | None, tier: int) -> None:
         mode = self.settings.confirm_tier3
-        if state.tier < 3 or mode is ConfirmMode.OFF:
+        if tier < 3 or mode is ConfirmMode.OFF:
             return
         summary = plan.confirm_summary or f"{state.tool}: {plan.text[:200]}"
         if mode is ConfirmMode.TOKEN:
@@ -245,7 +256,7 @@ class Pipeline:
             else "unsupported"
         )
         state.confirmation = f"elicit:{answer}"
-        if answer == "accept":
+        if answer in ("accept", "pending"):
             return
         state.decision = "confirm_required"
         if answer == "unsupported":
@@ -341,7 +352,9 @@ class Pipeline:
         if state.confirmation:
             record["confirmation"] = state.confirmation
         if outcome and outcome.audit_extra:
-            record.update(_bounded(redact(outcome.audit_extra)))  # type: ignore[arg-type]
+            extra = _bounded(redact(outcome.audit_extra))
+            if isinstance(extra, dict):
+                record.update(extra)
         try:
             self.audit.write(record)
         except AuditUnavailable as exc:

@@ -7,11 +7,15 @@ protection is always on: the accepted Host values are the bind address plus
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
 import anyio
+import uvicorn
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
@@ -90,11 +94,9 @@ def build_http_server(settings: Settings, services: Services | None = None) -> R
     svc = services or build_services(settings)
     server = build_server(settings, svc, **_auth_kwargs(settings))
 
-    @server.custom_route("/healthz", methods=["GET"])
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
-    @server.custom_route("/readyz", methods=["GET"])
     async def readyz(request: Request) -> Response:
         writable = svc.audit.check()
         body = {
@@ -104,10 +106,13 @@ def build_http_server(settings: Settings, services: Services | None = None) -> R
         }
         return JSONResponse(body, status_code=200 if writable else 503)
 
-    @server.custom_route("/metrics", methods=["GET"])
     async def metrics(request: Request) -> Response:
+        svc.audit.check()  # relay_shell_audit_degraded tells the sink's state now, not at the last write
         return PlainTextResponse(svc.metrics.render(), media_type=PROMETHEUS_CONTENT_TYPE)
 
+    server.custom_route("/healthz", methods=["GET"])(healthz)
+    server.custom_route("/readyz", methods=["GET"])(readyz)
+    server.custom_route("/metrics", methods=["GET"])(metrics)
     return server
 
 
@@ -122,10 +127,52 @@ def build_http_app(server: RelayServer) -> Starlette:
     )
 
 
-async def serve_http(settings: Settings) -> None:
-    """Serve until SIGTERM/SIGINT, then tear every session, forward and connection down."""
-    import uvicorn
+class HttpStartFailed(RuntimeError):
+    """The HTTP listener could not start (the address is taken, or not ours to bind)."""
 
+
+class _RelayUvicorn(uvicorn.Server):
+    """A uvicorn server that leaves SIGTERM/SIGINT/SIGHUP to :func:`serve_http`.
+
+    Stock uvicorn re-raises a caught signal after its own shutdown so that the default
+    action ends the process: relay-shell would then die by SIGTERM (exit 143) before
+    tearing its sessions, forwards and connections down.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def _stop_on_signal(server: uvicorn.Server) -> None:
+    """First signal: graceful shutdown; a second one: stop waiting for open connections."""
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+        async for signum in signals:
+            if server.should_exit:
+                server.force_exit = True
+            else:
+                log.warning("received %s, shutting down", signal.Signals(signum).name)
+                server.should_exit = True
+
+
+async def _serve_until_signal(server: uvicorn.Server) -> bool:
+    """Run uvicorn until a signal stops it; False when it could not start at all."""
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(_stop_on_signal, server)
+        try:
+            await server.serve()
+        except SystemExit:  # uvicorn's report of a failed start; it has logged the reason
+            return False
+        finally:
+            tasks.cancel_scope.cancel()
+    return True
+
+
+async def serve_http(settings: Settings) -> None:
+    """Serve until SIGTERM/SIGINT/SIGHUP, then tear every session, forward and connection down.
+
+    Raises :class:`HttpStartFailed` when the listener cannot be opened.
+    """
     server = build_http_server(settings)
     app = build_http_app(server)
     config = uvicorn.Config(
@@ -139,7 +186,9 @@ async def serve_http(settings: Settings) -> None:
     services = server.services
     try:
         await services.start()
-        await uvicorn.Server(config).serve()
+        started = await _serve_until_signal(_RelayUvicorn(config))
     finally:
         with anyio.CancelScope(shield=True):
             await services.aclose()
+    if not started:
+        raise HttpStartFailed(f"cannot serve HTTP on {settings.http_host}:{settings.http_port}")

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, cast
 
+from mcp.server.elicitation import render_elicitation_schema
 from mcp.server.mcpserver import Context
-from mcp_types import CallToolResult, ToolAnnotations
+from mcp_types import (
+    CallToolResult,
+    ElicitRequest,
+    ElicitRequestFormParams,
+    ElicitResult,
+    InputRequiredResult,
+    ToolAnnotations,
+)
+from mcp_types.version import is_version_at_least
 from pydantic import BaseModel, Field
 
 from relay_shell.governance.confirm import ElicitAnswer
@@ -15,6 +25,7 @@ from relay_shell.governance.pipeline import Identity, Planner
 
 if TYPE_CHECKING:
     from relay_shell.app import RelayServer, Services
+    from relay_shell.http.scopes import Principal
 
 log = logging.getLogger("relay_shell.tools")
 
@@ -60,7 +71,7 @@ def identity_of(ctx: Context) -> Identity:
     return Identity(request_id=request_id, client_id=client_id, subject=subject, max_tier=max_tier)
 
 
-def _principal() -> _PrincipalLike | None:
+def _principal() -> Principal | None:
     try:
         from relay_shell.http.scopes import current_principal
     except ImportError:  # the http extra is optional; no principal without it
@@ -68,33 +79,60 @@ def _principal() -> _PrincipalLike | None:
     return current_principal()
 
 
-class _PrincipalLike:
-    subject: str | None
-    client_id: str | None
-    max_tier: int
-
-
 class _Confirm(BaseModel):
     confirm: bool = Field(description="Run it?")
 
 
+CONFIRM_KEY = "relay-shell/confirm-tier3"
+MULTI_ROUND_VERSION = "2026-07-28"
+
+
 class ContextConfirmer:
-    """Asks the human through MCP elicitation (form mode) on this request's session."""
+    """Asks the human through MCP elicitation (form mode), in whichever way the session speaks.
+
+    Protocol >= 2026-07-28 has no server-to-client requests mid-call: the question travels in an
+    ``InputRequiredResult`` and the client retries the call with the answer. The sealed
+    ``request_state`` carries a digest of the exact question, so an answer only counts for the
+    question that was shown. Older sessions get a standalone ``elicitation/create`` request.
+    """
 
     def __init__(self, ctx: Context) -> None:
         self._ctx = ctx
+        self._pending: InputRequiredResult | None = None
+
+    def pending_result(self) -> object:
+        return self._pending
 
     async def ask(self, message: str) -> ElicitAnswer:
         try:
             capabilities = self._ctx.client_capabilities
+            version = self._ctx.protocol_version
         except ValueError:
             return "unsupported"
         if capabilities is None or capabilities.elicitation is None:
             return "unsupported"
+        if version is not None and is_version_at_least(version, MULTI_ROUND_VERSION):
+            return self._ask_multi_round(message)
         answer = await self._ctx.elicit(message, schema=_Confirm)
         if answer.action == "accept":
-            return "accept" if getattr(answer, "data", None) and answer.data.confirm else "decline"  # type: ignore[union-attr]
+            return "accept" if answer.data.confirm else "decline"
         return "decline" if answer.action == "decline" else "cancel"
+
+    def _ask_multi_round(self, message: str) -> ElicitAnswer:
+        digest = hashlib.sha256(message.encode()).hexdigest()
+        response = (self._ctx.input_responses or {}).get(CONFIRM_KEY)
+        if response is not None and self._ctx.request_state == digest and isinstance(response, ElicitResult):
+            if response.action == "accept":
+                confirmed = (response.content or {}).get("confirm") is True
+                return "accept" if confirmed else "decline"
+            return "decline" if response.action == "decline" else "cancel"
+        request = ElicitRequest(
+            params=ElicitRequestFormParams(
+                message=message, requested_schema=render_elicitation_schema(_Confirm)
+            )
+        )
+        self._pending = InputRequiredResult(input_requests={CONFIRM_KEY: request}, request_state=digest)
+        return "pending"
 
 
 async def run_tool(ctx: Context, tool: str, args: Mapping[str, object], planner: Planner) -> CallToolResult:
@@ -103,6 +141,9 @@ async def run_tool(ctx: Context, tool: str, args: Mapping[str, object], planner:
     async def progress(value: float, total: float | None, message: str | None) -> None:
         await ctx.report_progress(value, total, message)
 
-    return await services(ctx).pipeline.run(
+    result = await services(ctx).pipeline.run(
         tool, args, identity_of(ctx), planner, progress=progress, confirmer=ContextConfirmer(ctx)
     )
+    # An InputRequiredResult (a tier-3 question in the multi-round flow) passes through the SDK
+    # unchanged; tools declare CallToolResult because the SDK refuses a union return annotation.
+    return cast(CallToolResult, result)
