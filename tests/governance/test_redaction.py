@@ -198,7 +198,7 @@ LOOK_ALIKES = [
     "hf_hub_download eyJ AKIA1234 ghp_short",
     "ssh -o PasswordAuthentication=no -o PubkeyAuthentication=yes host",
     "PWD=/home/me OLDPWD=/tmp",
-    "max_tokens=100",
+    "max_tokens=100 password_policy=strict token_url=https://idp/token password_min_length: 12",
     "--password-file /run/pw --token-file=/run/t --password-stdin",
     "psql --no-password db; ansible --ask-pass all",
     "docker run -v /etc/secret:/etc/secret:ro img",
@@ -288,6 +288,8 @@ STRUCTURES = [
         {"command": f"mysql -p{R}", "timeout": 5.0, "merge": True},
     ),
     ({f"key {GITHUB_TOKEN}": 1}, {f"key ghp_{R}": 1}),
+    # Only the redacted key reads as private_key; judging it too keeps redact idempotent.
+    ({"-----BEGIN RSA PRIVATE KEY-----policy": None}, {f"-----BEGIN RSA PRIVATE KEY-----{R}": R}),
     (["--password", "x", "y", "--token", 7], ["--password", R, "y", "--token", R]),
     (("curl", "-u", "a:b", "https://u:p@h"), ("curl", "-u", "a:b", f"https://u:{R}@h")),
     ([{"secret": 1}, ("password=x",)], [{"secret": R}, (f"password={R}",)]),

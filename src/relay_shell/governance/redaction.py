@@ -490,17 +490,23 @@ def _redact_nested(value: object, depth: int) -> object:
     if depth >= _MAX_DEPTH:
         return REDACTED
     if isinstance(value, dict):
-        return {
-            _redact_nested(key, depth + 1): (
-                REDACTED if isinstance(key, str) and _is_secret_name(key) else _redact_nested(item, depth + 1)
-            )
-            for key, item in value.items()
-        }
+        return dict(_redact_entry(key, item, depth) for key, item in value.items())
     if isinstance(value, set | frozenset):
         members = (_redact_nested(member, depth + 1) for member in value)
         return set(members) if isinstance(value, set) else frozenset(members)
     items = _redact_sequence(value, depth)
     return items if isinstance(value, list) else tuple(items)
+
+
+def _redact_entry(key: object, item: object, depth: int) -> tuple[object, object]:
+    """Redact a dict entry. The value is secret when the key names a secret before or after
+    its own redaction (the second keeps redact idempotent: ``-----BEGIN ... KEY-----x``
+    only reads as ``private_key`` once its tail is REDACTED)."""
+    redacted_key = _redact_nested(key, depth + 1)
+    secret = isinstance(key, str) and (
+        _is_secret_name(key) or (isinstance(redacted_key, str) and _is_secret_name(redacted_key))
+    )
+    return redacted_key, REDACTED if secret else _redact_nested(item, depth + 1)
 
 
 def _redact_sequence(items: list[object] | tuple[object, ...], depth: int) -> list[object]:
