@@ -684,16 +684,45 @@ def test_highest_tier_wins_anywhere_in_the_text(text: str, rule: str) -> None:
     assert classify_text(text).rule == rule
 
 
-def test_plain_commands_are_reversible() -> None:
-    for text in (
-        "ls -la",
-        "uptime",
-        "df -h",
-        "cat /var/log/syslog | tail",
-        "echo hello > /tmp/x",
-        "mkdir -p a/b",
-    ):
-        assert classify_text(text) == Classification(1, None, None), text
+EVERYDAY_READS = [
+    "ls -la",
+    "uptime",
+    "df -h; free -m; uptime",
+    "cat /var/log/syslog | tail",
+    "ps aux | grep -v grep | grep nginx",
+    "journalctl -u ssh --since today | tail -n 50",
+    "cat /etc/os-release",
+    "ss -tlnp",
+    "top -bn1 | head -20",
+    "systemctl list-timers",
+    "docker stats --no-stream",
+    "du -sh /var/* 2>/dev/null | sort -h",
+    "find /var/log -name '*.gz' -mtime +7",
+    "curl -fsS http://127.0.0.1:8080/health",
+    "git status && git log --oneline -5",
+    "awk -F: '{print $1}' /etc/passwd",
+    "ls -la /etc/nginx/sites-enabled/",
+    "nginx -t",
+    "id; groups; getent group sudo",
+    "stat /etc/shadow",
+    "iptables -S",
+    "kubectl get events --sort-by=.metadata.creationTimestamp",
+    "docker compose logs --tail=50 web",
+    "dmesg | tail",
+    "rsync -an --stats src/ dst/",
+    "echo hello > /tmp/x",
+    "mkdir -p a/b",
+    "case $1 in start) echo go ;; esac",
+]
+
+
+@pytest.mark.parametrize("text", EVERYDAY_READS)
+def test_everyday_commands_are_reversible(text: str) -> None:
+    assert classify_text(text) == Classification(1, None, None)
+
+
+def test_case_branches_are_command_positions() -> None:
+    assert classify_text("case $1 in stop) reboot ;; esac").rule == "power.command"
 
 
 @settings(max_examples=300, deadline=None)

@@ -4,7 +4,7 @@ The highest tier whose rule matches anywhere wins; no match is tier 1 (REVERSIBL
 never comes from here: read-only tools have a fixed tier. **Word rules** match a command
 with its telling arguments wherever a shell word starts (``rm -rf``, ``DROP TABLE``, even
 inside quotes: ambiguity rounds up). **Command rules** match a bare name (``reboot``,
-``sudo``) only at a command position: after start, ``; & | ( ) { } ` !``, a newline or
+``sudo``) only at a command position: after start, ``; & | ( ) { ` !``, a newline or
 ``find -exec``, behind ``VAR=x``, a path, a backslash and up to four wrappers (``sudo -u x``,
 ``env``, ``nohup``, ``timeout 5``, ``ssh host``, ``sh -c '``...), so ``last reboot`` stays
 tier 1. Every pattern is linear: gaps are bounded and possessive, no pattern starts with
@@ -64,7 +64,7 @@ _END = r"(?=[\s;&|<>()`'\"\\]|$)"  # the word ends here
 _VALUE = rf"[^{_NOT_WORD}'\"-][^{_NOT_WORD}]*+"  # an option's separate value: not a flag
 _ASSIGNMENT = rf"[A-Za-z_]\w*+=(?:\"[^\"\n]{{0,256}}+\"|'[^'\n]{{0,256}}+'|[^{_NOT_WORD}]*+)"
 _PATH = r"(?:[\w.~-]{0,64}+/){0,16}+\\?+"
-_LEAD = r"[;&|(){}\n\r`!]"  # texts are scanned with a newline in front, so this covers the start
+_LEAD = r"[;&|(){\n\r`!]"  # scanned texts start with a newline, so this covers the start
 _OPTION_WRAPPERS = (
     "sudo|doas|pkexec|run0|env|nohup|nice|ionice|time|timeout|exec|command(?![ \\t]++-[vV])|xargs|watch|"
     "stdbuf|setsid|strace|ltrace|unshare|chrt|systemd-run|busybox|eatmydata|fakeroot|caffeinate|"
