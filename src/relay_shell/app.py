@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from mcp.server.lowlevel.helper_types import ReadResourceContents
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.context import Context
-from mcp_types import CallToolResult, InputRequiredResult
-from pydantic import ValidationError
+from mcp.server.mcpserver.exceptions import ResourceError
+from mcp_types import CallToolResult, GetPromptResult, InputRequiredResult, TextContent
+from pydantic import AnyUrl, ValidationError
 
 import relay_shell
 from relay_shell.config import Settings
 from relay_shell.governance.audit.writer import AuditSink
-from relay_shell.governance.pipeline import Pipeline
+from relay_shell.governance.pipeline import Call, Identity, Outcome, Pipeline, Plan
 from relay_shell.guidance import instructions
 from relay_shell.metrics import Metrics
 
@@ -89,16 +91,68 @@ class RelayServer(MCPServer[Any]):
             try:
                 tool.fn_metadata.validate_arguments(arguments)
             except ValidationError as exc:
-                from relay_shell.tools.base import identity_of
-
                 argument, problem = _first_problem(exc)
-                identity = identity_of(context) if context is not None else None
-                from relay_shell.governance.pipeline import Identity
-
                 return self.services.pipeline.reject_invalid(
-                    name, arguments, identity or Identity(), argument, problem
+                    name, arguments, _identity(context), argument, problem
                 )
         return await super().call_tool(name, arguments, context)
+
+    async def read_resource(
+        self, uri: AnyUrl | str, context: Context[Any, Any] | None = None
+    ) -> Iterable[ReadResourceContents] | InputRequiredResult:
+        """Every resource read is a tier-0 call through the pipeline (classified, audited)."""
+        read = super().read_resource
+        contents: list[ReadResourceContents] = []
+
+        async def work(call: Call) -> Outcome:
+            produced = await read(uri, context)
+            if isinstance(produced, InputRequiredResult):
+                raise ResourceError("this resource needs client input, which relay-shell does not use")
+            contents.extend(produced)
+            text = "".join(
+                c.content if isinstance(c.content, str) else f"[{len(c.content)} bytes]" for c in contents
+            )
+            return Outcome(text=text)
+
+        result = await self.services.pipeline.run(
+            "resource_read", {"uri": str(uri)}, _identity(context), lambda: Plan(work=work, tier=0)
+        )
+        if isinstance(result, CallToolResult) and result.is_error:
+            raise ResourceError(_first_text(result))
+        return contents
+
+    async def get_prompt(
+        self, name: str, arguments: dict[str, Any] | None = None, context: Context[Any, Any] | None = None
+    ) -> GetPromptResult | InputRequiredResult:
+        """Every prompt fetch is a tier-0 call through the pipeline (classified, audited)."""
+        fetch = super().get_prompt
+        fetched: list[GetPromptResult | InputRequiredResult] = []
+
+        async def work(call: Call) -> Outcome:
+            prompt = await fetch(name, arguments, context)
+            fetched.append(prompt)
+            return Outcome(text=prompt.model_dump_json() if isinstance(prompt, GetPromptResult) else "")
+
+        result = await self.services.pipeline.run(
+            "prompt_get",
+            {"name": name, "arguments": arguments or {}},
+            _identity(context),
+            lambda: Plan(work=work, tier=0),
+        )
+        if isinstance(result, CallToolResult) and result.is_error:
+            raise ValueError(_first_text(result))
+        return fetched[0]
+
+
+def _identity(context: Context[Any, Any] | None) -> Identity:
+    from relay_shell.tools.base import identity_of
+
+    return identity_of(context) if context is not None else Identity()
+
+
+def _first_text(result: CallToolResult) -> str:
+    block = result.content[0] if result.content else None
+    return block.text if isinstance(block, TextContent) else "refused"
 
 
 def _first_problem(exc: ValidationError) -> tuple[str, str]:

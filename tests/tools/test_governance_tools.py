@@ -186,4 +186,5 @@ async def test_prompt_fetch_is_audited(client: Client, settings: Settings) -> No
     assert [p.name for p in prompts.prompts] == ["operating_guide"]
     guide = await client.get_prompt("operating_guide")
     assert "One-shot or session" in guide.messages[0].content.text
-    assert read_audit(settings.audit_path)[-1]["tool"] == "prompt:operating_guide"
+    record = read_audit(settings.audit_path)[-1]
+    assert (record["tool"], record["tier"], record["args"]["name"]) == ("prompt_get", 0, "operating_guide")

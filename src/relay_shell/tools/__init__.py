@@ -10,8 +10,9 @@ if TYPE_CHECKING:
 
 def register_all(server: RelayServer, services: Services) -> None:
     """Register every tool family on ``server``; families may add services they own."""
-    from relay_shell.tools import diagnostics, local, sessions
+    from relay_shell.tools import diagnostics, local, sessions, ssh
 
     local.register(server)
     sessions.register(server, services)
+    ssh.register(server, services)
     diagnostics.register(server)

@@ -132,18 +132,8 @@ async def audit_tail(
     return await run_tool(ctx, "audit_tail", args, planner)
 
 
-async def operating_guide(ctx: Context) -> str:
-    """The long-form tool-selection guide (audited as a tier-0 read)."""
-
-    def planner() -> Plan:
-        async def work(call: Call) -> Outcome:
-            return Outcome(text=guide_text())
-
-        return Plan(work=work, tier=0)
-
-    result = await run_tool(ctx, "prompt:operating_guide", {}, planner)
-    if result.is_error:
-        raise ValueError(result.content[0].text if result.content else "refused")  # type: ignore[union-attr]
+def operating_guide() -> str:
+    """The long-form tool-selection guide (RelayServer.get_prompt audits the fetch)."""
     return guide_text()
 
 

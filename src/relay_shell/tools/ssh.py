@@ -402,23 +402,6 @@ async def ssh_hosts(ctx: Context) -> Annotated[CallToolResult, HostsResult]:
     return await run_tool(ctx, "ssh_hosts", {}, planner)
 
 
-async def _read_resource(ctx: Context, name: str, args: dict[str, object], produce: object) -> str:
-    """Resource reads go through the pipeline as tier-0 calls (audited)."""
-
-    def planner() -> Plan:
-        async def work(call: Call) -> Outcome:
-            assert callable(produce)
-            return Outcome(text=json.dumps(produce(), indent=2))
-
-        return Plan(work=work, tier=0)
-
-    result = await run_tool(ctx, name, args, planner)
-    text = result.content[0].text if result.content else ""  # type: ignore[union-attr]
-    if result.is_error:
-        raise ValueError(text)
-    return text
-
-
 def register(server: MCPServer, svc: Services) -> None:
     inventory = Inventory.load(svc.settings)
     pool = ConnectionPool(svc.settings)
@@ -435,23 +418,23 @@ def register(server: MCPServer, svc: Services) -> None:
 
     @server.resource("relay-shell://inventory", name="inventory", mime_type="application/json",
                      description="All hosts of the resolved inventory (ssh_config + JSON inventory).")  # fmt: skip
-    async def inventory_resource(ctx: Context) -> str:
-        return await _read_resource(
-            ctx, "resource:inventory", {}, lambda: [spec_fields(s) for s in inventory.hosts()]
-        )
+    def inventory_resource() -> str:
+        return json.dumps([spec_fields(s) for s in inventory.hosts()], indent=2)
 
     @server.resource("relay-shell://inventory/{host}", name="inventory-host", mime_type="application/json",
                      description="One host's resolved connection spec.")  # fmt: skip
-    async def inventory_host_resource(host: str, ctx: Context) -> str:
-        return await _read_resource(
-            ctx, "resource:inventory-host", {"host": host}, lambda: spec_fields(inventory.resolve(host))
-        )
+    def inventory_host_resource(host: str) -> str:
+        return json.dumps(spec_fields(inventory.resolve(host)), indent=2)
 
     @server.resource("relay-shell://ssh-config", name="ssh-config", mime_type="application/json",
                      description="The ssh_config path in use and its Host aliases.")  # fmt: skip
-    async def ssh_config_resource(ctx: Context) -> str:
-        return await _read_resource(
-            ctx, "resource:ssh-config", {},
-            lambda: {"path": str(inventory.ssh_config_path), "inventory": str(inventory.inventory_path) if inventory.inventory_path else None,
-                     "aliases": inventory.aliases()},
-        )  # fmt: skip
+    def ssh_config_resource() -> str:
+        inventory_path = str(inventory.inventory_path) if inventory.inventory_path else None
+        return json.dumps(
+            {
+                "path": str(inventory.ssh_config_path),
+                "inventory": inventory_path,
+                "aliases": inventory.aliases(),
+            },
+            indent=2,
+        )
