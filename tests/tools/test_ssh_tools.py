@@ -118,7 +118,9 @@ async def test_exec_timeout_leaves_no_remote_process(
 async def assert_no_remote(client: Client, host: SshdInstance, key: ClientKey, marker: str) -> None:
     deadline = time.monotonic() + 10
     while True:
-        check = await client.call_tool("ssh_exec", exec_args(host, key, f"pgrep -f '{marker}' || echo none"))
+        # "[r]elay-..." matches the marker but not the shell running pgrep (its command line differs)
+        pattern = f"[{marker[0]}]{marker[1:]}"
+        check = await client.call_tool("ssh_exec", exec_args(host, key, f"pgrep -f '{pattern}' || echo none"))
         if sc(check)["stdout"].strip() == "none":
             return
         assert time.monotonic() < deadline, f"remote process survived: {sc(check)['stdout']}"
