@@ -1,0 +1,344 @@
+"""Local PTY sessions: a child on a pseudo-terminal, driven by the event loop (SPEC §5.3, §8).
+
+The child gets its own session and process group with the PTY slave as its controlling
+terminal, so job control, ^C and SIGWINCH behave as in a real terminal. The master fd is
+non-blocking and watched with ``loop.add_reader``/``add_writer`` only while a read or write
+waits: no thread per read, no polling. The child is reaped by asyncio's child watcher.
+
+Setting the controlling terminal needs ``ioctl(TIOCSCTTY)`` in the child after ``setsid()``
+and before ``exec``; :func:`_take_controlling_terminal` is that one call, run as
+``preexec_fn`` (the only way ``subprocess`` offers; it does not allocate or take locks).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import fcntl
+import os
+import shutil
+import signal
+import struct
+import subprocess
+import termios
+from collections.abc import Mapping
+from pathlib import Path
+
+from relay_shell.errors import ExecFailed, SessionEnded, SpawnFailed
+from relay_shell.local.environment import build_child_env
+from relay_shell.sessions import KILL_GRACE_S, SIGNALS, parse_signal, validate_terminal_size
+
+READ_CHUNK = 65536
+# After the child exits, processes it left behind may still hold the terminal: read what
+# is already there for at most this long, then report the end of output.
+DRAIN_AFTER_EXIT_S = 1.0
+# termios lacks IUTF8 before Python 3.13; this is its Linux value.
+IUTF8 = getattr(termios, "IUTF8", 0o040000)
+PTY_DEFAULTS: Mapping[str, str] = {"TERM": "xterm-256color"}
+
+
+def _take_controlling_terminal() -> None:
+    """Runs in the child between setsid() and exec: stdin (the slave) becomes its ctty."""
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+def shell_argv(command: str) -> list[str]:
+    """``""`` -> an interactive bash (``sh -i`` without bash); otherwise ``/bin/sh -c command``."""
+    if not command:
+        bash = shutil.which("bash") or ("/bin/bash" if Path("/bin/bash").exists() else None)
+        return [bash, "-i"] if bash else ["/bin/sh", "-i"]
+    return ["/bin/sh", "-c", command]
+
+
+async def spawn_local_pty(
+    command: str, *, cols: int, rows: int, cwd: Path | None, env: Mapping[str, str | None]
+) -> LocalPtyTransport:
+    """Start ``command`` on a new PTY of ``cols`` x ``rows``.
+
+    ``command`` ``""`` runs an interactive bash; anything else runs via ``/bin/sh -c`` (so a
+    command that is not found is not a spawn failure: the session ends with exit 127).
+    ``env`` is an overlay on the server's environment as for one-shot exec (``None`` unsets),
+    plus ``TERM=xterm-256color`` when unset. ``cwd`` ``None`` is the server's directory.
+
+    Raises:
+        InvalidInput: ``cols``/``rows`` out of range.
+        SpawnFailed: no PTY available, the cwd or the shell is missing, or the child failed
+            before exec.
+    """
+    validate_terminal_size(cols, rows)
+    argv = shell_argv(command)
+    child_env = build_child_env(env, extra_defaults=PTY_DEFAULTS)
+    try:
+        master_fd, slave_fd = os.openpty()
+    except OSError as exc:
+        raise SpawnFailed(f"cannot allocate a pseudo-terminal: {exc}") from exc
+    try:
+        _set_window_size(slave_fd, cols, rows)
+        attributes = termios.tcgetattr(slave_fd)
+        attributes[0] |= IUTF8  # line editing (backspace) treats UTF-8 characters as one
+        termios.tcsetattr(slave_fd, termios.TCSANOW, attributes)
+        os.set_blocking(master_fd, False)
+        process = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=slave_fd,
+            stdout=slave_fd,
+            stderr=slave_fd,
+            env=child_env,
+            cwd=cwd,
+            start_new_session=True,
+            preexec_fn=_take_controlling_terminal,  # see the module docstring
+        )
+    except (OSError, ValueError, subprocess.SubprocessError, termios.error) as exc:
+        os.close(master_fd)
+        raise SpawnFailed(f"cannot start {argv[0]!r} on a terminal: {exc}") from exc
+    except BaseException:
+        os.close(master_fd)
+        raise
+    finally:
+        os.close(slave_fd)  # the child has its copies; the master sees EOF when they close
+    return LocalPtyTransport(process, master_fd)
+
+
+def _set_window_size(fd: int, cols: int, rows: int) -> None:
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+
+def _session_members(session_id: int) -> dict[int, int]:
+    """pid -> process group of the live (non-zombie) processes in session ``session_id``."""
+    members: dict[int, int] = {}
+    with os.scandir("/proc") as entries:
+        for entry in entries:
+            if not entry.name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry.name}/stat", encoding="utf-8", errors="replace") as stat_file:
+                    stat = stat_file.read()
+            except OSError:
+                continue
+            fields = stat[stat.rfind(")") + 2 :].split()
+            if len(fields) > 3 and fields[3] == str(session_id) and fields[0] not in ("Z", "X"):
+                members[int(entry.name)] = int(fields[2])
+    return members
+
+
+async def _wait_until_gone(pids: set[int], timeout_s: float) -> None:
+    """Wait until every process in ``pids`` has exited (via pidfds: no polling), or the timeout."""
+    loop = asyncio.get_running_loop()
+    pidfds: list[int] = []
+    exits: list[asyncio.Future[None]] = []
+    try:
+        for pid in pids:
+            try:
+                pidfd = os.pidfd_open(pid)
+            except OSError:  # already gone
+                continue
+            pidfds.append(pidfd)
+            exited: asyncio.Future[None] = loop.create_future()
+            exits.append(exited)
+            loop.add_reader(pidfd, _resolve, exited)
+        if exits:
+            await asyncio.wait(exits, timeout=timeout_s)
+    finally:
+        for pidfd in pidfds:
+            loop.remove_reader(pidfd)
+            os.close(pidfd)
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+def _signal_groups(groups: set[int], number: int) -> None:
+    for group in groups:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(group, number)
+
+
+class LocalPtyTransport:
+    """A local child on a PTY; implements :class:`relay_shell.sessions.Transport`."""
+
+    def __init__(self, process: asyncio.subprocess.Process, master_fd: int) -> None:
+        self._process = process
+        self._master_fd = master_fd
+        self._loop = asyncio.get_running_loop()
+        self._released = False
+        self._end_of_output = False
+        self._drain_deadline: float | None = None
+        self._read_waiter: asyncio.Future[None] | None = None
+        self._write_waiter: asyncio.Future[None] | None = None
+        self._closing: asyncio.Future[None] | None = None
+        self._exited = asyncio.ensure_future(process.wait())
+        self._exited.add_done_callback(lambda _: self._wake_reader())
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid
+
+    @property
+    def exit_status(self) -> int | None:
+        code = self._process.returncode
+        if code is None:
+            return None
+        return 128 - code if code < 0 else code
+
+    async def read(self) -> bytes:
+        """The next chunk of output; ``b""`` once the terminal is closed and the child exited.
+
+        Not to be called concurrently with itself.
+        """
+        while (data := self._read_available()) is None:
+            if not self._exited.done():
+                await self._wait_ready(readable=True, timeout_s=None)
+                continue
+            if self._drain_deadline is None:
+                self._drain_deadline = self._loop.time() + DRAIN_AFTER_EXIT_S
+            remaining = self._drain_deadline - self._loop.time()
+            if remaining <= 0:
+                self._end_of_output = True
+            else:
+                await self._wait_ready(readable=True, timeout_s=remaining)
+        if not data and not self._released:
+            await asyncio.shield(self._exited)  # EIO can come before the exit: report both together
+        return data
+
+    def _read_available(self) -> bytes | None:
+        """Output ready now; ``None`` if none yet; ``b""`` at the end of output (then always)."""
+        if self._released or self._end_of_output:
+            self._end_of_output = True
+            return b""
+        try:
+            data = os.read(self._master_fd, READ_CHUNK)
+        except BlockingIOError:
+            return None
+        except OSError as exc:
+            if exc.errno != errno.EIO:  # EIO: every slave fd is closed
+                raise ExecFailed(f"reading the terminal failed: {exc}") from exc
+            data = b""
+        if not data:
+            self._end_of_output = True
+        return data
+
+    async def write(self, data: bytes) -> None:
+        """Write all of ``data`` (waits while the terminal's input queue is full).
+
+        Raises:
+            SessionEnded: the terminal is closed.
+        """
+        view = memoryview(data)
+        while view:
+            if self._released:
+                raise SessionEnded("the session's terminal is closed")
+            try:
+                written = os.write(self._master_fd, view)
+            except BlockingIOError:
+                await self._wait_ready(readable=False, timeout_s=None)
+                continue
+            except OSError as exc:
+                raise SessionEnded(f"the session's terminal is closed: {exc}") from exc
+            view = view[written:]
+
+    async def resize(self, cols: int, rows: int) -> None:
+        """Set the window size on the master; the kernel sends SIGWINCH to the foreground job."""
+        validate_terminal_size(cols, rows)
+        if self._released:
+            raise SessionEnded("the session's terminal is closed")
+        try:
+            _set_window_size(self._master_fd, cols, rows)
+        except OSError as exc:
+            raise ExecFailed(f"resizing the terminal failed: {exc}") from exc
+
+    async def signal(self, name: str) -> None:
+        """Send a signal to the child's process group and to the terminal's foreground job.
+
+        The foreground job is what a terminal signals on ^C; with an interactive shell it is
+        the running command, in a process group of its own.
+
+        Raises:
+            InvalidInput: unknown signal name.
+            SessionEnded: the child has exited.
+        """
+        number = SIGNALS[parse_signal(name)]
+        if self._process.returncode is not None:
+            raise SessionEnded("the session's process has exited")
+        groups = {self._process.pid}
+        if not self._released:
+            with contextlib.suppress(OSError):
+                foreground = os.tcgetpgrp(self._master_fd)
+                if foreground > 0:
+                    groups.add(foreground)
+        _signal_groups(groups, number)
+
+    async def close(self, grace_s: float = KILL_GRACE_S) -> None:
+        """End every process of the child's session and release the master fd. Idempotent.
+
+        Each process group of the session gets SIGTERM (and SIGCONT, so stopped jobs can act
+        on it) and the child SIGHUP, as when a terminal closes (interactive shells ignore
+        TERM). After ``grace_s`` whatever is left gets SIGKILL. Processes that started a
+        session of their own (daemons) are out of reach, as with a real terminal.
+        """
+        if self._closing is None:
+            self._closing = asyncio.ensure_future(self._shut_down(grace_s))
+        await asyncio.shield(self._closing)
+
+    async def _shut_down(self, grace_s: float) -> None:
+        session_id = self._process.pid
+        try:
+            members = _session_members(session_id)
+            groups = set(members.values())
+            _signal_groups(groups, signal.SIGTERM)
+            _signal_groups(groups, signal.SIGCONT)
+            if self._process.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(session_id, signal.SIGHUP)
+            await _wait_until_gone(set(members), grace_s)
+            leftovers = _session_members(session_id)
+            _signal_groups(set(leftovers.values()), signal.SIGKILL)
+            await _wait_until_gone(set(leftovers), grace_s)
+            await asyncio.wait({self._exited}, timeout=grace_s)  # reaped: exit_status is set
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        if self._released:
+            return
+        self._released = True
+        self._loop.remove_reader(self._master_fd)
+        self._loop.remove_writer(self._master_fd)
+        os.close(self._master_fd)
+        self._wake_reader()
+        self._wake_writer()
+
+    async def _wait_ready(self, *, readable: bool, timeout_s: float | None) -> None:
+        """Wait until the master is readable (or writable), the child exits, or close()."""
+        waiter = self._loop.create_future()
+        if readable:
+            self._read_waiter = waiter
+            self._loop.add_reader(self._master_fd, self._wake_reader)
+        else:
+            self._write_waiter = waiter
+            self._loop.add_writer(self._master_fd, self._wake_writer)
+        try:
+            async with asyncio.timeout(timeout_s):
+                await waiter
+        except TimeoutError:
+            pass
+        finally:
+            if not self._released:
+                if readable:
+                    self._loop.remove_reader(self._master_fd)
+                else:
+                    self._loop.remove_writer(self._master_fd)
+            if readable:
+                self._read_waiter = None
+            else:
+                self._write_waiter = None
+
+    def _wake_reader(self) -> None:
+        if self._read_waiter is not None and not self._read_waiter.done():
+            self._read_waiter.set_result(None)
+
+    def _wake_writer(self) -> None:
+        if self._write_waiter is not None and not self._write_waiter.done():
+            self._write_waiter.set_result(None)
