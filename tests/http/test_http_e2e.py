@@ -326,7 +326,10 @@ async def test_metrics_count_the_calls_just_made(relay: RelayProcess) -> None:
         await client.call_tool("shell_exec", {"command": "exit 3"})
         await client.call_tool("server_info", {})
         invalid = await client.call_tool("shell_exec", {"command": "true", "timeout": -1})
+        guide = await client.get_prompt("operating_guide")
+        inventory = await client.read_resource("relay-shell://inventory")
     assert sc(invalid)["error"]["kind"] == "invalid"
+    assert guide.messages and inventory.contents
     after = scrape(relay)
 
     def delta(name: str, **labels: str) -> float:
