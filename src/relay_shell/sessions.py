@@ -60,7 +60,13 @@ class Transport(Protocol):
         """Deliver the canonical signal ``name`` (a key of :data:`SIGNALS`)."""
 
     async def read(self) -> bytes:
-        """The next chunk of output; ``b""`` once the output is over and the process has exited."""
+        """The next chunk of output, waiting (without polling) until there is one.
+
+        ``b""`` once the output is over and the process has exited (``exit_status`` is then
+        final, ``None`` only when it cannot be known), and always ``b""`` after ``close()``,
+        which must wake a pending read. Any other failure raises; the registry then treats
+        the session as ended.
+        """
 
     async def close(self, grace_s: float = KILL_GRACE_S) -> None:
         """TERM the processes, KILL them after ``grace_s``, release every fd. Idempotent."""

@@ -254,6 +254,28 @@ async def test_command_not_found_is_exit_127_not_a_spawn_failure(registry: Sessi
     assert last.exit_code == 127
 
 
+async def test_session_ends_when_the_child_exits_even_if_a_background_job_holds_the_terminal(
+    registry: SessionRegistry,
+) -> None:
+    # The job ignores SIGHUP, so the child's exit does not end it: it keeps the terminal open.
+    session_id, transport = await spawn(registry, "trap '' HUP; sleep 993 & echo started")
+    pid = transport.pid
+    assert pid is not None
+    output, last = await read_to_end(registry, session_id)
+    assert output.startswith("started")
+    assert (last.ended, last.exit_code) == (True, 0)
+    # At the end of output the registry closes the transport: the straggler is killed.
+    await eventually(lambda: live_session_members(pid) == [], "the background sleep to be killed")
+
+
+async def test_end_is_reported_with_the_exit_code_when_the_terminal_closes_first(
+    registry: SessionRegistry,
+) -> None:
+    session_id, _ = await spawn(registry, "exec </dev/null >/dev/null 2>&1; exit 5")
+    _, last = await read_to_end(registry, session_id)
+    assert (last.ended, last.exit_code) == (True, 5)
+
+
 async def test_kill_without_close_sends_the_signal(registry: SessionRegistry) -> None:
     session_id, transport = await spawn(registry, "sleep 100")
     # A signal that lands while sh is still starting is deferred until its child exits.
