@@ -17,6 +17,7 @@ from pydantic import AnyUrl, ValidationError
 
 import relay_shell
 from relay_shell.config import Settings
+from relay_shell.errors import InvalidInput
 from relay_shell.governance.audit.writer import AuditSink
 from relay_shell.governance.pipeline import Call, Identity, Outcome, Pipeline, Plan
 from relay_shell.guidance import instructions
@@ -129,6 +130,8 @@ class RelayServer(MCPServer[Any]):
         fetched: list[GetPromptResult | InputRequiredResult] = []
 
         async def work(call: Call) -> Outcome:
+            if self._prompt_manager.get_prompt(name) is None:
+                raise InvalidInput("name", f"no prompt named {name!r}")
             prompt = await fetch(name, arguments, context)
             fetched.append(prompt)
             return Outcome(text=prompt.model_dump_json() if isinstance(prompt, GetPromptResult) else "")

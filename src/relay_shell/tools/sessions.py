@@ -154,6 +154,7 @@ async def session_send(
             work=work,
             text=probe,
             targets=session_targets(info),
+            timeout_s=svc.settings.default_timeout,  # a child that never reads cannot block the call
             confirm_summary=f"type `{data[:300]}` into session {session_id} ({info.command})",
         )
 
