@@ -1,0 +1,579 @@
+"""Port forwards through pooled SSH connections (SPEC §5.2): local, remote and SOCKS5.
+
+Specs (parsed and validated by :func:`parse_forward_spec` before any connection)::
+
+    L:lport:dhost:dport   listen here on bind:lport; each connection is carried to dhost:dport
+                          as seen from the remote host (an SSH ``direct-tcpip`` channel)
+    R:rport:dhost:dport   the remote host listens on bind:rport; each connection comes back
+                          through SSH and is carried to dhost:dport as seen from here
+    D:lport               a SOCKS5 proxy here on bind:lport (CONNECT, no authentication);
+                          each destination is reached from the remote host
+
+Port 0 picks a free port (the actual one is reported). Local listeners bind ``127.0.0.1``
+unless ``bind`` names another address; ``bind`` must be an IP literal (``localhost`` is
+read as ``127.0.0.1``) so one listener is exactly one socket.
+
+Every forward pins its pooled connection until it is closed. The listeners and the byte
+pumps are ours (asyncio streams on one side, asyncssh streams on the other) rather than
+asyncssh's ``forward_local_port``/``forward_socks``, so that every byte is counted and a
+SOCKS destination can be checked against the policy before a channel is opened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import re
+import secrets
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+import asyncssh
+
+from relay_shell.errors import ExecFailed, InvalidInput, LimitReached, RemoteFailed
+from relay_shell.ssh.pool import ConnectionPool, Lease
+from relay_shell.ssh.targets import HostSpec, format_host_port, validate_hostname
+
+log = logging.getLogger("relay_shell.ssh.forwards")
+
+ForwardKind = Literal["L", "R", "D"]
+KIND_NAMES: dict[ForwardKind, str] = {"L": "local", "R": "remote", "D": "socks"}
+COPY_CHUNK = 65536
+SOCKS_HANDSHAKE_TIMEOUT_S = 30.0
+CHANNEL_OPEN_TIMEOUT_S = 30.0
+CLOSE_GRACE_S = 2.0
+MAX_SPEC_LENGTH = 600
+
+_SPEC = re.compile(r"(?P<kind>[A-Za-z]+):(?P<rest>.*)", re.DOTALL)
+_PORT_TEXT = re.compile(r"[0-9]{1,5}")
+
+DestinationCheck = Callable[[str, int], str | None]
+"""``(host, port) -> None`` to allow a SOCKS destination, or the reason it is refused."""
+
+
+@dataclass(frozen=True)
+class ForwardSpec:
+    """A validated forward spec. ``dest_host``/``dest_port`` are ``None`` for ``D``."""
+
+    kind: ForwardKind
+    listen_port: int
+    dest_host: str | None = None
+    dest_port: int | None = None
+
+    def text(self, listen_port: int | None = None) -> str:
+        """The canonical spec text, optionally with the actual listening port."""
+        port = self.listen_port if listen_port is None else listen_port
+        if self.dest_host is None or self.dest_port is None:
+            return f"{self.kind}:{port}"
+        host = f"[{self.dest_host}]" if ":" in self.dest_host else self.dest_host
+        return f"{self.kind}:{port}:{host}:{self.dest_port}"
+
+    def endpoint(self) -> tuple[str, int]:
+        """``(dhost, dport)`` of an L or R forward. Raises ValueError for D."""
+        if self.dest_host is None or self.dest_port is None:
+            raise ValueError("a SOCKS forward has no fixed destination")
+        return self.dest_host, self.dest_port
+
+    def destination(self) -> str | None:
+        """``dhost:dport`` or ``None`` (SOCKS: chosen per connection)."""
+        if self.dest_host is None or self.dest_port is None:
+            return None
+        return format_host_port(self.dest_host, self.dest_port)
+
+
+def _port(text: str, what: str, *, allow_zero: bool) -> int:
+    if not _PORT_TEXT.fullmatch(text):
+        raise InvalidInput(
+            "spec", f"{what} must be a number from {0 if allow_zero else 1} to 65535, not {text!r}"
+        )
+    value = int(text)
+    if value > 65535 or (value == 0 and not allow_zero):
+        raise InvalidInput("spec", f"{what} must be from {0 if allow_zero else 1} to 65535, not {value}")
+    return value
+
+
+def _split_destination(text: str) -> tuple[str, str]:
+    """``host:port`` or ``[v6]:port`` -> (host, port text)."""
+    if text.startswith("["):
+        close = text.find("]")
+        if close < 0 or text[close + 1 : close + 2] != ":":
+            raise InvalidInput("spec", f"expected [ipv6]:port after the listen port, not {text!r}")
+        return text[1:close], text[close + 2 :]
+    host, colon, port = text.rpartition(":")
+    if not colon or not host:
+        raise InvalidInput("spec", f"expected dhost:dport after the listen port, not {text!r}")
+    if ":" in host:
+        raise InvalidInput("spec", f"write an IPv6 destination in brackets ([::1]:80), not {host!r}")
+    return host, port
+
+
+def parse_forward_spec(spec: str) -> ForwardSpec:
+    """Parse ``L:lport:dhost:dport``, ``R:rport:dhost:dport`` or ``D:lport`` (kind case-insensitive).
+
+    Pure: no I/O, no name resolution. Listen ports may be 0 (ephemeral); destination ports
+    must be 1..65535; the destination host must be a host name or an IP literal.
+
+    Raises:
+        InvalidInput: (argument ``spec``) anything malformed, naming the problem.
+    """
+    if not isinstance(spec, str) or not spec.strip():
+        raise InvalidInput("spec", "must not be empty (L:lport:dhost:dport, R:rport:dhost:dport or D:lport)")
+    if len(spec) > MAX_SPEC_LENGTH:
+        raise InvalidInput("spec", f"longer than {MAX_SPEC_LENGTH} characters")
+    match = _SPEC.fullmatch(spec.strip())
+    kind_text = match.group("kind").upper() if match else ""
+    if match is None or kind_text not in ("L", "R", "D"):
+        raise InvalidInput(
+            "spec",
+            f"{spec!r} must start with L:, R: or D: (L:lport:dhost:dport, R:rport:dhost:dport, D:lport)",
+        )
+    kind: ForwardKind = "L" if kind_text == "L" else "R" if kind_text == "R" else "D"
+    listen_text, _, rest = match.group("rest").partition(":")
+    listen_port = _port(listen_text, "the listen port", allow_zero=True)
+    if kind == "D":
+        if rest or match.group("rest").endswith(":"):
+            raise InvalidInput("spec", f"a SOCKS forward is D:lport only, not {spec!r}")
+        return ForwardSpec("D", listen_port)
+    if not rest:
+        raise InvalidInput(
+            "spec", f"{kind} forwards need a destination: {kind}:port:dhost:dport (got {spec!r})"
+        )
+    host, port_text = _split_destination(rest)
+    dest_port = _port(port_text, "the destination port", allow_zero=False)
+    validate_hostname(host, argument="spec")
+    return ForwardSpec(kind, listen_port, host, dest_port)
+
+
+def validate_bind(bind: str) -> str:
+    """The listen address: an IP literal (``localhost`` means ``127.0.0.1``).
+
+    Raises:
+        InvalidInput: (argument ``bind``) empty or not an IP address.
+    """
+    text = bind.strip() if isinstance(bind, str) else ""
+    if text.lower() == "localhost":
+        return "127.0.0.1"
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise InvalidInput(
+            "bind", f"must be an IP address such as 127.0.0.1, ::1 or 0.0.0.0, not {bind!r}"
+        ) from None
+
+
+@dataclass(frozen=True)
+class ForwardInfo:
+    """One row of ``ssh_forward_list``. Byte counts are payload bytes in each direction."""
+
+    forward_id: str
+    kind: ForwardKind
+    spec: str
+    bind: str
+    listen_port: int
+    host: str
+    target: str | None
+    bytes_sent: int
+    bytes_received: int
+    connections: int
+    active_connections: int
+    age_s: float
+    state: Literal["open", "broken", "closed"]
+    last_error: str | None
+
+
+class _Reader(Protocol):
+    async def read(self, n: int = -1) -> bytes: ...
+
+
+class _Writer(Protocol):
+    def write(self, data: bytes) -> None: ...
+    def write_eof(self) -> None: ...
+    async def drain(self) -> None: ...
+    def close(self) -> None: ...
+
+
+@dataclass(eq=False)
+class _Forward:
+    forward_id: str
+    spec: ForwardSpec
+    bind: str
+    listen_port: int
+    host: str
+    lease: Lease
+    created: float
+    destination_check: DestinationCheck | None
+    server: asyncio.Server | None = None
+    listener: asyncssh.SSHListener | None = None
+    bytes_sent: int = 0  # from the listening side to the destination
+    bytes_received: int = 0  # from the destination back
+    connections: int = 0
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    last_error: str | None = None
+    closed: bool = False
+
+    @property
+    def connection(self) -> asyncssh.SSHClientConnection:
+        return self.lease.connection
+
+
+class ForwardManager:
+    """Live forwards, capped at ``max_forwards``; each pins its pooled connection."""
+
+    def __init__(
+        self, pool: ConnectionPool, *, max_forwards: int, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._pool = pool
+        self._max_forwards = max_forwards
+        self._clock = clock
+        self._forwards: dict[str, _Forward] = {}
+        self._opening = 0
+        self._shut_down = False
+
+    def __len__(self) -> int:
+        return len(self._forwards)
+
+    def ensure_capacity(self) -> None:
+        """Raises LimitReached (``RELAY_SHELL_MAX_FORWARDS``) when no forward can be added."""
+        if len(self._forwards) + self._opening >= self._max_forwards:
+            raise LimitReached("RELAY_SHELL_MAX_FORWARDS", self._max_forwards, "live forwards")
+
+    async def open(
+        self,
+        spec: HostSpec,
+        forward: ForwardSpec,
+        *,
+        bind: str = "127.0.0.1",
+        deadline: float,
+        destination_check: DestinationCheck | None = None,
+    ) -> ForwardInfo:
+        """Connect to ``spec`` (by ``deadline``, ``loop.time()`` based) and start ``forward``.
+
+        ``bind`` is the listening address: here for L and D, on the remote host for R.
+        ``destination_check`` vets each SOCKS destination before its channel is opened.
+
+        Raises:
+            LimitReached: ``RELAY_SHELL_MAX_FORWARDS`` forwards are open (checked before connecting).
+            InvalidInput: ``bind`` is not an IP address.
+            RemoteUnreachable: the connection failed.
+            RemoteFailed: the remote host refused to listen (R).
+            ExecFailed: the local port cannot be bound (in use, not permitted).
+        """
+        address = validate_bind(bind)
+        if self._shut_down:
+            raise ExecFailed("the server is shutting down: no new forwards")
+        self.ensure_capacity()
+        self._opening += 1
+        try:
+            lease = await self._pool.pin(spec, deadline=deadline)
+            entry = _Forward(
+                forward_id="fwd-" + secrets.token_hex(6),
+                spec=forward,
+                bind=address,
+                listen_port=forward.listen_port,
+                host=spec.display(),
+                lease=lease,
+                created=self._clock(),
+                destination_check=destination_check,
+            )
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await self._listen(entry)
+            except BaseException:
+                await self._stop(entry)
+                raise
+        finally:
+            self._opening -= 1
+        self._forwards[entry.forward_id] = entry
+        return self._info(entry)
+
+    def list(self) -> list[ForwardInfo]:
+        """Every open forward, oldest first."""
+        return [self._info(entry) for entry in self._forwards.values()]
+
+    def info(self, forward_id: str) -> ForwardInfo:
+        """Raises InvalidInput (``forward_id``) for an unknown id."""
+        return self._info(self._get(forward_id))
+
+    async def close(self, forward_id: str) -> ForwardInfo:
+        """Stop listening, end the forward's connections, unpin its SSH connection.
+
+        Raises:
+            InvalidInput: (argument ``forward_id``) unknown id.
+        """
+        entry = self._get(forward_id)
+        self._forwards.pop(forward_id, None)
+        await self._stop(entry)
+        return self._info(entry)
+
+    async def aclose(self) -> None:
+        """Close every forward (server shutdown). Idempotent."""
+        self._shut_down = True
+        entries = list(self._forwards.values())
+        self._forwards.clear()
+        await asyncio.gather(*(self._stop(entry) for entry in entries))
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _get(self, forward_id: str) -> _Forward:
+        entry = self._forwards.get(forward_id) if isinstance(forward_id, str) else None
+        if entry is None:
+            raise InvalidInput("forward_id", f"no forward {forward_id!r} (see ssh_forward_list)")
+        return entry
+
+    def _info(self, entry: _Forward) -> ForwardInfo:
+        state: Literal["open", "broken", "closed"] = "open"
+        if entry.closed:
+            state = "closed"
+        elif entry.connection.is_closed():
+            state = "broken"
+        return ForwardInfo(
+            forward_id=entry.forward_id,
+            kind=entry.spec.kind,
+            spec=entry.spec.text(entry.listen_port),
+            bind=entry.bind,
+            listen_port=entry.listen_port,
+            host=entry.host,
+            target=entry.spec.destination(),
+            bytes_sent=entry.bytes_sent,
+            bytes_received=entry.bytes_received,
+            connections=entry.connections,
+            active_connections=len(entry.tasks),
+            age_s=round(max(0.0, self._clock() - entry.created), 3),
+            state=state,
+            last_error=entry.last_error,
+        )
+
+    async def _listen(self, entry: _Forward) -> None:
+        if entry.spec.kind == "R":
+            try:
+                entry.listener = await entry.connection.start_server(
+                    lambda orig_host, orig_port: (
+                        lambda reader, writer: self._serve_remote(entry, reader, writer)
+                    ),
+                    entry.bind,
+                    entry.spec.listen_port,
+                    encoding=None,
+                )
+            except asyncssh.ChannelListenError as exc:
+                raise RemoteFailed(
+                    f"{entry.host}: the server refused to listen on "
+                    f"{format_host_port(entry.bind, entry.spec.listen_port)}: {exc}"
+                ) from exc
+            except (asyncssh.Error, OSError) as exc:
+                raise RemoteFailed(f"{entry.host}: the remote forward failed: {exc}") from exc
+            entry.listen_port = entry.listener.get_port()
+            return
+        try:
+            entry.server = await asyncio.start_server(
+                lambda reader, writer: self._serve_local(entry, reader, writer),
+                host=entry.bind,
+                port=entry.spec.listen_port,
+                reuse_address=True,
+            )
+        except OSError as exc:
+            where = format_host_port(entry.bind, entry.spec.listen_port)
+            raise ExecFailed(f"cannot listen on {where} here: {exc.strerror or exc}") from exc
+        entry.listen_port = int(entry.server.sockets[0].getsockname()[1])
+
+    async def _serve_local(
+        self, entry: _Forward, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        """One connection to an L or D listener: carried through an SSH direct-tcpip channel."""
+        self._track(entry)
+        try:
+            if entry.spec.kind == "D":
+                requested = await _socks5_request(reader, writer, entry.destination_check)
+                if isinstance(requested, str):
+                    entry.last_error = requested
+                    return
+                destination = requested
+            else:
+                destination = entry.spec.endpoint()
+            peer = writer.get_extra_info("peername") or ("", 0)
+            try:
+                async with asyncio.timeout(CHANNEL_OPEN_TIMEOUT_S):
+                    remote_reader, remote_writer = await entry.connection.open_connection(
+                        destination[0], destination[1], str(peer[0]), int(peer[1])
+                    )
+            except (asyncssh.Error, OSError, TimeoutError) as exc:
+                entry.last_error = f"{format_host_port(*destination)}: {_reason(exc)}"
+                if entry.spec.kind == "D":
+                    await _socks5_reply(writer, _SOCKS_REFUSED)
+                return
+            if entry.spec.kind == "D":
+                await _socks5_reply(writer, _SOCKS_SUCCEEDED)
+            await self._splice(entry, (reader, writer), (remote_reader, remote_writer))
+        except (OSError, asyncssh.Error, EOFError, TimeoutError) as exc:
+            entry.last_error = _reason(exc)
+        finally:
+            writer.close()
+
+    async def _serve_remote(
+        self, entry: _Forward, reader: asyncssh.SSHReader[bytes], writer: asyncssh.SSHWriter[bytes]
+    ) -> None:
+        """One connection to an R listener: carried to the destination as seen from here."""
+        self._track(entry)
+        dest_host, dest_port = entry.spec.endpoint()
+        try:
+            try:
+                async with asyncio.timeout(CHANNEL_OPEN_TIMEOUT_S):
+                    local_reader, local_writer = await asyncio.open_connection(dest_host, dest_port)
+            except (OSError, TimeoutError) as exc:
+                entry.last_error = f"{entry.spec.destination()}: {_reason(exc)}"
+                return
+            await self._splice(entry, (reader, writer), (local_reader, local_writer))
+        except (OSError, asyncssh.Error) as exc:
+            entry.last_error = _reason(exc)
+        finally:
+            writer.close()
+
+    def _track(self, entry: _Forward) -> None:
+        """Count the connection and register its task so closing the forward ends it."""
+        task = asyncio.current_task()
+        entry.connections += 1
+        if task is not None:
+            entry.tasks.add(task)
+            task.add_done_callback(entry.tasks.discard)
+
+    async def _splice(
+        self, entry: _Forward, listening: tuple[_Reader, _Writer], destination: tuple[_Reader, _Writer]
+    ) -> None:
+        """Copy both ways until both directions reached EOF (half-close kept) or one failed."""
+
+        def sent(count: int) -> None:
+            entry.bytes_sent += count
+
+        def received(count: int) -> None:
+            entry.bytes_received += count
+
+        pumps = {
+            asyncio.ensure_future(_pump(listening[0], destination[1], sent)),
+            asyncio.ensure_future(_pump(destination[0], listening[1], received)),
+        }
+        try:
+            pending = pumps
+            while pending:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                if any(not task.cancelled() and task.exception() is not None for task in done):
+                    break
+        finally:
+            for task in pumps:
+                task.cancel()
+            await asyncio.gather(*pumps, return_exceptions=True)
+            destination[1].close()
+
+    async def _stop(self, entry: _Forward) -> None:
+        """Close the listener and every connection, then unpin. Idempotent; never raises."""
+        if entry.closed:
+            return
+        entry.closed = True
+        try:
+            if entry.server is not None:
+                entry.server.close()
+            if entry.listener is not None:
+                entry.listener.close()
+            for task in list(entry.tasks):
+                task.cancel()
+            waits: list[Awaitable[object]] = list(entry.tasks)
+            if entry.server is not None:
+                waits.append(entry.server.wait_closed())
+            if entry.listener is not None:
+                waits.append(entry.listener.wait_closed())
+            if waits:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(CLOSE_GRACE_S):
+                        await asyncio.gather(*waits, return_exceptions=True)
+        except Exception:
+            log.exception("closing forward %s failed", entry.forward_id)
+        finally:
+            self._pool.unpin(entry.lease)
+
+
+async def _pump(source: _Reader, sink: _Writer, count: Callable[[int], None]) -> None:
+    """Copy until EOF, then pass the EOF on (half-close)."""
+    while data := await source.read(COPY_CHUNK):
+        sink.write(data)
+        count(len(data))
+        await sink.drain()
+    with contextlib.suppress(OSError, asyncssh.Error):
+        sink.write_eof()
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, asyncssh.ChannelOpenError):
+        return f"the remote host could not connect: {exc.reason or exc}"
+    if isinstance(exc, TimeoutError):
+        return "no answer in time"
+    if isinstance(exc, OSError):
+        return exc.strerror or str(exc) or type(exc).__name__
+    return str(exc) or type(exc).__name__
+
+
+# --- SOCKS5 (RFC 1928), CONNECT without authentication ---------------------------------------
+
+_SOCKS_VERSION = 5
+_SOCKS_NO_AUTH = 0x00
+_SOCKS_NO_ACCEPTABLE = 0xFF
+_SOCKS_CONNECT = 0x01
+_SOCKS_SUCCEEDED = 0x00
+_SOCKS_NOT_ALLOWED = 0x02
+_SOCKS_REFUSED = 0x05
+_SOCKS_COMMAND_UNSUPPORTED = 0x07
+_SOCKS_ADDRESS_UNSUPPORTED = 0x08
+
+
+async def _socks5_reply(writer: asyncio.StreamWriter, code: int) -> None:
+    writer.write(bytes([_SOCKS_VERSION, code, 0, 1, 0, 0, 0, 0, 0, 0]))
+    with contextlib.suppress(OSError):
+        await writer.drain()
+
+
+async def _socks5_request(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, check: DestinationCheck | None
+) -> tuple[str, int] | str:
+    """Run the server side of a SOCKS5 handshake: the requested (host, port), or why it was refused.
+
+    Raises:
+        EOFError, TimeoutError, OSError: the client went away, stalled or broke the protocol.
+    """
+    async with asyncio.timeout(SOCKS_HANDSHAKE_TIMEOUT_S):
+        version, count = await reader.readexactly(2)
+        methods = await reader.readexactly(count)
+        if version != _SOCKS_VERSION or _SOCKS_NO_AUTH not in methods:
+            writer.write(bytes([_SOCKS_VERSION, _SOCKS_NO_ACCEPTABLE]))
+            return "SOCKS client did not offer SOCKS5 without authentication"
+        writer.write(bytes([_SOCKS_VERSION, _SOCKS_NO_AUTH]))
+        version, command, _, address_type = await reader.readexactly(4)
+        host: str | None = None
+        if address_type == 1:
+            host = socket.inet_ntop(socket.AF_INET, await reader.readexactly(4))
+        elif address_type == 4:
+            host = socket.inet_ntop(socket.AF_INET6, await reader.readexactly(16))
+        elif address_type == 3:
+            length = (await reader.readexactly(1))[0]
+            host = _socks_domain(await reader.readexactly(length))
+        port = int.from_bytes(await reader.readexactly(2), "big") if host is not None else 0
+    if host is None or port == 0:
+        await _socks5_reply(writer, _SOCKS_ADDRESS_UNSUPPORTED)
+        return "SOCKS request with an unsupported or invalid address"
+    if version != _SOCKS_VERSION or command != _SOCKS_CONNECT:
+        await _socks5_reply(writer, _SOCKS_COMMAND_UNSUPPORTED)
+        return f"SOCKS command {command} is not supported (CONNECT only)"
+    refusal = check(host, port) if check is not None else None
+    if refusal is not None:
+        await _socks5_reply(writer, _SOCKS_NOT_ALLOWED)
+        return f"SOCKS destination {format_host_port(host, port)} refused: {refusal}"
+    return host, port
+
+
+def _socks_domain(raw: bytes) -> str | None:
+    """A requested domain name if it is a valid host name (no control characters, no options)."""
+    try:
+        return validate_hostname(raw.decode("ascii"), argument="destination")
+    except (UnicodeDecodeError, InvalidInput):
+        return None
