@@ -1,0 +1,235 @@
+"""One remote command over a pooled connection, bounded in time and bytes (SPEC §5.2, §3).
+
+How no remote process outlives a timeout or a cancellation: the command runs in a plain
+exec channel (no PTY, so stdout and stderr stay separate and bytes are not rewritten);
+on the way out the channel gets an SSH ``signal`` request ``TERM``, a short grace, then
+``KILL``, then it is closed. OpenSSH (7.9 and later) delivers such a request with
+``killpg()`` to the session's process group (sshd makes every exec session its own
+session leader), so the shell *and* its children die, which closing the channel alone
+does not achieve (sshd keeps a non-PTY command running after the channel closes). The
+tests prove it against a real sshd with ``sleep 300; echo MARKER`` and ``pgrep``. Known
+limits: a server that ignores signal requests (forced commands, OpenSSH before 7.9), a
+command that detaches into its own session (``setsid``, daemons), or a connection that is
+already dead. When the channel does not close after all that, the connection is
+discarded from the pool so a wedged channel never blocks later calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import asyncssh
+
+from relay_shell.errors import ExecTimeout, PartialOutput, RemoteFailed
+from relay_shell.governance.bounds import OutputCapture, SplitCapture, capture_fields, render_capture
+from relay_shell.ssh.pool import ConnectionPool, Lease
+from relay_shell.ssh.targets import HostSpec
+
+PROGRESS_INTERVAL_S = 1.0
+TERM_GRACE_S = 1.0
+KILL_GRACE_S = 1.0
+CLOSE_GRACE_S = 1.0
+OPEN_GRACE_S = 2.0
+
+ProgressCallback = Callable[[float, int], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class RemoteResult:
+    """A command that ran to its end. ``exit_code`` is ``None`` when it died of ``signal``."""
+
+    exit_code: int | None
+    signal: str | None
+    capture: SplitCapture | OutputCapture
+    duration_ms: int
+
+
+class _ExecSession(asyncssh.SSHClientSession[bytes]):
+    """Feeds channel data into the capture (bounded) and records how the command ended."""
+
+    def __init__(self, capture: SplitCapture | OutputCapture) -> None:
+        self.capture = capture
+        self.closed = asyncio.Event()
+        self.exit_status: int | None = None
+        self.exit_signal: str | None = None
+        self.error: Exception | None = None
+
+    def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
+        if isinstance(self.capture, OutputCapture):
+            self.capture.feed(data)
+        elif datatype == asyncssh.EXTENDED_DATA_STDERR:
+            self.capture.feed_stderr(data)
+        else:
+            self.capture.feed_stdout(data)
+
+    def exit_status_received(self, status: int) -> None:
+        self.exit_status = status
+
+    def exit_signal_received(self, signal: str, core_dumped: bool, msg: str, lang: str) -> None:
+        self.exit_signal = signal
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.error = exc
+        self.closed.set()
+
+
+class _RemoteCommand:
+    """Owns one exec channel from opening to a guaranteed stop."""
+
+    def __init__(self, lease: Lease, command: str, capture: SplitCapture | OutputCapture) -> None:
+        self.lease = lease
+        self.command = command
+        self.capture = capture
+        self.channel: asyncssh.SSHClientChannel[bytes] | None = None
+        self.session: _ExecSession | None = None
+        self._opening: asyncio.Future[tuple[asyncssh.SSHClientChannel[bytes], _ExecSession]] | None = None
+
+    async def _open(
+        self, connection: asyncssh.SSHClientConnection
+    ) -> tuple[asyncssh.SSHClientChannel[bytes], _ExecSession]:
+        session = _ExecSession(self.capture)
+        channel, _ = await connection.create_session(lambda: session, self.command, encoding=None)
+        return channel, session
+
+    async def start(self, deadline: float) -> None:
+        # Shielded: a cancellation mid-open must not lose a channel whose command already started.
+        self._opening = asyncio.ensure_future(self.lease.open_channel(self._open, deadline=deadline))
+        self.channel, self.session = await asyncio.shield(self._opening)
+
+    async def run(self, stdin: bytes | None, started: float, on_progress: ProgressCallback | None) -> None:
+        assert self.channel is not None
+        assert self.session is not None
+        if stdin:
+            self.channel.write(stdin)
+        self.channel.write_eof()
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                async with asyncio.timeout(PROGRESS_INTERVAL_S if on_progress else None):
+                    await self.session.closed.wait()
+                    return
+            except TimeoutError:
+                assert on_progress is not None
+                await on_progress(loop.time() - started, self.capture.total)
+
+    async def stop(self) -> None:
+        """Make sure the remote command is gone: TERM, KILL, close; discard the connection if stuck."""
+        if self.channel is None and not await self._settle_open():
+            self.lease.discard()
+            return
+        if self.channel is None or self.session is None or self.session.closed.is_set():
+            return
+        for signal_name, grace in (("TERM", TERM_GRACE_S), ("KILL", KILL_GRACE_S)):
+            with contextlib.suppress(OSError, asyncssh.Error):
+                self.channel.send_signal(signal_name)
+            if await _wait_set(self.session.closed, grace):
+                return
+        self.channel.close()
+        if not await _wait_set(self.session.closed, CLOSE_GRACE_S):
+            self.lease.discard()
+
+    async def _settle_open(self) -> bool:
+        """After an interrupted open: wait (bounded) for its outcome. False if still unknown."""
+        if self._opening is None:
+            return True
+        try:
+            async with asyncio.timeout(OPEN_GRACE_S):
+                self.channel, self.session = await self._opening
+        except TimeoutError:
+            self._opening.cancel()
+            return False
+        except Exception:  # the open failed: no channel, nothing runs remotely
+            return True
+        return True
+
+
+async def _wait_set(event: asyncio.Event, timeout_s: float) -> bool:
+    try:
+        async with asyncio.timeout(timeout_s):
+            await event.wait()
+    except TimeoutError:
+        return False
+    return True
+
+
+async def run_remote(
+    pool: ConnectionPool,
+    spec: HostSpec,
+    command: str,
+    *,
+    timeout_s: float,
+    budget: int,
+    stdin: bytes | None = None,
+    merge_stderr: bool = False,
+    on_progress: ProgressCallback | None = None,
+) -> RemoteResult:
+    """Run ``command`` on ``spec`` within ``timeout_s`` (connecting included).
+
+    Output streams into a bounded capture (split stdout/stderr under one budget, or merged).
+    ``stdin`` is sent then closed (``None``: closed at once, like ``/dev/null``).
+    ``on_progress(elapsed_s, bytes_so_far)`` is awaited about once a second.
+
+    Returns the result for any exit status (non-zero is not an error).
+
+    Raises:
+        RemoteUnreachable: could not connect/authenticate (reason says why), also when the
+            deadline passed while connecting.
+        ExecTimeout: the deadline passed while the command ran; it was stopped (TERM, KILL,
+            channel closed); carries the partial output.
+        RemoteFailed: the server refused the channel, or the connection died mid-command.
+        LimitReached: ``MAX_CONNS`` connections exist and all are in use.
+        asyncio.CancelledError: re-raised after the remote command was stopped.
+    """
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    deadline = started + timeout_s
+    capture: SplitCapture | OutputCapture = OutputCapture(budget) if merge_stderr else SplitCapture(budget)
+    async with pool.lease(spec, deadline=deadline) as lease:
+        remote = _RemoteCommand(lease, command, capture)
+        try:
+            async with asyncio.timeout_at(deadline):
+                await remote.start(deadline)
+                await remote.run(stdin, started, on_progress)
+        except TimeoutError:
+            if await _complete(remote.stop()):
+                raise asyncio.CancelledError from None
+            elapsed = loop.time() - started
+            raise ExecTimeout(
+                f"{spec.display()}: timed out after {elapsed:.1f} s (limit {timeout_s:g} s); the remote "
+                "command was signalled (TERM, then KILL) and its channel closed",
+                PartialOutput(render_capture(capture), capture_fields(capture)),
+            ) from None
+        except BaseException:
+            await _complete(remote.stop())
+            raise
+    session = remote.session
+    assert session is not None
+    if session.exit_status is None and session.exit_signal is None and session.error is not None:
+        raise RemoteFailed(
+            f"{spec.display()}: the connection was lost while the command ran: {session.error}"
+        )
+    return RemoteResult(
+        exit_code=session.exit_status if session.exit_signal is None else None,
+        signal=session.exit_signal,
+        capture=capture,
+        duration_ms=round((loop.time() - started) * 1000),
+    )
+
+
+async def _complete(cleanup: Awaitable[None]) -> bool:
+    """Run a (bounded) cleanup to its end even if this task is cancelled meanwhile.
+
+    Returns whether a cancellation arrived during the cleanup (the caller re-raises it).
+    """
+    task = asyncio.ensure_future(cleanup)
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            cancelled = True
+    task.result()
+    return cancelled

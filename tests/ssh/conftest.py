@@ -1,0 +1,95 @@
+"""Fixtures for the SSH layer: real OpenSSH sshd instances on loopback (see ``tests/sshd.py``).
+
+Session-scoped daemons (started once, killed with their whole process tree at the end):
+
+- ``sshd``: wide limits (MaxStartups 200:30:400, MaxSessions 100) on 127.0.0.1;
+- ``sshd_default``: OpenSSH's default MaxStartups 10:30:100 and MaxSessions 10;
+- ``sshd_jump``: a second wide sshd used as a jump host;
+- ``sshd_farm``: FARM_SIZE daemons, one per address from 127.0.0.2 (fan-out width).
+
+Tests skip (loudly) only when /usr/sbin/sshd is not installed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import pytest
+
+from relay_shell.config import Settings
+from relay_shell.ssh.pool import ConnectionPool
+from tests.sshd import ClientKey, SshdInstance, sshd_available, start_many, start_sshd, stop_all
+
+FARM_SIZE = 20
+
+
+def _require_sshd() -> None:
+    if not sshd_available():
+        pytest.skip(
+            "SKIPPED: /usr/sbin/sshd is not installed; the SSH layer is tested against a real "
+            "OpenSSH server (apt-get install -y openssh-server)"
+        )
+
+
+@pytest.fixture(scope="session")
+def client_key() -> ClientKey:
+    return ClientKey.create()
+
+
+@pytest.fixture(scope="session")
+def sshd(client_key: ClientKey) -> Iterator[SshdInstance]:
+    _require_sshd()
+    instance = start_sshd(client_key)
+    yield instance
+    instance.remove()
+
+
+@pytest.fixture(scope="session")
+def sshd_default(client_key: ClientKey) -> Iterator[SshdInstance]:
+    _require_sshd()
+    instance = start_sshd(client_key, max_startups=None, max_sessions=None)
+    yield instance
+    instance.remove()
+
+
+@pytest.fixture(scope="session")
+def sshd_jump(client_key: ClientKey) -> Iterator[SshdInstance]:
+    _require_sshd()
+    instance = start_sshd(client_key)
+    yield instance
+    instance.remove()
+
+
+@pytest.fixture(scope="session")
+def sshd_farm(client_key: ClientKey) -> Iterator[list[SshdInstance]]:
+    _require_sshd()
+    instances = start_many(client_key, FARM_SIZE, first_address="127.0.0.2")
+    yield instances
+    stop_all(instances)
+
+
+@pytest.fixture
+def ssh_settings(make_settings: Callable[..., Settings]) -> Callable[..., Settings]:
+    """Settings factory with known_hosts / ssh_config / inventory under the test's tmp dir."""
+    return make_settings
+
+
+@pytest.fixture
+async def pool_factory(settings: Settings) -> AsyncIterator[Callable[..., ConnectionPool]]:
+    """Builds pools (default: the test's settings) and closes every one of them afterwards."""
+    pools: list[ConnectionPool] = []
+
+    def factory(pool_settings: Settings | None = None, **options: Any) -> ConnectionPool:
+        pool = ConnectionPool(pool_settings or settings, **options)
+        pools.append(pool)
+        return pool
+
+    yield factory
+    for pool in pools:
+        await pool.aclose()
+
+
+@pytest.fixture
+async def pool(pool_factory: Callable[..., ConnectionPool]) -> ConnectionPool:
+    return pool_factory()
