@@ -168,3 +168,50 @@ class HostSpecRow(BaseModel):
 class HostsResult(ToolOutput):
     hosts: list[HostSpecRow] = Field(default_factory=list)
     count: int = 0
+
+
+class TransferredFileRow(BaseModel):
+    path: str = Field(description="Relative to the destination ('' when the destination is the file)")
+    size: int = 0
+
+
+class TransferOutput(ToolOutput):
+    direction: str = Field(default="", description="upload or download")
+    host: str = ""
+    source: str = ""
+    destination: str = Field(default="", description="Where the source landed (inside an existing directory)")
+    files: list[TransferredFileRow] = Field(default_factory=list, description="At most 200 of file_count")
+    file_count: int = 0
+    directory_count: int = 0
+    link_count: int = 0
+    bytes: int = Field(default=0, description="Bytes moved")
+    bytes_total: int = Field(default=0, description="Bytes of the regular files in the source")
+    sha256: str | None = Field(default=None, description="SHA-256 of a single file (read on this side)")
+    duration_ms: int = 0
+    timeout_s: float | None = None
+
+
+class ForwardRow(BaseModel):
+    forward_id: str = ""
+    kind: str = Field(default="", description="L (local), R (remote) or D (SOCKS5)")
+    spec: str = Field(default="", description="The spec with the actual listening port")
+    bind: str = ""
+    listen_port: int = 0
+    host: str = ""
+    target: str | None = Field(default=None, description="dhost:dport; null for SOCKS")
+    bytes_sent: int = Field(default=0, description="Bytes from the listening side to the destination")
+    bytes_received: int = Field(default=0, description="Bytes from the destination back")
+    connections: int = 0
+    active_connections: int = 0
+    age_s: float = 0.0
+    state: str = Field(default="", description="open, broken (SSH connection lost) or closed")
+    last_error: str | None = None
+
+
+class ForwardOutput(ToolOutput, ForwardRow):
+    pass
+
+
+class ForwardListOutput(ToolOutput):
+    forwards: list[ForwardRow] = Field(default_factory=list)
+    count: int = 0
