@@ -233,6 +233,9 @@ def test_literal_targets_and_overrides(
 
     same = inventory.resolve("ops@192.0.2.7:2022", ConnectOverrides(user="ops", port=2022))
     assert (same.user, same.port) == ("ops", 2022)
+    # Mode names as text (what a JSON caller sends) are accepted.
+    textual = inventory.resolve("192.0.2.7", ConnectOverrides(known_hosts="ignore"))  # type: ignore[arg-type]
+    assert textual.known_hosts is KnownHostsMode.IGNORE
 
 
 @pytest.mark.parametrize(
@@ -244,6 +247,8 @@ def test_literal_targets_and_overrides(
         ("192.0.2.7", ConnectOverrides(jump="ok,-bad"), "jump"),
         ("192.0.2.7", ConnectOverrides(user="-oX"), "user"),
         ("bad host", ConnectOverrides(), "host"),
+        ("192.0.2.7", ConnectOverrides(port=0), "port"),
+        ("192.0.2.7", ConnectOverrides(known_hosts="sometimes"), "known_hosts"),  # type: ignore[arg-type]
     ],
 )
 def test_invalid_resolution_names_the_argument(

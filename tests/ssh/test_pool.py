@@ -12,7 +12,7 @@ import asyncssh
 import pytest
 
 from relay_shell.config import KnownHostsMode, Settings
-from relay_shell.errors import LimitReached, RemoteUnreachable
+from relay_shell.errors import LimitReached, RemoteFailed, RemoteUnreachable
 from relay_shell.governance.bounds import SplitCapture
 from relay_shell.ssh.pool import ConnectionPool, Lease
 from relay_shell.ssh.remote_exec import run_remote
@@ -263,3 +263,27 @@ async def test_keepalive_detects_a_frozen_server(
         os.kill(pid, signal.SIGSTOP)  # the server stops answering, the TCP connection stays up
     assert await _closed(connection)  # unanswered keepalives closed it
     assert pool.stats().connections == 0
+
+
+async def test_open_channel_failures_on_a_live_connection(
+    pool: ConnectionPool, sshd: SshdInstance, client_key: ClientKey, settings: Settings
+) -> None:
+    spec = spec_for(sshd, settings, client_key)
+    async with pool.lease(spec, deadline=_deadline()) as lease:
+
+        async def opener_fails_locally(connection: asyncssh.SSHClientConnection) -> None:
+            raise FileNotFoundError("/no/such/local/file")
+
+        with pytest.raises(FileNotFoundError):  # the opener's own error passes through untouched
+            await lease.open_channel(opener_fails_locally)
+
+        async def tunnel_to_nowhere(connection: asyncssh.SSHClientConnection) -> object:
+            return await connection.create_connection(asyncssh.SSHTCPSession, "127.0.0.1", free_port())
+
+        with pytest.raises(
+            RemoteFailed
+        ) as caught:  # refused with no other channel open: not a capacity issue
+            await lease.open_channel(tunnel_to_nowhere)
+        assert "refused the channel" in caught.value.message
+        assert lease.channels == 0
+    assert pool.stats().dials == 1

@@ -10,7 +10,7 @@ import asyncssh
 import pytest
 
 from relay_shell.config import Settings
-from relay_shell.errors import ExecTimeout
+from relay_shell.errors import ExecTimeout, RemoteFailed
 from relay_shell.governance.bounds import OutputCapture, SplitCapture
 from relay_shell.ssh.pool import ConnectionPool
 from relay_shell.ssh.remote_exec import run_remote
@@ -147,3 +147,23 @@ async def test_progress_is_reported_about_once_a_second(pool: ConnectionPool, sp
     elapsed, produced = reports[0]
     assert elapsed >= 1.0
     assert produced == len("begin\n")
+
+
+async def test_a_background_child_holding_the_output_does_not_hold_the_call(
+    pool: ConnectionPool, spec: HostSpec
+) -> None:
+    result = await run_remote(
+        pool, spec, "echo now; (sleep 3; echo late) & exit 5", timeout_s=20, budget=4096
+    )
+    assert (result.exit_code, result.pipe_held) == (5, True)
+    assert isinstance(result.capture, SplitCapture)
+    assert result.capture.stdout.render() == "now\n"
+
+
+async def test_a_connection_lost_mid_command_is_remote_failed(pool: ConnectionPool, spec: HostSpec) -> None:
+    # The shell's parent is sshd's per-connection process: killing it drops the connection.
+    with pytest.raises(RemoteFailed) as caught:
+        await run_remote(pool, spec, "echo before; kill -KILL $PPID; sleep 5", timeout_s=20, budget=4096)
+    assert "connection was lost" in caught.value.message
+    assert pool.stats().connections == 0
+    assert (await run_remote(pool, spec, "true", timeout_s=20, budget=4096)).exit_code == 0

@@ -153,9 +153,11 @@ class Inventory:
         """
         overrides = overrides or ConnectOverrides()
         text_user, name, text_port = self._split(host)
-        user = _pick_one("user", overrides.user, text_user)
-        port = _pick_one("port", overrides.port, text_port)
-        known_hosts = overrides.known_hosts
+        override_user = validate_user(overrides.user) if overrides.user else None  # "" means unset
+        override_port = validate_port(overrides.port) if overrides.port is not None else None
+        user = _pick_one("user", override_user, text_user)
+        port = _pick_one("port", override_port, text_port)
+        known_hosts = _known_hosts_mode(overrides.known_hosts)
         if overrides.key_path is not None:
             key_path = overrides.key_path.expanduser()
             if not key_path.is_file():
@@ -252,6 +254,16 @@ class Inventory:
                     hops.extend(self._resolve_chain(own, mode, seen=seen | {name.lower()}))
             hops.append(self._resolve_name(name, user=user, port=port, known_hosts=mode, key_path=None))
         return hops
+
+
+def _known_hosts_mode(value: KnownHostsMode | str | None) -> KnownHostsMode | None:
+    if value is None or isinstance(value, KnownHostsMode):
+        return value
+    try:
+        return KnownHostsMode(value)
+    except ValueError:
+        allowed = ", ".join(mode.value for mode in KnownHostsMode)
+        raise InvalidInput("known_hosts", f"must be one of {allowed} (got {value!r})") from None
 
 
 def _pick_one[T](argument: str, override: T | None, from_text: T | None) -> T | None:

@@ -146,7 +146,7 @@ async def _offered_algorithms(host: str, port: int) -> list[str]:
 
     Raises:
         asyncssh.ProtocolError: not an SSH-2 server, or a malformed packet.
-        OSError, asyncio.IncompleteReadError: the connection failed or was dropped.
+        asyncssh.ConnectionLost, OSError: the connection failed or was dropped.
     """
     reader, writer = await asyncio.open_connection(host, port, limit=MAX_BANNER_BYTES)
     try:
@@ -159,11 +159,14 @@ async def _offered_algorithms(host: str, port: int) -> list[str]:
                 break
         else:
             raise asyncssh.ProtocolError("no SSH-2 banner")
-        header = await reader.readexactly(5)
-        length, padding = int.from_bytes(header[:4], "big"), header[4]
-        if not padding < length <= MAX_KEXINIT_BYTES:
-            raise asyncssh.ProtocolError("implausible packet length")
-        payload = (await reader.readexactly(length - 1))[: length - 1 - padding]
+        try:
+            header = await reader.readexactly(5)
+            length, padding = int.from_bytes(header[:4], "big"), header[4]
+            if not padding < length <= MAX_KEXINIT_BYTES:
+                raise asyncssh.ProtocolError("implausible packet length")
+            payload = (await reader.readexactly(length - 1))[: length - 1 - padding]
+        except asyncio.IncompleteReadError as exc:
+            raise asyncssh.ConnectionLost("closed during the key exchange") from exc
         if not payload or payload[0] != MSG_KEXINIT:
             raise asyncssh.ProtocolError("first packet is not KEXINIT")
         offset = 1 + 16  # message type, cookie

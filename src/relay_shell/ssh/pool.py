@@ -130,10 +130,12 @@ class Lease:
             try:
                 result = await opener(entry.connection)
             except (asyncssh.ChannelOpenError, asyncssh.DisconnectError, OSError) as exc:
-                others = entry.opening - 1 + entry.channels
-                if not self._may_move(entry, exc, others):
+                dead = entry.connection.is_closed()
+                if not dead and not isinstance(exc, asyncssh.ChannelOpenError):
+                    raise  # the opener's own failure on a live connection: not ours to translate
+                if not self._may_move(dead, others=entry.opening - 1 + entry.channels):
                     raise _channel_failure(self.spec, exc) from exc
-                if isinstance(exc, asyncssh.ChannelOpenError) and not entry.connection.is_closed():
+                if not dead:
                     entry.channel_limit = max(1, entry.channels)  # raised again as more channels succeed
                 self._refused_by.append(entry)
                 await self._pool._move(self, avoid=self._refused_by, deadline=deadline)
@@ -146,12 +148,11 @@ class Lease:
                 entry.channel_limit = entry.channels  # the learned capacity was too low
             return result
 
-    def _may_move(self, entry: _Pooled, exc: BaseException, others: int) -> bool:
+    def _may_move(self, dead: bool, *, others: int) -> bool:
+        """Move on a dead connection, or on a refusal while other channels use the connection."""
         if self.channels > 0 or len(self._refused_by) >= self._pool.max_moves:
             return False  # a lease's channels all live on one connection
-        if entry.connection.is_closed():
-            return True  # the pooled connection died while idle: replace it
-        return isinstance(exc, asyncssh.ChannelOpenError) and others > 0
+        return dead or others > 0
 
     def _rebind(self, entry: _Pooled) -> None:
         self._entry = entry

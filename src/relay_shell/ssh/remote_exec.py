@@ -12,12 +12,18 @@ limits: a server that ignores signal requests (forced commands, OpenSSH before 7
 command that detaches into its own session (``setsid``, daemons), or a connection that is
 already dead. When the channel does not close after all that, the connection is
 discarded from the pool so a wedged channel never blocks later calls.
+
+A command that exits while a background child keeps its output open (``server &``) is
+read for one more second after its exit status, then its channel is closed and the
+result returned with ``pipe_held`` (sshd would otherwise hold the channel until that
+child ends).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -33,6 +39,7 @@ TERM_GRACE_S = 1.0
 KILL_GRACE_S = 1.0
 CLOSE_GRACE_S = 1.0
 OPEN_GRACE_S = 2.0
+DRAIN_AFTER_EXIT_S = 1.0
 
 ProgressCallback = Callable[[float, int], Awaitable[None]]
 
@@ -45,6 +52,7 @@ class RemoteResult:
     signal: str | None
     capture: SplitCapture | OutputCapture
     duration_ms: int
+    pipe_held: bool = False  # exited, but a background child kept the output open; reading stopped
 
 
 class _ExecSession(asyncssh.SSHClientSession[bytes]):
@@ -53,6 +61,8 @@ class _ExecSession(asyncssh.SSHClientSession[bytes]):
     def __init__(self, capture: SplitCapture | OutputCapture) -> None:
         self.capture = capture
         self.closed = asyncio.Event()
+        self.changed = asyncio.Event()  # set on exit and on close
+        self.exited = False
         self.exit_status: int | None = None
         self.exit_signal: str | None = None
         self.error: Exception | None = None
@@ -67,13 +77,18 @@ class _ExecSession(asyncssh.SSHClientSession[bytes]):
 
     def exit_status_received(self, status: int) -> None:
         self.exit_status = status
+        self.exited = True
+        self.changed.set()
 
     def exit_signal_received(self, signal: str, core_dumped: bool, msg: str, lang: str) -> None:
         self.exit_signal = signal
+        self.exited = True
+        self.changed.set()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.error = exc
         self.closed.set()
+        self.changed.set()
 
 
 class _RemoteCommand:
@@ -86,6 +101,7 @@ class _RemoteCommand:
         self.channel: asyncssh.SSHClientChannel[bytes] | None = None
         self.session: _ExecSession | None = None
         self._opening: asyncio.Future[tuple[asyncssh.SSHClientChannel[bytes], _ExecSession]] | None = None
+        self.pipe_held = False
 
     async def _open(
         self, connection: asyncssh.SSHClientConnection
@@ -105,15 +121,27 @@ class _RemoteCommand:
         if stdin:
             self.channel.write(stdin)
         self.channel.write_eof()
-        loop = asyncio.get_running_loop()
+        session, loop = self.session, asyncio.get_running_loop()
+        next_progress = started + PROGRESS_INTERVAL_S if on_progress else math.inf
+        drain_until = math.inf
         while True:
-            try:
-                async with asyncio.timeout(PROGRESS_INTERVAL_S if on_progress else None):
-                    await self.session.closed.wait()
-                    return
-            except TimeoutError:
-                assert on_progress is not None
-                await on_progress(loop.time() - started, self.capture.total)
+            session.changed.clear()
+            now = loop.time()
+            if session.closed.is_set():
+                return
+            if session.exited and drain_until == math.inf:
+                drain_until = now + DRAIN_AFTER_EXIT_S
+            if now >= drain_until:
+                # Exited, but a background child still holds the output open: stop reading.
+                self.pipe_held = True
+                await self._close_channel()
+                return
+            if on_progress is not None and now >= next_progress:
+                next_progress = now + PROGRESS_INTERVAL_S
+                await on_progress(now - started, self.capture.total)
+                continue
+            wake_at = min(next_progress, drain_until)
+            await _wait_set(session.changed, None if wake_at == math.inf else wake_at - now)
 
     async def stop(self) -> None:
         """Make sure the remote command is gone: TERM, KILL, close; discard the connection if stuck."""
@@ -127,6 +155,12 @@ class _RemoteCommand:
                 self.channel.send_signal(signal_name)
             if await _wait_set(self.session.closed, grace):
                 return
+        await self._close_channel()
+
+    async def _close_channel(self) -> None:
+        """Close our side; a channel the server never closes gets its connection discarded."""
+        assert self.channel is not None
+        assert self.session is not None
         self.channel.close()
         if not await _wait_set(self.session.closed, CLOSE_GRACE_S):
             self.lease.discard()
@@ -146,7 +180,7 @@ class _RemoteCommand:
         return True
 
 
-async def _wait_set(event: asyncio.Event, timeout_s: float) -> bool:
+async def _wait_set(event: asyncio.Event, timeout_s: float | None) -> bool:
     try:
         async with asyncio.timeout(timeout_s):
             await event.wait()
@@ -216,6 +250,7 @@ async def run_remote(
         signal=session.exit_signal,
         capture=capture,
         duration_ms=round((loop.time() - started) * 1000),
+        pipe_held=remote.pipe_held,
     )
 
 
