@@ -1,0 +1,483 @@
+"""Generate ``docs/tools.md`` from the tools, prompt and resources the server registers (SPEC §14).
+
+::
+
+    .venv/bin/python -m relay_shell.docs_gen            # rewrite docs/tools.md
+    .venv/bin/python -m relay_shell.docs_gen --check    # exit 1 when docs/tools.md is stale
+
+The server is built in-process with its audit file and SSH files in a temporary directory
+(no ssh_config, no inventory), and listed the way a client would list it (``list_tools``,
+``list_prompts``, ``list_resources``, ``list_resource_templates``). Names, descriptions,
+annotations and schemas come from the SDK's answers; the one thing a schema cannot say is
+how a call gets its tier, which :data:`TIER_RULES` states per tool next to this generator
+(``tests/test_docs.py`` checks it covers every registered tool, names real parameters and
+matches the tier fixed-tier tools report). The output is deterministic: sorted, no
+timestamps, no version number.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import get_args
+
+import anyio
+from mcp_types import Prompt, Resource, ResourceTemplate, Tool, ToolAnnotations
+
+REGENERATE_COMMAND = ".venv/bin/python -m relay_shell.docs_gen"
+DOC_PATH = Path("docs") / "tools.md"
+TIER_NAMES = ("READ_ONLY", "REVERSIBLE", "STATEFUL", "IRREVERSIBLE")
+COMMON_OUTPUT_FIELDS = ("tier", "notes", "error")
+_SESSION_HOST = "the session's host (SSH sessions)"
+_HOST_TARGETS = "the host as given, its resolved name, `user@host:port` and every jump hop"
+
+
+@dataclass(frozen=True)
+class TierRule:
+    """How a tool's calls get their tier (SPEC §6.1).
+
+    ``fixed`` is the tier of a tool that runs no text. Otherwise the call is classified
+    from the text of the parameters in ``classified_from`` (tier ``floor`` when no rule
+    matches). ``targets`` says what, besides the text, the deny list reads.
+    """
+
+    fixed: int | None = None
+    classified_from: tuple[str, ...] = ()
+    floor: int = 1
+    targets: str = ""
+
+    def describe(self) -> str:
+        """One line of Markdown for the reference."""
+        if self.fixed is not None:
+            text = f"fixed: {self.fixed} ({TIER_NAMES[self.fixed]})"
+        else:
+            sources = ", ".join(f"`{name}`" for name in self.classified_from)
+            text = (
+                f"classified from {sources}: the highest matching rule of the pattern table, "
+                f"at least {self.floor} ({TIER_NAMES[self.floor]})"
+            )
+        if self.targets:
+            text += f"; the deny list also reads {self.targets}"
+        return text
+
+
+TIER_RULES: Mapping[str, TierRule] = {
+    "audit_tail": TierRule(fixed=0),
+    "server_info": TierRule(fixed=0),
+    "session_kill": TierRule(fixed=1, targets=_SESSION_HOST),
+    "session_list": TierRule(fixed=0),
+    "session_recv": TierRule(fixed=0, targets=_SESSION_HOST),
+    "session_resize": TierRule(fixed=1, targets=_SESSION_HOST),
+    "session_send": TierRule(classified_from=("data", "keys"), targets=_SESSION_HOST),
+    "shell_exec": TierRule(classified_from=("command", "stdin", "env", "cwd")),
+    "shell_script": TierRule(classified_from=("interpreter", "script", "env", "cwd")),
+    "shell_spawn": TierRule(classified_from=("command", "env")),
+    "ssh_check": TierRule(fixed=0, targets=f"each host: {_HOST_TARGETS}"),
+    "ssh_exec": TierRule(classified_from=("command", "stdin"), targets=_HOST_TARGETS),
+    "ssh_fanout": TierRule(
+        classified_from=("command",),
+        targets=f"each host ({_HOST_TARGETS}); a host the deny list matches is reported `denied`",
+    ),
+    "ssh_hosts": TierRule(fixed=0),
+    "ssh_keyscan": TierRule(fixed=1, targets="each host as given"),
+}
+"""One entry per registered tool; a tool without one fails ``tests/test_docs.py``."""
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """What the server offers a client: tools, prompts, resources, templates, instructions."""
+
+    tools: Sequence[Tool]
+    prompts: Sequence[Prompt]
+    resources: Sequence[Resource]
+    templates: Sequence[ResourceTemplate]
+    instructions: str
+
+
+async def collect() -> Catalog:
+    """Build the server in a temporary directory and list what it registers."""
+    from relay_shell.app import build_server
+    from relay_shell.config import load_settings
+
+    with tempfile.TemporaryDirectory(prefix="relay-shell-docs-") as scratch:
+        root = Path(scratch)
+        settings = load_settings(
+            _env_file=None,
+            transport="stdio",
+            auth_enabled=False,
+            audit_path=root / "audit.jsonl",
+            ssh_config=root / "no-ssh-config",
+            inventory=None,
+            ssh_known_hosts_file=root / "known_hosts",
+            auth_state_dir=root / "oauth",
+        )
+        server = build_server(settings)
+        try:
+            return Catalog(
+                tools=sorted(await server.list_tools(), key=lambda tool: tool.name),
+                prompts=sorted(await server.list_prompts(), key=lambda prompt: prompt.name),
+                resources=sorted(await server.list_resources(), key=lambda resource: str(resource.uri)),
+                templates=sorted(
+                    await server.list_resource_templates(), key=lambda template: template.uri_template
+                ),
+                instructions=server.instructions or "",
+            )
+        finally:
+            await server.services.aclose()
+
+
+# --- JSON schema fragments -> Markdown ----------------------------------------------------------
+
+type Schema = Mapping[str, object]
+
+
+def _mapping(value: object) -> Schema:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _branches(schema: Schema) -> list[Schema]:
+    """The alternatives of an ``anyOf``/``oneOf``, or the schema itself."""
+    for key in ("anyOf", "oneOf"):
+        options = schema.get(key)
+        if isinstance(options, list):
+            return [_mapping(option) for option in options]
+    return [schema]
+
+
+def type_text(schema: Schema) -> str:
+    """A short type name: ``string``, ``integer or null``, ``array of string``, ``FanoutHostRow``."""
+    branches = _branches(schema)
+    if len(branches) > 1:
+        names = list(dict.fromkeys(type_text(branch) for branch in branches))
+        others = [name for name in names if name != "null"]
+        if len(others) == 1 and len(names) == 2 and _is_container(others[0]):
+            return f"{others[0]}, or null"  # "array of string, or null": the array may be null
+        return " or ".join(names)
+    reference = schema.get("$ref")
+    if isinstance(reference, str):
+        return reference.rsplit("/", 1)[-1]
+    return _single_type_text(schema)
+
+
+def _single_type_text(schema: Schema) -> str:
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        return " or ".join(str(name) for name in kind)
+    container = {"array": ("items", "array"), "object": ("additionalProperties", "object")}.get(str(kind))
+    if container is not None:
+        key, word = container
+        inner = schema.get(key)
+        return f"{word} of {_element(_mapping(inner))}" if isinstance(inner, Mapping) else word
+    if isinstance(kind, str):
+        return kind
+    return json.dumps(schema["const"]) if "const" in schema else "any"
+
+
+def _is_container(name: str) -> bool:
+    return name.startswith(("array of ", "object of "))
+
+
+def _element(schema: Schema) -> str:
+    """The type of an array item or object value, parenthesised when it is compound."""
+    name = type_text(schema)
+    return f"({name})" if " or " in name or _is_container(name) else name
+
+
+_CONSTRAINTS = (
+    ("minimum", "≥ {}"),
+    ("exclusiveMinimum", "> {}"),
+    ("maximum", "≤ {}"),
+    ("exclusiveMaximum", "< {}"),
+    ("minLength", "length ≥ {}"),
+    ("maxLength", "length ≤ {}"),
+    ("minItems", "items ≥ {}"),
+    ("maxItems", "items ≤ {}"),
+    ("pattern", "matches `{}`"),
+)
+
+
+def constraints_text(schema: Schema) -> str:
+    """Bounds and allowed values of a schema and of its ``anyOf`` branches."""
+    parts: list[str] = []
+    for branch in [schema, *_branches(schema)]:
+        enum = branch.get("enum")
+        if isinstance(enum, list):
+            parts.append("one of " + ", ".join(f"`{value}`" for value in enum))
+        for key, template in _CONSTRAINTS:
+            if key in branch:
+                parts.append(template.format(branch[key]))
+    return ", ".join(dict.fromkeys(parts))
+
+
+def cell(text: str) -> str:
+    """Text safe inside a Markdown table cell: one line, pipes escaped."""
+    return " ".join(text.split()).replace("|", "\\|")
+
+
+def _default_text(schema: Schema, required: bool) -> str:
+    if required:
+        return "required"
+    if "default" not in schema:
+        return ""
+    return f"`{json.dumps(schema['default'], ensure_ascii=False)}`"
+
+
+def _description(schema: Schema) -> str:
+    description = schema.get("description")
+    return description if isinstance(description, str) else ""
+
+
+def parameter_rows(input_schema: Schema) -> list[str]:
+    """The parameters table of one tool, in declaration order."""
+    properties = _mapping(input_schema.get("properties"))
+    if not properties:
+        return ["No parameters."]
+    required = input_schema.get("required")
+    required_names = set(required) if isinstance(required, list) else set()
+    rows = ["| Name | Type | Default | Constraints | Description |", "|---|---|---|---|---|"]
+    for name, value in properties.items():
+        schema = _mapping(value)
+        cells = (
+            f"`{name}`",
+            type_text(schema),
+            _default_text(schema, name in required_names),
+            constraints_text(schema),
+            _description(schema),
+        )
+        rows.append("| " + " | ".join(cell(text) for text in cells) + " |")
+    return rows
+
+
+def _field_list(schema: Schema) -> str:
+    properties = _mapping(schema.get("properties"))
+    common = all(name in properties for name in COMMON_OUTPUT_FIELDS)
+    fields = []
+    for name, value in properties.items():
+        if common and name in COMMON_OUTPUT_FIELDS:
+            continue
+        field = _mapping(value)
+        allowed = constraints_text(field)
+        fields.append(f"`{name}` ({type_text(field)}{', ' + allowed if allowed else ''})")
+    return ", ".join(fields)
+
+
+def output_rows(output_schema: Schema | None) -> list[str]:
+    """The result's top-level fields (the common ones are described once, at the top)."""
+    if not output_schema:
+        return ["No declared output schema."]
+    properties = _mapping(output_schema.get("properties"))
+    common = all(name in properties for name in COMMON_OUTPUT_FIELDS)
+    rows = ["| Field | Type | Description |", "|---|---|---|"]
+    for name, value in properties.items():
+        if common and name in COMMON_OUTPUT_FIELDS:
+            continue
+        schema = _mapping(value)
+        rows.append(f"| `{name}` | {cell(type_text(schema))} | {cell(_description(schema))} |")
+    if len(rows) == 2:
+        rows = ["No fields of its own."]
+    if common:
+        rows += [
+            "",
+            "Plus the common fields " + ", ".join(f"`{name}`" for name in COMMON_OUTPUT_FIELDS) + ".",
+        ]
+    definitions = _mapping(output_schema.get("$defs"))
+    for name in sorted(definitions):
+        if name != "ErrorInfo":
+            rows += ["", f"`{name}`: {_field_list(_mapping(definitions[name]))}."]
+    return rows
+
+
+def _hint(value: bool | None) -> str:
+    return "unset" if value is None else ("yes" if value else "no")
+
+
+def _hints(annotations: ToolAnnotations | None) -> tuple[str, str, str, str]:
+    if annotations is None:
+        return ("unset",) * 4
+    return (
+        _hint(annotations.read_only_hint),
+        _hint(annotations.destructive_hint),
+        _hint(annotations.idempotent_hint),
+        _hint(annotations.open_world_hint),
+    )
+
+
+def _tier_rule(name: str) -> TierRule | None:
+    return TIER_RULES.get(name)
+
+
+def _short_tier(name: str) -> str:
+    rule = _tier_rule(name)
+    if rule is None:
+        return "(no entry in TIER_RULES)"
+    if rule.fixed is not None:
+        return str(rule.fixed)
+    return f"classified, ≥ {rule.floor}"
+
+
+# --- the document ---------------------------------------------------------------------------------
+
+
+def _preamble() -> list[str]:
+    from relay_shell.tools.models import ErrorKindName
+
+    kinds = ", ".join(f"`{kind}`" for kind in get_args(ErrorKindName))
+    return [
+        "# Tool reference",
+        "",
+        "<!-- Generated by relay_shell.docs_gen from the registered tools. Do not edit by hand. -->",
+        "",
+        "Generated from the tools, prompt and resources relay-shell registers, as a client lists",
+        f"them. Do not edit by hand: regenerate with `{REGENERATE_COMMAND}` after changing a tool,",
+        "its description (`src/relay_shell/guidance/tools.md`), its schema or its tier rule",
+        "(`TIER_RULES` in `src/relay_shell/docs_gen.py`); `tests/test_docs.py` fails while this",
+        "file is stale.",
+        "",
+        "How to read it:",
+        "",
+        "- **Tier** (SPEC §6.1): 0 READ_ONLY, 1 REVERSIBLE, 2 STATEFUL, 3 IRREVERSIBLE. A fixed tier",
+        "  belongs to tools that run no text; the others are classified from everything the executor",
+        "  will see (`docs/policy-patterns.md`). The tier then meets the policy mode, the deny and",
+        "  allow lists, the token's scope and, for tier 3, the confirmation setting.",
+        "- **Annotations** are the MCP hints the tool declares: read-only, destructive, idempotent,",
+        "  open world (reaches beyond this host).",
+        "- **Results**: one readable text block and `structuredContent` matching the output schema.",
+        "  Every output schema also has `tier` (the tier the call was classified as), `notes`",
+        "  (clamped bounds and other remarks) and `error`, set when `isError` is true:",
+        f"  `{{kind, message, tier?, reason?, argument?, confirm_token?}}` with `kind` one of {kinds}.",
+        "  A command that ran and exited non-zero is a result (`exit_code`), not an error.",
+        "- `timeout` and `max_output` (where present): omitted means the configured default, a value",
+        "  above the ceiling is clamped (and a note says so), zero or negative is `invalid`.",
+        "- `confirm_token` (where present) is used only with `RELAY_SHELL_CONFIRM_TIER3=token`: re-issue",
+        "  the identical call with the token a tier-3 refusal returned.",
+        "",
+    ]
+
+
+def _summary(catalog: Catalog) -> list[str]:
+    rows = [
+        "## Summary",
+        "",
+        "| Tool | Tier | Read-only | Destructive | Idempotent | Open world |",
+        "|---|---|---|---|---|---|",
+    ]
+    for tool in catalog.tools:
+        hints = " | ".join(_hints(tool.annotations))
+        rows.append(f"| [`{tool.name}`](#{tool.name}) | {_short_tier(tool.name)} | {hints} |")
+    return [*rows, ""]
+
+
+def _tool_section(tool: Tool) -> list[str]:
+    rule = _tier_rule(tool.name)
+    read_only, destructive, idempotent, open_world = _hints(tool.annotations)
+    return [
+        f"### {tool.name}",
+        "",
+        (tool.description or "(no description)").strip(),
+        "",
+        f"- **Tier:** {rule.describe() if rule else '(no entry in TIER_RULES)'}",
+        f"- **Annotations:** read-only {read_only} · destructive {destructive} · "
+        f"idempotent {idempotent} · open world {open_world}",
+        "",
+        "Parameters:",
+        "",
+        *parameter_rows(tool.input_schema),
+        "",
+        "Result (`structuredContent`):",
+        "",
+        *output_rows(tool.output_schema),
+        "",
+    ]
+
+
+def _prompts_and_resources(catalog: Catalog) -> list[str]:
+    lines = [
+        "## Prompts",
+        "",
+        "A prompt fetch is a tier-0 call through the pipeline, audited as `prompt_get`.",
+        "",
+    ]
+    for prompt in catalog.prompts:
+        arguments = ", ".join(f"`{argument.name}`" for argument in prompt.arguments or []) or "none"
+        lines += [f"- `{prompt.name}` (arguments: {arguments}): {prompt.description or ''}".rstrip()]
+    lines += [
+        "",
+        "## Resources",
+        "",
+        "A resource read is a tier-0 call through the pipeline, audited as `resource_read`.",
+        "",
+        "| URI | Name | MIME type | Description |",
+        "|---|---|---|---|",
+    ]
+    for resource in catalog.resources:
+        lines.append(
+            f"| `{resource.uri}` | {resource.name} | {resource.mime_type or ''} | "
+            f"{cell(resource.description or '')} |"
+        )
+    for template in catalog.templates:
+        lines.append(
+            f"| `{template.uri_template}` (template) | {template.name} | {template.mime_type or ''} | "
+            f"{cell(template.description or '')} |"
+        )
+    return [*lines, ""]
+
+
+def render(catalog: Catalog) -> str:
+    """The whole Markdown document."""
+    lines = [*_preamble(), *_summary(catalog), "## Tools", ""]
+    for tool in catalog.tools:
+        lines += _tool_section(tool)
+    lines += _prompts_and_resources(catalog)
+    lines += [
+        "## Server instructions",
+        "",
+        "Sent to the client at initialize (`src/relay_shell/guidance/instructions.md`):",
+        "",
+        *(f"> {line}".rstrip() for line in catalog.instructions.splitlines()),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+async def generate() -> str:
+    """``docs/tools.md`` as it should be now."""
+    return render(await collect())
+
+
+def repository_root() -> Path:
+    """The source checkout this module lives in (``src/relay_shell/docs_gen.py``)."""
+    return Path(__file__).resolve().parents[2]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m relay_shell.docs_gen", description=__doc__)
+    parser.add_argument("--check", action="store_true", help="exit 1 when the file is stale, write nothing")
+    parser.add_argument("--output", type=Path, help=f"where to write (default: {DOC_PATH} in the checkout)")
+    args = parser.parse_args(argv)
+    target: Path = args.output or repository_root() / DOC_PATH
+    text = anyio.run(generate)
+    if args.check:
+        current = target.read_text(encoding="utf-8") if target.is_file() else ""
+        if current != text:
+            print(f"{target} is stale: run {REGENERATE_COMMAND}", file=sys.stderr)
+            return 1
+        print(f"{target} is up to date")
+        return 0
+    target.write_text(text, encoding="utf-8")
+    print(f"wrote {target} ({len(catalog_names(text))} tools)")
+    return 0
+
+
+def catalog_names(text: str) -> list[str]:
+    """The tool names a generated document lists (its ``### name`` headings)."""
+    return [line[4:] for line in text.splitlines() if line.startswith("### ")]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
