@@ -389,6 +389,7 @@ class ForwardManager:
             if entry.spec.kind == "D":
                 requested = await _socks5_request(reader, writer, entry.destination_check)
                 if isinstance(requested, str):
+                    log.warning("forward %s: %s", entry.forward_id, requested)
                     entry.last_error = requested
                     return
                 destination = requested

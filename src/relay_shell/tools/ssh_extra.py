@@ -172,7 +172,7 @@ def transfer_outcome(result: TransferResult, timeout_s: float) -> Outcome:
     if result.sha256:
         lines.append(f"sha256 {result.sha256}")
     lines.extend(f"  {row.path} ({row.size} bytes)" for row in result.files[:MAX_LISTED_IN_TEXT] if row.path)
-    if result.file_count > MAX_LISTED_IN_TEXT and result.directory_count:
+    if result.file_count > MAX_LISTED_IN_TEXT:
         lines.append(f"  ... {result.file_count - MAX_LISTED_IN_TEXT} more files")
     data: dict[str, object] = {
         "direction": result.direction, "source": result.source, "destination": result.destination,
