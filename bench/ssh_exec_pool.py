@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import shutil
 import statistics
 import sys
 import tempfile
@@ -158,6 +159,8 @@ async def main(iterations: int, width: int) -> None:
         await bench_fanout(instances[1:], settings, known_hosts)
     finally:
         stop_all(instances)
+        client_key.remove()
+        shutil.rmtree(workdir, ignore_errors=True)
         print(f"\nstopped {len(instances)} sshd instances")
 
 

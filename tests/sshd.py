@@ -13,8 +13,9 @@ API::
     sshd_available() -> bool                is the binary installed?
     ensure_test_user(name=TEST_USER) -> str create the account if missing (idempotent), unlock it
     free_port(address="127.0.0.1") -> int   a TCP port nothing listens on right now
-    ClientKey.create(directory) -> ClientKey          an ed25519 key pair written to files
+    ClientKey.create(directory=None) -> ClientKey     an ed25519 key pair written to files
         .private_path, .public_path, .public_line     (files readable by the test user)
+        .remove()                                     delete the key files
     start_sshd(client_key, *, address="127.0.0.1", port=None, host_key=None,
                max_startups="200:30:400", max_sessions=100, extra_config=()) -> SshdInstance
         max_startups / max_sessions = None keep OpenSSH's defaults (10:30:100 and 10);
@@ -121,6 +122,12 @@ class ClientKey:
         public_path.write_text(public_line + "\n")
         public_path.chmod(0o644)
         return cls(private_path, public_path, public_line)
+
+    def remove(self) -> None:
+        self.private_path.unlink(missing_ok=True)
+        self.public_path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            self.private_path.parent.rmdir()  # only if nothing else lives there
 
 
 @dataclass

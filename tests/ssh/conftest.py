@@ -33,8 +33,10 @@ def _require_sshd() -> None:
 
 
 @pytest.fixture(scope="session")
-def client_key() -> ClientKey:
-    return ClientKey.create()
+def client_key() -> Iterator[ClientKey]:
+    key = ClientKey.create()
+    yield key
+    key.remove()
 
 
 @pytest.fixture(scope="session")

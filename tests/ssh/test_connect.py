@@ -7,6 +7,7 @@ import contextlib
 import errno
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import asyncssh
 import pytest
@@ -119,9 +120,9 @@ async def test_nothing_listening_is_refused(
 
 
 async def test_a_key_the_server_does_not_know_is_auth(
-    settings: Settings, pool: ConnectionPool, sshd: SshdInstance
+    settings: Settings, pool: ConnectionPool, sshd: SshdInstance, tmp_path: Path
 ) -> None:
-    stranger = ClientKey.create()
+    stranger = ClientKey.create(tmp_path)
     spec = spec_for(sshd, settings, stranger)
     with pytest.raises(RemoteUnreachable) as caught:
         await run_remote(pool, spec, "true", timeout_s=5, budget=4096)

@@ -158,9 +158,13 @@ def test_group_identical_keeps_first_appearance_order() -> None:
 
 
 async def test_check_hosts_reports_each_host_in_order(
-    pool: ConnectionPool, sshd_farm: list[SshdInstance], client_key: ClientKey, settings: Settings
+    pool: ConnectionPool,
+    sshd_farm: list[SshdInstance],
+    client_key: ClientKey,
+    settings: Settings,
+    tmp_path: Path,
 ) -> None:
-    stranger = ClientKey.create()
+    stranger = ClientKey.create(tmp_path)
     specs = [
         spec_for(sshd_farm[0], settings, client_key),
         _dead(settings, client_key),

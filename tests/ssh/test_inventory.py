@@ -283,3 +283,22 @@ def test_jump_chains_flatten_and_cycles_fail(
     with pytest.raises(ConfigError) as caught:
         load(make_settings, ssh_config=loop)
     assert "circular" in caught.value.message
+
+
+def test_proxycommand_hosts_are_refused_not_dialled_directly(
+    make_settings: Callable[..., Settings], write: Callable[[str, str], Path]
+) -> None:
+    config = write(
+        "config",
+        "Host iap-*\n    ProxyCommand gcloud compute start-iap-tunnel %h 22\n"
+        "Host tunnelled\n    HostName 10.1.1.1\n    ProxyCommand nc -X 5 -x proxy:1080 %h %p\n"
+        "Host direct\n    HostName 10.1.1.2\n    ProxyCommand none\n",
+    )
+    inventory = load(make_settings, ssh_config=config)  # such hosts do not break start-up
+    assert inventory.aliases() == ["direct"]
+    for host in ("tunnelled", "iap-web1", "ops@iap-db"):
+        with pytest.raises(InvalidInput) as caught:
+            inventory.resolve(host)
+        assert caught.value.argument == "host"
+        assert "ProxyCommand" in caught.value.problem
+    assert inventory.resolve("direct").hostname == "10.1.1.2"

@@ -95,7 +95,11 @@ class Inventory:
         self._entries = dict(entries)
         self._ssh_config_path = ssh_config_path
         self._inventory_path = inventory_path
-        self._config_aliases = [alias for alias in ssh_config.aliases() if alias not in self._entries]
+        self._config_aliases = [
+            alias
+            for alias in ssh_config.aliases()
+            if alias not in self._entries and ssh_config.lookup(alias).proxy_command is None
+        ]
 
     @classmethod
     def load(cls, settings: Settings) -> Inventory:
@@ -197,6 +201,12 @@ class Inventory:
         found = self._entries.get(name)
         entry = found if found is not None else _NO_ENTRY
         config = self._ssh_config.lookup(name)
+        if config.proxy_command is not None and found is None:
+            raise InvalidInput(
+                "host",
+                f"{name!r} is reached through a ProxyCommand ({config.origins.get('proxycommand')}), which "
+                "relay-shell does not run; use ProxyJump or an inventory entry with `jump` instead",
+            )
         if found is not None:
             source = "inventory"
         elif name in self._config_aliases:

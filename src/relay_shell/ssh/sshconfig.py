@@ -8,7 +8,9 @@ for ``~/.ssh/config`` is OpenSSH's rule), ``%h``/``%d``/``%u``/``%r``/``%p``/``%
 tokens in ``HostName`` and ``IdentityFile``, ``ProxyJump none``.
 
 Read but deliberately not evaluated: ``Match`` blocks (their options are skipped, so a
-``Match`` never changes a connection silently). Every other keyword is ignored.
+``Match`` never changes a connection silently) and ``ProxyCommand`` (reported, so a host
+routed through a local command is refused instead of being dialled directly: relay-shell
+runs no hidden local commands). Every other keyword is ignored.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from relay_shell.errors import ConfigError
 
 MAX_INCLUDE_DEPTH = 16
 MAX_CONFIG_BYTES = 4 * 1024 * 1024
-WANTED = frozenset({"hostname", "user", "port", "identityfile", "proxyjump"})
+WANTED = frozenset({"hostname", "user", "port", "identityfile", "proxyjump", "proxycommand"})
 _KEYWORD = re.compile(r"\s*([A-Za-z][A-Za-z0-9]*)\s*(?:=\s*|\s+|$)(.*)")
 
 
@@ -70,6 +72,7 @@ class HostConfig:
     port: str | None
     identity_files: tuple[str, ...]
     proxy_jump: str | None
+    proxy_command: str | None  # relay-shell never runs it: such hosts are refused, not reached directly
     origins: dict[str, str]
 
 
@@ -128,13 +131,14 @@ class SshConfig:
             option = first.get(keyword)
             return option.value if option else None
 
-        proxy_jump = value("proxyjump")
+        proxy_jump, proxy_command = value("proxyjump"), value("proxycommand")
         return HostConfig(
             hostname=value("hostname"),
             user=value("user"),
             port=value("port"),
             identity_files=tuple(option.value for option in identity_files),
             proxy_jump=None if proxy_jump is None or proxy_jump.lower() == "none" else proxy_jump,
+            proxy_command=None if proxy_command is None or proxy_command.lower() == "none" else proxy_command,
             origins=origins,
         )
 
