@@ -57,12 +57,10 @@ def settings(make_ssh_settings: Callable[..., Settings]) -> Settings:
 
 
 def build_ssh_server(settings: Settings) -> RelayServer:
-    """The full server; registers the SSH families here if tools/__init__ does not (yet)."""
+    """The full server, as relay-shell builds it (every tool family registered)."""
     server = build_server(settings)
-    if ssh_tools.POOL_KEY not in server.services.extras:
-        ssh_tools.register(server, server.services)
-    if ssh_extra.FORWARDS_KEY not in server.services.extras:
-        ssh_extra.register(server, server.services)
+    assert ssh_tools.POOL_KEY in server.services.extras
+    assert ssh_extra.FORWARDS_KEY in server.services.extras
     return server
 
 

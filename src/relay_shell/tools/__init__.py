@@ -9,10 +9,16 @@ if TYPE_CHECKING:
 
 
 def register_all(server: RelayServer, services: Services) -> None:
-    """Register every tool family on ``server``; families may add services they own."""
-    from relay_shell.tools import diagnostics, local, sessions, ssh
+    """Register every tool family on ``server``; families may add services they own.
+
+    Teardown runs last-registered-first, so the order here is also the shutdown order
+    reversed: forwards close first, then sessions (SSH PTYs still have their pooled
+    connection for an orderly TERM/KILL), then the SSH pool.
+    """
+    from relay_shell.tools import diagnostics, local, sessions, ssh, ssh_extra
 
     local.register(server)
-    sessions.register(server, services)
     ssh.register(server, services)
+    sessions.register(server, services)
+    ssh_extra.register(server, services)
     diagnostics.register(server)
