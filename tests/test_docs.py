@@ -101,7 +101,9 @@ def test_every_registered_tool_has_a_tier_rule_and_no_rule_is_stale() -> None:
 
 def test_tier_rules_are_well_formed_and_name_real_parameters() -> None:
     for tool in catalog().tools:
-        rule = TIER_RULES[tool.name]
+        rule = TIER_RULES.get(tool.name)
+        if rule is None:
+            continue  # reported by the coverage test above
         parameters = set(tool.input_schema.get("properties", {}))
         if rule.fixed is None:
             assert rule.classified_from, f"{tool.name}: a classified tool must name its sources"
@@ -115,7 +117,9 @@ def test_tier_rules_are_well_formed_and_name_real_parameters() -> None:
 
 def test_annotations_agree_with_the_tier_rules() -> None:
     for tool in catalog().tools:
-        rule = TIER_RULES[tool.name]
+        rule = TIER_RULES.get(tool.name)
+        if rule is None:
+            continue  # reported by the coverage test above
         hints = tool.annotations
         assert hints is not None, f"{tool.name} declares no annotations"
         if rule.fixed == 0:

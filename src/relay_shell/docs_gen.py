@@ -78,13 +78,24 @@ TIER_RULES: Mapping[str, TierRule] = {
     "shell_script": TierRule(classified_from=("interpreter", "script", "env", "cwd")),
     "shell_spawn": TierRule(classified_from=("command", "env")),
     "ssh_check": TierRule(fixed=0, targets=f"each host: {_HOST_TARGETS}"),
+    "ssh_download": TierRule(classified_from=("remote_path", "local_path"), floor=2, targets=_HOST_TARGETS),
     "ssh_exec": TierRule(classified_from=("command", "stdin"), targets=_HOST_TARGETS),
     "ssh_fanout": TierRule(
         classified_from=("command",),
         targets=f"each host ({_HOST_TARGETS}); a host the deny list matches is reported `denied`",
     ),
+    "ssh_forward": TierRule(
+        classified_from=("spec", "bind"),
+        floor=2,
+        targets=f"{_HOST_TARGETS}, the destination host and `host:port`; each SOCKS destination "
+        "passes the same policy decision (as tier 2) before its channel opens",
+    ),
+    "ssh_forward_close": TierRule(fixed=1, targets="the forward's host"),
+    "ssh_forward_list": TierRule(fixed=0),
     "ssh_hosts": TierRule(fixed=0),
     "ssh_keyscan": TierRule(fixed=1, targets="each host as given"),
+    "ssh_spawn": TierRule(classified_from=("command",), targets=_HOST_TARGETS),
+    "ssh_upload": TierRule(classified_from=("local_path", "remote_path"), floor=2, targets=_HOST_TARGETS),
 }
 """One entry per registered tool; a tool without one fails ``tests/test_docs.py``."""
 
