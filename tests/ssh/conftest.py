@@ -72,12 +72,6 @@ def sshd_farm(client_key: ClientKey) -> Iterator[list[SshdInstance]]:
 
 
 @pytest.fixture
-def ssh_settings(make_settings: Callable[..., Settings]) -> Callable[..., Settings]:
-    """Settings factory with known_hosts / ssh_config / inventory under the test's tmp dir."""
-    return make_settings
-
-
-@pytest.fixture
 async def pool_factory(settings: Settings) -> AsyncIterator[Callable[..., ConnectionPool]]:
     """Builds pools (default: the test's settings) and closes every one of them afterwards."""
     pools: list[ConnectionPool] = []

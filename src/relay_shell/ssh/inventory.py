@@ -93,6 +93,7 @@ class Inventory:
         self._settings = settings
         self._ssh_config = ssh_config
         self._entries = dict(entries)
+        self._hosts: list[HostSpec] | None = None
         self._ssh_config_path = ssh_config_path
         self._inventory_path = inventory_path
         self._config_aliases = [
@@ -143,8 +144,10 @@ class Inventory:
         return [*self._entries, *self._config_aliases]
 
     def hosts(self) -> list[HostSpec]:
-        """Every alias resolved (validated at load, so this does not raise)."""
-        return [self.resolve(alias) for alias in self.aliases()]
+        """Every alias resolved (validated at load, so this does not raise); computed once."""
+        if self._hosts is None:
+            self._hosts = [self.resolve(alias) for alias in self.aliases()]
+        return list(self._hosts)
 
     def __len__(self) -> int:
         return len(self._entries) + len(self._config_aliases)

@@ -119,7 +119,8 @@ class _RemoteCommand:
         assert self.channel is not None
         assert self.session is not None
         if stdin:
-            self.channel.write(stdin)
+            with contextlib.suppress(BrokenPipeError):  # the command already ended: nothing reads it
+                self.channel.write(stdin)
         self.channel.write_eof()
         session, loop = self.session, asyncio.get_running_loop()
         next_progress = started + PROGRESS_INTERVAL_S if on_progress else math.inf
