@@ -1,0 +1,118 @@
+"""P1: ``shell_exec true`` over stdio with the official MCP client vs a raw asyncio spawn of ``true``.
+
+Measured in one run, each CALLS times after WARMUP unmeasured calls:
+
+- value: ``shell_exec {"command": "true"}`` round trip through the real ``relay-shell`` command;
+- floor: ``asyncio.create_subprocess_exec("true")`` with pipes, stdout/stderr read to EOF;
+- breakdown (in the note and details): the MCP round trip of a no-op tool (``server_info``),
+  ``shell_exec`` with ``use_shell=false`` (no ``/bin/sh``), and a raw spawn of ``/bin/sh -c true``.
+
+When the target is missed, the server is sampled with py-spy during further calls and the
+note says where its time went.
+
+    .venv/bin/python bench/p1_exec.py
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from common import (
+    Figure,
+    Stats,
+    measure,
+    profile_summary,
+    py_spy,
+    ratio,
+    relay_stdio,
+    remove_tree,
+    run_main,
+    state_dir,
+    summarize,
+    timed,
+)
+
+CALLS = 300
+WARMUP = 30
+TARGET_RATIO = 2.5
+
+
+async def raw_spawn(*argv: str) -> None:
+    process = await asyncio.create_subprocess_exec(
+        *argv,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    await process.communicate()
+
+
+async def spawn_stats(*argv: str) -> Stats:
+    await timed(WARMUP, lambda: raw_spawn(*argv))
+    return summarize(await timed(CALLS, lambda: raw_spawn(*argv)))
+
+
+async def p1(figure: Figure) -> None:
+    state = state_dir()
+    try:
+        async with relay_stdio(state) as relay:
+
+            async def exec_true(use_shell: bool = True) -> None:
+                result = await relay.call("shell_exec", {"command": "true", "use_shell": use_shell})
+                if result.is_error or result.data.get("exit_code") != 0:
+                    raise RuntimeError(f"shell_exec true failed: {result.text[:300]}")
+
+            async def noop() -> None:
+                if (await relay.call("server_info", {})).is_error:
+                    raise RuntimeError("server_info failed")
+
+            await timed(WARMUP, exec_true)
+            measured = summarize(await timed(CALLS, exec_true))
+            await timed(WARMUP, noop)
+            protocol = summarize(await timed(CALLS, noop))
+            no_shell = summarize(await timed(CALLS, lambda: exec_true(False)))
+            floor = await spawn_stats("true")
+            shell_floor = await spawn_stats("/bin/sh", "-c", "true")
+            figure.value, figure.floor = measured.ms(), floor.ms()
+            figure.ratio = ratio(measured.p50, floor.p50)
+            figure.judge(figure.ratio <= TARGET_RATIO)
+            figure.details = {
+                "calls": CALLS,
+                "p99_ratio": round(ratio(measured.p99, floor.p99), 2),
+                "noop_tool": protocol.ms(),
+                "use_shell_false": no_shell.ms(),
+                "raw_sh_c_true": shell_floor.ms(),
+            }
+            overhead = measured.p50 - protocol.p50 - shell_floor.p50
+            figure.note = (
+                f"p99 ratio {figure.details['p99_ratio']}x. Breakdown of the p50: MCP stdio round trip of a "
+                f"no-op tool {protocol.p50 * 1000:.2f} ms, raw `sh -c true` spawn {shell_floor.p50 * 1000:.2f} ms, "
+                f"leaving {overhead * 1000:.2f} ms of relay-shell work per call (pipeline, classify, env, "
+                f"capture, audit write, result shaping); use_shell=false: {no_shell.p50 * 1000:.2f} ms. "
+                f"The target allows {TARGET_RATIO}x{floor.p50 * 1000:.2f} = {TARGET_RATIO * floor.p50 * 1000:.2f} ms "
+                f"in all, and the no-op round trip alone is {ratio(protocol.p50, floor.p50):.1f}x the floor"
+            )
+            if protocol.p50 > TARGET_RATIO * floor.p50:
+                figure.note += (
+                    ", so no relay-shell change alone can reach the target: it needs a cheaper SDK stdio "
+                    "round trip as well as less per-call work."
+                )
+            else:
+                figure.note += "."
+            if figure.holds == "no":
+                raw = state / "p1.pyspy"
+                with py_spy(relay.pid, raw):
+                    await timed(CALLS, exec_true)
+                figure.note += " Profile of the server during 300 more calls: " + profile_summary(raw)
+    finally:
+        remove_tree(state)
+
+
+async def main() -> list[Figure]:
+    figures: list[Figure] = []
+    await measure(figures, "P1", "shell_exec true over stdio (p50)", f"<= {TARGET_RATIO}x", p1)
+    return figures
+
+
+if __name__ == "__main__":
+    run_main(main)
