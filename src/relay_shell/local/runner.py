@@ -140,14 +140,50 @@ async def _pump(
             assert process.stdout is not None
             readers.append(tasks.create_task(_read_stream(process.stdout, capture.feed)))
         ticker = tasks.create_task(_tick(capture, started, on_progress)) if on_progress else None
-        await process.wait()
-        # Background children may keep the pipe open forever; drain briefly, then stop reading.
+        # Process.wait() also waits for the pipes to close, which a background child holding
+        # them can postpone forever: watch the exit itself, drain briefly, then stop reading.
+        await _child_exited(process.pid)
         _, pending = await asyncio.wait(readers, timeout=DRAIN_AFTER_EXIT_S)
         for reader in pending:
             reader.cancel()
+        if pending:
+            _close_output_pipes(process)
+        await process.wait()
         if ticker is not None:
             ticker.cancel()
     return bool(pending)
+
+
+async def _child_exited(pid: int) -> None:
+    """Return once process ``pid`` has exited (a pidfd on the event loop; no polling)."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:  # already exited and reaped
+        return
+    loop = asyncio.get_running_loop()
+    exited = loop.create_future()
+
+    def on_readable() -> None:
+        if not exited.done():
+            exited.set_result(None)
+
+    loop.add_reader(pidfd, on_readable)
+    try:
+        await exited
+    finally:
+        loop.remove_reader(pidfd)
+        os.close(pidfd)
+
+
+def _close_output_pipes(process: asyncio.subprocess.Process) -> None:
+    """Close our read ends of stdout/stderr so the transport (and wait()) can finish."""
+    transport = getattr(process, "_transport", None)
+    if transport is None:
+        return
+    for fd in (1, 2):
+        pipe = transport.get_pipe_transport(fd)
+        if pipe is not None:
+            pipe.close()
 
 
 async def _feed_stdin(writer: asyncio.StreamWriter, data: bytes) -> None:
