@@ -40,7 +40,7 @@ class Metrics:
         )
         self.denials = Counter(
             "relay_shell_denials",
-            "Calls refused by policy or confirmation.",
+            "Calls refused by policy: deny list, mode or token scope.",
             ["tool", "reason"],
             registry=self.registry,
         )
