@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Annotated, cast
 
 from mcp.server.elicitation import render_elicitation_schema
 from mcp.server.mcpserver import Context
@@ -44,6 +44,11 @@ ADJUSTS = ToolAnnotations(
 RUNS_REMOTE = ToolAnnotations(
     read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=True
 )
+
+ConfirmToken = Annotated[
+    str, Field(description="Only for tier-3 calls under CONFIRM_TIER3=token", max_length=200)
+]
+"""The ``confirm_token`` parameter every tool that can be tier 3 takes."""
 
 
 def services(ctx: Context) -> Services:

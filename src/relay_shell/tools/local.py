@@ -13,7 +13,7 @@ from relay_shell.governance.pipeline import Call, Outcome, Plan
 from relay_shell.guidance import tool_description
 from relay_shell.local.commands import PreparedCommand, prepare_exec, prepare_script
 from relay_shell.local.runner import ProcessResult, run_process
-from relay_shell.tools.base import RUNS_COMMANDS, run_tool, services
+from relay_shell.tools.base import RUNS_COMMANDS, ConfirmToken, run_tool, services
 from relay_shell.tools.models import ExecResult
 
 Timeout = Annotated[
@@ -28,9 +28,6 @@ Cwd = Annotated[str, Field(description="Working directory; empty = the server's"
 Env = Annotated[
     dict[str, str | None] | None,
     Field(description="Variables overlaid on the server environment; null unsets one"),
-]
-ConfirmToken = Annotated[
-    str, Field(description="Only for tier-3 calls under CONFIRM_TIER3=token", max_length=200)
 ]
 
 

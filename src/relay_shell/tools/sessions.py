@@ -16,7 +16,7 @@ from relay_shell.governance.pipeline import Call, Outcome, Plan
 from relay_shell.guidance import tool_description
 from relay_shell.local.environment import validate_cwd, validate_env_overlay
 from relay_shell.sessions import SessionInfo, SessionRegistry, keys_to_bytes, parse_signal
-from relay_shell.tools.base import ADJUSTS, READ_ONLY, RUNS_COMMANDS, run_tool, services
+from relay_shell.tools.base import ADJUSTS, READ_ONLY, RUNS_COMMANDS, ConfirmToken, run_tool, services
 from relay_shell.tools.models import SessionListResult, SessionRecvResult, SessionResult
 
 EXTRA_KEY = "sessions"
@@ -28,9 +28,6 @@ SessionId = Annotated[
 ]
 Cols = Annotated[int, Field(ge=10, le=1000, description="Terminal columns")]
 Rows = Annotated[int, Field(ge=2, le=1000, description="Terminal rows")]
-ConfirmToken = Annotated[
-    str, Field(description="Only for tier-3 calls under CONFIRM_TIER3=token", max_length=200)
-]
 
 
 def registry_of(svc: Services) -> SessionRegistry:

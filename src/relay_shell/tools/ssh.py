@@ -31,7 +31,7 @@ from relay_shell.ssh.keyscan import keyscan
 from relay_shell.ssh.pool import ConnectionPool
 from relay_shell.ssh.remote_exec import run_remote
 from relay_shell.ssh.targets import parse_target
-from relay_shell.tools.base import READ_ONLY, READ_ONLY_REMOTE, RUNS_REMOTE, run_tool, services
+from relay_shell.tools.base import READ_ONLY, READ_ONLY_REMOTE, RUNS_REMOTE, ConfirmToken, run_tool, services
 from relay_shell.tools.local import bound_notes
 from relay_shell.tools.models import ExecResult, FanoutResult, HostCheckResult, HostsResult, KeyscanResult
 
@@ -53,9 +53,6 @@ Jump = Annotated[
 Hosts = Annotated[
     str | list[str],
     Field(description="Comma/space separated hosts or a list; empty = the whole inventory"),
-]
-ConfirmToken = Annotated[
-    str, Field(description="Only for tier-3 calls under CONFIRM_TIER3=token", max_length=200)
 ]
 
 

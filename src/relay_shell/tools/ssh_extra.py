@@ -39,11 +39,10 @@ from relay_shell.ssh.sftp import (
     upload,
 )
 from relay_shell.ssh.targets import HostSpec
-from relay_shell.tools.base import ADJUSTS, READ_ONLY, RUNS_REMOTE, run_tool, services
+from relay_shell.tools.base import ADJUSTS, READ_ONLY, RUNS_REMOTE, ConfirmToken, run_tool, services
 from relay_shell.tools.models import ForwardListOutput, ForwardOutput, SessionResult, TransferOutput
 from relay_shell.tools.sessions import Cols, Rows, registry_of, session_outcome
 from relay_shell.tools.ssh import (
-    ConfirmToken,
     Host,
     Jump,
     KeyPath,
