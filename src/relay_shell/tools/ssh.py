@@ -81,6 +81,17 @@ def overrides(user: str, port: int | None, key_path: str, known_hosts: str, jump
     return ConnectOverrides(user=user or None, port=port, key_path=key, known_hosts=mode, jump=jump or None)
 
 
+def resolve_host(
+    svc: Services, host: str, user: str, port: int | None, key_path: str, known_hosts: str, jump: str
+) -> HostSpec:
+    """``host`` resolved through the inventory with the call's connection overrides (validated).
+
+    Raises:
+        InvalidInput: a bad override value, or a host that is neither an alias nor [user@]host[:port].
+    """
+    return inventory_of(svc).resolve(host, overrides(user, port, key_path, known_hosts, jump))
+
+
 def host_targets(host: str, spec: HostSpec) -> list[str]:
     """What the deny list sees for one host: the name as given, the resolved name, the jump chain."""
     targets = [host, spec.hostname, spec.display()]
@@ -134,7 +145,7 @@ async def ssh_exec(
         if not command.strip():
             raise InvalidInput("command", "must not be empty")
         wait, budget = clamp_timeout(timeout, svc.settings), clamp_output(max_output, svc.settings)
-        spec = inventory_of(svc).resolve(host, overrides(user, port, key_path, known_hosts, jump))
+        spec = resolve_host(svc, host, user, port, key_path, known_hosts, jump)
 
         async def work(call: Call) -> Outcome:
             async def progress(elapsed: float, produced: int) -> None:

@@ -50,9 +50,8 @@ from relay_shell.tools.ssh import (
     Port,
     User,
     host_targets,
-    inventory_of,
-    overrides,
     pool_of,
+    resolve_host,
 )
 
 FORWARDS_KEY = "ssh_forwards"
@@ -74,12 +73,6 @@ Recursive = Annotated[bool, Field(description="Copy a directory tree")]
 
 def forwards_of(svc: Services) -> ForwardManager:
     return cast(ForwardManager, svc.extras[FORWARDS_KEY])
-
-
-def _resolve(
-    svc: Services, host: str, user: str, port: int | None, key_path: str, known_hosts: str, jump: str
-) -> HostSpec:
-    return inventory_of(svc).resolve(host, overrides(user, port, key_path, known_hosts, jump))
 
 
 def _connect_deadline(wait: Clamped[float]) -> float:
@@ -118,7 +111,7 @@ async def ssh_spawn(
     def planner() -> Plan:
         if not _TERM_TYPE.fullmatch(term):
             raise InvalidInput("term", f"not a terminal type name: {term!r}")
-        spec = _resolve(svc, host, user, port, key_path, known_hosts, jump)
+        spec = resolve_host(svc, host, user, port, key_path, known_hosts, jump)
         registry = registry_of(svc)
         wait = clamp_timeout(None, svc.settings)
         shown = command or "login shell"
@@ -220,7 +213,7 @@ async def ssh_upload(
         destination = _require_path("remote_path", remote_path)
         check_local_source(source, recursive)
         wait = clamp_timeout(timeout, svc.settings)
-        spec = _resolve(svc, host, user, port, key_path, known_hosts, jump)
+        spec = resolve_host(svc, host, user, port, key_path, known_hosts, jump)
 
         async def work(call: Call) -> Outcome:
             result = await upload(
@@ -262,7 +255,7 @@ async def ssh_download(
         destination = Path(_require_path("local_path", local_path)).expanduser()
         check_local_destination(destination)
         wait = clamp_timeout(timeout, svc.settings)
-        spec = _resolve(svc, host, user, port, key_path, known_hosts, jump)
+        spec = resolve_host(svc, host, user, port, key_path, known_hosts, jump)
 
         async def work(call: Call) -> Outcome:
             result = await download(
@@ -368,7 +361,7 @@ async def ssh_forward(
         address = validate_bind(bind)
         manager = forwards_of(svc)
         manager.ensure_capacity()
-        host_spec = _resolve(svc, host, user, port, key_path, known_hosts, jump)
+        host_spec = resolve_host(svc, host, user, port, key_path, known_hosts, jump)
         wait = clamp_timeout(None, svc.settings)
         check = _socks_check(svc, host, host_spec) if forward.kind == "D" else None
 
