@@ -31,12 +31,16 @@ Env = Annotated[
 ]
 
 
+def timeout_notes(timeout: Clamped[float]) -> list[str]:
+    """The note a clamped timeout adds to the result; none when it was not clamped."""
+    if not timeout.clamped:
+        return []
+    return [f"timeout {timeout.requested:g} s clamped to {timeout.value:g} s (RELAY_SHELL_MAX_TIMEOUT)"]
+
+
 def bound_notes(timeout: Clamped[float], budget: Clamped[int]) -> list[str]:
-    notes = []
-    if timeout.clamped:
-        notes.append(
-            f"timeout {timeout.requested:g} s clamped to {timeout.value:g} s (RELAY_SHELL_MAX_TIMEOUT)"
-        )
+    """The notes of a clamped timeout and a clamped output budget, in that order."""
+    notes = timeout_notes(timeout)
     if budget.clamped:
         notes.append(f"max_output {budget.requested} clamped to {budget.value} bytes")
     return notes

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, cast
 
@@ -19,7 +20,7 @@ from pydantic import Field
 from relay_shell.app import Services
 from relay_shell.errors import InvalidInput
 from relay_shell.governance.bounds import Clamped, clamp_timeout
-from relay_shell.governance.pipeline import Call, Outcome, Plan, Work
+from relay_shell.governance.pipeline import Call, Outcome, Plan
 from relay_shell.governance.policy import build_probe, decide
 from relay_shell.guidance import tool_description
 from relay_shell.ssh.forwards import (
@@ -40,6 +41,7 @@ from relay_shell.ssh.sftp import (
 )
 from relay_shell.ssh.targets import HostSpec
 from relay_shell.tools.base import ADJUSTS, READ_ONLY, RUNS_REMOTE, ConfirmToken, run_tool, services
+from relay_shell.tools.local import timeout_notes
 from relay_shell.tools.models import ForwardListOutput, ForwardOutput, SessionResult, TransferOutput
 from relay_shell.tools.sessions import Cols, Rows, registry_of, session_outcome
 from relay_shell.tools.ssh import (
@@ -215,16 +217,14 @@ async def ssh_upload(
         wait = clamp_timeout(timeout, svc.settings)
         spec = resolve_host(svc, host, user, port, key_path, known_hosts, jump)
 
-        async def work(call: Call) -> Outcome:
-            result = await upload(
+        async def transfer(progress: ProgressCallback) -> TransferResult:
+            return await upload(
                 pool_of(svc), spec, source, destination, recursive=recursive, timeout_s=wait.value,
-                on_progress=_progress_reporter(call, "uploaded"),
+                on_progress=progress,
             )  # fmt: skip
-            outcome = transfer_outcome(result, wait.value)
-            outcome.data["host"] = spec.display()
-            return outcome
 
-        return _transfer_plan(work, f"upload {source} to {spec.display()}:{destination}", host, spec, wait)
+        text = f"upload {source} to {spec.display()}:{destination}"
+        return _transfer_plan(transfer, "uploaded", text, host, spec, wait)
 
     return await run_tool(ctx, "ssh_upload", args, planner)
 
@@ -257,18 +257,20 @@ async def ssh_download(
         wait = clamp_timeout(timeout, svc.settings)
         spec = resolve_host(svc, host, user, port, key_path, known_hosts, jump)
 
-        async def work(call: Call) -> Outcome:
-            result = await download(
+        async def transfer(progress: ProgressCallback) -> TransferResult:
+            return await download(
                 pool_of(svc), spec, source, destination, recursive=recursive, timeout_s=wait.value,
-                on_progress=_progress_reporter(call, "downloaded"),
+                on_progress=progress,
             )  # fmt: skip
-            outcome = transfer_outcome(result, wait.value)
-            outcome.data["host"] = spec.display()
-            return outcome
 
-        return _transfer_plan(work, f"download {spec.display()}:{source} to {destination}", host, spec, wait)
+        text = f"download {spec.display()}:{source} to {destination}"
+        return _transfer_plan(transfer, "downloaded", text, host, spec, wait)
 
     return await run_tool(ctx, "ssh_download", args, planner)
+
+
+Transfer = Callable[[ProgressCallback], Awaitable[TransferResult]]
+"""One SFTP copy of a planned call, started with the call's progress reporter."""
 
 
 def _progress_reporter(call: Call, verb: str) -> ProgressCallback:
@@ -278,16 +280,28 @@ def _progress_reporter(call: Call, verb: str) -> ProgressCallback:
     return report
 
 
-def _transfer_plan(work: Work, text: str, host: str, spec: HostSpec, wait: Clamped[float]) -> Plan:
+def _transfer_plan(
+    transfer: Transfer, verb: str, text: str, host: str, spec: HostSpec, wait: Clamped[float]
+) -> Plan:
+    """An upload's or download's plan: at least tier 2, ``text`` probed and shown for confirmation.
+
+    The work runs ``transfer`` with progress reported as "<verb> done of total bytes" and
+    shapes its result with :func:`transfer_outcome`, adding the host.
+    """
+
+    async def work(call: Call) -> Outcome:
+        result = await transfer(_progress_reporter(call, verb))
+        outcome = transfer_outcome(result, wait.value)
+        outcome.data["host"] = spec.display()
+        return outcome
+
     return Plan(
         work=work,
         text=text,
         targets=host_targets(host, spec),
         min_tier=2,
         timeout_s=wait.value,
-        notes=[f"timeout {wait.requested:g} s clamped to {wait.value:g} s (RELAY_SHELL_MAX_TIMEOUT)"]
-        if wait.clamped
-        else [],
+        notes=timeout_notes(wait),
         confirm_summary=text,
     )
 
