@@ -144,6 +144,18 @@ async def timed(count: int, action: Callable[[], Awaitable[object]]) -> list[flo
     return samples
 
 
+async def interleaved(
+    actions: dict[str, Callable[[], Awaitable[object]]], count: int, batch: int = 50
+) -> dict[str, list[float]]:
+    """``count`` timed runs of each action, in alternating batches, so a change of load on the
+    machine during the measurement hits every action alike (ratios stay comparable)."""
+    samples: dict[str, list[float]] = {name: [] for name in actions}
+    while any(len(done) < count for done in samples.values()):
+        for name, action in actions.items():
+            samples[name] += await timed(min(batch, count - len(samples[name])), action)
+    return samples
+
+
 def ratio(value: float, floor: float) -> float:
     return value / floor if floor > 0 else float("inf")
 
@@ -371,8 +383,8 @@ IDLE_LEAVES = ("EpollSelector.select", "Condition.wait", "WorkerThread.run")
 HINTS = {
     "Condition.notify": "the SDK's stdio transport hands every message to and from a worker thread "
     "(anyio to_thread); reading and writing the pipes on the event loop would remove that hand-off (SDK side)",
-    "Popen._execute_child": "process creation (fork/exec) is a visible share: spawning the command "
-    "without /bin/sh when it has no shell syntax saves one exec",
+    "Popen._execute_child": "process creation (fork/exec in subprocess, inside the server's event loop "
+    "thread) is a visible share of the server's own CPU",
     "is_chain_value": "check the 64-hex shape with one compiled regex instead of a per-character generator",
     "dumps_jsonl": "every record is JSON-encoded again for the exactness check and again for the chain "
     "link; encoding once and reusing the bytes would cut that",

@@ -1,6 +1,6 @@
 """P1: ``shell_exec true`` over stdio with the official MCP client vs a raw asyncio spawn of ``true``.
 
-Measured in one run, each CALLS times after WARMUP unmeasured calls:
+Measured in one run, each CALLS times after WARMUP unmeasured calls, in alternating batches of 50:
 
 - value: ``shell_exec {"command": "true"}`` round trip through the real ``relay-shell`` command;
 - floor: ``asyncio.create_subprocess_exec("true")`` with pipes, stdout/stderr read to EOF;
@@ -19,7 +19,7 @@ import asyncio
 
 from common import (
     Figure,
-    Stats,
+    interleaved,
     measure,
     profile_summary,
     py_spy,
@@ -47,11 +47,6 @@ async def raw_spawn(*argv: str) -> None:
     await process.communicate()
 
 
-async def spawn_stats(*argv: str) -> Stats:
-    await timed(WARMUP, lambda: raw_spawn(*argv))
-    return summarize(await timed(CALLS, lambda: raw_spawn(*argv)))
-
-
 async def p1(figure: Figure) -> None:
     state = state_dir()
     try:
@@ -66,13 +61,29 @@ async def p1(figure: Figure) -> None:
                 if (await relay.call("server_info", {})).is_error:
                     raise RuntimeError("server_info failed")
 
-            await timed(WARMUP, exec_true)
-            measured = summarize(await timed(CALLS, exec_true))
-            await timed(WARMUP, noop)
-            protocol = summarize(await timed(CALLS, noop))
-            no_shell = summarize(await timed(CALLS, lambda: exec_true(False)))
-            floor = await spawn_stats("true")
-            shell_floor = await spawn_stats("/bin/sh", "-c", "true")
+            for warm in (
+                exec_true,
+                noop,
+                lambda: raw_spawn("true"),
+                lambda: raw_spawn("/bin/sh", "-c", "true"),
+            ):
+                await timed(WARMUP, warm)
+            runs = await interleaved(
+                {
+                    "exec": exec_true,
+                    "floor": lambda: raw_spawn("true"),
+                    "noop": noop,
+                    "no_shell": lambda: exec_true(False),
+                    "sh_floor": lambda: raw_spawn("/bin/sh", "-c", "true"),
+                },
+                CALLS,
+            )
+            measured, floor, protocol = (
+                summarize(runs["exec"]),
+                summarize(runs["floor"]),
+                summarize(runs["noop"]),
+            )
+            no_shell, shell_floor = summarize(runs["no_shell"]), summarize(runs["sh_floor"])
             figure.value, figure.floor = measured.ms(), floor.ms()
             figure.ratio = ratio(measured.p50, floor.p50)
             figure.judge(figure.ratio <= TARGET_RATIO)
