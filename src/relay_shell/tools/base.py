@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Annotated, cast
 
 from mcp.server.elicitation import render_elicitation_schema
@@ -21,7 +21,7 @@ from mcp_types.version import is_version_at_least
 from pydantic import BaseModel, Field
 
 from relay_shell.governance.confirm import ElicitAnswer
-from relay_shell.governance.pipeline import Identity, Planner
+from relay_shell.governance.pipeline import Call, Identity, Outcome, Plan, Planner
 
 if TYPE_CHECKING:
     from relay_shell.app import RelayServer, Services
@@ -49,6 +49,27 @@ ConfirmToken = Annotated[
     str, Field(description="Only for tier-3 calls under CONFIRM_TIER3=token", max_length=200)
 ]
 """The ``confirm_token`` parameter every tool that can be tier 3 takes."""
+
+
+def listing_plan[Row](
+    noun: str,
+    key: str,
+    rows: Callable[[], Sequence[Row]],
+    line: Callable[[Row], str],
+    fields: Callable[[Row], dict[str, object]],
+) -> Plan:
+    """The tier-0 plan of a list tool: when it runs, ``rows()`` as text and as structured fields.
+
+    The text is ``"<count> <noun>(s)"`` then one ``line(row)`` per row; the data is
+    ``{key: [fields(row), ...], "count": <count>}``.
+    """
+
+    async def work(call: Call) -> Outcome:
+        found = rows()
+        text = f"{len(found)} {noun}(s)\n" + "\n".join(line(row) for row in found)
+        return Outcome(text=text, data={key: [fields(row) for row in found], "count": len(found)})
+
+    return Plan(work=work, tier=0)
 
 
 def services(ctx: Context) -> Services:

@@ -16,7 +16,15 @@ from relay_shell.governance.pipeline import Call, Outcome, Plan
 from relay_shell.guidance import tool_description
 from relay_shell.local.environment import validate_cwd, validate_env_overlay
 from relay_shell.sessions import SessionInfo, SessionRegistry, keys_to_bytes, parse_signal
-from relay_shell.tools.base import ADJUSTS, READ_ONLY, RUNS_COMMANDS, ConfirmToken, run_tool, services
+from relay_shell.tools.base import (
+    ADJUSTS,
+    READ_ONLY,
+    RUNS_COMMANDS,
+    ConfirmToken,
+    listing_plan,
+    run_tool,
+    services,
+)
 from relay_shell.tools.models import SessionListResult, SessionRecvResult, SessionResult
 
 EXTRA_KEY = "sessions"
@@ -67,6 +75,21 @@ def session_outcome(info: SessionInfo, verb: str) -> Outcome:
 
 def session_targets(info: SessionInfo) -> list[str]:
     return [info.host] if info.host else []
+
+
+def session_of(svc: Services, session_id: str) -> tuple[SessionRegistry, SessionInfo]:
+    """The registry and the current info of ``session_id``. Raises SessionNotFound."""
+    registry = registry_of(svc)
+    return registry, registry.info(session_id)
+
+
+def session_line(info: SessionInfo) -> str:
+    """One session in the text of ``session_list``."""
+    return (
+        f"{info.session_id} {info.kind}{'@' + info.host if info.host else ''} {info.state} "
+        f"{info.cols}x{info.rows} age {info.age_s:.0f}s idle {info.idle_s:.0f}s "
+        f"buffered {info.bytes_buffered}B: {info.command}"
+    )
 
 
 async def shell_spawn(
@@ -135,8 +158,7 @@ async def session_send(
     svc = services(ctx)
 
     def planner() -> Plan:
-        registry = registry_of(svc)
-        info = registry.info(session_id)
+        registry, info = session_of(svc, session_id)
         key_bytes = keys_to_bytes(keys or [])
         payload = data.encode() + (b"\r" if enter else b"") + key_bytes
 
@@ -178,8 +200,7 @@ async def session_recv(
     svc = services(ctx)
 
     def planner() -> Plan:
-        registry = registry_of(svc)
-        info = registry.info(session_id)
+        registry, info = session_of(svc, session_id)
         wait = clamp_timeout(2.0 if timeout is None else timeout, svc.settings)
         try:
             pattern = re.compile(until, re.MULTILINE) if until else None
@@ -224,8 +245,7 @@ async def session_resize(
     svc = services(ctx)
 
     def planner() -> Plan:
-        registry = registry_of(svc)
-        info = registry.info(session_id)
+        registry, info = session_of(svc, session_id)
 
         async def work(call: Call) -> Outcome:
             await registry.resize(session_id, cols, rows)
@@ -248,8 +268,7 @@ async def session_kill(
     svc = services(ctx)
 
     def planner() -> Plan:
-        registry = registry_of(svc)
-        info = registry.info(session_id)
+        registry, info = session_of(svc, session_id)
         name = parse_signal(signal)
 
         async def work(call: Call) -> Outcome:
@@ -265,19 +284,7 @@ async def session_list(ctx: Context) -> Annotated[CallToolResult, SessionListRes
     svc = services(ctx)
 
     def planner() -> Plan:
-        registry = registry_of(svc)
-
-        async def work(call: Call) -> Outcome:
-            infos = registry.list()
-            lines = [
-                f"{i.session_id} {i.kind}{'@' + i.host if i.host else ''} {i.state} {i.cols}x{i.rows} "
-                f"age {i.age_s:.0f}s idle {i.idle_s:.0f}s buffered {i.bytes_buffered}B: {i.command}"
-                for i in infos
-            ]
-            text = f"{len(infos)} session(s)\n" + "\n".join(lines)
-            return Outcome(text=text, data={"sessions": [info_fields(i) for i in infos], "count": len(infos)})
-
-        return Plan(work=work, tier=0)
+        return listing_plan("session", "sessions", registry_of(svc).list, session_line, info_fields)
 
     return await run_tool(ctx, "session_list", args={}, planner=planner)
 

@@ -31,7 +31,15 @@ from relay_shell.ssh.keyscan import keyscan
 from relay_shell.ssh.pool import ConnectionPool
 from relay_shell.ssh.remote_exec import run_remote
 from relay_shell.ssh.targets import parse_target
-from relay_shell.tools.base import READ_ONLY, READ_ONLY_REMOTE, RUNS_REMOTE, ConfirmToken, run_tool, services
+from relay_shell.tools.base import (
+    READ_ONLY,
+    READ_ONLY_REMOTE,
+    RUNS_REMOTE,
+    ConfirmToken,
+    listing_plan,
+    run_tool,
+    services,
+)
 from relay_shell.tools.local import bound_notes
 from relay_shell.tools.models import ExecResult, FanoutResult, HostCheckResult, HostsResult, KeyscanResult
 
@@ -389,23 +397,17 @@ def spec_fields(spec: HostSpec) -> dict[str, object]:
     }  # fmt: skip
 
 
+def host_line(spec: HostSpec) -> str:
+    """One host in the text of ``ssh_hosts``: alias, user@host:port and the jump chain."""
+    via = f" via {','.join(hop.display() for hop in spec.jump)}" if spec.jump else ""
+    return f"{spec.alias}: {spec.display()}{via}"
+
+
 async def ssh_hosts(ctx: Context) -> Annotated[CallToolResult, HostsResult]:
     svc = services(ctx)
 
     def planner() -> Plan:
-        async def work(call: Call) -> Outcome:
-            specs = inventory_of(svc).hosts()
-            lines = [
-                f"{s.alias}: {s.display()}"
-                + (f" via {','.join(h.display() for h in s.jump)}" if s.jump else "")
-                for s in specs
-            ]
-            return Outcome(
-                text=f"{len(specs)} host(s)\n" + "\n".join(lines),
-                data={"hosts": [spec_fields(s) for s in specs], "count": len(specs)},
-            )
-
-        return Plan(work=work, tier=0)
+        return listing_plan("host", "hosts", lambda: inventory_of(svc).hosts(), host_line, spec_fields)
 
     return await run_tool(ctx, "ssh_hosts", {}, planner)
 

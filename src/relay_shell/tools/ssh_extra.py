@@ -40,7 +40,15 @@ from relay_shell.ssh.sftp import (
     upload,
 )
 from relay_shell.ssh.targets import HostSpec
-from relay_shell.tools.base import ADJUSTS, READ_ONLY, RUNS_REMOTE, ConfirmToken, run_tool, services
+from relay_shell.tools.base import (
+    ADJUSTS,
+    READ_ONLY,
+    RUNS_REMOTE,
+    ConfirmToken,
+    listing_plan,
+    run_tool,
+    services,
+)
 from relay_shell.tools.local import timeout_notes
 from relay_shell.tools.models import ForwardListOutput, ForwardOutput, SessionResult, TransferOutput
 from relay_shell.tools.sessions import Cols, Rows, registry_of, session_outcome
@@ -408,16 +416,7 @@ async def ssh_forward_list(ctx: Context) -> Annotated[CallToolResult, ForwardLis
     svc = services(ctx)
 
     def planner() -> Plan:
-        manager = forwards_of(svc)
-
-        async def work(call: Call) -> Outcome:
-            rows = manager.list()
-            text = f"{len(rows)} forward(s)\n" + "\n".join(forward_line(row) for row in rows)
-            return Outcome(
-                text=text, data={"forwards": [forward_fields(row) for row in rows], "count": len(rows)}
-            )
-
-        return Plan(work=work, tier=0)
+        return listing_plan("forward", "forwards", forwards_of(svc).list, forward_line, forward_fields)
 
     return await run_tool(ctx, "ssh_forward_list", {}, planner)
 
