@@ -287,11 +287,7 @@ class FileOAuthProvider(OAuthAuthorizationServerProvider[AuthorizationCode, Refr
         digest = token_digest(authorization_code)
 
         def change(state: OAuthState) -> CodeRecord | None:
-            record = state.codes.get(digest)  # expired entries are already pruned
-            if record is None:
-                state.replayed(digest)
-                return None
-            return record if record.client_id == client.client_id else None
+            return _live_record(state, state.codes, digest, client.client_id)
 
         record = await self._store.update(change)
         if record is None:
@@ -319,12 +315,8 @@ class FileOAuthProvider(OAuthAuthorizationServerProvider[AuthorizationCode, Refr
         digest = token_digest(authorization_code.code)
 
         def change(state: OAuthState) -> OAuthToken | TokenError:
-            # ``update`` has already pruned expired entries: an expired code is simply absent.
-            record = state.codes.get(digest)
+            record = _live_record(state, state.codes, digest, client.client_id)
             if record is None:
-                state.replayed(digest)
-                return TokenError("invalid_grant", "authorization code is invalid, expired or already used")
-            if record.client_id != client.client_id:
                 return TokenError("invalid_grant", "authorization code is invalid, expired or already used")
             del state.codes[digest]
             state.spent[digest] = SpentRecord(family=record.family, expires_at=record.expires_at)
@@ -341,11 +333,7 @@ class FileOAuthProvider(OAuthAuthorizationServerProvider[AuthorizationCode, Refr
         digest = token_digest(refresh_token)
 
         def change(state: OAuthState) -> TokenRecord | None:
-            record = state.refresh.get(digest)  # expired entries are already pruned
-            if record is None:
-                state.replayed(digest)
-                return None
-            return record if record.client_id == client.client_id else None
+            return _live_record(state, state.refresh, digest, client.client_id)
 
         record = await self._store.update(change)
         if record is None:
@@ -374,12 +362,8 @@ class FileOAuthProvider(OAuthAuthorizationServerProvider[AuthorizationCode, Refr
         digest = token_digest(refresh_token.token)
 
         def change(state: OAuthState) -> OAuthToken | TokenError:
-            # ``update`` has already pruned expired entries: an expired token is simply absent.
-            record = state.refresh.get(digest)
+            record = _live_record(state, state.refresh, digest, client.client_id)
             if record is None:
-                state.replayed(digest)
-                return TokenError("invalid_grant", "refresh token is invalid, expired or already used")
-            if record.client_id != client.client_id:
                 return TokenError("invalid_grant", "refresh token is invalid, expired or already used")
             if not set(scopes) <= set(record.scopes):
                 return TokenError("invalid_scope", "requested scopes exceed the original grant")
@@ -458,6 +442,22 @@ def grant_token(
         family=grant.family,
         partner=partner,
     )
+
+
+def _live_record[Record: CodeRecord | TokenRecord](
+    state: OAuthState, table: dict[str, Record], digest: str, client_id: str
+) -> Record | None:
+    """The record stored in ``table`` under ``digest`` if it is ``client_id``'s, else ``None``.
+
+    ``StateStore.update`` has already pruned expired entries, so an expired secret is simply
+    absent. An absent one is handed to :meth:`OAuthState.replayed`, which revokes the family
+    of a spent code or rotated refresh token presented again.
+    """
+    record = table.get(digest)
+    if record is None:
+        state.replayed(digest)
+        return None
+    return record if record.client_id == client_id else None
 
 
 def _token_or_raise(outcome: OAuthToken | TokenError) -> OAuthToken:
