@@ -25,6 +25,7 @@ import asyncssh
 from relay_shell.errors import ExecTimeout, RemoteFailed, SessionEnded
 from relay_shell.sessions import KILL_GRACE_S, SIGNALS, parse_signal, validate_terminal_size
 from relay_shell.ssh.pool import ConnectionPool, Lease
+from relay_shell.ssh.remote_exec import wait_set
 from relay_shell.ssh.targets import HostSpec
 
 DEFAULT_TERM = "xterm-256color"
@@ -196,10 +197,10 @@ class SshPtyTransport:
                     with contextlib.suppress(OSError, asyncssh.Error):
                         for name in names:
                             channel.send_signal(name)
-                    if await _wait_set(self._lost, grace_s):
+                    if await wait_set(self._lost, grace_s):
                         break
                 channel.close()
-                if not await _wait_set(self._lost, grace_s):
+                if not await wait_set(self._lost, grace_s):
                     self._lease.discard()  # a wedged channel must not block later calls
         finally:
             self._on_lost()
@@ -217,15 +218,6 @@ class SshPtyTransport:
             encoding=None,
         )
         self._channel = channel
-
-
-async def _wait_set(event: asyncio.Event, timeout_s: float) -> bool:
-    try:
-        async with asyncio.timeout(timeout_s):
-            await event.wait()
-    except TimeoutError:
-        return False
-    return True
 
 
 async def spawn_ssh_pty(

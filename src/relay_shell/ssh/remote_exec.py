@@ -142,7 +142,7 @@ class _RemoteCommand:
                 await on_progress(now - started, self.capture.total)
                 continue
             wake_at = min(next_progress, drain_until)
-            await _wait_set(session.changed, None if wake_at == math.inf else wake_at - now)
+            await wait_set(session.changed, None if wake_at == math.inf else wake_at - now)
 
     async def stop(self) -> None:
         """Make sure the remote command is gone: TERM, KILL, close; discard the connection if stuck."""
@@ -154,7 +154,7 @@ class _RemoteCommand:
         for signal_name, grace in (("TERM", TERM_GRACE_S), ("KILL", KILL_GRACE_S)):
             with contextlib.suppress(OSError, asyncssh.Error):
                 self.channel.send_signal(signal_name)
-            if await _wait_set(self.session.closed, grace):
+            if await wait_set(self.session.closed, grace):
                 return
         await self._close_channel()
 
@@ -163,7 +163,7 @@ class _RemoteCommand:
         assert self.channel is not None
         assert self.session is not None
         self.channel.close()
-        if not await _wait_set(self.session.closed, CLOSE_GRACE_S):
+        if not await wait_set(self.session.closed, CLOSE_GRACE_S):
             self.lease.discard()
 
     async def _settle_open(self) -> bool:
@@ -181,7 +181,8 @@ class _RemoteCommand:
         return True
 
 
-async def _wait_set(event: asyncio.Event, timeout_s: float | None) -> bool:
+async def wait_set(event: asyncio.Event, timeout_s: float | None) -> bool:
+    """Wait until ``event`` is set: ``True`` if it was within ``timeout_s`` (``None``: no limit)."""
     try:
         async with asyncio.timeout(timeout_s):
             await event.wait()
