@@ -13,5 +13,6 @@ Modules, in dependency order::
     check      check_hosts -> CheckResult
     fanout     fanout -> FanoutHostResult, group_identical
     keyscan    keyscan -> ScannedKey
+    socks      the server side of a SOCKS5 CONNECT handshake (for D forwards)
     pty, sftp, forwards   remote PTY sessions, transfers and port forwards on pinned leases
 """

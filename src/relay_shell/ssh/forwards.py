@@ -6,8 +6,9 @@ Specs (parsed and validated by :func:`parse_forward_spec` before any connection)
                           as seen from the remote host (an SSH ``direct-tcpip`` channel)
     R:rport:dhost:dport   the remote host listens on bind:rport; each connection comes back
                           through SSH and is carried to dhost:dport as seen from here
-    D:lport               a SOCKS5 proxy here on bind:lport (CONNECT, no authentication);
-                          each destination is reached from the remote host
+    D:lport               a SOCKS5 proxy here on bind:lport (CONNECT, no authentication,
+                          :mod:`relay_shell.ssh.socks`); each destination is reached from
+                          the remote host
 
 Port 0 picks a free port (the actual one is reported). Local listeners bind ``127.0.0.1``
 unless ``bind`` names another address; ``bind`` must be an IP literal (``localhost`` is
@@ -27,7 +28,6 @@ import ipaddress
 import logging
 import re
 import secrets
-import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -37,23 +37,36 @@ import asyncssh
 
 from relay_shell.errors import ExecFailed, InvalidInput, LimitReached, RemoteFailed
 from relay_shell.ssh.pool import ConnectionPool, Lease
+from relay_shell.ssh.socks import (
+    SOCKS_REFUSED,
+    SOCKS_SUCCEEDED,
+    DestinationCheck,
+    socks5_reply,
+    socks5_request,
+)
 from relay_shell.ssh.targets import HostSpec, format_host_port, validate_hostname
+
+__all__ = [
+    "DestinationCheck",
+    "ForwardInfo",
+    "ForwardKind",
+    "ForwardManager",
+    "ForwardSpec",
+    "parse_forward_spec",
+    "validate_bind",
+]
 
 log = logging.getLogger("relay_shell.ssh.forwards")
 
 ForwardKind = Literal["L", "R", "D"]
 KIND_NAMES: dict[ForwardKind, str] = {"L": "local", "R": "remote", "D": "socks"}
 COPY_CHUNK = 65536
-SOCKS_HANDSHAKE_TIMEOUT_S = 30.0
 CHANNEL_OPEN_TIMEOUT_S = 30.0
 CLOSE_GRACE_S = 2.0
 MAX_SPEC_LENGTH = 600
 
 _SPEC = re.compile(r"(?P<kind>[A-Za-z]+):(?P<rest>.*)", re.DOTALL)
 _PORT_TEXT = re.compile(r"[0-9]{1,5}")
-
-DestinationCheck = Callable[[str, int], str | None]
-"""``(host, port) -> None`` to allow a SOCKS destination, or the reason it is refused."""
 
 
 @dataclass(frozen=True)
@@ -387,7 +400,7 @@ class ForwardManager:
         self._track(entry)
         try:
             if entry.spec.kind == "D":
-                requested = await _socks5_request(reader, writer, entry.destination_check)
+                requested = await socks5_request(reader, writer, entry.destination_check)
                 if isinstance(requested, str):
                     log.warning("forward %s: %s", entry.forward_id, requested)
                     entry.last_error = requested
@@ -404,10 +417,10 @@ class ForwardManager:
             except (asyncssh.Error, OSError, TimeoutError) as exc:
                 entry.last_error = f"{format_host_port(*destination)}: {_reason(exc)}"
                 if entry.spec.kind == "D":
-                    await _socks5_reply(writer, _SOCKS_REFUSED)
+                    await socks5_reply(writer, SOCKS_REFUSED)
                 return
             if entry.spec.kind == "D":
-                await _socks5_reply(writer, _SOCKS_SUCCEEDED)
+                await socks5_reply(writer, SOCKS_SUCCEEDED)
             await self._splice(entry, (reader, writer), (remote_reader, remote_writer))
         except (OSError, asyncssh.Error, EOFError, TimeoutError) as exc:
             entry.last_error = _reason(exc)
@@ -513,68 +526,3 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, OSError):
         return exc.strerror or str(exc) or type(exc).__name__
     return str(exc) or type(exc).__name__
-
-
-# --- SOCKS5 (RFC 1928), CONNECT without authentication ---------------------------------------
-
-_SOCKS_VERSION = 5
-_SOCKS_NO_AUTH = 0x00
-_SOCKS_NO_ACCEPTABLE = 0xFF
-_SOCKS_CONNECT = 0x01
-_SOCKS_SUCCEEDED = 0x00
-_SOCKS_NOT_ALLOWED = 0x02
-_SOCKS_REFUSED = 0x05
-_SOCKS_COMMAND_UNSUPPORTED = 0x07
-_SOCKS_ADDRESS_UNSUPPORTED = 0x08
-
-
-async def _socks5_reply(writer: asyncio.StreamWriter, code: int) -> None:
-    writer.write(bytes([_SOCKS_VERSION, code, 0, 1, 0, 0, 0, 0, 0, 0]))
-    with contextlib.suppress(OSError):
-        await writer.drain()
-
-
-async def _socks5_request(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, check: DestinationCheck | None
-) -> tuple[str, int] | str:
-    """Run the server side of a SOCKS5 handshake: the requested (host, port), or why it was refused.
-
-    Raises:
-        EOFError, TimeoutError, OSError: the client went away, stalled or broke the protocol.
-    """
-    async with asyncio.timeout(SOCKS_HANDSHAKE_TIMEOUT_S):
-        version, count = await reader.readexactly(2)
-        methods = await reader.readexactly(count)
-        if version != _SOCKS_VERSION or _SOCKS_NO_AUTH not in methods:
-            writer.write(bytes([_SOCKS_VERSION, _SOCKS_NO_ACCEPTABLE]))
-            return "SOCKS client did not offer SOCKS5 without authentication"
-        writer.write(bytes([_SOCKS_VERSION, _SOCKS_NO_AUTH]))
-        version, command, _, address_type = await reader.readexactly(4)
-        host: str | None = None
-        if address_type == 1:
-            host = socket.inet_ntop(socket.AF_INET, await reader.readexactly(4))
-        elif address_type == 4:
-            host = socket.inet_ntop(socket.AF_INET6, await reader.readexactly(16))
-        elif address_type == 3:
-            length = (await reader.readexactly(1))[0]
-            host = _socks_domain(await reader.readexactly(length))
-        port = int.from_bytes(await reader.readexactly(2), "big") if host is not None else 0
-    if host is None or port == 0:
-        await _socks5_reply(writer, _SOCKS_ADDRESS_UNSUPPORTED)
-        return "SOCKS request with an unsupported or invalid address"
-    if version != _SOCKS_VERSION or command != _SOCKS_CONNECT:
-        await _socks5_reply(writer, _SOCKS_COMMAND_UNSUPPORTED)
-        return f"SOCKS command {command} is not supported (CONNECT only)"
-    refusal = check(host, port) if check is not None else None
-    if refusal is not None:
-        await _socks5_reply(writer, _SOCKS_NOT_ALLOWED)
-        return f"SOCKS destination {format_host_port(host, port)} refused: {refusal}"
-    return host, port
-
-
-def _socks_domain(raw: bytes) -> str | None:
-    """A requested domain name if it is a valid host name (no control characters, no options)."""
-    try:
-        return validate_hostname(raw.decode("ascii"), argument="destination")
-    except (UnicodeDecodeError, InvalidInput):
-        return None
