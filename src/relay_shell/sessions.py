@@ -2,14 +2,15 @@
 
 A :class:`Transport` is one running terminal (a local PTY or an SSH channel with a PTY).
 The :class:`SessionRegistry` owns every transport handed to it: a reader task per session
-copies output into a bounded ring buffer, ``recv`` wakes on new output (event-driven, no
-polling), and a sweep reaps sessions that are idle too long or too old. Closing a session,
+copies output into a bounded ring buffer (:class:`relay_shell.session_output.OutputBuffer`),
+``recv`` wakes on new output (event-driven, no polling), and a sweep reaps sessions that are idle too long or too old. Closing a session,
 by ``kill``, a sweep or ``aclose``, closes its transport: the processes are signalled
 (TERM, then KILL) and every file descriptor is released.
 
 Signal names (:data:`SIGNALS`, :func:`parse_signal`), named keys (:data:`KEYS`,
 :func:`keys_to_bytes`), :func:`strip_ansi` and the terminal size bounds live in
-:mod:`relay_shell.terminal`; they are re-exported here.
+:mod:`relay_shell.terminal`, :class:`RecvResult` in :mod:`relay_shell.session_output`;
+they are re-exported here.
 """
 
 from __future__ import annotations
@@ -23,18 +24,17 @@ import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
 from relay_shell.errors import InvalidInput, LimitReached, SessionEnded, SessionNotFound, SpawnFailed
+from relay_shell.session_output import OutputBuffer, RecvResult
 from relay_shell.terminal import (
     KEYS,
     MAX_TERMINAL_COLS,
     MAX_TERMINAL_ROWS,
     SIGNALS,
-    decode_chunk,
     keys_to_bytes,
-    leading_continuation_bytes,
     parse_signal,
     strip_ansi,
     validate_terminal_size,
@@ -128,26 +128,6 @@ class SessionInfo:
     exit_code: int | None
 
 
-@dataclass(frozen=True)
-class RecvResult:
-    """What one ``recv`` consumed.
-
-    ``bytes`` counts raw bytes taken from the buffer. ``matched`` is ``None`` without
-    ``until``. ``timed_out`` means the wait ended by the timeout (nothing arrived, or
-    ``until`` never matched); with neither ``matched`` nor ``timed_out`` nor ``ended``, the
-    ``max_bytes`` cap was reached. ``ended`` (with ``exit_code``) once the child has exited
-    and everything was read. ``dropped_bytes``: lost to ring-buffer overflow since the last recv.
-    """
-
-    output: str
-    bytes: int
-    matched: bool | None
-    timed_out: bool
-    ended: bool
-    exit_code: int | None
-    dropped_bytes: int
-
-
 @dataclass(eq=False)
 class _Session:
     session_id: str
@@ -160,31 +140,14 @@ class _Session:
     created: float
     last_activity: float
     on_close: Callable[[], Awaitable[None]] | None
-    buffer: bytearray = field(default_factory=bytearray)
-    carry: bytes = b""  # consumed but not yet returned: an incomplete character or escape
-    gap: bool = False  # bytes were dropped since the last take: the carry is stale
-    after_newline: bool = False  # stripped output so far ends with "\n" (a "\r" next is a no-op)
-    bytes_produced: int = 0
-    bytes_dropped: int = 0
-    dropped_since_recv: int = 0
-    finished: bool = False  # the reader saw the end of the output
+    output: OutputBuffer
     waiters: int = 0
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
-    recv_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     reader: asyncio.Task[None] | None = None
     teardown: asyncio.Future[None] | None = None
 
     @property
     def ended(self) -> bool:
-        return self.finished or self.transport.exit_status is not None
-
-
-@dataclass
-class _Collected:
-    raw: list[bytes] = field(default_factory=list)
-    raw_length: int = 0
-    parts: list[str] = field(default_factory=list)
-    matched: bool = False
+        return self.output.finished or self.transport.exit_status is not None
 
 
 class SessionRegistry:
@@ -269,6 +232,7 @@ class SessionRegistry:
             now,
             now,
             on_close,
+            OutputBuffer(self._buffer_bytes),
         )
         self._sessions[session_id] = session
         session.reader = asyncio.create_task(self._pump(session), name=f"relay-shell reader {session_id}")
@@ -357,7 +321,9 @@ class SessionRegistry:
         session.waiters += 1
         session.last_activity = self._clock()
         try:
-            return await self._collect(session, timeout_s, max_bytes, until, strip_ansi)
+            return await session.output.take(
+                timeout_s, max_bytes, until, strip_ansi, lambda: session.transport.exit_status
+            )
         finally:
             session.waiters -= 1
             session.last_activity = self._clock()
@@ -427,9 +393,9 @@ class SessionRegistry:
             rows=session.rows,
             age_s=round(max(0.0, now - session.created), 3),
             idle_s=round(max(0.0, now - session.last_activity), 3),
-            bytes_buffered=len(session.buffer) + len(session.carry),
-            bytes_produced=session.bytes_produced,
-            bytes_dropped=session.bytes_dropped,
+            bytes_buffered=session.output.buffered,
+            bytes_produced=session.output.produced,
+            bytes_dropped=session.output.dropped,
             state="ended" if ended else "running",
             exit_code=session.transport.exit_status if ended else None,
         )
@@ -438,103 +404,16 @@ class SessionRegistry:
         """Reader task: copy output into the ring buffer; at the end, release the transport."""
         try:
             while chunk := await session.transport.read():
-                self._append(session, chunk)
+                session.output.append(chunk)
         except Exception:
             log.exception("reading session %s failed; treating it as ended", session.session_id)
         finally:
-            session.finished = True
-            session.changed.set()
+            session.output.finish()
         # The child is gone: kill stragglers and release the fds now, not at removal.
         try:
             await session.transport.close(self._kill_grace_s)
         except Exception:
             log.exception("closing the transport of session %s failed", session.session_id)
-
-    def _append(self, session: _Session, chunk: bytes) -> None:
-        session.bytes_produced += len(chunk)
-        session.buffer += chunk
-        excess = len(session.buffer) - self._buffer_bytes
-        if excess > 0:
-            del session.buffer[:excess]  # O(1): bytearray advances its start
-            # Do not leave the tail of a cut character at the head of the buffer.
-            partial = leading_continuation_bytes(session.buffer)
-            del session.buffer[:partial]
-            session.bytes_dropped += excess + partial
-            session.dropped_since_recv += excess + partial
-            session.gap = True
-        session.changed.set()
-
-    async def _collect(
-        self, session: _Session, timeout_s: float, max_bytes: int, until: re.Pattern[str] | None, strip: bool
-    ) -> RecvResult:
-        collected = _Collected()
-        carry_before: bytes | None = None  # set once this call holds the lock
-        timed_out = False
-        try:
-            async with asyncio.timeout(timeout_s), session.recv_lock:
-                carry_before = session.carry
-                await self._fill(session, collected, max_bytes, until, strip)
-        except TimeoutError:
-            timed_out = True
-        except BaseException:
-            if carry_before is not None:  # cancelled mid-take: put everything back
-                session.buffer[:0] = b"".join(collected.raw)
-                session.carry = carry_before
-            raise
-        ended = session.finished and not session.buffer and not session.carry
-        dropped, session.dropped_since_recv = session.dropped_since_recv, 0
-        return RecvResult(
-            output="".join(collected.parts),
-            bytes=collected.raw_length,
-            matched=collected.matched if until is not None else None,
-            timed_out=timed_out and not collected.matched,
-            ended=ended,
-            exit_code=session.transport.exit_status if ended else None,
-            dropped_bytes=dropped,
-        )
-
-    async def _fill(
-        self,
-        session: _Session,
-        collected: _Collected,
-        max_bytes: int,
-        until: re.Pattern[str] | None,
-        strip: bool,
-    ) -> None:
-        """Take output until done; waits on the reader's event between takes."""
-        while True:
-            self._take(session, collected, max_bytes, strip)
-            if until is not None and until.search("".join(collected.parts)):
-                collected.matched = True
-                return
-            drained = session.finished and not session.buffer and not session.carry
-            if drained or collected.raw_length >= max_bytes:
-                return
-            if until is None and any(collected.parts):
-                return
-            session.changed.clear()
-            await session.changed.wait()
-
-    @staticmethod
-    def _take(session: _Session, collected: _Collected, max_bytes: int, strip: bool) -> None:
-        if session.gap:
-            session.carry, session.gap = b"", False
-        room = max_bytes - collected.raw_length
-        chunk = b""
-        if room > 0 and session.buffer:
-            chunk = bytes(session.buffer[:room])
-            del session.buffer[:room]
-            collected.raw.append(chunk)
-            collected.raw_length += len(chunk)
-        final = session.finished and not session.buffer
-        if chunk or (final and session.carry):
-            text, session.carry = decode_chunk(session.carry, chunk, strip=strip, final=final)
-            if strip:
-                if session.after_newline:
-                    text = text.lstrip("\r")
-                if text:
-                    session.after_newline = text.endswith("\n")
-            collected.parts.append(text)
 
     async def _close_session(self, session: _Session) -> None:
         """Close the transport, stop the reader, remove the session, run on_close. Once."""
@@ -553,8 +432,7 @@ class SessionRegistry:
         except Exception:
             log.exception("closing session %s failed", session.session_id)
         finally:
-            session.finished = True
-            session.changed.set()
+            session.output.finish()
             self._sessions.pop(session.session_id, None)
             if session.on_close is not None:
                 try:
