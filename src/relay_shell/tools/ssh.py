@@ -346,8 +346,10 @@ def fanout_outcome(results: Sequence[object], budget: int) -> Outcome:
 
 async def ssh_keyscan(
     ctx: Context,
-    hosts: Hosts,
-    port: Annotated[int, Field(ge=1, le=65535)] = 22,
+    hosts: Annotated[
+        str | list[str], Field(description="Host names or addresses to scan: comma/space separated or a list")
+    ],
+    port: Annotated[int, Field(ge=1, le=65535, description="SSH port to scan")] = 22,
     key_types: Annotated[
         str, Field(description="Comma-separated key algorithms", max_length=512)
     ] = DEFAULT_KEY_TYPES,
