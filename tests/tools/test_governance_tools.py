@@ -13,7 +13,7 @@ from mcp_types import ElicitRequestParams, ElicitResult
 
 from relay_shell.app import build_server
 from relay_shell.config import Settings
-from tests.conftest import read_audit
+from tests.conftest import connected, read_audit
 
 
 def sc(result: Any) -> dict[str, Any]:
@@ -188,3 +188,24 @@ async def test_prompt_fetch_is_audited(client: Client, settings: Settings) -> No
     assert "One-shot or session" in guide.messages[0].content.text
     record = read_audit(settings.audit_path)[-1]
     assert (record["tool"], record["tier"], record["args"]["name"]) == ("prompt_get", 0, "operating_guide")
+
+
+async def test_audit_breaking_mid_run_refuses_the_very_next_call(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    audit_dir = tmp_path / "audit-dir"
+    settings = make_settings(audit_path=audit_dir / "audit.jsonl")
+    server = build_server(settings)
+    victim = tmp_path / "must-not-exist"
+    async with connected(server) as client:
+        assert (await client.call_tool("shell_exec", {"command": "true"})).is_error is False
+        audit_dir.rename(tmp_path / "audit-moved")
+        audit_dir.write_text("a regular file where the audit directory was")
+        refused = await client.call_tool("shell_exec", {"command": f"touch {victim}"})
+        assert sc(refused)["error"]["kind"] == "unavailable"
+        assert not victim.exists()  # nothing unaudited ran
+        assert (await client.call_tool("server_info", {})).is_error is False
+        audit_dir.unlink()
+        (tmp_path / "audit-moved").rename(audit_dir)
+        assert (await client.call_tool("shell_exec", {"command": "true"})).is_error is False
+    await server.services.aclose()

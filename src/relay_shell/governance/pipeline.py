@@ -219,7 +219,9 @@ class Pipeline:
             state.decision = "denied"
             self.metrics.record_denial(tool=state.tool, reason=decision.rule or "policy")
             raise PolicyDenied(decision)
-        if tier > 0 and self.settings.audit_required and self.audit.degraded and not self.audit.check():
+        # Checked before every call above tier 0 (a stat and a flock), not only once a write has
+        # failed: a sink that broke since the last call must refuse this call, not just the next.
+        if tier > 0 and self.settings.audit_required and not self.audit.check():
             raise AuditUnavailable(
                 f"the audit sink {self.audit.path} cannot be written ({self.audit.last_error}); calls above tier 0 "
                 "are refused until it recovers (RELAY_SHELL_AUDIT_REQUIRED). Tell the operator."
