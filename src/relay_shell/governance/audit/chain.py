@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from collections.abc import Mapping
 from enum import Enum
 
@@ -25,6 +26,12 @@ GENESIS = "0" * 64
 
 CHAIN_FIELD = "chain"
 PREV_FIELD = "prev"
+
+_CHAIN_SHAPE = re.compile(r"[0-9a-f]{64}")
+# Built once: json.dumps with these options would build an equal encoder on every call.
+_CANONICAL_ENCODER = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+)
 
 type JsonValue = bool | int | float | str | list[JsonValue] | dict[str, JsonValue] | None
 
@@ -35,8 +42,7 @@ def canonical_json(record: Mapping[str, object]) -> bytes:
     Raises ``TypeError`` or ``ValueError`` when the record holds values JSON cannot
     represent (pass it through :func:`json_safe` first).
     """
-    text = json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    return text.encode("utf-8")
+    return _CANONICAL_ENCODER.encode(record).encode("utf-8")
 
 
 def link(prev: str, record_without_chain: Mapping[str, object]) -> str:
@@ -54,7 +60,7 @@ def link(prev: str, record_without_chain: Mapping[str, object]) -> str:
 
 def is_chain_value(value: object) -> bool:
     """True for a 64-character lowercase hex string (the shape of ``prev`` and ``chain``)."""
-    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+    return isinstance(value, str) and _CHAIN_SHAPE.fullmatch(value) is not None
 
 
 def json_safe(value: object) -> JsonValue:

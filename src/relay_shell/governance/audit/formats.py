@@ -50,6 +50,8 @@ _JSON_UNSAFE = re.compile(r"[\x7f-\x9f\u2028\u2029]")
 _KEY_CHARS = re.compile(r"[^A-Za-z0-9_]")
 _ESCAPE = re.compile(r"\\(x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|.)", re.DOTALL)
 _UNESCAPE_NAMED = {"n": "\n", "r": "\r", "t": "\t"}
+# Built once: json.dumps with these options would build an equal encoder on every call.
+_JSONL_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
 def to_jsonl(record: Mapping[str, object]) -> str:
@@ -63,7 +65,9 @@ def to_jsonl(record: Mapping[str, object]) -> str:
 
 def dumps_jsonl(record: object) -> str:
     """:func:`to_jsonl` for a record already made JSON-safe (no copy is taken)."""
-    text = json.dumps(record, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    text = _JSONL_ENCODER.encode(record)
+    if text.isascii() and "\x7f" not in text:
+        return text  # nothing _JSON_UNSAFE could match: skip the regex scan
     return _JSON_UNSAFE.sub(_json_escape, text)
 
 

@@ -77,21 +77,23 @@ class _ChainWalker:
         record, parse_problem = _parse(raw[:-1])
         if record is None:
             return parse_problem
-        link_problem = self._check_links(record)
+        # The parsed dict is ours: taking "chain" out lets link() hash it without a copy.
+        chain = record.pop(CHAIN_FIELD, None)
+        link_problem = self._check_links(record, chain)
         if link_problem is not None:
             return link_problem
         self.records += 1
         self._previous_seq = record["seq"] if isinstance(record["seq"], int) else None
-        self._previous_chain = str(record[CHAIN_FIELD])
+        self._previous_chain = str(chain)
         return None
 
-    def _check_links(self, record: dict[str, object]) -> str | None:
+    def _check_links(self, record: dict[str, object], chain: object) -> str | None:
         seq = record.get("seq")
         if not isinstance(seq, int) or isinstance(seq, bool):
             return "seq is missing or not an integer"
         if self._previous_seq is not None and seq <= self._previous_seq:
             return f"seq {seq} does not increase (previous record has {self._previous_seq})"
-        prev, chain = record.get(PREV_FIELD), record.get(CHAIN_FIELD)
+        prev = record.get(PREV_FIELD)
         if not is_chain_value(prev) or not is_chain_value(chain):
             return "prev/chain missing or not 64 hex digits (was the trail written with AUDIT_CHAIN=false?)"
         if self._previous_chain is not None and prev != self._previous_chain:
@@ -106,12 +108,16 @@ def _reject_constant(name: str) -> object:
     raise ValueError(f"{name} is not JSON")
 
 
+# Built once: json.loads with parse_constant would build an equal decoder on every line.
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
 def _parse(line: bytes) -> tuple[dict[str, object] | None, str]:
     if not line:
         return None, "empty line"
     try:
         text = line.decode("utf-8")
-        value = json.loads(text, parse_constant=_reject_constant)
+        value = _DECODER.decode(text)
     except UnicodeDecodeError:
         return None, "not valid UTF-8"
     except ValueError:
