@@ -96,19 +96,20 @@ class OutputCapture:
         self._hash.update(data)
         if not self._nul_seen and b"\x00" in data:
             self._nul_seen = True
+        view = memoryview(data)  # slices of a view share the chunk: no copy until stored
         room = self._head_limit - len(self._head)
         if room > 0:
-            self._head += data[:room]
-            data = data[room:]
-            if not data:
+            self._head += view[:room]
+            view = view[room:]
+            if not view:
                 return
-        if len(data) >= self._tail_limit:
-            self._tail = bytearray(data[-self._tail_limit :])
+        if len(view) >= self._tail_limit:
+            self._tail[:] = view[-self._tail_limit :]
         else:
-            self._tail += data
-            excess = len(self._tail) - self._tail_limit
+            excess = len(self._tail) + len(view) - self._tail_limit
             if excess > 0:
                 del self._tail[:excess]
+            self._tail += view
 
     @property
     def total(self) -> int:

@@ -22,7 +22,8 @@ import anyio
 from relay_shell.errors import ExecTimeout, PartialOutput, SpawnFailed
 from relay_shell.governance.bounds import OutputCapture, SplitCapture, capture_fields, render_capture
 
-READ_CHUNK = 65536
+READ_CHUNK = 256 * 1024
+"""Largest read from a child's pipe, also the StreamReader limit (it buffers up to 2x this)."""
 KILL_GRACE_S = 2.0
 DRAIN_AFTER_EXIT_S = 1.0
 PROGRESS_INTERVAL_S = 1.0
