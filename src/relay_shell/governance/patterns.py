@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cached_property
 
 PATTERNS_VERSION = "2026.11.1"
 
@@ -28,14 +29,21 @@ class Rule:
     """One table entry. ``name`` is ``family.rule`` (e.g. ``deletion.rm_recursive``).
 
     ``anchors`` are lowercase strings at least one of which occurs in any text the pattern
-    matches (lowercased); the classifier skips the pattern when none does.
+    matches (lowercased); the classifier skips the pattern when none does. ``source`` is
+    compiled on first use of :attr:`pattern`, so importing the table (server start-up) does
+    not pay for compiling it.
     """
 
     name: str
     family: str
     tier: int
-    pattern: re.Pattern[str]
+    source: str
     anchors: tuple[str, ...] = ()
+
+    @cached_property
+    def pattern(self) -> re.Pattern[str]:
+        """The compiled :attr:`source`."""
+        return re.compile(self.source)
 
 
 @dataclass(frozen=True)
@@ -138,8 +146,7 @@ def _git(subcommand: str) -> str:
 
 
 def _rule(name: str, tier: int, head: _Head, tail: str = "") -> Rule:
-    pattern = re.compile(head.pattern + tail)
-    return Rule(name, name.partition(".")[0], tier, pattern, head.anchors)
+    return Rule(name, name.partition(".")[0], tier, head.pattern + tail, head.anchors)
 
 
 _RM_RECURSIVE = r"-[A-Za-z]*[rR]|--(?:r|no-p)[\w-]*"

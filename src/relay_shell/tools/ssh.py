@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, cast
+from typing import TYPE_CHECKING, Annotated, cast
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import CallToolResult
@@ -24,12 +24,7 @@ from relay_shell.governance.bounds import (
 from relay_shell.governance.pipeline import Call, Outcome, Plan
 from relay_shell.governance.policy import build_probe, decide
 from relay_shell.guidance import tool_description
-from relay_shell.ssh.check import check_hosts
-from relay_shell.ssh.fanout import fanout, group_identical
 from relay_shell.ssh.inventory import ConnectOverrides, HostSpec, Inventory, split_hosts
-from relay_shell.ssh.keyscan import keyscan
-from relay_shell.ssh.pool import ConnectionPool
-from relay_shell.ssh.remote_exec import run_remote
 from relay_shell.ssh.targets import parse_target
 from relay_shell.tools.base import (
     READ_ONLY,
@@ -42,6 +37,13 @@ from relay_shell.tools.base import (
 )
 from relay_shell.tools.local import bound_notes
 from relay_shell.tools.models import ExecResult, FanoutResult, HostCheckResult, HostsResult, KeyscanResult
+
+if TYPE_CHECKING:
+    from relay_shell.config import Settings
+    from relay_shell.ssh.pool import ConnectionPool
+
+# The SSH layer (asyncssh) is imported inside tool bodies and by LazyPool, on first use: answering
+# initialize or tools/list never pays for it.
 
 INVENTORY_KEY = "ssh_inventory"
 POOL_KEY = "ssh_pool"
@@ -69,7 +71,31 @@ def inventory_of(svc: Services) -> Inventory:
 
 
 def pool_of(svc: Services) -> ConnectionPool:
-    return cast(ConnectionPool, svc.extras[POOL_KEY])
+    return cast(LazyPool, svc.extras[POOL_KEY]).get()
+
+
+class LazyPool:
+    """The shared :class:`ConnectionPool`, created (and asyncssh imported) on first :meth:`get`."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._pool: ConnectionPool | None = None
+
+    def get(self) -> ConnectionPool:
+        if self._pool is None:
+            from relay_shell.ssh.pool import ConnectionPool
+
+            self._pool = ConnectionPool(self._settings)
+        return self._pool
+
+    def connections(self) -> int:
+        """Open connections; 0 while the pool was never needed."""
+        return 0 if self._pool is None else self._pool.stats().connections
+
+    async def aclose(self) -> None:
+        """Close the pool if it was ever created."""
+        if self._pool is not None:
+            await self._pool.aclose()
 
 
 def overrides(user: str, port: int | None, key_path: str, known_hosts: str, jump: str) -> ConnectOverrides:
@@ -159,6 +185,8 @@ async def ssh_exec(
             async def progress(elapsed: float, produced: int) -> None:
                 await call.report(elapsed, None, f"{elapsed:.0f} s elapsed, {produced} bytes of output")
 
+            from relay_shell.ssh.remote_exec import run_remote
+
             result = await run_remote(
                 pool_of(svc), spec, command, timeout_s=wait.value, budget=budget.value,
                 stdin=stdin.encode() if stdin else None, on_progress=progress,
@@ -207,6 +235,8 @@ async def ssh_check(
         specs = [inventory.resolve(name) for name in names]
 
         async def work(call: Call) -> Outcome:
+            from relay_shell.ssh.check import check_hosts
+
             results = await check_hosts(
                 pool_of(svc), specs, timeout_s=wait.value, concurrency=svc.settings.fanout_max_concurrency
             )
@@ -281,6 +311,8 @@ async def ssh_fanout(
             async def progress(done: int, total: int) -> None:
                 await call.report(done, total, f"{done}/{total} hosts done")
 
+            from relay_shell.ssh.fanout import fanout
+
             results = await fanout(
                 pool_of(svc), targets, command, timeout_s=wait.value, concurrency=width.value,
                 budget=budget.value, on_progress=progress,
@@ -305,7 +337,7 @@ async def ssh_fanout(
 
 def fanout_outcome(results: Sequence[object], budget: int) -> Outcome:
     """Recap, grouped text (identical outputs once), per-host rows in input order."""
-    from relay_shell.ssh.fanout import FanoutHostResult
+    from relay_shell.ssh.fanout import FanoutHostResult, group_identical
 
     rows = cast(Sequence[FanoutHostResult], results)
     recap: dict[str, int] = {}
@@ -372,6 +404,8 @@ async def ssh_keyscan(
             raise InvalidInput("key_types", "at least one key type is required")
 
         async def work(call: Call) -> Outcome:
+            from relay_shell.ssh.keyscan import keyscan
+
             scanned = await keyscan(names, port=port, key_types=types, timeout_s=wait.value)
             rows = []
             lines = []
@@ -416,11 +450,11 @@ async def ssh_hosts(ctx: Context) -> Annotated[CallToolResult, HostsResult]:
 
 def register(server: MCPServer, svc: Services) -> None:
     inventory = Inventory.load(svc.settings)
-    pool = ConnectionPool(svc.settings)
+    pool = LazyPool(svc.settings)
     svc.extras[INVENTORY_KEY] = inventory
     svc.extras[POOL_KEY] = pool
     svc.add_counter("inventory_hosts", lambda: len(inventory.hosts()))
-    svc.add_counter("ssh_connections", lambda: pool.stats().connections)
+    svc.add_counter("ssh_connections", pool.connections)
     svc.add_closer(pool.aclose)
     server.add_tool(ssh_exec, description=tool_description("ssh_exec"), annotations=RUNS_REMOTE)
     server.add_tool(ssh_check, description=tool_description("ssh_check"), annotations=READ_ONLY_REMOTE)

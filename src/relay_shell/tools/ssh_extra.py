@@ -11,7 +11,7 @@ import asyncio
 import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, cast
+from typing import TYPE_CHECKING, Annotated, cast
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import CallToolResult, ToolAnnotations
@@ -23,22 +23,6 @@ from relay_shell.governance.bounds import Clamped, clamp_timeout
 from relay_shell.governance.pipeline import Call, Outcome, Plan
 from relay_shell.governance.policy import build_probe, decide
 from relay_shell.guidance import tool_description
-from relay_shell.ssh.forwards import (
-    DestinationCheck,
-    ForwardInfo,
-    ForwardManager,
-    parse_forward_spec,
-    validate_bind,
-)
-from relay_shell.ssh.pty import DEFAULT_TERM, spawn_ssh_pty
-from relay_shell.ssh.sftp import (
-    ProgressCallback,
-    TransferResult,
-    check_local_destination,
-    check_local_source,
-    download,
-    upload,
-)
 from relay_shell.ssh.targets import HostSpec
 from relay_shell.tools.base import (
     ADJUSTS,
@@ -64,7 +48,16 @@ from relay_shell.tools.ssh import (
     resolve_host,
 )
 
+if TYPE_CHECKING:
+    from relay_shell.ssh.forwards import DestinationCheck, ForwardInfo, ForwardManager
+    from relay_shell.ssh.sftp import ProgressCallback, TransferResult
+
+# The SSH layer (asyncssh) is imported inside tool bodies and by LazyForwards, on first use:
+# answering initialize or tools/list never pays for it.
+
 FORWARDS_KEY = "ssh_forwards"
+DEFAULT_TERM = "xterm-256color"
+"""TERM of an ssh_spawn terminal when none is given (the value of relay_shell.ssh.pty.DEFAULT_TERM)."""
 MAX_PATH = 4096
 MAX_LISTED_IN_TEXT = 20
 _TERM_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
@@ -82,7 +75,29 @@ Recursive = Annotated[bool, Field(description="Copy a directory tree")]
 
 
 def forwards_of(svc: Services) -> ForwardManager:
-    return cast(ForwardManager, svc.extras[FORWARDS_KEY])
+    return cast(LazyForwards, svc.extras[FORWARDS_KEY]).get(svc)
+
+
+class LazyForwards:
+    """The :class:`ForwardManager` on the shared pool, created on first :meth:`get`."""
+
+    def __init__(self) -> None:
+        self._manager: ForwardManager | None = None
+
+    def get(self, svc: Services) -> ForwardManager:
+        if self._manager is None:
+            from relay_shell.ssh.forwards import ForwardManager
+
+            self._manager = ForwardManager(pool_of(svc), max_forwards=svc.settings.max_forwards)
+        return self._manager
+
+    def __len__(self) -> int:
+        return 0 if self._manager is None else len(self._manager)
+
+    async def aclose(self) -> None:
+        """Close every forward if the manager was ever created."""
+        if self._manager is not None:
+            await self._manager.aclose()
 
 
 def _connect_deadline(wait: Clamped[float]) -> float:
@@ -128,6 +143,8 @@ async def ssh_spawn(
 
         async def work(call: Call) -> Outcome:
             registry.ensure_capacity()
+            from relay_shell.ssh.pty import spawn_ssh_pty
+
             transport = await spawn_ssh_pty(
                 pool_of(svc),
                 spec,
@@ -219,6 +236,8 @@ async def ssh_upload(
     svc = services(ctx)
 
     def planner() -> Plan:
+        from relay_shell.ssh.sftp import check_local_source, upload
+
         source = Path(_require_path("local_path", local_path)).expanduser()
         destination = _require_path("remote_path", remote_path)
         check_local_source(source, recursive)
@@ -259,6 +278,8 @@ async def ssh_download(
     svc = services(ctx)
 
     def planner() -> Plan:
+        from relay_shell.ssh.sftp import check_local_destination, download
+
         source = _require_path("remote_path", remote_path)
         destination = Path(_require_path("local_path", local_path)).expanduser()
         check_local_destination(destination)
@@ -277,7 +298,7 @@ async def ssh_download(
     return await run_tool(ctx, "ssh_download", args, planner)
 
 
-Transfer = Callable[[ProgressCallback], Awaitable[TransferResult]]
+type Transfer = Callable[[ProgressCallback], Awaitable[TransferResult]]
 """One SFTP copy of a planned call, started with the call's progress reporter."""
 
 
@@ -379,6 +400,8 @@ async def ssh_forward(
     svc = services(ctx)
 
     def planner() -> Plan:
+        from relay_shell.ssh.forwards import parse_forward_spec, validate_bind
+
         forward = parse_forward_spec(spec)  # before anything touches the network
         address = validate_bind(bind)
         manager = forwards_of(svc)
@@ -447,7 +470,7 @@ async def ssh_forward_close(
 
 def register(server: MCPServer, svc: Services) -> None:
     """Register the six tools; the forward manager shares the SSH pool and closes at shutdown."""
-    manager = ForwardManager(pool_of(svc), max_forwards=svc.settings.max_forwards)
+    manager = LazyForwards()
     svc.extras[FORWARDS_KEY] = manager
     svc.add_counter("forwards", lambda: len(manager))
     svc.add_closer(manager.aclose)
