@@ -1,33 +1,23 @@
 """Lost MCP responses through the Caddy edge: many tool calls through a real Caddy, counted.
 
-For each configuration: start a real ``relay-shell`` HTTP server on a free loopback port,
-render ``deploy/Caddyfile`` for an offline run in front of it (``local_certs``: Caddy's local
-CA instead of ACME, ``skip_install_trust``, admin and listeners on 127.0.0.1, storage in a temp
-dir, allowlist ``127.0.0.1/32``, public name ``relay.localhost``) and start ``caddy run``.
-Configurations other than ``shipped`` replace the file's streaming-tuning block and apply a few
-text edits (``--list``). Then, with the official MCP Python client trusting Caddy's root CA and
-pinning ``relay.localhost`` to 127.0.0.1:
+Per configuration (``--list``): a real ``relay-shell`` HTTP server on a free loopback port and
+a real ``caddy run`` in front of it, with ``deploy/Caddyfile`` rendered for an offline run
+(Caddy's local CA, listeners and admin on 127.0.0.1, storage in a temp dir, allowlist
+127.0.0.1/32, public name relay.localhost pinned to 127.0.0.1). Configurations other than
+``shipped`` replace the streaming-tuning block and edit a few lines; ``direct`` is the control
+(no Caddy). Phases, with the official MCP Python client:
 
-- sequential: SEQUENTIAL calls one after another on one session, each bounded to TIMEOUT;
+- sequential: SEQUENTIAL calls on one session, each bounded to TIMEOUT;
 - concurrent: CONCURRENT calls released at once over SESSIONS sessions, each bounded to
-  CONCURRENT_TIMEOUT (on 2 cores, 500 calls at once take the server 10-30 s even with no edge);
-- idle-gap (only with ``--idle-sessions``): each session calls, idles about ``--idle-gap``
-  seconds (uvicorn's keep-alive timeout is 5 s), and calls again.
+  CONCURRENT_TIMEOUT (on 2 cores, 500 calls at once take 10-30 s even with no edge);
+- idle-gap (with ``--idle-sessions``): calls IDLE_GAP seconds apart, at uvicorn's keep-alive.
 
-A call that times out is lost. A call that ends in an error, or whose session the client
-tore down, has failed. ``direct`` is the control: the same calls straight to uvicorn. Runs are
-the outer loop, so configurations are compared under the same machine load. Prints one table
-row per phase and Caddy's logged proxy errors. Exits with status 1 when any call was lost or
-failed.
+A call that times out is lost; one that errors, or whose session the client tore down, failed.
+Runs are the outer loop, so configurations are compared under the same load. Exit status 1
+when any call was lost or failed. CADDY_LOSS_KEEP_LOGS=1 keeps the logs, CADDY_LOSS_DEBUG=1
+turns on Caddy's debug log. See docs/deployment.md, "Edge: zero lost responses".
 
-    .venv/bin/python bench/caddy_loss.py [--config direct --config shipped ...] [--mode auto|legacy]
-        [--runs 2] [--sequential 2000] [--concurrent 500] [--sessions 50]
-        [--tool server_info|shell_exec] [--timeout 10] [--concurrent-timeout 120]
-        [--idle-sessions 0 --idle-rounds 10 --idle-gap 5 --idle-jitter 0.1]
-
-CADDY_LOSS_KEEP_LOGS=1 keeps the temp dirs (server and Caddy logs). CADDY_LOSS_DEBUG=1 turns on
-Caddy's debug log (every upstream round trip). See docs/deployment.md, "Edge: zero lost
-responses".
+    .venv/bin/python bench/caddy_loss.py --config direct --config naive --config shipped --runs 2
 """
 
 from __future__ import annotations
@@ -48,7 +38,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import httpx2
@@ -91,26 +81,15 @@ class Setup:
 # Edits that take the shipped file back to the original recipe (flush_interval -1, nothing else).
 REQUEST_BODY_BLOCK = "\t\trequest_body {\n\t\t\tmax_size 5MiB\n\t\t}\n"
 NO_REQUEST_BODY = ((REQUEST_BODY_BLOCK, ""),)
-NO_FLUSH_LINE = (("\t\t\tflush_interval -1\n", ""),)
 SETUPS: dict[str, Setup] = {
     "direct": Setup("no edge: the client talks to uvicorn (control)", direct=True),
     "shipped": Setup("deploy/Caddyfile as shipped"),
     "naive": Setup(
         "the original recipe: flush_interval -1 and nothing else", tuning=(), edits=NO_REQUEST_BODY
     ),
-    "default-flush": Setup(
-        "naive without flush_interval (Caddy still flushes SSE answers at once)",
-        tuning=(),
-        edits=NO_REQUEST_BODY + NO_FLUSH_LINE,
-    ),
     "keepalive-off": Setup(
         "naive + no upstream connection reuse (a new connection per request)",
         tuning=("transport http {", "\tkeepalive off", "}"),
-        edits=NO_REQUEST_BODY,
-    ),
-    "keepalive-2s": Setup(
-        "naive + upstream idle connections dropped after 2 s",
-        tuning=("transport http {", "\tkeepalive 2s", "}"),
         edits=NO_REQUEST_BODY,
     ),
     "body-limit": Setup("naive + request_body max_size 5MiB", tuning=()),
@@ -141,19 +120,19 @@ class Tally:
 
 @dataclass(frozen=True)
 class Plan:
-    """What to measure: protocol mode, tool, call counts, per-call bounds and idle gaps."""
+    """What to measure (fields named like the command-line options; times in seconds)."""
 
     mode: str
-    tool: str
-    sequential: int
-    concurrent: int
-    sessions: int
-    timeout_s: float = CALL_TIMEOUT_S
-    concurrent_timeout_s: float = CONCURRENT_TIMEOUT_S
+    tool: str = "server_info"
+    sequential: int = 2000
+    concurrent: int = 500
+    sessions: int = 50
+    timeout: float = CALL_TIMEOUT_S
+    concurrent_timeout: float = CONCURRENT_TIMEOUT_S
     idle_sessions: int = 0
-    idle_rounds: int = 0
-    idle_gap_s: float = 5.0
-    idle_jitter_s: float = 0.1
+    idle_rounds: int = 10
+    idle_gap: float = 5.0
+    idle_jitter: float = 0.1
 
 
 def free_port() -> int:
@@ -256,15 +235,7 @@ def relay_server(state: Path, extra_env: dict[str, str]) -> Iterator[int]:
             raise RuntimeError(f"relay-shell exited {code} on SIGTERM")
 
 
-def local_caddyfile(
-    setup: Setup,
-    *,
-    upstream_port: int,
-    https_port: int,
-    http_port: int,
-    admin_port: int,
-    allowed_cidrs: str,
-) -> str:
+def local_caddyfile(setup: Setup, upstream_port: int, https_port: int) -> str:
     """deploy/Caddyfile rendered for an offline loopback run, with the tuning block replaced if given."""
     text = TEMPLATE.read_text(encoding="utf-8")
     for old, new in setup.edits:
@@ -280,8 +251,8 @@ def local_caddyfile(
         lines[begin + 1 : end] = [f"\t\t\t{line}\n" for line in tuning]
     text = "".join(lines)
     local_options = (
-        f"\tlocal_certs\n\tskip_install_trust\n\tadmin 127.0.0.1:{admin_port}\n"
-        f"\thttp_port {http_port}\n\thttps_port {https_port}\n\tdefault_bind 127.0.0.1\n"
+        f"\tlocal_certs\n\tskip_install_trust\n\tadmin 127.0.0.1:{free_port()}\n"
+        f"\thttp_port {free_port()}\n\thttps_port {https_port}\n\tdefault_bind 127.0.0.1\n"
     ) + ("\tdebug\n" if os.environ.get("CADDY_LOSS_DEBUG") else "")
     text = text.replace(
         "\temail {$RELAY_SHELL_EDGE_EMAIL}\n", "\temail {$RELAY_SHELL_EDGE_EMAIL}\n" + local_options, 1
@@ -289,7 +260,7 @@ def local_caddyfile(
     values = {
         "RELAY_SHELL_EDGE_DOMAIN": DOMAIN,
         "RELAY_SHELL_EDGE_EMAIL": "ops@example.com",
-        "RELAY_SHELL_EDGE_ALLOWED_CIDRS": allowed_cidrs,
+        "RELAY_SHELL_EDGE_ALLOWED_CIDRS": "127.0.0.1/32",
         "RELAY_SHELL_EDGE_UPSTREAM": f"127.0.0.1:{upstream_port}",
     }
     return render_edge_template(text, values)
@@ -298,18 +269,9 @@ def local_caddyfile(
 @contextlib.contextmanager
 def caddy_edge(state: Path, setup: Setup, upstream_port: int) -> Iterator[tuple[int, ssl.SSLContext]]:
     """A Caddy in front of ``upstream_port``; yields its https port and a context trusting its CA."""
-    https_port, http_port, admin_port = free_port(), free_port(), free_port()
+    https_port = free_port()
     config = state / "Caddyfile"
-    config.write_text(
-        local_caddyfile(
-            setup,
-            upstream_port=upstream_port,
-            https_port=https_port,
-            http_port=http_port,
-            admin_port=admin_port,
-            allowed_cidrs="127.0.0.1/32",
-        )
-    )
+    config.write_text(local_caddyfile(setup, upstream_port, https_port))
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(state),
@@ -380,36 +342,41 @@ async def session(url: str, context: ssl.SSLContext | None, mode: str) -> AsyncI
 
 
 async def call_batch(
-    url: str, context: ssl.SSLContext | None, plan: Plan, calls: int, line: StartLine | None = None
+    url: str, context: ssl.SSLContext | None, plan: Plan, calls: int, line: asyncio.Barrier | None = None
 ) -> Tally:
-    """``calls`` calls on one session: in sequence, or all at once after ``line`` opens.
+    """``calls`` calls on one session: in sequence, or all at once when every session is at ``line``.
 
     A call whose session died under it is a failure; sequential calls go on on a new session.
     """
     tally = Tally(calls)
+    released = line is None
     while tally.accounted < calls:
-        before = tally.accounted
         try:
             async with session(url, context, plan.mode) as client:
                 if line is None:
                     while tally.accounted < calls:
-                        await timed_call(client, plan.tool, tally, plan.timeout_s)
+                        await timed_call(client, plan.tool, tally, plan.timeout)
                     return tally
-                await line.arrive_and_wait()
+                async with asyncio.timeout(SESSION_DEADLINE_S):
+                    await line.wait()  # every session connected: release the calls together
+                released = True
                 async with asyncio.TaskGroup() as group:
                     for _ in range(calls):
-                        group.create_task(timed_call(client, plan.tool, tally, plan.concurrent_timeout_s))
+                        group.create_task(timed_call(client, plan.tool, tally, plan.concurrent_timeout))
                 return tally
         except SessionLost as exc:
-            in_flight = 1 if line is None else calls - (tally.accounted - before)
-            tally.errors.extend([f"session lost: {exc}"] * max(in_flight, 1))
+            unanswered = 1 if line is None else calls - tally.accounted
+            tally.errors.extend([f"session lost: {exc}"] * max(unanswered, 1))
             if line is not None:
+                if not released:  # still let the other sessions through
+                    async with asyncio.timeout(SESSION_DEADLINE_S):
+                        await line.wait()
                 return tally
     return tally
 
 
 async def idle_batch(url: str, context: ssl.SSLContext | None, plan: Plan, generator: random.Random) -> Tally:
-    """One session making ``plan.idle_rounds`` calls, each after an idle gap near ``plan.idle_gap_s``.
+    """One session making ``plan.idle_rounds`` calls, each after an idle gap near ``plan.idle_gap``.
 
     The gaps put reused upstream connections right at the server's keep-alive timeout.
     """
@@ -418,28 +385,13 @@ async def idle_batch(url: str, context: ssl.SSLContext | None, plan: Plan, gener
         try:
             async with session(url, context, plan.mode) as client:
                 while tally.accounted < plan.idle_rounds:
-                    await timed_call(client, plan.tool, tally, plan.timeout_s)
-                    gap = plan.idle_gap_s + generator.uniform(-plan.idle_jitter_s, plan.idle_jitter_s)
+                    await timed_call(client, plan.tool, tally, plan.timeout)
+                    gap = plan.idle_gap + generator.uniform(-plan.idle_jitter, plan.idle_jitter)
                     if tally.accounted < plan.idle_rounds:
                         await asyncio.sleep(gap)
         except SessionLost as exc:
             tally.errors.append(f"session lost: {exc}")
     return tally
-
-
-class StartLine:
-    """Holds every session at the line until all are connected, then releases them together."""
-
-    def __init__(self, sessions: int) -> None:
-        self.waiting = sessions
-        self.go = asyncio.Event()
-
-    async def arrive_and_wait(self) -> None:
-        self.waiting -= 1
-        if self.waiting == 0:
-            self.go.set()
-        async with asyncio.timeout(SESSION_DEADLINE_S):
-            await self.go.wait()
 
 
 def merged(expected: int, parts: list[Tally], elapsed_s: float) -> Tally:
@@ -462,7 +414,7 @@ async def measure(url: str, context: ssl.SSLContext | None, plan: Plan) -> dict[
         plan.concurrent // plan.sessions + (1 if index < plan.concurrent % plan.sessions else 0)
         for index in range(plan.sessions)
     ]
-    line = StartLine(len(shares))
+    line = asyncio.Barrier(len(shares))
     started = time.perf_counter()
     parts = await asyncio.gather(*(call_batch(url, context, plan, share, line) for share in shares))
     phases["concurrent"] = merged(plan.concurrent, list(parts), time.perf_counter() - started)
@@ -526,39 +478,20 @@ def arguments() -> argparse.Namespace:
     )
     parser.add_argument("--list", action="store_true", help="describe the configurations and exit")
     parser.add_argument("--runs", type=int, default=1)
-    parser.add_argument("--timeout", type=float, default=CALL_TIMEOUT_S, help="per-call bound, seconds")
-    parser.add_argument(
-        "--concurrent-timeout",
-        type=float,
-        default=CONCURRENT_TIMEOUT_S,
-        help="per-call bound in the concurrent phase (500 calls at once queue up on 2 cores)",
-    )
-    parser.add_argument("--sequential", type=int, default=2000)
-    parser.add_argument("--concurrent", type=int, default=500)
-    parser.add_argument("--sessions", type=int, default=50)
-    parser.add_argument("--tool", choices=sorted(WORKLOADS), default="server_info")
-    parser.add_argument(
-        "--idle-sessions", type=int, default=0, help="sessions in the idle-gap phase (0: skip)"
-    )
-    parser.add_argument("--idle-rounds", type=int, default=10, help="calls per idle-gap session")
-    parser.add_argument(
-        "--idle-gap", type=float, default=5.0, help="seconds between them (uvicorn keep-alive: 5)"
-    )
-    parser.add_argument("--idle-jitter", type=float, default=0.1, help="+/- seconds of jitter on the gap")
+    parser.add_argument("--tool", choices=sorted(WORKLOADS), default=Plan.tool)
+    for option in fields(Plan):
+        if option.name not in ("mode", "tool"):
+            flag = "--" + option.name.replace("_", "-")
+            parser.add_argument(flag, type=type(option.default), default=option.default, help="%(default)s")
     return parser.parse_args()
 
 
 def describe(args: argparse.Namespace) -> None:
+    idle = f"; idle-gap: {args.idle_sessions} x {args.idle_rounds} calls {args.idle_gap} s apart"
     print(
         f"tool {args.tool}; {args.sequential} sequential calls (each bounded to {args.timeout:.0f} s); "
         f"{args.concurrent} concurrent calls over {args.sessions} sessions "
-        f"(bounded to {args.concurrent_timeout:.0f} s)"
-        + (
-            f"; idle-gap: {args.idle_sessions} sessions x {args.idle_rounds} calls "
-            f"{args.idle_gap}+/-{args.idle_jitter} s apart"
-            if args.idle_sessions
-            else ""
-        )
+        f"(bounded to {args.concurrent_timeout:.0f} s){idle if args.idle_sessions else ''}"
     )
     print(
         f"{'configuration':22} {'mode':6} run  {'phase':10} {'calls':>6} {'completed':>9} {'lost':>5} "
@@ -567,19 +500,8 @@ def describe(args: argparse.Namespace) -> None:
 
 
 def plan_for(args: argparse.Namespace, mode: str) -> Plan:
-    return Plan(
-        mode=mode,
-        tool=args.tool,
-        sequential=args.sequential,
-        concurrent=args.concurrent,
-        sessions=args.sessions,
-        timeout_s=args.timeout,
-        concurrent_timeout_s=args.concurrent_timeout,
-        idle_sessions=args.idle_sessions,
-        idle_rounds=args.idle_rounds,
-        idle_gap_s=args.idle_gap,
-        idle_jitter_s=args.idle_jitter,
-    )
+    options = {option.name: getattr(args, option.name) for option in fields(Plan) if option.name != "mode"}
+    return Plan(mode=mode, **options)
 
 
 def measure_and_print(name: str, mode: str, run: int, plan: Plan) -> int:

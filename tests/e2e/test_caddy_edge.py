@@ -6,9 +6,9 @@ front of the real ``relay-shell`` HTTP server. The MCP client reaches it by its 
 ``relay.localhost`` (pinned to 127.0.0.1, certificate checked against Caddy's root), so the
 edge forwards that name and relay-shell accepts it through ``RELAY_SHELL_HTTP_ALLOWED_HOSTS``.
 
-Without the streaming tuning of the shipped file, Caddy 2.6 lost 0.5-3 % of tool-call answers
-(docs/deployment.md, "Edge: zero lost responses"); the full 2,000 + 500 calls are
-bench/caddy_loss.py's job, these tests make a few hundred per protocol generation.
+Without the request-body settings of the shipped file, Caddy 2.6 cut off up to 4 % of tool-call
+answers (docs/deployment.md, "Edge: zero lost responses"), and these tests fail. The full
+2,000 + 500 calls are bench/caddy_loss.py's job; these tests make 400 per protocol generation.
 Needs the Debian package caddy (scripts/setup --dev installs it).
 """
 
