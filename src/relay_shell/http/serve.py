@@ -27,6 +27,7 @@ from relay_shell.config import AuthMode, Settings
 
 log = logging.getLogger("relay_shell.http")
 
+KEEP_ALIVE_S = 75
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
@@ -182,6 +183,9 @@ async def serve_http(settings: Settings) -> None:
         log_level="warning",
         lifespan="on",
         timeout_graceful_shutdown=5,
+        # Longer than any client's or the edge's idle keep-alive (httpx 5 s, Caddy 2 s), so the
+        # client always closes an idle connection first and never reuses one we just closed.
+        timeout_keep_alive=KEEP_ALIVE_S,
     )
     services = server.services
     try:
