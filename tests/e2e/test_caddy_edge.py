@@ -33,6 +33,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from relay_shell.deploy_check import render_edge_template
+from tests.conftest import listens_on
 
 REPO = Path(__file__).resolve().parents[2]
 RELAY = str(Path(sys.executable).parent / "relay-shell")
@@ -95,31 +96,6 @@ def gone(pid: int) -> bool:
     except OSError:
         return True
     return stat[stat.rfind(")") + 2] in ("Z", "X")
-
-
-def listening_inodes(port: int) -> set[str]:
-    """Socket inodes of the TCP listeners on ``port``."""
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with contextlib.suppress(OSError):
-            for line in Path(table).read_text().splitlines()[1:]:
-                fields = line.split()
-                if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
-                    inodes.add(fields[9])
-    return inodes
-
-
-def listens_on(pid: int, port: int) -> bool:
-    """True when process ``pid`` itself holds the listening socket of ``port`` (not a stranger)."""
-    wanted = {f"socket:[{inode}]" for inode in listening_inodes(port)}
-    if not wanted:
-        return False
-    with contextlib.suppress(OSError):
-        for fd in Path(f"/proc/{pid}/fd").iterdir():
-            with contextlib.suppress(OSError):
-                if os.readlink(fd) in wanted:
-                    return True
-    return False
 
 
 def listening(port: int) -> bool:

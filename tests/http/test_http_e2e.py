@@ -28,7 +28,7 @@ from mcp.client.context import ClientRequestContext
 from mcp_types import ElicitRequestParams, ElicitResult
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import pids_with_marker, read_audit
+from tests.conftest import listens_on, pids_with_marker, read_audit
 
 RELAY = str(Path(sys.executable).parent / "relay-shell")
 START_DEADLINE_S = 30.0
@@ -70,31 +70,6 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-def listening_inodes(port: int) -> set[str]:
-    """Socket inodes of the TCP listeners on ``port`` (any address)."""
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with contextlib.suppress(OSError):
-            for line in Path(table).read_text().splitlines()[1:]:
-                fields = line.split()
-                if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
-                    inodes.add(fields[9])
-    return inodes
-
-
-def listens_on(pid: int, port: int) -> bool:
-    """True when process ``pid`` itself holds the listening socket of ``port``."""
-    wanted = {f"socket:[{inode}]" for inode in listening_inodes(port)}
-    if not wanted:
-        return False
-    with contextlib.suppress(OSError):
-        for fd in Path(f"/proc/{pid}/fd").iterdir():
-            with contextlib.suppress(OSError):
-                if os.readlink(fd) in wanted:
-                    return True
-    return False
 
 
 @dataclass
