@@ -47,6 +47,9 @@ from mcp.client.streamable_http import streamable_http_client
 
 from relay_shell.deploy_check import render_edge_template
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.netutil
+from tests.netutil import listens_on
+
 REPO = Path(__file__).resolve().parents[1]
 RELAY = str(Path(sys.executable).parent / "relay-shell")
 CADDY = "/usr/bin/caddy"
@@ -160,31 +163,6 @@ def stop(process: subprocess.Popen[bytes], what: str) -> int:
         process.kill()
         process.wait(timeout=STOP_DEADLINE_S)
         raise RuntimeError(f"{what} ignored SIGTERM for {STOP_DEADLINE_S} s") from None
-
-
-def listening_inodes(port: int) -> set[str]:
-    """Socket inodes of the TCP listeners on ``port``."""
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with contextlib.suppress(OSError):
-            for line in Path(table).read_text().splitlines()[1:]:
-                fields = line.split()
-                if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
-                    inodes.add(fields[9])
-    return inodes
-
-
-def listens_on(pid: int, port: int) -> bool:
-    """True when process ``pid`` itself holds the listening socket of ``port`` (not a stranger)."""
-    wanted = {f"socket:[{inode}]" for inode in listening_inodes(port)}
-    if not wanted:
-        return False
-    with contextlib.suppress(OSError):
-        for fd in Path(f"/proc/{pid}/fd").iterdir():
-            with contextlib.suppress(OSError):
-                if os.readlink(fd) in wanted:
-                    return True
-    return False
 
 
 class PinnedToLoopback(httpx2.AsyncBaseTransport):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 from collections.abc import AsyncIterator, Callable
@@ -16,6 +15,7 @@ from mcp import Client
 
 from relay_shell.app import RelayServer, build_server
 from relay_shell.config import Settings, load_settings
+from tests.netutil import start_echo_server
 
 # Tests must not pick up a developer's .env or RELAY_SHELL_* variables.
 for _name in [name for name in os.environ if name.upper().startswith("RELAY_SHELL_")]:
@@ -139,26 +139,10 @@ def pids_with_marker(marker: str) -> list[int]:
     return found
 
 
-def listening_inodes(port: int) -> set[str]:
-    """Socket inodes of the TCP listeners on ``port`` (any address)."""
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with contextlib.suppress(OSError):
-            for line in Path(table).read_text().splitlines()[1:]:
-                fields = line.split()
-                if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
-                    inodes.add(fields[9])
-    return inodes
-
-
-def listens_on(pid: int, port: int) -> bool:
-    """True when process ``pid`` itself holds the listening socket of ``port`` (not a stranger)."""
-    wanted = {f"socket:[{inode}]" for inode in listening_inodes(port)}
-    if not wanted:
-        return False
-    with contextlib.suppress(OSError):
-        for fd in Path(f"/proc/{pid}/fd").iterdir():
-            with contextlib.suppress(OSError):
-                if os.readlink(fd) in wanted:
-                    return True
-    return False
+@pytest.fixture
+async def echo_port() -> AsyncIterator[int]:
+    """A TCP echo server on loopback, closed after the test."""
+    server, port = await start_echo_server()
+    yield port
+    server.close()
+    await server.wait_closed()

@@ -33,7 +33,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from relay_shell.deploy_check import render_edge_template
-from tests.conftest import listens_on
+from tests.netutil import listens_on
 
 REPO = Path(__file__).resolve().parents[2]
 RELAY = str(Path(sys.executable).parent / "relay-shell")

@@ -28,7 +28,8 @@ from mcp.client.context import ClientRequestContext
 from mcp_types import ElicitRequestParams, ElicitResult
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import listens_on, pids_with_marker, read_audit
+from tests.conftest import pids_with_marker, read_audit
+from tests.netutil import listens_on
 
 RELAY = str(Path(sys.executable).parent / "relay-shell")
 START_DEADLINE_S = 30.0

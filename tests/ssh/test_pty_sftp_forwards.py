@@ -24,6 +24,7 @@ from relay_shell.ssh.pool import ConnectionPool
 from relay_shell.ssh.pty import SshPtyTransport, spawn_ssh_pty
 from relay_shell.ssh.sftp import download, upload
 from relay_shell.ssh.targets import HostSpec
+from tests.netutil import round_trip, wait_refused
 from tests.ssh.helpers import pids_matching, spec_for
 from tests.sshd import TEST_USER, ClientKey, SshdInstance
 
@@ -355,60 +356,10 @@ def test_bad_bind_addresses(bind: str) -> None:
 
 
 @pytest.fixture
-async def echo_port() -> AsyncIterator[int]:
-    """A TCP echo server on loopback."""
-
-    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        except ConnectionError:
-            pass
-        finally:
-            writer.close()
-
-    server = await asyncio.start_server(echo, "127.0.0.1", 0)
-    yield int(server.sockets[0].getsockname()[1])
-    server.close()
-    await server.wait_closed()
-
-
-@pytest.fixture
 async def forwards(pool: ConnectionPool) -> AsyncIterator[ForwardManager]:
     manager = ForwardManager(pool, max_forwards=4)
     yield manager
     await manager.aclose()
-
-
-async def round_trip(port: int, payload: bytes, *, socks_to: int | None = None) -> bytes:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        async with asyncio.timeout(WAIT_S):
-            if socks_to is not None:
-                writer.write(b"\x05\x01\x00")
-                assert await reader.readexactly(2) == b"\x05\x00"
-                writer.write(
-                    b"\x05\x01\x00\x01" + socket.inet_aton("127.0.0.1") + socks_to.to_bytes(2, "big")
-                )
-                reply = await reader.readexactly(10)
-                assert reply[:2] == b"\x05\x00", reply
-            writer.write(payload)
-            return await reader.readexactly(len(payload))
-    finally:
-        writer.close()
-
-
-async def assert_refused(port: int) -> None:
-    """The port no longer accepts connections (polled: the remote side closes asynchronously)."""
-    async with asyncio.timeout(WAIT_S):
-        while True:
-            try:
-                _, writer = await asyncio.open_connection("127.0.0.1", port)
-            except ConnectionRefusedError:
-                return
-            writer.close()
-            await asyncio.sleep(0.02)
 
 
 async def test_local_forward_carries_data_and_counts_it(
@@ -432,7 +383,7 @@ async def test_local_forward_carries_data_and_counts_it(
     assert pool.stats().in_use == 1
     closed = await forwards.close(info.forward_id)
     assert closed.state == "closed"
-    await assert_refused(info.listen_port)
+    await wait_refused(info.listen_port)
     assert forwards.list() == []
     assert pool.stats().in_use == 0
     with pytest.raises(InvalidInput) as unknown:
@@ -448,7 +399,7 @@ async def test_socks_forward_proxies_to_the_echo_server(
     assert await round_trip(info.listen_port, b"via socks", socks_to=echo_port) == b"via socks"
     assert forwards.info(info.forward_id).bytes_received == len(b"via socks")
     await forwards.close(info.forward_id)
-    await assert_refused(info.listen_port)
+    await wait_refused(info.listen_port)
 
 
 async def test_socks_destination_check_refuses(
@@ -482,7 +433,7 @@ async def test_remote_forward_reaches_a_local_server(
     assert await round_trip(info.listen_port, b"back home") == b"back home"
     assert forwards.info(info.forward_id).bytes_sent == len(b"back home")
     await forwards.close(info.forward_id)
-    await assert_refused(info.listen_port)
+    await wait_refused(info.listen_port)
 
 
 async def test_forward_cap_is_checked_before_connecting(pool: ConnectionPool, spec: HostSpec) -> None:

@@ -23,6 +23,7 @@ from relay_shell.ssh.pool import ConnectionPool
 from relay_shell.tools import ssh as ssh_tools
 from relay_shell.tools import ssh_extra
 from tests.conftest import pids_with_marker, read_audit
+from tests.netutil import round_trip, wait_refused
 from tests.sshd import TEST_USER, ClientKey, SshdInstance, sshd_available, start_sshd
 
 PROMPT = r"\$ $"
@@ -299,53 +300,6 @@ async def test_transfer_errors_are_clear(
 # --- forwards -------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-async def echo_port() -> AsyncIterator[int]:
-    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        except ConnectionError:
-            pass
-        finally:
-            writer.close()
-
-    server = await asyncio.start_server(echo, "127.0.0.1", 0)
-    yield int(server.sockets[0].getsockname()[1])
-    server.close()
-    await server.wait_closed()
-
-
-async def exchange(port: int, payload: bytes, *, socks_to: int | None = None) -> bytes:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        async with asyncio.timeout(WAIT_S):
-            if socks_to is not None:  # SOCKS5: greeting (no auth), CONNECT 127.0.0.1:socks_to
-                writer.write(bytes([5, 1, 0]))
-                assert await reader.readexactly(2) == bytes([5, 0])
-                writer.write(
-                    bytes([5, 1, 0, 1]) + socket.inet_aton("127.0.0.1") + socks_to.to_bytes(2, "big")
-                )
-                assert (await reader.readexactly(10))[:2] == bytes([5, 0])
-            writer.write(payload)
-            return await reader.readexactly(len(payload))
-    finally:
-        writer.close()
-
-
-async def refused(port: int) -> bool:
-    """Polls until nothing accepts on the port (the remote side closes asynchronously)."""
-    async with asyncio.timeout(WAIT_S):
-        while True:
-            try:
-                _, writer = await asyncio.open_connection("127.0.0.1", port)
-            except ConnectionRefusedError:
-                return True
-            writer.close()
-            await asyncio.sleep(0.02)
-
-
 async def test_local_socks_and_remote_forwards(
     client: Client, server: RelayServer, sshd: SshdInstance, echo_port: int, settings: Settings
 ) -> None:
@@ -359,9 +313,9 @@ async def test_local_socks_and_remote_forwards(
         assert opened["tier"] == 2
     assert local["spec"] == f"L:{local['listen_port']}:127.0.0.1:{echo_port}"
 
-    assert await exchange(local["listen_port"], b"over L") == b"over L"
-    assert await exchange(socks["listen_port"], b"over D", socks_to=echo_port) == b"over D"
-    assert await exchange(remote["listen_port"], b"over R") == b"over R"
+    assert await round_trip(local["listen_port"], b"over L") == b"over L"
+    assert await round_trip(socks["listen_port"], b"over D", socks_to=echo_port) == b"over D"
+    assert await round_trip(remote["listen_port"], b"over R") == b"over R"
 
     listed = ok(await client.call_tool("ssh_forward_list", {}))
     assert listed["count"] == 3
@@ -377,7 +331,7 @@ async def test_local_socks_and_remote_forwards(
     for opened in (local, socks, remote):
         closed = ok(await client.call_tool("ssh_forward_close", {"forward_id": opened["forward_id"]}))
         assert closed["state"] == "closed"
-        assert await refused(opened["listen_port"])
+        assert await wait_refused(opened["listen_port"])
     assert ok(await client.call_tool("ssh_forward_list", {}))["count"] == 0
     assert pool(server).stats().in_use == 0
     again = await client.call_tool("ssh_forward_close", {"forward_id": local["forward_id"]})
