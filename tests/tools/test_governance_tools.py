@@ -73,6 +73,7 @@ async def test_stdin_side_channel_is_classified(make_settings: Callable[..., Set
     )
     assert sc(result)["error"]["kind"] == "denied"
     assert sc(result)["error"]["tier"] == 3
+    assert "deletion." in sc(result)["error"]["message"]  # the reason names the rule that set the tier
 
 
 def _elicitation(answer: str, confirm: bool) -> Any:

@@ -155,7 +155,7 @@ class Pipeline:
         try:
             plan = planner()
             state.targets = list(plan.targets)
-            tier = state.tier = self._classify(plan)
+            tier = state.tier = self._classify(plan, state)
             self._admit(state, plan, tier)
             await self._confirm(state, plan, confirmer, tier)
             if state.confirmation == "elicit:pending" and confirmer is not None:
@@ -194,14 +194,17 @@ class Pipeline:
 
     # -- stages -------------------------------------------------------------------------
 
-    def _classify(self, plan: Plan) -> int:
+    def _classify(self, plan: Plan, state: _CallState) -> int:
         if plan.tier is not None:
             return plan.tier
-        return max(plan.min_tier, classify_text(plan.text).tier)
+        classification = classify_text(plan.text)
+        if classification.tier >= plan.min_tier:
+            state.pattern = classification.rule  # the rule that set the tier, named in reasons and audit
+        return max(plan.min_tier, classification.tier)
 
     def _admit(self, state: _CallState, plan: Plan, tier: int) -> None:
         probe = build_probe(state.tool, plan.text, plan.targets)
-        decision = decide(self.policy, state.tool, tier, probe)
+        decision = decide(self.policy, state.tool, tier, probe, classified_by=state.pattern)
         state.rule = decision.rule
         if decision.allowed and state.identity.max_tier is not None and tier > state.identity.max_tier:
             decision = Decision(
@@ -346,6 +349,7 @@ class Pipeline:
             "principal": state.identity.subject,
             "policy_mode": self.settings.policy_mode.value,
             "rule": state.rule,
+            "pattern": state.pattern,
             "patterns_version": PATTERNS_VERSION,
         }
         if state.error_kind:
@@ -382,6 +386,7 @@ class _CallState:
     targets: list[str] = field(default_factory=list)
     decision: str = "allowed"
     rule: str | None = None
+    pattern: str | None = None
     result_outcome: str = "error"
     error_kind: str | None = None
     error_message: str | None = None
