@@ -12,9 +12,9 @@ from pathlib import Path
 import asyncssh
 import pytest
 
+from relay_shell.capture import render_capture
 from relay_shell.config import KnownHostsMode, Settings
 from relay_shell.errors import RemoteUnreachable
-from relay_shell.governance.bounds import render_capture
 from relay_shell.ssh.hostkeys import KnownHostsFile, fingerprint, known_hosts_line
 from relay_shell.ssh.pool import ConnectionPool
 from relay_shell.ssh.remote_exec import run_remote

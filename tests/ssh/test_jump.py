@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from relay_shell.capture import SplitCapture
 from relay_shell.config import Settings
 from relay_shell.errors import RemoteUnreachable
-from relay_shell.governance.bounds import SplitCapture
 from relay_shell.ssh.connect import Dialer
 from relay_shell.ssh.inventory import Inventory
 from relay_shell.ssh.pool import ConnectionPool

@@ -11,9 +11,9 @@ from collections.abc import Callable, Iterator
 import asyncssh
 import pytest
 
+from relay_shell.capture import SplitCapture
 from relay_shell.config import KnownHostsMode, Settings
 from relay_shell.errors import LimitReached, RemoteFailed, RemoteUnreachable
-from relay_shell.governance.bounds import SplitCapture
 from relay_shell.ssh.pool import ConnectionPool, Lease
 from relay_shell.ssh.remote_exec import run_remote
 from tests.ssh.helpers import spec_for

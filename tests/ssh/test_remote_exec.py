@@ -9,9 +9,9 @@ import secrets
 import asyncssh
 import pytest
 
+from relay_shell.capture import OutputCapture, SplitCapture
 from relay_shell.config import Settings
 from relay_shell.errors import ExecTimeout, RemoteFailed
-from relay_shell.governance.bounds import OutputCapture, SplitCapture
 from relay_shell.ssh.pool import ConnectionPool
 from relay_shell.ssh.remote_exec import run_remote
 from relay_shell.ssh.targets import HostSpec

@@ -28,7 +28,7 @@ from pathlib import Path
 from relay_shell.errors import ExecFailed, SessionEnded, SpawnFailed
 from relay_shell.local.environment import build_child_env
 from relay_shell.sessions import KILL_GRACE_S
-from relay_shell.terminal import SIGNALS, parse_signal, validate_terminal_size
+from relay_shell.sessions.terminal import SIGNALS, parse_signal, validate_terminal_size
 
 READ_CHUNK = 65536
 # After the child exits, processes it left behind may still hold the terminal: read what

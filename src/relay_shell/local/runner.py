@@ -19,8 +19,8 @@ from pathlib import Path
 
 import anyio
 
+from relay_shell.capture import OutputCapture, SplitCapture, capture_fields, render_capture
 from relay_shell.errors import ExecTimeout, PartialOutput, SpawnFailed
-from relay_shell.governance.bounds import OutputCapture, SplitCapture, capture_fields, render_capture
 
 READ_CHUNK = 256 * 1024
 """Largest read from a child's pipe, also the StreamReader limit (it buffers up to 2x this)."""

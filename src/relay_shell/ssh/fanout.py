@@ -16,8 +16,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from relay_shell.capture import capture_fields
 from relay_shell.errors import ExecTimeout, LimitReached, RemoteFailed, RemoteUnreachable
-from relay_shell.governance.bounds import capture_fields
 from relay_shell.ssh.pool import ConnectionPool
 from relay_shell.ssh.remote_exec import run_remote
 from relay_shell.ssh.targets import HostSpec

@@ -24,10 +24,10 @@ import asyncssh
 
 from relay_shell.errors import ExecTimeout, RemoteFailed, SessionEnded
 from relay_shell.sessions import KILL_GRACE_S
+from relay_shell.sessions.terminal import SIGNALS, parse_signal, validate_terminal_size
 from relay_shell.ssh.pool import ConnectionPool, Lease
 from relay_shell.ssh.remote_exec import wait_set
 from relay_shell.ssh.targets import HostSpec
-from relay_shell.terminal import SIGNALS, parse_signal, validate_terminal_size
 
 DEFAULT_TERM = "xterm-256color"
 # Above this many unread bytes the channel stops reading (SSH flow control holds the sender).

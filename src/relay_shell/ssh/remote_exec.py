@@ -29,8 +29,8 @@ from dataclasses import dataclass
 
 import asyncssh
 
+from relay_shell.capture import OutputCapture, SplitCapture, capture_fields, render_capture
 from relay_shell.errors import ExecTimeout, PartialOutput, RemoteFailed
-from relay_shell.governance.bounds import OutputCapture, SplitCapture, capture_fields, render_capture
 from relay_shell.ssh.pool import ConnectionPool, Lease
 from relay_shell.ssh.targets import HostSpec
 

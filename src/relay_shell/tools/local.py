@@ -8,7 +8,8 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import CallToolResult
 from pydantic import Field
 
-from relay_shell.governance.bounds import Clamped, capture_fields, clamp_output, clamp_timeout, render_capture
+from relay_shell.capture import capture_fields, render_capture
+from relay_shell.governance.bounds import Clamped, clamp_output, clamp_timeout
 from relay_shell.governance.pipeline import Call, Outcome, Plan
 from relay_shell.guidance import tool_description
 from relay_shell.local.commands import PreparedCommand, prepare_exec, prepare_script

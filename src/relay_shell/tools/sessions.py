@@ -16,7 +16,7 @@ from relay_shell.governance.pipeline import Call, Outcome, Plan
 from relay_shell.guidance import tool_description
 from relay_shell.local.environment import validate_cwd, validate_env_overlay
 from relay_shell.sessions import SessionInfo, SessionRegistry
-from relay_shell.terminal import keys_to_bytes, parse_signal
+from relay_shell.sessions.terminal import keys_to_bytes, parse_signal
 from relay_shell.tools.base import (
     ADJUSTS,
     READ_ONLY,

@@ -12,15 +12,10 @@ from mcp_types import CallToolResult
 from pydantic import Field
 
 from relay_shell.app import Services
+from relay_shell.capture import capture_fields, render_capture
 from relay_shell.config import KnownHostsMode
 from relay_shell.errors import InvalidInput, LimitReached
-from relay_shell.governance.bounds import (
-    capture_fields,
-    clamp_count,
-    clamp_output,
-    clamp_timeout,
-    render_capture,
-)
+from relay_shell.governance.bounds import clamp_count, clamp_output, clamp_timeout
 from relay_shell.governance.pipeline import Call, Outcome, Plan
 from relay_shell.governance.policy import build_probe, decide
 from relay_shell.guidance import tool_description

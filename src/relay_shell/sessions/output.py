@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from relay_shell.terminal import decode_chunk, leading_continuation_bytes
+from relay_shell.sessions.terminal import decode_chunk, leading_continuation_bytes
 
 
 @dataclass(frozen=True)

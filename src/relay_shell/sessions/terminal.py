@@ -13,8 +13,8 @@ import signal as signal_module
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 
+from relay_shell.capture import decode_utf8_prefix
 from relay_shell.errors import InvalidInput
-from relay_shell.governance.bounds import decode_utf8_prefix
 
 MAX_TERMINAL_COLS = 1000
 MAX_TERMINAL_ROWS = 1000

@@ -1,16 +1,16 @@
-"""Interactive terminal sessions: one registry for local and SSH PTYs (SPEC §5.3, §8).
+"""The session registry: local and SSH PTYs behind one :class:`Transport` interface.
 
 A :class:`Transport` is one running terminal (a local PTY or an SSH channel with a PTY).
 The :class:`SessionRegistry` owns every transport handed to it: a reader task per session
-copies output into a bounded ring buffer (:class:`relay_shell.session_output.OutputBuffer`),
+copies output into a bounded ring buffer (:class:`relay_shell.sessions.output.OutputBuffer`),
 ``recv`` wakes on new output (event-driven, no polling), and a sweep reaps sessions that are idle too long or too old. Closing a session,
 by ``kill``, a sweep or ``aclose``, closes its transport: the processes are signalled
 (TERM, then KILL) and every file descriptor is released.
 
 Signal names (:data:`SIGNALS`, :func:`parse_signal`), named keys (:data:`KEYS`,
 :func:`keys_to_bytes`), :func:`strip_ansi` and the terminal size bounds live in
-:mod:`relay_shell.terminal`, :class:`RecvResult` in :mod:`relay_shell.session_output`;
-they are re-exported here.
+:mod:`relay_shell.sessions.terminal`, :class:`RecvResult` in :mod:`relay_shell.sessions.output`;
+the package re-exports them.
 """
 
 from __future__ import annotations
@@ -28,35 +28,11 @@ from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
 from relay_shell.errors import InvalidInput, LimitReached, SessionEnded, SessionNotFound, SpawnFailed
-from relay_shell.session_output import OutputBuffer, RecvResult
-from relay_shell.terminal import (
-    KEYS,
-    MAX_TERMINAL_COLS,
-    MAX_TERMINAL_ROWS,
-    SIGNALS,
-    keys_to_bytes,
+from relay_shell.sessions.output import OutputBuffer, RecvResult
+from relay_shell.sessions.terminal import (
     parse_signal,
-    strip_ansi,
     validate_terminal_size,
 )
-
-__all__ = [
-    "KEYS",
-    "KILL_GRACE_S",
-    "MAX_TERMINAL_COLS",
-    "MAX_TERMINAL_ROWS",
-    "SIGNALS",
-    "RecvResult",
-    "SessionInfo",
-    "SessionKind",
-    "SessionRegistry",
-    "SessionState",
-    "Transport",
-    "keys_to_bytes",
-    "parse_signal",
-    "strip_ansi",
-    "validate_terminal_size",
-]
 
 log = logging.getLogger("relay_shell.sessions")
 
