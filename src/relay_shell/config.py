@@ -1,4 +1,4 @@
-"""The one settings model (SPEC §4).
+"""The one settings model: every ``RELAY_SHELL_*`` variable (documented in ``.env.example``).
 
 Every knob is a ``RELAY_SHELL_*`` environment variable (case-insensitive, also read from a
 ``.env`` in the working directory). The model is frozen; an invalid value fails at start
@@ -54,6 +54,25 @@ class ConfirmMode(StrEnum):
     OFF = "off"
     ELICIT = "elicit"
     TOKEN = "token"
+
+
+class ContainmentMode(StrEnum):
+    """How the processes a call starts are tracked and killed (ADR on containment)."""
+
+    AUTO = "auto"
+    CGROUP = "cgroup"
+    SUBREAPER = "subreaper"
+
+
+class Scope(StrEnum):
+    """OAuth scopes, from narrowest to widest."""
+
+    READ = "relay-shell:read"
+    OPERATE = "relay-shell:operate"
+    ADMIN = "relay-shell:admin"
+
+
+_LOG_SINK = re.compile(r"\A(?:off|auto|journald(?::/\S+)?|syslog\+(?:tcp|tls)://[^\s/]+:\d{1,5})\Z")
 
 
 MIB = 1024 * 1024
@@ -132,6 +151,27 @@ class Settings(BaseSettings):
     auth_jwt_algorithms: Annotated[str, Field(min_length=1, max_length=256)] = "RS256,ES256,EdDSA"
 
     confirm_tier3: ConfirmMode = ConfirmMode.OFF
+    policy_allow_protected: bool = False
+    env_file: Path | None = None
+
+    yield_after: Annotated[float, Field(ge=0, le=7 * DAY)] = 40.0
+    max_jobs: Annotated[int, Field(ge=1, le=4096)] = 32
+    job_retention: Annotated[float, Field(gt=0, le=30 * DAY)] = 600.0
+    max_input_bytes: Annotated[int, Field(ge=1024, le=256 * MIB)] = MIB
+    containment: ContainmentMode = ContainmentMode.AUTO
+
+    audit_anchor: Annotated[str, Field(min_length=1, max_length=1024)] = "auto"
+    audit_anchor_interval: Annotated[float, Field(gt=0, le=DAY)] = 10.0
+    audit_ship: Annotated[str, Field(min_length=1, max_length=1024)] = "off"
+
+    session_record_dir: Path | None = None
+    session_record_input: bool = False
+    session_record_max_bytes: Annotated[int, Field(ge=4096, le=64 * 1024 * MIB)] = 64 * MIB
+    fanout_history: Annotated[int, Field(ge=1, le=100000)] = 64
+
+    auth_operator_hash: Annotated[str | None, Field(max_length=1024)] = None
+    auth_max_scope: Scope = Scope.ADMIN
+    metrics_token: Annotated[str | None, Field(min_length=16, max_length=1024)] = None
 
     @field_validator("policy_deny", "policy_allow", "http_allowed_hosts", "auth_jwks_url", mode="before")
     @classmethod
@@ -141,7 +181,16 @@ class Settings(BaseSettings):
             return None
         return value
 
-    @field_validator("inventory", "auth_jwt_issuer", "auth_audience", mode="before")
+    @field_validator(
+        "inventory",
+        "auth_jwt_issuer",
+        "auth_audience",
+        "env_file",
+        "session_record_dir",
+        "auth_operator_hash",
+        "metrics_token",
+        mode="before",
+    )
     @classmethod
     def _blank_path_is_unset(cls, value: object) -> object:
         if isinstance(value, str) and not value.strip():
@@ -165,6 +214,16 @@ class Settings(BaseSettings):
                 raise ValueError(f"not a valid regular expression: {exc}") from exc
         return value
 
+    @field_validator("audit_anchor", "audit_ship")
+    @classmethod
+    def _log_sink_form(cls, value: str) -> str:
+        """``off``, ``auto`` (anchor only), ``journald[:SOCKET]``, ``syslog+tcp://HOST:PORT`` or ``syslog+tls://HOST:PORT``."""
+        if not _LOG_SINK.match(value.strip()):
+            raise ValueError(
+                f"{value!r} is not off, auto, journald, journald:/SOCKET, syslog+tcp://HOST:PORT or syslog+tls://HOST:PORT"
+            )
+        return value.strip()
+
     @field_validator("auth_jwt_algorithms")
     @classmethod
     def _algorithms_allowed(cls, value: str) -> str:
@@ -181,6 +240,8 @@ class Settings(BaseSettings):
             raise ValueError("RELAY_SHELL_MAX_OUTPUT must not exceed RELAY_SHELL_MAX_OUTPUT_HARD")
         if self.default_timeout > self.max_timeout:
             raise ValueError("RELAY_SHELL_DEFAULT_TIMEOUT must not exceed RELAY_SHELL_MAX_TIMEOUT")
+        if self.audit_ship == "auto":
+            raise ValueError("RELAY_SHELL_AUDIT_SHIP: auto is only a value of RELAY_SHELL_AUDIT_ANCHOR")
         if self.auth_enabled and self.auth_mode is AuthMode.JWT and not self.auth_jwks_url:
             raise ValueError("RELAY_SHELL_AUTH_JWKS_URL is required when RELAY_SHELL_AUTH_MODE=jwt")
         return self
