@@ -21,11 +21,14 @@ from relay_shell.errors import InvalidInput
 from relay_shell.governance.audit.writer import AuditSink
 from relay_shell.governance.pipeline import Call, Identity, Outcome, Pipeline, Plan
 from relay_shell.guidance import instructions
+from relay_shell.local.containment import ContainmentService
 from relay_shell.metrics import Metrics
 
 log = logging.getLogger("relay_shell")
 
 Closer = Callable[[], Any]
+CANCEL_IN_FLIGHT_S = 10.0
+"""How long shutdown waits for cancelled calls to kill what they started and write their records."""
 
 
 @dataclass
@@ -36,6 +39,7 @@ class Services:
     audit: AuditSink
     metrics: Metrics
     pipeline: Pipeline
+    containment: ContainmentService
     extras: dict[str, object] = field(default_factory=dict)
     _starters: list[Closer] = field(default_factory=list)
     _closers: list[Closer] = field(default_factory=list)
@@ -67,7 +71,12 @@ class Services:
         return counter() if counter else None
 
     async def aclose(self) -> None:
-        """Tear down sessions, forwards and connections; close the audit sink last."""
+        """Shut down: cancel the calls in flight and wait (bounded) for their audit records, then
+        tear down sessions, forwards and connections, kill whatever any containment still
+        holds, and close the audit sink last."""
+        cancelled = await self.pipeline.cancel_in_flight(CANCEL_IN_FLIGHT_S)
+        if cancelled:
+            log.warning("shutdown: cancelled %d call(s) in flight", cancelled)
         while self._closers:
             closer = self._closers.pop()
             try:
@@ -178,7 +187,11 @@ def build_services(settings: Settings) -> Services:
     )
     metrics = Metrics()
     pipeline = Pipeline(settings, audit, metrics)
-    svc = Services(settings=settings, audit=audit, metrics=metrics, pipeline=pipeline)
+    containment = ContainmentService(settings.containment)
+    svc = Services(
+        settings=settings, audit=audit, metrics=metrics, pipeline=pipeline, containment=containment
+    )
+    svc.add_closer(containment.aclose)  # first registered, so it runs after every other closer
     return svc
 
 

@@ -123,6 +123,7 @@ def _serve(settings: object) -> int:
     import anyio
 
     from relay_shell.config import Settings, Transport
+    from relay_shell.errors import ConfigError
 
     assert isinstance(settings, Settings)
     try:
@@ -138,6 +139,9 @@ def _serve(settings: object) -> int:
             anyio.run(_serve_stdio, settings)
     except KeyboardInterrupt:
         return EXIT_OK
+    except ConfigError as exc:  # found while building the server (e.g. containment unavailable)
+        print(f"relay-shell: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     except Exception:
         log.exception("server failed")
         return EXIT_RUNTIME
@@ -167,9 +171,11 @@ async def _serve_stdio(settings: object) -> None:
 async def _exit_on_signal(services: object) -> None:
     """SIGTERM/SIGINT/SIGHUP: tear everything down, then exit 0.
 
-    The stdio transport reads stdin in a worker thread that cannot be interrupted, so a
-    cancelled task group would wait for the next input line forever; after the orderly
-    teardown (sessions, forwards, connections, audit sink) the process exits directly.
+    The teardown first cancels the calls in flight and waits for their audit records
+    (``outcome: cancelled``); each kills what it started. The stdio transport reads stdin
+    in a worker thread that cannot be interrupted, so a cancelled task group would wait for
+    the next input line forever; after the orderly teardown (calls, sessions, forwards,
+    connections, containment, audit sink) the process exits directly.
     """
     import os
 

@@ -31,6 +31,7 @@ from relay_shell.errors import (
     InvalidInput,
     PolicyDenied,
     RelayError,
+    ShuttingDown,
 )
 from relay_shell.governance.audit.writer import AuditSink
 from relay_shell.governance.confirm import Confirmer, ConfirmTokens, call_binding
@@ -134,6 +135,29 @@ class Pipeline:
         self.metrics = metrics
         self.policy = PolicyConfig.from_settings(settings)
         self.confirm_tokens = confirm_tokens or ConfirmTokens()
+        self._in_flight: set[asyncio.Task[object]] = set()
+        self._closing = False
+
+    @property
+    def in_flight(self) -> int:
+        """How many calls are between their start and their audit record now."""
+        return len(self._in_flight)
+
+    async def cancel_in_flight(self, timeout_s: float) -> int:
+        """Shutdown: refuse new calls, cancel every call in flight, wait for their records.
+
+        Each cancelled call kills what it started and writes its record (``outcome:
+        cancelled``) on its way out; this returns once every one has, or after ``timeout_s``.
+        Returns how many calls were cancelled.
+        """
+        self._closing = True
+        current = asyncio.current_task()
+        running = [task for task in self._in_flight if task is not current]
+        for task in running:
+            task.cancel()
+        if running:
+            await asyncio.wait(running, timeout=timeout_s)
+        return len(running)
 
     async def run(
         self,
@@ -152,7 +176,12 @@ class Pipeline:
         """
         started = time.monotonic()
         state = _CallState(tool=tool, args=args, identity=identity)
+        task = asyncio.current_task()
+        if task is not None:
+            self._in_flight.add(task)
         try:
+            if self._closing:
+                raise ShuttingDown("the server is shutting down; no new calls are accepted")
             plan = planner()
             state.targets = list(plan.targets)
             tier = state.tier = self._classify(plan, state)
@@ -174,6 +203,7 @@ class Pipeline:
             state.result_outcome = "cancelled"
             state.error_kind = "cancelled"
             self._finish(state, started, None)  # synchronous: no checkpoint for the cancel to hit
+            self._leave(task)
             raise
         except RelayError as exc:
             result = self._shape_error(state, exc)
@@ -181,7 +211,12 @@ class Pipeline:
             log.exception("tool %s failed unexpectedly", tool)
             result = self._shape_error(state, RelayError(f"internal error in {tool}: {type(exc).__name__}"))
         self._finish(state, started, result)
+        self._leave(task)
         return result
+
+    def _leave(self, task: asyncio.Task[object] | None) -> None:
+        if task is not None:
+            self._in_flight.discard(task)
 
     def reject_invalid(
         self, tool: str, args: Mapping[str, object], identity: Identity, argument: str, problem: str

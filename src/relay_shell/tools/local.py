@@ -13,6 +13,7 @@ from relay_shell.governance.bounds import Clamped, clamp_output, clamp_timeout
 from relay_shell.governance.pipeline import Call, Outcome, Plan
 from relay_shell.guidance import tool_description
 from relay_shell.local.commands import PreparedCommand, prepare_exec, prepare_script
+from relay_shell.local.containment import ContainmentService
 from relay_shell.local.runner import ProcessResult, run_process
 from relay_shell.tools.base import RUNS_COMMANDS, ConfirmToken, run_tool, services
 from relay_shell.tools.models import ExecResult
@@ -56,8 +57,15 @@ def exec_outcome(result: ProcessResult, timeout_s: float) -> Outcome:
     if fields["truncated"]:
         header += f" · truncated ({fields['output_bytes']} bytes total)"
     notes = ""
+    if result.left_running:
+        left = (
+            "1 process running; it was"
+            if result.left_running == 1
+            else f"{result.left_running} processes running; they were"
+        )
+        notes += f"\nnote: the command left {left} killed when the command exited"
     if result.pipe_held:
-        notes = (
+        notes += (
             "\nnote: background processes kept the output pipe open; stopped reading when the command exited"
         )
     data = {
@@ -74,17 +82,29 @@ def exec_outcome(result: ProcessResult, timeout_s: float) -> Outcome:
         stream_sha256=result.capture.sha256,
         stream_len=result.capture.total,
         truncated=result.capture.truncated,
+        audit_extra={"left_running": result.left_running} if result.left_running else {},
     )
 
 
-def _plan(prepared: PreparedCommand, timeout: Clamped[float], budget: Clamped[int], summary: str) -> Plan:
+def _plan(
+    containment: ContainmentService,
+    prepared: PreparedCommand,
+    timeout: Clamped[float],
+    budget: Clamped[int],
+    summary: str,
+) -> Plan:
     async def work(call: Call) -> Outcome:
         async def progress(elapsed: float, produced: int) -> None:
             await call.report(elapsed, None, f"{elapsed:.0f} s elapsed, {produced} bytes of output")
 
-        result = await run_process(
-            prepared.spec, timeout_s=timeout.value, budget=budget.value, on_progress=progress
-        )
+        async with containment.contain(call.tool) as contained:
+            result = await run_process(
+                prepared.spec,
+                timeout_s=timeout.value,
+                budget=budget.value,
+                contained=contained,
+                on_progress=progress,
+            )
         return exec_outcome(result, timeout.value)
 
     return Plan(
@@ -128,7 +148,9 @@ async def shell_exec(
         prepared = prepare_exec(
             command, stdin=stdin, env=env, cwd=cwd, use_shell=use_shell, merge_stderr=merge_stderr
         )
-        return _plan(prepared, *bounds, summary=f"run `{command[:300]}` on this host")
+        return _plan(
+            services(ctx).containment, prepared, *bounds, summary=f"run `{command[:300]}` on this host"
+        )
 
     return await run_tool(ctx, "shell_exec", args, planner)
 
@@ -165,7 +187,12 @@ async def shell_script(
         prepared = prepare_script(
             script, interpreter=interpreter, strict=strict, env=env, cwd=cwd, merge_stderr=merge_stderr
         )
-        return _plan(prepared, *bounds, summary=f"run a {interpreter} script on this host: {script[:300]}")
+        return _plan(
+            services(ctx).containment,
+            prepared,
+            *bounds,
+            summary=f"run a {interpreter} script on this host: {script[:300]}",
+        )
 
     return await run_tool(ctx, "shell_script", args, planner)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, cast
 
+import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import CallToolResult
 from pydantic import Field
@@ -123,7 +124,15 @@ async def shell_spawn(
             from relay_shell.local.pty import spawn_local_pty
 
             registry.ensure_capacity()
-            transport = await spawn_local_pty(command, cols=cols, rows=rows, cwd=workdir, env=overlay)
+            contained = svc.containment.open("session")
+            try:
+                transport = await spawn_local_pty(
+                    command, cols=cols, rows=rows, cwd=workdir, env=overlay, contained=contained
+                )
+            except BaseException:
+                with anyio.CancelScope(shield=True):
+                    await contained.close(svc.containment.kill_grace_s)
+                raise
             info = await registry.add(
                 transport, kind="local", host=None, command=command or "/bin/bash", cols=cols, rows=rows
             )
