@@ -124,7 +124,9 @@ async def spawn(
     overlay = dict(env or {})
     if home is not None:
         overlay.setdefault("HOME", str(home))
-    transport = await spawn_local_pty(command, cols=cols, rows=rows, cwd=cwd, env=overlay, contained=contained())
+    transport = await spawn_local_pty(
+        command, cols=cols, rows=rows, cwd=cwd, env=overlay, contained=contained()
+    )
     info = await registry.add(transport, kind="local", host=None, command=command, cols=cols, rows=rows)
     return info.session_id, transport
 

@@ -192,6 +192,12 @@ class _ProcessState:
 _PROCESS = _ProcessState()
 
 
+def cgroup_unavailable() -> str | None:
+    """None when this process can use the cgroup mechanism, else the reason it cannot."""
+    host = _PROCESS.cgroup_host()
+    return host if isinstance(host, str) else None
+
+
 def make_cgroup_host() -> CgroupHost | str:
     """Create this process's cgroup directory and sweep stale siblings; or say why it cannot."""
     try:
