@@ -205,3 +205,20 @@ async def test_calls_running_side_by_side_keep_their_own(client: Client) -> None
     slow.cancel()
     with pytest.raises(asyncio.CancelledError):
         await slow
+
+
+async def test_a_process_forking_while_it_is_killed_leaves_nothing(client: Client) -> None:
+    # The spawner is still forking setsid children (each a session of its own) when the
+    # command returns and the containment is killed.
+    marker = sleeper()
+    spawner = (
+        f"i=0; while [ $i -lt 400 ]; do setsid sleep {marker} </dev/null >/dev/null 2>&1 & i=$((i+1)); done"
+    )
+    result = await client.call_tool(
+        "shell_exec",
+        {
+            "command": f"sh -c '{spawner}' & until pgrep -f '^sleep {marker}$' >/dev/null; do :; done; echo started"
+        },
+    )
+    assert sc(result)["output"] == "started\n"
+    assert pids_with_marker(marker) == []

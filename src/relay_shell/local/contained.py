@@ -30,6 +30,8 @@ Mechanism = Literal["cgroup", "subreaper"]
 
 KILL_ROUNDS = 5
 """Re-scans after SIGKILL: a fork racing with one kill is caught by the next."""
+FREEZE_SCANS = 50
+"""Subreaper: scans (each stopping what it found) before a kill, until one finds nothing new."""
 HOLD_PROGRAM = "/bin/sh"
 HOLD_NAME = "relay-shell-hold"
 HOLD_FOR_INPUT = 'IFS= read -r go || exit 125; exec "$@"'
@@ -243,11 +245,18 @@ class SubreaperContained(Contained):
         )
 
     async def _kill_rest(self, handles: PidHandles, grace_s: float) -> None:
+        # Without cgroup.kill there is no atomic kill: stop everything found, scan again until a
+        # scan finds nothing new (a stopped process forks no more), then kill it all.
         for _ in range(KILL_ROUNDS):
-            table = process_table()
-            owned = self._owned(table)
-            for pid in owned:
-                handles.track(pid, start_ticks=table[pid].start_ticks)
+            for _ in range(FREEZE_SCANS):
+                table = process_table()
+                owned = self._owned(table)
+                fresh = [pid for pid in owned if pid not in handles.pids]
+                for pid in owned:
+                    handles.track(pid, start_ticks=table[pid].start_ticks)
+                handles.signal(signal.SIGSTOP)
+                if not fresh:
+                    break
             if not any(table[pid].alive for pid in owned):
                 return
             handles.signal(signal.SIGKILL)
