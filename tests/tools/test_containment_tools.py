@@ -222,3 +222,20 @@ async def test_a_process_forking_while_it_is_killed_leaves_nothing(client: Clien
     )
     assert sc(result)["output"] == "started\n"
     assert pids_with_marker(marker) == []
+
+
+async def test_a_process_that_keeps_hopping_to_new_pids_is_caught(client: Client, tmp_path: Path) -> None:
+    # Each generation starts the next in a session of its own and exits at once: the
+    # hopper never stays at one pid, and never in one session, long enough to be seen twice.
+    marker = sleeper()
+    hopper = tmp_path / "hop.sh"
+    hopper.write_text('setsid /bin/sh "$0" "$1" </dev/null >/dev/null 2>&1 &\n')
+    result = await client.call_tool(
+        "shell_exec",
+        {
+            "command": f"/bin/sh {hopper} {marker}; until pgrep -f {marker} >/dev/null; do :; done; echo started"
+        },
+    )
+    assert sc(result)["output"] == "started\n"
+    for _ in range(20):  # a hopper that got away would show up in one of these scans
+        assert pids_with_marker(marker) == []

@@ -106,27 +106,34 @@ class CgroupDir:
                 os.close(fd)
 
     def remove(self) -> bool:
-        """rmdir, children first. False when a process is still in it (EBUSY)."""
-        try:
-            for child in sorted(self.path.iterdir(), reverse=True):
-                if child.is_dir():
-                    CgroupDir(child).remove()
-            self.path.rmdir()
-        except FileNotFoundError:
-            return True
-        except OSError as exc:
-            if exc.errno in (errno.EBUSY, errno.ENOTEMPTY):
+        """rmdir, child cgroups first (a command running as root can make some). False while busy."""
+        for attempt in range(2):
+            try:
+                self.path.rmdir()
+                return True
+            except FileNotFoundError:
+                return True
+            except OSError as exc:
+                if exc.errno not in (errno.EBUSY, errno.ENOTEMPTY):
+                    raise
+            if attempt == 0 and not all(CgroupDir(child).remove() for child in self.children()):
                 return False
-            raise
-        return True
+        return False
+
+    def children(self) -> list[Path]:
+        """The child cgroups (directories) of this one."""
+        try:
+            return [entry for entry in self.path.iterdir() if entry.is_dir()]
+        except FileNotFoundError:
+            return []
 
     def all_procs(self) -> list[int]:
-        """Pids in this cgroup and every cgroup below it."""
+        """Pids in this cgroup and every cgroup below it (one read when it is empty)."""
+        if not self.populated():
+            return []
         found = self.procs()
-        with contextlib.suppress(FileNotFoundError):
-            for child in self.path.iterdir():
-                if child.is_dir():
-                    found.extend(CgroupDir(child).all_procs())
+        for child in self.children():
+            found.extend(CgroupDir(child).all_procs())
         return found
 
 

@@ -10,6 +10,7 @@ own, so work that outlives a call can keep it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import shutil
@@ -22,7 +23,14 @@ from typing import Literal
 
 from relay_shell.errors import SpawnFailed
 from relay_shell.local.cgroups import CgroupDir
-from relay_shell.local.processes import PidHandles, ProcessEntry, boot_ticks_now, descendants, process_table
+from relay_shell.local.processes import (
+    PidHandles,
+    ProcessEntry,
+    boot_ticks_now,
+    descendants,
+    process_table,
+    read_entry,
+)
 
 log = logging.getLogger("relay_shell.containment")
 
@@ -66,6 +74,7 @@ class Contained(ABC):
         self.root: int | None = None
         self._on_close = on_close
         self._closed = False
+        self._settled = False  # the root has exited and nothing of it is left: nothing can appear
 
     @abstractmethod
     def launch(
@@ -92,7 +101,7 @@ class Contained(ABC):
     def members(self) -> list[int]:
         """The live processes in this containment now (the root too, while it runs)."""
 
-    def _track(self, handles: PidHandles) -> int:
+    async def _track(self, handles: PidHandles) -> int:
         """Track the members (and anything to reap) in ``handles``; returns how many are live."""
         members = self.members()
         for pid in members:
@@ -114,8 +123,10 @@ class Contained(ABC):
         too while it runs, but never reaped here (its owner waits for it); other processes
         that exited as children of this server (adopted orphans) are reaped.
         """
+        if self._settled:
+            return 0
         with PidHandles() as handles:
-            running = self._track(handles)
+            running = await self._track(handles)
             if running:
                 handles.signal(signal.SIGTERM)
                 handles.signal(signal.SIGCONT)  # a stopped process acts on TERM only once continued
@@ -123,6 +134,8 @@ class Contained(ABC):
                 await self._kill_rest(handles, grace_s)
             if len(handles):
                 handles.reap(skip=() if self.root is None else (self.root,))
+        # Nothing alive and the root gone: no process is left that could start another.
+        self._settled = running == 0 and self.root is not None and not _alive(self.root)
         return running
 
     async def close(self, grace_s: float) -> None:
@@ -225,8 +238,8 @@ class SubreaperContained(Contained):
         table = process_table()
         return sorted(pid for pid in self._owned(table) if table[pid].alive)
 
-    def _track(self, handles: PidHandles) -> int:
-        table = process_table()
+    async def _track(self, handles: PidHandles) -> int:
+        table = await asyncio.to_thread(process_table)  # a read of every /proc/<pid>/stat: off the loop
         owned = self._owned(table)
         for pid in owned:  # zombies too: the ones the server adopted are reaped after the kill
             handles.track(pid, start_ticks=table[pid].start_ticks)
@@ -249,7 +262,7 @@ class SubreaperContained(Contained):
         # scan finds nothing new (a stopped process forks no more), then kill it all.
         for _ in range(KILL_ROUNDS):
             for _ in range(FREEZE_SCANS):
-                table = process_table()
+                table = await asyncio.to_thread(process_table)
                 owned = self._owned(table)
                 fresh = [pid for pid in owned if pid not in handles.pids]
                 for pid in owned:
@@ -294,6 +307,12 @@ def attribute(
             seeds.add(entry.pid)
     others = {entry.pid for entry in table.values() if entry.session in other_roots}
     return descendants(table, seeds, skip=skip | others) & table.keys()
+
+
+def _alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie is not alive)."""
+    entry = read_entry(pid)
+    return entry is not None and entry.alive
 
 
 def check_program(program: str, env: Mapping[str, str], cwd: Path | None) -> None:

@@ -73,14 +73,70 @@ def parse_stat(pid: int, raw: bytes) -> ProcessEntry | None:
         return None
 
 
+LAST_PID = "/proc/sys/kernel/ns_last_pid"
+PID_MAX = "/proc/sys/kernel/pid_max"
+CATCH_UP_ROUNDS = 20
+CATCH_UP_LIMIT = 4096
+"""More pids than this allocated during one scan: scan again rather than read them one by one."""
+
+
 def process_table() -> dict[int, ProcessEntry]:
-    """Every process visible in ``/proc`` now (one read of each stat file)."""
+    """Every process in ``/proc``, as a consistent view.
+
+    A directory scan is not atomic: a process can fork and exit while it runs, and the
+    child, created after the listing, would be missed. Pids are allocated in increasing
+    order (wrapping at ``pid_max``), so every process created during the scan has a pid
+    between the last pid allocated before it and the last one after it: those are read
+    too, until no pid was allocated during a round. A process of ours that exited stays
+    visible meanwhile as a zombie of the server (the subreaper), so no link is lost.
+    """
+    before = _last_pid()
+    table = _scan()
+    for _ in range(CATCH_UP_ROUNDS):
+        after = _last_pid()
+        if before is None or after is None or after == before:
+            break
+        created = _allocated_between(before, after)
+        if created is None:
+            table = _scan()
+        else:
+            for pid in created:
+                if (found := read_entry(pid)) is not None:
+                    table[pid] = found
+        before = after
+    return table
+
+
+def _scan() -> dict[int, ProcessEntry]:
     table: dict[int, ProcessEntry] = {}
     with os.scandir("/proc") as entries:
         for entry in entries:
             if entry.name.isdigit() and (found := read_entry(int(entry.name))) is not None:
                 table[found.pid] = found
     return table
+
+
+def _read_int(path: str) -> int | None:
+    try:
+        with open(path, "rb") as file:
+            return int(file.read())
+    except (OSError, ValueError):
+        return None
+
+
+def _last_pid() -> int | None:
+    return _read_int(LAST_PID)
+
+
+def _allocated_between(before: int, after: int) -> range | list[int] | None:
+    """The pids allocated after ``before`` up to ``after`` (wrapping); None when too many."""
+    if after > before:
+        return range(before + 1, after + 1) if after - before <= CATCH_UP_LIMIT else None
+    pid_max = _read_int(PID_MAX) or 4194304
+    count = (pid_max - before - 1) + after
+    if count > CATCH_UP_LIMIT:
+        return None
+    return [*range(before + 1, pid_max), *range(1, after + 1)]
 
 
 def descendants(table: Mapping[int, ProcessEntry], roots: Iterable[int], *, skip: set[int]) -> set[int]:
