@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from relay_shell.config import AuthMode, Settings, Transport
+from relay_shell.config import AuthMode, ContainmentMode, Settings, Transport
 from relay_shell.errors import ConfigError
 
 
@@ -27,6 +27,11 @@ def run_checks(settings: Settings) -> list[str]:
         problems.append(str(exc))
     except ImportError:
         pass
+    if settings.containment is ContainmentMode.CGROUP:
+        from relay_shell.local.containment import probe_cgroup
+
+        if (reason := probe_cgroup()) is not None:
+            problems.append(f"RELAY_SHELL_CONTAINMENT=cgroup, but {reason}")
     if (
         settings.auth_enabled
         and settings.transport is Transport.HTTP

@@ -229,6 +229,23 @@ def test_without_cgroup2_forced_cgroup_is_a_configuration_error_and_auto_falls_b
     )
     assert forced.returncode == 2, forced.stderr
     assert b"configuration error: RELAY_SHELL_CONTAINMENT=cgroup, but no cgroup v2 hierarchy" in forced.stderr
+    checked = subprocess.run(
+        without_cgroup2(RELAY, "--check-config"),
+        env=server_env(tmp_path, RELAY_SHELL_CONTAINMENT="cgroup"),
+        capture_output=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert checked.returncode == 2, checked.stderr
+    assert b"RELAY_SHELL_CONTAINMENT=cgroup, but no cgroup v2 hierarchy" in checked.stderr
+    fine = subprocess.run(
+        [RELAY, "--check-config"],
+        env=server_env(tmp_path, RELAY_SHELL_CONTAINMENT="cgroup"),
+        capture_output=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert fine.returncode == (2 if cgroup_unavailable() else 0), fine.stderr
     automatic = StdioServer(tmp_path, without_cgroup2(RELAY), RELAY_SHELL_CONTAINMENT="auto")
     servers.append(automatic)
     automatic.initialize()

@@ -200,6 +200,26 @@ def cgroup_unavailable() -> str | None:
 
 def make_cgroup_host() -> CgroupHost | str:
     """Create this process's cgroup directory and sweep stale siblings; or say why it cannot."""
+    me = read_entry(os.getpid())
+    made = _make_cgroup_dir(cgroups.server_dir_name(os.getpid(), me.start_ticks if me else 0))
+    if isinstance(made, str):
+        return made
+    own, directory = made
+    return CgroupHost(own, directory, cgroups.sweep_stale(own))
+
+
+def probe_cgroup() -> str | None:
+    """For ``--check-config``: None when a cgroup could be made here, else why not (no sweep)."""
+    made = _make_cgroup_dir(f"relay-shell-check-{os.getpid()}")
+    if isinstance(made, str):
+        return made
+    with contextlib.suppress(OSError):
+        made[1].rmdir()
+    return None
+
+
+def _make_cgroup_dir(name: str) -> tuple[Path, Path] | str:
+    """Create ``name`` under this process's own cgroup v2; (own, directory) or why it cannot."""
     try:
         mountinfo = Path("/proc/self/mountinfo").read_text()
         own_cgroup = Path("/proc/self/cgroup").read_text()
@@ -208,8 +228,7 @@ def make_cgroup_host() -> CgroupHost | str:
     own = cgroups.locate_own_cgroup(mountinfo, own_cgroup)
     if own is None or not (own / "cgroup.procs").exists():
         return "no cgroup v2 hierarchy holds this process (/proc/self/mountinfo, /proc/self/cgroup)"
-    me = read_entry(os.getpid())
-    directory = own / cgroups.server_dir_name(os.getpid(), me.start_ticks if me else 0)
+    directory = own / name
     try:
         directory.mkdir(exist_ok=True)
     except OSError as exc:
@@ -218,7 +237,7 @@ def make_cgroup_host() -> CgroupHost | str:
         with contextlib.suppress(OSError):
             directory.rmdir()
         return f"{own} has no cgroup.kill (Linux 5.14 or later is needed)"
-    return CgroupHost(own, directory, cgroups.sweep_stale(own))
+    return own, directory
 
 
 def _ignore_signal(signum: int, frame: object) -> None:
