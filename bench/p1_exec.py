@@ -37,7 +37,7 @@ from common import (
     timed,
 )
 
-from relay_shell.local.contained import HOLD_NAME, HOLD_NO_INPUT, HOLD_PROGRAM, RELEASE_LINE
+from relay_shell.local.contained import RELEASE_LINE, hold_argv
 
 CALLS = 300
 WARMUP = 30
@@ -57,11 +57,7 @@ async def raw_spawn(*argv: str) -> None:
 async def held_spawn(*argv: str) -> None:
     """A raw spawn through the cgroup mechanism's hold (released at once, no cgroup)."""
     process = await asyncio.create_subprocess_exec(
-        HOLD_PROGRAM,
-        "-c",
-        HOLD_NO_INPUT,
-        HOLD_NAME,
-        *argv,
+        *hold_argv(argv, input_follows=False),
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,

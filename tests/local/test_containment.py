@@ -16,7 +16,7 @@ from relay_shell.capture import render_capture
 from relay_shell.config import ContainmentMode
 from relay_shell.errors import ConfigError, SpawnFailed
 from relay_shell.local import cgroups
-from relay_shell.local.contained import CgroupContained, attribute
+from relay_shell.local.contained import RELEASE_LINE, CgroupContained, attribute, hold_argv
 from relay_shell.local.containment import ContainmentService, cgroup_unavailable
 from relay_shell.local.processes import ProcessEntry, parse_stat
 from relay_shell.local.runner import ProcessSpec, run_process
@@ -341,3 +341,59 @@ async def test_a_leftover_that_ignores_term_is_killed_after_the_grace(service: C
         assert result.left_running == 1
         assert pids_with_marker(marker) == []
     assert render_capture(result.capture) == "started\n"
+
+
+@pytest.mark.parametrize("shell", ["/bin/sh", "/bin/bash"])
+def test_the_environment_cannot_run_code_in_the_hold(shell: str, tmp_path: Path) -> None:
+    # Where /bin/sh is bash, an exported function named like a builtin the hold uses would run
+    # before the release (outside the cgroup); so would a start-up file. Neither may.
+    witness = tmp_path / "ran-in-the-hold"
+    (tmp_path / "startup").write_text(f"touch {witness}\n")
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "BASH_FUNC_read%%": f"() {{ touch {witness}; }}",
+        "ENV": str(tmp_path / "startup"),
+        "BASH_ENV": str(tmp_path / "startup"),
+    }
+    completed = subprocess.run(
+        hold_argv(["/usr/bin/env"], input_follows=False, program=shell),
+        input=RELEASE_LINE,
+        env=env,
+        capture_output=True,
+        timeout=30,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert not witness.exists()
+
+
+async def test_the_command_gets_the_environment_it_would_get_without_the_hold(
+    service: ContainmentService, tmp_path: Path
+) -> None:
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "PWD": str(tmp_path),
+        "A.B": "dotted",  # not an identifier: dash would drop it
+        "BASH_FUNC_f%%": "() { echo exported; }",
+        "RELAY_HOLD_NEIGHBOUR": "kept",
+        "EMPTY": "",
+    }
+    async with service.contain("exec") as contained:
+        result = await run_process(
+            ProcessSpec(argv=["/usr/bin/env"], env=env, cwd=tmp_path),
+            timeout_s=10,
+            budget=65536,
+            contained=contained,
+        )
+    seen = dict(line.split("=", 1) for line in render_capture(result.capture).splitlines())
+    extra = set(seen) - set(env)
+    assert {name: seen.get(name) for name in env} == env
+    assert extra <= {"SHLVL", "_", "OLDPWD"}  # what bash (the hold for odd names) exports
+
+
+def test_an_odd_name_without_bash_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    from relay_shell.local import contained
+
+    monkeypatch.setattr(contained, "HOLD_PROGRAM_ANY_NAME", "/nonexistent/bash")
+    assert contained.hold_program({"PATH": "/bin", "A_1": "x"}) == contained.HOLD_PROGRAM
+    with pytest.raises(SpawnFailed, match=r"'A\.B' is not a shell identifier"):
+        contained.hold_program({"PATH": "/bin", "A.B": "x"})

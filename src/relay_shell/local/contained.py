@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import shutil
 import signal
 from abc import ABC, abstractmethod
@@ -41,9 +42,44 @@ KILL_ROUNDS = 5
 FREEZE_SCANS = 50
 """Subreaper: scans (each stopping what it found) before a kill, until one finds nothing new."""
 HOLD_PROGRAM = "/bin/sh"
+HOLD_PROGRAM_ANY_NAME = "/bin/bash"
+"""The hold when the environment has names that are not shell identifiers (dash drops them)."""
 HOLD_NAME = "relay-shell-hold"
-HOLD_FOR_INPUT = 'IFS= read -r go || exit 125; exec "$@"'
-HOLD_NO_INPUT = 'IFS= read -r go || exit 125; exec "$@" </dev/null'
+HOLD_FOR_INPUT = 'IFS= read -r RELAY_SHELL_HOLD || exit 125; unset RELAY_SHELL_HOLD; exec "$@"'
+HOLD_NO_INPUT = 'IFS= read -r RELAY_SHELL_HOLD || exit 125; unset RELAY_SHELL_HOLD; exec "$@" </dev/null'
+_IDENTIFIER = re.compile(r"\A[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def hold_argv(argv: Sequence[str], *, input_follows: bool, program: str = HOLD_PROGRAM) -> list[str]:
+    """``argv`` behind the hold: ``sh -p`` waits for :data:`RELEASE_LINE`, then ``exec``s it.
+
+    ``-p`` (privileged mode): where the shell is bash, no function is imported from the
+    environment (an exported ``read`` would otherwise run before the release) and no
+    start-up file is read; the variables still reach the command.
+    """
+    return [program, "-p", "-c", HOLD_FOR_INPUT if input_follows else HOLD_NO_INPUT, HOLD_NAME, *argv]
+
+
+def hold_program(env: Mapping[str, str]) -> str:
+    """The shell to hold a child whose environment is ``env``.
+
+    A shell passes on only the variables it imported: dash (Debian's ``/bin/sh``) drops
+    names that are not identifiers (``A.B``, ``BASH_FUNC_f%%``), bash keeps them.
+
+    Raises:
+        SpawnFailed: such a name, and no bash to keep it.
+    """
+    odd = next((name for name in env if not _IDENTIFIER.match(name)), None)
+    if odd is None:
+        return HOLD_PROGRAM
+    if os.access(HOLD_PROGRAM_ANY_NAME, os.X_OK):
+        return HOLD_PROGRAM_ANY_NAME
+    raise SpawnFailed(
+        f"the environment variable {odd!r} is not a shell identifier: it cannot be passed to a "
+        f"contained command without {HOLD_PROGRAM_ANY_NAME}"
+    )
+
+
 RELEASE_LINE = b"\n"
 """What the server writes on a held child's stdin once the child is in its cgroup."""
 
@@ -166,8 +202,8 @@ class CgroupContained(Contained):
         self, argv: Sequence[str], *, env: Mapping[str, str], cwd: Path | None, input_follows: bool
     ) -> Launch:
         check_program(argv[0], env, cwd)
-        hold = HOLD_FOR_INPUT if input_follows else HOLD_NO_INPUT
-        return Launch(argv=[HOLD_PROGRAM, "-c", hold, HOLD_NAME, *argv], held=True)
+        program = hold_program(env)
+        return Launch(argv=hold_argv(argv, input_follows=input_follows, program=program), held=True)
 
     def adopt(self, pid: int) -> None:
         try:
