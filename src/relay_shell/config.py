@@ -17,9 +17,9 @@ from typing import Annotated
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from relay_shell.errors import ConfigError
+from relay_shell.config_env import DOTENV_DEFAULT, ENV_PREFIX, ConfigProblem, ConfigSources, SettingsInvalid
 
-ENV_PREFIX = "RELAY_SHELL_"
+__all__ = ["ENV_PREFIX", "Settings", "SettingsInvalid", "load_settings"]
 
 
 class Transport(StrEnum):
@@ -95,7 +95,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
         case_sensitive=False,
-        env_file=".env",
+        env_file=DOTENV_DEFAULT,
         env_file_encoding="utf-8",
         extra="ignore",
         frozen=True,
@@ -261,18 +261,40 @@ class Settings(BaseSettings):
 
 
 def load_settings(**overrides: object) -> Settings:
-    """Load settings from the environment (and ``.env``), naming the variable on failure.
+    """Load settings from the environment (and ``.env``), naming the variable and its source on failure.
+
+    A ``RELAY_SHELL_*`` name no setting reads (other than ``RELAY_SHELL_EDGE_*``) is an error,
+    reported with the closest known name, together with any invalid value. ``overrides`` are
+    field values (they win over the environment) and pydantic-settings' ``_env_file``.
 
     Raises:
-        ConfigError: one line per bad variable, ``RELAY_SHELL_<NAME>: <problem>``.
+        SettingsInvalid: a :class:`ConfigError` with one problem per bad variable, rendered
+            ``RELAY_SHELL_<NAME> (from the environment|.env): <problem>``.
     """
+    env_file = overrides.get("_env_file", DOTENV_DEFAULT)
+    sources = ConfigSources.read(os.environ, env_file if isinstance(env_file, str | Path) else None)
+    problems = sources.unknown(Settings.model_fields)
+    settings: Settings | None = None
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        settings = Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
-        problems = []
-        for error in exc.errors():
-            location = [str(part) for part in error["loc"] if isinstance(part, str)]
-            name = (ENV_PREFIX + location[0].upper()) if location else "configuration"
-            message = error["msg"].removeprefix("Value error, ")
-            problems.append(f"{name}: {message}")
-        raise ConfigError("; ".join(problems)) from exc
+        problems.extend(_value_problems(exc, sources, overrides))
+    if problems or settings is None:
+        raise SettingsInvalid(problems)
+    return settings
+
+
+def _value_problems(
+    exc: ValidationError, sources: ConfigSources, overrides: dict[str, object]
+) -> list[ConfigProblem]:
+    """One problem per failed field: the variable and where its value came from."""
+    problems = []
+    for error in exc.errors():
+        location = [str(part) for part in error["loc"] if isinstance(part, str)]
+        message = error["msg"].removeprefix("Value error, ")
+        if not location:
+            problems.append(ConfigProblem("configuration", message))
+        else:
+            source = None if location[0] in overrides else sources.source_of(location[0])
+            problems.append(ConfigProblem(ENV_PREFIX + location[0].upper(), message, source))
+    return problems
