@@ -239,3 +239,34 @@ def test_misspelled_variable_stops_the_server_before_it_serves(tmp_path: Path) -
     )
     assert "serving" not in proc.stderr
     assert proc.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("issuer", "accepted"),
+    [
+        ("http://127.0.0.1:8080", True),
+        ("http://localhost:8080/", True),
+        ("http://[::1]:8080", True),
+        ("https://relay.example.com", True),
+        ("https://relay.example.com/relay", True),
+        ("http://relay.example.com", False),
+        ("http://10.0.0.5:8080", False),
+        ("https://relay.example.com/?x=1", False),
+        ("https://relay.example.com/#top", False),
+        ("ftp://relay.example.com", False),
+        ("relay.example.com", False),
+    ],
+)
+def test_builtin_oauth_issuer_must_be_https_off_loopback(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, issuer: str, accepted: bool
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RELAY_SHELL_AUTH_ENABLED", "true")
+    monkeypatch.setenv("RELAY_SHELL_AUTH_ISSUER", issuer)
+    if accepted:
+        assert load_settings().auth_issuer == issuer
+    else:
+        with pytest.raises(SettingsInvalid, match="RELAY_SHELL_AUTH_ISSUER"):
+            load_settings()
+    monkeypatch.setenv("RELAY_SHELL_AUTH_ENABLED", "false")
+    assert load_settings().auth_issuer == issuer  # only checked when the builtin server is on

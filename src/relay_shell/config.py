@@ -13,6 +13,7 @@ import re
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -244,6 +245,8 @@ class Settings(BaseSettings):
             raise ValueError("RELAY_SHELL_AUDIT_SHIP: auto is only a value of RELAY_SHELL_AUDIT_ANCHOR")
         if self.auth_enabled and self.auth_mode is AuthMode.JWT and not self.auth_jwks_url:
             raise ValueError("RELAY_SHELL_AUTH_JWKS_URL is required when RELAY_SHELL_AUTH_MODE=jwt")
+        if self.auth_enabled and self.auth_mode is AuthMode.BUILTIN:
+            _check_builtin_issuer(self.auth_issuer)
         return self
 
     @property
@@ -258,6 +261,25 @@ class Settings(BaseSettings):
     def expand(self, path: Path) -> Path:
         """``~`` expanded; settings keep the path as written so it can be reported."""
         return path.expanduser()
+
+
+def _check_builtin_issuer(issuer: str) -> None:
+    """The builtin authorization server's issuer: https (http only on a loopback name), no query or fragment.
+
+    OAuth metadata requires it (RFC 8414); checked here so the server refuses to start with a
+    clear message instead of failing when the HTTP app is built.
+    """
+    parts = urlsplit(issuer)
+    loopback = parts.hostname in ("localhost", "127.0.0.1", "::1")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"RELAY_SHELL_AUTH_ISSUER {issuer!r} is not an http(s) URL")
+    if parts.scheme != "https" and not loopback:
+        raise ValueError(
+            f"RELAY_SHELL_AUTH_ISSUER {issuer!r} must be https with builtin OAuth "
+            "(plain http only on localhost, 127.0.0.1 or [::1])"
+        )
+    if parts.query or parts.fragment:
+        raise ValueError(f"RELAY_SHELL_AUTH_ISSUER {issuer!r} must not have a query or a fragment")
 
 
 def load_settings(**overrides: object) -> Settings:
