@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from relay_shell.config import ENV_PREFIX, PolicyMode, Settings, SettingsInvalid, load_settings
+from relay_shell.config import ENV_PREFIX, PolicyMode, Settings, load_settings
+from relay_shell.config_env import SettingsInvalid
 from relay_shell.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent

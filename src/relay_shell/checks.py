@@ -15,8 +15,8 @@ import sys
 from dataclasses import asdict, dataclass
 from typing import Literal
 
-from relay_shell.config import AuthMode, Settings, SettingsInvalid, Transport, load_settings
-from relay_shell.config_env import DOTENV_DEFAULT, ConfigSources
+from relay_shell.config import AuthMode, Settings, Transport, load_settings
+from relay_shell.config_env import DOTENV_DEFAULT, ConfigSources, SettingsInvalid
 from relay_shell.errors import ConfigError
 from relay_shell.startup import endpoint, exposure_warning
 

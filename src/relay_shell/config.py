@@ -18,9 +18,10 @@ from urllib.parse import urlsplit
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from relay_shell.config_env import DOTENV_DEFAULT, ENV_PREFIX, ConfigProblem, ConfigSources, SettingsInvalid
+from relay_shell import config_env
+from relay_shell.config_env import DOTENV_DEFAULT, ConfigProblem, ConfigSources, SettingsInvalid
 
-__all__ = ["ENV_PREFIX", "Settings", "SettingsInvalid", "load_settings"]
+ENV_PREFIX = config_env.ENV_PREFIX
 
 
 class Transport(StrEnum):

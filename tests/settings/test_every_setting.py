@@ -27,7 +27,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
-from relay_shell.config import ENV_PREFIX, SettingsInvalid, load_settings
+from relay_shell.config import ENV_PREFIX, load_settings
+from relay_shell.config_env import SettingsInvalid
 from tests.settings import probes_http as web
 from tests.settings import probes_local as local
 from tests.settings import probes_remote as remote
