@@ -97,6 +97,22 @@ def test_cross_field_consistency(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
         load_settings()
 
 
+def test_cross_field_problems_say_where_each_named_variable_was_set(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("RELAY_SHELL_MAX_OUTPUT_HARD=4096\n")
+    monkeypatch.setenv("RELAY_SHELL_MAX_OUTPUT", "8192")
+    with pytest.raises(SettingsInvalid) as raised:
+        load_settings()
+    (problem,) = raised.value.problems
+    assert problem.variable == "configuration"
+    assert problem.message == (
+        "RELAY_SHELL_MAX_OUTPUT must not exceed RELAY_SHELL_MAX_OUTPUT_HARD "
+        "(RELAY_SHELL_MAX_OUTPUT from the environment, RELAY_SHELL_MAX_OUTPUT_HARD from .env)"
+    )
+
+
 def test_cli_exits_2_naming_the_variable(tmp_path: Path) -> None:
     env = {"PATH": "/usr/bin:/bin", "RELAY_SHELL_MAX_TIMEOUT": "abc", "HOME": str(tmp_path)}
     proc = subprocess.run(

@@ -307,6 +307,18 @@ def load_settings(**overrides: object) -> Settings:
     return settings
 
 
+def _sources_named(message: str, sources: ConfigSources) -> str:
+    """`` (RELAY_SHELL_X from .env, ...)`` for the variables a cross-field message names and that were set."""
+    named = dict.fromkeys(re.findall(rf"{ENV_PREFIX}([A-Z0-9_]+)", message))
+    found = [(ENV_PREFIX + name, sources.source_of(name.lower())) for name in named]
+    shown = [
+        f"{variable} from {'the environment' if source == 'environment' else '.env'}"
+        for variable, source in found
+        if source
+    ]
+    return f" ({', '.join(shown)})" if shown else ""
+
+
 def _value_problems(
     exc: ValidationError, sources: ConfigSources, overrides: dict[str, object]
 ) -> list[ConfigProblem]:
@@ -316,7 +328,7 @@ def _value_problems(
         location = [str(part) for part in error["loc"] if isinstance(part, str)]
         message = error["msg"].removeprefix("Value error, ")
         if not location:
-            problems.append(ConfigProblem("configuration", message))
+            problems.append(ConfigProblem("configuration", message + _sources_named(message, sources)))
         else:
             source = None if location[0] in overrides else sources.source_of(location[0])
             problems.append(ConfigProblem(ENV_PREFIX + location[0].upper(), message, source))
