@@ -175,7 +175,7 @@ async def _exit_on_signal(services: object) -> None:
 
     import anyio
 
-    from relay_shell.app import Services
+    from relay_shell.services import Services
 
     assert isinstance(services, Services)
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:

@@ -24,14 +24,14 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import get_args
 
 import anyio
 from mcp_types import Prompt, Resource, ResourceTemplate, Tool, ToolAnnotations
 
+from relay_shell.vocabulary import ErrorKind, Tier
+
 REGENERATE_COMMAND = ".venv/bin/python -m relay_shell.docs_gen"
 DOC_PATH = Path("docs") / "tools.md"
-TIER_NAMES = ("READ_ONLY", "REVERSIBLE", "STATEFUL", "IRREVERSIBLE")
 COMMON_OUTPUT_FIELDS = ("tier", "notes", "error")
 _SESSION_HOST = "the session's host (SSH sessions)"
 _HOST_TARGETS = "the host as given, its resolved name, `user@host:port` and every jump hop"
@@ -54,12 +54,12 @@ class TierRule:
     def describe(self) -> str:
         """One line of Markdown for the reference."""
         if self.fixed is not None:
-            text = f"fixed: {self.fixed} ({TIER_NAMES[self.fixed]})"
+            text = f"fixed: {self.fixed} ({Tier(self.fixed).name})"
         else:
             sources = ", ".join(f"`{name}`" for name in self.classified_from)
             text = (
                 f"classified from {sources}: the highest matching rule of the pattern table, "
-                f"at least {self.floor} ({TIER_NAMES[self.floor]})"
+                f"at least {self.floor} ({Tier(self.floor).name})"
             )
         if self.targets:
             text += f"; the deny list also reads {self.targets}"
@@ -336,9 +336,7 @@ def _short_tier(name: str) -> str:
 
 
 def _preamble() -> list[str]:
-    from relay_shell.tools.models import ErrorKindName
-
-    kinds = ", ".join(f"`{kind}`" for kind in get_args(ErrorKindName))
+    kinds = ", ".join(f"`{kind.value}`" for kind in ErrorKind)
     return [
         "# Tool reference",
         "",

@@ -41,7 +41,8 @@ import httpx2
 import jwt
 from mcp.server.auth.provider import AccessToken, TokenVerifier
 
-from relay_shell.errors import ConfigError, ErrorKind, RelayError
+from relay_shell.errors import ConfigError, RelayError
+from relay_shell.vocabulary import ErrorKind
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ JwkData = dict[str, Any]
 class JwksUnavailable(RelayError):
     """The JWKS could not be fetched or holds no usable signing key."""
 
-    kind: ErrorKind = "unavailable"
+    kind: ErrorKind = ErrorKind.UNAVAILABLE
 
 
 def _check_jwks_url(url: str) -> None:
