@@ -19,8 +19,8 @@ from mcp import Client
 
 from relay_shell.app import RelayServer, build_server
 from relay_shell.config import Settings
-from relay_shell.ssh.pool import ConnectionPool
 from relay_shell.services import LazyForwards, LazyPool
+from relay_shell.ssh.pool import ConnectionPool
 from tests.conftest import pids_with_marker, read_audit
 from tests.netutil import round_trip, wait_refused
 from tests.sshd import TEST_USER, ClientKey, SshdInstance, sshd_available, start_sshd
