@@ -16,6 +16,7 @@ from mcp.server.lowlevel.helper_types import ReadResourceContents
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.context import Context
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
+from mcp.server.stdio import stdio_server
 from mcp_types import CallToolResult, GetPromptResult, InputRequiredResult
 from pydantic import AnyUrl, ValidationError
 
@@ -26,6 +27,7 @@ from relay_shell.governance.bounds import check_input_size
 from relay_shell.governance.call import Call, CallArguments, Identity, Outcome, Plan
 from relay_shell.guidance import instructions
 from relay_shell.services import Services, build_services
+from relay_shell.stdio import RefusingReadStream, claimed_stdin, line_limit
 from relay_shell.tools import register_all
 from relay_shell.tools.adapter import protocol_error, raise_for_protocol, tool_result
 from relay_shell.tools.base import CURRENT_ARGUMENTS, identity_of
@@ -106,6 +108,18 @@ class RelayServer(MCPServer[Services]):
         raise_for_protocol(result, name=name)
         assert fetch.fetched is not None
         return fetch.fetched
+
+    async def run_stdio_async(self) -> None:
+        """Serve over stdio with a bounded line reader (``relay_shell.stdio``); the lifespan
+        starts the services and, at stdin EOF, tears them down."""
+        limit = line_limit(self.services.settings.max_input_bytes)
+        with claimed_stdin(limit) as stdin:
+            async with stdio_server(stdin=stdin) as (read_stream, write_stream):
+                await self._lowlevel_server.run(
+                    RefusingReadStream(read_stream, write_stream),
+                    write_stream,
+                    self._lowlevel_server.create_initialization_options(),
+                )
 
     async def _sdk_read(
         self, uri: str, context: Context[Any, Any] | None

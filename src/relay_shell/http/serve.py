@@ -189,7 +189,8 @@ async def serve_http(settings: Settings) -> None:
     )
     services = server.services
     try:
-        await services.start()
+        # uvicorn runs the app's lifespan, which enters the server's: services start there and
+        # stop when uvicorn shuts down; aclose below is idempotent and covers a failed start.
         started = await _serve_until_signal(_RelayUvicorn(config))
     finally:
         with anyio.CancelScope(shield=True):
