@@ -375,3 +375,15 @@ async def test_deny_list_sees_the_forward_destination(
         assert "refused" in listed["forwards"][0]["last_error"]
     await server.services.aclose()
     assert len(server.services.forwards.get()) == 0
+    # The SOCKS destination was decided by the pipeline: its own audit record, and a denial counted.
+    socks_records = [
+        r
+        for r in read_audit(server.services.settings.audit_path)
+        if r["args"].get("text", "").startswith("socks ")
+    ]
+    assert [(r["tool"], r["tier"], r["decision"], r["outcome"], r["rule"]) for r in socks_records] == [
+        ("ssh_forward", 2, "denied", "denied", "deny")
+    ]
+    assert "10.9.9.9" in socks_records[0]["target"]
+    metrics = server.services.metrics.render().decode()
+    assert 'relay_shell_denials_total{reason="deny",tool="ssh_forward"} 2.0' in metrics
