@@ -1,4 +1,4 @@
-"""``--check-config``: validate everything a server needs without serving (SPEC §12)."""
+"""``--check-config``: validate everything a server needs without serving (docs/architecture.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Generate ``docs/tools.md`` from the tools, prompt and resources the server registers (SPEC §14).
+"""Generate ``docs/tools.md`` from the tools, prompt and resources the server registers.
 
 ::
 
@@ -39,7 +39,7 @@ _HOST_TARGETS = "the host as given, its resolved name, `user@host:port` and ever
 
 @dataclass(frozen=True)
 class TierRule:
-    """How a tool's calls get their tier (SPEC §6.1).
+    """How a tool's calls get their tier (docs/policy-patterns.md).
 
     ``fixed`` is the tier of a tool that runs no text. Otherwise the call is classified
     from the text of the parameters in ``classified_from`` (tier ``floor`` when no rule
@@ -350,7 +350,7 @@ def _preamble() -> list[str]:
         "",
         "How to read it:",
         "",
-        "- **Tier** (SPEC §6.1): 0 READ_ONLY, 1 REVERSIBLE, 2 STATEFUL, 3 IRREVERSIBLE. A fixed tier",
+        "- **Tier**: 0 READ_ONLY, 1 REVERSIBLE, 2 STATEFUL, 3 IRREVERSIBLE. A fixed tier",
         "  belongs to tools that run no text; the others are classified from everything the executor",
         "  will see (`docs/policy-patterns.md`). The tier then meets the policy mode, the deny and",
         "  allow lists, the token's scope and, for tier 3, the confirmation setting.",

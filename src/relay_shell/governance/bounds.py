@@ -30,7 +30,7 @@ class Clamped[T]:
 def clamp_timeout(
     requested: float | None, settings: Settings, *, argument: str = "timeout"
 ) -> Clamped[float]:
-    """Apply SPEC §3: omitted -> default, above the ceiling -> clamped, <= 0 -> invalid."""
+    """One rule for every bound: omitted -> default, above the ceiling -> clamped, <= 0 -> invalid."""
     if requested is None:
         return Clamped(settings.default_timeout, False, None)
     if isinstance(requested, bool) or not isinstance(requested, int | float):

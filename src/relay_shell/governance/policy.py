@@ -1,4 +1,4 @@
-"""Admission (SPEC §6.2-§6.3): the deny list, the policy mode and the allow list.
+"""Admission (docs/architecture.md): the deny list, the policy mode and the allow list.
 
 Order, for every call: the deny regex is searched in the probe first, in every mode and
 for every tier; then ``readonly`` admits tier 0 only, ``guarded`` refuses tier 2 and 3

@@ -1,4 +1,4 @@
-"""JWT access tokens from the operator's identity provider (SPEC §10.3, ``AUTH_MODE=jwt``).
+"""JWT access tokens from the operator's identity provider (``AUTH_MODE=jwt``, ADR 0005).
 
 relay-shell is then a resource server only: :class:`JwtTokenVerifier` is the SDK's
 ``TokenVerifier`` that the bearer middleware calls for every request. A token is accepted

@@ -1,4 +1,4 @@
-"""The streamable HTTP transport (SPEC §10): /mcp, /healthz, /readyz, /metrics, OAuth.
+"""The streamable HTTP transport (docs/deployment.md): /mcp, /healthz, /readyz, /metrics, OAuth.
 
 TLS is the edge's job (deploy/Caddyfile); this binds loopback by default. DNS-rebinding
 protection is always on: the accepted Host values are the bind address plus

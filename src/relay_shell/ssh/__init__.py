@@ -1,4 +1,4 @@
-"""SSH over asyncssh (SPEC §5.2, §9). Knows nothing of MCP; nothing above it sees an asyncssh type.
+"""SSH over asyncssh (docs/tools.md). Knows nothing of MCP; nothing above it sees an asyncssh type.
 
 Modules, in dependency order::
 
