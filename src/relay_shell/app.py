@@ -54,11 +54,10 @@ class RelayServer(MCPServer[Services]):
         identity = _identity(context)
         tool = self._tool_manager.get_tool(name)
         if tool is None:
-            error = InvalidInput("name", f"no tool named {name[:MAX_NAME_IN_AUDIT]!r} (see tools/list)")
-            self.services.pipeline.reject(
-                name[:MAX_NAME_IN_AUDIT], CallArguments.same(arguments), identity, error
-            )
-            raise protocol_error(error, name=name[:MAX_NAME_IN_AUDIT])
+            shown = name[:MAX_NAME_IN_AUDIT]
+            error = InvalidInput("name", f"no tool named {shown!r} (see tools/list)")
+            self.services.pipeline.reject(shown, CallArguments.same(arguments), identity, error)
+            raise protocol_error(error, message=f"Unknown tool: {shown}", name=shown)
         raw = CallArguments.same(arguments)
         try:
             check_input_size(arguments, self.services.settings.max_input_bytes)

@@ -45,11 +45,15 @@ def error_code(kind: ErrorKind) -> int:
     return INVALID_PARAMS if kind is ErrorKind.INVALID else INTERNAL_ERROR
 
 
-def protocol_error(error: RelayError, tier: Tier | None = None, **data: object) -> MCPError:
-    """``error`` as a JSON-RPC error; ``data`` adds fields (the URI read, the name asked for)."""
-    return MCPError(
-        code=error_code(error.kind), message=error.message, data={**error_fields(error, tier), **data}
-    )
+def protocol_error(
+    error: RelayError, tier: Tier | None = None, *, message: str | None = None, **data: object
+) -> MCPError:
+    """``error`` as a JSON-RPC error; ``data`` adds fields (the URI read, the name asked for).
+
+    ``message`` replaces the error's own message on the wire (its fields stay in ``data``).
+    """
+    fields = {**error_fields(error, tier), **data}
+    return MCPError(code=error_code(error.kind), message=message or error.message, data=fields)
 
 
 def raise_for_protocol(result: CallResult, **data: object) -> None:
@@ -62,4 +66,6 @@ def raise_for_protocol(result: CallResult, **data: object) -> None:
         raise MCPError(code=INTERNAL_ERROR, message="this request needs client input, which reads do not use")
     if result.error is not None:
         tier = result.data.get("tier")
-        raise protocol_error(result.error, Tier(tier) if isinstance(tier, int) else None, **data)
+        raise protocol_error(
+            result.error, Tier(tier) if isinstance(tier, int) else None, message=None, **data
+        )
