@@ -197,6 +197,27 @@ async def test_large_input_is_classified_off_the_event_loop(
     assert threads == [True, False]
 
 
+async def test_large_arguments_are_redacted_off_the_event_loop(
+    served: Callable[..., RelayServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = served()
+    threads: list[bool] = []
+    real_redact = record_module.redact
+
+    def spy(value: object) -> object:
+        threads.append(threading.current_thread() is threading.main_thread())
+        return real_redact(value)
+
+    monkeypatch.setattr(record_module, "redact", spy)
+    many = {f"VAR_{index}": "v" * 1000 for index in range(100)}  # 100 KB of text even once bounded
+    async with connected(server) as client:
+        await client.call_tool("shell_exec", {"command": "true"})
+        await client.call_tool("shell_exec", {"command": "true", "env": many})
+    assert threads == [True, False]
+    record = read_audit(server.services.settings.audit_path)[-1]
+    assert record["args"]["env"]["VAR_7"] == "v" * 1000
+
+
 async def test_audited_arguments_are_bounded_before_redaction(
     served: Callable[..., RelayServer], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -49,7 +49,7 @@ from relay_shell.governance.call import (
 from relay_shell.governance.confirm import Confirmer, ConfirmTokens, call_binding
 from relay_shell.governance.patterns import classify_text
 from relay_shell.governance.policy import PolicyConfig, build_probe, decide
-from relay_shell.governance.record import CallState, compose_record
+from relay_shell.governance.record import CallState, bounded, compose_record, scrubbed, text_size
 from relay_shell.governance.shaping import shape_failure, shape_success
 from relay_shell.metrics import Metrics
 from relay_shell.vocabulary import (
@@ -132,7 +132,10 @@ class Pipeline:
         except Exception as exc:  # the single broad boundary: log it, answer with a bounded error
             log.exception("tool %s failed unexpectedly", tool)
             reply = self._fail(state, RelayError(f"internal error in {tool}: {type(exc).__name__}"))
-        self._finish(state, started, reply)
+        try:
+            await self._redact_arguments(state)
+        finally:  # a cancellation while redacting still leaves the record (redacted inline)
+            self._finish(state, started, reply)
         return reply
 
     def reject(self, tool: str, arguments: CallArguments, identity: Identity, error: RelayError) -> Reply:
@@ -334,6 +337,15 @@ class Pipeline:
         return shape_failure(exc, state.tier)
 
     # -- audit --------------------------------------------------------------------------
+
+    async def _redact_arguments(self, state: CallState) -> None:
+        """Bound and redact large arguments in a worker thread, so one call never stalls others.
+
+        Small ones (and every record written on cancellation) are redacted inline by
+        :func:`compose_record`; the bound comes first either way.
+        """
+        if text_size(bounded(state.args)) > OFF_LOOP_SCAN_BYTES:
+            state.audited_args = await asyncio.to_thread(scrubbed, state.args)
 
     def _finish(self, state: CallState, started: float, reply: Reply | None) -> None:
         """Write the call's one audit record and update the metrics (synchronous on purpose)."""

@@ -47,6 +47,8 @@ class CallState:
     stream_len: int | None = None
     denied_targets: dict[str, str] = field(default_factory=dict)
     extra: dict[str, object] = field(default_factory=dict)
+    audited_args: object = None
+    """The arguments already bounded and redacted (done off the loop for large ones), or None."""
 
 
 def compose_record(
@@ -60,7 +62,7 @@ def compose_record(
         "tier": None if state.tier is None else int(state.tier),
         "decision": state.decision.value,
         "outcome": state.outcome_kind.value,
-        "args": scrubbed(state.args),
+        "args": scrubbed(state.args) if state.audited_args is None else state.audited_args,
         "target": _target_field(state.targets),
         "exit_code": outcome.exit_code if outcome else None,
         "duration_ms": round(duration_s * 1000),
@@ -96,6 +98,19 @@ def compose_record(
 def scrubbed(value: object) -> object:
     """``value`` bounded, then redacted: what an audit record may carry of a caller's data."""
     return redact(bounded(value))
+
+
+def text_size(value: object, depth: int = 0) -> int:
+    """Characters of text in ``value`` (strings, keys, nested), to decide where to redact it."""
+    if isinstance(value, str):
+        return len(value)
+    if depth >= MAX_AUDIT_DEPTH:
+        return 0
+    if isinstance(value, Mapping):
+        return sum(len(str(key)) + text_size(item, depth + 1) for key, item in value.items())
+    if isinstance(value, list | tuple):
+        return sum(text_size(item, depth + 1) for item in value)
+    return 0
 
 
 def bounded(value: object, limit: int = MAX_AUDIT_STRING, depth: int = 0) -> object:
