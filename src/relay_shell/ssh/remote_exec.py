@@ -232,6 +232,15 @@ async def run_remote(
         except BaseException:
             await _complete(remote.stop())
             raise
+    return _report(remote, spec, round((loop.time() - started) * 1000))
+
+
+def _report(remote: _RemoteCommand, spec: HostSpec, duration_ms: int) -> ExecReport:
+    """How the command ended; a channel that closed without an exit status is a lost connection.
+
+    Raises:
+        RemoteFailed: no exit status or signal arrived (``reason`` ``connection_lost``).
+    """
     session = remote.session
     assert session is not None
     if not session.exited:
@@ -244,8 +253,8 @@ async def run_remote(
     return ExecReport(
         exit_code=session.exit_status if signal is None else signal_exit_code(signal),
         signal=signal,
-        capture=capture,
-        duration_ms=round((loop.time() - started) * 1000),
+        capture=remote.capture,
+        duration_ms=duration_ms,
         pipe_held=remote.pipe_held,
         host=spec.display(),
     )
