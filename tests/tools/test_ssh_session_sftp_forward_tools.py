@@ -381,9 +381,14 @@ async def test_deny_list_sees_the_forward_destination(
         for r in read_audit(server.services.settings.audit_path)
         if r["args"].get("text", "").startswith("socks ")
     ]
-    assert [(r["tool"], r["tier"], r["decision"], r["outcome"], r["rule"]) for r in socks_records] == [
-        ("ssh_forward", 2, "denied", "denied", "deny")
-    ]
+    assert [
+        (r["tool"], r["side_channel"], r["tier"], r["decision"], r["outcome"], r["rule"])
+        for r in socks_records
+    ] == [("ssh_forward", "socks", 2, "denied", "denied", "deny")]
     assert "10.9.9.9" in socks_records[0]["target"]
     metrics = server.services.metrics.render().decode()
     assert 'relay_shell_denials_total{reason="deny",tool="ssh_forward"} 2.0' in metrics
+    assert (
+        'relay_shell_tool_calls_total{mode="open",outcome="denied",tier="2",tool="ssh_forward/socks"} 1.0'
+        in metrics
+    )

@@ -146,17 +146,20 @@ class Pipeline:
         return reply
 
     def admit_side_channel(
-        self, tool: str, tier: Tier, text: str, targets: Sequence[str], identity: Identity
+        self, tool: str, channel: str, tier: Tier, text: str, targets: Sequence[str], identity: Identity
     ) -> Decision:
         """Decide a connection a running call opens on its own (a SOCKS destination); audited.
 
-        The deny list and the mode apply as for a call of ``tool`` at ``tier`` whose text is
-        ``text``; the decision is written as its own audit record and counted in the metrics.
+        The deny list, the mode and the scope ceiling apply as for a call of ``tool`` at
+        ``tier`` whose text is ``text``. The decision is written as its own audit record
+        (``tool`` with ``side_channel: channel``) and counted in the metrics as
+        ``<tool>/<channel>``, apart from the tool's own calls.
         """
         started = time.monotonic()
         state = CallState(
             tool=tool, args={"text": text}, binding={}, identity=identity, tier=tier, targets=list(targets)
         )
+        state.extra["side_channel"] = channel
         decision = self._decide(state, tier, build_probe(tool, text, targets))
         if decision.allowed:
             state.outcome_kind = AuditOutcome.OK
@@ -357,8 +360,9 @@ class Pipeline:
             # The call already happened: keep the record on stderr so it is not lost, and let the
             # degraded flag refuse the next calls above tier 0.
             log.error("audit write failed (%s); record: %s", exc, record)
+        channel = state.extra.get("side_channel")
         self.metrics.record_call(
-            tool=state.tool,
+            tool=state.tool if channel is None else f"{state.tool}/{channel}",
             tier=None if state.tier is None else int(state.tier),
             mode=self.settings.policy_mode.value,
             outcome=state.outcome_kind.value,

@@ -88,6 +88,7 @@ class SocksGate:
         """None to allow the connection, else the reason it is refused."""
         decision = self.pipeline.admit_side_channel(
             "ssh_forward",
+            "socks",
             Tier.STATEFUL,
             f"socks {destination_host}:{destination_port} via {self.via}",
             [*self.targets, destination_host],
