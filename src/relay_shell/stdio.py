@@ -43,12 +43,13 @@ _TOP_LEVEL_ID = re.compile(rb'^\s*\{[^{}\[\]]*?"id"\s*:\s*(-?\d{1,18}|"(?:[^"\\]
 
 
 def line_limit(max_input_bytes: int) -> int:
-    """The longest stdio line (bytes, newline included) the server will parse."""
+    """The longest stdio line (bytes, not counting its newline) the server will parse."""
     return max_input_bytes * ESCAPING_FACTOR + ENVELOPE_BYTES
 
 
 class BoundedLineReader:
-    """Text lines from a binary stream, each at most ``limit`` bytes; longer ones are replaced.
+    """Text lines from a binary stream, each at most ``limit`` bytes plus its newline; longer
+    ones are replaced.
 
     A longer line is consumed in chunks of :data:`SKIP_CHUNK` bytes up to its newline and
     reported by a :data:`OVERSIZED_METHOD` notification line instead. It offers what
