@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
-from dataclasses import dataclass
-from enum import StrEnum
 
 import pytest
 
 import relay_shell
 from relay_shell.config import Settings
 from relay_shell.startup import (
-    ANCHOR_FACT,
-    CONTAINMENT_FACT,
     announce,
     exposure_warning,
     http_url,
@@ -53,32 +49,23 @@ def test_http_url_brackets_ipv6(make_settings: Callable[..., Settings]) -> None:
     assert http_url(make_settings(http_host="127.0.0.1")) == "http://127.0.0.1:8080/mcp"
 
 
-class Mechanism(StrEnum):
-    JOURNALD = "journald"
-
-
-@dataclass
-class Containment:
-    mechanism: str
-
-
 def test_serving_line_reports_mode_audit_and_published_mechanisms(
     make_settings: Callable[..., Settings],
 ) -> None:
     settings = make_settings(policy_mode="guarded")
-    line = serving_line(settings, {CONTAINMENT_FACT: Containment("cgroup"), ANCHOR_FACT: Mechanism.JOURNALD})
+    line = serving_line(settings, {"containment": "cgroup", "anchor": "journald"})
     assert line == (
         f"relay-shell {relay_shell.__version__} serving stdio policy=guarded "
         f"audit={settings.audit_path} containment=cgroup anchor=journald"
     )
 
 
-@pytest.mark.parametrize("extras", [None, {}, {CONTAINMENT_FACT: "", ANCHOR_FACT: 3}, {"other": "x"}])
+@pytest.mark.parametrize("facts", [None, {}, {"containment": "", "anchor": ""}, {"other": "x"}])
 def test_mechanisms_not_published_are_left_out(
-    make_settings: Callable[..., Settings], extras: dict[str, object] | None
+    make_settings: Callable[..., Settings], facts: dict[str, str] | None
 ) -> None:
     settings = make_settings(transport="http", http_port=8123)
-    assert serving_line(settings, extras) == (
+    assert serving_line(settings, facts) == (
         f"relay-shell {relay_shell.__version__} serving http://127.0.0.1:8123/mcp policy=open "
         f"audit={settings.audit_path}"
     )

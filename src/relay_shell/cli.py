@@ -1,4 +1,4 @@
-"""The ``relay-shell`` command (SPEC §12).
+"""The ``relay-shell`` command (docs/architecture.md, "Process life").
 
 Exit codes: 0 normal (including SIGINT, SIGTERM and stdin EOF after an orderly teardown),
 1 runtime failure, 2 configuration or check failure. Logs go to stderr only: stdout is the
@@ -150,13 +150,12 @@ async def _serve_stdio(settings: object) -> None:
     try:
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(_exit_on_signal, services)
-            await services.start()
-            announce(settings, services.extras)
-            await server.run_stdio_async()
+            services.on_started = lambda: announce(settings, services.facts())
+            await server.run_stdio_async()  # the lifespan starts the services and stops them at EOF
             tasks.cancel_scope.cancel()  # stdin EOF: the client went away
     finally:
         with anyio.CancelScope(shield=True):
-            await services.aclose()
+            await services.aclose()  # idempotent: also when serving failed before the lifespan ran
 
 
 async def _exit_on_signal(services: object) -> None:
@@ -170,7 +169,7 @@ async def _exit_on_signal(services: object) -> None:
 
     import anyio
 
-    from relay_shell.app import Services
+    from relay_shell.services import Services
 
     assert isinstance(services, Services)
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:

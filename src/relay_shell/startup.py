@@ -6,10 +6,8 @@ with::
     relay-shell 0.4.0 serving stdio policy=open audit=/root/.local/state/relay-shell/audit.jsonl
     relay-shell 0.4.0 serving http://127.0.0.1:8080/mcp policy=guarded audit=... containment=cgroup anchor=journald
 
-``containment=`` and ``anchor=`` appear when the services report the mechanism in effect:
-the containment and audit-anchor services publish it under :data:`CONTAINMENT_FACT` and
-:data:`ANCHOR_FACT` in ``Services.extras`` (a string, an enum, or an object with a
-``mechanism`` attribute). Over stdio nothing of this goes to stdout, the JSON-RPC channel.
+``containment=`` and ``anchor=`` appear when the services report the mechanism in effect
+(``Services.facts()``). Over stdio nothing of this goes to stdout, the JSON-RPC channel.
 
 HTTP without OAuth on an address other than loopback lets anyone who reaches the port run
 commands as this service account: :func:`exposure_warning` says so at start and in
@@ -20,16 +18,14 @@ from __future__ import annotations
 
 import ipaddress
 import sys
-from enum import Enum
+from collections.abc import Mapping
 from typing import TextIO
 
 import relay_shell
 from relay_shell.config import Settings, Transport
 
-# Keys of ``Services.extras`` where a service publishes the mechanism it runs with.
-CONTAINMENT_FACT = "containment"
-ANCHOR_FACT = "audit_anchor"
-FACTS = (("containment", CONTAINMENT_FACT), ("anchor", ANCHOR_FACT))
+FACTS = ("containment", "anchor")
+"""The mechanisms the start-up line names, in this order, when the services report them."""
 
 
 def is_loopback_host(host: str) -> bool:
@@ -60,26 +56,16 @@ def endpoint(settings: Settings) -> str:
     return http_url(settings) if settings.transport is Transport.HTTP else "stdio"
 
 
-def _fact_text(value: object) -> str | None:
-    """A published mechanism as text; ``None`` for anything that does not name one."""
-    value = getattr(value, "mechanism", value)
-    if isinstance(value, Enum):
-        value = value.value
-    if isinstance(value, str) and value.strip():
-        return value.strip()
-    return None
-
-
-def serving_line(settings: Settings, extras: dict[str, object] | None = None) -> str:
-    """The start-up line (see the module docstring); ``extras`` is ``Services.extras``."""
+def serving_line(settings: Settings, facts: Mapping[str, str] | None = None) -> str:
+    """The start-up line (see the module docstring); ``facts`` is ``Services.facts()``."""
     parts = [
         f"relay-shell {relay_shell.__version__} serving {endpoint(settings)}",
         f"policy={settings.policy_mode.value}",
         f"audit={settings.expand(settings.audit_path)}",
     ]
-    for label, key in FACTS:
-        text = _fact_text((extras or {}).get(key))
-        if text is not None:
+    for label in FACTS:
+        text = (facts or {}).get(label)
+        if text:
             parts.append(f"{label}={text}")
     return " ".join(parts)
 
@@ -98,11 +84,11 @@ def exposure_warning(settings: Settings) -> str | None:
 
 
 def announce(
-    settings: Settings, extras: dict[str, object] | None = None, stream: TextIO | None = None
+    settings: Settings, facts: Mapping[str, str] | None = None, stream: TextIO | None = None
 ) -> None:
     """Write the start-up line (and the exposure warning, if any) to stderr, flushed."""
     out = stream or sys.stderr
-    print(serving_line(settings, extras), file=out)
+    print(serving_line(settings, facts), file=out)
     warning = exposure_warning(settings)
     if warning is not None:
         print(f"relay-shell: WARNING {warning}", file=out)

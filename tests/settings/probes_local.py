@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from relay_shell.tools.sessions import registry_of
 from tests.settings.harness import Harness, poll_until
 
 TEN_KB = "head -c 10000 /dev/zero | tr '\\0' a"
@@ -54,7 +53,7 @@ async def _reaped_without_activity(h: Harness) -> None:
 
         async with connected(server) as client:
             spawned = await h.call(client, "shell_spawn", {"command": "cat"})
-            registry = registry_of(server.services)
+            registry = server.services.sessions
             assert len(registry) == 1
 
             async def reaped() -> bool:

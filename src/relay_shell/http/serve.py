@@ -1,4 +1,4 @@
-"""The streamable HTTP transport (SPEC §10): /mcp, /healthz, /readyz, /metrics, OAuth.
+"""The streamable HTTP transport (docs/deployment.md): /mcp, /healthz, /readyz, /metrics, OAuth.
 
 TLS is the edge's job (deploy/Caddyfile); this binds loopback by default. DNS-rebinding
 protection is always on: the accepted Host values are the bind address plus
@@ -201,9 +201,10 @@ async def serve_http(settings: Settings) -> None:
     )
     services = server.services
     try:
-        await services.start()
+        # uvicorn runs the app's lifespan, which enters the server's: services start there and
+        # stop when uvicorn shuts down; aclose below is idempotent and covers a failed start.
         started = await _serve_until_signal(
-            _RelayUvicorn(config, on_listening=lambda: announce(settings, services.extras))
+            _RelayUvicorn(config, on_listening=lambda: announce(settings, services.facts()))
         )
     finally:
         with anyio.CancelScope(shield=True):
