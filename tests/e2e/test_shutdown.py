@@ -237,7 +237,9 @@ def test_without_cgroup2_forced_cgroup_is_a_configuration_error_and_auto_falls_b
         cwd=tmp_path,
     )
     assert checked.returncode == 2, checked.stderr
-    assert b"RELAY_SHELL_CONTAINMENT=cgroup, but no cgroup v2 hierarchy" in checked.stderr
+    assert b"FAIL RELAY_SHELL_CONTAINMENT: cgroup was asked for, but no cgroup v2 hierarchy" in (
+        checked.stdout + checked.stderr
+    )
     fine = subprocess.run(
         [RELAY, "--check-config"],
         env=server_env(tmp_path, RELAY_SHELL_CONTAINMENT="cgroup"),

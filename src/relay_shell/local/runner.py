@@ -1,4 +1,4 @@
-"""One-shot local processes with bounded time and memory (SPEC §3, §5.1).
+"""One-shot local processes with bounded time and memory (docs/architecture.md, "Local execution").
 
 The child runs in its own session and process group, inside a containment
 (:mod:`relay_shell.local.containment`) that the caller opened for the call. Output is
@@ -25,6 +25,7 @@ import anyio
 from relay_shell.capture import OutputCapture, SplitCapture, capture_fields, render_capture
 from relay_shell.errors import ExecTimeout, PartialOutput, SpawnFailed
 from relay_shell.local.contained import RELEASE_LINE, Contained
+from relay_shell.report import ExecReport, signal_name
 
 READ_CHUNK = 256 * 1024
 """Largest read from a child's pipe, also the StreamReader limit (it buffers up to 2x this)."""
@@ -46,17 +47,6 @@ class ProcessSpec:
     merge_stderr: bool = True
 
 
-@dataclass(frozen=True)
-class ProcessResult:
-    exit_code: int
-    signal_name: str | None
-    capture: OutputCapture | SplitCapture
-    duration_ms: int
-    pid: int
-    pipe_held: bool  # something outside the containment kept the output pipe open after the exit
-    left_running: int = 0  # processes the command left running, killed when it exited
-
-
 async def run_process(
     spec: ProcessSpec,
     *,
@@ -65,12 +55,14 @@ async def run_process(
     contained: Contained,
     on_progress: ProgressCallback | None = None,
     kill_grace_s: float = KILL_GRACE_S,
-) -> ProcessResult:
+) -> ExecReport:
     """Run ``spec`` to completion within ``timeout_s``, inside ``contained``.
 
-    Returns the result for any exit status (non-zero is not an error). Whatever the command
-    left running in ``contained`` when it exited has been killed (``left_running`` counts
-    it); ``contained`` stays open for the caller to close.
+    Returns the report for any exit status (non-zero is not an error); a child killed by
+    signal N reports ``128 + N`` and the signal's name. Whatever the command left running in
+    ``contained`` when it exited has been killed (``left_running`` counts it); ``pipe_held``
+    says that something outside the containment kept the output pipe open after that.
+    ``contained`` stays open for the caller to close.
 
     Raises:
         SpawnFailed: the program could not be started (or not contained: then it never ran).
@@ -101,16 +93,13 @@ async def run_process(
             await _stop(process, contained, kill_grace_s)
         raise
     returncode = process.returncode if process.returncode is not None else -1
-    signal_name = (
-        signal.Signals(-returncode).name if returncode < 0 and -returncode in _SIGNAL_NUMBERS else None
-    )
-    return ProcessResult(
+    return ExecReport(
         exit_code=128 - returncode if returncode < 0 else returncode,
-        signal_name=signal_name,
+        signal=signal_name(-returncode) if returncode < 0 else None,
         capture=capture,
         duration_ms=round((time.monotonic() - started) * 1000),
-        pid=process.pid,
         pipe_held=pipe_held,
+        pid=process.pid,
         left_running=left_running,
     )
 
@@ -149,9 +138,6 @@ async def _spawn(spec: ProcessSpec, contained: Contained) -> asyncio.subprocess.
         if spec.stdin is None:
             process.stdin.close()
     return process
-
-
-_SIGNAL_NUMBERS = {int(sig) for sig in signal.Signals}
 
 
 async def _pump(

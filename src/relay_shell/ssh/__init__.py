@@ -1,4 +1,4 @@
-"""SSH over asyncssh (SPEC §5.2, §9). Knows nothing of MCP; nothing above it sees an asyncssh type.
+"""SSH over asyncssh (docs/tools.md). Knows nothing of MCP; nothing above it sees an asyncssh type.
 
 Modules, in dependency order::
 
@@ -9,7 +9,7 @@ Modules, in dependency order::
     hostkeys   known_hosts file, strict / accept-new / ignore verification
     connect    Dialer: one connection (+ jump chain) under a deadline, MaxStartups retry
     pool       ConnectionPool, Lease, PoolStats
-    remote_exec  run_remote -> RemoteResult (bounded, stopped on timeout/cancel)
+    remote_exec  run_remote -> ExecReport (bounded, stopped on timeout/cancel)
     check      check_hosts -> CheckResult
     fanout     fanout -> FanoutHostResult, group_identical
     keyscan    keyscan -> ScannedKey

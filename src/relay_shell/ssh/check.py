@@ -1,4 +1,4 @@
-"""Connectivity probes (SPEC §5.2 ``ssh_check``): connect and authenticate, then hang up.
+"""Connectivity probes (``ssh_check`` in docs/tools.md): connect and authenticate, then hang up.
 
 Each probe dials a fresh connection through the pool's dialer (same host key policy,
 keys, jump chain and ``MaxStartups`` retry as every other connection) but does not pool
