@@ -229,13 +229,53 @@ async def test_a_child_that_cannot_be_contained_never_runs(tmp_path: Path) -> No
         await service.aclose()
 
 
-def test_forced_cgroup_without_a_hierarchy_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_forced_cgroup_without_a_hierarchy_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
     from relay_shell.local import containment
 
     monkeypatch.setattr(containment._PROCESS, "cgroup_host", lambda: "no cgroup v2 hierarchy (test)")
     with pytest.raises(ConfigError, match="RELAY_SHELL_CONTAINMENT=cgroup, but no cgroup v2 hierarchy"):
         ContainmentService(ContainmentMode.CGROUP)
-    assert ContainmentService(ContainmentMode.AUTO).mechanism == "subreaper"
+    fallback = ContainmentService(ContainmentMode.AUTO)
+    assert fallback.mechanism == "subreaper"
+    assert fallback.fallback_reason == "no cgroup v2 hierarchy (test)"
+    await fallback.aclose()
+
+
+SUBREAPER_PROBE = textwrap.dedent(
+    """
+    import asyncio, ctypes
+    from relay_shell.config import ContainmentMode
+    from relay_shell.local.containment import ContainmentService
+
+    def child_subreaper() -> bool:
+        value = ctypes.c_int(0)
+        assert ctypes.CDLL(None).prctl(37, ctypes.byref(value), 0, 0, 0) == 0  # PR_GET_CHILD_SUBREAPER
+        return value.value != 0
+
+    async def main() -> None:
+        seen = [child_subreaper()]
+        first = ContainmentService(ContainmentMode.SUBREAPER)
+        second = ContainmentService(ContainmentMode.SUBREAPER)
+        seen.append(child_subreaper())
+        await first.aclose()
+        await first.aclose()  # idempotent: its hold is released once
+        seen.append(child_subreaper())
+        await second.aclose()
+        seen.append(child_subreaper())
+        print(seen)
+
+    asyncio.run(main())
+    """
+)
+
+
+def test_the_subreaper_flag_lasts_as_long_as_a_subreaper_service() -> None:
+    # In a fresh process: the flag is process-wide, and a test runner must not keep it.
+    completed = subprocess.run(
+        [sys.executable, "-c", SUBREAPER_PROBE], capture_output=True, text=True, timeout=60, cwd=REPO
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.strip() == "[False, True, True, False]"
 
 
 # -- signal dispositions ------------------------------------------------------------------

@@ -181,9 +181,12 @@ class Contained(ABC):
         self._closed = True
         try:
             await self.kill(grace_s)
+        except OSError as exc:
+            log.warning("containment %s: killing what is left failed: %s", self.label, exc)
+        try:
             self._release()
         except OSError as exc:
-            log.warning("containment %s: cleanup failed: %s", self.label, exc)
+            log.warning("containment %s: release failed: %s", self.label, exc)
         finally:
             self._on_close(self)
 

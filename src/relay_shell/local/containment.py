@@ -85,8 +85,9 @@ class ContainmentService:
             else:
                 self.fallback_reason = host
                 log.info("containment: no usable cgroup v2 (%s); using the child subreaper", host)
-        if self._host is None:
-            _PROCESS.become_subreaper()
+        self._holds_subreaper = self._host is None
+        if self._holds_subreaper:
+            _PROCESS.hold_subreaper()
         self.mechanism: Mechanism = "cgroup" if self._host is not None else "subreaper"
 
     @property
@@ -138,6 +139,9 @@ class ContainmentService:
                 await asyncio.gather(*(contained.close(self.kill_grace_s) for contained in live))
         if self._host is not None and not LIVE_ROOTS:
             self._host.release()
+        if self._holds_subreaper:
+            self._holds_subreaper = False
+            _PROCESS.release_subreaper()
 
 
 class CgroupHost:
@@ -168,6 +172,7 @@ class _ProcessState:
     def __init__(self) -> None:
         self._host: CgroupHost | str | None = None
         self._host_pid = 0
+        self._subreaper_holders = 0
         self._subreaper_pid = 0
 
     def cgroup_host(self) -> CgroupHost | str:
@@ -179,14 +184,31 @@ class _ProcessState:
                 atexit.register(self._host.release)
         return self._host
 
-    def become_subreaper(self) -> None:
-        """Make this process the child subreaper of everything below it (once per process)."""
-        if self._subreaper_pid == os.getpid():
-            return
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
-            raise ConfigError(f"cannot become the child subreaper: {os.strerror(ctypes.get_errno())}")
-        self._subreaper_pid = os.getpid()
+    def hold_subreaper(self) -> None:
+        """Make this process the child subreaper of everything below it, for one more holder.
+
+        Raises:
+            ConfigError: the kernel refused.
+        """
+        if self._subreaper_pid != os.getpid():  # a forked child starts over
+            self._subreaper_holders = 0
+        if self._subreaper_holders == 0:
+            _set_subreaper(True)
+            self._subreaper_pid = os.getpid()
+        self._subreaper_holders += 1
+
+    def release_subreaper(self) -> None:
+        """One holder less; the last one clears the flag (orphans go to init again)."""
+        self._subreaper_holders = max(0, self._subreaper_holders - 1)
+        if self._subreaper_holders == 0 and self._subreaper_pid == os.getpid():
+            with contextlib.suppress(ConfigError):
+                _set_subreaper(False)
+
+
+def _set_subreaper(on: bool) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1 if on else 0, 0, 0, 0) != 0:
+        raise ConfigError(f"cannot set the child subreaper flag: {os.strerror(ctypes.get_errno())}")
 
 
 _PROCESS = _ProcessState()
