@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import shlex
 import sys
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -13,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from relay_shell.errors import LimitReached, SessionEnded, SpawnFailed
+from relay_shell.linear_regex import compile_caller_regex
 from relay_shell.local.pty import LocalPtyTransport, spawn_local_pty
 from relay_shell.sessions import RecvResult, SessionRegistry, keys_to_bytes
 
@@ -113,7 +113,7 @@ async def expect(
     registry: SessionRegistry, session_id: str, pattern: str, timeout_s: float = 15
 ) -> RecvResult:
     result = await registry.recv(
-        session_id, timeout_s=timeout_s, max_bytes=1 << 20, until=re.compile(pattern)
+        session_id, timeout_s=timeout_s, max_bytes=1 << 20, until=compile_caller_regex("until", pattern)
     )
     assert result.matched, f"{pattern!r} not seen in {result.output!r}"
     return result

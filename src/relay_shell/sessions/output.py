@@ -10,10 +10,10 @@ reader sets, never by polling, and a cancelled take consumes nothing.
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from relay_shell.linear_regex import LinearRegex, StreamSearch
 from relay_shell.sessions.terminal import decode_chunk, leading_continuation_bytes
 
 
@@ -95,7 +95,7 @@ class OutputBuffer:
         self,
         timeout_s: float,
         max_bytes: int,
-        until: re.Pattern[str] | None,
+        until: LinearRegex | None,
         strip: bool,
         exit_status: Callable[[], int | None],
     ) -> RecvResult:
@@ -130,12 +130,17 @@ class OutputBuffer:
         )
 
     async def _fill(
-        self, collected: _Collected, max_bytes: int, until: re.Pattern[str] | None, strip: bool
+        self, collected: _Collected, max_bytes: int, until: LinearRegex | None, strip: bool
     ) -> None:
-        """Take output until done; waits on the reader's event between takes."""
+        """Take output until done; waits on the reader's event between takes.
+
+        ``until`` is searched over each new piece of text plus a bounded overlap before it
+        (:class:`StreamSearch`), never over everything collected again.
+        """
+        search = StreamSearch(until) if until is not None else None
         while True:
-            self._take_available(collected, max_bytes, strip)
-            if until is not None and until.search("".join(collected.parts)):
+            text = self._take_available(collected, max_bytes, strip)
+            if search is not None and await search.feed(text):
                 collected.matched = True
                 return
             if self.drained or collected.raw_length >= max_bytes:
@@ -145,7 +150,8 @@ class OutputBuffer:
             self._changed.clear()
             await self._changed.wait()
 
-    def _take_available(self, collected: _Collected, max_bytes: int, strip: bool) -> None:
+    def _take_available(self, collected: _Collected, max_bytes: int, strip: bool) -> str:
+        """Move what the buffer holds (up to ``max_bytes`` in all) into ``collected``; returns the new text."""
         if self._gap:
             self._carry, self._gap = b"", False
         room = max_bytes - collected.raw_length
@@ -164,3 +170,5 @@ class OutputBuffer:
                 if text:
                     self._after_newline = text.endswith("\n")
             collected.parts.append(text)
+            return text
+        return ""

@@ -20,7 +20,6 @@ import builtins
 import contextlib
 import logging
 import math
-import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -28,6 +27,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
 from relay_shell.errors import InvalidInput, LimitReached, SessionEnded, SessionNotFound, SpawnFailed
+from relay_shell.linear_regex import LinearRegex
 from relay_shell.sessions.output import OutputBuffer, RecvResult
 from relay_shell.sessions.terminal import (
     parse_signal,
@@ -275,15 +275,16 @@ class SessionRegistry:
         *,
         timeout_s: float,
         max_bytes: int,
-        until: re.Pattern[str] | None = None,
+        until: LinearRegex | None = None,
         strip_ansi: bool = True,
     ) -> RecvResult:
         """Consume and return output (see :class:`RecvResult` for the fields).
 
         Without ``until``: buffered output at once, else the first output within
-        ``timeout_s``. With ``until``: accumulate until the pattern matches the accumulated
-        text (after ANSI stripping when ``strip_ansi``), the timeout, the end of the
-        session or ``max_bytes``. A cancelled recv consumes nothing.
+        ``timeout_s``. With ``until`` (compiled by :func:`relay_shell.linear_regex.compile_caller_regex`):
+        accumulate until the pattern matches the text (after ANSI stripping when ``strip_ansi``;
+        searched incrementally, see :class:`relay_shell.linear_regex.StreamSearch`), the timeout,
+        the end of the session or ``max_bytes``. A cancelled recv consumes nothing.
 
         Raises:
             SessionNotFound: unknown id.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, cast
 
 from mcp.server.mcpserver import Context, MCPServer
@@ -10,10 +9,10 @@ from mcp_types import CallToolResult
 from pydantic import Field
 
 from relay_shell.app import Services
-from relay_shell.errors import InvalidInput
 from relay_shell.governance.bounds import clamp_timeout
 from relay_shell.governance.pipeline import Call, Outcome, Plan
 from relay_shell.guidance import tool_description
+from relay_shell.linear_regex import compile_caller_regex
 from relay_shell.local.environment import validate_cwd, validate_env_overlay
 from relay_shell.sessions import SessionInfo, SessionRegistry
 from relay_shell.sessions.terminal import keys_to_bytes, parse_signal
@@ -203,10 +202,7 @@ async def session_recv(
     def planner() -> Plan:
         registry, info = session_of(svc, session_id)
         wait = clamp_timeout(2.0 if timeout is None else timeout, svc.settings)
-        try:
-            pattern = re.compile(until, re.MULTILINE) if until else None
-        except re.error as exc:
-            raise InvalidInput("until", f"not a valid regular expression: {exc}") from exc
+        pattern = compile_caller_regex("until", until) if until else None
 
         async def work(call: Call) -> Outcome:
             got = await registry.recv(
