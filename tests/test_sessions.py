@@ -258,6 +258,39 @@ def test_every_control_key_from_a_to_z() -> None:
         assert KEYS[f"C-{letter}"] == bytes([offset + 1])
 
 
+@pytest.mark.parametrize(
+    ("keys", "expected"),
+    [
+        (["F1", "F2", "F3", "F4"], b"\x1bOP\x1bOQ\x1bOR\x1bOS"),
+        (["F5", "F6", "F7", "F8"], b"\x1b[15~\x1b[17~\x1b[18~\x1b[19~"),
+        (["F9", "F10", "F11", "F12"], b"\x1b[20~\x1b[21~\x1b[23~\x1b[24~"),
+        (["Insert", "Delete", "S-Tab"], b"\x1b[2~\x1b[3~\x1b[Z"),
+        (["C-Space", "C-\\", "C-]"], b"\x00\x1c\x1d"),
+        (["M-x", "M-X", "m-b", "M-.", "M-<"], b"\x1bx\x1bX\x1bb\x1b.\x1b<"),
+        (["M-Enter", "M-Backspace", "m-left", "M-Space", "M-F1"], b"\x1b\r\x1b\x7f\x1b\x1b[D\x1b \x1b\x1bOP"),
+        (["f12", "delete", "s-tab", "c-space"], b"\x1b[24~\x1b[3~\x1b[Z\x00"),
+    ],
+)  # fmt: skip
+def test_function_editing_control_and_alt_keys(keys: list[str], expected: bytes) -> None:
+    assert keys_to_bytes(keys) == expected
+
+
+def test_every_key_of_the_table_is_accepted_by_its_own_name() -> None:
+    for name, value in KEYS.items():
+        assert keys_to_bytes([name]) == value
+
+
+@pytest.mark.parametrize(
+    "key", ["F0", "F13", "M-", "M-M-x", "M-é", "M-ab", "C-Space2", "C-[", "Alt-x", "M-\t", "S-Enter"]
+)
+def test_unknown_named_keys_are_invalid_naming_the_key(key: str) -> None:
+    with pytest.raises(InvalidInput) as raised:
+        keys_to_bytes(["Enter", key])
+    assert raised.value.argument == "keys"
+    assert raised.value.problem.startswith(f"unknown key {key!r}")
+    assert "F1 .. F12" in raised.value.problem and "M-<" in raised.value.problem
+
+
 @pytest.mark.parametrize("keys", [["F13"], ["Enter", "Hyper"], ["C-1"], [""], "Enter", [3]])
 def test_unknown_keys_are_invalid_keys(keys: list[str]) -> None:
     with pytest.raises(InvalidInput) as raised:
