@@ -29,6 +29,8 @@ from typing import Literal, Protocol, runtime_checkable
 from relay_shell.errors import InvalidInput, LimitReached, SessionEnded, SessionNotFound, SpawnFailed
 from relay_shell.linear_regex import LinearRegex
 from relay_shell.sessions.output import OutputBuffer, RecvResult
+from relay_shell.sessions.reading import SCREEN_MODES, ReadRequest, ScreenMode, read_session
+from relay_shell.sessions.screen import ScreenTracker
 from relay_shell.sessions.terminal import (
     parse_signal,
     validate_terminal_size,
@@ -117,6 +119,7 @@ class _Session:
     last_activity: float
     on_close: Callable[[], Awaitable[None]] | None
     output: OutputBuffer
+    screen: ScreenTracker
     waiters: int = 0
     reader: asyncio.Task[None] | None = None
     teardown: asyncio.Future[None] | None = None
@@ -209,6 +212,7 @@ class SessionRegistry:
             now,
             on_close,
             OutputBuffer(self._buffer_bytes),
+            ScreenTracker(cols, rows),
         )
         self._sessions[session_id] = session
         session.reader = asyncio.create_task(self._pump(session), name=f"relay-shell reader {session_id}")
@@ -242,6 +246,7 @@ class SessionRegistry:
         self._require_running(session)
         await session.transport.resize(cols, rows)
         session.cols, session.rows = cols, rows
+        session.screen.resize(cols, rows)
 
     async def kill(self, session_id: str, signal: str = "TERM", close: bool = True) -> SessionInfo:
         """Signal the session; with ``close`` also close it and remove it from the registry.
@@ -277,6 +282,8 @@ class SessionRegistry:
         max_bytes: int,
         until: LinearRegex | None = None,
         strip_ansi: bool = True,
+        screen: ScreenMode = "auto",
+        quiet_s: float | None = None,
     ) -> RecvResult:
         """Consume and return output (see :class:`RecvResult` for the fields).
 
@@ -284,22 +291,32 @@ class SessionRegistry:
         ``timeout_s``. With ``until`` (compiled by :func:`relay_shell.linear_regex.compile_caller_regex`):
         accumulate until the pattern matches the text (after ANSI stripping when ``strip_ansi``;
         searched incrementally, see :class:`relay_shell.linear_regex.StreamSearch`), the timeout,
-        the end of the session or ``max_bytes``. A cancelled recv consumes nothing.
+        the end of the session or ``max_bytes``. ``quiet_s`` waits until the output pauses that
+        long. ``screen`` chooses a stream or a screen read (:mod:`relay_shell.sessions.reading`).
+        A cancelled stream read consumes nothing.
 
         Raises:
             SessionNotFound: unknown id.
-            InvalidInput: ``timeout`` negative or not finite, ``max_bytes`` below 1.
+            InvalidInput: ``timeout`` or ``quiet_ms`` negative or not finite, ``max_bytes``
+                below 1, ``screen`` not auto, always or never.
         """
         if not isinstance(timeout_s, int | float) or not math.isfinite(timeout_s) or timeout_s < 0:
             raise InvalidInput("timeout", f"must be a finite number of seconds >= 0, not {timeout_s!r}")
         if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1:
             raise InvalidInput("max_bytes", f"must be a positive integer, not {max_bytes!r}")
+        if screen not in SCREEN_MODES:
+            raise InvalidInput("screen", f"must be one of {', '.join(SCREEN_MODES)}, not {screen!r}")
+        if quiet_s is not None and (
+            not isinstance(quiet_s, int | float) or not math.isfinite(quiet_s) or quiet_s < 0
+        ):
+            raise InvalidInput("quiet_ms", f"must be a finite number >= 0, not {quiet_s!r}")
         session = self._get(session_id)
         session.waiters += 1
         session.last_activity = self._clock()
+        request = ReadRequest(timeout_s, max_bytes, until, strip_ansi, screen, quiet_s)
         try:
-            return await session.output.take(
-                timeout_s, max_bytes, until, strip_ansi, lambda: session.transport.exit_status
+            return await read_session(
+                session.output, session.screen, request, lambda: session.transport.exit_status
             )
         finally:
             session.waiters -= 1
@@ -381,6 +398,7 @@ class SessionRegistry:
         """Reader task: copy output into the ring buffer; at the end, release the transport."""
         try:
             while chunk := await session.transport.read():
+                session.screen.observe(chunk, session.output.produced)
                 session.output.append(chunk)
         except Exception:
             log.exception("reading session %s failed; treating it as ended", session.session_id)

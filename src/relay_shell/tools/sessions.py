@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, cast
+from typing import Annotated, Literal, cast
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import CallToolResult
@@ -14,7 +14,7 @@ from relay_shell.governance.pipeline import Call, Outcome, Plan
 from relay_shell.guidance import tool_description
 from relay_shell.linear_regex import compile_caller_regex
 from relay_shell.local.environment import validate_cwd, validate_env_overlay
-from relay_shell.sessions import SessionInfo, SessionRegistry
+from relay_shell.sessions import RecvResult, SessionInfo, SessionRegistry
 from relay_shell.sessions.terminal import keys_to_bytes, parse_signal
 from relay_shell.tools.base import (
     ADJUSTS,
@@ -30,6 +30,7 @@ from relay_shell.tools.models import SessionListResult, SessionRecvResult, Sessi
 EXTRA_KEY = "sessions"
 MAX_RECV_BYTES = 1_048_576
 MAX_UNTIL = 1000
+MAX_QUIET_MS = 600_000
 
 SessionId = Annotated[
     str, Field(description="Id from shell_spawn / ssh_spawn (sh-... or ssh-...)", max_length=64)
@@ -180,15 +181,67 @@ async def session_send(
     return await run_tool(ctx, "session_send", args, planner)
 
 
+def recv_outcome(session_id: str, got: RecvResult) -> Outcome:
+    """The result of ``session_recv``: a header line, then the output or the screen's rows."""
+    header = f"{got.bytes} bytes · {'ended' if got.ended else 'running'}"
+    data: dict[str, object] = {"session_id": session_id, "mode": "stream"}
+    if got.screen is not None:
+        snapshot = got.screen
+        header = (
+            f"screen {snapshot.cols}x{snapshot.lines} · cursor {snapshot.cursor_row},{snapshot.cursor_col}"
+            + (f" · title {snapshot.title!r}" if snapshot.title else "")
+            + f" · {'ended' if got.ended else 'running'}"
+        )
+        data["mode"] = "screen"
+        data["screen"] = {
+            "rows": list(snapshot.rows),
+            "cursor": {"row": snapshot.cursor_row, "col": snapshot.cursor_col},
+            "title": snapshot.title,
+            "width": snapshot.cols,
+            "height": snapshot.lines,
+        }
+    if got.matched is not None:
+        header += " · matched" if got.matched else " · until not matched (timed out)"
+    elif got.timed_out:
+        header += (
+            " · no output within the timeout" if got.screen is None else " · still changing at the timeout"
+        )
+    if got.ended:
+        header += f" · exit {got.exit_code}"
+    if got.dropped_bytes:
+        header += f" · {got.dropped_bytes} older bytes dropped (buffer full)"
+    data.update(
+        output=got.output,
+        bytes=got.bytes,
+        matched=got.matched,
+        timed_out=got.timed_out,
+        ended=got.ended,
+        exit_code=got.exit_code,
+        dropped_bytes=got.dropped_bytes,
+    )
+    text = f"{header}\n{got.output}"
+    if got.notes:
+        data["notes"] = list(got.notes)
+        text += "".join(f"\nnote: {note}" for note in got.notes)
+    return Outcome(text=text, data=data, exit_code=got.exit_code)
+
+
 async def session_recv(
     ctx: Context,
     session_id: SessionId,
     timeout: Annotated[float | None, Field(description="Seconds to wait for output (default 2)")] = None,
     max_bytes: Annotated[int, Field(ge=1, le=MAX_RECV_BYTES, description="Most bytes to return")] = 65536,
     until: Annotated[
-        str, Field(description="Regex: keep reading until it matches", max_length=MAX_UNTIL)
+        str, Field(description="RE2 regex: keep reading until it matches", max_length=MAX_UNTIL)
     ] = "",
     strip_ansi: Annotated[bool, Field(description="Remove terminal escape sequences")] = True,
+    screen: Annotated[
+        Literal["auto", "always", "never"],
+        Field(description="auto: the rendered screen while a full-screen program runs, else the stream"),
+    ] = "auto",
+    quiet_ms: Annotated[
+        int | None, Field(ge=0, le=MAX_QUIET_MS, description="Wait until no output for this long")
+    ] = None,
 ) -> Annotated[CallToolResult, SessionRecvResult]:
     args = {
         "session_id": session_id,
@@ -196,6 +249,8 @@ async def session_recv(
         "max_bytes": max_bytes,
         "until": until,
         "strip_ansi": strip_ansi,
+        "screen": screen,
+        "quiet_ms": quiet_ms,
     }
     svc = services(ctx)
 
@@ -203,32 +258,19 @@ async def session_recv(
         registry, info = session_of(svc, session_id)
         wait = clamp_timeout(2.0 if timeout is None else timeout, svc.settings)
         pattern = compile_caller_regex("until", until) if until else None
+        quiet_s = None if quiet_ms is None else quiet_ms / 1000
 
         async def work(call: Call) -> Outcome:
             got = await registry.recv(
-                session_id, timeout_s=wait.value, max_bytes=max_bytes, until=pattern, strip_ansi=strip_ansi
+                session_id,
+                timeout_s=wait.value,
+                max_bytes=max_bytes,
+                until=pattern,
+                strip_ansi=strip_ansi,
+                screen=screen,
+                quiet_s=quiet_s,
             )
-            state = "ended" if got.ended else "running"
-            header = f"{got.bytes} bytes · {state}"
-            if got.matched is not None:
-                header += " · matched" if got.matched else " · until not matched (timed out)"
-            elif got.timed_out:
-                header += " · no output within the timeout"
-            if got.ended:
-                header += f" · exit {got.exit_code}"
-            if got.dropped_bytes:
-                header += f" · {got.dropped_bytes} older bytes dropped (buffer full)"
-            data: dict[str, object] = {
-                "session_id": session_id,
-                "output": got.output,
-                "bytes": got.bytes,
-                "matched": got.matched,
-                "timed_out": got.timed_out,
-                "ended": got.ended,
-                "exit_code": got.exit_code,
-                "dropped_bytes": got.dropped_bytes,
-            }
-            return Outcome(text=f"{header}\n{got.output}", data=data, exit_code=got.exit_code)
+            return recv_outcome(session_id, got)
 
         return Plan(work=work, tier=0, targets=session_targets(info), timeout_s=wait.value)
 
