@@ -21,7 +21,13 @@ async def shell(client: Client, tmp_path: Path, cols: int = 80, rows: int = 24) 
             "cols": cols,
             "rows": rows,
             "cwd": str(tmp_path),
-            "env": {"PS1": "$ ", "HOME": str(tmp_path), "LESS": "", "LESSHISTFILE": "-"},
+            "env": {
+                "PS1": "$ ",
+                "HOME": str(tmp_path),
+                "TERM": "xterm-256color",
+                "LESS": "",
+                "LESSHISTFILE": "-",
+            },
         },
     )
     assert result.is_error is False, result.content[0].text

@@ -192,6 +192,29 @@ class Pipeline:
         self._finish(state, time.monotonic(), result)
         return result
 
+    def record_event(self, event: str, fields: Mapping[str, object], *, target: str | None = None) -> None:
+        """Audit something that happened outside any call (a session that ended by itself, was
+        reaped, or was closed at shutdown): one record, ``tool`` and ``kind`` = ``event``, tier
+        0, outcome ok, plus ``fields`` redacted and bounded. Never raises: a failed write marks
+        the sink degraded and the record goes to the log."""
+        record: dict[str, object] = {
+            "tool": event,
+            "kind": event,
+            "tier": 0,
+            "decision": "allowed",
+            "outcome": "ok",
+            "target": target,
+            "policy_mode": self.settings.policy_mode.value,
+            "patterns_version": PATTERNS_VERSION,
+        }
+        extra = _bounded(redact(dict(fields)))
+        if isinstance(extra, dict):
+            record.update((key, value) for key, value in extra.items() if key not in record)
+        try:
+            self.audit.write(record)
+        except AuditUnavailable as exc:
+            log.error("audit write failed (%s); record: %s", exc, record)
+
     # -- stages -------------------------------------------------------------------------
 
     def _classify(self, plan: Plan, state: _CallState) -> int:

@@ -30,6 +30,7 @@ from relay_shell.errors import InvalidInput, LimitReached, SessionEnded, Session
 from relay_shell.linear_regex import LinearRegex
 from relay_shell.sessions.output import OutputBuffer, RecvResult
 from relay_shell.sessions.reading import SCREEN_MODES, ReadRequest, ScreenMode, read_session
+from relay_shell.sessions.recording import EchoProbe, Recording, RecordingSettings, RecordingSummary
 from relay_shell.sessions.screen import ScreenTracker
 from relay_shell.sessions.terminal import (
     parse_signal,
@@ -42,6 +43,7 @@ KILL_GRACE_S = 2.0
 
 SessionKind = Literal["local", "ssh"]
 SessionState = Literal["running", "ended"]
+EndReason = Literal["exited", "killed", "reaped", "shutdown"]
 _ID_PREFIXES: Mapping[str, str] = {"local": "sh-", "ssh": "ssh-"}
 
 
@@ -106,6 +108,23 @@ class SessionInfo:
     exit_code: int | None
 
 
+@dataclass(frozen=True)
+class SessionEnd:
+    """A session is over: its output ended (``exited``) or it was closed (``killed`` by
+    session_kill, ``reaped`` by the sweep, ``shutdown``), whichever came first. Reported once,
+    after its recording (if any) was closed."""
+
+    session_id: str
+    kind: SessionKind
+    host: str | None
+    command: str
+    reason: EndReason
+    exit_code: int | None
+    duration_s: float
+    bytes_produced: int
+    recording: RecordingSummary | None
+
+
 @dataclass(eq=False)
 class _Session:
     session_id: str
@@ -120,9 +139,12 @@ class _Session:
     on_close: Callable[[], Awaitable[None]] | None
     output: OutputBuffer
     screen: ScreenTracker
+    recording: Recording | None = None
     waiters: int = 0
     reader: asyncio.Task[None] | None = None
     teardown: asyncio.Future[None] | None = None
+    end_reason: EndReason | None = None
+    ending: asyncio.Future[None] | None = None
 
     @property
     def ended(self) -> bool:
@@ -135,6 +157,10 @@ class SessionRegistry:
     Sessions are reaped when idle longer than ``idle_timeout_s`` or older than
     ``max_lifetime_s``, both measured with ``clock``; :meth:`start` runs :meth:`sweep` every
     ``sweep_interval_s``. A session with a ``recv`` in progress is never reaped.
+
+    With ``recording`` every session is recorded (:mod:`relay_shell.sessions.recording`);
+    ``on_end`` is told once when each session is over (:class:`SessionEnd`: the audit's
+    session-end record).
     """
 
     def __init__(
@@ -147,7 +173,11 @@ class SessionRegistry:
         clock: Callable[[], float] = time.monotonic,
         sweep_interval_s: float = 30.0,
         kill_grace_s: float = KILL_GRACE_S,
+        recording: RecordingSettings | None = None,
+        on_end: Callable[[SessionEnd], None] | None = None,
     ) -> None:
+        self._recording = recording
+        self._on_end = on_end
         self._max_sessions = max_sessions
         self._buffer_bytes = buffer_bytes
         self._idle_timeout_s = idle_timeout_s
@@ -177,28 +207,36 @@ class SessionRegistry:
         cols: int,
         rows: int,
         on_close: Callable[[], Awaitable[None]] | None = None,
+        term: str = "xterm-256color",
     ) -> SessionInfo:
         """Register a running transport and start its reader; returns the new session's info.
 
-        The registry owns ``transport`` from this call on: if it cannot be added (full, or
-        shutting down) it is closed and ``on_close`` runs before the error is raised.
+        The registry owns ``transport`` from this call on: if it cannot be added (full,
+        shutting down, or its recording cannot be created) it is closed and ``on_close`` runs
+        before the error is raised. ``term`` is the terminal type, for the recording's header.
 
         Raises:
             LimitReached: ``RELAY_SHELL_MAX_SESSIONS`` live sessions already.
-            SpawnFailed: the registry is shutting down.
+            SpawnFailed: the registry is shutting down, or the recording cannot be created.
         """
         if kind not in _ID_PREFIXES:
             raise ValueError(f"session kind must be 'local' or 'ssh', not {kind!r}")
+        session_id = _ID_PREFIXES[kind] + secrets.token_hex(6)
+        while session_id in self._sessions:
+            session_id = _ID_PREFIXES[kind] + secrets.token_hex(6)
+        recording = None
         try:
             if self._shut_down:
                 raise SpawnFailed("the server is shutting down: no new sessions")
             self.ensure_capacity()
+            if self._recording is not None:
+                title = f"relay-shell {session_id}" + (f" on {host}" if host else "")
+                recording = Recording.start(
+                    self._recording, session_id, cols=cols, rows=rows, command=command, title=title, term=term
+                )
         except BaseException:
             await _close_quietly(transport, on_close, self._kill_grace_s)
             raise
-        session_id = _ID_PREFIXES[kind] + secrets.token_hex(6)
-        while session_id in self._sessions:
-            session_id = _ID_PREFIXES[kind] + secrets.token_hex(6)
         now = self._clock()
         session = _Session(
             session_id,
@@ -213,6 +251,7 @@ class SessionRegistry:
             on_close,
             OutputBuffer(self._buffer_bytes),
             ScreenTracker(cols, rows),
+            recording,
         )
         self._sessions[session_id] = session
         session.reader = asyncio.create_task(self._pump(session), name=f"relay-shell reader {session_id}")
@@ -236,7 +275,11 @@ class SessionRegistry:
         session = self._get(session_id)
         session.last_activity = self._clock()
         self._require_running(session)
-        await session.transport.write(data)
+        transport = session.transport
+        echo = transport.echo_enabled() if isinstance(transport, EchoProbe) else None  # before it changes
+        await transport.write(data)
+        if session.recording is not None:
+            session.recording.input(data, echo)
 
     async def resize(self, session_id: str, cols: int, rows: int) -> None:
         """Set the window size. Raises SessionNotFound, SessionEnded, InvalidInput."""
@@ -247,6 +290,8 @@ class SessionRegistry:
         await session.transport.resize(cols, rows)
         session.cols, session.rows = cols, rows
         session.screen.resize(cols, rows)
+        if session.recording is not None:
+            session.recording.resize(cols, rows)
 
     async def kill(self, session_id: str, signal: str = "TERM", close: bool = True) -> SessionInfo:
         """Signal the session; with ``close`` also close it and remove it from the registry.
@@ -271,7 +316,7 @@ class SessionRegistry:
         elif not close:
             self._require_running(session)
         if close:
-            await self._close_session(session)
+            await self._close_session(session, "killed")
         return self._info(session)
 
     async def recv(
@@ -341,7 +386,7 @@ class SessionRegistry:
         for session in expired:
             log.info("reaping session %s (idle %.0f s, age %.0f s)", session.session_id,
                      now - session.last_activity, now - session.created)  # fmt: skip
-        await asyncio.gather(*(self._close_session(session) for session in expired))
+        await asyncio.gather(*(self._close_session(session, "reaped") for session in expired))
         return [session.session_id for session in expired]
 
     async def start(self) -> None:
@@ -357,7 +402,9 @@ class SessionRegistry:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
             self._sweeper = None
-        await asyncio.gather(*(self._close_session(session) for session in list(self._sessions.values())))
+        await asyncio.gather(
+            *(self._close_session(session, "shutdown") for session in list(self._sessions.values()))
+        )
 
     # -- internals -----------------------------------------------------------------------
 
@@ -400,6 +447,8 @@ class SessionRegistry:
             while chunk := await session.transport.read():
                 session.screen.observe(chunk, session.output.produced)
                 session.output.append(chunk)
+                if session.recording is not None:
+                    session.recording.output(chunk)
         except Exception:
             log.exception("reading session %s failed; treating it as ended", session.session_id)
         finally:
@@ -409,9 +458,34 @@ class SessionRegistry:
             await session.transport.close(self._kill_grace_s)
         except Exception:
             log.exception("closing the transport of session %s failed", session.session_id)
+        await self._end(session)
 
-    async def _close_session(self, session: _Session) -> None:
+    async def _end(self, session: _Session) -> None:
+        """Close the recording and report the end of the session (:class:`SessionEnd`). Once."""
+        if session.ending is None:
+            session.ending = asyncio.ensure_future(self._report_end(session))
+        await asyncio.shield(session.ending)
+
+    async def _report_end(self, session: _Session) -> None:
+        summary = None
+        try:
+            if session.recording is not None:
+                summary = await session.recording.close()
+            if self._on_end is not None:
+                self._on_end(
+                    SessionEnd(
+                        session.session_id, session.kind, session.host, session.command,
+                        session.end_reason or "exited", session.transport.exit_status,
+                        round(max(0.0, self._clock() - session.created), 3), session.output.produced, summary,
+                    )
+                )  # fmt: skip
+        except Exception:
+            log.exception("ending session %s failed", session.session_id)
+
+    async def _close_session(self, session: _Session, reason: EndReason) -> None:
         """Close the transport, stop the reader, remove the session, run on_close. Once."""
+        if session.end_reason is None and session.ending is None and not session.output.finished:
+            session.end_reason = reason
         if session.teardown is None:
             session.teardown = asyncio.ensure_future(self._teardown(session))
         await asyncio.shield(session.teardown)
@@ -428,6 +502,7 @@ class SessionRegistry:
             log.exception("closing session %s failed", session.session_id)
         finally:
             session.output.finish()
+            await self._end(session)
             self._sessions.pop(session.session_id, None)
             if session.on_close is not None:
                 try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from typing import Annotated, Literal, cast
 
 from mcp.server.mcpserver import Context, MCPServer
@@ -15,6 +17,8 @@ from relay_shell.guidance import tool_description
 from relay_shell.linear_regex import compile_caller_regex
 from relay_shell.local.environment import validate_cwd, validate_env_overlay
 from relay_shell.sessions import RecvResult, SessionInfo, SessionRegistry
+from relay_shell.sessions.recording import RecordingSettings
+from relay_shell.sessions.registry import SessionEnd
 from relay_shell.sessions.terminal import keys_to_bytes, parse_signal
 from relay_shell.tools.base import (
     ADJUSTS,
@@ -37,6 +41,37 @@ SessionId = Annotated[
 ]
 Cols = Annotated[int, Field(ge=10, le=1000, description="Terminal columns")]
 Rows = Annotated[int, Field(ge=2, le=1000, description="Terminal rows")]
+
+
+def local_term(overlay: Mapping[str, str | None]) -> str:
+    """The TERM a local PTY child gets (the overlay, else the server's, else the PTY default)."""
+    from relay_shell.local.pty import PTY_DEFAULTS
+
+    term = overlay["TERM"] if "TERM" in overlay else os.environ.get("TERM")
+    return term or PTY_DEFAULTS["TERM"]
+
+
+def end_record(end: SessionEnd) -> dict[str, object]:
+    """The audit fields of a session's end (written as a ``session_end`` record)."""
+    fields: dict[str, object] = {
+        "session_id": end.session_id,
+        "session_kind": end.kind,
+        "command": end.command,
+        "reason": end.reason,
+        "exit_code": end.exit_code,
+        "duration_ms": round(end.duration_s * 1000),
+        "stream_len": end.bytes_produced,
+    }
+    if end.recording is not None:
+        fields["recording"] = {
+            "path": end.recording.path,
+            "bytes": end.recording.bytes,
+            "sha256": end.recording.sha256,
+            "truncated": end.recording.truncated,
+            "input": end.recording.input_recorded,
+            "error": end.recording.error,
+        }
+    return fields
 
 
 def registry_of(svc: Services) -> SessionRegistry:
@@ -125,8 +160,9 @@ async def shell_spawn(
             registry.ensure_capacity()
             transport = await spawn_local_pty(command, cols=cols, rows=rows, cwd=workdir, env=overlay)
             info = await registry.add(
-                transport, kind="local", host=None, command=command or "/bin/bash", cols=cols, rows=rows
-            )
+                transport, kind="local", host=None, command=command or "/bin/bash", cols=cols, rows=rows,
+                term=local_term(overlay),
+            )  # fmt: skip
             return session_outcome(info, "started")
 
         probe = "\n".join(
@@ -330,11 +366,20 @@ async def session_list(ctx: Context) -> Annotated[CallToolResult, SessionListRes
 
 def register(server: MCPServer, svc: Services) -> None:
     settings = svc.settings
+    recording = None
+    if settings.session_record_dir is not None:
+        recording = RecordingSettings(
+            directory=settings.expand(settings.session_record_dir),
+            record_input=settings.session_record_input,
+            max_bytes=settings.session_record_max_bytes,
+        )
     registry = SessionRegistry(
         max_sessions=settings.max_sessions,
         buffer_bytes=settings.session_buffer_bytes,
         idle_timeout_s=settings.session_idle_timeout,
         max_lifetime_s=settings.session_max_lifetime,
+        recording=recording,
+        on_end=lambda end: svc.pipeline.record_event("session_end", end_record(end), target=end.host),
     )
     svc.extras[EXTRA_KEY] = registry
     svc.add_counter("sessions", lambda: len(registry))

@@ -156,7 +156,7 @@ async def ssh_spawn(
             )
             info = await registry.add(
                 transport, kind="ssh", host=spec.display(), command=shown, cols=cols, rows=rows,
-                on_close=transport.release,
+                on_close=transport.release, term=term,
             )  # fmt: skip
             outcome = session_outcome(info, "started")
             outcome.audit_extra["known_hosts"] = spec.known_hosts.value
