@@ -9,6 +9,7 @@ import pytest
 from relay_shell.sessions.screen import (
     MAX_RENDER_COLS,
     MAX_TITLE_CHARS,
+    MIN_PENDING_BYTES,
     ScreenTracker,
     VirtualTerminal,
 )
@@ -171,7 +172,7 @@ async def test_a_burst_keeps_bounded_pending_output_and_the_right_screen() -> No
         chunk = b"".join(lines[start : start + 1000])
         tracker.observe(chunk, offset)
         offset += len(chunk)
-        assert tracker.pending_bytes <= 256 * 1024 + len(chunk)
+        assert tracker.pending_bytes <= MIN_PENDING_BYTES + len(chunk)
     snapshot = await tracker.render()
     assert snapshot is not None
     assert snapshot.rows[-1] == "line 199999"

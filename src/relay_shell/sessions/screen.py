@@ -10,7 +10,7 @@ session turns the output into the screen a person would see:
 - **Lazy, off the loop.** :meth:`ScreenTracker.render` feeds what is pending to the emulator
   in a worker thread (in pieces, releasing the GIL between them) and returns a
   :class:`ScreenSnapshot`. Sessions nobody renders cost no emulation at all.
-- **Bounded.** The pending queue holds at most ``max(256 KiB, 4 x cols x rows)`` bytes; past
+- **Bounded.** The pending queue holds at most ``max(128 KiB, 4 x cols x rows)`` bytes; past
   that the head is dropped, cutting at the last full clear or alternate-screen entry when one
   is recent enough, else at a line or escape boundary that keeps the last half of the bound.
   The emulator keeps what it showed before the cut, so a screen after such a burst is exact
@@ -40,8 +40,8 @@ from pyte import modes as pyte_modes
 
 MAX_RENDER_COLS = 500
 MAX_RENDER_ROWS = 200
-MIN_PENDING_BYTES = 256 * 1024
-FEED_PIECE_BYTES = 4096
+MIN_PENDING_BYTES = 128 * 1024
+FEED_PIECE_BYTES = 512
 MAX_TITLE_CHARS = 256
 MAX_FULLSCREEN_REGIONS = 16
 _ALTERNATE_MODES = frozenset({47, 1047, 1049})
