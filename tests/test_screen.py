@@ -206,3 +206,22 @@ async def test_sessions_beyond_the_cap_do_not_render_until_resized_back() -> Non
     tracker.observe(b"\r\nkept", 4000)
     snapshot = await tracker.render()
     assert snapshot is not None and snapshot.rows == ("", "kept")
+
+
+async def test_a_cut_keeps_the_size_in_force_and_later_resizes() -> None:
+    tracker = ScreenTracker(80, 24)
+    old = b"".join(f"old {number:05d} {'x' * 80}\r\n".encode() for number in range(1100))  # 90 columns
+    tracker.observe(old, 0)  # about 100 KiB: under the bound, nothing cut yet
+    tracker.resize(100, 30)
+    filler = (
+        b"\x1b[0m" * 10_000
+    )  # 40 KB that draws nothing: pushes the bound, so a cut falls before the resize
+    tracker.observe(filler + b"new A\r\nnew B", len(old))
+    assert 0 < tracker.cut_bytes < len(old)
+    snapshot = await tracker.render()
+    assert snapshot is not None
+    assert (snapshot.cols, snapshot.lines) == (100, 30)
+    rows = snapshot.rows
+    assert rows[-2:] == ("new A", "new B")
+    # The old lines were drawn at 80 columns (wrapped: 80 + 10), not at the size that came later.
+    assert {len(row) for row in rows[:-2]} == {80, 10}

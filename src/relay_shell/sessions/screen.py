@@ -364,26 +364,37 @@ class ScreenTracker:
             self.fullscreen_regions.append((self._fullscreen_since, end))
 
     def _trim(self) -> None:
-        """Drop the head of the pending output (see the module docstring)."""
-        keep = self._limit() // 2
-        end = self._pending_start + self._pending_bytes
+        """Drop the head of the pending output (see the module docstring).
+
+        The kept output starts with the size and alternate-screen state in force at the cut;
+        resizes after the cut stay where they were.
+        """
         output = b"".join(item for item in self._pending if isinstance(item, bytes))
-        cut = end - keep
-        if self._last_reset is not None and self._last_reset >= cut:
-            cut = self._last_reset
+        cut = len(output) - self._limit() // 2
+        if self._last_reset is not None and self._last_reset - self._pending_start >= cut:
+            cut = self._last_reset - self._pending_start
         else:
-            cut = _boundary_after(output, cut - self._pending_start) + self._pending_start
-        dropped = cut - self._pending_start
-        size = next(
-            (item for item in reversed(self._pending) if isinstance(item, _Resize)),
-            _Resize(*self._size_at_start),
-        )
-        alternate = _alternate_after(output[:dropped], self._alternate_at_start)
-        self._pending = deque([size, _Alternate(alternate), output[dropped:]])
-        self._pending_bytes = len(output) - dropped
-        self._pending_start = cut
+            cut = _boundary_after(output, cut)
+        size = _Resize(*self._size_at_start)
+        kept: deque[_Item] = deque()
+        position = 0
+        for item in self._pending:
+            if isinstance(item, bytes):
+                if position + len(item) > cut:
+                    kept.append(item[max(0, cut - position) :])
+                position += len(item)
+            elif kept:
+                kept.append(item)
+            elif isinstance(item, _Resize):
+                size = item  # in force at the cut
+        alternate = _alternate_after(output[:cut], self._alternate_at_start)
+        kept.extendleft([_Alternate(alternate), size])
+        self._pending = kept
+        self._pending_bytes = len(output) - cut
+        self._pending_start += cut
         self._alternate_at_start = alternate
-        self.cut_bytes += dropped
+        self._size_at_start = (size.cols, size.rows)
+        self.cut_bytes += cut
 
 
 def _boundary_after(data: bytes, position: int) -> int:

@@ -244,7 +244,7 @@ def recv_outcome(session_id: str, got: RecvResult) -> Outcome:
         )
     if got.ended:
         header += f" · exit {got.exit_code}"
-    if got.dropped_bytes:
+    if got.dropped_bytes and got.screen is None:  # a screen is whole whatever the buffer dropped
         header += f" · {got.dropped_bytes} older bytes dropped (buffer full)"
     data.update(
         output=got.output,
