@@ -6,13 +6,8 @@ import asyncio
 
 import pytest
 
-from relay_shell.sessions.screen import (
-    MAX_RENDER_COLS,
-    MAX_TITLE_CHARS,
-    MIN_PENDING_BYTES,
-    ScreenTracker,
-    VirtualTerminal,
-)
+from relay_shell.sessions.screen import MAX_RENDER_COLS, MIN_PENDING_BYTES, ScreenTracker
+from relay_shell.sessions.vt import MAX_COMBINING_MARKS, MAX_SAVED_CURSORS, MAX_TITLE_CHARS, VirtualTerminal
 
 ENTER_ALT, LEAVE_ALT = b"\x1b[?1049h", b"\x1b[?1049l"
 
@@ -103,10 +98,57 @@ def test_hostile_parameters_do_not_break_the_emulator() -> None:
     assert terminal.skipped_pieces >= 1
 
 
+@pytest.mark.parametrize("mark", ["\u0301", "\u0301\x1b[m"])  # one run, or one mark per draw call
+def test_stacked_combining_marks_stay_bounded_per_cell(mark: str) -> None:
+    # pyte re-normalizes a cell's text for every mark: unbounded stacks cost quadratic time.
+    terminal = screen_of(("x" + mark * 20_000 + "ok").encode())
+    cell = terminal.buffer[0][0]
+    assert cell.data[0] == "x" and len(cell.data) <= 2 * MAX_COMBINING_MARKS + 1
+    assert terminal.snapshot().rows[0].endswith("ok")
+    assert screen_of("e\u0301 n\u0303".encode()).snapshot().rows == ("é ñ",)
+
+
 def test_wide_characters_take_two_cells() -> None:
     snapshot = screen_of("漢字ab".encode()).snapshot()
     assert snapshot.rows == ("漢字ab",)
     assert snapshot.cursor_col == 6
+
+
+FILLED = b"0123456789\r\nabcdefghij\r\nABCDEFGHIJ\r\nklmnopqrst"
+
+
+@pytest.mark.parametrize(
+    ("sequence", "rows"),
+    [
+        (b"\x1b[1;3H\x1b[2@", ("01  234567", "abcdefghij", "ABCDEFGHIJ", "klmnopqrst")),  # ICH
+        (b"\x1b[1;3H\x1b[3P", ("0156789", "abcdefghij", "ABCDEFGHIJ", "klmnopqrst")),  # DCH
+        (b"\x1b[1;3H\x1b[3X", ("01   56789", "abcdefghij", "ABCDEFGHIJ", "klmnopqrst")),  # ECH
+        (b"\x1b[2;6H\x1b[K", ("0123456789", "abcde", "ABCDEFGHIJ", "klmnopqrst")),  # EL 0
+        (b"\x1b[2;6H\x1b[1K", ("0123456789", "      ghij", "ABCDEFGHIJ", "klmnopqrst")),  # EL 1
+        (b"\x1b[2;6H\x1b[2K", ("0123456789", "", "ABCDEFGHIJ", "klmnopqrst")),  # EL 2
+        (b"\x1b[2;6H\x1b[J", ("0123456789", "abcde")),  # ED 0
+        (b"\x1b[2;6H\x1b[1J", ("", "      ghij", "ABCDEFGHIJ", "klmnopqrst")),  # ED 1
+        (b"\x1b[2;6H\x1b[2J", ()),  # ED 2
+        (b"\x1b[2;1H\x1b[L", ("0123456789", "", "abcdefghij", "ABCDEFGHIJ")),  # IL
+        (b"\x1b[2;1H\x1b[M", ("0123456789", "ABCDEFGHIJ", "klmnopqrst")),  # DL
+        (b"\x1b[2;1H\x1b[M\x1b[M", ("0123456789", "klmnopqrst")),  # DL twice (pyte left a row behind)
+        (b"\x1b[2;3r\x1b[3;1H\n", ("0123456789", "ABCDEFGHIJ", "", "klmnopqrst")),  # scroll in margins
+        (b"\x1b[2;3r\x1b[2;1H\x1bM", ("0123456789", "", "abcdefghij", "klmnopqrst")),  # reverse index
+        (b"\x1b[4;1H\n", ("abcdefghij", "ABCDEFGHIJ", "klmnopqrst")),  # scroll the whole screen
+        (b"\x1b[4h\x1b[1;1HXY", ("XY23456789", "abcdefghij", "ABCDEFGHIJ", "klmnopqrst")),  # IRM ignored
+        (b"\x1b#8", ("0123456789", "abcdefghij", "ABCDEFGHIJ", "klmnopqrst")),  # DECALN ignored
+        (b"\x1b[?5h\x1b[?5l", ("0123456789", "abcdefghij", "ABCDEFGHIJ", "klmnopqrst")),  # DECSCNM
+    ],
+)
+def test_editing_operations_touch_only_the_cells_they_name(sequence: bytes, rows: tuple[str, ...]) -> None:
+    assert screen_of(FILLED + sequence, cols=10, rows=4).snapshot().rows == rows
+
+
+def test_repeated_whole_screen_operations_leave_no_cells_behind() -> None:
+    # pyte paints erased cells (keeping them), so each later erase walks every column again.
+    terminal = screen_of(FILLED + b"\x1b[2J" + b"\x1b[K\x1b[2K\x1b[J\x1b[1J\x1b[9X" * 1000, cols=10, rows=4)
+    assert sum(len(line) for line in terminal.buffer.values()) == 0
+    assert len(screen_of(b"\x1b7" * 5000).savepoints) == MAX_SAVED_CURSORS
 
 
 # -- the tracker -----------------------------------------------------------------------------

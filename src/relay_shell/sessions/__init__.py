@@ -3,8 +3,9 @@
 - :mod:`.registry`: the :class:`SessionRegistry` and the :class:`Transport` protocol that local
   and SSH terminals implement;
 - :mod:`.output`: a session's output ring buffer (event-driven take, UTF-8 and ANSI carry);
-- :mod:`.screen`: a session's screen (a VT emulator with the alternate screen, fed lazily off
-  the event loop);
+- :mod:`.screen`: a session's screen (the emulator fed lazily, off the event loop, bounded);
+- :mod:`.vt`: the VT emulator (pyte, with the alternate screen and costs bounded by the output);
+- :mod:`.recording`: asciicast v2 recordings of sessions;
 - :mod:`.reading`: how ``recv`` chooses between a stream read and a screen read;
 - :mod:`.terminal`: the terminal vocabulary (named keys, signal names, sizes, ANSI stripping).
 """

@@ -10,15 +10,14 @@ session turns the output into the screen a person would see:
 - **Lazy, off the loop.** :meth:`ScreenTracker.render` feeds what is pending to the emulator
   in a worker thread (in pieces, releasing the GIL between them) and returns a
   :class:`ScreenSnapshot`. Sessions nobody renders cost no emulation at all.
-- **Bounded.** The pending queue holds at most ``max(128 KiB, 4 x cols x rows)`` bytes; past
+- **Bounded.** The pending queue holds 128 KiB, or four bytes a cell up to 256 KiB; past
   that the head is dropped, cutting at the last full clear or alternate-screen entry when one
   is recent enough, else at a line or escape boundary that keeps the last half of the bound.
   The emulator keeps what it showed before the cut, so a screen after such a burst is exact
   for programs that redraw (top, less, vim) and approximate for ones that only repaint
   changed cells.
-- **Alternate screen.** pyte keeps one buffer; :class:`VirtualTerminal` keeps the main screen
-  aside on ``CSI ? 1049 h`` (and 47, 1047), gives the program a blank one, and brings the
-  main screen and its cursor back on ``CSI ? 1049 l``, so the shell reappears after ``:q!``.
+- **The emulator** (:class:`relay_shell.sessions.vt.VirtualTerminal`) keeps the main and
+  alternate screens apart and costs time in proportion to the output, whatever it holds.
 - **Size cap.** Rendering is limited to :data:`MAX_RENDER_COLS` x :data:`MAX_RENDER_ROWS`;
   a larger session streams only (it keeps no pending output), and its emulator starts afresh
   if it is resized back within the cap.
@@ -28,29 +27,32 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import copy
 import re
 import threading
-import time
-from collections import defaultdict, deque
+from collections import deque
 from dataclasses import dataclass
 
-import pyte
-from pyte import modes as pyte_modes
+from relay_shell.sessions.vt import ALTERNATE_MODES, ScreenSnapshot, VirtualTerminal
+
+__all__ = [
+    "MAX_RENDER_COLS",
+    "MAX_RENDER_ROWS",
+    "ScreenSnapshot",
+    "ScreenTracker",
+    "VirtualTerminal",
+    "renderable",
+]
 
 MAX_RENDER_COLS = 500
 MAX_RENDER_ROWS = 200
 MIN_PENDING_BYTES = 128 * 1024
-FEED_PIECE_BYTES = 512
-MAX_TITLE_CHARS = 256
+MAX_PENDING_BYTES = 256 * 1024
 MAX_FULLSCREEN_REGIONS = 16
-_ALTERNATE_MODES = frozenset({47, 1047, 1049})
 _CURSOR_VISIBLE_MODE = 25
 # Private-mode switches (DECSET/DECRST), full clears and RIS, in the raw byte stream. Every
 # repeated class is bounded, so the scan is linear.
 _EVENTS = re.compile(rb"\x1b(?:\[(?:\?([0-9;]{1,64})([hl])|2J)|c)")
 _LONGEST_EVENT = 70
-_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # Rendering runs in its own threads: a long render must not hold up asyncio's default
 # executor (DNS lookups for SSH go there).
 _RENDER_POOL = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="relay-shell-screen")
@@ -59,137 +61,6 @@ _RENDER_POOL = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_
 def renderable(cols: int, rows: int) -> bool:
     """Whether a terminal of this size is rendered (else it streams only)."""
     return cols <= MAX_RENDER_COLS and rows <= MAX_RENDER_ROWS
-
-
-@dataclass(frozen=True)
-class ScreenSnapshot:
-    """What the screen shows: ``rows`` with trailing blanks trimmed and trailing empty rows
-    dropped, the 0-based cursor, the window title, the size and whether the alternate
-    screen is active."""
-
-    rows: tuple[str, ...]
-    cursor_row: int
-    cursor_col: int
-    title: str
-    cols: int
-    lines: int
-    alternate: bool
-
-    @property
-    def text(self) -> str:
-        """The rows joined by newlines (what ``until`` is matched against in screen mode)."""
-        return "\n".join(self.rows)
-
-
-@dataclass
-class _SavedScreen:
-    buffer: dict[int, pyte.screens.StaticDefaultDict[int, pyte.screens.Char]]
-    cursor: pyte.screens.Cursor
-    cols: int
-    lines: int
-
-
-class VirtualTerminal(pyte.Screen):
-    """pyte's screen plus the alternate screen buffer, and without DECCOLM.
-
-    DECCOLM (``CSI ? 3 h``, 132 columns) is ignored: the size is the PTY's, set by resizes.
-    Not thread-safe: one thread at a time (the tracker's render lock).
-    """
-
-    def __init__(self, cols: int, lines: int) -> None:
-        self.alternate = False
-        self.skipped_pieces = 0
-        self._saved_main: _SavedScreen | None = None
-        super().__init__(cols, lines)
-        self.stream = pyte.ByteStream(self)
-
-    def reset(self) -> None:
-        """RIS: also leaves the alternate screen and forgets the saved main screen."""
-        self.alternate = False
-        self._saved_main = None
-        super().reset()
-
-    def set_mode(self, *modes: int, **kwargs: bool) -> None:
-        if kwargs.get("private"):
-            for mode in _ALTERNATE_MODES.intersection(modes):
-                self._enter_alternate(mode)
-            modes = tuple(m for m in modes if m not in _ALTERNATE_MODES and m != pyte_modes.DECCOLM >> 5)
-        super().set_mode(*modes, **kwargs)
-
-    def reset_mode(self, *modes: int, **kwargs: bool) -> None:
-        if kwargs.get("private"):
-            for mode in _ALTERNATE_MODES.intersection(modes):
-                self._leave_alternate(mode)
-            modes = tuple(m for m in modes if m not in _ALTERNATE_MODES and m != pyte_modes.DECCOLM >> 5)
-        super().reset_mode(*modes, **kwargs)
-
-    def switch_alternate(self, alternate: bool) -> None:
-        """Enter or leave the alternate screen as ``CSI ? 1049 h/l`` would (used after a cut)."""
-        if alternate:
-            self._enter_alternate(1049)
-        else:
-            self._leave_alternate(1049)
-
-    def _enter_alternate(self, mode: int) -> None:
-        if self.alternate:
-            if mode != 47:
-                self.erase_in_display(2)
-            return
-        self._saved_main = _SavedScreen(self.buffer, copy.copy(self.cursor), self.columns, self.lines)
-        self.buffer = defaultdict(lambda: pyte.screens.StaticDefaultDict(self.default_char))
-        self.alternate = True
-        self.dirty.update(range(self.lines))
-
-    def _leave_alternate(self, mode: int) -> None:
-        saved = self._saved_main
-        if not self.alternate or saved is None:
-            return
-        self.alternate = False
-        self._saved_main = None
-        self.buffer = saved.buffer
-        drop = max(0, saved.lines - self.lines)  # a shorter screen loses rows at the top
-        if drop:
-            for row in range(self.lines):
-                self.buffer[row] = self.buffer[row + drop]
-            for row in range(self.lines, saved.lines):
-                self.buffer.pop(row, None)
-        if saved.cols > self.columns:
-            for line in self.buffer.values():
-                for column in [c for c in line if c >= self.columns]:
-                    del line[column]
-        if mode == 1049:
-            self.cursor = saved.cursor
-            self.cursor.y = max(0, self.cursor.y - drop)
-            self.ensure_hbounds()
-            self.ensure_vbounds()
-        self.dirty.update(range(self.lines))
-
-    def feed(self, data: bytes) -> None:
-        """Feed output in pieces; a piece the parser chokes on (a 5,000-digit parameter makes
-        ``int()`` raise) is skipped, the parser resets, and the rest still renders. Between
-        pieces the GIL is released so the event loop runs."""
-        for start in range(0, len(data), FEED_PIECE_BYTES):
-            try:
-                self.stream.feed(data[start : start + FEED_PIECE_BYTES])
-            except Exception:  # pyte raises ValueError and friends on hostile input
-                self.skipped_pieces += 1
-            time.sleep(0)
-
-    def snapshot(self) -> ScreenSnapshot:
-        """The current screen (see :class:`ScreenSnapshot`)."""
-        rows = [row.rstrip() for row in self.display]
-        while rows and not rows[-1]:
-            rows.pop()
-        title = _CONTROL_CHARACTERS.sub("", self.title)[:MAX_TITLE_CHARS]
-        return ScreenSnapshot(
-            rows=tuple(rows),
-            cursor_row=min(max(self.cursor.y, 0), self.lines - 1),
-            cursor_col=min(max(self.cursor.x, 0), self.columns - 1),
-            title=title,
-            cols=self.columns,
-            lines=self.lines,
-            alternate=self.alternate,
-        )
 
 
 @dataclass(frozen=True)
@@ -253,7 +124,7 @@ class ScreenTracker:
         return self._pending_bytes
 
     def _limit(self) -> int:
-        return max(MIN_PENDING_BYTES, 4 * self._cols * self._rows)
+        return min(MAX_PENDING_BYTES, max(MIN_PENDING_BYTES, 4 * self._cols * self._rows))
 
     def observe(self, chunk: bytes, offset: int) -> None:
         """Account for ``chunk``, which starts at stream offset ``offset``."""
@@ -348,7 +219,7 @@ class ScreenTracker:
         else:
             modes = {int(part) for part in match.group(1).split(b";") if part}
             switched_on = match.group(2) == b"h"
-            if modes & _ALTERNATE_MODES:
+            if modes & ALTERNATE_MODES:
                 self.alternate = switched_on
                 self._repainting = False
                 if switched_on and modes & {1047, 1049}:
@@ -412,6 +283,6 @@ def _alternate_after(data: bytes, active: bool) -> bool:
             if match.group(0) == b"\x1bc":
                 active = False
             continue
-        if {int(part) for part in match.group(1).split(b";") if part} & _ALTERNATE_MODES:
+        if {int(part) for part in match.group(1).split(b";") if part} & ALTERNATE_MODES:
             active = match.group(2) == b"h"
     return active
