@@ -14,7 +14,13 @@ import pytest
 
 from relay_shell.errors import SpawnFailed
 from relay_shell.sessions import recording as recording_module
-from relay_shell.sessions.recording import REDACTED, Recording, RecordingSettings, prepare_directory
+from relay_shell.sessions.recording import (
+    MAX_HEADER_TEXT,
+    REDACTED,
+    Recording,
+    RecordingSettings,
+    prepare_directory,
+)
 
 
 class Ticks:
@@ -165,3 +171,13 @@ async def test_a_write_error_stops_the_recording_but_not_the_caller(
     assert summary.error is not None and "No space left" in summary.error
     assert summary.bytes == size == recording.path.stat().st_size
     assert summary.sha256 == hashlib.sha256(recording.path.read_bytes()).hexdigest()
+
+
+async def test_a_long_command_is_cut_in_the_header(tmp_path: Path) -> None:
+    settings = RecordingSettings(directory=tmp_path / "rec", record_input=False, max_bytes=1 << 20)
+    recording = Recording.start(
+        settings, "sh-0123456789ab", cols=80, rows=24, command="x" * 100_000, title="t", term="xterm"
+    )
+    await recording.close()
+    header, _ = lines_of(recording.path)
+    assert header["command"] == "x" * MAX_HEADER_TEXT + "..."

@@ -48,6 +48,7 @@ FILE_MODE = 0o600
 FLUSH_BYTES = 64 * 1024
 FLUSH_DELAY_S = 1.0
 REDACTED = "[REDACTED]"
+MAX_HEADER_TEXT = 2048  # a command can be 100,000 characters; the header keeps its start
 _STOP_RESERVE = 512  # room kept for the event that says the recording stopped
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": "), allow_nan=False)
 
@@ -166,9 +167,9 @@ class Recording:
             "width": cols,
             "height": rows,
             "timestamp": int(moment.timestamp()),
-            "title": title,
-            "command": command,
-            "env": {"TERM": term},
+            "title": title[:MAX_HEADER_TEXT],
+            "command": command if len(command) <= MAX_HEADER_TEXT else command[:MAX_HEADER_TEXT] + "...",
+            "env": {"TERM": term[:MAX_HEADER_TEXT]},
         }
         recording._append(_ENCODER.encode(header))
         recording.flush()
