@@ -15,8 +15,9 @@
   a whole screen each. Here they touch only the cells that exist, insert mode (IRM, a full
   line shift per character) is ignored, the cursor-save stack is capped, and a cell keeps a
   bounded number of combining marks;
-- **resilience.** Output is fed in small pieces (the GIL is released between them); a piece
-  the parser chokes on is skipped and the parser restarts.
+- **resilience.** Output is fed in small pieces with a short sleep between them (the GIL is
+  given up, so the event loop keeps running); a piece the parser chokes on is skipped and the
+  parser restarts.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ from pyte import modes as pyte_modes
 from pyte.screens import Margins
 
 FEED_PIECE_BYTES = 512
+# After each piece the feeding thread sleeps this long: it gives up the GIL for real (a zero
+# sleep hands it back at once on a busy machine), so the event loop is not kept waiting.
+FEED_PAUSE_S = 0.0005
 MAX_TITLE_CHARS = 256
 MAX_COMBINING_MARKS = 8
 MAX_SAVED_CURSORS = 8
@@ -279,13 +283,13 @@ class VirtualTerminal(pyte.Screen):
     def feed(self, data: bytes) -> None:
         """Feed output in pieces; a piece the parser chokes on (a 5,000-digit parameter makes
         ``int()`` raise) is skipped, the parser resets, and the rest still renders. Between
-        pieces the GIL is released so the event loop runs."""
+        pieces the thread sleeps :data:`FEED_PAUSE_S` so the event loop gets the GIL."""
         for start in range(0, len(data), FEED_PIECE_BYTES):
             try:
                 self.stream.feed(data[start : start + FEED_PIECE_BYTES])
             except Exception:  # pyte raises ValueError and friends on hostile input
                 self.skipped_pieces += 1
-            time.sleep(0)
+            time.sleep(FEED_PAUSE_S)
 
     def snapshot(self) -> ScreenSnapshot:
         """The current screen (see :class:`ScreenSnapshot`)."""
