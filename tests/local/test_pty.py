@@ -446,3 +446,16 @@ async def test_aclose_leaves_no_process_and_no_fd(home: Path) -> None:
     assert len(registry) == 0
     assert all(live_session_members(pid) == [] for pid in pids)
     assert open_fd_count() == before
+
+
+async def test_echo_enabled_follows_the_terminal_mode(tmp_path: Path) -> None:
+    registry = SessionRegistry(max_sessions=1, buffer_bytes=65536, idle_timeout_s=600, max_lifetime_s=600)
+    session_id, _ = await spawn(
+        registry, "stty -echo; echo off; read line; stty echo; echo on; cat", home=tmp_path
+    )
+    await expect(registry, session_id, r"^off\r?$")
+    assert registry.echo_enabled(session_id) is False
+    await registry.send(session_id, b"hidden\r")
+    await expect(registry, session_id, r"^on\r?$")
+    assert registry.echo_enabled(session_id) is True
+    await registry.aclose()

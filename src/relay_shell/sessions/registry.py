@@ -275,11 +275,17 @@ class SessionRegistry:
         session = self._get(session_id)
         session.last_activity = self._clock()
         self._require_running(session)
-        transport = session.transport
-        echo = transport.echo_enabled() if isinstance(transport, EchoProbe) else None  # before it changes
-        await transport.write(data)
+        echo = self.echo_enabled(session_id)  # read before the input can change it
+        await session.transport.write(data)
         if session.recording is not None:
             session.recording.input(data, echo)
+
+    def echo_enabled(self, session_id: str) -> bool | None:
+        """Whether the session's terminal echoes input now: False at a password prompt (and
+        under a line editor such as readline, which echoes by itself); None when it cannot be
+        known (SSH terminals). Raises SessionNotFound."""
+        transport = self._get(session_id).transport
+        return transport.echo_enabled() if isinstance(transport, EchoProbe) else None
 
     async def resize(self, session_id: str, cols: int, rows: int) -> None:
         """Set the window size. Raises SessionNotFound, SessionEnded, InvalidInput."""
