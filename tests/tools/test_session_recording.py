@@ -140,8 +140,10 @@ async def test_input_recording_redacts_what_is_typed_with_echo_off(
     await server.services.start()
     async with connected(server) as client:
         session_id = await shell(client, tmp_path)
-        await send(client, session_id, "cat")
-        await recv(client, session_id, until=r"^cat\r?$")
+        # Wait for output of the command itself: once it runs, readline has given the terminal
+        # back (echo on); the echo of the command line comes before that.
+        await send(client, session_id, "echo cat-ready; cat")
+        await recv(client, session_id, until=r"^cat-ready\r?$")
         await send(client, session_id, "typed-in-the-open")  # cat: the terminal echoes
         await recv(client, session_id, until=r"^typed-in-the-open\r?$")
         await send(client, session_id, enter=False, keys=["C-d"])

@@ -64,7 +64,7 @@ async def test_remote_vim_screen_and_a_recording_without_input(
         await send(
             client,
             session_id,
-            data="printf 'Password: '; stty -echo; read secret; stty echo; echo got-${#secret}",
+            data="stty -echo; printf 'Password: '; read secret; stty echo; echo got-${#secret}",
         )
         await recv_until(client, session_id, r"Password: $")
         await send(client, session_id, data="remote-s3cret")
