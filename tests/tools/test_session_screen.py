@@ -107,7 +107,18 @@ async def test_top_screen_has_its_header_and_follows_a_resize(client: Client, tm
     assert rows[1].startswith("Tasks:")
     assert any(row.lstrip().startswith("PID") for row in rows)
     assert all(len(row) <= 80 for row in rows)
+    await send(client, session_id, "q", enter=False)
+    data = await recv(client, session_id, until=PROMPT)
+    assert data["mode"] == "stream"
+    assert "PID" not in data["output"]  # top's frames were superseded
 
+    # A process whose command line is longer than any width, shown alone (-p) with its command
+    # line (-c): its row fills whatever width top draws at.
+    await send(client, session_id, """(exec -a "$(printf 'x%.0s' $(seq 200))" sleep 300) &""")
+    await recv(client, session_id, until=PROMPT)
+    await send(client, session_id, "top -c -d 1 -p $!")
+    data = await recv(client, session_id, until=r"xxx\+$")  # cut at 80 columns, with a +
+    assert max(len(row) for row in data["screen"]["rows"]) <= 80
     resized = await client.call_tool("session_resize", {"session_id": session_id, "cols": 120, "rows": 30})
     assert resized.is_error is False
     data = await recv(client, session_id, until=r"^.{81,}$")  # top redrew at the new width
@@ -115,9 +126,7 @@ async def test_top_screen_has_its_header_and_follows_a_resize(client: Client, tm
     assert data["screen"]["rows"][0].startswith("top - ")
     assert max(len(row) for row in data["screen"]["rows"]) <= 120
     await send(client, session_id, "q", enter=False)
-    data = await recv(client, session_id, until=PROMPT)
-    assert data["mode"] == "stream"
-    assert "PID" not in data["output"]  # top's frames were superseded
+    assert (await recv(client, session_id, until=PROMPT))["mode"] == "stream"
 
 
 async def test_htop_screen_has_its_header(client: Client, tmp_path: Path) -> None:
