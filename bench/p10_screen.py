@@ -49,7 +49,7 @@ from mcp import Client
 
 MIB = 1024 * 1024
 SESSION_BUFFER_BYTES = 262144  # RELAY_SHELL_SESSION_BUFFER_BYTES default
-SCREEN_PENDING_BYTES = 128 * 1024  # sessions/screen.py MIN_PENDING_BYTES for an 80x24 screen
+SCREEN_PENDING_BYTES = 64 * 1024  # sessions/screen.py: the pending bound of an 80x24 screen
 ALLOWANCE_KIB = (3 * (SESSION_BUFFER_BYTES + SCREEN_PENDING_BYTES) + 20 * MIB) / 1024
 PROBE_INTERVAL_S = 0.02
 TARGET_P99_S = 0.2

@@ -251,15 +251,14 @@ async def test_sessions_beyond_the_cap_do_not_render_until_resized_back() -> Non
 
 
 async def test_a_cut_keeps_the_size_in_force_and_later_resizes() -> None:
-    tracker = ScreenTracker(80, 24)
-    old = b"".join(f"old {number:05d} {'x' * 80}\r\n".encode() for number in range(1100))  # 90 columns
-    tracker.observe(old, 0)  # about 100 KiB: under the bound, nothing cut yet
+    tracker = ScreenTracker(80, 24)  # its bound is MIN_PENDING_BYTES
+    line_count = int(0.8 * MIN_PENDING_BYTES) // 92
+    old = b"".join(f"old {number:05d} {'x' * 80}\r\n".encode() for number in range(line_count))  # 90 columns
+    tracker.observe(old, 0)  # under the bound: nothing cut yet
     tracker.resize(100, 30)
-    filler = (
-        b"\x1b[0m" * 10_000
-    )  # 40 KB that draws nothing: pushes the bound, so a cut falls before the resize
+    filler = b"\x1b[0m" * (int(0.35 * MIN_PENDING_BYTES) // 4)  # draws nothing, pushes past the bound
     tracker.observe(filler + b"new A\r\nnew B", len(old))
-    assert 0 < tracker.cut_bytes < len(old)
+    assert 0 < tracker.cut_bytes < len(old)  # the cut fell before the resize
     snapshot = await tracker.render()
     assert snapshot is not None
     assert (snapshot.cols, snapshot.lines) == (100, 30)

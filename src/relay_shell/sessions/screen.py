@@ -10,7 +10,7 @@ session turns the output into the screen a person would see:
 - **Lazy, off the loop.** :meth:`ScreenTracker.render` feeds what is pending to the emulator
   in a worker thread (in pieces, releasing the GIL between them) and returns a
   :class:`ScreenSnapshot`. Sessions nobody renders cost no emulation at all.
-- **Bounded.** The pending queue holds 128 KiB, or four bytes a cell up to 256 KiB; past
+- **Bounded.** The pending queue holds 16 bytes a cell, at least 64 KiB, at most 256 KiB; past
   that the head is dropped, cutting at the last full clear or alternate-screen entry when one
   is recent enough, else at a line or escape boundary that keeps the last half of the bound.
   The emulator keeps what it showed before the cut, so a screen after such a burst is exact
@@ -45,7 +45,7 @@ __all__ = [
 
 MAX_RENDER_COLS = 500
 MAX_RENDER_ROWS = 200
-MIN_PENDING_BYTES = 128 * 1024
+MIN_PENDING_BYTES = 64 * 1024
 MAX_PENDING_BYTES = 256 * 1024
 MAX_FULLSCREEN_REGIONS = 16
 _CURSOR_VISIBLE_MODE = 25
@@ -124,7 +124,7 @@ class ScreenTracker:
         return self._pending_bytes
 
     def _limit(self) -> int:
-        return min(MAX_PENDING_BYTES, max(MIN_PENDING_BYTES, 4 * self._cols * self._rows))
+        return min(MAX_PENDING_BYTES, max(MIN_PENDING_BYTES, 16 * self._cols * self._rows))
 
     def observe(self, chunk: bytes, offset: int) -> None:
         """Account for ``chunk``, which starts at stream offset ``offset``."""
