@@ -95,8 +95,28 @@ class SessionResult(ToolOutput):
     bytes_sent: int | None = None
 
 
+class CursorPosition(BaseModel):
+    row: int = Field(description="0-based")
+    col: int = Field(description="0-based")
+
+
+class ScreenView(BaseModel):
+    """A rendered terminal screen (session_recv in screen mode)."""
+
+    rows: list[str] = Field(default_factory=list, description="Rows; trailing blanks and empty rows trimmed")
+    cursor: CursorPosition
+    title: str = ""
+    width: int = Field(default=0, description="Terminal columns")
+    height: int = Field(default=0, description="Terminal rows")
+
+
 class SessionRecvResult(ToolOutput):
     session_id: str = ""
+    mode: Literal["stream", "screen"] | None = Field(
+        default=None,
+        description="stream: output text; screen: the rendered screen (output = its rows joined)",
+    )
+    screen: ScreenView | None = None
     output: str = ""
     bytes: int = 0
     matched: bool | None = Field(default=None, description="Whether `until` matched (null without until)")
