@@ -27,6 +27,13 @@ def run_checks(settings: Settings) -> list[str]:
         problems.append(str(exc))
     except ImportError:
         pass
+    if settings.transport is Transport.HTTP:
+        try:
+            from relay_shell.http.edge import allowed_authorities
+
+            allowed_authorities(settings)
+        except ConfigError as exc:
+            problems.append(str(exc))
     if (
         settings.auth_enabled
         and settings.transport is Transport.HTTP

@@ -123,6 +123,7 @@ def _serve(settings: object) -> int:
     import anyio
 
     from relay_shell.config import Settings, Transport
+    from relay_shell.errors import ConfigError
 
     assert isinstance(settings, Settings)
     try:
@@ -138,6 +139,8 @@ def _serve(settings: object) -> int:
             anyio.run(_serve_stdio, settings)
     except KeyboardInterrupt:
         return EXIT_OK
+    except ConfigError:
+        raise  # found while building the server (OAuth state, allowed hosts): exit 2 in main
     except Exception:
         log.exception("server failed")
         return EXIT_RUNTIME

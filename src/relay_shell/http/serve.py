@@ -1,18 +1,19 @@
-"""The streamable HTTP transport (SPEC §10): /mcp, /healthz, /readyz, /metrics, OAuth.
+"""The streamable HTTP transport: /mcp, /healthz, /readyz, /metrics, OAuth.
 
-TLS is the edge's job (deploy/Caddyfile); this binds loopback by default. DNS-rebinding
-protection is always on: the accepted Host values are the bind address plus
-``RELAY_SHELL_HTTP_ALLOWED_HOSTS`` (the public name the edge forwards) and the issuer's host.
+TLS is the edge's job (deploy/Caddyfile); this binds loopback by default. Every route sits
+behind :class:`relay_shell.http.edge.EdgeGuard`: one strict Host/Origin check (the loopback
+names, the bind address, ``RELAY_SHELL_HTTP_ALLOWED_HOSTS`` and the issuer's host) and a
+request-body cap per route, enforced by the server itself.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hmac
 import logging
 import signal
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import urlsplit
 
 import anyio
 import uvicorn
@@ -24,26 +25,12 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from relay_shell.app import RelayServer, Services, build_server, build_services
 from relay_shell.config import AuthMode, Settings
+from relay_shell.http.edge import MCP_PATH, EdgeGuard, allowed_authorities, body_cap, sdk_host_patterns
 
 log = logging.getLogger("relay_shell.http")
 
 KEEP_ALIVE_S = 75
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-
-
-def allowed_hosts(settings: Settings) -> tuple[list[str], list[str]]:
-    """Host header values and origins accepted by the DNS-rebinding check."""
-    hosts = {"127.0.0.1:*", "localhost:*", "[::1]:*", f"{settings.http_host}:*"}
-    extra = [h.strip() for h in (settings.http_allowed_hosts or "").split(",") if h.strip()]
-    issuer_host = urlsplit(settings.auth_issuer).netloc
-    if issuer_host:
-        extra.append(issuer_host)
-    for name in extra:
-        hosts.add(name)
-        if ":" not in name.rsplit("]", 1)[-1]:
-            hosts.add(f"{name}:*")
-    origins = {f"http://{h}" for h in hosts} | {f"https://{h}" for h in hosts}
-    return sorted(hosts), sorted(origins)
 
 
 def _auth_kwargs(settings: Settings) -> dict[str, Any]:
@@ -90,6 +77,16 @@ def _auth_kwargs(settings: Settings) -> dict[str, Any]:
     return {"auth": auth, "token_verifier": verifier}
 
 
+def metrics_authorized(token: str | None, authorization: str | None) -> bool:
+    """True when no metrics token is set, or ``authorization`` is ``Bearer <token>`` (constant-time)."""
+    if token is None:
+        return True
+    scheme, _, presented = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(presented.strip().encode(), token.encode())
+
+
 def build_http_server(settings: Settings, services: Services | None = None) -> RelayServer:
     """A RelayServer with auth wiring and the health/metrics routes registered."""
     svc = services or build_services(settings)
@@ -108,6 +105,12 @@ def build_http_server(settings: Settings, services: Services | None = None) -> R
         return JSONResponse(body, status_code=200 if writable else 503)
 
     async def metrics(request: Request) -> Response:
+        if not metrics_authorized(settings.metrics_token, request.headers.get("authorization")):
+            return PlainTextResponse(
+                "metrics need a bearer token",
+                status_code=401,
+                headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+            )
         svc.audit.check()  # relay_shell_audit_degraded tells the sink's state now, not at the last write
         return PlainTextResponse(svc.metrics.render(), media_type=PROMETHEUS_CONTENT_TYPE)
 
@@ -118,14 +121,24 @@ def build_http_server(settings: Settings, services: Services | None = None) -> R
 
 
 def build_http_app(server: RelayServer) -> Starlette:
+    """The ASGI app: the SDK's routes and ours, every request through :class:`EdgeGuard` first.
+
+    Raises:
+        ConfigError: an allowed host or the issuer's host is not a plain ``host[:port]``.
+    """
     settings = server.services.settings
-    hosts, origins = allowed_hosts(settings)
+    hosts, origins = sdk_host_patterns(allowed_authorities(settings))
     security = TransportSecuritySettings(
         enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins
     )
-    return server.streamable_http_app(
-        streamable_http_path="/mcp", transport_security=security, host=settings.http_host
+    app = server.streamable_http_app(
+        streamable_http_path=MCP_PATH,
+        transport_security=security,
+        host=settings.http_host,
+        max_request_body_size=body_cap(MCP_PATH, settings),
     )
+    app.add_middleware(EdgeGuard, settings=settings)
+    return app
 
 
 class HttpStartFailed(RuntimeError):
