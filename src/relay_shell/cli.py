@@ -15,6 +15,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from relay_shell.http import admin_cli
+
 EXIT_OK = 0
 EXIT_RUNTIME = 1
 EXIT_CONFIG = 2
@@ -40,13 +42,18 @@ def _parser() -> argparse.ArgumentParser:
     mode.add_argument(
         "--verify-deploy", action="store_true", help="compare installed deploy files with templates"
     )
+    admin_cli.add_arguments(mode)
     parser.add_argument(
         "--templates-dir", type=Path, help="with --verify-deploy: templates to compare against"
     )
     parser.add_argument(
         "--install-prefix", type=Path, help="with --verify-deploy: root the installed files live under"
     )
-    parser.add_argument("--json", action="store_true", help="with --verify-*: machine-readable output")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="with --verify-*, --approve-login, --list-grants: machine-readable output",
+    )
     return parser
 
 
@@ -64,22 +71,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         from relay_shell.deploy_check import main_verify_deploy
 
         return main_verify_deploy(args.templates_dir, args.install_prefix, args.json)
+    if args.set_operator_passphrase:
+        return admin_cli.set_operator_passphrase()
     from relay_shell.config import load_settings
     from relay_shell.errors import ConfigError
 
     try:
-        settings = load_settings()
-        if args.verify_audit is not None:
-            return _verify_audit(
-                Path(args.verify_audit) if args.verify_audit else settings.expand(settings.audit_path),
-                args.json,
-            )
-        if args.check_config:
-            return _check_config(settings)
-        return _serve(settings)
+        return _with_settings(args, load_settings())
     except ConfigError as exc:
         print(f"relay-shell: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+
+
+def _with_settings(args: argparse.Namespace, settings: object) -> int:
+    """The modes that need the settings: verify the audit, check, the OAuth admin verbs, serve."""
+    from relay_shell.config import Settings
+
+    assert isinstance(settings, Settings)
+    if args.verify_audit is not None:
+        return _verify_audit(
+            Path(args.verify_audit) if args.verify_audit else settings.expand(settings.audit_path),
+            args.json,
+        )
+    if args.check_config:
+        return _check_config(settings)
+    if admin_cli.wants_settings(args):
+        return admin_cli.run(args, settings)
+    return _serve(settings)
 
 
 def _verify_audit(path: Path, as_json: bool) -> int:

@@ -13,7 +13,7 @@ import hmac
 import logging
 import signal
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import uvicorn
@@ -27,39 +27,20 @@ from relay_shell.app import RelayServer, Services, build_server, build_services
 from relay_shell.config import AuthMode, Settings
 from relay_shell.http.edge import MCP_PATH, EdgeGuard, allowed_authorities, body_cap, sdk_host_patterns
 
+if TYPE_CHECKING:
+    from relay_shell.http.builtin_auth import BuiltinAuth
+
 log = logging.getLogger("relay_shell.http")
 
 KEEP_ALIVE_S = 75
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
-def _auth_kwargs(settings: Settings) -> dict[str, Any]:
-    """Auth settings and provider/verifier for MCPServer, empty when auth is off."""
-    if not settings.auth_enabled:
+def _jwt_kwargs(settings: Settings) -> dict[str, Any]:
+    """Auth settings and the JWT verifier for MCPServer, empty unless OAuth is on in ``jwt`` mode."""
+    if not settings.auth_enabled or settings.auth_mode is not AuthMode.JWT:
         return {}
     issuer = settings.auth_issuer.rstrip("/")
-    if settings.auth_mode is AuthMode.BUILTIN:
-        from relay_shell.http.oauth_store import (
-            FileOAuthProvider,
-            client_registration_options,
-            revocation_options,
-        )
-
-        provider = FileOAuthProvider(
-            settings.expand(settings.auth_state_dir),
-            issuer=issuer,
-            access_ttl=settings.auth_access_ttl,
-            refresh_ttl=settings.auth_refresh_ttl,
-            code_ttl=settings.auth_code_ttl,
-        )
-        auth = AuthSettings(
-            issuer_url=issuer,  # type: ignore[arg-type]
-            resource_server_url=settings.resource_url,  # type: ignore[arg-type]
-            client_registration_options=client_registration_options(),
-            revocation_options=revocation_options(),
-            validate_token_resource=False,
-        )
-        return {"auth": auth, "auth_server_provider": provider}
     from relay_shell.http.jwt_auth import JwtTokenVerifier
 
     assert settings.auth_jwks_url is not None
@@ -87,10 +68,28 @@ def metrics_authorized(token: str | None, authorization: str | None) -> bool:
     return hmac.compare_digest(presented.strip().encode(), token.encode())
 
 
-def build_http_server(settings: Settings, services: Services | None = None) -> RelayServer:
-    """A RelayServer with auth wiring and the health/metrics routes registered."""
+def build_builtin(settings: Settings, services: Services) -> BuiltinAuth | None:
+    """The builtin authorization server when OAuth is on in ``builtin`` mode, else ``None``.
+
+    Raises:
+        ConfigError: the OAuth state, the issuer or the operator hash is unusable.
+    """
+    if not settings.auth_enabled or settings.auth_mode is not AuthMode.BUILTIN:
+        return None
+    from relay_shell.http.builtin_auth import build_builtin_auth
+
+    return build_builtin_auth(settings, services.audit)
+
+
+def build_http_server(
+    settings: Settings, services: Services | None = None, builtin: BuiltinAuth | None = None
+) -> RelayServer:
+    """A RelayServer with auth wiring and the health/metrics (and, builtin, consent) routes registered."""
     svc = services or build_services(settings)
-    server = build_server(settings, svc, **_auth_kwargs(settings))
+    auth_kwargs = builtin.server_kwargs() if builtin is not None else _jwt_kwargs(settings)
+    server = build_server(settings, svc, **auth_kwargs)
+    if builtin is not None:
+        builtin.add_routes(server)
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -120,8 +119,10 @@ def build_http_server(settings: Settings, services: Services | None = None) -> R
     return server
 
 
-def build_http_app(server: RelayServer) -> Starlette:
+def build_http_app(server: RelayServer, builtin: BuiltinAuth | None = None) -> Starlette:
     """The ASGI app: the SDK's routes and ours, every request through :class:`EdgeGuard` first.
+
+    With ``builtin``, its revocation endpoint replaces the SDK's ``/revoke``.
 
     Raises:
         ConfigError: an allowed host or the issuer's host is not a plain ``host[:port]``.
@@ -137,6 +138,8 @@ def build_http_app(server: RelayServer) -> Starlette:
         host=settings.http_host,
         max_request_body_size=body_cap(MCP_PATH, settings),
     )
+    if builtin is not None:
+        builtin.replace_revocation(app)
     app.add_middleware(EdgeGuard, settings=settings)
     return app
 
@@ -187,8 +190,10 @@ async def serve_http(settings: Settings) -> None:
 
     Raises :class:`HttpStartFailed` when the listener cannot be opened.
     """
-    server = build_http_server(settings)
-    app = build_http_app(server)
+    services = build_services(settings)
+    builtin = build_builtin(settings, services)
+    server = build_http_server(settings, services, builtin)
+    app = build_http_app(server, builtin)
     config = uvicorn.Config(
         app,
         host=settings.http_host,
@@ -200,7 +205,6 @@ async def serve_http(settings: Settings) -> None:
         # client always closes an idle connection first and never reuses one we just closed.
         timeout_keep_alive=KEEP_ALIVE_S,
     )
-    services = server.services
     try:
         await services.start()
         started = await _serve_until_signal(_RelayUvicorn(config))
