@@ -86,16 +86,13 @@ GRANT_ID = re.compile(r"g-[0-9a-f]{16}")
 OPERATOR_HASH = cheap_hash()
 
 
-def builtin_for(provider: FileOAuthProvider) -> BuiltinAuth:
-    consent = ConsentEndpoints(
-        ConsentService(provider, verifier=PassphraseVerifier(OPERATOR_HASH)),
-        secure_cookie=False,
-        cookie_max_age=60,
-    )
+def builtin_for(provider: FileOAuthProvider, service: ConsentService | None = None) -> BuiltinAuth:
+    service = service or ConsentService(provider, verifier=PassphraseVerifier(OPERATOR_HASH))
+    consent = ConsentEndpoints(service, secure_cookie=False, cookie_max_age=60)
     return BuiltinAuth(Settings(), provider, consent, RevocationEndpoint(provider))
 
 
-def build_app(provider: FileOAuthProvider) -> Starlette:
+def build_app(provider: FileOAuthProvider, service: ConsentService | None = None) -> Starlette:
     """The SDK's wiring of ``streamable_http_app`` with auth, with ``/mcp`` answering ``whoami``."""
     auth = AuthSettings(
         issuer_url=ISSUER,  # type: ignore[arg-type]
@@ -113,7 +110,7 @@ def build_app(provider: FileOAuthProvider) -> Starlette:
         )
     )
     routes.append(Route("/mcp", endpoint=RequireAuthMiddleware(request_response(whoami), [])))
-    builtin = builtin_for(provider)
+    builtin = builtin_for(provider, service)
     routes += [
         Route("/consent", endpoint=builtin.consent.show, methods=["GET"]),
         Route("/consent", endpoint=builtin.consent.decide, methods=["POST"]),

@@ -155,19 +155,23 @@ class ConsentService:
         *,
         verifier: PassphraseVerifier | None,
         bucket: TokenBucket | None = None,
-        clock: Callable[[], float] = time.time,
     ) -> None:
+        """Decide for ``provider``'s requests (and with its clock); ``verifier`` is ``None`` without a passphrase."""
         self._provider = provider
         self._store = provider.store
         self._events = provider.events
         self._verifier = verifier
         self._bucket = bucket or TokenBucket()
-        self._clock = clock
+        self._clock = provider.clock
         self._limited = False  # inside a rate-limit episode (only its first refusal is audited)
 
     @property
     def passphrase_enabled(self) -> bool:
         return self._verifier is not None
+
+    def now(self) -> float:
+        """The provider's clock."""
+        return self._clock()
 
     def request(self, request_id: str) -> ConsentRequest | None:
         """The live pending request ``request_id`` (closed ones included), else ``None``."""

@@ -22,8 +22,6 @@ import base64
 import hashlib
 import html
 import re
-import time
-from collections.abc import Callable
 from string import Template
 from urllib.parse import urlsplit
 
@@ -165,18 +163,10 @@ def _headers(redirect_uri: str | None) -> dict[str, str]:
 class ConsentEndpoints:
     """``GET`` and ``POST /consent`` over a :class:`ConsentService`."""
 
-    def __init__(
-        self,
-        service: ConsentService,
-        *,
-        secure_cookie: bool,
-        cookie_max_age: int,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
+    def __init__(self, service: ConsentService, *, secure_cookie: bool, cookie_max_age: int) -> None:
         self._service = service
         self._secure = secure_cookie
         self._max_age = cookie_max_age
-        self._clock = clock
 
     async def show(self, request: Request) -> Response:
         """The form for ``?request=ID``; 404 for an unknown or expired request, 410 for a closed one."""
@@ -213,7 +203,11 @@ class ConsentEndpoints:
         """The page for ``view``; an open request gets a fresh CSRF token in the form and the cookie."""
         csrf = await self._service.issue_csrf(view.request_id) if view is not None and not view.dead else None
         content = render(
-            view, csrf=csrf, message=message, passphrase=self._service.passphrase_enabled, now=self._clock()
+            view,
+            csrf=csrf,
+            message=message,
+            passphrase=self._service.passphrase_enabled,
+            now=self._service.now(),
         )
         response = HTMLResponse(
             content, status_code=status, headers=_headers(view.redirect_uri if view else None)

@@ -170,6 +170,11 @@ class FileOAuthProvider(OAuthAuthorizationServerProvider[AuthorizationCode, Refr
         return self._code_ttl
 
     @property
+    def clock(self) -> Callable[[], float]:
+        """The clock every expiry of this provider is measured with."""
+        return self._clock
+
+    @property
     def max_scope(self) -> str:
         return self._max_scope
 
