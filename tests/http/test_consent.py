@@ -509,7 +509,7 @@ async def test_the_page_is_strict_and_escapes_what_the_client_chose(make_bench: 
     }
     assert __import__("base64").b64encode(hashlib.sha256(STYLE.encode()).digest()).decode() == STYLE_HASH
     assert response.headers["x-frame-options"] == "DENY"
-    assert response.headers["referrer-policy"] == "no-referrer"
+    assert response.headers["referrer-policy"] == "same-origin"
     assert response.headers["cache-control"] == "no-store"
     cookie = response.headers["set-cookie"].lower()
     assert "httponly" in cookie and "samesite=strict" in cookie and "path=/consent" in cookie

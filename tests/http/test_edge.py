@@ -226,6 +226,22 @@ def test_bad_origin_is_refused_on_every_route(
     assert status_of(raw_request(guarded.port, head)) == 403
 
 
+@pytest.mark.parametrize(
+    ("fetch_site", "status"),
+    [("same-origin", 404), ("cross-site", 403), ("same-site", 403), ("none", 403), (None, 403)],
+)
+def test_null_origin_passes_only_for_a_same_origin_fetch(
+    guarded: RelayProcess, fetch_site: str | None, status: int
+) -> None:
+    """A browser posting a page's own form under Referrer-Policy: no-referrer sends Origin: null."""
+    head = f"POST /consent HTTP/1.1\r\nHost: 127.0.0.1:{guarded.port}\r\nOrigin: null\r\nContent-Length: 0"
+    if fetch_site is not None:
+        head += f"\r\nSec-Fetch-Site: {fetch_site}"
+    assert (
+        status_of(raw_request(guarded.port, head + "\r\nConnection: close")) == status
+    )  # 404: past the guard
+
+
 def test_two_host_headers_are_refused(guarded: RelayProcess) -> None:
     head = f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{guarded.port}\r\nHost: evil.example"
     assert status_of(raw_request(guarded.port, head)) in (400, 421)  # the HTTP parser or the guard

@@ -12,8 +12,9 @@ Every value is HTML-escaped into a :class:`string.Template`. Responses carry
 ``Content-Security-Policy: default-src 'none'; style-src 'sha256-...'; form-action 'self'
 <the client's redirect origin>; frame-ancestors 'none'; base-uri 'none'`` (the redirect
 origin is there because browsers apply ``form-action`` to the redirect that follows the
-post), ``X-Frame-Options: DENY``, ``Referrer-Policy: no-referrer``, ``Cache-Control:
-no-store`` and ``X-Content-Type-Options: nosniff``.
+post), ``X-Frame-Options: DENY``, ``Referrer-Policy: same-origin`` (the page's URL, which
+names the request, never leaves this server; the redirect to the client carries
+``no-referrer``), ``Cache-Control: no-store`` and ``X-Content-Type-Options: nosniff``.
 """
 
 from __future__ import annotations
@@ -150,11 +151,11 @@ def render(
     return PAGE.substitute(style=STYLE, notice=notice, body=body)
 
 
-def _headers(redirect_uri: str | None) -> dict[str, str]:
+def _headers(redirect_uri: str | None, *, referrer: str = "same-origin") -> dict[str, str]:
     return {
         "Content-Security-Policy": content_security_policy(redirect_uri),
         "X-Frame-Options": "DENY",
-        "Referrer-Policy": "no-referrer",
+        "Referrer-Policy": referrer,
         "Cache-Control": "no-store",
         "X-Content-Type-Options": "nosniff",
     }
@@ -196,7 +197,9 @@ class ConsentEndpoints:
         )
         outcome = await self._service.decide(posted)
         if outcome.redirect is not None:
-            return RedirectResponse(outcome.redirect, status_code=303, headers=_headers(None))
+            return RedirectResponse(
+                outcome.redirect, status_code=303, headers=_headers(None, referrer="no-referrer")
+            )
         return await self._page(outcome.request, outcome.status, outcome.message)
 
     async def _page(self, view: ConsentRequest | None, status: int, message: str) -> Response:

@@ -14,9 +14,12 @@ one entry of the allowed set (:func:`allowed_authorities`): the host compared wh
 folded, IPv6 compressed) and, when the entry names a port, the port too. The allowed set is
 the loopback names (any port, so an SSH tunnel works), the bind address, each
 ``RELAY_SHELL_HTTP_ALLOWED_HOSTS`` entry and the issuer's host. An ``Origin``, when present,
-must be ``http://`` or ``https://`` plus an allowed authority and nothing else (``null`` is
-refused). A refused Host is answered 421, a refused Origin 403; exactly one Host header is
-required.
+must be ``http://`` or ``https://`` plus an allowed authority and nothing else. ``null`` is
+refused unless the browser also says ``Sec-Fetch-Site: same-origin``: that is how a browser
+posts a page's own form under ``Referrer-Policy: no-referrer`` (which the TLS edge sets on
+every response), while a sandboxed or ``data:`` page elsewhere sends ``null`` with
+``cross-site``. A refused Host is answered 421, a refused Origin 403; exactly one Host header
+is required.
 
 **Bodies.** Each route has a byte cap (:func:`body_cap`): ``/mcp`` twice
 ``RELAY_SHELL_MAX_INPUT_BYTES`` plus 64 KiB (the JSON-RPC envelope and string escaping),
@@ -170,12 +173,14 @@ class EdgeGuard:
         return parsed is not None and any(parsed.matches(entry) for entry in self.allowed)
 
     def origin_allowed(self, headers: Headers) -> bool:
-        """No Origin header, or exactly one naming an allowed http(s) authority."""
+        """No Origin header, or exactly one naming an allowed http(s) authority (or a same-origin ``null``)."""
         values = headers.getlist("origin")
         if not values:
             return True
         if len(values) != 1:
             return False
+        if values[0] == "null":
+            return headers.getlist("sec-fetch-site") == ["same-origin"]
         parsed = parse_origin(values[0])
         return parsed is not None and any(parsed.matches(entry) for entry in self.allowed)
 
