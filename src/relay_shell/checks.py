@@ -45,4 +45,11 @@ def run_checks(settings: Settings) -> list[str]:
             check_state_dir(settings.expand(settings.auth_state_dir))
         except ConfigError as exc:
             problems.append(str(exc))
+        if settings.auth_operator_hash:
+            try:
+                from relay_shell.http.operator_auth import PassphraseVerifier
+
+                PassphraseVerifier(settings.auth_operator_hash)
+            except ConfigError as exc:
+                problems.append(str(exc))
     return problems
