@@ -108,6 +108,11 @@ async def run_flow(
         edge_relay = RelayProcess(relay.process, relay.port, relay.state_dir, relay.log_path)
         login = start_login(edge_relay, client_id, callback.url, f"{READ} {OPERATE}")
         url = login.url.replace(relay.base_url, public)
+        shown = await http.get((await http.get(url)).headers["location"])
+        assert shown.status_code == 200
+        # the edge's own headers replace the page's (one of each): the flow below must work with them
+        assert shown.headers.get_list("referrer-policy") == ["no-referrer"]
+        assert len(shown.headers.get_list("content-security-policy")) == 1
         with edge_browser(profile) as browser:
             browser.get(url)
             assert browser.current_url.startswith(f"{public}/consent?request="), browser.current_url
