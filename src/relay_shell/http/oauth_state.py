@@ -89,6 +89,21 @@ class TokenRecord(BaseModel):
     family: str
     partner: str
 
+    @classmethod
+    def for_grant(
+        cls, grant: CodeRecord | TokenRecord, *, scopes: list[str], expires_at: float, partner: str
+    ) -> TokenRecord:
+        """A token record of ``grant``'s client, resource, subject and family."""
+        return cls(
+            client_id=grant.client_id,
+            scopes=scopes,
+            expires_at=expires_at,
+            resource=grant.resource,
+            subject=grant.subject,
+            family=grant.family,
+            partner=partner,
+        )
+
 
 class SpentRecord(BaseModel):
     """A used code or rotated refresh token, kept until it would have expired to catch replays."""
@@ -198,6 +213,23 @@ class OAuthState(BaseModel):
         self.revoke_family(spent.family)
         logger.warning("a spent OAuth code or refresh token was presented again: its grant is revoked")
         return spent.family
+
+    def live_record[Record: CodeRecord | TokenRecord](
+        self, table: dict[str, Record], digest: str, client_id: str, replays: list[str]
+    ) -> Record | None:
+        """The record stored in ``table`` under ``digest`` if it is ``client_id``'s, else ``None``.
+
+        Expired entries are pruned before every change, so an expired secret is simply absent.
+        An absent one goes to :meth:`replayed`, which revokes the family of a spent code or
+        rotated refresh token presented again (the family is added to ``replays``).
+        """
+        record = table.get(digest)
+        if record is None:
+            family = self.replayed(digest)
+            if family is not None:
+                replays.append(family)
+            return None
+        return record if record.client_id == client_id else None
 
     def upgraded(self) -> list[str]:
         """Bring an older format up to :data:`STATE_VERSION`; the grants (families) this revoked.

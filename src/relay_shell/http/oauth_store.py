@@ -1,27 +1,25 @@
-"""File-backed OAuth 2.1 authorization server for one operator (SPEC §10.3, builtin mode).
+"""File-backed OAuth 2.1 authorization server for one operator (builtin mode).
 
 :class:`FileOAuthProvider` implements the SDK's ``OAuthAuthorizationServerProvider``; the
-HTTP app mounts it with ``create_auth_routes`` (``/register``, ``/authorize``, ``/token``,
-``/revoke`` and the RFC 8414 metadata), using :func:`client_registration_options` and
-:func:`revocation_options`, and verifies bearer tokens with ``ProviderTokenVerifier``.
+HTTP app mounts it with ``create_auth_routes`` (``/register``, ``/authorize``, ``/token``
+and the RFC 8414 metadata; ``/revoke`` is :mod:`relay_shell.http.revoke`) and verifies
+bearer tokens with ``ProviderTokenVerifier``. Stateless rules (redirect URIs, scopes,
+PKCE) are in :mod:`relay_shell.http.oauth_rules`.
 
 Who may authorize. relay-shell has no user database: it serves one operator who owns the
 host, and every grant needs that operator's consent.
 
-- Dynamic client registration is open until the FIRST client registers, then closed: any
-  further registration (another client, or the same ``client_id`` with other redirect URIs)
-  is refused. The operator registers their own MCP client right after starting the server;
-  if their client is refused, someone registered first, which the log and ``state.json``
-  show, and the operator resets by stopping the server and deleting ``state.json``.
+- Dynamic client registration is open until the FIRST client registers, then closed (for
+  another client, and for the same ``client_id`` with other redirect URIs); the operator
+  resets by stopping the server and deleting ``state.json``.
 - ``/authorize`` issues no code. It records a *pending request* (client, redirect URI,
   scopes asked, PKCE challenge, state) under a random id and redirects the browser to the
   consent page, ``/consent?request=ID`` (:mod:`relay_shell.http.consent`). A code exists only
   once the operator has proved presence there, and carries only the scopes they ticked. The
   client id is public (``audit_tail`` shows it) and PKCE proves only who started a flow, so
   holding either is worth nothing without the operator.
-- Scopes asked must all be relay-shell scopes (else ``invalid_scope``); none asked means
-  ``relay-shell:operate``. When none of them is within ``RELAY_SHELL_AUTH_MAX_SCOPE`` the
-  request is refused with ``invalid_scope`` at once.
+- When none of the scopes asked is within ``RELAY_SHELL_AUTH_MAX_SCOPE``, the request is
+  refused with ``invalid_scope`` at once.
 - Each consent is a *grant* with its own id (``g-`` + 16 hex digits): the subject of every
   token issued from it, so each grant is a principal of its own. Operators list and revoke
   grants with ``relay-shell --list-grants`` / ``--revoke-grant``.
@@ -279,7 +277,7 @@ class FileOAuthProvider(OAuthAuthorizationServerProvider[AuthorizationCode, Refr
         replays: list[str] = []
 
         def change(state: OAuthState) -> CodeRecord | None:
-            return _live_record(state, state.codes, digest, client.client_id, replays)
+            return state.live_record(state.codes, digest, client.client_id, replays)
 
         record = await self._store.update(change)
         self._record_replays(replays, client.client_id)
@@ -310,7 +308,7 @@ class FileOAuthProvider(OAuthAuthorizationServerProvider[AuthorizationCode, Refr
         issued: list[CodeRecord] = []
 
         def change(state: OAuthState) -> OAuthToken | TokenError:
-            record = _live_record(state, state.codes, digest, client.client_id, replays)
+            record = state.live_record(state.codes, digest, client.client_id, replays)
             if record is None:
                 return TokenError("invalid_grant", "authorization code is invalid, expired or already used")
             del state.codes[digest]
@@ -340,7 +338,7 @@ class FileOAuthProvider(OAuthAuthorizationServerProvider[AuthorizationCode, Refr
         replays: list[str] = []
 
         def change(state: OAuthState) -> TokenRecord | None:
-            return _live_record(state, state.refresh, digest, client.client_id, replays)
+            return state.live_record(state.refresh, digest, client.client_id, replays)
 
         record = await self._store.update(change)
         self._record_replays(replays, client.client_id)
@@ -372,7 +370,7 @@ class FileOAuthProvider(OAuthAuthorizationServerProvider[AuthorizationCode, Refr
         rotated: list[tuple[TokenRecord, list[str]]] = []
 
         def change(state: OAuthState) -> OAuthToken | TokenError:
-            record = _live_record(state, state.refresh, digest, client.client_id, replays)
+            record = state.live_record(state.refresh, digest, client.client_id, replays)
             if record is None:
                 return TokenError("invalid_grant", "refresh token is invalid, expired or already used")
             if not set(scopes) <= set(record.scopes):
@@ -455,10 +453,10 @@ class FileOAuthProvider(OAuthAuthorizationServerProvider[AuthorizationCode, Refr
         access_token = secrets.token_urlsafe(TOKEN_BYTES)
         refresh_token = secrets.token_urlsafe(TOKEN_BYTES)
         access_digest, refresh_digest = token_digest(access_token), token_digest(refresh_token)
-        state.access[access_digest] = grant_token(
+        state.access[access_digest] = TokenRecord.for_grant(
             grant, scopes=access_scopes, expires_at=now + self._access_ttl, partner=refresh_digest
         )
-        state.refresh[refresh_digest] = grant_token(
+        state.refresh[refresh_digest] = TokenRecord.for_grant(
             grant, scopes=grant.scopes, expires_at=now + self._refresh_ttl, partner=access_digest
         )
         return OAuthToken(
@@ -467,39 +465,6 @@ class FileOAuthProvider(OAuthAuthorizationServerProvider[AuthorizationCode, Refr
             scope=" ".join(access_scopes),
             refresh_token=refresh_token,
         )
-
-
-def grant_token(
-    grant: CodeRecord | TokenRecord, *, scopes: list[str], expires_at: float, partner: str
-) -> TokenRecord:
-    """A token record of ``grant``'s client, resource, subject and family."""
-    return TokenRecord(
-        client_id=grant.client_id,
-        scopes=scopes,
-        expires_at=expires_at,
-        resource=grant.resource,
-        subject=grant.subject,
-        family=grant.family,
-        partner=partner,
-    )
-
-
-def _live_record[Record: CodeRecord | TokenRecord](
-    state: OAuthState, table: dict[str, Record], digest: str, client_id: str, replays: list[str]
-) -> Record | None:
-    """The record stored in ``table`` under ``digest`` if it is ``client_id``'s, else ``None``.
-
-    ``StateStore.update`` has already pruned expired entries, so an expired secret is simply
-    absent. An absent one is handed to :meth:`OAuthState.replayed`, which revokes the family
-    of a spent code or rotated refresh token presented again (added to ``replays``).
-    """
-    record = table.get(digest)
-    if record is None:
-        family = state.replayed(digest)
-        if family is not None:
-            replays.append(family)
-        return None
-    return record if record.client_id == client_id else None
 
 
 def _token_or_raise(outcome: OAuthToken | TokenError) -> OAuthToken:
