@@ -370,7 +370,9 @@ async def test_expired_request_is_gone(make_bench: BenchFactory) -> None:
     assert (await bench.post(page, passphrase=PASSPHRASE)).status_code == 404
 
 
-@pytest.mark.parametrize("case", ["no csrf", "no cookie", "other cookie", "other request's csrf"])
+@pytest.mark.parametrize(
+    "case", ["no csrf", "no cookie", "other cookie", "other request's csrf", "not ascii"]
+)
 async def test_csrf_must_match_the_cookie_and_the_request(make_bench: BenchFactory, case: str) -> None:
     bench = await make_bench()
     location, _ = await bench.start()
@@ -385,10 +387,10 @@ async def test_csrf_must_match_the_cookie_and_the_request(make_bench: BenchFacto
         bench.http.cookies.clear()
     elif case == "other cookie":
         bench.http.cookies.set(COOKIE, "x" * 43, path="/consent")
-    else:
-        fields["csrf"] = [
-            other.hidden["csrf"]
-        ]  # matches the cookie, but was handed out for the other request
+    elif case == "not ascii":
+        fields["csrf"] = ["\u00e9" * 43]
+    else:  # matches the cookie, but was handed out for the other request
+        fields["csrf"] = [other.hidden["csrf"]]
     refused = await bench.http.post("/consent", data=fields)
     assert refused.status_code == 400
     assert bench.verifier.calls == 0

@@ -240,7 +240,7 @@ class ConsentService:
         if (
             not form.csrf
             or len(form.csrf) > MAX_FIELD_CHARS
-            or not hmac.compare_digest(form.csrf, form.cookie)
+            or not hmac.compare_digest(form.csrf.encode(), form.cookie.encode())
         ):
             return False
         record = self._store.read().pending.get(form.request_id)
