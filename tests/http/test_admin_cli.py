@@ -236,7 +236,7 @@ def test_approve_login_prints_what_it_approves_and_a_code_that_works(served: Ser
 
 @pytest.mark.parametrize("request_id", ["no-such-request", ""])
 def test_approve_login_for_an_unknown_request_is_refused(served: Served, request_id: str) -> None:
-    done = served.cli("--approve-login", request_id or "x")
+    done = served.cli("--approve-login", request_id)
     assert done.returncode == 2
     assert done.stdout == ""
     assert "no open login request" in done.stderr
@@ -294,9 +294,10 @@ async def test_list_and_revoke_grants(served: Served) -> None:
         operate["grant"],
         "operator",
     )
-    again = served.cli("--revoke-grant", operate["grant"])
-    assert again.returncode == 2
-    assert "no live grant" in again.stderr
+    for unknown in (operate["grant"], ""):
+        again = served.cli("--revoke-grant", unknown)
+        assert again.returncode == 2
+        assert "no live grant" in again.stderr
 
 
 # -- public clients revoke their own tokens ----------------------------------------------------

@@ -55,12 +55,12 @@ def add_arguments(group: argparse._MutuallyExclusiveGroup) -> None:
 
 def wants_settings(args: argparse.Namespace) -> bool:
     """True when ``args`` names a verb that reads the settings (all but the passphrase hash)."""
-    return bool(args.approve_login or args.list_grants or args.revoke_grant)
+    return args.approve_login is not None or args.list_grants or args.revoke_grant is not None
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     """Run the verb ``args`` names (see :func:`wants_settings`)."""
-    if args.approve_login:
+    if args.approve_login is not None:
         return approve_login(settings, args.approve_login, as_json=args.json)
     if args.list_grants:
         return list_grants(settings, as_json=args.json)
