@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import select
 import socket
 import subprocess
@@ -22,7 +23,7 @@ from relay_shell.http.edge import (
     parse_origin,
 )
 from relay_shell.http.serve import metrics_authorized
-from tests.http.test_http_e2e import RELAY, RelayProcess, running_relay, server_env
+from tests.http.test_http_e2e import INITIALIZE, RELAY, RelayProcess, running_relay, server_env
 
 # -- the parser ------------------------------------------------------------------------------
 
@@ -265,17 +266,25 @@ def test_declared_oversized_body_is_refused_before_it_is_sent(guarded: RelayProc
     assert status_of(answer) == 413
 
 
-@pytest.mark.parametrize("path", ["/mcp", "/token", "/consent", "/register"])
-def test_streamed_oversized_body_is_cut_off_at_the_cap(guarded: RelayProcess, path: str) -> None:
-    """A chunked body with no length: the server answers 413 and closes long before it would end."""
+@pytest.fixture(scope="module")
+def open_relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RelayProcess]:
+    """A server without OAuth and with the same small input cap: /mcp reads every body."""
+    with running_relay(
+        tmp_path_factory.mktemp("relay-open"), RELAY_SHELL_MAX_INPUT_BYTES=str(INPUT_CAP)
+    ) as relay:
+        yield relay
+
+
+def stream_chunked(port: int, path: str, content_type: str) -> tuple[int, int]:
+    """POST a 256 MiB chunked body until the server answers or hangs up: (status, bytes sent)."""
     intended = 256 * 1024 * 1024
     chunk = b"x" * 65536
     frame = f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n"
     sent = 0
-    with socket.create_connection(("127.0.0.1", guarded.port), timeout=10) as connection:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
         connection.sendall(
-            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{guarded.port}\r\n"
-            "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            f"Content-Type: {content_type}\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
         )
         try:
             while sent < intended:
@@ -287,33 +296,63 @@ def test_streamed_oversized_body_is_cut_off_at_the_cap(guarded: RelayProcess, pa
             pass  # the server closed the connection on us: also a refusal
         answer = bytearray()
         try:
-            while data := connection.recv(65536):
+            while data := connection.recv(65536):  # until the server closes: it must not wait for more
                 answer += data
         except ConnectionResetError:
             pass
+    return status_of(bytes(answer)), sent
+
+
+FORM = "application/x-www-form-urlencoded"
+
+
+@pytest.mark.parametrize(
+    ("server", "path", "content_type", "status"),
+    [
+        ("open_relay", "/mcp", "application/json", 413),  # read up to the cap, then refused
+        ("guarded", "/mcp", "application/json", 401),  # refused before any of it is read
+        ("guarded", "/token", FORM, 413),
+        ("guarded", "/revoke", FORM, 413),
+        ("guarded", "/consent", FORM, 413),
+        ("guarded", "/register", "application/json", 413),
+    ],
+)
+def test_streamed_oversized_body_is_cut_off(
+    request: pytest.FixtureRequest, server: str, path: str, content_type: str, status: int
+) -> None:
+    """A chunked body with no length: refused, the connection closed long before the body would end."""
+    relay: RelayProcess = request.getfixturevalue(server)
+    answered, sent = stream_chunked(relay.port, path, content_type)
+    assert answered == status
     assert sent < 32 * 1024 * 1024  # stopped near the cap, nowhere near the whole body
-    assert status_of(bytes(answer)) == 413
-    head = f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{guarded.port}\r\nConnection: close"
-    assert status_of(raw_request(guarded.port, head)) == 200
+    head = f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{relay.port}\r\nConnection: close"
+    assert status_of(raw_request(relay.port, head)) == 200
 
 
-def test_body_under_the_cap_reaches_the_route(guarded: RelayProcess) -> None:
-    body = b'{"jsonrpc":"2.0","id":1,"method":"ping","params":{"pad":"' + b"a" * (2 * INPUT_CAP) + b'"}}'
+def test_body_under_the_cap_reaches_the_route(open_relay: RelayProcess) -> None:
+    pad = "a" * (2 * INPUT_CAP)
+    message = {
+        **INITIALIZE,
+        "params": {**INITIALIZE["params"], "capabilities": {"experimental": {"pad": {"x": pad}}}},
+    }
+    body = json.dumps(message).encode()
+    assert INPUT_CAP * 2 < len(body) < body_cap("/mcp", Settings(max_input_bytes=INPUT_CAP))
     head = (
-        f"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{guarded.port}\r\nContent-Type: application/json\r\n"
+        f"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{open_relay.port}\r\nContent-Type: application/json\r\n"
         f"Accept: application/json, text/event-stream\r\nContent-Length: {len(body)}\r\nConnection: close"
     )
-    assert status_of(raw_request(guarded.port, head, body)) == 401  # past the cap: the bearer check answers
+    answer = raw_request(open_relay.port, head, body)
+    assert status_of(answer) == 200
+    assert b'"serverInfo"' in answer
 
 
-async def test_largest_input_still_runs(tmp_path: Path) -> None:
+async def test_largest_input_still_runs(open_relay: RelayProcess) -> None:
     """stdin of MAX_INPUT_BYTES made of characters JSON escapes to two bytes each still fits the cap."""
     from mcp import Client
 
     stdin = '"\\\n' * (INPUT_CAP // 3)
-    with running_relay(tmp_path, RELAY_SHELL_MAX_INPUT_BYTES=str(INPUT_CAP)) as relay:
-        async with Client(relay.mcp_url, read_timeout_seconds=30) as client:
-            result = await client.call_tool("shell_exec", {"command": "wc -c", "stdin": stdin})
+    async with Client(open_relay.mcp_url, read_timeout_seconds=30) as client:
+        result = await client.call_tool("shell_exec", {"command": "wc -c", "stdin": stdin})
     assert result.is_error is False, result.content
     assert result.structured_content is not None
     assert int(result.structured_content["output"].split()[0]) == len(stdin.encode())

@@ -24,16 +24,19 @@ is required.
 **Bodies.** Each route has a byte cap (:func:`body_cap`): ``/mcp`` twice
 ``RELAY_SHELL_MAX_INPUT_BYTES`` plus 64 KiB (the JSON-RPC envelope and string escaping),
 ``/register`` 64 KiB, every other route 16 KiB. A declared ``Content-Length`` over the cap is
-answered 413 before any body byte is read; otherwise the body is read message by message and
-reading stops as soon as the running total passes the cap (413). At most the cap is ever
-held in memory; the connection is closed after a 413 so the rest is never read.
+answered 413 before any body byte is read. Otherwise the body is not buffered here: the
+route reads it through a counting ``receive`` (:class:`_BodyGuard`) that stops at the first
+message past the cap (the route gets :class:`BodyTooLarge`, never more bytes) and turns
+whatever the route then answers into 413. So nothing extra is held in memory, a route that
+refuses before reading (the bearer check of ``/mcp``) reads nothing, and the connection is
+closed after a 413 so the rest of the body is never read.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import re
-from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -199,46 +202,83 @@ class EdgeGuard:
         headers = Headers(scope=scope)
         refused = self.refusal(headers)
         if refused is None and scope["type"] == "http":
-            refused, receive = await self._capped_body(scope, headers, receive)
+            refused = self._declared_too_large(scope, headers)
         if refused is not None:
             await _refuse(scope, receive, send, *refused)
             return
-        await self.app(scope, receive, send)
-
-    async def _capped_body(
-        self, scope: Scope, headers: Headers, receive: Receive
-    ) -> tuple[tuple[int, str] | None, Receive]:
-        """The body read up to the route's cap, and a ``receive`` that replays it; or a refusal."""
-        cap = body_cap(str(scope.get("path", "")), self.settings)
-        too_large = (413, f"Request body too large (limit {cap} bytes)")
+        if scope["type"] == "websocket":
+            await self.app(scope, receive, send)
+            return
         declared = headers.get("content-length")
-        if declared is not None and not declared.isdigit():
-            return (400, "Invalid Content-Length header"), receive
-        if declared is not None and int(declared) > cap:
-            return too_large, receive
-        buffered = await _read_capped(receive, cap)
-        if buffered is None:
-            return too_large, receive
+        chunked = "chunked" in headers.get("transfer-encoding", "").lower()
+        expected = int(declared) if declared is not None else (None if chunked else 0)
+        guard = _BodyGuard(receive, send, body_cap(str(scope.get("path", "")), self.settings), expected)
+        # The route stopped at the cap (the exception bare, or out of a task group: suppress
+        # takes it out of an exception group too, and re-raises anything else).
+        with contextlib.suppress(BodyTooLarge):
+            await self.app(scope, guard.receive, guard.send)
+        if guard.exceeded and not guard.started:
+            await _refuse(scope, receive, send, 413, guard.refusal_text())
 
-        async def replay() -> Message:
-            return buffered.popleft() if buffered else await receive()
-
-        return None, replay
-
-
-async def _read_capped(receive: Receive, cap: int) -> deque[Message] | None:
-    """The request's body messages (joined into one) and what followed, or ``None`` past ``cap``."""
-    body = bytearray()
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            return deque([{"type": "http.request", "body": bytes(body), "more_body": True}, message])
-        chunk = message.get("body", b"")
-        if len(body) + len(chunk) > cap:
+    def _declared_too_large(self, scope: Scope, headers: Headers) -> tuple[int, str] | None:
+        """413 when the declared ``Content-Length`` passes the route's cap, 400 when it is no number."""
+        declared = headers.get("content-length")
+        if declared is None:
             return None
-        body += chunk
-        if not message.get("more_body", False):
-            return deque([{"type": "http.request", "body": bytes(body), "more_body": False}])
+        if not declared.isdigit():
+            return 400, "Invalid Content-Length header"
+        cap = body_cap(str(scope.get("path", "")), self.settings)
+        return (413, f"Request body too large (limit {cap} bytes)") if int(declared) > cap else None
+
+
+class BodyTooLarge(Exception):
+    """Raised to the route by :class:`_BodyGuard` when the body passes its cap."""
+
+
+class _BodyGuard:
+    """A ``receive`` that counts body bytes and a ``send`` that answers 413 once the cap is passed.
+
+    An answer that starts before the whole body came in (a route that refuses without reading,
+    such as the bearer check) gets ``Connection: close``, so the server never reads the rest
+    of that body to reach a next request on the connection.
+    """
+
+    def __init__(self, receive: Receive, send: Send, cap: int, expected: int | None) -> None:
+        """``expected`` is the declared body length, 0 for no body, ``None`` for a chunked one."""
+        self._receive = receive
+        self._send = send
+        self.cap = cap
+        self.received = 0
+        self.complete = expected == 0
+        self.exceeded = False
+        self.started = False  # the route's answer began before the cap was passed
+
+    def refusal_text(self) -> str:
+        return f"Request body too large (limit {self.cap} bytes)"
+
+    async def receive(self) -> Message:
+        """The next message; :class:`BodyTooLarge` instead of any body byte past the cap."""
+        if self.exceeded:
+            raise BodyTooLarge(self.refusal_text())
+        message = await self._receive()
+        if message["type"] == "http.request":
+            self.received += len(message.get("body", b""))
+            if self.received > self.cap:
+                self.exceeded = True
+                raise BodyTooLarge(self.refusal_text())
+            self.complete = self.complete or not message.get("more_body", False)
+        return message
+
+    async def send(self, message: Message) -> None:
+        """Pass the route's answer on, unless the body passed the cap before it began (then drop it)."""
+        if self.exceeded and not self.started:
+            return
+        if message["type"] == "http.response.start":
+            self.started = True
+            headers = list(message.get("headers", []))
+            if not self.complete and not any(name.lower() == b"connection" for name, _ in headers):
+                message = {**message, "headers": [*headers, (b"connection", b"close")]}
+        await self._send(message)
 
 
 async def _refuse(scope: Scope, receive: Receive, send: Send, status: int, text: str) -> None:
