@@ -50,11 +50,15 @@ class TierRule:
     classified_from: tuple[str, ...] = ()
     floor: int = 1
     targets: str = ""
+    raised: tuple[int, str] | None = None  # a fixed tier's exception: (tier, when)
 
     def describe(self) -> str:
         """One line of Markdown for the reference."""
         if self.fixed is not None:
             text = f"fixed: {self.fixed} ({TIER_NAMES[self.fixed]})"
+            if self.raised is not None:
+                tier, when = self.raised
+                text += f", {tier} ({TIER_NAMES[tier]}) {when}"
         else:
             sources = ", ".join(f"`{name}`" for name in self.classified_from)
             text = (
@@ -77,7 +81,11 @@ TIER_RULES: Mapping[str, TierRule] = {
     "shell_exec": TierRule(classified_from=("command", "stdin", "env", "cwd")),
     "shell_script": TierRule(classified_from=("interpreter", "script", "env", "cwd")),
     "shell_spawn": TierRule(classified_from=("command", "env")),
-    "ssh_check": TierRule(fixed=0, targets=f"each host: {_HOST_TARGETS}"),
+    "ssh_check": TierRule(
+        fixed=0,
+        raised=(1, "when a host is not an inventory or ssh_config alias (another host, user or port)"),
+        targets=f"each host: {_HOST_TARGETS}",
+    ),
     "ssh_download": TierRule(classified_from=("remote_path", "local_path"), floor=2, targets=_HOST_TARGETS),
     "ssh_exec": TierRule(classified_from=("command", "stdin"), targets=_HOST_TARGETS),
     "ssh_fanout": TierRule(
@@ -93,9 +101,14 @@ TIER_RULES: Mapping[str, TierRule] = {
     "ssh_forward_close": TierRule(fixed=1, targets="the forward's host"),
     "ssh_forward_list": TierRule(fixed=0),
     "ssh_hosts": TierRule(fixed=0),
-    "ssh_keyscan": TierRule(fixed=1, targets="each host as given"),
+    "ssh_keyscan": TierRule(fixed=1, targets="each host as given and, for an alias, its address"),
     "ssh_spawn": TierRule(classified_from=("command",), targets=_HOST_TARGETS),
-    "ssh_upload": TierRule(classified_from=("local_path", "remote_path"), floor=2, targets=_HOST_TARGETS),
+    "ssh_upload": TierRule(
+        classified_from=("local_path", "remote_path"),
+        floor=2,
+        targets=f"{_HOST_TARGETS}; with `hosts`, each host on its own, a host the deny list matches "
+        "is reported `denied`",
+    ),
 }
 """One entry per registered tool; a tool without one fails ``tests/test_docs.py``."""
 
@@ -328,7 +341,7 @@ def _short_tier(name: str) -> str:
     if rule is None:
         return "(no entry in TIER_RULES)"
     if rule.fixed is not None:
-        return str(rule.fixed)
+        return str(rule.fixed) if rule.raised is None else f"{rule.fixed} or {rule.raised[0]}"
     return f"classified, ≥ {rule.floor}"
 
 

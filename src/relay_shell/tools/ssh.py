@@ -1,4 +1,7 @@
-"""ssh_exec, ssh_check, ssh_fanout, ssh_keyscan, ssh_hosts and the inventory resources (SPEC §5.2, §9)."""
+"""ssh_exec, ssh_check, ssh_fanout, ssh_keyscan, ssh_hosts and the inventory resources (SPEC §5.2, §9).
+
+Every tool that takes several hosts reads them as a host pattern (``relay_shell.ssh.hostpatterns``).
+"""
 
 from __future__ import annotations
 
@@ -19,7 +22,10 @@ from relay_shell.governance.bounds import clamp_count, clamp_output, clamp_timeo
 from relay_shell.governance.pipeline import Call, Outcome, Plan
 from relay_shell.governance.policy import build_probe, decide
 from relay_shell.guidance import tool_description
-from relay_shell.ssh.inventory import ConnectOverrides, HostSpec, Inventory, split_hosts
+from relay_shell.ssh.fleet import FanoutHistory, plan_rollout
+from relay_shell.ssh.hostpatterns import split_terms
+from relay_shell.ssh.inventory import ConnectOverrides, HostSpec, Inventory
+from relay_shell.ssh.selection import all_aliases, keyscan_addresses, resolve_selected, select_hosts
 from relay_shell.ssh.targets import parse_target
 from relay_shell.tools.base import (
     READ_ONLY,
@@ -30,8 +36,25 @@ from relay_shell.tools.base import (
     run_tool,
     services,
 )
+from relay_shell.tools.fleet import (
+    HISTORY_KEY,
+    Batch,
+    Canary,
+    Concurrency,
+    MaxFail,
+    history_of,
+    notes_room,
+    record_history,
+    rollout_outcome,
+)
 from relay_shell.tools.local import bound_notes
-from relay_shell.tools.models import ExecResult, FanoutResult, HostCheckResult, HostsResult, KeyscanResult
+from relay_shell.tools.models import (
+    FanoutResult,
+    HostCheckResult,
+    HostsResult,
+    KeyscanResult,
+    RemoteExecResult,
+)
 
 if TYPE_CHECKING:
     from relay_shell.config import Settings
@@ -57,7 +80,10 @@ Jump = Annotated[
 ]
 Hosts = Annotated[
     str | list[str],
-    Field(description="Comma/space separated hosts or a list; empty = the whole inventory"),
+    Field(
+        description="Host pattern, comma/space separated or a list: alias, glob (web*), @tag, &term "
+        "(intersect), !term (exclude), failed:/ok:/skipped:<fanout_id>, user@host:port; empty = all"
+    ),
 ]
 
 
@@ -162,7 +188,7 @@ async def ssh_exec(
     known_hosts: KnownHosts = "",
     jump: Jump = "",
     confirm_token: ConfirmToken = "",
-) -> Annotated[CallToolResult, ExecResult]:
+) -> Annotated[CallToolResult, RemoteExecResult]:
     args = {
         "host": host, "command": command, "timeout": timeout, "max_output": max_output, "stdin": stdin,
         "user": user, "port": port, "key_path": key_path, "known_hosts": known_hosts, "jump": jump,
@@ -206,49 +232,69 @@ async def ssh_exec(
     return await run_tool(ctx, "ssh_exec", args, planner)
 
 
-def resolve_many(svc: Services, hosts: str | list[str], limit: int, argument: str = "hosts") -> list[str]:
-    names = split_hosts(hosts) if hosts else inventory_of(svc).aliases()
-    if not names:
-        raise InvalidInput(argument, "no hosts given and the inventory is empty")
-    if len(names) > limit:
-        raise LimitReached("RELAY_SHELL_FANOUT_MAX_HOSTS", limit, f"{len(names)} hosts requested")
-    return names
+def select_names(svc: Services, hosts: str | list[str], *, argument: str = "hosts") -> list[str]:
+    """The names a host pattern selects (the whole inventory when empty), in order."""
+    limit = svc.settings.fanout_max_hosts
+    return select_hosts(inventory_of(svc), hosts, history_of(svc), limit=limit, argument=argument)
+
+
+PlannedHost = tuple[str, HostSpec | None, str | None]
+"""``(name, spec, None)`` for a host that will run, ``(name, None, reason)`` for a denied one."""
+
+
+def screen_hosts(
+    svc: Services, tool: str, text: str, names: Sequence[str], overrides: ConnectOverrides | None = None
+) -> tuple[list[PlannedHost], list[str]]:
+    """Resolve each host and pass it through the deny list on its own; returns the planned hosts
+    and the deny-list targets of those allowed."""
+    planned: list[PlannedHost] = []
+    allowed_targets: list[str] = []
+    for name in names:
+        spec = resolve_selected(inventory_of(svc), name, overrides)
+        probe = build_probe(tool, text, host_targets(name, spec))
+        decision = decide(svc.pipeline.policy, tool, 0, probe)  # deny list per host
+        if decision.allowed:
+            planned.append((name, spec, None))
+            allowed_targets.extend(host_targets(name, spec))
+        else:
+            planned.append((name, None, decision.reason))
+    return planned, allowed_targets
 
 
 async def ssh_check(
     ctx: Context,
     hosts: Hosts = "",
     timeout: Annotated[float | None, Field(description="Seconds per host (default 5)")] = None,
+    fresh: Annotated[
+        bool, Field(description="Dial a new connection instead of a round trip on the pooled one")
+    ] = False,
 ) -> Annotated[CallToolResult, HostCheckResult]:
-    args = {"hosts": hosts, "timeout": timeout}
+    args = {"hosts": hosts, "timeout": timeout, "fresh": fresh}
     svc = services(ctx)
 
     def planner() -> Plan:
         wait = clamp_timeout(5.0 if timeout is None else timeout, svc.settings)
-        names = resolve_many(svc, hosts, svc.settings.fanout_max_hosts)
-        inventory = inventory_of(svc)
-        specs = [inventory.resolve(name) for name in names]
+        names = select_names(svc, hosts)
+        specs = [resolve_selected(inventory_of(svc), name) for name in names]
 
         async def work(call: Call) -> Outcome:
             from relay_shell.ssh.check import check_hosts
 
             results = await check_hosts(
-                pool_of(svc), specs, timeout_s=wait.value, concurrency=svc.settings.fanout_max_concurrency
-            )
+                pool_of(svc), specs, timeout_s=wait.value, concurrency=svc.settings.fanout_max_concurrency,
+                fresh=fresh,
+            )  # fmt: skip
             rows = []
             lines = []
             for name, result in zip(names, results, strict=True):
                 rows.append(
                     {
-                        "host": name,
-                        "ok": result.ok,
-                        "reason": result.reason,
-                        "detail": result.detail,
-                        "latency_ms": result.latency_ms,
+                        "host": name, "ok": result.ok, "reason": result.reason, "detail": result.detail,
+                        "latency_ms": result.latency_ms, "reused": result.reused if result.ok else None,
                     }
-                )
+                )  # fmt: skip
                 status = (
-                    f"ok {result.latency_ms} ms"
+                    f"ok {result.latency_ms} ms" + (" (pooled connection)" if result.reused else "")
                     if result.ok
                     else f"unreachable ({result.reason}): {result.detail}"
                 )
@@ -258,7 +304,10 @@ async def ssh_check(
             return Outcome(text=text, data={"hosts": rows, "ok": ok_count, "total": len(results)})
 
         targets = [t for name, spec in zip(names, specs, strict=True) for t in host_targets(name, spec)]
-        return Plan(work=work, tier=0, targets=targets, timeout_s=wait.value * max(1, len(names)))
+        rounds = -(-len(names) // svc.settings.fanout_max_concurrency)
+        # Read-only for the hosts the operator configured; any other host or port is a probe of our own.
+        tier = 0 if all_aliases(inventory_of(svc), names) else 1
+        return Plan(work=work, tier=tier, targets=targets, timeout_s=wait.value * rounds)
 
     return await run_tool(ctx, "ssh_check", args, planner)
 
@@ -268,18 +317,18 @@ async def ssh_fanout(
     command: Annotated[str, Field(description="The command line, run on every host", max_length=1_000_000)],
     hosts: Hosts = "",
     timeout: Annotated[float | None, Field(description="Seconds per host, connect included")] = None,
-    concurrency: Annotated[int, Field(ge=1, description="Hosts in flight at once")] = 16,
+    concurrency: Concurrency = 16,
     max_output: Annotated[int | None, Field(description="Output budget in bytes shared by all hosts")] = None,
+    batch: Batch = None,
+    max_fail: MaxFail = None,
+    canary: Canary = 0,
     confirm_token: ConfirmToken = "",
 ) -> Annotated[CallToolResult, FanoutResult]:
     args = {
-        "command": command,
-        "hosts": hosts,
-        "timeout": timeout,
-        "concurrency": concurrency,
-        "max_output": max_output,
+        "command": command, "hosts": hosts, "timeout": timeout, "concurrency": concurrency,
+        "max_output": max_output, "batch": batch, "max_fail": max_fail, "canary": canary,
         "confirm_token": confirm_token,
-    }
+    }  # fmt: skip
     svc = services(ctx)
 
     def planner() -> Plan:
@@ -288,41 +337,41 @@ async def ssh_fanout(
         settings = svc.settings
         wait, budget = clamp_timeout(timeout, settings), clamp_output(max_output, settings)
         width = clamp_count(concurrency, 16, settings.fanout_max_concurrency, argument="concurrency")
-        names = resolve_many(svc, hosts, settings.fanout_max_hosts)
-        inventory = inventory_of(svc)
-        targets: list[tuple[str, HostSpec | None, str | None]] = []
-        allowed_targets: list[str] = []
-        for name in names:
-            spec = inventory.resolve(name)
-            probe = build_probe("ssh_fanout", command, host_targets(name, spec))
-            decision = decide(svc.pipeline.policy, "ssh_fanout", 0, probe)  # deny list per host
-            if decision.allowed:
-                targets.append((name, spec, None))
-                allowed_targets.extend(host_targets(name, spec))
-            else:
-                targets.append((name, None, decision.reason))
+        names = select_names(svc, hosts)
+        targets, allowed_targets = screen_hosts(svc, "ssh_fanout", command, names)
+        runnable = sum(1 for _, spec, _ in targets if spec is not None)
+        rollout = plan_rollout(batch, max_fail, canary, runnable)
+        history = history_of(svc)
+        fanout_id = history.new_id()
+        notes = bound_notes(wait, budget) + (
+            [f"concurrency clamped to {width.value}"] if width.clamped else []
+        )
 
         async def work(call: Call) -> Outcome:
             async def progress(done: int, total: int) -> None:
                 await call.report(done, total, f"{done}/{total} hosts done")
 
-            from relay_shell.ssh.fanout import fanout
+            from relay_shell.ssh.fanout import FanoutHostResult, group_text, run_fanout
 
-            results = await fanout(
+            report = await run_fanout(
                 pool_of(svc), targets, command, timeout_s=wait.value, concurrency=width.value,
-                budget=budget.value, on_progress=progress,
+                budget=budget.value, rollout=rollout, on_progress=progress,
             )  # fmt: skip
-            return fanout_outcome(results, budget.value)
+            record_history(history, fanout_id, report.results)
+            outcome = rollout_outcome(
+                fanout_id=fanout_id, rows=report.results, batches=report.batches, rollout=rollout,
+                abort_reason=report.reason, detail=group_text, fields=FanoutHostResult.fields,
+                budget=budget.value - notes_room(notes),
+            )  # fmt: skip
+            outcome.stream_len = sum(row.output_bytes for row in report.results)
+            outcome.truncated = any(row.truncated for row in report.results)
+            return outcome
 
-        notes = bound_notes(wait, budget) + (
-            [f"concurrency clamped to {width.value}"] if width.clamped else []
-        )
-        rounds = -(-len(names) // width.value)
         return Plan(
             work=work,
             text=command,
             targets=allowed_targets,
-            timeout_s=wait.value * rounds,
+            timeout_s=wait.value * rollout.rounds(runnable, width.value),
             notes=notes,
             confirm_summary=f"run `{command[:300]}` on {len(names)} hosts",
         )
@@ -330,53 +379,15 @@ async def ssh_fanout(
     return await run_tool(ctx, "ssh_fanout", args, planner)
 
 
-def fanout_outcome(results: Sequence[object], budget: int) -> Outcome:
-    """Recap, grouped text (identical outputs once), per-host rows in input order."""
-    from relay_shell.ssh.fanout import FanoutHostResult, group_identical
-
-    rows = cast(Sequence[FanoutHostResult], results)
-    recap: dict[str, int] = {}
-    for row in rows:
-        recap[row.status] = recap.get(row.status, 0) + 1
-    lines = [
-        f"{len(rows)} hosts: " + ", ".join(f"{count} {status}" for status, count in sorted(recap.items()))
-    ]
-    for names, text in group_identical(rows):
-        lines.append(f"{','.join(names)}: {text}")
-    body = "\n".join(lines)
-    if len(body.encode()) > budget:
-        body = (
-            body.encode()[: budget - 64].decode("utf-8", errors="ignore")
-            + "\n[... text cut to the output budget ...]"
-        )
-    data: dict[str, object] = {
-        "results": [
-            {
-                "host": r.host, "status": r.status, "exit_code": r.exit_code, "output": r.output,
-                "truncated": r.truncated, "output_bytes": r.output_bytes, "stream_sha256": r.stream_sha256,
-                "duration_ms": r.duration_ms, "reason": r.reason,
-            }
-            for r in rows
-        ],
-        "recap": recap,
-    }  # fmt: skip
-    failed = [r for r in rows if r.status != "ok"]
-    return Outcome(
-        text=body,
-        data=data,
-        exit_code=0 if not failed else 1,
-        stream_len=sum(r.output_bytes for r in rows),
-        truncated=any(r.truncated for r in rows),
-        audit_extra={"recap": recap, "hosts": [r.host for r in rows]},
-    )
-
-
 async def ssh_keyscan(
     ctx: Context,
     hosts: Annotated[
-        str | list[str], Field(description="Host names or addresses to scan: comma/space separated or a list")
+        str | list[str],
+        Field(description="Hosts to scan: aliases, host or host:port, or a host pattern as for ssh_fanout"),
     ],
-    port: Annotated[int, Field(ge=1, le=65535, description="SSH port to scan")] = 22,
+    port: Annotated[
+        int | None, Field(ge=1, le=65535, description="SSH port (default: the alias's port, else 22)")
+    ] = None,
     key_types: Annotated[
         str, Field(description="Comma-separated key algorithms", max_length=512)
     ] = DEFAULT_KEY_TYPES,
@@ -387,13 +398,12 @@ async def ssh_keyscan(
 
     def planner() -> Plan:
         wait = clamp_timeout(10.0 if timeout is None else timeout, svc.settings)
-        names = split_hosts(hosts)
-        if not names:
+        if not split_terms(hosts):
             raise InvalidInput("hosts", "at least one host is required")
+        names = select_names(svc, hosts)
         if len(names) > MAX_KEYSCAN_HOSTS:
             raise LimitReached("ssh_keyscan hosts", MAX_KEYSCAN_HOSTS, f"{len(names)} hosts requested")
-        for name in names:
-            parse_target(name)
+        addresses, targets = keyscan_addresses(inventory_of(svc), names, port)
         types = [t.strip() for t in key_types.split(",") if t.strip()]
         if not types:
             raise InvalidInput("key_types", "at least one key type is required")
@@ -401,21 +411,21 @@ async def ssh_keyscan(
         async def work(call: Call) -> Outcome:
             from relay_shell.ssh.keyscan import keyscan
 
-            scanned = await keyscan(names, port=port, key_types=types, timeout_s=wait.value)
+            scanned = await keyscan(addresses, port=port or 22, key_types=types, timeout_s=wait.value)
             rows = []
             lines = []
-            for host, keys, error in scanned:
-                rows.append({"host": host, "error": error, "keys": [
+            for name, (_, keys, error) in zip(names, scanned, strict=True):
+                rows.append({"host": name, "error": error, "keys": [
                     {"key_type": k.key_type, "known_hosts_line": k.known_hosts_line, "fingerprint_sha256": k.fingerprint_sha256}
                     for k in keys
                 ]})  # fmt: skip
                 if error:
-                    lines.append(f"# {host}: {error}")
+                    lines.append(f"# {name}: {error}")
                 for key in keys:
                     lines.append(f"{key.known_hosts_line}\n# {key.fingerprint_sha256}")
             return Outcome(text="\n".join(lines), data={"hosts": rows})
 
-        return Plan(work=work, tier=1, targets=names, timeout_s=wait.value * 2)
+        return Plan(work=work, tier=1, targets=targets, timeout_s=wait.value * 2)
 
     return await run_tool(ctx, "ssh_keyscan", args, planner)
 
@@ -434,13 +444,24 @@ def host_line(spec: HostSpec) -> str:
     return f"{spec.alias}: {spec.display()}{via}"
 
 
-async def ssh_hosts(ctx: Context) -> Annotated[CallToolResult, HostsResult]:
+async def ssh_hosts(
+    ctx: Context,
+    pattern: Annotated[
+        str | list[str],
+        Field(description="A host pattern (as ssh_fanout's hosts): list what it selects; empty = all"),
+    ] = "",
+) -> Annotated[CallToolResult, HostsResult]:
     svc = services(ctx)
 
     def planner() -> Plan:
-        return listing_plan("host", "hosts", lambda: inventory_of(svc).hosts(), host_line, spec_fields)
+        if not split_terms(pattern, argument="pattern"):
+            specs = inventory_of(svc).hosts()
+        else:
+            names = select_names(svc, pattern, argument="pattern")
+            specs = [resolve_selected(inventory_of(svc), name, argument="pattern") for name in names]
+        return listing_plan("host", "hosts", lambda: specs, host_line, spec_fields)
 
-    return await run_tool(ctx, "ssh_hosts", {}, planner)
+    return await run_tool(ctx, "ssh_hosts", {"pattern": pattern}, planner)
 
 
 def register(server: MCPServer, svc: Services) -> None:
@@ -448,6 +469,7 @@ def register(server: MCPServer, svc: Services) -> None:
     pool = LazyPool(svc.settings)
     svc.extras[INVENTORY_KEY] = inventory
     svc.extras[POOL_KEY] = pool
+    svc.extras[HISTORY_KEY] = FanoutHistory(svc.settings.fanout_history)
     svc.add_counter("inventory_hosts", lambda: len(inventory.hosts()))
     svc.add_counter("ssh_connections", pool.connections)
     svc.add_closer(pool.aclose)

@@ -19,7 +19,7 @@ from pydantic import Field
 
 from relay_shell.app import Services
 from relay_shell.errors import InvalidInput
-from relay_shell.governance.bounds import Clamped, clamp_timeout
+from relay_shell.governance.bounds import Clamped, clamp_count, clamp_timeout
 from relay_shell.governance.pipeline import Call, Outcome, Plan
 from relay_shell.governance.policy import build_probe, decide
 from relay_shell.guidance import tool_description
@@ -33,6 +33,8 @@ from relay_shell.tools.base import (
     run_tool,
     services,
 )
+from relay_shell.tools.fleet import Batch, Canary, Concurrency, MaxFail
+from relay_shell.tools.fleet_upload import check_host_choice, fleet_upload_plan
 from relay_shell.tools.local import timeout_notes
 from relay_shell.tools.models import ForwardListOutput, ForwardOutput, SessionResult, TransferOutput
 from relay_shell.tools.sessions import Cols, Rows, registry_of, session_outcome
@@ -44,6 +46,7 @@ from relay_shell.tools.ssh import (
     Port,
     User,
     host_targets,
+    overrides,
     pool_of,
     resolve_host,
 )
@@ -216,11 +219,20 @@ def _require_path(argument: str, value: str) -> str:
 
 async def ssh_upload(
     ctx: Context,
-    host: Host,
     local_path: LocalPath,
     remote_path: RemotePath,
+    host: Annotated[
+        str, Field(description="One host (alias, host, user@host:port); or use hosts", max_length=512)
+    ] = "",
+    hosts: Annotated[
+        str | list[str], Field(description="Many hosts instead of host: a host pattern as for ssh_fanout")
+    ] = "",
     recursive: Recursive = False,
     timeout: Timeout = None,
+    concurrency: Concurrency = 16,
+    batch: Batch = None,
+    max_fail: MaxFail = None,
+    canary: Canary = 0,
     user: User = "",
     port: Port = None,
     key_path: KeyPath = "",
@@ -229,19 +241,28 @@ async def ssh_upload(
     confirm_token: ConfirmToken = "",
 ) -> Annotated[CallToolResult, TransferOutput]:
     args = {
-        "host": host, "local_path": local_path, "remote_path": remote_path, "recursive": recursive,
-        "timeout": timeout, "user": user, "port": port, "key_path": key_path, "known_hosts": known_hosts,
-        "jump": jump, "confirm_token": confirm_token,
+        "host": host, "hosts": hosts, "local_path": local_path, "remote_path": remote_path,
+        "recursive": recursive, "timeout": timeout, "concurrency": concurrency, "batch": batch,
+        "max_fail": max_fail, "canary": canary, "user": user, "port": port, "key_path": key_path,
+        "known_hosts": known_hosts, "jump": jump, "confirm_token": confirm_token,
     }  # fmt: skip
     svc = services(ctx)
 
     def planner() -> Plan:
         from relay_shell.ssh.sftp import check_local_source, upload
 
+        many = check_host_choice(host, hosts, batch is not None or max_fail is not None or canary > 0)
         source = Path(_require_path("local_path", local_path)).expanduser()
         destination = _require_path("remote_path", remote_path)
         check_local_source(source, recursive)
         wait = clamp_timeout(timeout, svc.settings)
+        if many:
+            return fleet_upload_plan(
+                svc, source=source, destination=destination, recursive=recursive, hosts=hosts,
+                rollout_arguments=(batch, max_fail, canary),
+                width=clamp_count(concurrency, 16, svc.settings.fanout_max_concurrency, argument="concurrency"),
+                wait=wait, overrides=overrides(user, port, key_path, known_hosts, jump),
+            )  # fmt: skip
         spec = resolve_host(svc, host, user, port, key_path, known_hosts, jump)
 
         async def transfer(progress: ProgressCallback) -> TransferResult:
