@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import Callable
 from pathlib import Path
 
@@ -9,7 +11,7 @@ from relay_shell.config import KnownHostsMode, Settings
 from relay_shell.ssh.check import check_hosts, round_trip
 from relay_shell.ssh.pool import ConnectionPool
 from tests.ssh.helpers import spec_for, trust
-from tests.sshd import ClientKey, SshdInstance, start_sshd
+from tests.sshd import ClientKey, SshdInstance, descendants, start_sshd
 
 
 async def test_pooled_probe_reuses_the_connection_with_one_round_trip(
@@ -39,6 +41,29 @@ async def test_a_killed_server_is_never_ok_from_a_stale_connection(
         instance.remove()
     [after] = await check_hosts(pool, [spec], timeout_s=10, concurrency=1)
     assert (after.ok, after.reason) == (False, "refused")
+
+
+async def test_a_frozen_server_is_never_ok_from_its_open_pooled_connection(
+    pool: ConnectionPool, client_key: ClientKey, settings: Settings
+) -> None:
+    """The TCP connection stays open but nothing answers: only the round trip can tell."""
+    instance = start_sshd(client_key)
+    try:
+        trust(settings, instance)
+        spec = spec_for(instance, settings, client_key)
+        assert (await check_hosts(pool, [spec], timeout_s=10, concurrency=1))[0].ok
+        assert instance.process is not None
+        frozen = [instance.process.pid, *descendants(instance.process.pid)]
+        for pid in frozen:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            [result] = await check_hosts(pool, [spec], timeout_s=1, concurrency=1)
+        finally:
+            for pid in frozen:
+                os.kill(pid, signal.SIGCONT)
+        assert (result.ok, result.reason) == (False, "timeout")
+    finally:
+        instance.remove()
 
 
 async def test_round_trip_on_a_closed_connection_is_false(

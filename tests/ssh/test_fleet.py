@@ -221,12 +221,11 @@ async def test_cancellation_propagates_and_stops_starting_hosts() -> None:
         await release.wait()
         return Row(index, "ok")
 
-    task = asyncio.create_task(
-        run_rollout(
-            6, Rollout(batch=2), concurrency=2, run_one=run_one,
-            skip=lambda index, reason: Row(index, "skipped", reason), label=str,
-        )  # fmt: skip
-    )
+    rollout = run_rollout(
+        6, Rollout(batch=2), concurrency=2, run_one=run_one,
+        skip=lambda index, reason: Row(index, "skipped", reason), label=str,
+    )  # fmt: skip
+    task = asyncio.create_task(rollout)
     while len(started) < 2:
         await asyncio.sleep(0)
     task.cancel()

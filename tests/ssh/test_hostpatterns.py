@@ -54,7 +54,7 @@ CATALOG = Catalog(
     aliases=list(HOSTS),
     tags={alias: fields[3] for alias, fields in HOSTS.items()},
     endpoint=endpoint,
-    history=lambda fanout_id: HISTORY.get(fanout_id),
+    history=HISTORY.get,
 )
 
 SELECTIONS: list[tuple[str | list[str], list[str]]] = [
