@@ -257,6 +257,8 @@ async def test_max_fail_skips_the_rest_and_nothing_runs_on_them(
     assert record["tool"] == "ssh_fanout"
     assert (record["aborted"], record["fanout_id"]) == (True, data["fanout_id"])
     assert record["skipped"] == ALIASES[3:]
+    assert record["started"] == ALIASES[:3]
+    assert record["rollout"] == {"batch": None, "max_fail": 2, "canary": 0}
     assert "max_fail" in record["abort_reason"]
 
 

@@ -82,6 +82,7 @@ def rollout_outcome[R: Row](
         "hosts": [row.host for row in rows],
         "rollout": {"batch": rollout.batch, "max_fail": rollout.max_fail, "canary": rollout.canary},
         "batches": [len(batch) for batch in batches],
+        "started": [row.host for row in rows if row.status not in ("skipped", "denied")],
         "skipped": [row.host for row in rows if row.status == "skipped"],
         "aborted": abort_reason is not None,
     }
