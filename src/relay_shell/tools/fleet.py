@@ -23,18 +23,13 @@ HISTORY_KEY = "ssh_fanout_history"
 
 Batch = Annotated[
     int | str | None,
-    Field(description='Hosts per batch: a count or "N%"; a batch starts only when the previous one ended'),
+    Field(description='Hosts per batch (count or "N%"); each batch waits for the previous one'),
 ]
 MaxFail = Annotated[
-    int | str | None,
-    Field(
-        description='Once more hosts than this failed (count or "N%"), start no more: the rest are skipped'
-    ),
+    int | str | None, Field(description='Start no more hosts once more than this failed (count or "N%")')
 ]
-Canary = Annotated[
-    int, Field(ge=0, description="Hosts run first as batch 0; the others start only if all of them end ok")
-]
-Concurrency = Annotated[int, Field(ge=1, description="Hosts in flight at once (within a batch)")]
+Canary = Annotated[int, Field(ge=0, description="Hosts run first; the rest only if all of them end ok")]
+Concurrency = Annotated[int, Field(ge=1, description="Hosts in flight at once")]
 
 
 def history_of(svc: Services) -> FanoutHistory:

@@ -81,8 +81,7 @@ Jump = Annotated[
 Hosts = Annotated[
     str | list[str],
     Field(
-        description="Host pattern, comma/space separated or a list: alias, glob (web*), @tag, &term "
-        "(intersect), !term (exclude), failed:/ok:/skipped:<fanout_id>, user@host:port; empty = all"
+        description="Host pattern (see ssh_fanout): web*,@tag,&@prod,!web3,failed:<fanout_id>; empty = all"
     ),
 ]
 

@@ -225,7 +225,7 @@ async def ssh_upload(
         str, Field(description="One host (alias, host, user@host:port); or use hosts", max_length=512)
     ] = "",
     hosts: Annotated[
-        str | list[str], Field(description="Many hosts instead of host: a host pattern as for ssh_fanout")
+        str | list[str], Field(description="Instead of host: a host pattern (see ssh_fanout)")
     ] = "",
     recursive: Recursive = False,
     timeout: Timeout = None,
