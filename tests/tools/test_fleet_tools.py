@@ -262,7 +262,9 @@ async def test_max_fail_skips_the_rest_and_nothing_runs_on_them(
     assert "max_fail" in record["abort_reason"]
 
 
-async def test_a_failing_canary_skips_every_other_host(client: Client, fleet: Fleet, markers: Path) -> None:
+async def test_a_failing_canary_skips_every_other_host(
+    client: Client, fleet: Fleet, markers: Path, settings: Settings
+) -> None:
     command = (
         f"touch {markers}/{SERVER_ADDRESS}; case {SERVER_ADDRESS} in {fleet.address('web1')}) exit 3;; esac"
     )
@@ -279,6 +281,10 @@ async def test_a_failing_canary_skips_every_other_host(client: Client, fleet: Fl
     assert data["recap"]["reason"] == "canary web1 ended failed"
     assert marked(markers, fleet) == {"web1"}
     assert fleet.contacted_since(marks) == {"web1"}
+    record = read_audit(settings.audit_path)[-1]
+    assert (record["batches"], record["started"], record["aborted"]) == ([1, 4, 4, 3], ["web1"], True)
+    assert record["rollout"] == {"batch": 4, "max_fail": None, "canary": 1}
+    assert record["abort_reason"] == "canary web1 ended failed"
 
 
 async def test_retrying_the_failed_selects_failed_timed_out_and_unreachable_only(
@@ -365,6 +371,25 @@ async def test_upload_to_a_tag_with_max_fail_zero_stops_after_the_failing_batch(
     record = read_audit(settings.audit_path)[-1]
     assert (record["tool"], record["tier"], record["aborted"]) == ("ssh_upload", 2, True)
     assert record["skipped"] == WEB[4:]
+
+
+async def test_upload_passes_each_host_through_the_deny_list(
+    fleet_server: Callable[..., RelayServer], fleet: Fleet, drop_directories: str, tmp_path: Path
+) -> None:
+    server = fleet_server(policy_deny=rf"{fleet.address('web3')}\b")
+    payload = tmp_path / "denied.txt"
+    payload.write_text("x")
+    marks = fleet.log_marks()
+    async with connected(server) as client:
+        result = await client.call_tool(
+            "ssh_upload",
+            {"hosts": "web2,web3,web4", "local_path": str(payload), "remote_path": drop_directories},
+        )
+    await server.services.aclose()
+    assert statuses(result) == {"web2": "ok", "web3": "denied", "web4": "ok"}
+    assert "RELAY_SHELL_POLICY_DENY" in sc(result)["results"][1]["reason"]
+    assert "web3" not in fleet.contacted_since(marks)
+    assert sc(result)["recap"] == {"ok": 2, "denied": 1}
 
 
 @pytest.mark.parametrize(
