@@ -83,7 +83,7 @@ TIER_RULES: Mapping[str, TierRule] = {
     "shell_spawn": TierRule(classified_from=("command", "env")),
     "ssh_check": TierRule(
         fixed=0,
-        raised=(1, "when a host is not an inventory or ssh_config alias (another host, user or port)"),
+        raised=(1, "when a host is not an inventory or ssh_config host on its configured port and route"),
         targets=f"each host: {_HOST_TARGETS}",
     ),
     "ssh_download": TierRule(classified_from=("remote_path", "local_path"), floor=2, targets=_HOST_TARGETS),

@@ -12,7 +12,7 @@ from relay_shell.config import Settings
 from relay_shell.errors import InvalidInput, LimitReached
 from relay_shell.ssh.fleet import FanoutHistory
 from relay_shell.ssh.inventory import Inventory
-from relay_shell.ssh.selection import all_aliases, keyscan_addresses, resolve_selected, select_hosts
+from relay_shell.ssh.selection import all_configured, keyscan_addresses, resolve_selected, select_hosts
 
 SSH_CONFIG = """\
 Host cfg1 cfg2
@@ -68,10 +68,23 @@ def test_a_name_that_cannot_be_resolved_names_the_argument(inventory: Inventory)
     assert caught.value.argument == "pattern"
 
 
-def test_all_aliases(inventory: Inventory) -> None:
-    assert all_aliases(inventory, ["web1", "cfg2"])
-    assert not all_aliases(inventory, ["web1", "deploy@web1"])
-    assert not all_aliases(inventory, ["10.0.0.1"])
+@pytest.mark.parametrize(
+    ("names", "configured"),
+    [
+        (["web1", "cfg2", "behind"], True),
+        (
+            ["other@web1", "10.0.0.1", "root@10.0.0.2:2222", "cfg1.example.com:2200"],
+            True,
+        ),  # same host and port
+        (["10.0.0.1:2222"], False),  # another port
+        (["web2.example.com"], False),  # another host
+        (["10.0.0.9"], False),  # the host behind web1, reached directly: another route
+        (["web1", "10.9.9.9"], False),
+    ],
+)
+def test_all_configured(inventory: Inventory, names: list[str], configured: bool) -> None:
+    specs = [resolve_selected(inventory, name) for name in names]
+    assert all_configured(inventory, specs) is configured
 
 
 def test_keyscan_addresses(inventory: Inventory) -> None:

@@ -511,8 +511,12 @@ async def test_keyscan_by_alias_then_check_reuses_the_connection_until_the_serve
         assert (fresh["hosts"][0]["ok"], fresh["hosts"][0]["reused"]) == (True, False)
         assert connections_accepted(solo) == before + 1
 
-        literal = await client.call_tool("ssh_check", {"hosts": solo.target()})
-        assert sc(literal)["tier"] == 1  # not an inventory host as configured
+        same = await client.call_tool("ssh_check", {"hosts": solo.target()})
+        assert sc(same)["tier"] == 0  # written out, but the inventory host on its configured port
+        other_port = await client.call_tool(
+            "ssh_check", {"hosts": f"{solo.address}:{free_port(solo.address)}"}
+        )
+        assert (sc(other_port)["tier"], sc(other_port)["hosts"][0]["reason"]) == (1, "refused")
 
         solo.stop()
         third = sc(await client.call_tool("ssh_check", {"hosts": "solo"}))
@@ -520,7 +524,7 @@ async def test_keyscan_by_alias_then_check_reuses_the_connection_until_the_serve
     await server.services.aclose()
     assert known_hosts.read_text() == line + "\n"
     checks = [record for record in read_audit(settings.audit_path) if record["tool"] == "ssh_check"]
-    assert [record["tier"] for record in checks] == [0, 0, 0, 0, 1, 0]
+    assert [record["tier"] for record in checks] == [0, 0, 0, 0, 0, 1, 0]
 
 
 async def test_exec_declares_its_host_in_the_output_schema(client: Client, fleet: Fleet) -> None:

@@ -84,7 +84,7 @@ class Endpoint:
 
     def covers(self, other: Endpoint) -> bool:
         """Does this (a term's endpoint) name the host ``other`` reaches?"""
-        if _canonical(self.hostname) != _canonical(other.hostname):
+        if canonical_host(self.hostname) != canonical_host(other.hostname):
             return False
         if self.port is not None and self.port != other.port:
             return False
@@ -313,7 +313,7 @@ def _is_ip(text: str) -> bool:
     return True
 
 
-def _canonical(hostname: str) -> str:
+def canonical_host(hostname: str) -> str:
     """IP literals in one spelling, names lower-case without a trailing dot."""
     try:
         return str(ipaddress.ip_address(hostname))

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from relay_shell.errors import InvalidInput, LimitReached
 from relay_shell.ssh.fleet import FanoutHistory
-from relay_shell.ssh.hostpatterns import Catalog, Endpoint, select
+from relay_shell.ssh.hostpatterns import Catalog, Endpoint, canonical_host, select
 from relay_shell.ssh.inventory import ConnectOverrides, HostSpec, Inventory
 from relay_shell.ssh.targets import format_host_port
 
@@ -69,10 +69,15 @@ def resolve_selected(
         raise InvalidInput(argument, f"{name!r}: {exc.problem}") from exc
 
 
-def all_aliases(inventory: Inventory, names: Sequence[str]) -> bool:
-    """Is every name an inventory or ssh_config alias, as written (no ``user@``, no port)?"""
-    aliases = set(inventory.aliases())
-    return all(name in aliases for name in names)
+def all_configured(inventory: Inventory, specs: Sequence[HostSpec]) -> bool:
+    """Does every spec reach an inventory or ssh_config host as configured: the same host and
+    port by the same route (jump chain), whatever name or user it was written with?"""
+    configured = {_route(spec) for spec in inventory.hosts()}
+    return all(_route(spec) in configured for spec in specs)
+
+
+def _route(spec: HostSpec) -> tuple[tuple[str, int], ...]:
+    return tuple((canonical_host(hop.hostname), hop.port) for hop in (*spec.jump, spec))
 
 
 def keyscan_addresses(

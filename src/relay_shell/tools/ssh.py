@@ -25,7 +25,7 @@ from relay_shell.guidance import tool_description
 from relay_shell.ssh.fleet import FanoutHistory, plan_rollout
 from relay_shell.ssh.hostpatterns import split_terms
 from relay_shell.ssh.inventory import ConnectOverrides, HostSpec, Inventory
-from relay_shell.ssh.selection import all_aliases, keyscan_addresses, resolve_selected, select_hosts
+from relay_shell.ssh.selection import all_configured, keyscan_addresses, resolve_selected, select_hosts
 from relay_shell.ssh.targets import parse_target
 from relay_shell.tools.base import (
     READ_ONLY,
@@ -305,7 +305,7 @@ async def ssh_check(
         targets = [t for name, spec in zip(names, specs, strict=True) for t in host_targets(name, spec)]
         rounds = -(-len(names) // svc.settings.fanout_max_concurrency)
         # Read-only for the hosts the operator configured; any other host or port is a probe of our own.
-        tier = 0 if all_aliases(inventory_of(svc), names) else 1
+        tier = 0 if all_configured(inventory_of(svc), specs) else 1
         return Plan(work=work, tier=tier, targets=targets, timeout_s=wait.value * rounds)
 
     return await run_tool(ctx, "ssh_check", args, planner)
