@@ -139,13 +139,14 @@ async def test_max_fail_stops_after_the_failure_that_exceeds_it() -> None:
     assert [row.status for row in report.results] == ["failed", "timeout", "unreachable", *["skipped"] * 4]
     assert report.aborted
     assert report.reason is not None
-    assert "3 hosts failed (h0, h1, h2)" in report.reason
+    assert report.reason == "3 hosts failed (h0, h1, h2), more than max_fail 2"
     assert all(row.reason and "max_fail" in row.reason for row in report.results[3:])
 
 
 async def test_max_fail_zero_lets_the_running_batch_finish_and_skips_the_next() -> None:
     script = Script(["ok", "failed", "ok", "ok", "ok", "ok", "ok", "ok"])
     report = await script.run(Rollout(batch=4, max_fail=0), concurrency=4)
+    assert report.reason == "1 host failed (h1), more than max_fail 0"
     assert report.started == [0, 1, 2, 3]  # the batch was already running
     assert [row.status for row in report.results[4:]] == ["skipped"] * 4
     assert report.aborted

@@ -160,13 +160,14 @@ class _Stop:
             self.reason = f"canary {self.label(index)} ended {status}"
             self.skip_reason = f"not started: canary {self.label(index)} ended {status}"
         elif failed and self.rollout.max_fail is not None and len(self.failures) > self.rollout.max_fail:
-            names = ", ".join(self.label(failed) for failed in self.failures[:10])
+            names = ", ".join(self.label(number) for number in self.failures[:10])
             more = f" and {len(self.failures) - 10} more" if len(self.failures) > 10 else ""
+            count = len(self.failures)
+            budget = self.rollout.max_fail_text or self.rollout.max_fail
             self.reason = (
-                f"{len(self.failures)} hosts failed ({names}{more}), more than max_fail "
-                f"{self.rollout.max_fail_text or self.rollout.max_fail}"
+                f"{count} host{'s' if count != 1 else ''} failed ({names}{more}), more than max_fail {budget}"
             )
-            self.skip_reason = f"not started: more than max_fail {self.rollout.max_fail} hosts failed"
+            self.skip_reason = f"not started: more hosts than max_fail {self.rollout.max_fail} failed"
 
 
 async def run_rollout[Result: HasStatus](
