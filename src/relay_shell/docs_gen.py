@@ -452,9 +452,37 @@ def _prompts_and_resources(catalog: Catalog) -> list[str]:
     return [*lines, ""]
 
 
+HOST_PATTERNS = """\
+## Host patterns
+
+The `hosts` of `ssh_fanout`, `ssh_check`, `ssh_upload` and `ssh_keyscan`, and the `pattern`
+of `ssh_hosts`, select hosts with one grammar (`src/relay_shell/ssh/hostpatterns.py`). Terms
+are separated by commas or whitespace, or given as a list:
+
+| Term | Selects |
+|---|---|
+| `web1` | an inventory or ssh_config alias |
+| `web*`, `web[1-3]`, `db?` | the aliases the glob matches |
+| `deploy@10.0.0.5:2222`, `host.example.com`, `10.0.0.5` | a host outside the inventory (a bare single-label name must be an alias) |
+| `@web`, `@stag*` | the hosts of an inventory tag (a glob over tag names) |
+| `failed:<fanout_id>` | the hosts of an earlier fan-out that ended failed, timeout or unreachable (never a denied one) |
+| `ok:<fanout_id>`, `skipped:<fanout_id>` | the hosts of an earlier fan-out that ended ok / were skipped |
+| `&term` | intersection: keep only the hosts `term` also selects |
+| `!term` | exclusion: remove the hosts `term` selects (names, and hosts by address: `!10.0.0.5`) |
+
+Evaluation is Ansible's: the union of the plain terms (the whole inventory when there is
+none), then every `&` term, then every `!` term; the result keeps the order of first
+appearance and names each host once. A term that selects nothing (a glob or tag with no
+match, an exclusion that matches no known host, an unknown fan-out) is `invalid` and the
+error names it; so is a selection that ends up empty. `ssh_fanout` and a multi-host
+`ssh_upload` return a `fanout_id`; the last `RELAY_SHELL_FANOUT_HISTORY` of them are
+remembered for `failed:`, `ok:` and `skipped:` terms. Example: `@web,&@prod,!web3`.
+"""
+
+
 def render(catalog: Catalog) -> str:
     """The whole Markdown document."""
-    lines = [*_preamble(), *_summary(catalog), "## Tools", ""]
+    lines = [*_preamble(), *_summary(catalog), *HOST_PATTERNS.splitlines(), "", "## Tools", ""]
     for tool in catalog.tools:
         lines += _tool_section(tool)
     lines += _prompts_and_resources(catalog)
