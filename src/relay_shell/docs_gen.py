@@ -90,7 +90,8 @@ TIER_RULES: Mapping[str, TierRule] = {
     "ssh_exec": TierRule(classified_from=("command", "stdin"), targets=_HOST_TARGETS),
     "ssh_fanout": TierRule(
         classified_from=("command",),
-        targets=f"each host ({_HOST_TARGETS}); a host the deny list matches is reported `denied`",
+        targets=f"each host ({_HOST_TARGETS}), each host on its own: the deny list, the mode and the "
+        "allow list at the call's tier; a refused host is reported `denied`, the others run",
     ),
     "ssh_forward": TierRule(
         classified_from=("spec", "bind"),
@@ -106,8 +107,8 @@ TIER_RULES: Mapping[str, TierRule] = {
     "ssh_upload": TierRule(
         classified_from=("local_path", "remote_path"),
         floor=2,
-        targets=f"{_HOST_TARGETS}; with `hosts`, each host on its own, a host the deny list matches "
-        "is reported `denied`",
+        targets=f"{_HOST_TARGETS}; with `hosts`, each host on its own (deny list, mode, allow list at "
+        "the call's tier), a refused host is reported `denied`",
     ),
 }
 """One entry per registered tool; a tool without one fails ``tests/test_docs.py``."""

@@ -321,6 +321,21 @@ async def test_retrying_the_failed_selects_failed_timed_out_and_unreachable_only
     await server.services.aclose()
 
 
+async def test_guarded_mode_admits_each_host_on_its_own(
+    fleet_server: Callable[..., RelayServer], fleet: Fleet, markers: Path
+) -> None:
+    allowed = "|".join(fleet.address(alias).replace(".", r"\.") for alias in ("web2", "web3"))
+    server = fleet_server(policy_mode="guarded", policy_allow=rf"({allowed})\b")
+    command = f"chmod 644 {markers}/none 2>/dev/null; touch {markers}/{SERVER_ADDRESS}"  # chmod: tier 2
+    async with connected(server) as client:
+        result = await client.call_tool("ssh_fanout", {"command": command, "hosts": "web1,web2,web3,web4"})
+    await server.services.aclose()
+    assert statuses(result) == {"web1": "denied", "web2": "ok", "web3": "ok", "web4": "denied"}
+    assert "mode guarded" in sc(result)["results"][0]["reason"]
+    assert sc(result)["tier"] == 2
+    assert marked(markers, fleet) == {"web2", "web3"}
+
+
 # --- uploads ---------------------------------------------------------------------------------------
 
 

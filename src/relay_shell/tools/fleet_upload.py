@@ -54,7 +54,7 @@ def fleet_upload_plan(
     """The plan of a multi-host upload: at least tier 2, every host screened, one row per host."""
     text = f"upload {source} to {destination}"
     names = select_names(svc, hosts)
-    targets, allowed_targets = screen_hosts(svc, "ssh_upload", text, names, overrides)
+    targets, allowed_targets = screen_hosts(svc, "ssh_upload", text, names, overrides, min_tier=2)
     runnable = sum(1 for _, spec, _ in targets if spec is not None)
     rollout = plan_rollout(*rollout_arguments, runnable)
     history = history_of(svc)

@@ -19,6 +19,7 @@ from relay_shell.capture import capture_fields, render_capture
 from relay_shell.config import KnownHostsMode
 from relay_shell.errors import InvalidInput, LimitReached
 from relay_shell.governance.bounds import clamp_count, clamp_output, clamp_timeout
+from relay_shell.governance.patterns import classify_text
 from relay_shell.governance.pipeline import Call, Outcome, Plan
 from relay_shell.governance.policy import build_probe, decide
 from relay_shell.guidance import tool_description
@@ -242,16 +243,24 @@ PlannedHost = tuple[str, HostSpec | None, str | None]
 
 
 def screen_hosts(
-    svc: Services, tool: str, text: str, names: Sequence[str], overrides: ConnectOverrides | None = None
+    svc: Services,
+    tool: str,
+    text: str,
+    names: Sequence[str],
+    overrides: ConnectOverrides | None = None,
+    *,
+    min_tier: int = 1,
 ) -> tuple[list[PlannedHost], list[str]]:
-    """Resolve each host and pass it through the deny list on its own; returns the planned hosts
-    and the deny-list targets of those allowed."""
+    """Resolve each host and pass it through the policy on its own: the deny list, the mode and
+    (guarded) the allow list, at the tier ``text`` classifies as (at least ``min_tier``), with
+    this host's targets. Returns the planned hosts and the deny-list targets of those allowed."""
+    tier = max(min_tier, classify_text(text).tier)
     planned: list[PlannedHost] = []
     allowed_targets: list[str] = []
     for name in names:
         spec = resolve_selected(inventory_of(svc), name, overrides)
         probe = build_probe(tool, text, host_targets(name, spec))
-        decision = decide(svc.pipeline.policy, tool, 0, probe)  # deny list per host
+        decision = decide(svc.pipeline.policy, tool, tier, probe)
         if decision.allowed:
             planned.append((name, spec, None))
             allowed_targets.extend(host_targets(name, spec))
