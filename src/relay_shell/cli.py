@@ -1,4 +1,4 @@
-"""The ``relay-shell`` command (SPEC §12).
+"""The ``relay-shell`` command (docs/architecture.md, "Process life").
 
 Exit codes: 0 normal (including SIGINT, SIGTERM and stdin EOF after an orderly teardown),
 1 runtime failure, 2 configuration or check failure. Logs go to stderr only: stdout is the
@@ -46,7 +46,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--install-prefix", type=Path, help="with --verify-deploy: root the installed files live under"
     )
-    parser.add_argument("--json", action="store_true", help="with --verify-*: machine-readable output")
+    parser.add_argument(
+        "--json", action="store_true", help="with --verify-* and --check-config: machine-readable output"
+    )
     return parser
 
 
@@ -64,6 +66,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from relay_shell.deploy_check import main_verify_deploy
 
         return main_verify_deploy(args.templates_dir, args.install_prefix, args.json)
+    if args.check_config:
+        from relay_shell.checks import main_check_config
+
+        return main_check_config(args.json)
     from relay_shell.config import load_settings
     from relay_shell.errors import ConfigError
 
@@ -74,8 +80,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 Path(args.verify_audit) if args.verify_audit else settings.expand(settings.audit_path),
                 args.json,
             )
-        if args.check_config:
-            return _check_config(settings)
         return _serve(settings)
     except ConfigError as exc:
         print(f"relay-shell: configuration error: {exc}", file=sys.stderr)
@@ -108,17 +112,6 @@ def _verify_audit(path: Path, as_json: bool) -> int:
     return EXIT_OK if report.ok else EXIT_CONFIG
 
 
-def _check_config(settings: object) -> int:
-    from relay_shell.checks import run_checks
-
-    problems = run_checks(settings)  # type: ignore[arg-type]
-    if problems:
-        print("relay-shell: configuration check FAILED: " + "; ".join(problems), file=sys.stderr)
-        return EXIT_CONFIG
-    print("relay-shell: configuration OK")
-    return EXIT_OK
-
-
 def _serve(settings: object) -> int:
     import anyio
 
@@ -149,6 +142,7 @@ async def _serve_stdio(settings: object) -> None:
 
     from relay_shell.app import build_server
     from relay_shell.config import Settings
+    from relay_shell.startup import announce
 
     assert isinstance(settings, Settings)
     server = build_server(settings)
@@ -156,12 +150,12 @@ async def _serve_stdio(settings: object) -> None:
     try:
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(_exit_on_signal, services)
-            await services.start()
-            await server.run_stdio_async()
+            services.on_started = lambda: announce(settings, services.facts())
+            await server.run_stdio_async()  # the lifespan starts the services and stops them at EOF
             tasks.cancel_scope.cancel()  # stdin EOF: the client went away
     finally:
         with anyio.CancelScope(shield=True):
-            await services.aclose()
+            await services.aclose()  # idempotent: also when serving failed before the lifespan ran
 
 
 async def _exit_on_signal(services: object) -> None:
@@ -175,7 +169,7 @@ async def _exit_on_signal(services: object) -> None:
 
     import anyio
 
-    from relay_shell.app import Services
+    from relay_shell.services import Services
 
     assert isinstance(services, Services)
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:

@@ -1,4 +1,4 @@
-"""Generate ``docs/tools.md`` from the tools, prompt and resources the server registers (SPEC §14).
+"""Generate ``docs/tools.md`` from the tools, prompt and resources the server registers.
 
 ::
 
@@ -24,14 +24,14 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import get_args
 
 import anyio
 from mcp_types import Prompt, Resource, ResourceTemplate, Tool, ToolAnnotations
 
+from relay_shell.vocabulary import ErrorKind, Tier
+
 REGENERATE_COMMAND = ".venv/bin/python -m relay_shell.docs_gen"
 DOC_PATH = Path("docs") / "tools.md"
-TIER_NAMES = ("READ_ONLY", "REVERSIBLE", "STATEFUL", "IRREVERSIBLE")
 COMMON_OUTPUT_FIELDS = ("tier", "notes", "error")
 _SESSION_HOST = "the session's host (SSH sessions)"
 _HOST_TARGETS = "the host as given, its resolved name, `user@host:port` and every jump hop"
@@ -39,7 +39,7 @@ _HOST_TARGETS = "the host as given, its resolved name, `user@host:port` and ever
 
 @dataclass(frozen=True)
 class TierRule:
-    """How a tool's calls get their tier (SPEC §6.1).
+    """How a tool's calls get their tier (docs/policy-patterns.md).
 
     ``fixed`` is the tier of a tool that runs no text. Otherwise the call is classified
     from the text of the parameters in ``classified_from`` (tier ``floor`` when no rule
@@ -55,15 +55,15 @@ class TierRule:
     def describe(self) -> str:
         """One line of Markdown for the reference."""
         if self.fixed is not None:
-            text = f"fixed: {self.fixed} ({TIER_NAMES[self.fixed]})"
+            text = f"fixed: {self.fixed} ({Tier(self.fixed).name})"
             if self.raised is not None:
                 tier, when = self.raised
-                text += f", {tier} ({TIER_NAMES[tier]}) {when}"
+                text += f", {tier} ({Tier(tier).name}) {when}"
         else:
             sources = ", ".join(f"`{name}`" for name in self.classified_from)
             text = (
                 f"classified from {sources}: the highest matching rule of the pattern table, "
-                f"at least {self.floor} ({TIER_NAMES[self.floor]})"
+                f"at least {self.floor} ({Tier(self.floor).name})"
             )
         if self.targets:
             text += f"; the deny list also reads {self.targets}"
@@ -350,9 +350,7 @@ def _short_tier(name: str) -> str:
 
 
 def _preamble() -> list[str]:
-    from relay_shell.tools.models import ErrorKindName
-
-    kinds = ", ".join(f"`{kind}`" for kind in get_args(ErrorKindName))
+    kinds = ", ".join(f"`{kind.value}`" for kind in ErrorKind)
     return [
         "# Tool reference",
         "",
@@ -366,7 +364,7 @@ def _preamble() -> list[str]:
         "",
         "How to read it:",
         "",
-        "- **Tier** (SPEC §6.1): 0 READ_ONLY, 1 REVERSIBLE, 2 STATEFUL, 3 IRREVERSIBLE. A fixed tier",
+        "- **Tier**: 0 READ_ONLY, 1 REVERSIBLE, 2 STATEFUL, 3 IRREVERSIBLE. A fixed tier",
         "  belongs to tools that run no text; the others are classified from everything the executor",
         "  will see (`docs/policy-patterns.md`). The tier then meets the policy mode, the deny and",
         "  allow lists, the token's scope and, for tier 3, the confirmation setting.",
@@ -375,8 +373,14 @@ def _preamble() -> list[str]:
         "- **Results**: one readable text block and `structuredContent` matching the output schema.",
         "  Every output schema also has `tier` (the tier the call was classified as), `notes`",
         "  (clamped bounds and other remarks) and `error`, set when `isError` is true:",
-        f"  `{{kind, message, tier?, reason?, argument?, confirm_token?}}` with `kind` one of {kinds}.",
-        "  A command that ran and exited non-zero is a result (`exit_code`), not an error.",
+        "  `{kind, message, tier?, reason?, rule?, mode?, subcommand?, opaque?, argument?,",
+        f"  confirm_token?}}` with `kind` one of {kinds}. A denial names its `rule` and `mode`; an",
+        "  invalid argument is named in `argument`; an unknown argument (a misspelled name) is",
+        "  invalid too. A command that ran and exited non-zero is a result (`exit_code`), not an",
+        "  error; one killed by signal N exits 128+N and names the `signal`.",
+        "- **Protocol errors**: calling a tool that does not exist, reading an unknown resource URI",
+        "  or fetching an unknown prompt is a JSON-RPC error `-32602`; a refused or failed read or",
+        "  fetch is `-32603`, with the error's fields in `data`.",
         "- `timeout` and `max_output` (where present): omitted means the configured default, a value",
         "  above the ceiling is clamped (and a note says so), zero or negative is `invalid`.",
         "- `confirm_token` (where present) is used only with `RELAY_SHELL_CONFIRM_TIER3=token`: re-issue",

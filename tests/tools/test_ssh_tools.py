@@ -195,6 +195,9 @@ async def test_fanout_denied_host_by_canonical_ip(
     await server.services.aclose()
     statuses = {row["host"]: row["status"] for row in sc(result)["results"]}
     assert statuses == {"web1": "denied", "web2": "ok"}
+    record = read_audit(server.services.settings.audit_path)[-1]
+    assert (record["decision"], record["denied_targets"]) == ("allowed", ["web1"])
+    assert "web1" not in record["target"]  # only admitted hosts are the call's targets
 
 
 async def test_deny_on_address_catches_other_spellings(

@@ -1,4 +1,4 @@
-"""Secret redaction of audited arguments (SPEC §7.1).
+"""Secret redaction of audited arguments (docs/adr/0009-audit-sink.md).
 
 Applied to the copy of a call's arguments that goes into the audit record, never to what
 executes: every function here is pure and returns new objects.

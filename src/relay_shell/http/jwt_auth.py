@@ -1,4 +1,4 @@
-"""JWT access tokens from the operator's identity provider (SPEC §10.3, ``AUTH_MODE=jwt``).
+"""JWT access tokens from the operator's identity provider (``AUTH_MODE=jwt``, ADR 0005).
 
 relay-shell is then a resource server only: :class:`JwtTokenVerifier` is the SDK's
 ``TokenVerifier`` that the bearer middleware calls for every request. A token is accepted
@@ -41,7 +41,8 @@ import httpx2
 import jwt
 from mcp.server.auth.provider import AccessToken, TokenVerifier
 
-from relay_shell.errors import ConfigError, ErrorKind, RelayError
+from relay_shell.errors import ConfigError, RelayError
+from relay_shell.vocabulary import ErrorKind
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ JwkData = dict[str, Any]
 class JwksUnavailable(RelayError):
     """The JWKS could not be fetched or holds no usable signing key."""
 
-    kind: ErrorKind = "unavailable"
+    kind: ErrorKind = ErrorKind.UNAVAILABLE
 
 
 def _check_jwks_url(url: str) -> None:

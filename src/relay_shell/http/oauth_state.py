@@ -26,7 +26,8 @@ from typing import Literal, TypeVar
 from mcp.shared.auth import OAuthClientInformationFull
 from pydantic import BaseModel, Field, ValidationError
 
-from relay_shell.errors import ConfigError, ErrorKind, RelayError
+from relay_shell.errors import ConfigError, RelayError
+from relay_shell.vocabulary import ErrorKind
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ T = TypeVar("T")
 class OAuthStateUnavailable(RelayError):
     """The state file cannot be read, written or locked (the request fails, nothing is issued)."""
 
-    kind: ErrorKind = "unavailable"
+    kind: ErrorKind = ErrorKind.UNAVAILABLE
 
 
 def token_digest(value: str) -> str:

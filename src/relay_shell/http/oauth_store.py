@@ -1,4 +1,4 @@
-"""File-backed OAuth 2.1 authorization server for one operator (SPEC §10.3, builtin mode).
+"""File-backed OAuth 2.1 authorization server for one operator (docs/adr/0005-oauth-builtin.md, builtin mode).
 
 :class:`FileOAuthProvider` implements the SDK's ``OAuthAuthorizationServerProvider``; the
 HTTP app mounts it with ``create_auth_routes`` (``/register``, ``/authorize``, ``/token``,

@@ -1,4 +1,4 @@
-"""OAuth scopes and the principal behind an HTTP request (SPEC §10.3).
+"""OAuth scopes and the principal behind an HTTP request (docs/adr/0005-oauth-builtin.md).
 
 A token's scopes cap the policy tier a call may reach, on top of the policy mode:
 

@@ -1,4 +1,4 @@
-"""The streamable HTTP transport (SPEC §10): /mcp, /healthz, /readyz, /metrics, OAuth.
+"""The streamable HTTP transport (docs/deployment.md): /mcp, /healthz, /readyz, /metrics, OAuth.
 
 TLS is the edge's job (deploy/Caddyfile); this binds loopback by default. DNS-rebinding
 protection is always on: the accepted Host values are the bind address plus
@@ -10,7 +10,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import signal
-from collections.abc import Iterator
+import socket
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -24,6 +25,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from relay_shell.app import RelayServer, Services, build_server, build_services
 from relay_shell.config import AuthMode, Settings
+from relay_shell.startup import announce
 
 log = logging.getLogger("relay_shell.http")
 
@@ -137,12 +139,22 @@ class _RelayUvicorn(uvicorn.Server):
 
     Stock uvicorn re-raises a caught signal after its own shutdown so that the default
     action ends the process: relay-shell would then die by SIGTERM (exit 143) before
-    tearing its sessions, forwards and connections down.
+    tearing its sessions, forwards and connections down. ``on_listening`` runs once the
+    listener is open (the start-up line).
     """
+
+    def __init__(self, config: uvicorn.Config, on_listening: Callable[[], None] | None = None) -> None:
+        super().__init__(config)
+        self._on_listening = on_listening
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self._on_listening is not None and not self.should_exit:
+            self._on_listening()
 
 
 async def _stop_on_signal(server: uvicorn.Server) -> None:
@@ -189,8 +201,11 @@ async def serve_http(settings: Settings) -> None:
     )
     services = server.services
     try:
-        await services.start()
-        started = await _serve_until_signal(_RelayUvicorn(config))
+        # uvicorn runs the app's lifespan, which enters the server's: services start there and
+        # stop when uvicorn shuts down; aclose below is idempotent and covers a failed start.
+        started = await _serve_until_signal(
+            _RelayUvicorn(config, on_listening=lambda: announce(settings, services.facts()))
+        )
     finally:
         with anyio.CancelScope(shield=True):
             await services.aclose()

@@ -1,4 +1,4 @@
-"""Local PTY sessions: a child on a pseudo-terminal, driven by the event loop (SPEC §5.3, §8).
+"""Local PTY sessions: a child on a pseudo-terminal, driven by the event loop (docs/tools.md).
 
 The child gets its own session and process group with the PTY slave as its controlling
 terminal, so job control, ^C and SIGWINCH behave as in a real terminal. The master fd is

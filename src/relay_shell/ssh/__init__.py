@@ -1,4 +1,4 @@
-"""SSH over asyncssh (SPEC §5.2, §9). Knows nothing of MCP; nothing above it sees an asyncssh type.
+"""SSH over asyncssh (docs/tools.md). Knows nothing of MCP; nothing above it sees an asyncssh type.
 
 Modules, in dependency order::
 
@@ -9,7 +9,7 @@ Modules, in dependency order::
     hostkeys   known_hosts file, strict / accept-new / ignore verification
     connect    Dialer: one connection (+ jump chain) under a deadline, MaxStartups retry
     pool       ConnectionPool, Lease, PoolStats
-    remote_exec  run_remote -> RemoteResult (bounded, stopped on timeout/cancel)
+    remote_exec  run_remote -> ExecReport (bounded, stopped on timeout/cancel)
     hostpatterns  host patterns (aliases, globs, @tags, & and !, failed:<fanout_id>) -> names; pure
     fleet      Rollout (batches, max_fail, canary), run_rollout, FanoutHistory; pure
     fleet_report  the text of a multi-host result within a byte budget; pure

@@ -1,4 +1,4 @@
-"""Connectivity probes (``ssh_check``): is each host answering over SSH right now?
+"""Connectivity probes (``ssh_check`` in docs/tools.md): is each host answering over SSH right now?
 
 A probe is read-only: it never records a host key (an unknown key is reported, with its
 fingerprint, as ``host_key``) and runs no command. Per host, by default:

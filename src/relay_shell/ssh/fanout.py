@@ -1,4 +1,4 @@
-"""One command on many hosts (``ssh_fanout``).
+"""One command on many hosts (``ssh_fanout`` in docs/tools.md).
 
 Bounded concurrency (a semaphore), a deadline per host (connecting included, counted from
 when the host's turn starts), results in input order, and one output budget shared by

@@ -1,4 +1,4 @@
-"""Host key verification (SPEC §9.1): ``strict``, ``accept-new`` and ``ignore``.
+"""Host key verification (docs/adr/0012-ssh-connections.md): ``strict``, ``accept-new`` and ``ignore``.
 
 The check runs inside the key exchange, before authentication: asyncssh is given the keys
 the known_hosts file lists for the exact name (``host`` for port 22, ``[host]:port``

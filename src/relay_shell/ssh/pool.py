@@ -1,4 +1,4 @@
-"""The SSH connection pool (SPEC §9.1).
+"""The SSH connection pool (docs/adr/0012-ssh-connections.md).
 
 - Keyed by :meth:`HostSpec.pool_key` (user, host, port, keys, known-hosts mode, jump chain),
   so a ``strict`` call never reuses an ``ignore`` connection. One key may map to several

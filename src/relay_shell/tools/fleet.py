@@ -1,5 +1,5 @@
-"""What ssh_fanout and the multi-host ssh_upload share at the MCP edge: rollout parameters,
-the fan-out history service, and the shaping of a rolled-out result (text, fields, audit extras).
+"""What ssh_fanout and the multi-host ssh_upload share at the MCP edge: the rollout parameters
+and the shaping of a rolled-out result (text, fields, audit extras).
 
 The rules themselves (patterns, batches, failure budget, canaries, the text layout) live in
 ``relay_shell.ssh`` (``hostpatterns``, ``fleet``, ``fleet_report``); this module only turns
@@ -9,17 +9,14 @@ their reports into an :class:`Outcome`.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Annotated, Protocol, cast
+from typing import TYPE_CHECKING, Annotated, Protocol
 
 from pydantic import Field
 
-from relay_shell.governance.pipeline import Outcome
+from relay_shell.governance.call import Outcome
 
 if TYPE_CHECKING:
-    from relay_shell.app import Services
     from relay_shell.ssh.fleet import FanoutHistory, Rollout
-
-HISTORY_KEY = "ssh_fanout_history"
 
 Batch = Annotated[
     int | str | None,
@@ -30,11 +27,6 @@ MaxFail = Annotated[
 ]
 Canary = Annotated[int, Field(ge=0, description="Hosts run first; the rest only if all of them end ok")]
 Concurrency = Annotated[int, Field(ge=1, description="Hosts in flight at once")]
-
-
-def history_of(svc: Services) -> FanoutHistory:
-    """The fan-out history of this server (``RELAY_SHELL_FANOUT_HISTORY`` entries)."""
-    return cast("FanoutHistory", svc.extras[HISTORY_KEY])
 
 
 class Row(Protocol):

@@ -9,34 +9,38 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
-ErrorKindName = Literal[
-    "denied", "confirm_required", "invalid", "timeout", "cancelled", "failed", "unavailable"
-]
+from relay_shell.vocabulary import ErrorKind
 
 
 class ErrorInfo(BaseModel):
-    """Why a call failed, for programs (``kind``) and for people (``message``)."""
+    """Why a call failed, for programs (``kind``) and for people (``message``).
 
-    kind: ErrorKindName
+    A denial names the ``rule`` and ``mode`` (and, from a parse, the ``subcommand`` that drove
+    it and whether the call is ``opaque``); an invalid argument is named in ``argument``.
+    """
+
+    kind: ErrorKind
     message: str
     tier: int | None = None
     reason: str | None = None
+    rule: str | None = None
+    mode: str | None = None
+    subcommand: str | None = None
+    opaque: bool | None = None
     argument: str | None = None
     confirm_token: str | None = None
 
 
 class ToolOutput(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
     tier: int | None = Field(default=None, description="Tier the call was classified as (0-3)")
     notes: list[str] = Field(default_factory=list, description="Clamped bounds and other remarks")
     error: ErrorInfo | None = Field(default=None, description="Set when isError is true")
 
 
 class CapturedOutput(ToolOutput):
-    """Fields of a bounded output capture (SPEC §3)."""
+    """Fields of a bounded output capture (docs/adr/0008-output-capture.md)."""
 
     output: str = Field(default="", description="Merged output (head + tail when truncated)")
     stdout: str | None = Field(default=None, description="stdout when streams were kept separate")
@@ -52,10 +56,7 @@ class ExecResult(CapturedOutput):
     signal: str | None = None
     duration_ms: int = 0
     timeout_s: float | None = Field(default=None, description="Effective timeout after clamping")
-
-
-class RemoteExecResult(ExecResult):
-    host: str = Field(default="", description="user@host:port the command ran on")
+    host: str | None = Field(default=None, description="user@host:port of a remote command")
 
 
 class AuditTailResult(ToolOutput):

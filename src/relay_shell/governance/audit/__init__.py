@@ -1,4 +1,4 @@
-"""Audit trail: writer, formats, hash chain, verification, tail (SPEC §7)."""
+"""Audit trail: writer, formats, hash chain, verification, tail (docs/adr/0009-audit-sink.md)."""
 
 from relay_shell.governance.audit.chain import GENESIS, canonical_json, link
 from relay_shell.governance.audit.formats import to_cef, to_jsonl, to_leef

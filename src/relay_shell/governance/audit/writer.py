@@ -1,4 +1,4 @@
-"""The audit sink: one line per record, append-only, hash-chained, rotation-safe (SPEC §7).
+"""The audit sink: one line per record, append-only, hash-chained, rotation-safe (ADR 0009).
 
 File handling:
 
