@@ -24,6 +24,7 @@ from relay_shell.metrics import Metrics
 from relay_shell.sessions import SessionRegistry
 from relay_shell.sessions.recording import RecordingSettings
 from relay_shell.sessions.registry import SessionEnd
+from relay_shell.ssh.fleet import FanoutHistory
 from relay_shell.ssh.inventory import Inventory
 
 if TYPE_CHECKING:
@@ -93,6 +94,7 @@ class Services:
     inventory: Inventory
     pool: LazyPool
     forwards: LazyForwards
+    fanout_history: FanoutHistory
     on_started: Callable[[], None] | None = field(default=None, repr=False)
     _holders: int = field(default=0, repr=False)
     _started: bool = field(default=False, repr=False)
@@ -204,6 +206,7 @@ def build_services(settings: Settings) -> Services:
         inventory=Inventory.load(settings),
         pool=pool,
         forwards=LazyForwards(pool, settings.max_forwards),
+        fanout_history=FanoutHistory(settings.fanout_history),
     )
     metrics.bind_gauges(
         sessions=lambda: len(services.sessions),

@@ -106,6 +106,7 @@ ROWS: tuple[Row, ...] = (
     Row("MAX_FORWARDS", "1", remote.max_forwards, needs=SSHD),
     Row("FANOUT_MAX_HOSTS", "2", remote.fanout_max_hosts),
     Row("FANOUT_MAX_CONCURRENCY", "2", remote.fanout_max_concurrency),
+    Row("FANOUT_HISTORY", "1", remote.fanout_history),
     # OAuth (HTTP)
     Row("AUTH_ENABLED", "true", web.auth_enabled),
     Row(
@@ -153,7 +154,6 @@ IMPLEMENTED_ELSEWHERE = frozenset(
         "AUDIT_ANCHOR",  # audit: chain anchors
         "AUDIT_ANCHOR_INTERVAL",  # audit: chain anchors
         "AUDIT_SHIP",  # audit: record shipping
-        "FANOUT_HISTORY",  # fleet: failed:/ok:/skipped: host patterns
     }
 )
 

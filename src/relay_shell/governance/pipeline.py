@@ -210,14 +210,18 @@ class Pipeline:
         state.tier = Tier(max(plan.min_tier, classification.tier))
 
     async def _admit_targets[R](self, state: CallState, plan: Plan[R]) -> None:
-        """The deny list over each of ``plan.per_target`` on its own; refused ones are set aside.
+        """The policy over each of ``plan.per_target`` on its own; refused ones are set aside.
 
-        Admitted groups' targets join the call's targets for :meth:`_admit`; a refused group
-        is recorded (audit ``denied_targets``, a denial metric) and handed to the executor.
+        Each group's probe (the text and that group's targets) meets the deny list, the mode
+        and the allow list at the call's tier, so an allow list that names hosts admits a
+        fan-out only on those hosts. Admitted groups' targets join the call's targets for
+        :meth:`_admit`; a refused group is recorded (audit ``denied_targets``, a denial metric)
+        and handed to the executor.
         """
+        tier = self._tier(state)
         for group in plan.per_target:
             probe = build_probe(state.tool, plan.text, group.targets)
-            decision = decide(self.policy, state.tool, Tier.READ_ONLY, probe)  # the deny list only
+            decision = decide(self.policy, state.tool, tier, probe, classified_by=state.pattern)
             if decision.allowed:
                 state.targets.extend(target for target in group.targets if target not in state.targets)
             else:
