@@ -112,6 +112,20 @@ def sleeper() -> str:
     return f"300.{time.monotonic_ns()}"
 
 
+def sleeping(marker: str) -> list[int]:
+    """Live ``sleep <marker>`` processes (not the shell or hold whose argv also holds the marker)."""
+    return [pid for pid in pids_with_marker(marker) if _cmdline(pid) == f"sleep {marker}"]
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return (
+            Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\x00", b" ").decode(errors="replace").strip()
+        )
+    except OSError:
+        return ""
+
+
 def wait_for(predicate: Any, what: str, timeout_s: float = 20.0) -> None:
     deadline = time.monotonic() + timeout_s
     while not predicate():
@@ -129,7 +143,7 @@ def test_a_signal_mid_call_cancels_it_kills_its_processes_and_audits_it(
     server.initialize()
     escaped, foreground = sleeper(), sleeper()
     server.call(2, "shell_exec", {"command": f"setsid sleep {escaped} >/dev/null 2>&1 & sleep {foreground}"})
-    wait_for(lambda: pids_with_marker(escaped) and pids_with_marker(foreground), "the call's processes")
+    wait_for(lambda: sleeping(escaped) and sleeping(foreground), "the call's processes")
     server.process.send_signal(signum)
     assert server.process.wait(timeout=60) == 0, server.stderr()
     assert pids_with_marker(escaped) == [] and pids_with_marker(foreground) == []
@@ -150,7 +164,7 @@ def test_a_call_that_arrives_during_shutdown_is_refused(
     server.initialize()
     marker, late = sleeper(), sleeper()
     server.call(2, "shell_exec", {"command": f"trap '' TERM; sleep {marker}; sleep {marker}"})
-    wait_for(lambda: pids_with_marker(marker), "the first call's process")
+    wait_for(lambda: sleeping(marker), "the first call's process")
     server.process.send_signal(signal.SIGTERM)
     wait_for(lambda: "shutting down" in server.stderr(), "shutdown to begin")
     server.call(3, "shell_exec", {"command": f"sleep {late}"})
@@ -180,12 +194,12 @@ def test_stale_cgroups_of_a_killed_server_are_swept_at_the_next_start(
     first.initialize()
     marker = sleeper()
     first.call(2, "shell_exec", {"command": f"sleep {marker}"})
-    wait_for(lambda: pids_with_marker(marker), "the call's process")
+    wait_for(lambda: sleeping(marker), "the call's process")
     stale = [path for path in own.iterdir() if path.name.startswith(f"relay-shell-{first.process.pid}-")]
     assert len(stale) == 1
     first.process.kill()  # as a crash would: no teardown at all
     first.process.wait(timeout=30)
-    assert pids_with_marker(marker) != []  # left running by the dead server, in its cgroup
+    assert sleeping(marker) != []  # left running by the dead server, in its cgroup
     assert stale[0].is_dir()
 
     second = StdioServer(tmp_path, RELAY_SHELL_CONTAINMENT=mechanism)

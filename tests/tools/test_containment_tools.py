@@ -93,7 +93,11 @@ async def wait_started(markers: list[str], timeout_s: float = 15.0) -> None:
 
 
 def survivors(markers: list[str]) -> dict[str, list[int]]:
-    """Marker -> live pids whose argv holds it, from one read of /proc."""
+    """Marker -> live ``sleep <marker>`` processes, from one read of /proc.
+
+    Only the sleeps themselves count: the shell that started them (or the hold it waited
+    in) has every marker in its argv too, and would satisfy a wait before they ran.
+    """
     found: dict[str, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -106,7 +110,7 @@ def survivors(markers: list[str]) -> dict[str, list[int]]:
         if stat[stat.rfind(")") + 2] in ("Z", "X"):
             continue
         for marker in markers:
-            if marker in cmdline:
+            if cmdline.strip() == f"sleep {marker}":
                 found.setdefault(marker, []).append(int(entry.name))
     return found
 
@@ -140,8 +144,10 @@ async def test_nothing_outlives_a_normal_return(client: Client, settings: Settin
 )
 async def test_each_escape_alone(client: Client, template: str) -> None:
     marker = sleeper()
-    result = await client.call_tool("shell_exec", {"command": template.format(m=marker), "timeout": 30})
-    assert sc(result)["exit_code"] == 0
+    established = f"until pgrep -f '^sleep {marker}$' >/dev/null; do :; done; "  # the escape runs
+    command = template.format(m=marker).replace("echo started", established + "echo started")
+    result = await client.call_tool("shell_exec", {"command": command, "timeout": 30})
+    assert (sc(result)["exit_code"], sc(result)["output"]) == (0, "started\n")
     assert pids_with_marker(marker) == []
 
 

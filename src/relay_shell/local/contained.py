@@ -1,7 +1,7 @@
 """One containment: what a call or a session started, with the two ways of holding it.
 
 :class:`Contained` is the handle; :class:`CgroupContained` and :class:`SubreaperContained`
-are the mechanisms (ADR 0014). Each is created empty by
+are the mechanisms (ADR 0016). Each is created empty by
 :class:`relay_shell.local.containment.ContainmentService`, takes its root process with
 :meth:`Contained.adopt` right after the spawn, ends everything it holds with
 :meth:`Contained.kill` and is released by :meth:`Contained.close`. It is an object of its

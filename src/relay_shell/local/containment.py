@@ -1,4 +1,4 @@
-"""Containment: everything a call or a session starts is tracked until it is gone (ADR 0014).
+"""Containment: everything a call or a session starts is tracked until it is gone (ADR 0016).
 
 A :class:`ContainmentService` (one per server) opens one
 :class:`~relay_shell.local.contained.Contained` per call or PTY session; whatever is still

@@ -96,8 +96,28 @@ class SessionResult(ToolOutput):
     bytes_sent: int | None = None
 
 
+class CursorPosition(BaseModel):
+    row: int = Field(description="0-based")
+    col: int = Field(description="0-based")
+
+
+class ScreenView(BaseModel):
+    """A rendered terminal screen (session_recv in screen mode)."""
+
+    rows: list[str] = Field(default_factory=list, description="Rows; trailing blanks and empty rows trimmed")
+    cursor: CursorPosition
+    title: str = ""
+    width: int = Field(default=0, description="Terminal columns")
+    height: int = Field(default=0, description="Terminal rows")
+
+
 class SessionRecvResult(ToolOutput):
     session_id: str = ""
+    mode: Literal["stream", "screen"] | None = Field(
+        default=None,
+        description="stream: output text; screen: the rendered screen (output = its rows joined)",
+    )
+    screen: ScreenView | None = None
     output: str = ""
     bytes: int = 0
     matched: bool | None = Field(default=None, description="Whether `until` matched (null without until)")
@@ -112,9 +132,16 @@ class SessionListResult(ToolOutput):
     count: int = 0
 
 
+HostStatusName = Literal["ok", "failed", "timeout", "unreachable", "denied", "skipped"]
+RECAP_DESCRIPTION = (
+    "Host count per status; when the rollout stopped (max_fail exceeded, a canary failed) also "
+    "aborted: true and reason"
+)
+
+
 class FanoutHostRow(BaseModel):
     host: str
-    status: Literal["ok", "failed", "timeout", "unreachable", "denied"]
+    status: HostStatusName
     exit_code: int | None = None
     output: str = ""
     truncated: bool = False
@@ -122,11 +149,15 @@ class FanoutHostRow(BaseModel):
     stream_sha256: str | None = None
     duration_ms: int = 0
     reason: str | None = None
+    batch: int | None = Field(default=None, description="Batch number (0 = canaries); null when denied")
 
 
 class FanoutResult(ToolOutput):
+    fanout_id: str = Field(
+        default="", description="fo-...: select its hosts later with failed:/ok:/skipped:<id>"
+    )
     results: list[FanoutHostRow] = Field(default_factory=list, description="One row per host, in input order")
-    recap: dict[str, int] = Field(default_factory=dict, description="Host count per status")
+    recap: dict[str, int | bool | str] = Field(default_factory=dict, description=RECAP_DESCRIPTION)
 
 
 class HostCheckRow(BaseModel):
@@ -135,6 +166,7 @@ class HostCheckRow(BaseModel):
     reason: str | None = None
     detail: str | None = None
     latency_ms: int | None = None
+    reused: bool | None = Field(default=None, description="The round trip went over a pooled connection")
 
 
 class HostCheckResult(ToolOutput):
@@ -181,6 +213,18 @@ class TransferredFileRow(BaseModel):
     size: int = 0
 
 
+class UploadHostRow(BaseModel):
+    host: str
+    status: HostStatusName
+    destination: str = ""
+    file_count: int = 0
+    bytes: int = 0
+    sha256: str | None = Field(default=None, description="SHA-256 of a single file (read on this side)")
+    duration_ms: int = 0
+    reason: str | None = None
+    batch: int | None = None
+
+
 class TransferOutput(ToolOutput):
     direction: str = Field(default="", description="upload or download")
     host: str = ""
@@ -195,6 +239,9 @@ class TransferOutput(ToolOutput):
     sha256: str | None = Field(default=None, description="SHA-256 of a single file (read on this side)")
     duration_ms: int = 0
     timeout_s: float | None = None
+    fanout_id: str | None = Field(default=None, description="With hosts: the id of this multi-host upload")
+    results: list[UploadHostRow] | None = Field(default=None, description="With hosts: one row per host")
+    recap: dict[str, int | bool | str] | None = Field(default=None, description=RECAP_DESCRIPTION)
 
 
 class ForwardRow(BaseModel):
