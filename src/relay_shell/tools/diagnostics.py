@@ -37,6 +37,7 @@ async def execute_server_info(svc: Services, call: Call) -> Outcome:
         "policy_mode": settings.policy_mode.value,
         "confirm_tier3": settings.confirm_tier3.value,
         "patterns_version": PATTERNS_VERSION,
+        "containment": svc.containment.mechanism,
         "limits": {
             "default_timeout": settings.default_timeout,
             "max_timeout": settings.max_timeout,
@@ -83,6 +84,7 @@ async def execute_server_info(svc: Services, call: Call) -> Outcome:
         f"limits: timeout {settings.default_timeout:g}/{settings.max_timeout:g} s, "
         f"output {settings.max_output}/{settings.max_output_hard} B, sessions {settings.max_sessions}",
         f"running as uid {os.geteuid()} ({getpass.getuser()}); counts: {data['counts']}",
+        f"containment: {svc.containment.mechanism} (whatever a call leaves running is killed)",
     ]
     return Outcome(text="\n".join(lines), data=data)
 

@@ -76,6 +76,7 @@ class ServerInfoResult(ToolOutput):
     identity: dict[str, object] = Field(default_factory=dict)
     counts: dict[str, int] = Field(default_factory=dict)
     patterns_version: str = ""
+    containment: str = Field(default="", description="cgroup or subreaper: how call processes are contained")
 
 
 class SessionResult(ToolOutput):
