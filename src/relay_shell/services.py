@@ -5,8 +5,9 @@ the SDK's lifespan state. The SSH connection pool and the forward manager are cr
 first use (:class:`LazyPool`, :class:`LazyForwards`), so answering ``initialize`` or
 ``tools/list`` never imports asyncssh.
 
-Shutdown order (:meth:`Services.aclose`): forwards first, then sessions (SSH terminals still
-have their pooled connection for an orderly TERM/KILL), then the SSH pool, the audit sink last.
+Shutdown order (:meth:`Services.aclose`): forwards first, then jobs (each killed job writes
+its ``job_end`` record; SSH jobs still have their pooled connection to signal the remote
+command), then sessions (SSH terminals likewise), then the SSH pool, the audit sink last.
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ from typing import TYPE_CHECKING
 
 from relay_shell.config import Settings
 from relay_shell.governance.audit.writer import AuditSink
+from relay_shell.governance.call import Reply
 from relay_shell.governance.pipeline import Pipeline
 from relay_shell.metrics import Metrics
 from relay_shell.sessions import SessionRegistry
+from relay_shell.sessions.jobs import JobStore
 from relay_shell.ssh.inventory import Inventory
 
 if TYPE_CHECKING:
@@ -91,15 +94,17 @@ class Services:
     inventory: Inventory
     pool: LazyPool
     forwards: LazyForwards
+    jobs: JobStore[Reply]
     on_started: Callable[[], None] | None = field(default=None, repr=False)
     _holders: int = field(default=0, repr=False)
     _started: bool = field(default=False, repr=False)
     _closed: bool = field(default=False, repr=False)
 
     def counts(self) -> dict[str, int]:
-        """Live sessions, forwards and SSH connections (read by server_info and the metrics)."""
+        """Live sessions, jobs, forwards and SSH connections (read by server_info and the metrics)."""
         return {
             "sessions": len(self.sessions),
+            "jobs": len(self.jobs.jobs()),
             "forwards": len(self.forwards),
             "ssh_connections": self.pool.connections(),
         }
@@ -124,6 +129,7 @@ class Services:
         if not self._started and not self._closed:
             self._started = True
             await self.sessions.start()
+            await self.jobs.start()
             if self.on_started is not None:
                 self.on_started()
 
@@ -144,7 +150,7 @@ class Services:
                 await self.aclose()
 
     async def aclose(self) -> None:
-        """Tear down forwards, then sessions, then the SSH pool; close the audit sink last.
+        """Tear down forwards, then jobs, then sessions, then the SSH pool; close the audit sink last.
 
         Idempotent; a step that fails is logged and the next one still runs.
         """
@@ -153,6 +159,7 @@ class Services:
         self._closed = True
         steps: list[Callable[[], Awaitable[None]]] = [
             self.forwards.aclose,
+            self.jobs.aclose,
             self.sessions.aclose,
             self.pool.aclose,
         ]
@@ -178,11 +185,16 @@ def build_services(settings: Settings) -> Services:
     )
     metrics = Metrics()
     pool = LazyPool(settings)
+    jobs: JobStore[Reply] = JobStore(
+        max_jobs=settings.max_jobs,
+        retention_s=settings.job_retention,
+        buffer_bytes=settings.session_buffer_bytes,
+    )
     services = Services(
         settings=settings,
         audit=audit,
         metrics=metrics,
-        pipeline=Pipeline(settings, audit, metrics),
+        pipeline=Pipeline(settings, audit, metrics, jobs=jobs),
         sessions=SessionRegistry(
             max_sessions=settings.max_sessions,
             buffer_bytes=settings.session_buffer_bytes,
@@ -192,6 +204,7 @@ def build_services(settings: Settings) -> Services:
         inventory=Inventory.load(settings),
         pool=pool,
         forwards=LazyForwards(pool, settings.max_forwards),
+        jobs=jobs,
     )
     metrics.bind_gauges(
         sessions=lambda: len(services.sessions),

@@ -29,10 +29,11 @@ def shape_success(outcome: Outcome, tier: Tier, notes: Sequence[str]) -> Reply:
     data = dict(outcome.data)
     data["tier"] = int(tier)
     text = outcome.text
-    if notes:
-        data["notes"] = list(notes)
-        text = text + "\n" + "\n".join(f"note: {note}" for note in notes)
-    return Reply(text=text, data=data)
+    remarks = [*notes, *outcome.notes]
+    if remarks:
+        data["notes"] = remarks
+        text = text + "\n" + "\n".join(f"note: {note}" for note in remarks)
+    return Reply(text=text, data=data, job=outcome.job)
 
 
 def error_fields(exc: RelayError, tier: Tier | None) -> dict[str, object]:

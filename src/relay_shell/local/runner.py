@@ -19,7 +19,14 @@ from pathlib import Path
 
 import anyio
 
-from relay_shell.capture import OutputCapture, SplitCapture, capture_fields, render_capture
+from relay_shell.capture import (
+    OutputCapture,
+    OutputTap,
+    SplitCapture,
+    capture_fields,
+    new_capture,
+    render_capture,
+)
 from relay_shell.errors import ExecTimeout, PartialOutput, SpawnFailed
 from relay_shell.report import ExecReport, signal_name
 
@@ -50,8 +57,11 @@ async def run_process(
     budget: int,
     on_progress: ProgressCallback | None = None,
     kill_grace_s: float = KILL_GRACE_S,
+    tap: OutputTap | None = None,
 ) -> ExecReport:
     """Run ``spec`` to completion within ``timeout_s``.
+
+    ``tap`` also receives the output as it arrives (the live stream of a job).
 
     Returns the report for any exit status (non-zero is not an error); a child killed by
     signal N reports ``128 + N`` and the signal's name. ``pipe_held`` says that background
@@ -62,9 +72,7 @@ async def run_process(
         ExecTimeout: the deadline passed; the process group was killed; carries partial output.
         asyncio.CancelledError: re-raised after the process group was killed.
     """
-    capture: OutputCapture | SplitCapture = (
-        OutputCapture(budget) if spec.merge_stderr else SplitCapture(budget)
-    )
+    capture = new_capture(budget, merge=spec.merge_stderr, tap=tap)
     started = time.monotonic()
     try:
         process = await asyncio.create_subprocess_exec(

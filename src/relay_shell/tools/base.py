@@ -62,6 +62,18 @@ ConfirmToken = Annotated[
 ]
 """The ``confirm_token`` parameter every tool that can be tier 3 takes."""
 
+YieldAfter = Annotated[
+    float | None,
+    Field(
+        ge=0,
+        description=(
+            "Seconds after which a still-running command returns status=running with a job_id and keeps "
+            "running (read it with session_recv); 0 = never; default RELAY_SHELL_YIELD_AFTER"
+        ),
+    ),
+]
+"""The ``yield_after`` parameter of the command-running tools (docs/adr/0014-jobs-and-tasks.md)."""
+
 CURRENT_ARGUMENTS: ContextVar[CallArguments | None] = ContextVar("relay_shell_arguments", default=None)
 """The arguments of the tool call being served, set by ``RelayServer.call_tool``."""
 

@@ -50,6 +50,9 @@ async def execute_server_info(svc: Services, call: Call) -> Outcome:
             "max_forwards": settings.max_forwards,
             "fanout_max_hosts": settings.fanout_max_hosts,
             "fanout_max_concurrency": settings.fanout_max_concurrency,
+            "yield_after": settings.yield_after,
+            "max_jobs": settings.max_jobs,
+            "job_retention": settings.job_retention,
         },
         "audit": {
             "path": str(audit.path),
@@ -76,6 +79,8 @@ async def execute_server_info(svc: Services, call: Call) -> Outcome:
             "sudo_available": shutil.which("sudo") is not None,
         },
         "counts": svc.counts(),
+        "jobs": {"count": svc.jobs.counted(), "max": svc.jobs.limit},
+        "tasks": [],
     }
     lines = [
         f"relay-shell {data['version']} · {settings.transport.value} · policy {settings.policy_mode.value}",
