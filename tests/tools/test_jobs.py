@@ -37,13 +37,16 @@ def marker_duration() -> str:
     return f"300.{time.monotonic_ns() % 1_000_000_000:09d}"
 
 
-async def read_to_end(client: Client, job_id: str, **extra: Any) -> tuple[str, dict[str, Any]]:
-    """session_recv until the job has ended and was read; returns all output and the last read."""
+async def read_to_end(
+    client: Client, job_id: str, field: str = "output", **extra: Any
+) -> tuple[str, dict[str, Any]]:
+    """session_recv until the job has ended and was read; returns ``field`` of every read joined
+    (``stdout`` for a job with separate streams) and the last read."""
     collected = []
     deadline = time.monotonic() + 60
     while True:
         got = sc(await client.call_tool("session_recv", {"session_id": job_id, "timeout": 5, **extra}))
-        collected.append(got["output"])
+        collected.append(got[field])
         if got["ended"]:
             return "".join(collected), got
         assert time.monotonic() < deadline, f"job {job_id} never ended"
