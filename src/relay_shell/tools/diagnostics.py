@@ -22,6 +22,7 @@ from relay_shell.guidance import tool_description
 from relay_shell.services import Services
 from relay_shell.tools.base import READ_ONLY, NoArguments, run_tool
 from relay_shell.tools.models import AuditTailResult, ServerInfoResult
+from relay_shell.tools.tasks_shared import TASK_GENERATIONS
 from relay_shell.vocabulary import Tier
 
 AUDIT_TAIL_MAX = 1000
@@ -80,7 +81,7 @@ async def execute_server_info(svc: Services, call: Call) -> Outcome:
         },
         "counts": svc.counts(),
         "jobs": {"count": svc.jobs.counted(), "max": svc.jobs.limit},
-        "tasks": [],
+        "tasks": list(TASK_GENERATIONS),
     }
     lines = [
         f"relay-shell {data['version']} · {settings.transport.value} · policy {settings.policy_mode.value}",
