@@ -19,6 +19,7 @@ from relay_shell.errors import (
     RelayError,
     RemoteFailed,
     RemoteUnreachable,
+    SessionNotFound,
 )
 from relay_shell.governance.call import Outcome, Reply
 from relay_shell.vocabulary import Tier
@@ -54,6 +55,8 @@ def error_fields(exc: RelayError, tier: Tier | None) -> dict[str, object]:
         error["confirm_token"] = exc.token
     if isinstance(exc, InvalidInput):
         error["argument"] = exc.argument
+    if isinstance(exc, SessionNotFound):
+        error["argument"] = "session_id"
     if isinstance(exc, RemoteUnreachable | RemoteFailed) and exc.reason:
         error["reason"] = exc.reason
     return error
