@@ -338,5 +338,7 @@ async def test_jobs_belong_to_their_principal(server: RelayServer) -> None:
             _, last = await read_to_end(alice, job)
             assert last["outcome"] == "cancelled"
     denials = [r for r in read_audit(server.services.settings.audit_path) if r.get("decision") == "denied"]
-    assert {r["tool"] for r in denials} == {"session_recv", "session_kill"}
-    assert {r["principal"] for r in denials} == {"bob"}
+    assert {(r["tool"], r["principal"], r["rule"]) for r in denials} == {
+        ("session_recv", "bob", "owner"),
+        ("session_kill", "bob", "owner"),
+    }

@@ -346,6 +346,8 @@ class Pipeline:
         return shape_success(outcome, self._tier(state), plan.notes)
 
     def _fail(self, state: CallState, exc: RelayError) -> Reply:
+        if isinstance(exc, PolicyDenied) and state.decision is not AuditDecision.DENIED:
+            self._note_denial(state, exc.decision)  # refused past admission (another principal's job)
         state.error_kind = exc.kind
         state.error_message = exc.message
         implied = decision_of(exc.kind)
