@@ -78,10 +78,13 @@ class Detacher:
         *,
         after_s: float | None,
         task: bool,
+        always: bool = False,
     ) -> Outcome:
         """Run ``plan``; past ``after_s`` seconds hand it to a job (``None``: never).
 
         ``task``: the job also gets an MCP task id (the transport answers with a task handle).
+        ``always``: hand it over even if it has already ended (a task was asked for up front, so
+        even a command that failed at once answers through its task).
         """
         if after_s is None:
             return _done(await run_bounded(plan, call))
@@ -92,7 +95,7 @@ class Detacher:
             name=f"relay-shell {state.tool} {state.call_id}",
         )
         await _wait_for(work, after_s)
-        if work.done():
+        if work.done() and not always:
             return _done(work.result())
         if self.jobs.full():
             await _wait_for(work, None)

@@ -336,7 +336,7 @@ class Pipeline:
         else:
             after_s = 0.0 if detach.at_once else background.after_s
             outcome = await self.detacher.execute(
-                state, plan, call, background, after_s=after_s, task=detach.task
+                state, plan, call, background, after_s=after_s, task=detach.task, always=detach.at_once
             )
         state.outcome = outcome
         return outcome
