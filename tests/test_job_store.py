@@ -136,3 +136,20 @@ async def test_shutdown_kills_running_jobs_and_refuses_new_ones() -> None:
     assert store.full() is True
     with pytest.raises(SpawnFailed):
         await adopt(store)
+
+
+async def test_read_jobs_are_kept_within_twice_the_cap() -> None:
+    clock = Clock()
+    store: JobStore[str] = JobStore(max_jobs=2, retention_s=600, buffer_bytes=4096, clock=clock)
+    finished = []
+    for _ in range(5):
+        job_id, work = await adopt(store)
+        work.release.set()
+        await store.wait_end(store.get(job_id), 5)
+        clock.now += 1
+        assert (await store.recv(job_id, timeout_s=5, max_bytes=100, until=None, strip=False)).ended
+        finished.append(job_id)
+    kept = [job.job_id for job in store.jobs()]
+    assert kept == finished[-4:]  # 2 x MAX_JOBS, the oldest read ones forgotten first
+    running, _ = await adopt(store)
+    assert [job.job_id for job in store.jobs()] == [*finished[-3:], running]

@@ -8,7 +8,9 @@ PTY session reads from, one per stream when stdout and stderr are kept apart), w
 which writes the ``job_end`` audit record) and keeps the end and the final reply.
 
 Bounds: at most ``max_jobs`` jobs that are running or ended and not yet read; an ended job
-is kept ``retention_s`` after its end, measured with an injectable clock, then swept.
+is kept ``retention_s`` after its end, measured with an injectable clock, then swept. Ended
+jobs already read are kept too, but never more than :data:`KEPT_FACTOR` times ``max_jobs``
+jobs in all: past that the oldest read ones go first.
 Killing a job cancels its work (the executor kills the process group, or signals and closes
 the remote channels) and waits, bounded, for its end. Shutdown kills every running job.
 Jobs with a task id (MCP Tasks) are found by either id.
@@ -40,6 +42,8 @@ KILL_WAIT_S = 30.0
 """Longest a kill (or shutdown) waits for a job's work to stop and its record to be written."""
 TASK_ID_BYTES = 16
 """128 random bits per task id."""
+KEPT_FACTOR = 2
+"""The store holds at most this many times ``max_jobs`` jobs, read ones included."""
 
 JobState = Literal["running", "ended"]
 
@@ -225,6 +229,7 @@ class JobStore[R]:
             job.task_id = self._new_id("", TASK_ID_BYTES, self._tasks)
             self._tasks[job.task_id] = job_id
         self._jobs[job_id] = job
+        self._evict_read()
         job.watcher = asyncio.create_task(self._watch(job, finish), name=f"relay-shell {job_id}")
         first = await self._take(job, timeout_s=0.0, max_bytes=max(1, meta.budget), until=None, strip=False)
         if first.stderr is None:
@@ -428,6 +433,15 @@ class JobStore[R]:
         for job in expired:
             self._remove(job)
         return [job.job_id for job in expired]
+
+    def _evict_read(self) -> None:
+        """Past ``KEPT_FACTOR * max_jobs`` jobs, forget the oldest that ended and were read."""
+        excess = len(self._jobs) - KEPT_FACTOR * self._max_jobs
+        if excess <= 0:
+            return
+        read = sorted((job for job in self._jobs.values() if job.read), key=lambda job: job.ended_at or 0.0)
+        for job in read[:excess]:
+            self._remove(job)
 
     def _remove(self, job: Job[R]) -> None:
         self._jobs.pop(job.job_id, None)
