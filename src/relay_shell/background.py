@@ -77,15 +77,16 @@ class JobEnd:
 
 
 class LiveOutput(OutputTap, Protocol):
-    """The live stream of a call that may become a job: a tap that also counts and hashes."""
+    """The live stream of a call that may become a job, with the count and hash of its capture."""
 
     @property
     def total(self) -> int:
-        """Raw bytes received so far (both streams)."""
+        """Raw bytes of the stream so far (both streams)."""
 
     @property
-    def sha256(self) -> str:
-        """SHA-256 of every byte received so far, in arrival order."""
+    def sha256(self) -> str | None:
+        """SHA-256 of the stream so far, in arrival order; ``None`` when no capture feeds it
+        (a fan-out's stream is its progress lines; each host has its own hash)."""
 
 
 type JobFinisher[R] = Callable[[str], Awaitable[tuple[JobEnd, R]]]

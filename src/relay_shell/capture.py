@@ -26,6 +26,10 @@ class OutputTap(Protocol):
     def stderr(self, data: bytes) -> None:
         """A chunk of stderr (only when the streams are kept apart)."""
 
+    def attach(self, capture: OutputCapture | SplitCapture) -> None:
+        """The capture that receives the same stream: its ``total`` and ``sha256`` are the
+        stream's, so the tap need not count or hash again (called by :func:`new_capture`)."""
+
 
 class OutputCapture:
     """Bounded head+tail capture of one byte stream, with a running SHA-256.
@@ -217,7 +221,10 @@ class SplitCapture:
 
 def new_capture(budget: int, *, merge: bool, tap: OutputTap | None = None) -> OutputCapture | SplitCapture:
     """The capture of one command: one merged stream, or stdout and stderr apart; ``tap`` sees it all."""
-    return OutputCapture(budget, tap) if merge else SplitCapture(budget, tap)
+    capture = OutputCapture(budget, tap) if merge else SplitCapture(budget, tap)
+    if tap is not None:
+        tap.attach(capture)
+    return capture
 
 
 def render_capture(capture: OutputCapture | SplitCapture) -> str:

@@ -130,7 +130,12 @@ class Detacher:
 
         # Shielded: once the store holds the job a cancellation must not leave it unannounced.
         with anyio.CancelScope(shield=True):
-            ticket = await self.jobs.adopt(meta, output, work.cancel, finish)
+            try:
+                ticket = await self.jobs.adopt(meta, output, work.cancel, finish)
+            except RelayError:  # the store is shutting down: the work must not run on unowned
+                work.cancel()
+                await asyncio.wait({work})
+                raise
         elapsed_ms = round((time.monotonic() - state.started) * 1000)
         data: dict[str, object] = {
             "status": "running", "job_id": ticket.job_id, "call_id": state.call_id, "elapsed_ms": elapsed_ms,

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
-import hashlib
 import logging
 import math
 import re
@@ -33,6 +32,7 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from relay_shell.background import JOB_PREFIX, JobEnd, JobFinisher, JobMeta, JobTicket, LiveOutput
+from relay_shell.capture import OutputCapture, SplitCapture
 from relay_shell.errors import InvalidInput, LimitReached, SessionNotFound, SpawnFailed
 from relay_shell.sessions.output import OutputBuffer, RecvResult
 
@@ -49,10 +49,12 @@ JobState = Literal["running", "ended"]
 
 
 class JobOutput:
-    """The live stream of one job: ring buffers ``session_recv`` drains, plus a running hash.
+    """The live stream of one job: ring buffers ``session_recv`` drains.
 
     Merged output goes to :attr:`out`; with ``split`` stderr goes to :attr:`err`. Memory is
-    at most ``capacity`` bytes per stream (the oldest bytes are dropped and counted).
+    at most ``capacity`` bytes per stream (the oldest bytes are dropped and counted). The
+    stream's count and hash are those of the executor's capture (:meth:`attach`), which sees
+    the same bytes: nothing is hashed twice.
     """
 
     def __init__(self, capacity: int, split: bool) -> None:
@@ -60,29 +62,29 @@ class JobOutput:
         self.out = OutputBuffer(capacity)
         self.err = OutputBuffer(capacity) if split else None
         self.changed = asyncio.Event()
-        self._hash = hashlib.sha256()
-        self._total = 0
+        self._capture: OutputCapture | SplitCapture | None = None
+        self._seen = 0
+
+    def attach(self, capture: OutputCapture | SplitCapture) -> None:
+        self._capture = capture
 
     def stdout(self, data: bytes) -> None:
-        self._count(data)
+        self._seen += len(data)
         self.out.append(data)
+        self.changed.set()
 
     def stderr(self, data: bytes) -> None:
-        self._count(data)
+        self._seen += len(data)
         (self.err or self.out).append(data)
-
-    def _count(self, data: bytes) -> None:
-        self._hash.update(data)
-        self._total += len(data)
         self.changed.set()
 
     @property
     def total(self) -> int:
-        return self._total
+        return self._seen if self._capture is None else self._capture.total
 
     @property
-    def sha256(self) -> str:
-        return self._hash.copy().hexdigest()
+    def sha256(self) -> str | None:
+        return None if self._capture is None else self._capture.sha256
 
     @property
     def buffered(self) -> int:
