@@ -33,6 +33,7 @@ from relay_shell.tools.adapter import protocol_error, raise_for_protocol, tool_r
 from relay_shell.tools.base import CURRENT_ARGUMENTS, TASK_INTENT, identity_of
 from relay_shell.tools.tasks import TasksExtension
 from relay_shell.tools.tasks_legacy import LegacyTasks
+from relay_shell.tools.tasks_shared import TASK_TOOLS
 from relay_shell.vocabulary import Tier
 
 __all__ = ["RelayServer", "Services", "build_server", "build_services"]
@@ -237,12 +238,19 @@ def _first_problem(exc: ValidationError) -> tuple[str, str]:
     return argument or "arguments", problem
 
 
-def build_server(settings: Settings, svc: Services | None = None, **server_kwargs: Any) -> RelayServer:
+def build_server(
+    settings: Settings,
+    svc: Services | None = None,
+    *,
+    task_tools: frozenset[str] = TASK_TOOLS,
+    **server_kwargs: Any,
+) -> RelayServer:
     """The MCP server with every tool, prompt and resource registered.
 
     The services start and stop through the server's lifespan (:meth:`Services.lifespan`);
     every input schema says ``additionalProperties: false``. MCP Tasks are served for both
-    generations from the job store: the 2026-07-28 extension and the 2025-11-25 middleware.
+    generations from the job store: the 2026-07-28 extension and the 2025-11-25 middleware,
+    for the tools named in ``task_tools`` (the command-running ones).
     """
     services = svc or build_services(settings)
 
@@ -257,8 +265,8 @@ def build_server(settings: Settings, svc: Services | None = None, **server_kwarg
         instructions=instructions(),
         log_level="WARNING",
         lifespan=lifespan,
-        extensions=[TasksExtension(services)],
-        middleware=[LegacyTasks(services)],
+        extensions=[TasksExtension(services, task_tools)],
+        middleware=[LegacyTasks(services, task_tools)],
         **server_kwargs,
     )
     server.services = services

@@ -23,10 +23,19 @@ from typing import Any
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.extension import Extension, MethodBinding
 from mcp.server.mcpserver.server import require_client_extension
-from mcp_types import CallToolRequestParams, CancelTaskRequestParams, GetTaskRequestParams, RequestParams
+from mcp.shared.exceptions import MCPError
+from mcp.shared.inbound import MCP_NAME_HEADER, decode_header_value
+from mcp_types import (
+    HEADER_MISMATCH,
+    CallToolRequestParams,
+    CancelTaskRequestParams,
+    GetTaskRequestParams,
+    RequestParams,
+)
 from mcp_types.methods import serialize_server_result
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import Field
+from starlette.requests import Request
 
 from relay_shell.background import JobTicket
 from relay_shell.services import Services
@@ -57,8 +66,9 @@ class TasksExtension(Extension):
 
     identifier = TASKS_EXTENSION
 
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, tools: frozenset[str] = TASK_TOOLS) -> None:
         self._services = services
+        self._tools = tools
 
     def methods(self) -> Sequence[MethodBinding]:
         return (
@@ -71,7 +81,7 @@ class TasksExtension(Extension):
         self, params: CallToolRequestParams, ctx: ServerRequestContext[Any, Any], call_next: CallNext
     ) -> HandlerResult:
         """A command-running call of a client that declared the extension may become a task."""
-        if params.name not in TASK_TOOLS or ctx.protocol_version not in MODERN or not declared(ctx):
+        if params.name not in self._tools or ctx.protocol_version not in MODERN or not declared(ctx):
             return await call_next(ctx)
         intent = TaskIntent(at_once=False)
         reset = TASK_INTENT.set(intent)
@@ -85,20 +95,38 @@ class TasksExtension(Extension):
         return created(ticket, self._services.jobs.retention_s, timeout_s(intent))
 
     async def _get(self, ctx: ServerRequestContext[Any, Any], params: GetTaskRequestParams) -> dict[str, Any]:
-        require_client_extension(ctx, TASKS_EXTENSION)
+        admit_task_request(ctx, params.task_id)
         return detailed(await query_task(ctx, self._services, "get", params.task_id))
 
     async def _update(self, ctx: ServerRequestContext[Any, Any], params: UpdateTaskParams) -> dict[str, Any]:
-        require_client_extension(ctx, TASKS_EXTENSION)
+        admit_task_request(ctx, params.task_id)
         await query_task(ctx, self._services, "update", params.task_id)
         return {}  # no task of ours waits for input: responses to keys never issued are ignored
 
     async def _cancel(
         self, ctx: ServerRequestContext[Any, Any], params: CancelTaskRequestParams
     ) -> dict[str, Any]:
-        require_client_extension(ctx, TASKS_EXTENSION)
+        admit_task_request(ctx, params.task_id)
         await query_task(ctx, self._services, "cancel", params.task_id)
         return {}
+
+
+def admit_task_request(ctx: ServerRequestContext[Any, Any], task_id: str) -> None:
+    """What a task request must carry before it is looked at: the extension on this request
+    (else ``-32021``) and, over HTTP, an ``Mcp-Name`` routing header naming its task when it
+    has one (else ``-32020``, HTTP 400; an absent header is tolerated).
+
+    Raises:
+        MCPError: the client did not declare the extension, or the header names another task.
+    """
+    require_client_extension(ctx, TASKS_EXTENSION)
+    request = ctx.request
+    if isinstance(request, Request):
+        header = request.headers.get(MCP_NAME_HEADER)
+        if header is not None and decode_header_value(header) != task_id:
+            raise MCPError(
+                code=HEADER_MISMATCH, message=f"{MCP_NAME_HEADER} header does not match params.taskId"
+            )
 
 
 def declared(ctx: ServerRequestContext[Any, Any]) -> bool:

@@ -52,8 +52,9 @@ type Handler = Callable[[ServerRequestContext[Any, Any]], Awaitable[HandlerResul
 class LegacyTasks:
     """The 2025-11-25 core tasks as a middleware over the job store."""
 
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, tools: frozenset[str] = TASK_TOOLS) -> None:
         self._services = services
+        self._tools = tools
         self._methods: dict[str, Handler] = {
             "tasks/get": self._get,
             "tasks/result": self._result,
@@ -68,7 +69,7 @@ class LegacyTasks:
         if ctx.request_id is None or ctx.protocol_version != LEGACY or ctx.session.client_params is None:
             return await call_next(ctx)  # notifications, other versions, before the handshake
         if method == "tools/list":
-            return with_task_support(await call_next(ctx))
+            return with_task_support(await call_next(ctx), self._tools)
         if method == "tools/call" and isinstance((ctx.params or {}).get("task"), Mapping):
             return await self._call(ctx, call_next)
         handler = self._methods.get(method)
@@ -76,7 +77,7 @@ class LegacyTasks:
 
     async def _call(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
         name = (ctx.params or {}).get("name")
-        if name not in TASK_TOOLS:
+        if name not in self._tools:
             return await call_next(ctx)  # a tool without task support is processed normally
         intent = TaskIntent(at_once=True)
         reset = TASK_INTENT.set(intent)
@@ -156,10 +157,10 @@ def with_tasks_capability(result: HandlerResult) -> HandlerResult:
     return result
 
 
-def with_task_support(result: HandlerResult) -> HandlerResult:
-    """``tools/list`` with ``execution.taskSupport: "optional"`` on the command-running tools."""
+def with_task_support(result: HandlerResult, tools: frozenset[str]) -> HandlerResult:
+    """``tools/list`` with ``execution.taskSupport: "optional"`` on the tools that may become tasks."""
     if isinstance(result, dict) and isinstance(result.get("tools"), list):
         for tool in result["tools"]:
-            if isinstance(tool, dict) and tool.get("name") in TASK_TOOLS:
+            if isinstance(tool, dict) and tool.get("name") in tools:
                 tool["execution"] = {**tool.get("execution", {}), "taskSupport": "optional"}
     return result
