@@ -149,7 +149,7 @@ async def audit_tail(
     ] = None,
     tool: Annotated[str, Field(description="Only records of this tool", max_length=100)] = "",
     outcome: Annotated[
-        str, Field(description="Only this outcome: ok, error, timeout, cancelled, denied")
+        str, Field(description="Only this outcome: ok, error, timeout, cancelled, denied, running, failed")
     ] = "",
     min_tier: Annotated[
         int | None, Field(description="Only records at or above this tier (0-3)", ge=0, le=3)
