@@ -6,9 +6,10 @@ first use (:class:`LazyPool`, :class:`LazyForwards`), so answering ``initialize`
 ``tools/list`` never imports asyncssh.
 
 Shutdown order (:meth:`Services.aclose`): the calls in flight are cancelled first (each kills
-what it started and writes its record), then forwards, then sessions (SSH terminals still
-have their pooled connection for an orderly TERM/KILL), then the SSH pool, then every
-containment still open (whatever is left is killed), the audit sink last.
+what it started and writes its record), then forwards, then jobs (each killed job writes its
+``job_end`` record; SSH jobs still have their pooled connection to signal the remote command),
+then sessions (SSH terminals likewise), then the SSH pool, then every containment still open
+(whatever is left is killed), the audit sink last.
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ from typing import TYPE_CHECKING
 
 from relay_shell.config import Settings
 from relay_shell.governance.audit.writer import AuditSink
+from relay_shell.governance.call import Reply
 from relay_shell.governance.pipeline import Pipeline
 from relay_shell.local.containment import ContainmentService
 from relay_shell.metrics import Metrics
 from relay_shell.sessions import SessionRegistry
+from relay_shell.sessions.jobs import JobStore
 from relay_shell.sessions.recording import RecordingSettings
 from relay_shell.sessions.registry import SessionEnd
 from relay_shell.ssh.fleet import FanoutHistory
@@ -102,15 +105,17 @@ class Services:
     forwards: LazyForwards
     fanout_history: FanoutHistory
     containment: ContainmentService
+    jobs: JobStore[Reply]
     on_started: Callable[[], None] | None = field(default=None, repr=False)
     _holders: int = field(default=0, repr=False)
     _started: bool = field(default=False, repr=False)
     _closed: bool = field(default=False, repr=False)
 
     def counts(self) -> dict[str, int]:
-        """Live sessions, forwards and SSH connections (read by server_info and the metrics)."""
+        """Live sessions, jobs, forwards and SSH connections (read by server_info and the metrics)."""
         return {
             "sessions": len(self.sessions),
+            "jobs": len(self.jobs.jobs()),
             "forwards": len(self.forwards),
             "ssh_connections": self.pool.connections(),
         }
@@ -135,6 +140,7 @@ class Services:
         if not self._started and not self._closed:
             self._started = True
             await self.sessions.start()
+            await self.jobs.start()
             if self.on_started is not None:
                 self.on_started()
 
@@ -156,7 +162,7 @@ class Services:
 
     async def aclose(self) -> None:
         """Cancel the calls in flight and wait (bounded) for their audit records, then tear down
-        forwards, sessions, the SSH pool and every containment still open; close the audit
+        forwards, jobs, sessions, the SSH pool and every containment still open; close the audit
         sink last.
 
         Idempotent; a step that fails is logged and the next one still runs.
@@ -169,6 +175,7 @@ class Services:
             log.warning("shutdown: cancelled %d call(s) in flight", cancelled)
         steps: list[Callable[[], Awaitable[None]]] = [
             self.forwards.aclose,
+            self.jobs.aclose,
             self.sessions.aclose,
             self.pool.aclose,
             self.containment.aclose,
@@ -197,7 +204,12 @@ def build_services(settings: Settings) -> Services:
     )
     metrics = Metrics()
     pool = LazyPool(settings)
-    pipeline = Pipeline(settings, audit, metrics)
+    jobs: JobStore[Reply] = JobStore(
+        max_jobs=settings.max_jobs,
+        retention_s=settings.job_retention,
+        buffer_bytes=settings.session_buffer_bytes,
+    )
+    pipeline = Pipeline(settings, audit, metrics, jobs=jobs)
     recording = None
     if settings.session_record_dir is not None:
         recording = RecordingSettings(
@@ -223,6 +235,7 @@ def build_services(settings: Settings) -> Services:
         forwards=LazyForwards(pool, settings.max_forwards),
         fanout_history=FanoutHistory(settings.fanout_history),
         containment=ContainmentService(settings.containment),
+        jobs=jobs,
     )
     metrics.bind_gauges(
         sessions=lambda: len(services.sessions),

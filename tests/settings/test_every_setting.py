@@ -83,6 +83,10 @@ ROWS: tuple[Row, ...] = (
     Row("SESSION_IDLE_TIMEOUT", "0.3", local.session_idle_timeout),
     Row("SESSION_MAX_LIFETIME", "0.3", local.session_max_lifetime),
     Row("SESSION_BUFFER_BYTES", "4096", local.session_buffer_bytes),
+    # jobs
+    Row("YIELD_AFTER", "0.5", local.yield_after),
+    Row("MAX_JOBS", "1", local.max_jobs),
+    Row("JOB_RETENTION", "0.3", local.job_retention),
     # policy
     Row("POLICY_MODE", "readonly", local.policy_mode),
     Row("POLICY_DENY", "relay-forbidden", local.policy_deny),
@@ -148,9 +152,6 @@ IMPLEMENTED_ELSEWHERE = frozenset(
     {
         "POLICY_ALLOW_PROTECTED",  # policy: protected paths and admin verbs
         "ENV_FILE",  # policy: the env file is a protected path
-        "YIELD_AFTER",  # jobs
-        "MAX_JOBS",  # jobs
-        "JOB_RETENTION",  # jobs
         "AUDIT_ANCHOR",  # audit: chain anchors
         "AUDIT_ANCHOR_INTERVAL",  # audit: chain anchors
         "AUDIT_SHIP",  # audit: record shipping

@@ -49,6 +49,10 @@ class CallState:
     extra: dict[str, object] = field(default_factory=dict)
     audited_args: object = None
     """The arguments already bounded and redacted (done off the loop for large ones), or None."""
+    call_id: str | None = None
+    """Server-made id of a call above tier 0: on its record, its job's ``job_end`` and a yielded result."""
+    started: float = 0.0
+    """``time.monotonic()`` when the call began (a job's end record measures from here)."""
 
 
 def compose_record(
@@ -78,6 +82,8 @@ def compose_record(
         "pattern": state.pattern,
         "patterns_version": PATTERNS_VERSION,
     }
+    if state.call_id is not None:
+        record["call_id"] = state.call_id
     if state.error_kind:
         record["error_kind"] = state.error_kind.value
         record["error"] = scrubbed(state.error_message or "")

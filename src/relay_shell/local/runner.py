@@ -22,7 +22,14 @@ from pathlib import Path
 
 import anyio
 
-from relay_shell.capture import OutputCapture, SplitCapture, capture_fields, render_capture
+from relay_shell.capture import (
+    OutputCapture,
+    OutputTap,
+    SplitCapture,
+    capture_fields,
+    new_capture,
+    render_capture,
+)
 from relay_shell.errors import ExecTimeout, PartialOutput, SpawnFailed
 from relay_shell.local.contained import RELEASE_LINE, Contained
 from relay_shell.report import ExecReport, signal_name
@@ -55,8 +62,11 @@ async def run_process(
     contained: Contained,
     on_progress: ProgressCallback | None = None,
     kill_grace_s: float = KILL_GRACE_S,
+    tap: OutputTap | None = None,
 ) -> ExecReport:
     """Run ``spec`` to completion within ``timeout_s``, inside ``contained``.
+
+    ``tap`` also receives the output as it arrives (the live stream of a job).
 
     Returns the report for any exit status (non-zero is not an error); a child killed by
     signal N reports ``128 + N`` and the signal's name. Whatever the command left running in
@@ -70,9 +80,7 @@ async def run_process(
             partial output.
         asyncio.CancelledError: re-raised after everything in the containment was killed.
     """
-    capture: OutputCapture | SplitCapture = (
-        OutputCapture(budget) if spec.merge_stderr else SplitCapture(budget)
-    )
+    capture = new_capture(budget, merge=spec.merge_stderr, tap=tap)
     started = time.monotonic()
     process = await _spawn(spec, contained)
     try:

@@ -22,6 +22,7 @@ from relay_shell.guidance import tool_description
 from relay_shell.services import Services
 from relay_shell.tools.base import READ_ONLY, NoArguments, run_tool
 from relay_shell.tools.models import AuditTailResult, ServerInfoResult
+from relay_shell.tools.tasks_shared import TASK_GENERATIONS
 from relay_shell.vocabulary import Tier
 
 AUDIT_TAIL_MAX = 1000
@@ -51,6 +52,9 @@ async def execute_server_info(svc: Services, call: Call) -> Outcome:
             "max_forwards": settings.max_forwards,
             "fanout_max_hosts": settings.fanout_max_hosts,
             "fanout_max_concurrency": settings.fanout_max_concurrency,
+            "yield_after": settings.yield_after,
+            "max_jobs": settings.max_jobs,
+            "job_retention": settings.job_retention,
         },
         "audit": {
             "path": str(audit.path),
@@ -77,6 +81,8 @@ async def execute_server_info(svc: Services, call: Call) -> Outcome:
             "sudo_available": shutil.which("sudo") is not None,
         },
         "counts": svc.counts(),
+        "jobs": {"count": svc.jobs.counted(), "max": svc.jobs.limit},
+        "tasks": list(TASK_GENERATIONS),
     }
     lines = [
         f"relay-shell {data['version']} · {settings.transport.value} · policy {settings.policy_mode.value}",
@@ -145,7 +151,7 @@ async def audit_tail(
     ] = None,
     tool: Annotated[str, Field(description="Only records of this tool", max_length=100)] = "",
     outcome: Annotated[
-        str, Field(description="Only this outcome: ok, error, timeout, cancelled, denied")
+        str, Field(description="Only this outcome: ok, error, timeout, cancelled, denied, running, failed")
     ] = "",
     min_tier: Annotated[
         int | None, Field(description="Only records at or above this tier (0-3)", ge=0, le=3)
