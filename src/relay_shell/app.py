@@ -21,7 +21,7 @@ from mcp_types import CallToolResult, GetPromptResult, InputRequiredResult
 from pydantic import AnyUrl, ValidationError
 
 import relay_shell
-from relay_shell.config import Settings
+from relay_shell.config import ConfirmMode, Settings
 from relay_shell.errors import ExecFailed, InvalidInput, RelayError
 from relay_shell.governance.bounds import check_input_size
 from relay_shell.governance.call import Call, CallArguments, Identity, Outcome, Plan
@@ -31,6 +31,7 @@ from relay_shell.stdio import RefusingReadStream, claimed_stdin, line_limit
 from relay_shell.tools import register_all
 from relay_shell.tools.adapter import protocol_error, raise_for_protocol, tool_result
 from relay_shell.tools.base import CURRENT_ARGUMENTS, identity_of
+from relay_shell.tools.schemas import compact_tool_schemas
 from relay_shell.vocabulary import Tier
 
 __all__ = ["RelayServer", "Services", "build_server", "build_services"]
@@ -231,7 +232,8 @@ def build_server(settings: Settings, svc: Services | None = None, **server_kwarg
     """The MCP server with every tool, prompt and resource registered.
 
     The services start and stop through the server's lifespan (:meth:`Services.lifespan`);
-    every input schema says ``additionalProperties: false``.
+    every input schema says ``additionalProperties: false``, and every schema is compacted
+    (``relay_shell.tools.schemas``).
     """
     services = svc or build_services(settings)
 
@@ -250,6 +252,8 @@ def build_server(settings: Settings, svc: Services | None = None, **server_kwarg
     )
     server.services = services
     register_all(server, services)
+    hidden = () if settings.confirm_tier3 is ConfirmMode.TOKEN else ("confirm_token",)
+    compact_tool_schemas(server, hidden)
     for tool in server._tool_manager.list_tools():
         tool.parameters["additionalProperties"] = False
     return server

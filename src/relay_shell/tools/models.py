@@ -1,8 +1,13 @@
 """Output schemas (``outputSchema``) of the tools.
 
-Every model has the common fields of :class:`ToolOutput` (tier, notes, error), and every
-other field has a default, so the structured content of an error result (which carries
-``error`` and whatever partial output exists) fits the same schema as a success.
+Every model has the common fields of :class:`ToolOutput`. A field without a default is
+present in every successful result of the tool (``null`` only where its type says so); a
+field with a default is absent where it does not apply (``X | SkipJsonSchema[None]``: absent,
+never null). A failed call carries ``tier`` and ``error`` plus whatever partial output it
+collected. ``relay_shell.tools.schemas`` turns this into the wire schema: ``required`` lists
+what every result carries (``tier``), and an ``anyOf`` says a result has either every field
+without a default (a success) or ``error``. ``tests/tools/test_output_schemas.py`` checks
+real results, successes and failures, against the wire schemas closed.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import BaseModel, Field
+from pydantic.json_schema import SkipJsonSchema
 
 from relay_shell.vocabulary import ErrorKind
 
@@ -23,123 +29,132 @@ class ErrorInfo(BaseModel):
 
     kind: ErrorKind
     message: str
-    tier: int | None = None
-    reason: str | None = None
+    tier: int | SkipJsonSchema[None] = None
+    reason: str | SkipJsonSchema[None] = None
     rule: str | None = None
     mode: str | None = None
-    subcommand: str | None = None
-    opaque: bool | None = None
-    argument: str | None = None
-    confirm_token: str | None = None
+    subcommand: str | SkipJsonSchema[None] = None
+    opaque: bool | SkipJsonSchema[None] = None
+    argument: str | SkipJsonSchema[None] = None
+    confirm_token: str | SkipJsonSchema[None] = None
 
 
 class ToolOutput(BaseModel):
-    tier: int | None = Field(default=None, description="Tier the call was classified as (0-3)")
+    tier: int | None = Field(description="Tier the call was classified as (0-3); null when refused before")
     notes: list[str] = Field(default_factory=list, description="Clamped bounds and other remarks")
-    error: ErrorInfo | None = Field(default=None, description="Set when isError is true")
+    error: ErrorInfo | SkipJsonSchema[None] = Field(default=None, description="Set when isError is true")
 
 
 class CapturedOutput(ToolOutput):
     """Fields of a bounded output capture (docs/adr/0008-output-capture.md)."""
 
-    output: str = Field(default="", description="Merged output (head + tail when truncated)")
-    stdout: str | None = Field(default=None, description="stdout when streams were kept separate")
-    stderr: str | None = Field(default=None, description="stderr when streams were kept separate")
-    truncated: bool = False
-    output_bytes: int = Field(default=0, description="Total bytes the command produced")
-    stream_sha256: str | None = Field(default=None, description="SHA-256 of the full raw output stream")
-    binary: bool = False
+    output: str = Field(description="Merged output (head + tail when truncated); empty when split")
+    stdout: str | SkipJsonSchema[None] = Field(
+        default=None, description="stdout when streams were kept separate"
+    )
+    stderr: str | SkipJsonSchema[None] = Field(
+        default=None, description="stderr when streams were kept separate"
+    )
+    truncated: bool
+    output_bytes: int = Field(description="Total bytes the command produced")
+    stream_sha256: str = Field(description="SHA-256 of the full raw output stream")
+    binary: bool
 
 
 class ExecResult(CapturedOutput):
-    exit_code: int | None = Field(default=None, description="Exit status; 128+N when killed by signal N")
-    signal: str | None = None
-    duration_ms: int = 0
-    timeout_s: float | None = Field(default=None, description="Effective timeout after clamping")
-    host: str | None = Field(default=None, description="user@host:port of a remote command")
+    exit_code: int | None = Field(description="Exit status; 128+N when killed by signal N")
+    signal: str | None
+    duration_ms: int
+    timeout_s: float = Field(description="Effective timeout after clamping")
+    host: str | None = Field(description="user@host:port of a remote command; null locally")
 
 
 class AuditTailResult(ToolOutput):
-    records: list[dict[str, object]] = Field(default_factory=list)
-    count: int = 0
-    path: str = ""
+    records: list[dict[str, object]]
+    count: int
+    path: str
 
 
 class ServerInfoResult(ToolOutput):
-    version: str = ""
-    transport: str = ""
-    policy_mode: str = ""
-    confirm_tier3: str = ""
-    limits: dict[str, float | int] = Field(default_factory=dict)
-    audit: dict[str, object] = Field(default_factory=dict)
-    ssh: dict[str, object] = Field(default_factory=dict)
-    identity: dict[str, object] = Field(default_factory=dict)
-    counts: dict[str, int] = Field(default_factory=dict)
-    patterns_version: str = ""
+    version: str
+    transport: str
+    policy_mode: str
+    confirm_tier3: str
+    limits: dict[str, float | int]
+    audit: dict[str, object]
+    ssh: dict[str, object]
+    identity: dict[str, object]
+    counts: dict[str, int]
+    patterns_version: str
 
 
-class SessionResult(ToolOutput):
-    session_id: str = ""
-    kind: str = ""
-    host: str | None = None
-    command: str = ""
-    cols: int = 0
-    rows: int = 0
-    age_s: float = 0.0
-    idle_s: float = 0.0
-    bytes_buffered: int = 0
-    bytes_produced: int = 0
-    bytes_dropped: int = 0
-    state: str = ""
-    exit_code: int | None = None
-    bytes_sent: int | None = None
+class SessionRow(BaseModel):
+    """One session, as shell_spawn, ssh_spawn and the session_* tools report it."""
+
+    session_id: str
+    kind: str
+    host: str | None
+    command: str
+    cols: int
+    rows: int
+    age_s: float
+    idle_s: float
+    bytes_buffered: int
+    bytes_produced: int
+    bytes_dropped: int
+    state: str
+    exit_code: int | None
+
+
+class SessionResult(ToolOutput, SessionRow):
+    bytes_sent: int | SkipJsonSchema[None] = Field(default=None, description="session_send only: bytes typed")
 
 
 class SessionRecvResult(ToolOutput):
-    session_id: str = ""
-    output: str = ""
-    bytes: int = 0
-    matched: bool | None = Field(default=None, description="Whether `until` matched (null without until)")
-    timed_out: bool = False
-    ended: bool = False
-    exit_code: int | None = None
-    dropped_bytes: int = 0
+    session_id: str
+    output: str
+    bytes: int
+    matched: bool | None = Field(description="Whether `until` matched (null without until)")
+    timed_out: bool
+    ended: bool
+    exit_code: int | None
+    dropped_bytes: int
 
 
 class SessionListResult(ToolOutput):
-    sessions: list[SessionResult] = Field(default_factory=list)
-    count: int = 0
+    sessions: list[SessionRow]
+    count: int
 
 
 class FanoutHostRow(BaseModel):
     host: str
     status: Literal["ok", "failed", "timeout", "unreachable", "denied"]
-    exit_code: int | None = None
-    output: str = ""
-    truncated: bool = False
-    output_bytes: int = 0
-    stream_sha256: str | None = None
-    duration_ms: int = 0
-    reason: str | None = None
+    exit_code: int | None
+    output: str
+    truncated: bool
+    output_bytes: int
+    stream_sha256: str | None
+    duration_ms: int
+    reason: str | None
 
 
 class FanoutResult(ToolOutput):
-    results: list[FanoutHostRow] = Field(default_factory=list, description="One row per host, in input order")
-    recap: dict[str, int] = Field(default_factory=dict, description="Host count per status")
+    results: list[FanoutHostRow] = Field(description="One row per host, in input order")
+    recap: dict[str, int] = Field(description="Host count per status")
 
 
 class HostCheckRow(BaseModel):
     host: str
     ok: bool
-    reason: str | None = None
-    detail: str | None = None
-    latency_ms: int | None = None
+    reason: str | None
+    detail: str | None
+    latency_ms: int | None
 
 
 class HostCheckResult(ToolOutput):
-    hosts: list[HostCheckRow] = Field(default_factory=list)
-    ok: int = 0
-    total: int = 0
+    hosts: list[HostCheckRow]
+    ok: int
+    total: int
 
 
 class ScannedKeyRow(BaseModel):
@@ -150,12 +165,12 @@ class ScannedKeyRow(BaseModel):
 
 class KeyscanHostRow(BaseModel):
     host: str
-    error: str | None = None
-    keys: list[ScannedKeyRow] = Field(default_factory=list)
+    error: str | None
+    keys: list[ScannedKeyRow]
 
 
 class KeyscanResult(ToolOutput):
-    hosts: list[KeyscanHostRow] = Field(default_factory=list)
+    hosts: list[KeyscanHostRow]
 
 
 class HostSpecRow(BaseModel):
@@ -163,54 +178,54 @@ class HostSpecRow(BaseModel):
     hostname: str
     user: str
     port: int
-    identity_files: list[str] = Field(default_factory=list)
-    known_hosts: str = ""
-    jump: list[str] = Field(default_factory=list)
-    tags: list[str] = Field(default_factory=list)
-    source: str = ""
+    identity_files: list[str]
+    known_hosts: str
+    jump: list[str]
+    tags: list[str]
+    source: str
 
 
 class HostsResult(ToolOutput):
-    hosts: list[HostSpecRow] = Field(default_factory=list)
-    count: int = 0
+    hosts: list[HostSpecRow]
+    count: int
 
 
 class TransferredFileRow(BaseModel):
     path: str = Field(description="Relative to the destination ('' when the destination is the file)")
-    size: int = 0
+    size: int
 
 
 class TransferOutput(ToolOutput):
-    direction: str = Field(default="", description="upload or download")
-    host: str = ""
-    source: str = ""
-    destination: str = Field(default="", description="Where the source landed (inside an existing directory)")
-    files: list[TransferredFileRow] = Field(default_factory=list, description="At most 200 of file_count")
-    file_count: int = 0
-    directory_count: int = 0
-    link_count: int = 0
-    bytes: int = Field(default=0, description="Bytes moved")
-    bytes_total: int = Field(default=0, description="Bytes of the regular files in the source")
-    sha256: str | None = Field(default=None, description="SHA-256 of a single file (read on this side)")
-    duration_ms: int = 0
-    timeout_s: float | None = None
+    direction: str = Field(description="upload or download")
+    host: str
+    source: str
+    destination: str = Field(description="Where the source landed (inside an existing directory)")
+    files: list[TransferredFileRow] = Field(description="At most 200 of file_count")
+    file_count: int
+    directory_count: int
+    link_count: int
+    bytes: int = Field(description="Bytes moved")
+    bytes_total: int = Field(description="Bytes of the regular files in the source")
+    sha256: str | None = Field(description="SHA-256 of a single file (read on this side)")
+    duration_ms: int
+    timeout_s: float | None
 
 
 class ForwardRow(BaseModel):
-    forward_id: str = ""
-    kind: str = Field(default="", description="L (local), R (remote) or D (SOCKS5)")
-    spec: str = Field(default="", description="The spec with the actual listening port")
-    bind: str = ""
-    listen_port: int = 0
-    host: str = ""
-    target: str | None = Field(default=None, description="dhost:dport; null for SOCKS")
-    bytes_sent: int = Field(default=0, description="Bytes from the listening side to the destination")
-    bytes_received: int = Field(default=0, description="Bytes from the destination back")
-    connections: int = 0
-    active_connections: int = 0
-    age_s: float = 0.0
-    state: str = Field(default="", description="open, broken (SSH connection lost) or closed")
-    last_error: str | None = None
+    forward_id: str
+    kind: str = Field(description="L (local), R (remote) or D (SOCKS5)")
+    spec: str = Field(description="The spec with the actual listening port")
+    bind: str
+    listen_port: int
+    host: str
+    target: str | None = Field(description="dhost:dport; null for SOCKS")
+    bytes_sent: int = Field(description="Bytes from the listening side to the destination")
+    bytes_received: int = Field(description="Bytes from the destination back")
+    connections: int
+    active_connections: int
+    age_s: float
+    state: str = Field(description="open, broken (SSH connection lost) or closed")
+    last_error: str | None
 
 
 class ForwardOutput(ToolOutput, ForwardRow):
@@ -218,5 +233,5 @@ class ForwardOutput(ToolOutput, ForwardRow):
 
 
 class ForwardListOutput(ToolOutput):
-    forwards: list[ForwardRow] = Field(default_factory=list)
-    count: int = 0
+    forwards: list[ForwardRow]
+    count: int
