@@ -10,7 +10,7 @@ Counted exactly:
   ``description`` and ``inputSchema`` exactly as sent, summed over the tools: what a client
   hands a model as a tool definition. Output schemas, annotations and the envelope are left out.
 
-KB here is 1,000 bytes (the stricter reading of the targets). The note breaks the response
+KB here is 1,024 bytes; the exact byte counts are printed. The note breaks the response
 down (descriptions, input schemas, output schemas, annotations, the rest) and names the
 largest tools, so a missed target says where the bytes go.
 
@@ -25,7 +25,7 @@ from pathlib import Path
 
 from common import RELAY, Figure, measure, relay_stdio, remove_tree, run_main, state_dir
 
-KB = 1000
+KB = 1024
 TOTAL_TARGET = 32 * KB
 VISIBLE_TARGET = 16 * KB
 TOKEN_BYTES = 4

@@ -141,13 +141,11 @@ async def audit_tail(
     lines: Annotated[
         int | None, Field(description=f"How many records (1..{AUDIT_TAIL_MAX}), default 50")
     ] = None,
-    tool: Annotated[str, Field(description="Only records of this tool", max_length=100)] = "",
+    tool: Annotated[str, Field(max_length=100)] = "",
     outcome: Annotated[
         str, Field(description="Only this outcome: ok, error, timeout, cancelled, denied")
     ] = "",
-    min_tier: Annotated[
-        int | None, Field(description="Only records at or above this tier (0-3)", ge=0, le=3)
-    ] = None,
+    min_tier: Annotated[int | None, Field(ge=0, le=3)] = None,
 ) -> Annotated[CallToolResult, AuditTailResult]:
     request = AuditTail(lines, tool, outcome, min_tier)
     return await run_tool(ctx, "audit_tail", plan_audit_tail, request)

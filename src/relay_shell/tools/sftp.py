@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 MAX_PATH = 4096
 MAX_LISTED_IN_TEXT = 20
 
-Timeout = Annotated[float | None, Field(description="Seconds for the whole transfer, connect included")]
+Timeout = Annotated[float | None, Field(description="Seconds, connect included")]
 LocalPath = Annotated[str, Field(description="Path on this host", max_length=MAX_PATH)]
 RemotePath = Annotated[
     str, Field(description="Path on the remote host (relative = its home)", max_length=MAX_PATH)

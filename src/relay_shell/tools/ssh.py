@@ -119,14 +119,10 @@ def plan_ssh_exec(request: SshExec, svc: Services) -> Plan[RemoteRun]:
 async def ssh_exec(
     ctx: Context,
     host: Host,
-    command: Annotated[
-        str, Field(description="The command line, run by the remote user's shell", max_length=1_000_000)
-    ],
+    command: Annotated[str, Field(description="Run by the remote user's shell", max_length=1_000_000)],
     timeout: Annotated[float | None, Field(description="Seconds, connect time included")] = None,
-    max_output: Annotated[
-        int | None, Field(description="Output budget in bytes, shared by stdout and stderr")
-    ] = None,
-    stdin: Annotated[str, Field(description="Text fed to the remote command's stdin")] = "",
+    max_output: Annotated[int | None, Field(description="Output budget in bytes")] = None,
+    stdin: str = "",
     user: User = "",
     port: Port = None,
     key_path: KeyPath = "",
@@ -279,11 +275,11 @@ def plan_ssh_fanout(request: SshFanout, svc: Services) -> Plan[Fleet]:
 
 async def ssh_fanout(
     ctx: Context,
-    command: Annotated[str, Field(description="The command line, run on every host", max_length=1_000_000)],
+    command: Annotated[str, Field(description="Run on every host", max_length=1_000_000)],
     hosts: Hosts = "",
     timeout: Annotated[float | None, Field(description="Seconds per host, connect included")] = None,
     concurrency: Annotated[int, Field(ge=1, description="Hosts in flight at once")] = 16,
-    max_output: Annotated[int | None, Field(description="Output budget in bytes shared by all hosts")] = None,
+    max_output: Annotated[int | None, Field(description="Output budget in bytes")] = None,
     confirm_token: ConfirmToken = "",
 ) -> Annotated[CallToolResult, FanoutResult]:
     request = SshFanout(command, hosts, timeout, concurrency, max_output)
@@ -389,10 +385,8 @@ def plan_ssh_keyscan(request: SshKeyscan, svc: Services) -> Plan[Scan]:
 
 async def ssh_keyscan(
     ctx: Context,
-    hosts: Annotated[
-        str | list[str], Field(description="Host names or addresses to scan: comma/space separated or a list")
-    ],
-    port: Annotated[int, Field(ge=1, le=65535, description="SSH port to scan")] = 22,
+    hosts: Annotated[str | list[str], Field(description="Comma/space separated or a list")],
+    port: Annotated[int, Field(ge=1, le=65535)] = 22,
     key_types: Annotated[
         str, Field(description="Comma-separated key algorithms", max_length=512)
     ] = DEFAULT_KEY_TYPES,
