@@ -75,17 +75,42 @@ class AuditTailResult(ToolOutput):
     path: str
 
 
+class PolicyInfo(BaseModel):
+    mode: str
+    confirm_tier3: str = Field(description="off, elicit or token")
+    deny_list: bool = Field(description="Whether RELAY_SHELL_POLICY_DENY is set")
+    allow_list: bool = Field(description="Whether RELAY_SHELL_POLICY_ALLOW is set")
+    allow_protected: bool
+    deny: str | SkipJsonSchema[None] = Field(
+        default=None, description="The deny regex (admin principals only)"
+    )
+    allow: str | SkipJsonSchema[None] = Field(
+        default=None, description="The allow regex (admin principals only)"
+    )
+
+
+class JobsInfo(BaseModel):
+    count: int = Field(description="Jobs running or ended and not yet read")
+    max: int = Field(description="RELAY_SHELL_MAX_JOBS")
+
+
 class ServerInfoResult(ToolOutput):
     version: str
     transport: str
     policy_mode: str
     confirm_tier3: str
+    patterns_version: str
+    policy: PolicyInfo
     limits: dict[str, float | int]
-    audit: dict[str, object]
+    jobs: JobsInfo
+    containment: str = Field(
+        description="cgroup or subreaper in effect; the configured mode until one reports"
+    )
+    tasks: list[str] = Field(description="MCP task protocol generations served")
+    audit: dict[str, object] = Field(description="path, format, health, chain, anchor, ship")
     ssh: dict[str, object]
     identity: dict[str, object]
     counts: dict[str, int]
-    patterns_version: str
 
 
 class SessionRow(BaseModel):

@@ -42,7 +42,7 @@ from relay_shell.tools.hosts import (
     resolve_many,
 )
 from relay_shell.tools.models import ExecResult, FanoutResult, HostCheckResult, HostsResult, KeyscanResult
-from relay_shell.tools.shape import bound_notes, exec_outcome
+from relay_shell.tools.shape import MORE_OUTPUT, bound_notes, exec_outcome
 from relay_shell.vocabulary import Tier
 
 if TYPE_CHECKING:
@@ -299,11 +299,14 @@ def fanout_outcome(rows: Sequence[FanoutHostResult], budget: int) -> Outcome:
     for names, text in group_identical(rows):
         lines.append(f"{','.join(names)}: {text}")
     body = "\n".join(lines)
-    if len(body.encode()) > budget:
+    cut = len(body.encode()) > budget
+    if cut:
         body = (
             body.encode()[: budget - 64].decode("utf-8", errors="ignore")
             + "\n[... text cut to the output budget ...]"
         )
+    if cut or any(r.truncated for r in rows):
+        body += f"\nnote: output truncated (max_output is shared by all hosts); for the rest, {MORE_OUTPUT}"
     data: dict[str, object] = {
         "results": [
             {
