@@ -21,6 +21,7 @@ from pydantic.json_schema import SkipJsonSchema
 from relay_shell.app import build_server
 from relay_shell.config import Settings
 from relay_shell.tools.schemas import ALWAYS_PRESENT, compact_input, compact_output
+from tests.conftest import connected
 
 INPUT_CASES: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
     (
@@ -229,3 +230,27 @@ def _bad_values(schema: dict[str, Any]) -> list[object]:
     if "string" in kinds and "maxLength" in schema and schema["maxLength"] <= 100_000:
         bad.append("x" * (schema["maxLength"] + 1))
     return [copy.deepcopy(value) for value in bad]
+
+
+@pytest.mark.parametrize("mode", ["off", "elicit", "token"])
+async def test_confirm_token_is_listed_only_where_it_means_something(
+    make_settings: Callable[..., Settings], mode: str
+) -> None:
+    server = build_server(make_settings(confirm_tier3=mode))
+    try:
+        async with connected(server) as client:
+            listed = {tool.name: tool.input_schema for tool in (await client.list_tools()).tools}
+            sent = await client.call_tool("shell_exec", {"command": "true", "confirm_token": "abc"})
+    finally:
+        await server.services.aclose()
+    takes_token = {name for name, schema in listed.items() if "confirm_token" in schema["properties"]}
+    if mode == "token":
+        assert {"shell_exec", "ssh_exec", "ssh_upload", "session_send"} <= takes_token
+        assert sent.is_error is False  # accepted (a tier-1 call needs no confirmation)
+    else:
+        assert takes_token == set()
+        assert sent.structured_content["error"] == {
+            "kind": "invalid",
+            "message": sent.structured_content["error"]["message"],
+            "argument": "confirm_token",
+        }
