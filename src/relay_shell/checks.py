@@ -36,11 +36,12 @@ class Finding:
 
 
 def run_checks(settings: Settings) -> list[Finding]:
-    """Check the audit sink, the SSH inventory, the OAuth state directory and the exposure."""
+    """Check the audit sink, the SSH inventory, the HTTP edge, the OAuth state and the exposure."""
     findings = [_check_audit(settings), _check_hosts(settings)]
-    oauth = _check_oauth_state(settings)
-    if oauth is not None:
-        findings.append(oauth)
+    for check in (_check_allowed_hosts, _check_oauth_state, _check_operator_hash):
+        finding = check(settings)
+        if finding is not None:
+            findings.append(finding)
     warning = exposure_warning(settings)
     if warning is not None:
         findings.append(Finding("RELAY_SHELL_HTTP_HOST", "WARN", warning))
@@ -90,6 +91,32 @@ def _check_oauth_state(settings: Settings) -> Finding | None:
     except ConfigError as exc:
         return Finding("RELAY_SHELL_AUTH_STATE_DIR", "FAIL", str(exc))
     return Finding("RELAY_SHELL_AUTH_STATE_DIR", "OK", f"{path} usable")
+
+
+def _check_allowed_hosts(settings: Settings) -> Finding | None:
+    """The Host/Origin allowlist of the HTTP edge parses (a bad entry stops the server)."""
+    if settings.transport is not Transport.HTTP:
+        return None
+    from relay_shell.http.edge import allowed_authorities
+
+    try:
+        allowed_authorities(settings)
+    except ConfigError as exc:
+        return Finding("RELAY_SHELL_HTTP_ALLOWED_HOSTS", "FAIL", str(exc))
+    return None
+
+
+def _check_operator_hash(settings: Settings) -> Finding | None:
+    """The operator passphrase hash, when builtin OAuth will ask for it, is an Argon2id hash."""
+    if not (settings.auth_enabled and settings.auth_operator_hash):
+        return None
+    from relay_shell.http.operator_auth import PassphraseVerifier
+
+    try:
+        PassphraseVerifier(settings.auth_operator_hash)
+    except ConfigError as exc:
+        return Finding("RELAY_SHELL_AUTH_OPERATOR_HASH", "FAIL", str(exc))
+    return Finding("RELAY_SHELL_AUTH_OPERATOR_HASH", "OK", "an Argon2id hash")
 
 
 def settings_finding(settings: Settings, env_file: str = DOTENV_DEFAULT) -> Finding:

@@ -15,6 +15,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from relay_shell.http import admin_cli
+
 EXIT_OK = 0
 EXIT_RUNTIME = 1
 EXIT_CONFIG = 2
@@ -40,6 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     mode.add_argument(
         "--verify-deploy", action="store_true", help="compare installed deploy files with templates"
     )
+    admin_cli.add_arguments(mode)
     parser.add_argument(
         "--templates-dir", type=Path, help="with --verify-deploy: templates to compare against"
     )
@@ -47,7 +50,9 @@ def _parser() -> argparse.ArgumentParser:
         "--install-prefix", type=Path, help="with --verify-deploy: root the installed files live under"
     )
     parser.add_argument(
-        "--json", action="store_true", help="with --verify-* and --check-config: machine-readable output"
+        "--json",
+        action="store_true",
+        help="with --verify-*, --check-config, --approve-login, --list-grants: machine-readable output",
     )
     return parser
 
@@ -70,20 +75,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         from relay_shell.checks import main_check_config
 
         return main_check_config(args.json)
+    if args.set_operator_passphrase:
+        return admin_cli.set_operator_passphrase()
     from relay_shell.config import load_settings
     from relay_shell.errors import ConfigError
 
     try:
-        settings = load_settings()
-        if args.verify_audit is not None:
-            return _verify_audit(
-                Path(args.verify_audit) if args.verify_audit else settings.expand(settings.audit_path),
-                args.json,
-            )
-        return _serve(settings)
+        return _with_settings(args, load_settings())
     except ConfigError as exc:
         print(f"relay-shell: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+
+
+def _with_settings(args: argparse.Namespace, settings: object) -> int:
+    """The modes that need the settings: verify the audit, the OAuth admin verbs, serve."""
+    from relay_shell.config import Settings
+
+    assert isinstance(settings, Settings)
+    if args.verify_audit is not None:
+        return _verify_audit(
+            Path(args.verify_audit) if args.verify_audit else settings.expand(settings.audit_path),
+            args.json,
+        )
+    if admin_cli.wants_settings(args):
+        return admin_cli.run(args, settings)
+    return _serve(settings)
 
 
 def _verify_audit(path: Path, as_json: bool) -> int:
@@ -116,6 +132,7 @@ def _serve(settings: object) -> int:
     import anyio
 
     from relay_shell.config import Settings, Transport
+    from relay_shell.errors import ConfigError
 
     assert isinstance(settings, Settings)
     try:
@@ -131,6 +148,8 @@ def _serve(settings: object) -> int:
             anyio.run(_serve_stdio, settings)
     except KeyboardInterrupt:
         return EXIT_OK
+    except ConfigError:
+        raise  # found while building the server (OAuth state, allowed hosts): exit 2 in main
     except Exception:
         log.exception("server failed")
         return EXIT_RUNTIME

@@ -22,6 +22,9 @@ from relay_shell.governance.audit.writer import AuditSink
 from relay_shell.governance.pipeline import Pipeline
 from relay_shell.metrics import Metrics
 from relay_shell.sessions import SessionRegistry
+from relay_shell.sessions.recording import RecordingSettings
+from relay_shell.sessions.registry import SessionEnd
+from relay_shell.ssh.fleet import FanoutHistory
 from relay_shell.ssh.inventory import Inventory
 
 if TYPE_CHECKING:
@@ -91,6 +94,7 @@ class Services:
     inventory: Inventory
     pool: LazyPool
     forwards: LazyForwards
+    fanout_history: FanoutHistory
     on_started: Callable[[], None] | None = field(default=None, repr=False)
     _holders: int = field(default=0, repr=False)
     _started: bool = field(default=False, repr=False)
@@ -178,20 +182,31 @@ def build_services(settings: Settings) -> Services:
     )
     metrics = Metrics()
     pool = LazyPool(settings)
+    pipeline = Pipeline(settings, audit, metrics)
+    recording = None
+    if settings.session_record_dir is not None:
+        recording = RecordingSettings(
+            directory=settings.expand(settings.session_record_dir),
+            record_input=settings.session_record_input,
+            max_bytes=settings.session_record_max_bytes,
+        )
     services = Services(
         settings=settings,
         audit=audit,
         metrics=metrics,
-        pipeline=Pipeline(settings, audit, metrics),
+        pipeline=pipeline,
         sessions=SessionRegistry(
             max_sessions=settings.max_sessions,
             buffer_bytes=settings.session_buffer_bytes,
             idle_timeout_s=settings.session_idle_timeout,
             max_lifetime_s=settings.session_max_lifetime,
+            recording=recording,
+            on_end=lambda end: pipeline.record_event("session_end", session_end_fields(end), target=end.host),
         ),
         inventory=Inventory.load(settings),
         pool=pool,
         forwards=LazyForwards(pool, settings.max_forwards),
+        fanout_history=FanoutHistory(settings.fanout_history),
     )
     metrics.bind_gauges(
         sessions=lambda: len(services.sessions),
@@ -200,3 +215,26 @@ def build_services(settings: Settings) -> Services:
         audit_degraded=lambda: 1.0 if services.audit.degraded else 0.0,
     )
     return services
+
+
+def session_end_fields(end: SessionEnd) -> dict[str, object]:
+    """The audit fields of a session's end (written as a ``session_end`` record)."""
+    fields: dict[str, object] = {
+        "session_id": end.session_id,
+        "session_kind": end.kind,
+        "command": end.command,
+        "reason": end.reason,
+        "exit_code": end.exit_code,
+        "duration_ms": round(end.duration_s * 1000),
+        "stream_len": end.bytes_produced,
+    }
+    if end.recording is not None:
+        fields["recording"] = {
+            "path": end.recording.path,
+            "bytes": end.recording.bytes,
+            "sha256": end.recording.sha256,
+            "truncated": end.recording.truncated,
+            "input": end.recording.input_recorded,
+            "error": end.recording.error,
+        }
+    return fields

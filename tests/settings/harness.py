@@ -120,10 +120,9 @@ class Harness:
     @contextlib.asynccontextmanager
     async def http(self) -> AsyncIterator[tuple[httpx2.AsyncClient, RelayServer]]:
         """The HTTP app these settings build, its lifespan running, and a client talking ASGI to it."""
-        from relay_shell.http.serve import build_http_app, build_http_server
+        from relay_shell.http.serve import build_http_stack
 
-        server = build_http_server(self.settings)
-        app = build_http_app(server)
+        server, app = build_http_stack(self.settings)
         async with app.router.lifespan_context(app):
             await server.services.start()
             try:

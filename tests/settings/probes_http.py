@@ -14,6 +14,7 @@ import httpx2
 import jwt
 
 from relay_shell.app import RelayServer
+from tests.http.consent_flow import PASSPHRASE, consent_async
 from tests.settings.harness import INITIALIZE, MCP_HEADERS, Harness
 
 REDIRECT = "http://127.0.0.1:9/callback"
@@ -92,7 +93,8 @@ def provider_of(server: RelayServer) -> Any:
 
 
 async def oauth_grant(h: Harness) -> dict[str, float]:
-    """Register, authorize and exchange the code over HTTP; return when each credential expires.
+    """Register, authorize (the operator approves with the passphrase), exchange the code over HTTP;
+    return when each credential expires.
 
     Keys: ``code`` and ``refresh`` (epoch seconds, from the provider the server uses),
     ``access_in`` (the token response's ``expires_in``), ``before`` / ``after`` (the clock
@@ -118,7 +120,9 @@ async def oauth_grant(h: Harness) -> dict[str, float]:
         }
         authorized = await http.get("/authorize", params=query)
         assert authorized.status_code in (302, 307), authorized.text
-        code = parse_qs(urlsplit(authorized.headers["location"]).query)["code"][0]
+        approved = await consent_async(http, authorized.headers["location"], passphrase=PASSPHRASE)
+        assert approved.status_code == 303, approved.text
+        code = parse_qs(urlsplit(approved.headers["location"]).query)["code"][0]
         provider = provider_of(server)
         client = await provider.get_client(client_id)
         code_record = await provider.load_authorization_code(client, code)
@@ -208,3 +212,47 @@ async def auth_audience(h: Harness) -> None:  # RELAY_SHELL_AUTH_AUDIENCE=api://
 
 async def auth_jwt_algorithms(h: Harness) -> None:  # RELAY_SHELL_AUTH_JWT_ALGORITHMS=ES256
     assert await accepted(h, bearer(h, "ES256"), bearer(h, "RS256")) == [True, False]
+
+
+async def auth_operator_hash(h: Harness) -> None:  # RELAY_SHELL_AUTH_OPERATOR_HASH=<hash of PASSPHRASE>
+    grant = await oauth_grant(h)  # the consent page accepts the operator's passphrase
+    assert grant["access_in"] > 0
+
+
+async def auth_max_scope(h: Harness) -> None:  # RELAY_SHELL_AUTH_MAX_SCOPE=relay-shell:read
+    async with h.http() as (http, _):
+        registered = await http.post(
+            "/register", json={"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "none"}
+        )
+        assert registered.status_code == 201, registered.text
+        _, challenge = _pkce()
+        query = {
+            "response_type": "code",
+            "client_id": registered.json()["client_id"],
+            "redirect_uri": REDIRECT,
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
+            "scope": "relay-shell:admin",
+            "state": "s",
+        }
+        authorized = await http.get("/authorize", params=query)
+        assert authorized.status_code in (302, 307), authorized.text
+        answer = parse_qs(urlsplit(authorized.headers["location"]).query)
+        assert answer.get("error") == ["invalid_scope"], authorized.headers["location"]
+
+
+METRICS_TOKEN = "relay-metrics-token-0123456789"
+
+
+async def metrics_token(h: Harness) -> None:  # RELAY_SHELL_METRICS_TOKEN=relay-metrics-token-0123456789
+    async with h.http() as (http, _):
+        assert (await http.get("/metrics")).status_code == 401
+        allowed = await http.get("/metrics", headers={"authorization": f"Bearer {METRICS_TOKEN}"})
+        assert allowed.status_code == 200
+        assert "relay_shell_tool_calls_total" in allowed.text
+
+
+def _pkce() -> tuple[str, str]:
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).decode().rstrip("=")
+    return verifier, challenge

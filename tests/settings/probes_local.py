@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from tests.settings.harness import Harness, poll_until
 
@@ -151,3 +152,48 @@ async def audit_required(h: Harness) -> None:  # RELAY_SHELL_AUDIT_REQUIRED=fals
     data = await h.one_call("shell_exec", {"command": "echo ran-without-audit"})
     assert data["is_error"] is False
     assert data["output"] == "ran-without-audit\n"
+
+
+async def max_input_bytes(h: Harness) -> None:  # RELAY_SHELL_MAX_INPUT_BYTES=2048
+    data = await h.one_call("shell_exec", {"command": "cat", "stdin": "x" * 4096})
+    assert data["is_error"] is True
+    assert data["error"]["kind"] == "invalid"
+    assert data["error"].get("argument") == "stdin"
+
+
+async def _recorded_session(h: Harness, typed: str) -> tuple[Path, list[dict[str, Any]]]:
+    """Spawn a shell, type ``typed``, exit; the recording file and the session_end records."""
+    async with h.client() as client:
+        spawned = await h.call(client, "shell_spawn", {"command": "/bin/sh"})
+        session_id = spawned["session_id"]
+        await h.call(client, "session_send", {"session_id": session_id, "data": typed})
+        await h.call(client, "session_send", {"session_id": session_id, "data": "exit"})
+
+        async def ended() -> bool:
+            got = await h.call(client, "session_recv", {"session_id": session_id, "timeout": 1})
+            return bool(got["ended"])
+
+        await poll_until(ended, 20.0, "session ended")
+    records = [r for r in h.audit() if r.get("tool") == "session_end"]
+    directory = Path(h.tmp / "recordings")
+    return directory, records
+
+
+async def session_record_dir(h: Harness) -> None:  # RELAY_SHELL_SESSION_RECORD_DIR=<tmp>/recordings
+    directory, records = await _recorded_session(h, "echo relay-recorded")
+    files = list(directory.glob("*")) if directory.is_dir() else []
+    assert len(files) == 1
+    assert "relay-recorded" in files[0].read_text()
+    assert records and records[-1]["recording"]["path"] == str(files[0])
+
+
+async def session_record_input(h: Harness) -> None:  # RELAY_SHELL_SESSION_RECORD_INPUT=true
+    directory, _ = await _recorded_session(h, "echo relay-typed")
+    events = [json.loads(line) for line in next(directory.glob("*")).read_text().splitlines()[1:]]
+    assert any(event[1] == "i" and "relay-typed" in event[2] for event in events)
+
+
+async def session_record_max_bytes(h: Harness) -> None:  # RELAY_SHELL_SESSION_RECORD_MAX_BYTES=4096
+    _, records = await _recorded_session(h, f"{TEN_KB}; echo")
+    assert records[-1]["recording"]["truncated"] is True
+    assert records[-1]["recording"]["bytes"] <= 4096 + 512

@@ -121,6 +121,18 @@ async def fanout_max_hosts(h: Harness) -> None:  # RELAY_SHELL_FANOUT_MAX_HOSTS=
     assert "RELAY_SHELL_FANOUT_MAX_HOSTS=2" in data["error"]["message"]
 
 
+async def fanout_history(h: Harness) -> None:  # RELAY_SHELL_FANOUT_HISTORY=1
+    async with h.client() as client:
+        first = await h.call(client, "ssh_fanout", {"command": "true", "hosts": [CLOSED], "timeout": 5})
+        await h.call(client, "ssh_fanout", {"command": "true", "hosts": [CLOSED], "timeout": 5})
+        retry = await h.call(
+            client, "ssh_fanout", {"command": "true", "hosts": f"failed:{first['fanout_id']}"}
+        )
+    assert retry["is_error"] is True  # the second fan-out pushed the first out of a history of one
+    assert (retry["error"]["kind"], retry["error"]["argument"]) == ("invalid", "hosts")
+    assert "not in the history" in retry["error"]["message"]
+
+
 async def fanout_max_concurrency(h: Harness) -> None:  # RELAY_SHELL_FANOUT_MAX_CONCURRENCY=2
     data = await h.one_call(
         "ssh_fanout", {"command": "true", "hosts": [CLOSED], "concurrency": 10, "timeout": 5}

@@ -29,6 +29,7 @@ from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from relay_shell.config import ENV_PREFIX, load_settings
 from relay_shell.config_env import SettingsInvalid
+from tests.http.consent_flow import cheap_hash
 from tests.settings import probes_http as web
 from tests.settings import probes_local as local
 from tests.settings import probes_remote as remote
@@ -62,6 +63,8 @@ class Row:
 
 
 SSHD = frozenset({"sshd"})
+BUILTIN = {"AUTH_ENABLED": "true", "AUTH_OPERATOR_HASH": cheap_hash()}
+RECORDING = {"SESSION_RECORD_DIR": "{tmp}/recordings"}
 JWT = {"AUTH_ENABLED": "true", "AUTH_MODE": "jwt", "AUTH_JWKS_URL": "{jwks_url}"}
 
 ROWS: tuple[Row, ...] = (
@@ -103,6 +106,7 @@ ROWS: tuple[Row, ...] = (
     Row("MAX_FORWARDS", "1", remote.max_forwards, needs=SSHD),
     Row("FANOUT_MAX_HOSTS", "2", remote.fanout_max_hosts),
     Row("FANOUT_MAX_CONCURRENCY", "2", remote.fanout_max_concurrency),
+    Row("FANOUT_HISTORY", "1", remote.fanout_history),
     # OAuth (HTTP)
     Row("AUTH_ENABLED", "true", web.auth_enabled),
     Row(
@@ -114,9 +118,16 @@ ROWS: tuple[Row, ...] = (
     ),
     Row("AUTH_ISSUER", "https://relay.example.com:9443", web.auth_issuer, {"AUTH_ENABLED": "true"}),
     Row("AUTH_STATE_DIR", "{tmp}/custom-oauth", web.auth_state_dir, {"AUTH_ENABLED": "true"}),
-    Row("AUTH_ACCESS_TTL", "45", web.auth_access_ttl, {"AUTH_ENABLED": "true"}),
-    Row("AUTH_REFRESH_TTL", "7200", web.auth_refresh_ttl, {"AUTH_ENABLED": "true"}),
-    Row("AUTH_CODE_TTL", "17", web.auth_code_ttl, {"AUTH_ENABLED": "true"}),
+    Row("AUTH_ACCESS_TTL", "45", web.auth_access_ttl, BUILTIN),
+    Row("AUTH_REFRESH_TTL", "7200", web.auth_refresh_ttl, BUILTIN),
+    Row("AUTH_CODE_TTL", "17", web.auth_code_ttl, BUILTIN),
+    Row("AUTH_OPERATOR_HASH", cheap_hash(), web.auth_operator_hash, {"AUTH_ENABLED": "true"}),
+    Row("AUTH_MAX_SCOPE", "relay-shell:read", web.auth_max_scope, {"AUTH_ENABLED": "true"}),
+    Row("METRICS_TOKEN", web.METRICS_TOKEN, web.metrics_token),
+    Row("MAX_INPUT_BYTES", "2048", local.max_input_bytes),
+    Row("SESSION_RECORD_DIR", "{tmp}/recordings", local.session_record_dir),
+    Row("SESSION_RECORD_INPUT", "true", local.session_record_input, RECORDING),
+    Row("SESSION_RECORD_MAX_BYTES", "4096", local.session_record_max_bytes, RECORDING),
     Row(
         "AUTH_JWKS_URL",
         "{jwks_url}",
@@ -139,18 +150,10 @@ IMPLEMENTED_ELSEWHERE = frozenset(
         "YIELD_AFTER",  # jobs
         "MAX_JOBS",  # jobs
         "JOB_RETENTION",  # jobs
-        "MAX_INPUT_BYTES",  # reshape: input cap before any scan
         "CONTAINMENT",  # containment: cgroup or subreaper
         "AUDIT_ANCHOR",  # audit: chain anchors
         "AUDIT_ANCHOR_INTERVAL",  # audit: chain anchors
         "AUDIT_SHIP",  # audit: record shipping
-        "SESSION_RECORD_DIR",  # screen: recordings
-        "SESSION_RECORD_INPUT",  # screen: recordings
-        "SESSION_RECORD_MAX_BYTES",  # screen: recordings
-        "FANOUT_HISTORY",  # fleet: failed:/ok:/skipped: host patterns
-        "AUTH_OPERATOR_HASH",  # oauth: consent passphrase
-        "AUTH_MAX_SCOPE",  # oauth: widest grantable scope
-        "METRICS_TOKEN",  # oauth / metrics: bearer on /metrics
     }
 )
 

@@ -105,7 +105,7 @@ async def walk(
         "identity_file": str(key.private_path),
         "known_hosts": "ignore",
     }
-    inventory.write_text(json.dumps({"box": box}))
+    inventory.write_text(json.dumps({"box": box, "twin": box, "forbidden-word-host": box}))
     server = build_server(make_settings(inventory=inventory, policy_deny="forbidden-word"))
     async with connected(server) as client:
         tools = (await client.list_tools()).tools
@@ -181,6 +181,8 @@ async def _session_tools(walk: Walk, spawn: str, arguments: dict[str, Any]) -> N
     session_id = started["session_id"]
     await walk.call("session_send", {"session_id": session_id, "data": "echo typed", "keys": ["Tab"]})
     await walk.call("session_recv", {"session_id": session_id, "timeout": 1, "until": "typed"})
+    screen = await walk.call("session_recv", {"session_id": session_id, "timeout": 1, "screen": "always"})
+    assert screen["mode"] == "screen" and "cursor" in screen["screen"]
     await walk.call("session_resize", {"session_id": session_id, "cols": 90, "rows": 30})
     await walk.call("session_list", {})
     await walk.call("session_kill", {"session_id": session_id})
@@ -191,11 +193,20 @@ async def _ssh_tools(walk: Walk, tmp_path: Path, remote_dir: Path) -> None:
     await walk.call("ssh_exec", {"host": "box", "command": "echo remote; kill -9 $$"})
     await walk.call("ssh_check", {"hosts": "box"})
     await walk.call("ssh_fanout", {"command": "echo fan", "hosts": ["box"]})
+    rolled = await walk.call(  # a failed canary: the rest skipped, a denied host, an aborted recap
+        "ssh_fanout", {"command": "exit 3", "hosts": "box,twin,forbidden-word-host", "canary": 1}
+    )
+    assert {row["status"] for row in rolled["results"]} == {"failed", "skipped", "denied"}
+    assert rolled["recap"]["aborted"] is True
     await walk.call("ssh_keyscan", {"hosts": "box", "port": 1})  # unreachable: a row with its error
     await walk.call("ssh_hosts", {})
     source = tmp_path / "payload.txt"
     source.write_text("payload\n")
     await walk.call("ssh_upload", {"host": "box", "local_path": str(source), "remote_path": str(remote_dir)})
+    many = await walk.call(
+        "ssh_upload", {"hosts": "box,twin", "local_path": str(source), "remote_path": str(remote_dir)}
+    )
+    assert [row["status"] for row in many["results"]] == ["ok", "ok"]
     back = tmp_path / "back.txt"
     remote_file = str(remote_dir / "payload.txt")
     await walk.call("ssh_download", {"host": "box", "remote_path": remote_file, "local_path": str(back)})

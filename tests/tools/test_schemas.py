@@ -223,7 +223,7 @@ def _bad_values(schema: dict[str, Any]) -> list[object]:
     bad: list[object] = []
     if kinds == {"boolean"}:
         bad.append({"a": 1})
-    if kinds & {"integer", "number"}:
+    if kinds and kinds <= {"integer", "number"}:
         bad.append("not a number")
         if "maximum" in schema:
             bad.append(schema["maximum"] + 1)

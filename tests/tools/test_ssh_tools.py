@@ -222,6 +222,8 @@ async def test_check_keyscan_hosts_and_resources(
     ssh_server_factory: Callable[..., RelayServer], host: SshdInstance
 ) -> None:
     server = ssh_server_factory([host])
+    known_hosts = server.services.settings.ssh_known_hosts_file
+    known_hosts.write_text(host.known_hosts_line())  # ssh_check records no host key itself
     dead_port = free_port()
     async with connected(server) as client:
         check = sc(await client.call_tool("ssh_check", {"hosts": f"web1, relaytest@127.0.0.1:{dead_port}"}))

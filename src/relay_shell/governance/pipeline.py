@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from relay_shell.config import ConfirmMode, Settings
 from relay_shell.errors import (
@@ -47,7 +47,7 @@ from relay_shell.governance.call import (
     Reply,
 )
 from relay_shell.governance.confirm import Confirmer, ConfirmTokens, call_binding
-from relay_shell.governance.patterns import classify_text
+from relay_shell.governance.patterns import PATTERNS_VERSION, classify_text
 from relay_shell.governance.policy import PolicyConfig, build_probe, decide
 from relay_shell.governance.record import CallState, bounded, compose_record, scrubbed, text_size
 from relay_shell.governance.shaping import shape_failure, shape_success
@@ -171,6 +171,29 @@ class Pipeline:
         self._finish(state, started, None)
         return decision
 
+    def record_event(self, event: str, fields: Mapping[str, object], *, target: str | None = None) -> None:
+        """Audit something that happened outside any call (a session that ended by itself, was
+        reaped, or was closed at shutdown): one record, ``tool`` and ``kind`` = ``event``, tier
+        0, outcome ok, plus ``fields`` redacted and bounded. Never raises: a failed write marks
+        the sink degraded and the record goes to the log."""
+        record: dict[str, object] = {
+            "tool": event,
+            "kind": event,
+            "tier": 0,
+            "decision": "allowed",
+            "outcome": "ok",
+            "target": target,
+            "policy_mode": self.settings.policy_mode.value,
+            "patterns_version": PATTERNS_VERSION,
+        }
+        extra = scrubbed(dict(fields))
+        if isinstance(extra, dict):
+            record.update((key, value) for key, value in extra.items() if key not in record)
+        try:
+            self.audit.write(record)
+        except AuditUnavailable as exc:
+            log.error("audit write failed (%s); record: %s", exc, record)
+
     # -- stages -------------------------------------------------------------------------
 
     async def _classify[R](self, state: CallState, plan: Plan[R]) -> None:
@@ -187,14 +210,18 @@ class Pipeline:
         state.tier = Tier(max(plan.min_tier, classification.tier))
 
     async def _admit_targets[R](self, state: CallState, plan: Plan[R]) -> None:
-        """The deny list over each of ``plan.per_target`` on its own; refused ones are set aside.
+        """The policy over each of ``plan.per_target`` on its own; refused ones are set aside.
 
-        Admitted groups' targets join the call's targets for :meth:`_admit`; a refused group
-        is recorded (audit ``denied_targets``, a denial metric) and handed to the executor.
+        Each group's probe (the text and that group's targets) meets the deny list, the mode
+        and the allow list at the call's tier, so an allow list that names hosts admits a
+        fan-out only on those hosts. Admitted groups' targets join the call's targets for
+        :meth:`_admit`; a refused group is recorded (audit ``denied_targets``, a denial metric)
+        and handed to the executor.
         """
+        tier = self._tier(state)
         for group in plan.per_target:
             probe = build_probe(state.tool, plan.text, group.targets)
-            decision = decide(self.policy, state.tool, Tier.READ_ONLY, probe)  # the deny list only
+            decision = decide(self.policy, state.tool, tier, probe, classified_by=state.pattern)
             if decision.allowed:
                 state.targets.extend(target for target in group.targets if target not in state.targets)
             else:

@@ -15,9 +15,10 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from relay_shell.config import KnownHostsMode
-from relay_shell.errors import InvalidInput, LimitReached
+from relay_shell.errors import InvalidInput
 from relay_shell.services import Services
-from relay_shell.ssh.inventory import ConnectOverrides, HostSpec, split_hosts
+from relay_shell.ssh.inventory import ConnectOverrides, HostSpec
+from relay_shell.ssh.selection import select_hosts
 from relay_shell.ssh.targets import parse_target
 
 Host = Annotated[str, Field(description="Alias, host, user@host or user@host:port", max_length=512)]
@@ -28,7 +29,9 @@ KnownHosts = Literal["", "strict", "accept-new", "ignore"]
 Jump = Annotated[str, Field(description="Jump hosts: user@host[:port],...", max_length=2048)]
 Hosts = Annotated[
     str | list[str],
-    Field(description="Comma/space separated hosts or a list; empty = the whole inventory"),
+    Field(
+        description="Host pattern (see ssh_fanout): web*,@tag,&@prod,!web3,failed:<fanout_id>; empty = all"
+    ),
 ]
 
 
@@ -80,16 +83,16 @@ def host_targets(host: str, spec: HostSpec) -> list[str]:
     return list(dict.fromkeys(targets))
 
 
-def resolve_many(svc: Services, hosts: str | list[str], limit: int, argument: str = "hosts") -> list[str]:
-    """The host names of a multi-host call (empty = the whole inventory), capped at ``limit``.
+def resolve_many(
+    svc: Services, hosts: str | list[str], limit: int | None = None, argument: str = "hosts"
+) -> list[str]:
+    """The host names a host pattern selects (empty = the whole inventory), in order, capped at
+    ``limit`` (default ``RELAY_SHELL_FANOUT_MAX_HOSTS``). See ``relay_shell.ssh.hostpatterns``.
 
     Raises:
-        InvalidInput: no hosts given and the inventory is empty.
+        InvalidInput: a bad term, a term that selects nothing, an empty selection (or no hosts
+            given and an empty inventory), naming ``argument``.
         LimitReached: more than ``limit`` hosts.
     """
-    names = split_hosts(hosts) if hosts else svc.inventory.aliases()
-    if not names:
-        raise InvalidInput(argument, "no hosts given and the inventory is empty")
-    if len(names) > limit:
-        raise LimitReached("RELAY_SHELL_FANOUT_MAX_HOSTS", limit, f"{len(names)} hosts requested")
-    return names
+    cap = svc.settings.fanout_max_hosts if limit is None else limit
+    return select_hosts(svc.inventory, hosts, svc.fanout_history, limit=cap, argument=argument)

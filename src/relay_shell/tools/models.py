@@ -135,8 +135,27 @@ class SessionResult(ToolOutput, SessionRow):
     bytes_sent: int | SkipJsonSchema[None] = Field(default=None, description="session_send only: bytes typed")
 
 
+class CursorPosition(BaseModel):
+    row: int = Field(description="0-based")
+    col: int = Field(description="0-based")
+
+
+class ScreenView(BaseModel):
+    """A rendered terminal screen (session_recv in screen mode)."""
+
+    rows: list[str] = Field(description="Rows; trailing blanks and empty rows trimmed")
+    cursor: CursorPosition
+    title: str
+    width: int = Field(description="Terminal columns")
+    height: int = Field(description="Terminal rows")
+
+
 class SessionRecvResult(ToolOutput):
     session_id: str
+    mode: Literal["stream", "screen"] = Field(
+        description="stream: output text; screen: the rendered screen (output = its rows joined)"
+    )
+    screen: ScreenView | SkipJsonSchema[None] = Field(default=None, description="In screen mode")
     output: str
     bytes: int
     matched: bool | None = Field(description="Whether `until` matched (null without until)")
@@ -151,9 +170,16 @@ class SessionListResult(ToolOutput):
     count: int
 
 
+HostStatusName = Literal["ok", "failed", "timeout", "unreachable", "denied", "skipped"]
+RECAP_DESCRIPTION = (
+    "Host count per status; when the rollout stopped (max_fail exceeded, a canary failed) also "
+    "aborted: true and reason"
+)
+
+
 class FanoutHostRow(BaseModel):
     host: str
-    status: Literal["ok", "failed", "timeout", "unreachable", "denied"]
+    status: HostStatusName
     exit_code: int | None
     output: str
     truncated: bool
@@ -161,11 +187,13 @@ class FanoutHostRow(BaseModel):
     stream_sha256: str | None
     duration_ms: int
     reason: str | None
+    batch: int | None = Field(description="Batch number (0 = canaries); null when denied")
 
 
 class FanoutResult(ToolOutput):
+    fanout_id: str = Field(description="fo-...: select its hosts later with failed:/ok:/skipped:<id>")
     results: list[FanoutHostRow] = Field(description="One row per host, in input order")
-    recap: dict[str, int] = Field(description="Host count per status")
+    recap: dict[str, int | bool | str] = Field(description=RECAP_DESCRIPTION)
 
 
 class HostCheckRow(BaseModel):
@@ -174,6 +202,7 @@ class HostCheckRow(BaseModel):
     reason: str | None
     detail: str | None
     latency_ms: int | None
+    reused: bool | None = Field(description="The round trip went over a pooled connection")
 
 
 class HostCheckResult(ToolOutput):
@@ -220,20 +249,49 @@ class TransferredFileRow(BaseModel):
     size: int
 
 
-class TransferOutput(ToolOutput):
-    direction: str = Field(description="upload or download")
+class UploadHostRow(BaseModel):
     host: str
-    source: str
-    destination: str = Field(description="Where the source landed (inside an existing directory)")
-    files: list[TransferredFileRow] = Field(description="At most 200 of file_count")
+    status: HostStatusName
+    destination: str
     file_count: int
-    directory_count: int
-    link_count: int
-    bytes: int = Field(description="Bytes moved")
-    bytes_total: int = Field(description="Bytes of the regular files in the source")
+    bytes: int
     sha256: str | None = Field(description="SHA-256 of a single file (read on this side)")
     duration_ms: int
-    timeout_s: float | None
+    reason: str | None
+    batch: int | None
+
+
+class TransferOutput(ToolOutput):
+    direction: str = Field(description="upload or download")
+    source: str
+    bytes: int = Field(description="Bytes moved")
+    timeout_s: float
+    host: str | SkipJsonSchema[None] = Field(default=None, description="One host: user@host:port")
+    destination: str | SkipJsonSchema[None] = Field(
+        default=None, description="One host: where the source landed (inside an existing directory)"
+    )
+    files: list[TransferredFileRow] | SkipJsonSchema[None] = Field(
+        default=None, description="One host: at most 200 of file_count"
+    )
+    file_count: int | SkipJsonSchema[None] = None
+    directory_count: int | SkipJsonSchema[None] = None
+    link_count: int | SkipJsonSchema[None] = None
+    bytes_total: int | SkipJsonSchema[None] = Field(
+        default=None, description="One host: bytes of the regular files in the source"
+    )
+    sha256: str | None = Field(
+        default=None, description="One host: SHA-256 of a single file (read on this side)"
+    )
+    duration_ms: int | SkipJsonSchema[None] = None
+    fanout_id: str | SkipJsonSchema[None] = Field(
+        default=None, description="With hosts: the id of this upload"
+    )
+    results: list[UploadHostRow] | SkipJsonSchema[None] = Field(
+        default=None, description="With hosts: one row per host"
+    )
+    recap: dict[str, int | bool | str] | SkipJsonSchema[None] = Field(
+        default=None, description=RECAP_DESCRIPTION
+    )
 
 
 class ForwardRow(BaseModel):

@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
-import re
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import CallToolResult
 from pydantic import Field
 
-from relay_shell.errors import InvalidInput
 from relay_shell.governance.bounds import Clamped, clamp_timeout
 from relay_shell.governance.call import Call, Outcome, Plan
 from relay_shell.guidance import tool_description
+from relay_shell.linear_regex import LinearRegex, compile_caller_regex
 from relay_shell.local.environment import validate_cwd, validate_env_overlay
 from relay_shell.services import Services
-from relay_shell.sessions import SessionInfo, SessionRegistry
+from relay_shell.sessions import RecvResult, SessionInfo, SessionRegistry
 from relay_shell.sessions.terminal import keys_to_bytes, parse_signal
 from relay_shell.tools.base import (
     ADJUSTS,
@@ -34,10 +35,19 @@ from relay_shell.vocabulary import Tier
 
 MAX_RECV_BYTES = 1_048_576
 MAX_UNTIL = 1000
+MAX_QUIET_MS = 600_000
 
 SessionId = Annotated[str, Field(description="From shell_spawn / ssh_spawn", max_length=64)]
 Cols = Annotated[int, Field(ge=10, le=1000)]
 Rows = Annotated[int, Field(ge=2, le=1000)]
+
+
+def local_term(overlay: Mapping[str, str | None]) -> str:
+    """The TERM a local PTY child gets (the overlay, else the server's, else the PTY default)."""
+    from relay_shell.local.pty import PTY_DEFAULTS
+
+    term = overlay["TERM"] if "TERM" in overlay else os.environ.get("TERM")
+    return term or PTY_DEFAULTS["TERM"]
 
 
 def info_fields(info: SessionInfo) -> dict[str, object]:
@@ -124,6 +134,7 @@ async def execute_shell_spawn(spawn: LocalSpawn, call: Call) -> Outcome:
         command=spawn.command or "/bin/bash",
         cols=spawn.cols,
         rows=spawn.rows,
+        term=local_term(spawn.env),
     )
     return session_outcome(info, "started")
 
@@ -217,6 +228,8 @@ class SessionRecv:
     max_bytes: int
     until: str
     strip_ansi: bool
+    screen: Literal["auto", "always", "never"]
+    quiet_ms: int | None
 
 
 @dataclass(frozen=True)
@@ -227,8 +240,10 @@ class Read:
     session_id: str
     wait: Clamped[float]
     max_bytes: int
-    until: re.Pattern[str] | None
+    until: LinearRegex | None
     strip_ansi: bool
+    screen: Literal["auto", "always", "never"]
+    quiet_s: float | None
 
 
 async def execute_session_recv(read: Read, call: Call) -> Outcome:
@@ -238,37 +253,66 @@ async def execute_session_recv(read: Read, call: Call) -> Outcome:
         max_bytes=read.max_bytes,
         until=read.until,
         strip_ansi=read.strip_ansi,
+        screen=read.screen,
+        quiet_s=read.quiet_s,
     )
+    return recv_outcome(read.session_id, got)
+
+
+def recv_outcome(session_id: str, got: RecvResult) -> Outcome:
+    """The result of ``session_recv``: a header line, then the output or the screen's rows."""
     header = f"{got.bytes} bytes · {'ended' if got.ended else 'running'}"
+    data: dict[str, object] = {"session_id": session_id, "mode": "stream"}
+    if got.screen is not None:
+        snapshot = got.screen
+        header = (
+            f"screen {snapshot.cols}x{snapshot.lines} · cursor {snapshot.cursor_row},{snapshot.cursor_col}"
+            + (f" · title {snapshot.title!r}" if snapshot.title else "")
+            + f" · {'ended' if got.ended else 'running'}"
+        )
+        data["mode"] = "screen"
+        data["screen"] = {
+            "rows": list(snapshot.rows),
+            "cursor": {"row": snapshot.cursor_row, "col": snapshot.cursor_col},
+            "title": snapshot.title,
+            "width": snapshot.cols,
+            "height": snapshot.lines,
+        }
     if got.matched is not None:
         header += " · matched" if got.matched else " · until not matched (timed out)"
     elif got.timed_out:
-        header += " · no output within the timeout"
+        header += (
+            " · no output within the timeout" if got.screen is None else " · still changing at the timeout"
+        )
     if got.ended:
         header += f" · exit {got.exit_code}"
-    if got.dropped_bytes:
+    if got.dropped_bytes and got.screen is None:  # a screen is whole whatever the buffer dropped
         header += f" · {got.dropped_bytes} older bytes dropped (buffer full)"
-    data: dict[str, object] = {
-        "session_id": read.session_id,
-        "output": got.output,
-        "bytes": got.bytes,
-        "matched": got.matched,
-        "timed_out": got.timed_out,
-        "ended": got.ended,
-        "exit_code": got.exit_code,
-        "dropped_bytes": got.dropped_bytes,
-    }
-    return Outcome(text=f"{header}\n{got.output}", data=data, exit_code=got.exit_code)
+    data.update(
+        output=got.output,
+        bytes=got.bytes,
+        matched=got.matched,
+        timed_out=got.timed_out,
+        ended=got.ended,
+        exit_code=got.exit_code,
+        dropped_bytes=got.dropped_bytes,
+    )
+    text = f"{header}\n{got.output}"
+    if got.notes:
+        data["notes"] = list(got.notes)
+        text += "".join(f"\nnote: {note}" for note in got.notes)
+    return Outcome(text=text, data=data, exit_code=got.exit_code)
 
 
 def plan_session_recv(request: SessionRecv, svc: Services) -> Plan[Read]:
     info = svc.sessions.info(request.session_id)
     wait = clamp_timeout(2.0 if request.timeout is None else request.timeout, svc.settings)
-    try:
-        pattern = re.compile(request.until, re.MULTILINE) if request.until else None
-    except re.error as exc:
-        raise InvalidInput("until", f"not a valid regular expression: {exc}") from exc
-    read = Read(svc.sessions, request.session_id, wait, request.max_bytes, pattern, request.strip_ansi)
+    pattern = compile_caller_regex("until", request.until) if request.until else None
+    quiet_s = None if request.quiet_ms is None else request.quiet_ms / 1000
+    read = Read(
+        svc.sessions, request.session_id, wait, request.max_bytes, pattern, request.strip_ansi,
+        request.screen, quiet_s,
+    )  # fmt: skip
     return Plan(
         execute_session_recv, read, tier=Tier.READ_ONLY, targets=session_targets(info), timeout_s=wait.value
     )
@@ -279,10 +323,17 @@ async def session_recv(
     session_id: SessionId,
     timeout: Annotated[float | None, Field(description="Seconds (default 2)")] = None,
     max_bytes: Annotated[int, Field(ge=1, le=MAX_RECV_BYTES, description="Most bytes to return")] = 65536,
-    until: Annotated[str, Field(description="Regex to wait for", max_length=MAX_UNTIL)] = "",
+    until: Annotated[str, Field(description="RE2 regex to wait for", max_length=MAX_UNTIL)] = "",
     strip_ansi: Annotated[bool, Field(description="Remove terminal escape sequences")] = True,
+    screen: Annotated[
+        Literal["auto", "always", "never"],
+        Field(description="auto: the rendered screen while a full-screen program runs, else the stream"),
+    ] = "auto",
+    quiet_ms: Annotated[
+        int | None, Field(ge=0, le=MAX_QUIET_MS, description="Wait until no output for this long")
+    ] = None,
 ) -> Annotated[CallToolResult, SessionRecvResult]:
-    request = SessionRecv(session_id, timeout, max_bytes, until, strip_ansi)
+    request = SessionRecv(session_id, timeout, max_bytes, until, strip_ansi, screen, quiet_ms)
     return await run_tool(ctx, "session_recv", plan_session_recv, request)
 
 

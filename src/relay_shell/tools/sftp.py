@@ -17,6 +17,14 @@ from relay_shell.guidance import tool_description
 from relay_shell.services import LazyPool, Services
 from relay_shell.ssh.targets import HostSpec
 from relay_shell.tools.base import RUNS_REMOTE, ConfirmToken, run_tool
+from relay_shell.tools.fleet import Batch, Canary, Concurrency, MaxFail
+from relay_shell.tools.fleet_upload import (
+    NO_ROLLOUT,
+    FleetUpload,
+    RolloutArguments,
+    check_host_choice,
+    plan_fleet_upload,
+)
 from relay_shell.tools.hosts import (
     Host,
     HostArguments,
@@ -26,6 +34,7 @@ from relay_shell.tools.hosts import (
     Port,
     User,
     host_targets,
+    overrides,
     resolve_host,
 )
 from relay_shell.tools.models import TransferOutput
@@ -50,7 +59,11 @@ Recursive = Annotated[bool, Field(description="Copy a directory tree")]
 
 @dataclass(frozen=True)
 class Copy:
-    """ssh_upload's or ssh_download's arguments (``direction`` says which)."""
+    """ssh_upload's or ssh_download's arguments (``direction`` says which).
+
+    An upload names either one host (``target.host``) or a host pattern (``hosts``, with the
+    rollout arguments and ``concurrency``); a download always names one host.
+    """
 
     direction: Literal["upload", "download"]
     target: HostArguments
@@ -58,6 +71,9 @@ class Copy:
     remote_path: str
     recursive: bool
     timeout: float | None
+    hosts: str | list[str] = ""
+    concurrency: int = 16
+    rollout: RolloutArguments = NO_ROLLOUT
 
 
 @dataclass(frozen=True)
@@ -136,8 +152,8 @@ async def execute_transfer(transfer: Transfer, call: Call) -> Outcome:
     return outcome
 
 
-def plan_transfer(request: Copy, svc: Services) -> Plan[Transfer]:
-    """At least tier 2; the route is probed and shown for confirmation."""
+def _ends(request: Copy, svc: Services) -> tuple[Path, str, Clamped[float]]:
+    """The local and remote paths (checked before any connection) and the clamped deadline."""
     from relay_shell.ssh.sftp import check_local_destination, check_local_source
 
     local = Path(_require_path("local_path", request.local_path)).expanduser()
@@ -146,7 +162,14 @@ def plan_transfer(request: Copy, svc: Services) -> Plan[Transfer]:
         check_local_source(local, request.recursive)
     else:
         check_local_destination(local)
-    wait = clamp_timeout(request.timeout, svc.settings)
+    return local, remote, clamp_timeout(request.timeout, svc.settings)
+
+
+def plan_transfer(request: Copy, svc: Services) -> Plan[Transfer]:
+    """At least tier 2; the route is probed and shown for confirmation."""
+    if request.direction == "upload":
+        check_host_choice(request.target.host, request.hosts, request.rollout != NO_ROLLOUT)
+    local, remote, wait = _ends(request, svc)
     spec = resolve_host(svc, request.target)
     if request.direction == "upload":
         text = f"upload {local} to {spec.display()}:{remote}"
@@ -165,13 +188,34 @@ def plan_transfer(request: Copy, svc: Services) -> Plan[Transfer]:
     )
 
 
+def plan_upload_many(request: Copy, svc: Services) -> Plan[FleetUpload]:
+    """An upload to ``hosts`` (see :mod:`relay_shell.tools.fleet_upload`)."""
+    check_host_choice(request.target.host, request.hosts, request.rollout != NO_ROLLOUT)
+    local, remote, wait = _ends(request, svc)
+    target = request.target
+    connect = overrides(target.user, target.port, target.key_path, target.known_hosts, target.jump)
+    return plan_fleet_upload(
+        svc, source=local, destination=remote, recursive=request.recursive, hosts=request.hosts,
+        rollout=request.rollout, concurrency=request.concurrency, wait=wait, overrides=connect,
+    )  # fmt: skip
+
+
 async def ssh_upload(
     ctx: Context,
-    host: Host,
     local_path: LocalPath,
     remote_path: RemotePath,
+    host: Annotated[
+        str, Field(description="One host (alias, host, user@host:port); or use hosts", max_length=512)
+    ] = "",
+    hosts: Annotated[
+        str | list[str], Field(description="Instead of host: a host pattern (see ssh_fanout)")
+    ] = "",
     recursive: Recursive = False,
     timeout: Timeout = None,
+    concurrency: Concurrency = 16,
+    batch: Batch = None,
+    max_fail: MaxFail = None,
+    canary: Canary = 0,
     user: User = "",
     port: Port = None,
     key_path: KeyPath = "",
@@ -180,7 +224,12 @@ async def ssh_upload(
     confirm_token: ConfirmToken = "",
 ) -> Annotated[CallToolResult, TransferOutput]:
     target = HostArguments(host, user, port, key_path, known_hosts, jump)
-    request = Copy("upload", target, local_path, remote_path, recursive, timeout)
+    request = Copy(
+        "upload", target, local_path, remote_path, recursive, timeout, hosts, concurrency,
+        (batch, max_fail, canary),
+    )  # fmt: skip
+    if hosts:  # which planner; both check that exactly one of host and hosts is given
+        return await run_tool(ctx, "ssh_upload", plan_upload_many, request)
     return await run_tool(ctx, "ssh_upload", plan_transfer, request)
 
 

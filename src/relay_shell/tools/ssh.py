@@ -1,11 +1,14 @@
-"""ssh_exec, ssh_check, ssh_fanout, ssh_keyscan, ssh_hosts and the inventory resources (docs/tools.md)."""
+"""ssh_exec, ssh_check, ssh_fanout, ssh_keyscan, ssh_hosts and the inventory resources (docs/tools.md).
+
+Every tool that takes several hosts reads them as a host pattern (``relay_shell.ssh.hostpatterns``);
+ssh_fanout rolls out under batches, a failure budget and canaries (``relay_shell.ssh.fleet``).
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import CallToolResult
@@ -16,17 +19,28 @@ from relay_shell.governance.bounds import Clamped, clamp_count, clamp_output, cl
 from relay_shell.governance.call import Call, Outcome, Plan, TargetGroup
 from relay_shell.guidance import tool_description
 from relay_shell.services import LazyPool, Services
-from relay_shell.ssh.inventory import HostSpec, split_hosts
-from relay_shell.ssh.targets import parse_target
+from relay_shell.ssh.fleet import FanoutHistory, Rollout, plan_rollout
+from relay_shell.ssh.fleet_report import CUT_MARKER
+from relay_shell.ssh.hostpatterns import split_terms
+from relay_shell.ssh.inventory import HostSpec
+from relay_shell.ssh.selection import all_configured, keyscan_addresses, resolve_selected
 from relay_shell.tools.base import (
     READ_ONLY,
     READ_ONLY_REMOTE,
     RUNS_REMOTE,
     ConfirmToken,
     Listing,
-    NoArguments,
     listing_plan,
     run_tool,
+)
+from relay_shell.tools.fleet import (
+    Batch,
+    Canary,
+    Concurrency,
+    MaxFail,
+    notes_room,
+    record_history,
+    rollout_outcome,
 )
 from relay_shell.tools.hosts import (
     Host,
@@ -44,9 +58,6 @@ from relay_shell.tools.hosts import (
 from relay_shell.tools.models import ExecResult, FanoutResult, HostCheckResult, HostsResult, KeyscanResult
 from relay_shell.tools.shape import MORE_OUTPUT, bound_notes, exec_outcome
 from relay_shell.vocabulary import Tier
-
-if TYPE_CHECKING:
-    from relay_shell.ssh.fanout import FanoutHostResult
 
 # The SSH layer (asyncssh) is imported inside executors and by LazyPool, on first use: answering
 # initialize or tools/list never pays for it.
@@ -144,40 +155,41 @@ class SshCheck:
 
     hosts: str | list[str]
     timeout: float | None
+    fresh: bool
 
 
 @dataclass(frozen=True)
 class Probe:
-    """Validated hosts to probe, with the per-host deadline and the concurrency."""
+    """Validated hosts to probe, with the per-host deadline, the concurrency and the dial mode."""
 
     pool: LazyPool
     names: list[str]
     specs: list[HostSpec]
     timeout_s: float
     concurrency: int
+    fresh: bool
 
 
 async def execute_ssh_check(probe: Probe, call: Call) -> Outcome:
     from relay_shell.ssh.check import check_hosts
 
     results = await check_hosts(
-        probe.pool.get(), probe.specs, timeout_s=probe.timeout_s, concurrency=probe.concurrency
-    )
+        probe.pool.get(), probe.specs, timeout_s=probe.timeout_s, concurrency=probe.concurrency,
+        fresh=probe.fresh,
+    )  # fmt: skip
     rows: list[dict[str, object]] = []
     lines = []
     for name, result in zip(probe.names, results, strict=True):
         rows.append(
             {
-                "host": name,
-                "ok": result.ok,
-                "reason": result.reason,
-                "detail": result.detail,
-                "latency_ms": result.latency_ms,
+                "host": name, "ok": result.ok, "reason": result.reason, "detail": result.detail,
+                "latency_ms": result.latency_ms, "reused": result.reused if result.ok else None,
             }
-        )
-        status = (
-            f"ok {result.latency_ms} ms" if result.ok else f"unreachable ({result.reason}): {result.detail}"
-        )
+        )  # fmt: skip
+        if result.ok:
+            status = f"ok {result.latency_ms} ms" + (" (pooled connection)" if result.reused else "")
+        else:
+            status = f"unreachable ({result.reason}): {result.detail}"
         lines.append(f"{name}: {status}")
     ok_count = sum(1 for r in results if r.ok)
     text = f"{ok_count}/{len(results)} reachable\n" + "\n".join(lines)
@@ -185,17 +197,20 @@ async def execute_ssh_check(probe: Probe, call: Call) -> Outcome:
 
 
 def plan_ssh_check(request: SshCheck, svc: Services) -> Plan[Probe]:
+    """Tier 0 when every host is an inventory or ssh_config host on its configured port and
+    route; any other host or port is a probe of the caller's own (tier 1)."""
     wait = clamp_timeout(5.0 if request.timeout is None else request.timeout, svc.settings)
-    names = resolve_many(svc, request.hosts, svc.settings.fanout_max_hosts)
-    specs = [svc.inventory.resolve(name) for name in names]
+    names = resolve_many(svc, request.hosts)
+    specs = [resolve_selected(svc.inventory, name) for name in names]
     targets = [t for name, spec in zip(names, specs, strict=True) for t in host_targets(name, spec)]
-    probe = Probe(svc.pool, names, specs, wait.value, svc.settings.fanout_max_concurrency)
+    width = svc.settings.fanout_max_concurrency
+    probe = Probe(svc.pool, names, specs, wait.value, width, request.fresh)
     return Plan(
         execute_ssh_check,
         probe,
-        tier=Tier.READ_ONLY,
+        tier=Tier.READ_ONLY if all_configured(svc.inventory, specs) else Tier.REVERSIBLE,
         targets=targets,
-        timeout_s=wait.value * max(1, len(names)),
+        timeout_s=wait.value * -(-len(names) // width),
     )
 
 
@@ -203,8 +218,11 @@ async def ssh_check(
     ctx: Context,
     hosts: Hosts = "",
     timeout: Annotated[float | None, Field(description="Seconds per host (default 5)")] = None,
+    fresh: Annotated[
+        bool, Field(description="Dial a new connection instead of a round trip on the pooled one")
+    ] = False,
 ) -> Annotated[CallToolResult, HostCheckResult]:
-    return await run_tool(ctx, "ssh_check", plan_ssh_check, SshCheck(hosts, timeout))
+    return await run_tool(ctx, "ssh_check", plan_ssh_check, SshCheck(hosts, timeout, fresh))
 
 
 # --- ssh_fanout -----------------------------------------------------------------------------------
@@ -219,11 +237,14 @@ class SshFanout:
     timeout: float | None
     concurrency: int
     max_output: int | None
+    batch: int | str | None
+    max_fail: int | str | None
+    canary: int
 
 
 @dataclass(frozen=True)
 class Fleet:
-    """A validated fan-out: the hosts in input order, the command, its bounds."""
+    """A validated fan-out: the hosts in input order, the command, its bounds, its rollout."""
 
     pool: LazyPool
     hosts: list[tuple[str, HostSpec]]
@@ -231,11 +252,15 @@ class Fleet:
     timeout_s: float
     concurrency: int
     budget: int
+    rollout: tuple[int | str | None, int | str | None, int]  # batch, max_fail, canary as given
+    history: FanoutHistory
+    fanout_id: str
+    text_budget: int  # the budget less what the notes will add to the text
 
 
 async def execute_ssh_fanout(fleet: Fleet, call: Call) -> Outcome:
-    """Run on every admitted host; hosts the pipeline refused are reported ``denied``."""
-    from relay_shell.ssh.fanout import fanout
+    """Roll out over the admitted hosts; hosts the pipeline refused are reported ``denied``."""
+    from relay_shell.ssh.fanout import FanoutHostResult, group_text, run_fanout
 
     async def progress(done: int, total: int) -> None:
         await call.report(done, total, f"{done}/{total} hosts done")
@@ -244,11 +269,24 @@ async def execute_ssh_fanout(fleet: Fleet, call: Call) -> Outcome:
         (name, None, call.denied_targets[name]) if name in call.denied_targets else (name, spec, None)
         for name, spec in fleet.hosts
     ]
-    results = await fanout(
+    # Percentages are of the hosts that will run: only now is it known which ones the policy refused.
+    rollout = plan_rollout(*fleet.rollout, sum(1 for _, spec, _ in targets if spec is not None))
+    report = await run_fanout(
         fleet.pool.get(), targets, fleet.command, timeout_s=fleet.timeout_s, concurrency=fleet.concurrency,
-        budget=fleet.budget, on_progress=progress,
+        budget=fleet.budget, rollout=rollout, on_progress=progress,
     )  # fmt: skip
-    return fanout_outcome(results, fleet.budget)
+    record_history(fleet.history, fleet.fanout_id, report.results)
+    outcome = rollout_outcome(
+        fanout_id=fleet.fanout_id, rows=report.results, batches=report.batches, rollout=rollout,
+        abort_reason=report.reason, detail=group_text, fields=FanoutHostResult.fields, budget=fleet.text_budget,
+    )  # fmt: skip
+    outcome.stream_len = sum(row.output_bytes for row in report.results)
+    outcome.truncated = any(row.truncated for row in report.results)
+    if outcome.truncated or outcome.text.endswith(CUT_MARKER):
+        outcome.text += (
+            f"\nnote: output truncated (max_output is shared by all hosts); for the rest, {MORE_OUTPUT}"
+        )
+    return outcome
 
 
 def plan_ssh_fanout(request: SshFanout, svc: Services) -> Plan[Fleet]:
@@ -257,17 +295,21 @@ def plan_ssh_fanout(request: SshFanout, svc: Services) -> Plan[Fleet]:
     settings = svc.settings
     wait, budget = clamp_timeout(request.timeout, settings), clamp_output(request.max_output, settings)
     width = clamp_count(request.concurrency, 16, settings.fanout_max_concurrency, argument="concurrency")
-    names = resolve_many(svc, request.hosts, settings.fanout_max_hosts)
-    hosts = [(name, svc.inventory.resolve(name)) for name in names]
+    names = resolve_many(svc, request.hosts)
+    hosts = [(name, resolve_selected(svc.inventory, name)) for name in names]
+    arguments = (request.batch, request.max_fail, request.canary)
+    rollout: Rollout = plan_rollout(*arguments, len(hosts))  # validated now; percentages again at run time
     notes = bound_notes(wait, budget) + ([f"concurrency clamped to {width.value}"] if width.clamped else [])
-    rounds = -(-len(names) // width.value)
-    fleet = Fleet(svc.pool, hosts, request.command, wait.value, width.value, budget.value)
+    fleet = Fleet(
+        svc.pool, hosts, request.command, wait.value, width.value, budget.value, arguments, svc.fanout_history,
+        svc.fanout_history.new_id(), budget.value - notes_room(notes),
+    )  # fmt: skip
     return Plan(
         execute_ssh_fanout,
         fleet,
         text=request.command,
         per_target=[TargetGroup(name, host_targets(name, spec)) for name, spec in hosts],
-        timeout_s=wait.value * rounds,
+        timeout_s=wait.value * rollout.rounds(len(hosts), width.value),
         notes=notes,
         confirm_summary=f"run `{request.command[:300]}` on {len(names)} hosts",
     )
@@ -278,55 +320,15 @@ async def ssh_fanout(
     command: Annotated[str, Field(description="Run on every host", max_length=1_000_000)],
     hosts: Hosts = "",
     timeout: Annotated[float | None, Field(description="Seconds per host, connect included")] = None,
-    concurrency: Annotated[int, Field(ge=1, description="Hosts in flight at once")] = 16,
+    concurrency: Concurrency = 16,
     max_output: Annotated[int | None, Field(description="Output budget in bytes")] = None,
+    batch: Batch = None,
+    max_fail: MaxFail = None,
+    canary: Canary = 0,
     confirm_token: ConfirmToken = "",
 ) -> Annotated[CallToolResult, FanoutResult]:
-    request = SshFanout(command, hosts, timeout, concurrency, max_output)
+    request = SshFanout(command, hosts, timeout, concurrency, max_output, batch, max_fail, canary)
     return await run_tool(ctx, "ssh_fanout", plan_ssh_fanout, request)
-
-
-def fanout_outcome(rows: Sequence[FanoutHostResult], budget: int) -> Outcome:
-    """Recap, grouped text (identical outputs once), per-host rows in input order."""
-    from relay_shell.ssh.fanout import group_identical
-
-    recap: dict[str, int] = {}
-    for row in rows:
-        recap[row.status] = recap.get(row.status, 0) + 1
-    lines = [
-        f"{len(rows)} hosts: " + ", ".join(f"{count} {status}" for status, count in sorted(recap.items()))
-    ]
-    for names, text in group_identical(rows):
-        lines.append(f"{','.join(names)}: {text}")
-    body = "\n".join(lines)
-    cut = len(body.encode()) > budget
-    if cut:
-        body = (
-            body.encode()[: budget - 64].decode("utf-8", errors="ignore")
-            + "\n[... text cut to the output budget ...]"
-        )
-    if cut or any(r.truncated for r in rows):
-        body += f"\nnote: output truncated (max_output is shared by all hosts); for the rest, {MORE_OUTPUT}"
-    data: dict[str, object] = {
-        "results": [
-            {
-                "host": r.host, "status": r.status, "exit_code": r.exit_code, "output": r.output,
-                "truncated": r.truncated, "output_bytes": r.output_bytes, "stream_sha256": r.stream_sha256,
-                "duration_ms": r.duration_ms, "reason": r.reason,
-            }
-            for r in rows
-        ],
-        "recap": recap,
-    }  # fmt: skip
-    failed = [r for r in rows if r.status != "ok"]
-    return Outcome(
-        text=body,
-        data=data,
-        exit_code=0 if not failed else 1,
-        stream_len=sum(r.output_bytes for r in rows),
-        truncated=any(r.truncated for r in rows),
-        audit_extra={"recap": recap, "hosts": [r.host for r in rows]},
-    )
 
 
 # --- ssh_keyscan ----------------------------------------------------------------------------------
@@ -337,16 +339,17 @@ class SshKeyscan:
     """ssh_keyscan's arguments."""
 
     hosts: str | list[str]
-    port: int
+    port: int | None
     key_types: str
     timeout: float | None
 
 
 @dataclass(frozen=True)
 class Scan:
-    """Validated hosts and key types to scan."""
+    """Validated hosts and key types to scan: ``names`` as given, ``addresses`` as dialled."""
 
     names: list[str]
+    addresses: list[str]
     port: int
     key_types: list[str]
     timeout_s: float
@@ -355,41 +358,48 @@ class Scan:
 async def execute_ssh_keyscan(scan: Scan, call: Call) -> Outcome:
     from relay_shell.ssh.keyscan import keyscan
 
-    scanned = await keyscan(scan.names, port=scan.port, key_types=scan.key_types, timeout_s=scan.timeout_s)
+    scanned = await keyscan(
+        scan.addresses, port=scan.port, key_types=scan.key_types, timeout_s=scan.timeout_s
+    )
     rows: list[dict[str, object]] = []
     lines = []
-    for host, keys, error in scanned:
-        rows.append({"host": host, "error": error, "keys": [
+    for name, (_, keys, error) in zip(scan.names, scanned, strict=True):
+        rows.append({"host": name, "error": error, "keys": [
             {"key_type": k.key_type, "known_hosts_line": k.known_hosts_line, "fingerprint_sha256": k.fingerprint_sha256}
             for k in keys
         ]})  # fmt: skip
         if error:
-            lines.append(f"# {host}: {error}")
+            lines.append(f"# {name}: {error}")
         for key in keys:
             lines.append(f"{key.known_hosts_line}\n# {key.fingerprint_sha256}")
     return Outcome(text="\n".join(lines), data={"hosts": rows})
 
 
 def plan_ssh_keyscan(request: SshKeyscan, svc: Services) -> Plan[Scan]:
+    """Aliases are scanned at their host and configured port (unless ``port`` is given)."""
     wait = clamp_timeout(10.0 if request.timeout is None else request.timeout, svc.settings)
-    names = split_hosts(request.hosts)
-    if not names:
+    if not split_terms(request.hosts):
         raise InvalidInput("hosts", "at least one host is required")
+    names = resolve_many(svc, request.hosts)
     if len(names) > MAX_KEYSCAN_HOSTS:
         raise LimitReached("ssh_keyscan hosts", MAX_KEYSCAN_HOSTS, f"{len(names)} hosts requested")
-    for name in names:
-        parse_target(name)
+    addresses, targets = keyscan_addresses(svc.inventory, names, request.port)
     types = [t.strip() for t in request.key_types.split(",") if t.strip()]
     if not types:
         raise InvalidInput("key_types", "at least one key type is required")
-    scan = Scan(names, request.port, types, wait.value)
-    return Plan(execute_ssh_keyscan, scan, tier=Tier.REVERSIBLE, targets=names, timeout_s=wait.value * 2)
+    scan = Scan(names, addresses, request.port or 22, types, wait.value)
+    return Plan(execute_ssh_keyscan, scan, tier=Tier.REVERSIBLE, targets=targets, timeout_s=wait.value * 2)
 
 
 async def ssh_keyscan(
     ctx: Context,
-    hosts: Annotated[str | list[str], Field(description="Comma/space separated or a list")],
-    port: Annotated[int, Field(ge=1, le=65535)] = 22,
+    hosts: Annotated[
+        str | list[str],
+        Field(description="Hosts to scan: aliases, host or host:port, or a host pattern (see ssh_fanout)"),
+    ],
+    port: Annotated[
+        int | None, Field(ge=1, le=65535, description="SSH port (default: the alias's port, else 22)")
+    ] = None,
     key_types: Annotated[
         str, Field(description="Comma-separated key algorithms", max_length=512)
     ] = DEFAULT_KEY_TYPES,
@@ -415,12 +425,30 @@ def host_line(spec: HostSpec) -> str:
     return f"{spec.alias}: {spec.display()}{via}"
 
 
-def plan_ssh_hosts(request: NoArguments, svc: Services) -> Plan[Listing[HostSpec]]:
-    return listing_plan(Listing("host", "hosts", svc.inventory.hosts, host_line, spec_fields))
+@dataclass(frozen=True)
+class SshHosts:
+    """ssh_hosts's arguments."""
+
+    pattern: str | list[str]
 
 
-async def ssh_hosts(ctx: Context) -> Annotated[CallToolResult, HostsResult]:
-    return await run_tool(ctx, "ssh_hosts", plan_ssh_hosts, NoArguments())
+def plan_ssh_hosts(request: SshHosts, svc: Services) -> Plan[Listing[HostSpec]]:
+    """The whole inventory, or exactly what ``pattern`` selects (resolved, nothing dialled)."""
+    if not split_terms(request.pattern, argument="pattern"):
+        return listing_plan(Listing("host", "hosts", svc.inventory.hosts, host_line, spec_fields))
+    names = resolve_many(svc, request.pattern, argument="pattern")
+    specs = [resolve_selected(svc.inventory, name, argument="pattern") for name in names]
+    return listing_plan(Listing("host", "hosts", lambda: specs, host_line, spec_fields))
+
+
+async def ssh_hosts(
+    ctx: Context,
+    pattern: Annotated[
+        str | list[str],
+        Field(description="A host pattern (see ssh_fanout): list what it selects; empty = all"),
+    ] = "",
+) -> Annotated[CallToolResult, HostsResult]:
+    return await run_tool(ctx, "ssh_hosts", plan_ssh_hosts, SshHosts(pattern))
 
 
 def register(server: MCPServer, svc: Services) -> None:

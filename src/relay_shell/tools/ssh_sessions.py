@@ -78,7 +78,7 @@ async def execute_ssh_spawn(spawn: RemoteSpawn, call: Call) -> Outcome:
     )
     info = await spawn.registry.add(
         transport, kind="ssh", host=spawn.spec.display(), command=spawn.command or "login shell",
-        cols=spawn.cols, rows=spawn.rows, on_close=transport.release,
+        cols=spawn.cols, rows=spawn.rows, on_close=transport.release, term=spawn.term,
     )  # fmt: skip
     outcome = session_outcome(info, "started")
     outcome.audit_extra["known_hosts"] = spawn.spec.known_hosts.value
