@@ -58,6 +58,33 @@ def wire_listing(capture: Path) -> Listing:
     return Listing(total, tools)
 
 
+def _error_schema(tool: dict[str, object]) -> object:
+    output = tool.get("outputSchema")
+    properties = output.get("properties") if isinstance(output, dict) else None
+    return properties.get("error", {}) if isinstance(properties, dict) else {}
+
+
+def visible_note(listing: Listing) -> str:
+    """Where the model-visible bytes go: the totals and the tools that weigh most."""
+    tools = sorted(listing.tools, key=visible_bytes, reverse=True)[:6]
+    tops = ", ".join(
+        f"{tool['name']} {visible_bytes(tool):,} B (description {compact(tool.get('description', '')):,}, "
+        f"input schema {compact(tool.get('inputSchema', {})):,})"
+        for tool in tools
+    )
+    parameters = sum(
+        len(schema.get("properties", {}))
+        for tool in listing.tools
+        if isinstance(schema := tool.get("inputSchema"), dict)
+    )
+    return (
+        "name, description and inputSchema of every tool as sent, compact JSON, summed; "
+        f"descriptions {sum(compact(t.get('description', '')) for t in listing.tools):,} B, "
+        f"input schemas {sum(compact(t.get('inputSchema', {})) for t in listing.tools):,} B "
+        f"({parameters} parameters); heaviest: {tops}."
+    )
+
+
 def visible_bytes(tool: dict[str, object]) -> int:
     return compact({key: tool.get(key) for key in ("name", "description", "inputSchema")})
 
@@ -71,6 +98,8 @@ def breakdown(listing: Listing) -> str:
     }
     parts["names, keys and envelope"] = listing.wire_bytes - sum(parts.values())
     shares = ", ".join(f"{name} {size:,} B" for name, size in parts.items())
+    errors = sum(compact(_error_schema(tool)) for tool in listing.tools)
+    shares += f" (of the output schemas, the error object declared once per tool: {errors:,} B)"
     largest = sorted(listing.tools, key=compact, reverse=True)[:5]
     tops = ", ".join(
         f"{tool['name']} {compact(tool):,} B (output schema {compact(tool.get('outputSchema', {})):,} B)"
@@ -105,11 +134,7 @@ async def sizes(total: Figure, visible: Figure) -> None:
     total.note = breakdown(listing)
     visible.value = f"{seen:,} B (~{seen // TOKEN_BYTES:,} tokens)"
     visible.judge(seen <= VISIBLE_TARGET)
-    visible.note = (
-        "name, description and inputSchema of every tool as sent, compact JSON, summed; "
-        f"descriptions {sum(compact(t.get('description', '')) for t in listing.tools):,} B, "
-        f"input schemas {sum(compact(t.get('inputSchema', {})) for t in listing.tools):,} B."
-    )
+    visible.note = visible_note(listing)
     total.details = {"tools": len(listing.tools), "bytes": listing.wire_bytes}
     visible.details = {"bytes": seen}
 

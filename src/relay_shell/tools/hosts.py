@@ -27,12 +27,7 @@ Port = Annotated[int | None, Field(ge=1, le=65535)]
 KeyPath = Annotated[str, Field(max_length=4096)]
 KnownHosts = Literal["", "strict", "accept-new", "ignore"]
 Jump = Annotated[str, Field(description="Jump hosts: user@host[:port],...", max_length=2048)]
-Hosts = Annotated[
-    str | list[str],
-    Field(
-        description="Host pattern (see ssh_fanout): web*,@tag,&@prod,!web3,failed:<fanout_id>; empty = all"
-    ),
-]
+Hosts = Annotated[str | list[str], Field(description="Host pattern (see ssh_fanout); empty = all")]
 
 
 @dataclass(frozen=True)

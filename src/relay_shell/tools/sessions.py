@@ -325,13 +325,8 @@ async def session_recv(
     max_bytes: Annotated[int, Field(ge=1, le=MAX_RECV_BYTES, description="Most bytes to return")] = 65536,
     until: Annotated[str, Field(description="RE2 regex to wait for", max_length=MAX_UNTIL)] = "",
     strip_ansi: Annotated[bool, Field(description="Remove terminal escape sequences")] = True,
-    screen: Annotated[
-        Literal["auto", "always", "never"],
-        Field(description="auto: the rendered screen while a full-screen program runs, else the stream"),
-    ] = "auto",
-    quiet_ms: Annotated[
-        int | None, Field(ge=0, le=MAX_QUIET_MS, description="Wait until no output for this long")
-    ] = None,
+    screen: Literal["auto", "always", "never"] = "auto",
+    quiet_ms: Annotated[int | None, Field(ge=0, le=MAX_QUIET_MS)] = None,
 ) -> Annotated[CallToolResult, SessionRecvResult]:
     request = SessionRecv(session_id, timeout, max_bytes, until, strip_ansi, screen, quiet_ms)
     return await run_tool(ctx, "session_recv", plan_session_recv, request)

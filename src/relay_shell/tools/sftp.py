@@ -207,9 +207,7 @@ async def ssh_upload(
     host: Annotated[
         str, Field(description="One host (alias, host, user@host:port); or use hosts", max_length=512)
     ] = "",
-    hosts: Annotated[
-        str | list[str], Field(description="Instead of host: a host pattern (see ssh_fanout)")
-    ] = "",
+    hosts: Annotated[str | list[str], Field(description="Instead of host: a host pattern")] = "",
     recursive: Recursive = False,
     timeout: Timeout = None,
     concurrency: Concurrency = 16,

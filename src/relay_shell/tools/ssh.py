@@ -218,9 +218,7 @@ async def ssh_check(
     ctx: Context,
     hosts: Hosts = "",
     timeout: Annotated[float | None, Field(description="Seconds per host (default 5)")] = None,
-    fresh: Annotated[
-        bool, Field(description="Dial a new connection instead of a round trip on the pooled one")
-    ] = False,
+    fresh: bool = False,
 ) -> Annotated[CallToolResult, HostCheckResult]:
     return await run_tool(ctx, "ssh_check", plan_ssh_check, SshCheck(hosts, timeout, fresh))
 
@@ -393,10 +391,7 @@ def plan_ssh_keyscan(request: SshKeyscan, svc: Services) -> Plan[Scan]:
 
 async def ssh_keyscan(
     ctx: Context,
-    hosts: Annotated[
-        str | list[str],
-        Field(description="Hosts to scan: aliases, host or host:port, or a host pattern (see ssh_fanout)"),
-    ],
+    hosts: str | list[str],
     port: Annotated[
         int | None, Field(ge=1, le=65535, description="SSH port (default: the alias's port, else 22)")
     ] = None,
@@ -443,10 +438,7 @@ def plan_ssh_hosts(request: SshHosts, svc: Services) -> Plan[Listing[HostSpec]]:
 
 async def ssh_hosts(
     ctx: Context,
-    pattern: Annotated[
-        str | list[str],
-        Field(description="A host pattern (see ssh_fanout): list what it selects; empty = all"),
-    ] = "",
+    pattern: Hosts = "",
 ) -> Annotated[CallToolResult, HostsResult]:
     return await run_tool(ctx, "ssh_hosts", plan_ssh_hosts, SshHosts(pattern))
 
