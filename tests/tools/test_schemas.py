@@ -70,6 +70,11 @@ INPUT_CASES: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
         {"enum": ["a", "b", None]},
     ),
     (
+        "boolean subschemas stay booleans",
+        {"type": "object", "properties": {"never": False, "any": True}, "additionalProperties": False},
+        {"type": "object", "properties": {"never": False, "any": True}, "additionalProperties": False},
+    ),
+    (
         "an integer enum keeps its type",
         {"type": "integer", "enum": [1, 2]},
         {"type": "integer", "enum": [1, 2]},

@@ -143,13 +143,17 @@ class _Compactor:
         return result
 
     def _child(self, key: str, value: object, inlining: tuple[str, ...]) -> object:
+        """A keyword's value, its subschemas compacted (boolean schemas such as ``false`` kept as they are)."""
         if key in _SCHEMA_MAPS and isinstance(value, dict):
-            return {name: self.node(_json(sub), inlining) for name, sub in value.items()}
-        if key in _SCHEMA_VALUES and isinstance(value, dict):
-            return self.node(_json(value), inlining)
+            return {name: self._sub(sub, inlining) for name, sub in value.items()}
+        if key in _SCHEMA_VALUES:
+            return self._sub(value, inlining)
         if key in _SCHEMA_LISTS and isinstance(value, list):
-            return [self.node(_json(sub), inlining) for sub in value]
+            return [self._sub(sub, inlining) for sub in value]
         return value
+
+    def _sub(self, value: object, inlining: tuple[str, ...]) -> object:
+        return self.node(dict(value), inlining) if isinstance(value, dict) else value
 
     def _inline(self, schema: Json, inlining: tuple[str, ...]) -> tuple[Json, tuple[str, ...]]:
         """A ``$ref`` replaced by its definition (the referring node's own keys win)."""

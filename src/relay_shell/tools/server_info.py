@@ -63,6 +63,7 @@ def describe(svc: Services, identity: Identity) -> Outcome:
     counts = svc.counts()
     mechanisms = Mechanisms.of(settings, svc.facts())
     admin = is_admin(identity)
+    runner = Runner.current()
     data: dict[str, object] = {
         "version": relay_shell.__version__,
         "transport": settings.transport.value,
@@ -95,14 +96,27 @@ def describe(svc: Services, identity: Identity) -> Outcome:
             "connect_timeout": settings.ssh_connect_timeout,
         },
         "identity": {
-            "uid": os.geteuid(),
-            "user": getpass.getuser(),
-            "root": os.geteuid() == 0,
-            "sudo_available": shutil.which("sudo") is not None,
+            "uid": runner.uid,
+            "user": runner.user,
+            "root": runner.uid == 0,
+            "sudo_available": runner.sudo,
         },
         "counts": counts,
     }
-    return Outcome(text="\n".join(_lines(svc, data, mechanisms, admin)), data=data)
+    return Outcome(text="\n".join(_lines(svc, counts, runner, mechanisms, admin)), data=data)
+
+
+@dataclass(frozen=True)
+class Runner:
+    """The identity commands run as."""
+
+    uid: int
+    user: str
+    sudo: bool
+
+    @classmethod
+    def current(cls) -> Runner:
+        return cls(os.geteuid(), getpass.getuser(), shutil.which("sudo") is not None)
 
 
 def _policy(settings: Settings, admin: bool) -> dict[str, object]:
@@ -146,16 +160,15 @@ def _set(present: bool) -> str:
     return "set" if present else "not set"
 
 
-def _lines(svc: Services, data: dict[str, object], mechanisms: Mechanisms, admin: bool) -> list[str]:
+def _lines(
+    svc: Services, counts: dict[str, int], runner: Runner, mechanisms: Mechanisms, admin: bool
+) -> list[str]:
     """server_info's text: one topic per line, each naming its numbers and units."""
     s = svc.settings
-    counts = svc.counts()
-    identity = data["identity"]
-    assert isinstance(identity, dict)
-    sudo = "sudo available" if identity["sudo_available"] else "no sudo"
+    sudo = "sudo available" if runner.sudo else "no sudo"
     lines = [
         f"relay-shell {relay_shell.__version__} · {s.transport.value} · "
-        f"running as {identity['user']} (uid {identity['uid']}), {sudo}",
+        f"running as {runner.user} (uid {runner.uid}), {sudo}",
         f"policy: mode {s.policy_mode.value}; tier-3 confirmation {s.confirm_tier3.value}; "
         f"deny list {_set(s.policy_deny is not None)}; allow list {_set(s.policy_allow is not None)}; "
         f"protected paths {'allowed' if s.policy_allow_protected else 'refused'}; patterns {PATTERNS_VERSION}",
