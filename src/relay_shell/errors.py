@@ -8,6 +8,7 @@
     ├── PolicyDenied                   denied      the policy refused the call
     ├── ConfirmationRequired           confirm_required  tier 3 needs a human yes / a token
     ├── AuditUnavailable               unavailable the audit sink cannot be written
+    ├── ShuttingDown                   unavailable the server is stopping: no new calls
     ├── ExecTimeout                    timeout     the deadline passed (carries partial output)
     ├── ExecFailed                     failed      could not run at all
     │   ├── SpawnFailed                            local process could not start
@@ -89,6 +90,12 @@ class ConfirmationRequired(RelayError):
 
 
 class AuditUnavailable(RelayError):
+    kind: ErrorKind = ErrorKind.UNAVAILABLE
+
+
+class ShuttingDown(RelayError):
+    """A call arrived after shutdown began (SIGTERM, SIGINT): refused, audited."""
+
     kind: ErrorKind = ErrorKind.UNAVAILABLE
 
 

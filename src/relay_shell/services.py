@@ -5,8 +5,10 @@ the SDK's lifespan state. The SSH connection pool and the forward manager are cr
 first use (:class:`LazyPool`, :class:`LazyForwards`), so answering ``initialize`` or
 ``tools/list`` never imports asyncssh.
 
-Shutdown order (:meth:`Services.aclose`): forwards first, then sessions (SSH terminals still
-have their pooled connection for an orderly TERM/KILL), then the SSH pool, the audit sink last.
+Shutdown order (:meth:`Services.aclose`): the calls in flight are cancelled first (each kills
+what it started and writes its record), then forwards, then sessions (SSH terminals still
+have their pooled connection for an orderly TERM/KILL), then the SSH pool, then every
+containment still open (whatever is left is killed), the audit sink last.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import TYPE_CHECKING
 from relay_shell.config import Settings
 from relay_shell.governance.audit.writer import AuditSink
 from relay_shell.governance.pipeline import Pipeline
+from relay_shell.local.containment import ContainmentService
 from relay_shell.metrics import Metrics
 from relay_shell.sessions import SessionRegistry
 from relay_shell.sessions.recording import RecordingSettings
@@ -32,6 +35,9 @@ if TYPE_CHECKING:
     from relay_shell.ssh.pool import ConnectionPool
 
 log = logging.getLogger("relay_shell")
+
+CANCEL_IN_FLIGHT_S = 10.0
+"""How long shutdown waits for cancelled calls to kill what they started and write their records."""
 
 
 class LazyPool:
@@ -95,6 +101,7 @@ class Services:
     pool: LazyPool
     forwards: LazyForwards
     fanout_history: FanoutHistory
+    containment: ContainmentService
     on_started: Callable[[], None] | None = field(default=None, repr=False)
     _holders: int = field(default=0, repr=False)
     _started: bool = field(default=False, repr=False)
@@ -110,7 +117,7 @@ class Services:
 
     def facts(self) -> dict[str, str]:
         """The mechanisms in effect, for the start-up line and server_info (``containment``, ``anchor``)."""
-        return {}
+        return {"containment": self.containment.mechanism}
 
     def inventory_size(self) -> int:
         return len(self.inventory.hosts())
@@ -148,17 +155,23 @@ class Services:
                 await self.aclose()
 
     async def aclose(self) -> None:
-        """Tear down forwards, then sessions, then the SSH pool; close the audit sink last.
+        """Cancel the calls in flight and wait (bounded) for their audit records, then tear down
+        forwards, sessions, the SSH pool and every containment still open; close the audit
+        sink last.
 
         Idempotent; a step that fails is logged and the next one still runs.
         """
         if self._closed:
             return
         self._closed = True
+        cancelled = await self.pipeline.cancel_in_flight(CANCEL_IN_FLIGHT_S)
+        if cancelled:
+            log.warning("shutdown: cancelled %d call(s) in flight", cancelled)
         steps: list[Callable[[], Awaitable[None]]] = [
             self.forwards.aclose,
             self.sessions.aclose,
             self.pool.aclose,
+            self.containment.aclose,
         ]
         for step in steps:
             try:
@@ -169,10 +182,12 @@ class Services:
 
 
 def build_services(settings: Settings) -> Services:
-    """The services of one server: audit sink, metrics, pipeline, registry, inventory, lazy SSH.
+    """The services of one server: audit sink, metrics, pipeline, registry, inventory, lazy SSH,
+    containment.
 
     Raises:
-        ConfigError: the inventory or ssh_config cannot be resolved.
+        ConfigError: the inventory or ssh_config cannot be resolved, or
+            ``RELAY_SHELL_CONTAINMENT=cgroup`` cannot work here.
     """
     audit = AuditSink(
         settings.expand(settings.audit_path),
@@ -207,6 +222,7 @@ def build_services(settings: Settings) -> Services:
         pool=pool,
         forwards=LazyForwards(pool, settings.max_forwards),
         fanout_history=FanoutHistory(settings.fanout_history),
+        containment=ContainmentService(settings.containment),
     )
     metrics.bind_gauges(
         sessions=lambda: len(services.sessions),

@@ -197,3 +197,8 @@ async def session_record_max_bytes(h: Harness) -> None:  # RELAY_SHELL_SESSION_R
     _, records = await _recorded_session(h, f"{TEN_KB}; echo")
     assert records[-1]["recording"]["truncated"] is True
     assert records[-1]["recording"]["bytes"] <= 4096 + 512
+
+
+async def containment(h: Harness) -> None:  # RELAY_SHELL_CONTAINMENT=subreaper (auto picks cgroup here)
+    data = await h.one_call("server_info", {})
+    assert data["containment"] == "subreaper"

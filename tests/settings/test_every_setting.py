@@ -125,6 +125,7 @@ ROWS: tuple[Row, ...] = (
     Row("AUTH_MAX_SCOPE", "relay-shell:read", web.auth_max_scope, {"AUTH_ENABLED": "true"}),
     Row("METRICS_TOKEN", web.METRICS_TOKEN, web.metrics_token),
     Row("MAX_INPUT_BYTES", "2048", local.max_input_bytes),
+    Row("CONTAINMENT", "subreaper", local.containment),
     Row("SESSION_RECORD_DIR", "{tmp}/recordings", local.session_record_dir),
     Row("SESSION_RECORD_INPUT", "true", local.session_record_input, RECORDING),
     Row("SESSION_RECORD_MAX_BYTES", "4096", local.session_record_max_bytes, RECORDING),
@@ -150,7 +151,6 @@ IMPLEMENTED_ELSEWHERE = frozenset(
         "YIELD_AFTER",  # jobs
         "MAX_JOBS",  # jobs
         "JOB_RETENTION",  # jobs
-        "CONTAINMENT",  # containment: cgroup or subreaper
         "AUDIT_ANCHOR",  # audit: chain anchors
         "AUDIT_ANCHOR_INTERVAL",  # audit: chain anchors
         "AUDIT_SHIP",  # audit: record shipping

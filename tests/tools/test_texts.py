@@ -86,7 +86,7 @@ async def test_server_info_text_names_the_policy_and_every_limit(
         policy_mode="guarded", policy_deny=DENY, policy_allow=ALLOW, confirm_tier3="elicit",
         default_timeout=33, max_timeout=333, max_output=40000, max_output_hard=400000,
         max_input_bytes=123456, max_sessions=7, max_jobs=9, yield_after=17, max_forwards=5,
-        fanout_max_hosts=77, fanout_max_concurrency=11, max_conns=13,
+        fanout_max_hosts=77, fanout_max_concurrency=11, max_conns=13, containment="subreaper",
     )  # fmt: skip
     (info,) = await calls(settings, ("server_info", {}))
     text = text_of(info)
@@ -102,7 +102,7 @@ async def test_server_info_text_names_the_policy_and_every_limit(
         "fan-out: at most 77 hosts per call, 11 at once",
         "forwards: 0 open of 5; SSH connections: 0 open of 13",
         f"audit: {settings.audit_path} ok",
-        "containment: auto (configured)",
+        "containment: subreaper (whatever a call leaves running is killed)",  # the mechanism in effect
     ):
         assert expected in text, (expected, text)
     assert "{" not in text  # readable lines, not a printed dict
@@ -112,8 +112,9 @@ async def test_server_info_text_names_the_policy_and_every_limit(
         "allow_protected": False, "deny": DENY, "allow": ALLOW,
     }  # fmt: skip
     assert data["jobs"] == {"count": 0, "max": 9}
-    assert (data["containment"], data["tasks"]) == ("auto", [])
+    assert (data["containment"], data["tasks"]) == ("subreaper", [])
     assert (data["audit"]["anchor"], data["audit"]["ship"]) == ("auto", "off")
+    assert "anchor auto (configured)" in text  # nothing reports an anchor yet: the setting, marked so
     assert data["limits"]["max_input_bytes"] == 123456
 
 

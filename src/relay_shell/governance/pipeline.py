@@ -32,6 +32,7 @@ from relay_shell.errors import (
     ExecTimeout,
     PolicyDenied,
     RelayError,
+    ShuttingDown,
 )
 from relay_shell.governance.audit.writer import AuditSink
 from relay_shell.governance.call import (
@@ -93,6 +94,29 @@ class Pipeline:
         self.metrics = metrics
         self.policy = PolicyConfig.from_settings(settings)
         self.confirm_tokens = confirm_tokens or ConfirmTokens()
+        self._in_flight: set[asyncio.Task[object]] = set()
+        self._closing = False
+
+    @property
+    def in_flight(self) -> int:
+        """How many calls are between their start and their audit record now."""
+        return len(self._in_flight)
+
+    async def cancel_in_flight(self, timeout_s: float) -> int:
+        """Shutdown: refuse new calls, cancel every call in flight, wait for their records.
+
+        Each cancelled call kills what it started and writes its record (``outcome:
+        cancelled``) on its way out; this returns once every one has, or after ``timeout_s``.
+        Returns how many calls were cancelled.
+        """
+        self._closing = True
+        current = asyncio.current_task()
+        running = [task for task in self._in_flight if task is not current]
+        for task in running:
+            task.cancel()
+        if running:
+            await asyncio.wait(running, timeout=timeout_s)
+        return len(running)
 
     async def run[R](
         self,
@@ -111,7 +135,12 @@ class Pipeline:
         """
         started = time.monotonic()
         state = CallState(tool=tool, args=arguments.raw, binding=arguments.effective, identity=identity)
+        task = asyncio.current_task()
+        if task is not None:
+            self._in_flight.add(task)
         try:
+            if self._closing:
+                raise ShuttingDown("the server is shutting down; no new calls are accepted")
             plan = planner()
             state.targets = list(plan.targets)
             await self._classify(state, plan)
@@ -126,6 +155,7 @@ class Pipeline:
             state.outcome_kind = AuditOutcome.CANCELLED
             state.error_kind = ErrorKind.CANCELLED
             self._finish(state, started, None)  # synchronous: no checkpoint for the cancel to hit
+            self._leave(task)
             raise
         except RelayError as exc:
             reply = self._fail(state, exc)
@@ -136,7 +166,12 @@ class Pipeline:
             await self._redact_arguments(state)
         finally:  # a cancellation while redacting still leaves the record (redacted inline)
             self._finish(state, started, reply)
+            self._leave(task)
         return reply
+
+    def _leave(self, task: asyncio.Task[object] | None) -> None:
+        if task is not None:
+            self._in_flight.discard(task)
 
     def reject(self, tool: str, arguments: CallArguments, identity: Identity, error: RelayError) -> Reply:
         """Audit and answer a call refused before any planning (bad arguments, unknown tool)."""

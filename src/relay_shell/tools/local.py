@@ -13,6 +13,7 @@ from relay_shell.governance.bounds import Clamped, clamp_output, clamp_timeout
 from relay_shell.governance.call import Call, Outcome, Plan
 from relay_shell.guidance import tool_description
 from relay_shell.local.commands import PreparedCommand, prepare_exec, prepare_script
+from relay_shell.local.containment import ContainmentService
 from relay_shell.local.runner import run_process
 from relay_shell.services import Services
 from relay_shell.tools.base import RUNS_COMMANDS, ConfirmToken, run_tool
@@ -64,22 +65,31 @@ class ShellScript:
 
 @dataclass(frozen=True)
 class LocalRun:
-    """A validated local command: what to run, its deadline and its output budget."""
+    """A validated local command: what to run, its deadline, its output budget, where it is contained."""
 
     prepared: PreparedCommand
     timeout: Clamped[float]
     budget: Clamped[int]
+    containment: ContainmentService
 
 
 async def execute_local(run: LocalRun, call: Call) -> Outcome:
-    """Run the command to its end (or its deadline) and shape its report."""
+    """Run the command to its end (or its deadline) in a containment of its own and shape its report.
+
+    Whatever the command left running is killed when it exits (the report counts it).
+    """
 
     async def progress(elapsed: float, produced: int) -> None:
         await call.report(elapsed, None, f"{elapsed:.0f} s elapsed, {produced} bytes of output")
 
-    report = await run_process(
-        run.prepared.spec, timeout_s=run.timeout.value, budget=run.budget.value, on_progress=progress
-    )
+    async with run.containment.contain(call.tool) as contained:
+        report = await run_process(
+            run.prepared.spec,
+            timeout_s=run.timeout.value,
+            budget=run.budget.value,
+            contained=contained,
+            on_progress=progress,
+        )
     return exec_outcome(report, run.timeout.value)
 
 
@@ -104,7 +114,10 @@ def plan_shell_exec(request: ShellExec, svc: Services) -> Plan[LocalRun]:
         merge_stderr=request.merge_stderr,
     )
     run = LocalRun(
-        prepared, clamp_timeout(request.timeout, svc.settings), clamp_output(request.max_output, svc.settings)
+        prepared,
+        clamp_timeout(request.timeout, svc.settings),
+        clamp_output(request.max_output, svc.settings),
+        svc.containment,
     )
     return _local_plan(run, f"run `{request.command[:300]}` on this host")
 
@@ -119,7 +132,10 @@ def plan_shell_script(request: ShellScript, svc: Services) -> Plan[LocalRun]:
         merge_stderr=request.merge_stderr,
     )
     run = LocalRun(
-        prepared, clamp_timeout(request.timeout, svc.settings), clamp_output(request.max_output, svc.settings)
+        prepared,
+        clamp_timeout(request.timeout, svc.settings),
+        clamp_output(request.max_output, svc.settings),
+        svc.containment,
     )
     return _local_plan(run, f"run a {request.interpreter} script on this host: {request.script[:300]}")
 

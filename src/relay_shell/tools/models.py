@@ -103,9 +103,7 @@ class ServerInfoResult(ToolOutput):
     policy: PolicyInfo
     limits: dict[str, float | int]
     jobs: JobsInfo
-    containment: str = Field(
-        description="cgroup or subreaper in effect; the configured mode until one reports"
-    )
+    containment: str = Field(description="cgroup or subreaper: how call processes are contained")
     tasks: list[str] = Field(description="MCP task protocol generations served")
     audit: dict[str, object] = Field(description="path, format, health, chain, anchor, ship")
     ssh: dict[str, object]

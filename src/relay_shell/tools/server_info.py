@@ -193,7 +193,8 @@ def _lines(
         f"inventory {svc.inventory_size()} hosts ({s.inventory or 'none'}); "
         f"connect timeout {s.ssh_connect_timeout:g} s",
         _audit_line(svc, mechanisms),
-        f"containment: {mechanisms.shown('containment', mechanisms.containment)}",
+        f"containment: {mechanisms.shown('containment', mechanisms.containment)}"
+        + (" (whatever a call leaves running is killed)" if "containment" in mechanisms.known else ""),
     ]
     return lines
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
+import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import CallToolResult
 from pydantic import Field
@@ -16,6 +17,7 @@ from relay_shell.governance.bounds import Clamped, clamp_timeout
 from relay_shell.governance.call import Call, Outcome, Plan
 from relay_shell.guidance import tool_description
 from relay_shell.linear_regex import LinearRegex, compile_caller_regex
+from relay_shell.local.containment import ContainmentService
 from relay_shell.local.environment import validate_cwd, validate_env_overlay
 from relay_shell.services import Services
 from relay_shell.sessions import RecvResult, SessionInfo, SessionRegistry
@@ -110,7 +112,7 @@ class ShellSpawn:
 
 @dataclass(frozen=True)
 class LocalSpawn:
-    """A validated local PTY to start, and the registry it joins."""
+    """A validated local PTY to start, the registry it joins and where its processes are contained."""
 
     registry: SessionRegistry
     command: str
@@ -118,15 +120,23 @@ class LocalSpawn:
     rows: int
     cwd: Path | None
     env: dict[str, str | None]
+    containment: ContainmentService
 
 
 async def execute_shell_spawn(spawn: LocalSpawn, call: Call) -> Outcome:
+    """Start the PTY in a containment of its own (closed with the session: whatever it started dies)."""
     from relay_shell.local.pty import spawn_local_pty
 
     spawn.registry.ensure_capacity()
-    transport = await spawn_local_pty(
-        spawn.command, cols=spawn.cols, rows=spawn.rows, cwd=spawn.cwd, env=spawn.env
-    )
+    contained = spawn.containment.open("session")
+    try:
+        transport = await spawn_local_pty(
+            spawn.command, cols=spawn.cols, rows=spawn.rows, cwd=spawn.cwd, env=spawn.env, contained=contained
+        )
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            await contained.close(spawn.containment.kill_grace_s)
+        raise
     info = await spawn.registry.add(
         transport,
         kind="local",
@@ -144,7 +154,9 @@ def plan_shell_spawn(request: ShellSpawn, svc: Services) -> Plan[LocalSpawn]:
     workdir = validate_cwd(request.cwd)
     shown = request.command or "/bin/bash"
     probe = "\n".join(p for p in (shown, " ".join(f"{k}={v or ''}" for k, v in overlay.items())) if p)
-    spawn = LocalSpawn(svc.sessions, request.command, request.cols, request.rows, workdir, overlay)
+    spawn = LocalSpawn(
+        svc.sessions, request.command, request.cols, request.rows, workdir, overlay, svc.containment
+    )
     return Plan(
         execute_shell_spawn, spawn, text=probe, confirm_summary=f"start `{shown}` in a PTY on this host"
     )
