@@ -20,6 +20,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from relay_shell.background import TASK_GENERATIONS
 from relay_shell.config import Settings
 from relay_shell.governance.audit.writer import AuditSink
 from relay_shell.governance.call import Reply
@@ -115,14 +116,15 @@ class Services:
         """Live sessions, jobs, forwards and SSH connections (read by server_info and the metrics)."""
         return {
             "sessions": len(self.sessions),
-            "jobs": len(self.jobs.jobs()),
+            "jobs": self.jobs.counted(),  # running, and ended but unread (what RELAY_SHELL_MAX_JOBS counts)
             "forwards": len(self.forwards),
             "ssh_connections": self.pool.connections(),
         }
 
     def facts(self) -> dict[str, str]:
-        """The mechanisms in effect, for the start-up line and server_info (``containment``, ``anchor``)."""
-        return {"containment": self.containment.mechanism}
+        """The mechanisms in effect, for the start-up line and server_info (``containment``,
+        ``anchor``, ``tasks``: the MCP Tasks generations served, comma-separated)."""
+        return {"containment": self.containment.mechanism, "tasks": ",".join(TASK_GENERATIONS)}
 
     def inventory_size(self) -> int:
         return len(self.inventory.hosts())
