@@ -13,20 +13,19 @@ dodge a deny on ``127\\.0\\.0\\.1``. Host names are not resolved.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from relay_shell.config import PolicyMode, Settings
 from relay_shell.errors import ConfigError, Decision
+from relay_shell.policy.addresses import canonical_ip_forms
+
+__all__ = ["PolicyConfig", "build_probe", "canonical_ip_forms", "decide"]
 
 _MAX_TIER = 3
 _TIER_NAMES = ("READ_ONLY", "REVERSIBLE", "STATEFUL", "IRREVERSIBLE")
 _STOP = "do not retry with a rephrased command"
-_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
-_TARGET_SEPARATORS = re.compile(r"[\s,]+")
-_IPV4_PART = re.compile(r"0[xX][0-9A-Fa-f]{1,32}|0[0-7]{0,32}|[1-9][0-9]{0,32}")  # bounded for int()
 
 
 @dataclass(frozen=True)
@@ -61,70 +60,6 @@ def _compile(source: str | None, variable: str) -> re.Pattern[str] | None:
 
 
 # --- targets and the probe ----------------------------------------------------------------------
-
-
-def _host_of(target: str) -> str:
-    """The host part of ``[scheme://][user@]host[:port][/path]``, ``[v6]:port`` or a bare IPv6."""
-    rest = _SCHEME.sub("", target.strip())
-    if _SCHEME.match(target.strip()):
-        rest = rest.split("/", 1)[0]
-    rest = rest.rpartition("@")[2]
-    if rest.startswith("["):
-        return rest[1:].partition("]")[0]
-    if rest.count(":") == 1:
-        return rest.partition(":")[0]
-    return rest
-
-
-def _ipv4_number(host: str) -> int | None:
-    """The address ``inet_aton`` would read from ``host`` (``127.1``, ``0x7f000001``...), or None."""
-    parts = host.split(".")
-    if not 1 <= len(parts) <= 4 or not all(_IPV4_PART.fullmatch(part) for part in parts):
-        return None
-    numbers = [
-        int(part, 0) if part[:2].lower() == "0x" else int(part, 8 if part[0] == "0" else 10) for part in parts
-    ]
-    *leading, last = numbers
-    if any(number > 0xFF for number in leading) or last >= 1 << (8 * (5 - len(numbers))):
-        return None
-    value = 0
-    for number in leading:
-        value = (value << 8) | number
-    return (value << (8 * (5 - len(numbers)))) | last
-
-
-def _ip_forms(host: str) -> list[str]:
-    """Canonical spellings of one host if it is an IP literal, else []."""
-    number = _ipv4_number(host)
-    if number is not None:
-        return [str(ipaddress.IPv4Address(number))]
-    try:
-        address = ipaddress.IPv6Address(host.partition("%")[0])
-    except ValueError:
-        return []
-    forms = [str(address)]
-    embedded = address.ipv4_mapped
-    if embedded is None and int(address) >> 32 == 0 and int(address) > 1:
-        embedded = ipaddress.IPv4Address(int(address))  # deprecated IPv4-compatible ::a.b.c.d
-    if embedded is not None:
-        forms.append(str(embedded))
-    return forms
-
-
-def canonical_ip_forms(target: str) -> list[str]:
-    """Canonical dotted / compressed spellings of the IP literals in ``target``.
-
-    ``target`` may be ``host``, ``user@host:port``, ``[v6]:port``, ``ssh://user@host:port``
-    or several of those separated by commas or spaces (a jump chain). IPv4 literals are
-    read the way ``inet_aton`` reads them (``0x7f000001``, ``2130706433``, ``127.1``,
-    ``0177.0.0.1`` are all ``127.0.0.1``); IPv6 literals come back compressed, plus the
-    embedded IPv4 address of ``::ffff:a.b.c.d``. Names that are not IP literals give [].
-    """
-    forms: list[str] = []
-    for part in _TARGET_SEPARATORS.split(target):
-        if part:
-            forms.extend(form for form in _ip_forms(_host_of(part)) if form not in forms)
-    return forms
 
 
 def build_probe(tool: str, text: str, targets: Sequence[str]) -> str:
