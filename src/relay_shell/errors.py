@@ -56,13 +56,21 @@ class InvalidInput(RelayError):
 
 @dataclass(frozen=True)
 class Decision:
-    """What the admission stage concluded about one call."""
+    """What the admission stage concluded about one call.
+
+    ``rule`` is the admission rule (``deny``, ``mode:guarded``, ``scope``...); with a parsed
+    call, ``classifier_rule`` is the classification rule of ``subcommand`` (the normalised
+    simple command that drove the decision) and ``opaque`` whether the call is opaque.
+    """
 
     allowed: bool
     tier: int
     reason: str
     rule: str | None = None
     mode: str = ""
+    subcommand: str | None = None
+    opaque: bool = False
+    classifier_rule: str | None = None
 
 
 class PolicyDenied(RelayError):

@@ -38,12 +38,15 @@ from relay_shell.governance.patterns import PATTERNS_VERSION, classify_text
 from relay_shell.governance.policy import PolicyConfig, build_probe, decide
 from relay_shell.governance.redaction import redact
 from relay_shell.metrics import Metrics
+from relay_shell.policy.analyze import Analyzer, PolicyEnvironment
+from relay_shell.policy.model import Analysis, CallText
 
 log = logging.getLogger("relay_shell.pipeline")
 
 MAX_AUDIT_STRING = 2048
 TIER_NAMES = ("READ_ONLY", "REVERSIBLE", "STATEFUL", "IRREVERSIBLE")
 TIMEOUT_SAFETY_MARGIN_S = 10.0
+CLASSIFY_IN_THREAD_CHARS = 64 * 1024  # larger texts are parsed off the event loop
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,7 @@ class Call:
     timeout_s: float | None
     identity: Identity
     progress: ProgressFn
+    analysis: Analysis | None = None  # the parse of the call's text (exec_env for tier-0 git)
 
     async def report(self, progress: float, total: float | None = None, message: str | None = None) -> None:
         """Send a progress notification when the client asked for them; never raises."""
@@ -100,9 +104,11 @@ Work = Callable[[Call], Awaitable[Outcome]]
 class Plan:
     """A validated description of one call.
 
-    ``text`` is everything the executor will see (command, stdin, env, script, keys...): it is
-    what gets classified and what the deny list reads. ``tier`` fixes the tier for tools that
-    do not run text (read-only tools are 0); ``min_tier`` is a floor for those that do.
+    ``text`` is everything the executor will see (command, stdin, env, script, keys...): the
+    raw probe the deny list reads. ``call`` is the same, by channel, for the grammar-aware
+    classifier; without it ``text`` is classified by the regex table. ``tier`` fixes the tier
+    for tools that do not run text (read-only tools are 0); ``min_tier`` is a floor for those
+    that do (0 lets a known-safe read be tier 0).
     """
 
     work: Work
@@ -113,6 +119,7 @@ class Plan:
     timeout_s: float | None = None
     notes: Sequence[str] = ()
     confirm_summary: str = ""
+    call: CallText | None = None
 
 
 Planner = Callable[[], Plan]
@@ -134,6 +141,7 @@ class Pipeline:
         self.metrics = metrics
         self.policy = PolicyConfig.from_settings(settings)
         self.confirm_tokens = confirm_tokens or ConfirmTokens()
+        self.analyzer = Analyzer(PolicyEnvironment.from_settings(settings))
 
     async def run(
         self,
@@ -155,7 +163,7 @@ class Pipeline:
         try:
             plan = planner()
             state.targets = list(plan.targets)
-            tier = state.tier = self._classify(plan, state)
+            tier = state.tier = await self._classify(plan, state)
             self._admit(state, plan, tier)
             await self._confirm(state, plan, confirmer, tier)
             if state.confirmation == "elicit:pending" and confirmer is not None:
@@ -165,7 +173,7 @@ class Pipeline:
                 state.result_outcome = "denied"
                 self._finish(state, started, None)
                 return pending
-            call = Call(tool, tier, plan.timeout_s, identity, progress or _no_progress)
+            call = Call(tool, tier, plan.timeout_s, identity, progress or _no_progress, state.analysis)
             outcome = await self._execute(plan, call)
             state.outcome = outcome
             result = _shape_ok(outcome, tier, plan.notes)
@@ -194,9 +202,19 @@ class Pipeline:
 
     # -- stages -------------------------------------------------------------------------
 
-    def _classify(self, plan: Plan, state: _CallState) -> int:
+    async def _classify(self, plan: Plan, state: _CallState) -> int:
         if plan.tier is not None:
             return plan.tier
+        if plan.call is not None:
+            call = plan.call
+            if call.size() > CLASSIFY_IN_THREAD_CHARS:
+                analysis = await asyncio.to_thread(self.analyzer.analyze, call)
+            else:
+                analysis = self.analyzer.analyze(call)
+            state.analysis = analysis
+            if analysis.tier >= plan.min_tier:
+                state.pattern = analysis.rule
+            return max(plan.min_tier, analysis.tier)
         classification = classify_text(plan.text)
         if classification.tier >= plan.min_tier:
             state.pattern = classification.rule  # the rule that set the tier, named in reasons and audit
@@ -204,19 +222,27 @@ class Pipeline:
 
     def _admit(self, state: _CallState, plan: Plan, tier: int) -> None:
         probe = build_probe(state.tool, plan.text, plan.targets)
-        decision = decide(self.policy, state.tool, tier, probe, classified_by=state.pattern)
+        analysis = state.analysis
+        decision = decide(
+            self.policy, state.tool, tier, probe, classified_by=state.pattern, analysis=analysis
+        )
         state.rule = decision.rule
-        if decision.allowed and state.identity.max_tier is not None and tier > state.identity.max_tier:
+        ceiling = state.identity.max_tier
+        opaque = analysis is not None and analysis.opaque
+        if decision.allowed and ceiling is not None and (tier > ceiling or (opaque and ceiling < 3)):
             decision = Decision(
                 allowed=False,
                 tier=tier,
                 reason=(
-                    f"refused: this token's scopes allow up to tier {state.identity.max_tier}, "
-                    f"the call is tier {tier} ({TIER_NAMES[tier]}); ask the operator for a token "
+                    f"refused: this token's scopes allow up to tier {ceiling}, the call is tier {tier} "
+                    f"({TIER_NAMES[tier]}){' and opaque' if opaque else ''}; ask the operator for a token "
                     "with a wider scope instead of retrying"
                 ),
                 rule="scope",
                 mode=self.settings.policy_mode.value,
+                subcommand=decision.subcommand,
+                opaque=opaque,
+                classifier_rule=decision.classifier_rule,
             )
         if not decision.allowed:
             state.decision = "denied"
@@ -232,9 +258,15 @@ class Pipeline:
 
     async def _confirm(self, state: _CallState, plan: Plan, confirmer: Confirmer | None, tier: int) -> None:
         mode = self.settings.confirm_tier3
-        if tier < 3 or mode is ConfirmMode.OFF:
+        opaque = state.analysis is not None and state.analysis.opaque
+        if (tier < 3 and not opaque) or mode is ConfirmMode.OFF:
             return
         summary = plan.confirm_summary or f"{state.tool}: {plan.text[:200]}"
+        what = (
+            "tier 3 (IRREVERSIBLE)"
+            if tier >= 3
+            else "an opaque call (its effect cannot be checked before it runs)"
+        )
         if mode is ConfirmMode.TOKEN:
             binding = call_binding(state.tool, state.args, state.identity.who())
             offered = state.args.get("confirm_token")
@@ -250,13 +282,15 @@ class Pipeline:
             state.decision = "confirm_required"
             state.confirmation = "token:issued"
             raise ConfirmationRequired(
-                f"tier 3 (IRREVERSIBLE) needs confirmation: show the operator exactly this call ({summary}) and, "
+                f"{what} needs confirmation: show the operator exactly this call ({summary}) and, "
                 "only if they approve, re-issue the identical call with confirm_token set to the token "
                 "(single use, expires in 5 minutes)",
                 token=token,
             )
         answer = (
-            await confirmer.ask(f"Run this tier-3 (irreversible) call? {summary}")
+            await confirmer.ask(
+                f"Run this {'tier-3 (irreversible)' if tier >= 3 else 'opaque'} call? {summary}"
+            )
             if confirmer
             else "unsupported"
         )
@@ -266,12 +300,10 @@ class Pipeline:
         state.decision = "confirm_required"
         if answer == "unsupported":
             raise ConfirmationRequired(
-                "tier 3 (IRREVERSIBLE) needs a human confirmation but this client does not support elicitation; "
+                f"{what} needs a human confirmation but this client does not support elicitation; "
                 "ask the operator to run it or to connect with a client that can confirm"
             )
-        raise ConfirmationRequired(
-            f"the operator did not approve this tier-3 call ({answer}); do not retry it"
-        )
+        raise ConfirmationRequired(f"the operator did not approve this call ({answer}); do not retry it")
 
     async def _execute(self, plan: Plan, call: Call) -> Outcome:
         if plan.timeout_s is None:
@@ -301,6 +333,10 @@ class Pipeline:
         partial_text = ""
         if isinstance(exc, PolicyDenied):
             error["reason"] = exc.decision.rule or "policy"
+            error["rule"] = exc.decision.classifier_rule or state.pattern
+            error["subcommand"] = exc.decision.subcommand
+            error["opaque"] = exc.decision.opaque
+            error["mode"] = exc.decision.mode
         if isinstance(exc, ConfirmationRequired) and exc.token:
             error["confirm_token"] = exc.token
         if isinstance(exc, InvalidInput):
@@ -357,6 +393,10 @@ class Pipeline:
             record["error"] = _bounded(redact(state.error_message or ""))
         if state.confirmation:
             record["confirmation"] = state.confirmation
+        if state.analysis is not None:
+            record["opaque"] = state.analysis.opaque
+            record["commands"] = list(state.analysis.names[:200])
+            record["rules"] = list(state.analysis.rules[:200])
         if outcome and outcome.audit_extra:
             extra = _bounded(redact(outcome.audit_extra))
             if isinstance(extra, dict):
@@ -392,6 +432,7 @@ class _CallState:
     error_message: str | None = None
     confirmation: str | None = None
     outcome: Outcome | None = None
+    analysis: Analysis | None = None
     stream_sha256: str | None = None
     stream_len: int | None = None
 

@@ -1,9 +1,11 @@
-"""Admission (SPEC §6.2-§6.3): the deny list, the policy mode and the allow list.
+"""Admission: the deny list, protected files, the policy mode and the allow list.
 
-Order, for every call: the deny regex is searched in the probe first, in every mode and
-for every tier; then ``readonly`` admits tier 0 only, ``guarded`` refuses tier 2 and 3
-unless the allow regex matches the probe, and ``open`` admits everything (the call is
-still classified and audited).
+Order, for every call: the deny regex is searched in the probe (and, for a parsed call, in
+every normalised simple command) first, in every mode and for every tier; then protected
+files are refused in every mode; then ``readonly`` admits tier 0 only, ``guarded`` refuses
+tier 2, tier 3 and opaque commands unless the allow regex matches each of them in full
+(the probe, for tools that run no text), and ``open`` admits everything (the call is still
+classified and audited). The rules themselves live in :mod:`relay_shell.policy.decide`.
 
 The probe is ``"<tool> <text>"`` followed by one line per target (host, remote path,
 forward destination) carrying the target as given and the canonical spellings of any IP
@@ -20,12 +22,11 @@ from dataclasses import dataclass
 from relay_shell.config import PolicyMode, Settings
 from relay_shell.errors import ConfigError, Decision
 from relay_shell.policy.addresses import canonical_ip_forms
+from relay_shell.policy.decide import Lists
+from relay_shell.policy.decide import decide as decide_call
+from relay_shell.policy.model import Analysis
 
 __all__ = ["PolicyConfig", "build_probe", "canonical_ip_forms", "decide"]
-
-_MAX_TIER = 3
-_TIER_NAMES = ("READ_ONLY", "REVERSIBLE", "STATEFUL", "IRREVERSIBLE")
-_STOP = "do not retry with a rephrased command"
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,12 @@ class PolicyConfig:
     mode: PolicyMode
     deny: re.Pattern[str] | None
     allow: re.Pattern[str] | None
+    allow_protected: bool = False
+
+    @property
+    def lists(self) -> Lists:
+        """The same settings in the form the pure decision reads."""
+        return Lists(self.mode, self.deny, self.allow, self.allow_protected)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PolicyConfig:
@@ -47,6 +54,7 @@ class PolicyConfig:
             mode=settings.policy_mode,
             deny=_compile(settings.policy_deny, "RELAY_SHELL_POLICY_DENY"),
             allow=_compile(settings.policy_allow, "RELAY_SHELL_POLICY_ALLOW"),
+            allow_protected=settings.policy_allow_protected,
         )
 
 
@@ -74,53 +82,25 @@ def build_probe(tool: str, text: str, targets: Sequence[str]) -> str:
 
 
 def decide(
-    config: PolicyConfig, tool: str, tier: int, probe: str, *, classified_by: str | None = None
+    config: PolicyConfig,
+    tool: str,
+    tier: int,
+    probe: str,
+    *,
+    classified_by: str | None = None,
+    analysis: Analysis | None = None,
 ) -> Decision:
-    """Admit or refuse one call (see the module docstring for the order).
+    """Admit or refuse one call (order and rules: :mod:`relay_shell.policy.decide`).
 
-    ``classified_by`` (the classifier rule, when one set the tier) only enriches the reason.
-    A refusal's ``rule`` is ``"deny"``, ``"mode:readonly"`` or ``"mode:guarded"``; an
-    admission's is ``"allow"`` when the allow list was needed, else None. ``tool`` is
-    part of the probe already and is named in the reason.
+    ``analysis`` is the parse of the call when it runs text: the deny list then also reads
+    every normalised simple command, opaque calls are refused when a deny list is set,
+    protected files are refused in every mode, and in guarded mode the allow regex must
+    match each tier-2+ or opaque command in full. ``classified_by`` (the classifier rule,
+    when one set the tier) only enriches the reason. A refusal's ``rule`` is ``"deny"``,
+    ``"deny:opaque"``, ``"protected"``, ``"mode:readonly"`` or ``"mode:guarded"``; an
+    admission's is ``"allow"`` when the allow list was needed, else None.
 
     Raises:
         ValueError: ``tier`` is not 0..3.
     """
-    if not 0 <= tier <= _MAX_TIER:
-        raise ValueError(f"tier must be 0..3, got {tier}")
-    mode = config.mode
-    what = f"tier {tier} {_TIER_NAMES[tier]}" + (f" rule {classified_by}" if classified_by else "")
-    if config.deny is not None and config.deny.search(probe):
-        return _refuse(
-            tier,
-            "deny",
-            mode,
-            f"refused by policy (mode {mode.value}, {tool}, {what}: the deny list RELAY_SHELL_POLICY_DENY "
-            "matches this call or its target): ask the operator to run it or to change "
-            f"RELAY_SHELL_POLICY_DENY; {_STOP}",
-        )
-    if mode is PolicyMode.READONLY and tier > 0:
-        return _refuse(
-            tier,
-            "mode:readonly",
-            mode,
-            f"refused by policy (mode readonly admits only read-only tools; {tool} is {what}): ask the "
-            f"operator to run it or to change RELAY_SHELL_POLICY_MODE; {_STOP}",
-        )
-    if mode is PolicyMode.GUARDED and tier >= 2:
-        if config.allow is None or not config.allow.search(probe):
-            return _refuse(
-                tier,
-                "mode:guarded",
-                mode,
-                f"refused by policy (mode guarded, {tool}, {what}): ask the operator to run it or to "
-                f"change RELAY_SHELL_POLICY_ALLOW; {_STOP}",
-            )
-        return Decision(
-            True, tier, f"admitted by RELAY_SHELL_POLICY_ALLOW (mode guarded, {what})", "allow", mode.value
-        )
-    return Decision(True, tier, f"admitted (mode {mode.value}, {what})", None, mode.value)
-
-
-def _refuse(tier: int, rule: str, mode: PolicyMode, reason: str) -> Decision:
-    return Decision(allowed=False, tier=tier, reason=reason, rule=rule, mode=mode.value)
+    return decide_call(config.lists, tool, tier, probe, analysis, classified_by=classified_by)

@@ -82,14 +82,17 @@ def _plan(prepared: PreparedCommand, timeout: Clamped[float], budget: Clamped[in
         async def progress(elapsed: float, produced: int) -> None:
             await call.report(elapsed, None, f"{elapsed:.0f} s elapsed, {produced} bytes of output")
 
+        overlay = call.analysis.exec_env if call.analysis is not None else {}
         result = await run_process(
-            prepared.spec, timeout_s=timeout.value, budget=budget.value, on_progress=progress
+            prepared.with_overlay(overlay), timeout_s=timeout.value, budget=budget.value, on_progress=progress
         )
         return exec_outcome(result, timeout.value)
 
     return Plan(
         work=work,
         text=prepared.probe,
+        call=prepared.call,
+        min_tier=0,
         timeout_s=timeout.value,
         notes=bound_notes(timeout, budget),
         confirm_summary=summary,

@@ -1,0 +1,469 @@
+"""One simple command: strip wrappers, resolve the name, apply its rule, decide tier 0.
+
+:class:`CommandClassifier` turns a word list (plus prefix assignments, redirections and
+its stdin) into a recorded :class:`SimpleCommand` and returns its :class:`Verdict`. It is
+the only place where the conditions of a known-safe read are combined: a rule that allows
+it, the name resolving into a root-owned system directory (or a builtin), every word plain,
+a harmless environment, no protected path named.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import stat
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from relay_shell.policy.env import CodeVariables, env_verdict, is_harmless
+from relay_shell.policy.model import (
+    IRREVERSIBLE,
+    READ_ONLY,
+    REVERSIBLE,
+    SAFE,
+    CommandKind,
+    SimpleCommand,
+    Verdict,
+    opaque,
+)
+from relay_shell.policy.options import canonical_signal, signal_spellings
+from relay_shell.policy.parse import RawRedirect
+from relay_shell.policy.paths import SYSTEM_DIRS, Protected, collapse, is_system_path, relative_names
+from relay_shell.policy.rules import (
+    BUILTINS,
+    RULES,
+    WORST,
+    WRAPPERS,
+    Invocation,
+    Nested,
+    Stdin,
+    known_safe,
+    lookup,
+)
+from relay_shell.policy.rules.readonly import SAFE as _SAFE_READS
+from relay_shell.policy.words import Word
+
+_ADMIN_VERBS = ("--approve-login", "--set-operator-passphrase", "--revoke-grant", "--list-grants")
+_SELF_NAMES = {"relay-shell", "relay_shell"}
+_VARIABLE = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?")
+_NOT_PATHS = {"echo", "printf", "test", "[", "expr", "seq", "sleep", "kill", "true", "false", ":"}
+
+
+@dataclass
+class Context:
+    """What a command is classified against: where it runs and what the unit knows."""
+
+    cwd: str | None
+    remote: bool
+    home: str | None
+    depth: int
+    origin: str
+    stdin: Stdin
+    functions: set[str] = field(default_factory=set)
+    known_values: dict[str, str] = field(default_factory=dict)
+    integer_safe: Callable[[str, int], bool] = lambda name, position: False
+    env_safe: bool = True
+
+
+@dataclass
+class Flags:
+    """What the commands of one call raised (for the analysis)."""
+
+    taints: bool = False
+    interactive: bool = False
+    uses_git: bool = False
+    protected: bool = False
+
+
+@lru_cache(maxsize=4096)
+def _resolves_safely(name: str, search_path: str) -> bool:
+    """Whether ``name`` resolves, with ``search_path``, into a root-owned system directory."""
+    for entry in search_path.split(os.pathsep):
+        if not entry.startswith("/"):
+            return False  # a relative or empty entry resolves against the working directory
+        candidate = f"{entry.rstrip('/')}/{name}"
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return _system_file(candidate)
+    return False
+
+
+@lru_cache(maxsize=4096)
+def _system_file(path: str) -> bool:
+    real = os.path.realpath(path)
+    directory = os.path.dirname(real)
+    if directory not in SYSTEM_DIRS and os.path.realpath(directory) not in {
+        os.path.realpath(d) for d in SYSTEM_DIRS
+    }:
+        return False
+    try:
+        status = os.stat(directory)
+    except OSError:
+        return False
+    return status.st_uid == 0 and not status.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+
+
+def known_safe_name(name: str) -> bool:
+    """Whether ``name`` is on the known-safe list (a read that never runs its arguments)."""
+    return name in _SAFE_READS
+
+
+def render(words: Sequence[Word]) -> str:
+    """Words as normalised text: literal words shell-quoted only when needed, expansions as written."""
+    return " ".join(shlex.quote(word.text) if word.literal else word.text for word in words)
+
+
+class CommandClassifier:
+    """Classifies simple commands and records them (see the module docstring)."""
+
+    def __init__(
+        self,
+        protected: Protected | None,
+        search_path: str,
+        record: Callable[[SimpleCommand], None],
+        flags: Flags,
+        nested: Callable[[Context], Nested],
+    ) -> None:
+        self._protected = protected
+        self._search_path = search_path
+        self._record = record
+        self._flags = flags
+        self._nested = nested
+
+    # -- one command ------------------------------------------------------------------------
+
+    def command(
+        self,
+        words: list[Word],
+        assignments: list[tuple[str, Word]],
+        stdin: Stdin,
+        context: Context,
+        extra: list[Verdict] | None = None,
+        kind: CommandKind = "command",
+    ) -> Verdict:
+        """Classify and record one command; return its verdict."""
+        verdicts = list(extra or [])
+        safe = context.env_safe
+        for name, value in assignments:
+            verdicts.append(env_verdict(name, value, self._nested(context), "prefix"))
+            safe = safe and is_harmless(name) and value.plain
+            if name in CodeVariables.TAINTING:
+                self._flags.taints = True
+        for word in words:
+            if word.code:
+                verdicts.append(opaque("opaque.expansion", word.code))
+            if word.unseen:
+                verdicts.append(
+                    opaque("opaque.unparsed", f"a part of {word.text[:40]!r} the parser did not read")
+                )
+        if not words:
+            text = " ".join(f"{name}={value.text}" for name, value in assignments)
+            return self._finish(
+                kind if kind != "command" else "assignment",
+                text,
+                "",
+                (),
+                verdicts,
+                Verdict(REVERSIBLE, "shell.assignment"),
+                context,
+                (),
+                False,
+            )
+        return self._unwrap(words, stdin, context, verdicts, safe)
+
+    def _unwrap(
+        self, words: list[Word], stdin: Stdin, context: Context, verdicts: list[Verdict], safe: bool
+    ) -> Verdict:
+        current, wrappers, cwd = words, [], context.cwd
+        name, invocation, rule_verdict = "", None, Verdict(REVERSIBLE, "default.unlisted")
+        while True:
+            head = current[0]
+            if not head.literal:
+                verdicts.extend(self._dynamic_name(head, current, context))
+                safe = False
+                rule_verdict = Verdict(REVERSIBLE, "opaque.dynamic_name")
+                name = head.text
+                break
+            name, path_verdict = self._name(head.text, context)
+            if path_verdict is not None:
+                verdicts.append(path_verdict)
+                safe = safe and path_verdict.tier == READ_ONLY
+            invocation = Invocation(
+                name, list(current[1:]), stdin, self._nested(context), cwd, context.remote, context.home
+            )
+            if name in WRAPPERS and name not in context.functions:
+                unwrapped = WRAPPERS[name](invocation)
+                self._raise_flags(invocation)
+                verdicts.append(unwrapped.verdict)
+                for variable, value in unwrapped.assignments:
+                    verdicts.append(env_verdict(variable, value, self._nested(context), "wrapper"))
+                    safe = safe and is_harmless(variable) and value.plain
+                if unwrapped.cwd is not None:
+                    cwd = collapse(unwrapped.cwd, cwd)
+                if unwrapped.command is not None:
+                    wrappers.append(name)
+                    current = unwrapped.command
+                    continue
+                if unwrapped.label != "lookup" and name not in ("env",):
+                    safe = False
+            rule_verdict = self._rule(name, invocation, context)
+            break
+        if invocation is not None:
+            safe = safe and self._known_safe(name, invocation, current, rule_verdict)
+        verdict = (
+            SAFE
+            if safe
+            else rule_verdict
+            if rule_verdict.tier > READ_ONLY
+            else Verdict(REVERSIBLE, rule_verdict.rule)
+        )
+        verdicts.extend(self._named_paths(words, cwd, context))
+        core = [Word(name, True), *current[1:]] if current else []
+        return self._finish(
+            "command",
+            render(words),
+            name,
+            tuple(wrappers),
+            verdicts,
+            verdict,
+            context,
+            self._spellings(name, current, core),
+            verdict is SAFE,
+        )
+
+    def _raise_flags(self, invocation: Invocation) -> None:
+        self._flags.taints |= invocation.taints
+        self._flags.interactive |= invocation.interactive
+        self._flags.uses_git |= invocation.uses_git
+
+    def _rule(self, name: str, invocation: Invocation, context: Context) -> Verdict:
+        if name in context.functions:
+            return Verdict(REVERSIBLE, "shell.function_call")
+        if name in _SELF_NAMES and any(
+            len(word.text) > 3 and any(verb.startswith(word.text.split("=")[0]) for verb in _ADMIN_VERBS)
+            for word in invocation.args
+        ):
+            return Verdict(IRREVERSIBLE, "protected.admin_verb")
+        rule = lookup(name)
+        if rule is None:
+            return self._unknown(invocation, context)
+        verdict = rule(invocation)
+        self._raise_flags(invocation)
+        if invocation.dynamic() and name in WORST:
+            verdict = verdict.worst(WORST[name])
+        return verdict
+
+    def _unknown(self, invocation: Invocation, context: Context) -> Verdict:
+        """An unlisted command: tier 1, but a known command among its arguments is classified
+        as the command it may be running (unknown wrappers such as ``perf stat rm -rf x``)."""
+        if known_safe_name(invocation.name):
+            return Verdict(REVERSIBLE, "default.unlisted")
+        for index, word in enumerate(invocation.args):
+            if not word.literal or ("/" in word.text and not is_system_path(word.text)):
+                continue
+            base = word.text.rsplit("/", 1)[-1]
+            if base and (base in RULES or base in WRAPPERS) and base not in _NOT_PATHS:
+                nested = self._nested(context).argv(
+                    invocation.args[index:], f"arguments of {invocation.name}"
+                )
+                return Verdict(REVERSIBLE, "default.unlisted").worst(nested)
+        return Verdict(REVERSIBLE, "default.unlisted")
+
+    def _name(self, text: str, context: Context) -> tuple[str, Verdict | None]:
+        """The base name to look up, and a verdict for running a file by path (None: a plain name)."""
+        if "/" not in text:
+            if text in BUILTINS or context.remote:
+                return text, None
+            if not _resolves_safely(text, self._search_path):
+                return text, Verdict(REVERSIBLE, "resolution.not_system")
+            return text, None
+        path = collapse(text, context.cwd) if not context.remote else text
+        base = text.rstrip("/").rsplit("/", 1)[-1]
+        if path is not None and is_system_path(path) and (context.remote or _system_file(path)):
+            return base, Verdict(READ_ONLY, "resolution.system_path")
+        return base, opaque("opaque.run_file", f"runs the file {text} (not a system command)")
+
+    def _dynamic_name(self, head: Word, words: list[Word], context: Context) -> list[Verdict]:
+        what = "a glob" if head.glob and not head.may_split else "an expansion"
+        verdicts = [opaque("opaque.dynamic_name", f"the command name {head.text[:60]} is {what}")]
+        match = _VARIABLE.fullmatch(head.text)
+        if match and match.group(1) in context.known_values:
+            value = context.known_values[match.group(1)]
+            value_words = [Word(part, True, may_be_option=part.startswith("-")) for part in value.split()]
+            if value_words:
+                verdicts.append(
+                    self._nested(context).argv(value_words + words[1:], f"the value of ${match.group(1)}")
+                )
+        elif len(words) > 1:
+            verdicts.append(
+                self._nested(context).argv(words[1:], f"after {head.text[:40]} (if it expands to nothing)")
+            )
+        return verdicts
+
+    def _known_safe(self, name: str, invocation: Invocation, current: list[Word], verdict: Verdict) -> bool:
+        if verdict.tier > REVERSIBLE or verdict.opaque is not None:
+            return False
+        if not all(word.plain for word in current):
+            return False
+        if (
+            name not in BUILTINS
+            and "/" not in current[0].text
+            and not invocation.remote
+            and not _resolves_safely(name, self._search_path)
+        ):
+            return False
+        return known_safe(invocation)
+
+    # -- paths ------------------------------------------------------------------------------
+
+    def _named_paths(self, words: list[Word], cwd: str | None, context: Context) -> list[Verdict]:
+        protected = self._protected
+        if protected is None or (not protected.enforce and False):
+            return []
+        verdicts: list[Verdict] = []
+        skip_plain = words and words[0].literal and words[0].text in _NOT_PATHS
+        for word in words:
+            label = self.protected_word(word, cwd, context.remote, literal_only=bool(skip_plain))
+            if label is not None:
+                verdicts.append(Verdict(IRREVERSIBLE, "protected.path", None))
+                self._flags.protected = True
+                self.last_protected = label
+        return verdicts
+
+    def protected_word(
+        self, word: Word, cwd: str | None, remote: bool, *, literal_only: bool = False
+    ) -> str | None:
+        """The protected file a word names (path, ``--opt=path``, glob), or None."""
+        protected = self._protected
+        if protected is None:
+            return None
+        text = word.text
+        if not word.literal:
+            if word.glob and not word.may_split:
+                return protected.glob_names(text, cwd if not remote else None)
+            text = _VARIABLE.sub(
+                lambda m: (
+                    os.environ.get(m.group(1), m.group(0)) if m.group(1) in ("HOME", "PWD") else m.group(0)
+                ),
+                text,
+            )
+            if "$" in text or "`" in text:
+                return None
+        if "/" in text:
+            mentioned = protected.mentions(text)
+            if mentioned is not None:
+                return mentioned
+        if literal_only:
+            return None
+        candidates = [text]
+        if "=" in text:
+            candidates.append(text.split("=", 1)[1])
+        for candidate in candidates:
+            if not candidate or candidate.startswith("-") or candidate == ".":
+                continue
+            path = (
+                collapse(candidate, cwd) if not remote else (candidate if candidate.startswith("/") else None)
+            )
+            if path is None:
+                label = relative_names(protected, candidate) if not remote else None
+            else:
+                label = protected.names(path) if not remote else protected._lexical(path)
+            if label is not None:
+                return label
+        return None
+
+    # -- recording --------------------------------------------------------------------------
+
+    def _spellings(self, name: str, current: list[Word], core: list[Word]) -> tuple[str, ...]:
+        spellings = [render(core), " ".join(word.text for word in core)]
+        if name == "kill":
+            for word in current[1:]:
+                signal = canonical_signal(word.text.lstrip("-")) if word.text.startswith("-") else None
+                if signal and signal != "0":
+                    for spelling in signal_spellings(signal):
+                        spellings.append(
+                            " ".join(
+                                ["kill", f"-{spelling}", *(w.text for w in current[1:] if w is not word)]
+                            )
+                        )
+        return tuple(dict.fromkeys(spellings))
+
+    def _finish(
+        self,
+        kind: CommandKind,
+        text: str,
+        name: str,
+        wrappers: tuple[str, ...],
+        verdicts: list[Verdict],
+        verdict: Verdict,
+        context: Context,
+        spellings: tuple[str, ...],
+        known: bool,
+    ) -> Verdict:
+        for other in verdicts:
+            if other.tier > READ_ONLY or other.opaque is not None:
+                verdict = verdict.worst(other)
+        if verdict.tier > READ_ONLY:
+            known = False
+        reason = verdict.opaque or _describe(verdict)
+        self._record(
+            SimpleCommand(
+                kind,
+                text,
+                name,
+                verdict.tier,
+                verdict.rule,
+                verdict.opaque is not None,
+                reason,
+                context.origin,
+                context.depth,
+                wrappers,
+                spellings,
+                known,
+            )
+        )
+        if verdict.rule.startswith("protected."):
+            self._flags.protected = True
+        return verdict
+
+    # -- redirections -----------------------------------------------------------------------
+
+    def redirect(self, redirect: RawRedirect, context: Context) -> Verdict:
+        """Classify and record one redirection on its own (a write names a file)."""
+        target = redirect.target
+        text = f"{redirect.fd if redirect.fd is not None else ''}{redirect.operator} {target.text if target else ''}"
+        if (
+            redirect.body is not None
+            or redirect.operator in ("<<", "<<-", "<<<")
+            or redirect.duplicates
+            or target is None
+        ):
+            verdict = SAFE
+        elif redirect.reads:
+            verdict = SAFE if target.plain else Verdict(REVERSIBLE, "redirect.read")
+        else:
+            invocation = Invocation(
+                "", [], context.stdin, self._nested(context), context.cwd, context.remote, context.home
+            )
+            written = invocation.write(target)
+            verdict = (
+                SAFE if written.tier == READ_ONLY else Verdict(max(written.tier, REVERSIBLE), written.rule)
+            )
+            if verdict.rule in ("writes.file", "read.known_safe") and verdict.tier == REVERSIBLE:
+                verdict = Verdict(REVERSIBLE, "redirect.write")
+        extra: list[Verdict] = []
+        if target is not None:
+            if target.code:
+                extra.append(opaque("opaque.expansion", target.code))
+            label = self.protected_word(target, context.cwd, context.remote)
+            if label is not None:
+                extra.append(Verdict(IRREVERSIBLE, "protected.path"))
+                self._flags.protected = True
+        return self._finish("redirect", text.strip(), "", (), extra, verdict, context, (), verdict is SAFE)
+
+
+def _describe(verdict: Verdict) -> str:
+    family = verdict.rule.split(".", 1)[0]
+    names = {0: "a known-safe read", 1: "reversible", 2: "stateful", 3: "irreversible"}
+    return f"{family}: {names[verdict.tier]} ({verdict.rule})"
