@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 from relay_shell.config import Settings
@@ -39,7 +39,7 @@ from relay_shell.policy.model import (
     worst_of,
 )
 from relay_shell.policy.parse import RawCommand, ShellParse, ShellParser
-from relay_shell.policy.paths import Protected, collapse
+from relay_shell.policy.paths import Protected, collapse, protected_rule
 from relay_shell.policy.regex_floor import classify_text
 from relay_shell.policy.rules import Nested, Stdin
 from relay_shell.policy.words import Word, WordScanner, literal_word
@@ -283,7 +283,7 @@ class Analyzer:
                     path,
                     "",
                     IRREVERSIBLE,
-                    "protected.path",
+                    protected_rule(label),
                     False,
                     f"protected: names {label}",
                     "local path",
@@ -311,29 +311,38 @@ class Analyzer:
         if run.exhausted or before >= MAX_COMMANDS:
             return self._exhausted(run, text, origin, depth)
         home = self.environment.home if not remote else None
-        parse = ShellParser(WordScanner(home)).parse(text)
-        if parse.errors:
-            floor = classify_text(text)
-            tier = max(STATEFUL, floor.tier)
-            run.commands.append(
-                SimpleCommand(
-                    "unparsed",
-                    text[:200],
-                    "",
-                    tier,
-                    floor.rule or "parse.error",
-                    True,
-                    "opaque: text that does not parse (read with the regex table)",
-                    origin,
-                    depth,
-                )
+        readings = [text]
+        if "\\\n" in text:
+            # The grammar splits a word at a line continuation (``r\<newline>m``); bash joins it.
+            # Classify both readings: the joined one cannot hide a command in a comment, the
+            # original one cannot miss a joined word.
+            readings.append(text.replace("\\\n", ""))
+        for reading in readings:
+            parse = ShellParser(WordScanner(home)).parse(reading)
+            if parse.errors:
+                self._unparsed(run, reading, origin, depth)
+            context = self._context(
+                run, cwd, remote, depth, origin, stdin, parse.functions, dict(known), env_safe
             )
-        context = self._context(
-            run, cwd, remote, depth, origin, stdin, parse.functions, dict(known), env_safe
-        )
-        context.integer_safe = parse.integers.safe
-        self._commands(run, parse, context)
+            context.integer_safe = parse.integers.safe
+            self._commands(run, parse, context)
         return worst_of(_verdicts(run.commands[before:]), Verdict(REVERSIBLE, "shell.empty"))
+
+    def _unparsed(self, run: _Run, text: str, origin: str, depth: int) -> None:
+        floor = classify_text(text)
+        run.commands.append(
+            SimpleCommand(
+                "unparsed",
+                text[:200],
+                "",
+                max(STATEFUL, floor.tier),
+                floor.rule or "parse.error",
+                True,
+                "opaque: text that does not parse (read with the regex table)",
+                origin,
+                depth,
+            )
+        )
 
     def _commands(self, run: _Run, parse: ShellParse, context: Context) -> None:
         classifier = self._classifier(run)
@@ -459,6 +468,7 @@ class Analyzer:
             run.commands.append,
             run.flags,
             lambda context: _NestedCode(self, run, context),
+            lambda: len(run.commands),
         )
 
     def _too_deep(self, run: _Run, origin: str, depth: int) -> Verdict:
@@ -494,6 +504,7 @@ class Analyzer:
         return verdict
 
     def _result(self, run: _Run, call: CallText) -> Analysis:
+        _missing_commands(run)
         commands = tuple(run.commands)
         driver: SimpleCommand | None = None
         for command in commands:
@@ -514,6 +525,41 @@ class Analyzer:
             run.flags.interactive,
             addresses,
             run.flags.protected,
+        )
+
+
+_CREATES = (
+    "writes.",
+    "redirect.write",
+    "files.",
+    "etc_writes.",
+    "permissions.",
+    "disk.",
+    "deletion.",
+    "remote.copy",
+    "network.http",
+    "tools.",
+    "git.",
+)
+
+
+def _missing_commands(run: _Run) -> None:
+    """A name on no PATH is a typo, or a file this very call creates: when the call also
+    writes files (or runs opaque code), running that name is opaque."""
+    if not run.flags.missing:
+        return
+    missing = set(run.flags.missing)
+    creates = any(
+        index not in missing and (command.opaque or command.rule.startswith(_CREATES))
+        for index, command in enumerate(run.commands)
+    )
+    if not creates:
+        return
+    for index in missing:
+        command = run.commands[index]
+        reason = f"opaque: {command.name} is on no PATH and this call writes files (it could create it)"
+        run.commands[index] = replace(
+            command, tier=max(STATEFUL, command.tier), opaque=True, rule="opaque.not_found", reason=reason
         )
 
 

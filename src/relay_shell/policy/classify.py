@@ -16,6 +16,7 @@ import stat
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Literal
 
 from relay_shell.policy.env import CodeVariables, env_verdict, is_harmless
 from relay_shell.policy.model import (
@@ -30,7 +31,14 @@ from relay_shell.policy.model import (
 )
 from relay_shell.policy.options import canonical_signal, signal_spellings
 from relay_shell.policy.parse import RawRedirect
-from relay_shell.policy.paths import SYSTEM_DIRS, Protected, collapse, is_system_path, relative_names
+from relay_shell.policy.paths import (
+    SYSTEM_DIRS,
+    Protected,
+    collapse,
+    is_system_path,
+    protected_rule,
+    relative_names,
+)
 from relay_shell.policy.rules import (
     BUILTINS,
     RULES,
@@ -43,11 +51,19 @@ from relay_shell.policy.rules import (
     lookup,
 )
 from relay_shell.policy.rules.readonly import SAFE as _SAFE_READS
+from relay_shell.policy.rules.wrappers import PLAIN_WRAPPER
+from relay_shell.policy.rules.system import kill_signals
 from relay_shell.policy.words import Word
 
 _ADMIN_VERBS = ("--approve-login", "--set-operator-passphrase", "--revoke-grant", "--list-grants")
 _SELF_NAMES = {"relay-shell", "relay_shell"}
 _VARIABLE = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?")
+SHELL_BUILTINS = frozenset(
+    "alias bg bind break builtin caller cd command compgen complete compopt continue declare dirs disown echo "
+    "enable eval exec exit export false fc fg getopts hash help history jobs kill let local logout mapfile "
+    "popd printf pushd pwd read readarray readonly return set shift shopt source suspend test times trap "
+    "true type typeset ulimit umask unalias unset wait . : [ [[ { } coproc time".split()
+)
 _NOT_PATHS = {"echo", "printf", "test", "[", "expr", "seq", "sleep", "kill", "true", "false", ":"}
 
 
@@ -75,33 +91,46 @@ class Flags:
     interactive: bool = False
     uses_git: bool = False
     protected: bool = False
+    missing: list[int] = field(default_factory=list)  # positions of commands whose name is on no PATH
+
+
+Resolution = Literal["system", "trusted", "untrusted", "missing", "relative"]
 
 
 @lru_cache(maxsize=4096)
-def _resolves_safely(name: str, search_path: str) -> bool:
-    """Whether ``name`` resolves, with ``search_path``, into a root-owned system directory."""
+def resolve(name: str, search_path: str) -> Resolution:
+    """Where ``name`` resolves with ``search_path``.
+
+    ``system``: a root-owned system directory (``/usr/bin``, ``/bin``, ``/usr/sbin``,
+    ``/sbin``); ``trusted``: another root-owned directory nobody else can write;
+    ``untrusted``: a directory another user (or group) could write; ``missing``: nowhere;
+    ``relative``: the search reaches a relative or empty entry (the working directory).
+    """
     for entry in search_path.split(os.pathsep):
         if not entry.startswith("/"):
-            return False  # a relative or empty entry resolves against the working directory
+            return "relative"
         candidate = f"{entry.rstrip('/')}/{name}"
         if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
-            return _system_file(candidate)
-    return False
+            return _place(candidate)
+    return "missing"
 
 
 @lru_cache(maxsize=4096)
-def _system_file(path: str) -> bool:
+def _place(path: str) -> Resolution:
     real = os.path.realpath(path)
     directory = os.path.dirname(real)
-    if directory not in SYSTEM_DIRS and os.path.realpath(directory) not in {
-        os.path.realpath(d) for d in SYSTEM_DIRS
-    }:
-        return False
     try:
         status = os.stat(directory)
     except OSError:
-        return False
-    return status.st_uid == 0 and not status.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+        return "untrusted"
+    if status.st_uid != 0 or status.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return "untrusted"
+    system = {os.path.realpath(d) for d in SYSTEM_DIRS}
+    return "system" if directory in SYSTEM_DIRS or directory in system else "trusted"
+
+
+def _system_file(path: str) -> bool:
+    return _place(path) == "system"
 
 
 def known_safe_name(name: str) -> bool:
@@ -124,12 +153,14 @@ class CommandClassifier:
         record: Callable[[SimpleCommand], None],
         flags: Flags,
         nested: Callable[[Context], Nested],
+        count: Callable[[], int],
     ) -> None:
         self._protected = protected
         self._search_path = search_path
         self._record = record
         self._flags = flags
         self._nested = nested
+        self._count = count
 
     # -- one command ------------------------------------------------------------------------
 
@@ -151,6 +182,13 @@ class CommandClassifier:
             if name in CodeVariables.TAINTING:
                 self._flags.taints = True
         for word in words:
+            if context.remote and word.glob:
+                verdicts.append(
+                    opaque(
+                        "opaque.remote_glob",
+                        f"the glob {word.text[:40]} matches remote files the classifier cannot see",
+                    )
+                )
             if word.code:
                 verdicts.append(opaque("opaque.expansion", word.code))
             if word.unseen:
@@ -177,6 +215,7 @@ class CommandClassifier:
     ) -> Verdict:
         current, wrappers, cwd = words, [], context.cwd
         name, invocation, rule_verdict = "", None, Verdict(REVERSIBLE, "default.unlisted")
+        missing = False
         while True:
             head = current[0]
             if not head.literal:
@@ -189,13 +228,15 @@ class CommandClassifier:
             if path_verdict is not None:
                 verdicts.append(path_verdict)
                 safe = safe and path_verdict.tier == READ_ONLY
+                missing = missing or path_verdict.rule == "resolution.missing"
             invocation = Invocation(
                 name, list(current[1:]), stdin, self._nested(context), cwd, context.remote, context.home
             )
             if name in WRAPPERS and name not in context.functions:
                 unwrapped = WRAPPERS[name](invocation)
                 self._raise_flags(invocation)
-                verdicts.append(unwrapped.verdict)
+                if unwrapped.command is not None or unwrapped.verdict is not PLAIN_WRAPPER:
+                    verdicts.append(unwrapped.verdict)
                 for variable, value in unwrapped.assignments:
                     verdicts.append(env_verdict(variable, value, self._nested(context), "wrapper"))
                     safe = safe and is_harmless(variable) and value.plain
@@ -220,7 +261,7 @@ class CommandClassifier:
         )
         verdicts.extend(self._named_paths(words, cwd, context))
         core = [Word(name, True), *current[1:]] if current else []
-        return self._finish(
+        result = self._finish(
             "command",
             render(words),
             name,
@@ -231,6 +272,9 @@ class CommandClassifier:
             self._spellings(name, current, core),
             verdict is SAFE,
         )
+        if missing:
+            self._flags.missing.append(self._count() - 1)
+        return result
 
     def _raise_flags(self, invocation: Invocation) -> None:
         self._flags.taints |= invocation.taints
@@ -273,11 +317,16 @@ class CommandClassifier:
     def _name(self, text: str, context: Context) -> tuple[str, Verdict | None]:
         """The base name to look up, and a verdict for running a file by path (None: a plain name)."""
         if "/" not in text:
-            if text in BUILTINS or context.remote:
+            if text in BUILTINS or text in SHELL_BUILTINS or context.remote or text in context.functions:
                 return text, None
-            if not _resolves_safely(text, self._search_path):
+            place = resolve(text, self._search_path)
+            if place == "system":
+                return text, None
+            if place == "trusted":
                 return text, Verdict(REVERSIBLE, "resolution.not_system")
-            return text, None
+            if place == "missing":
+                return text, Verdict(REVERSIBLE, "resolution.missing")
+            return text, opaque("opaque.run_file", f"{text} resolves into a directory that is not root-owned")
         path = collapse(text, context.cwd) if not context.remote else text
         base = text.rstrip("/").rsplit("/", 1)[-1]
         if path is not None and is_system_path(path) and (context.remote or _system_file(path)):
@@ -310,7 +359,7 @@ class CommandClassifier:
             name not in BUILTINS
             and "/" not in current[0].text
             and not invocation.remote
-            and not _resolves_safely(name, self._search_path)
+            and resolve(name, self._search_path) != "system"
         ):
             return False
         return known_safe(invocation)
@@ -319,16 +368,15 @@ class CommandClassifier:
 
     def _named_paths(self, words: list[Word], cwd: str | None, context: Context) -> list[Verdict]:
         protected = self._protected
-        if protected is None or (not protected.enforce and False):
+        if protected is None:
             return []
         verdicts: list[Verdict] = []
         skip_plain = words and words[0].literal and words[0].text in _NOT_PATHS
         for word in words:
             label = self.protected_word(word, cwd, context.remote, literal_only=bool(skip_plain))
             if label is not None:
-                verdicts.append(Verdict(IRREVERSIBLE, "protected.path", None))
+                verdicts.append(Verdict(IRREVERSIBLE, protected_rule(label)))
                 self._flags.protected = True
-                self.last_protected = label
         return verdicts
 
     def protected_word(
@@ -376,17 +424,24 @@ class CommandClassifier:
     # -- recording --------------------------------------------------------------------------
 
     def _spellings(self, name: str, current: list[Word], core: list[Word]) -> tuple[str, ...]:
+        """Further normalised forms for the deny list: without wrappers, by base name, and for
+        ``kill`` every spelling of its signal (``-9``, ``-KILL``, ``-SIGKILL``)."""
         spellings = [render(core), " ".join(word.text for word in core)]
-        if name == "kill":
+        if name == "kill" and len(current) > 1:
+            invocation = Invocation(
+                "kill", list(current[1:]), Stdin("empty"), self._nested(_QUIET), None, False, None
+            )
+            signals, _ = kill_signals(invocation)
+            targets: list[str] = []
+            skip = False
             for word in current[1:]:
-                signal = canonical_signal(word.text.lstrip("-")) if word.text.startswith("-") else None
-                if signal and signal != "0":
-                    for spelling in signal_spellings(signal):
-                        spellings.append(
-                            " ".join(
-                                ["kill", f"-{spelling}", *(w.text for w in current[1:] if w is not word)]
-                            )
-                        )
+                if skip or word.text.startswith("-"):
+                    skip = word.text in ("-s", "-n", "--signal")
+                    continue
+                targets.append(word.text)
+            for signal in signals:
+                for spelling in signal_spellings(signal):
+                    spellings.append(" ".join(["kill", f"-{spelling}", *targets]))
         return tuple(dict.fromkeys(spellings))
 
     def _finish(
@@ -458,12 +513,17 @@ class CommandClassifier:
                 extra.append(opaque("opaque.expansion", target.code))
             label = self.protected_word(target, context.cwd, context.remote)
             if label is not None:
-                extra.append(Verdict(IRREVERSIBLE, "protected.path"))
+                extra.append(Verdict(IRREVERSIBLE, protected_rule(label)))
                 self._flags.protected = True
         return self._finish("redirect", text.strip(), "", (), extra, verdict, context, (), verdict is SAFE)
 
 
+_QUIET = Context(None, False, None, 0, "", Stdin("empty"))
+
+
 def _describe(verdict: Verdict) -> str:
+    if verdict.rule.startswith("protected."):
+        return f"protected: names the relay's own files or administration commands ({verdict.rule})"
     family = verdict.rule.split(".", 1)[0]
     names = {0: "a known-safe read", 1: "reversible", 2: "stateful", 3: "irreversible"}
     return f"{family}: {names[verdict.tier]} ({verdict.rule})"

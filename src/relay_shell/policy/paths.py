@@ -22,6 +22,7 @@ import posixpath
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 from relay_shell.config import Settings
@@ -88,7 +89,15 @@ def write_verdict(path: str | None, *, home: str | None) -> Verdict:
         return Verdict(STATEFUL, "etc_writes.write")
     if any(_under(path, tree) for tree in _SYSTEM_TREES) and not _under(path, "/usr/local"):
         return Verdict(STATEFUL, "etc_writes.system_path")
+    if posixpath.dirname(path) in _path_directories(os.environ.get("PATH", "")):
+        return Verdict(STATEFUL, "etc_writes.path_directory")
     return _startup_verdict(path, home)
+
+
+@lru_cache(maxsize=8)
+def _path_directories(search_path: str) -> frozenset[str]:
+    """The directories of the server's PATH: a file written there becomes a command."""
+    return frozenset(posixpath.normpath(entry) for entry in search_path.split(":") if entry.startswith("/"))
 
 
 def _startup_verdict(path: str, home: str | None) -> Verdict:
@@ -239,7 +248,14 @@ def _could_match(pattern: str, target: str, tree: bool) -> bool:
         return False
     if len(pattern_parts) > len(target_parts) and not tree:
         return False
-    return all(fnmatch.fnmatchcase(t, p) for p, t in zip(pattern_parts, target_parts, strict=False))
+    return all(_component(t, p) for p, t in zip(pattern_parts, target_parts, strict=False))
+
+
+def _component(name: str, pattern: str) -> bool:
+    """Shell glob matching of one path component (a leading dot is only matched literally)."""
+    if name.startswith(".") and not pattern.startswith("."):
+        return False
+    return fnmatch.fnmatchcase(name, pattern)
 
 
 def _suffix_could_match(pattern: str, target: str) -> bool:
@@ -248,7 +264,7 @@ def _suffix_could_match(pattern: str, target: str) -> bool:
     if not pattern_parts or len(pattern_parts) > len(target_parts):
         return False
     tail = target_parts[-len(pattern_parts) :]
-    return all(fnmatch.fnmatchcase(t, p) for p, t in zip(pattern_parts, tail, strict=True))
+    return all(_component(t, p) for p, t in zip(pattern_parts, tail, strict=True))
 
 
 def relative_names(protected: Protected, path: str) -> str | None:
@@ -261,6 +277,12 @@ def relative_names(protected: Protected, path: str) -> str | None:
         if "*" not in entry.path and len(parts) <= len(target) and target[-len(parts) :] == parts:
             return entry.label
     return None
+
+
+def protected_rule(label: str) -> str:
+    """The rule name for a protected label: ``the audit file`` -> ``protected.audit_file``."""
+    words = re.sub(r"[^a-z0-9]+", "_", label.removeprefix("the ").lower()).strip("_")
+    return "protected." + words
 
 
 def labels(entries: Iterable[ProtectedEntry]) -> list[str]:

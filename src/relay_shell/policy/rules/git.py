@@ -230,6 +230,8 @@ def git(invocation: Invocation) -> Verdict:
 def subcommand(invocation: Invocation, name: str, args: list[Word]) -> Verdict:
     """The verdict for ``git NAME ARGS`` (global options already read)."""
     texts = [word.text for word in args]
+    if texts in (["--help"], ["-h"]):
+        return Verdict(REVERSIBLE, "git.help")
     if any(not word.literal and (word.may_be_option or word.may_split) for word in args):
         return opaque("opaque.git", f"git {name} with expansions among its arguments", IRREVERSIBLE)
     verdict = _history(name, texts)
@@ -261,11 +263,12 @@ def _has_short(texts: list[str], letters: str) -> bool:
 
 
 def _has_long(texts: list[str], *names: str) -> bool:
-    """A long option given as any unambiguous-enough prefix (at least ``--fo`` for ``--force``)."""
+    """A long option given as any prefix (git accepts unique abbreviations: ``--ha`` is ``--hard``;
+    an ambiguous one is refused by git, so reading it as the dangerous option only rounds up)."""
     for text in texts:
-        if text.startswith("--") and len(text) > 3:
+        if text.startswith("--") and len(text) > 2:
             given = text[2:].split("=", 1)[0]
-            if any((name.startswith(given) and len(given) >= 3) or given == name for name in names):
+            if any(name.startswith(given) for name in names):
                 return True
     return False
 

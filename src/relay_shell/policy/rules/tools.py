@@ -146,23 +146,33 @@ def watch(invocation: Invocation) -> Verdict:
     return invocation.nested.shell(" ".join(word.text for word in command), "watch")
 
 
+_FLOCK = spec(
+    "sxuneoFvh",
+    "wEc",
+    long="shared exclusive unlock nonblock nb close no-fork verbose",
+    long_values="timeout wait conflict-exit-code command",
+    permute=False,
+)
+
+
 @rule("flock")
 def flock(invocation: Invocation) -> Verdict:
-    option_spec = spec(
-        "sxuneoFvh",
-        "wEc",
-        long="shared exclusive unlock nonblock nb close no-fork verbose",
-        long_values="timeout wait conflict-exit-code command",
-        permute=False,
-    )
-    parsed = parse_options(invocation.args, option_spec)
-    commands = parsed.values("-c", "--command")
-    if parsed.dynamic or parsed.dynamic_values:
+    """``flock [options] FILE -c COMMAND``, ``flock [options] FILE COMMAND...`` or ``flock FD``."""
+    args = invocation.args
+    index = first_operand_index(args, _FLOCK)
+    if index is None:
         return opaque("opaque.flock", "flock with expansions among its options")
+    parsed = parse_options(args[:index], _FLOCK)
+    commands = parsed.values("-c", "--command")
+    rest = args[index + 1 :]
+    if rest and rest[0].literal and rest[0].text in ("-c", "--command"):
+        if len(rest) < 2 or not rest[1].literal:
+            return opaque("opaque.flock", "flock -c runs an expansion")
+        commands.append(rest[1].text)
+    elif rest:
+        return invocation.nested.argv(rest, "flock")
     if commands:
-        return invocation.nested.shell(commands[0], "flock -c")
-    if len(parsed.operands) > 1:
-        return invocation.nested.argv(parsed.operands[1:], "flock")
+        return invocation.nested.shell(commands[-1], "flock -c")
     return Verdict(REVERSIBLE, "tools.flock")
 
 
@@ -203,7 +213,30 @@ def script(invocation: Invocation) -> Verdict:
 
 @rule("chroot")
 def chroot(invocation: Invocation) -> Verdict:
-    return opaque("opaque.chroot", "chroot runs a program from another root", STATEFUL)
+    verdict = opaque("opaque.chroot", "chroot runs a program from another root", STATEFUL)
+    operands = [word for word in invocation.args if not word.text.startswith("--")]
+    if len(operands) > 1:
+        verdict = verdict.worst(invocation.nested.argv(operands[1:], "chroot"))
+    return verdict
+
+
+@rule("unzip", "cpio", "7z", "7za", "unrar", "bsdcpio")
+def extract(invocation: Invocation) -> Verdict:
+    verdict = Verdict(REVERSIBLE, "files.extract")
+    texts = [word.text for word in invocation.args]
+    for index, text in enumerate(texts):
+        target = None
+        if text in ("-d", "-D") and index + 1 < len(texts):
+            target = invocation.args[index + 1]
+        elif text.startswith("-o") and invocation.name.startswith("7z") and len(text) > 2:
+            target = Word(text[2:], True)
+        if target is not None:
+            written = invocation.write(target)
+            verdict = verdict.worst(written if written.tier > REVERSIBLE else verdict)
+    if invocation.cwd is not None:
+        here = invocation.write(Word(".", True))
+        verdict = verdict.worst(here if here.tier > REVERSIBLE else verdict)
+    return verdict
 
 
 @rule("at", "batch")
@@ -329,7 +362,7 @@ _PROGRAM_OPTIONS: dict[str, tuple[str, ...]] = {
     "ripgrep": ("--pre", "--hostname-bin"),
     "tcpdump": ("-z",),
     "zip": ("-TT", "--unzip-command", "-T"),
-    "wget": ("--use-askpass", "-e", "--execute"),
+    "wget": ("--use-askpass", "-e", "--execute", "--config"),
     "logrotate": ("",),
     "rpm": ("--eval", "-E"),
     "git-lfs": ("",),
@@ -342,16 +375,25 @@ def program_options(invocation: Invocation) -> Verdict:
     risky = _PROGRAM_OPTIONS[invocation.name]
     if invocation.name == "logrotate" and not any(w.text in ("-d", "--debug") for w in invocation.args):
         return opaque("opaque.program_option", "logrotate runs the scripts of its configuration")
-    for word in invocation.args:
+    verdict = Verdict(REVERSIBLE, f"tools.{invocation.name}")
+    for index, word in enumerate(invocation.args):
         if not word.literal and word.may_be_option:
             return opaque("opaque.program_option", f"{invocation.name} with an expansion among its options")
+        if (
+            invocation.name == "wget"
+            and word.text in ("-O", "--output-document", "-o", "--output-file")
+            and (index + 1 < len(invocation.args))
+        ):
+            target = invocation.args[index + 1]
+            if target.text != "-":
+                verdict = verdict.worst(invocation.write(target))
         if word.literal and any(
             option and (word.text == option or word.text.startswith(option + "=")) for option in risky
         ):
             return opaque(
                 "opaque.program_option", f"{invocation.name} {word.text.split('=')[0]} runs a program"
             )
-    return Verdict(REVERSIBLE, f"tools.{invocation.name}")
+    return verdict
 
 
 @rule("curl")
