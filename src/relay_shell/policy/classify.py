@@ -9,6 +9,7 @@ a harmless environment, no protected path named.
 
 from __future__ import annotations
 
+import glob
 import os
 import re
 import shlex
@@ -57,6 +58,30 @@ from relay_shell.policy.words import Word
 
 _ADMIN_VERBS = ("--approve-login", "--set-operator-passphrase", "--revoke-grant", "--list-grants")
 _SELF_NAMES = {"relay-shell", "relay_shell"}
+_PAGING = {
+    "systemctl",
+    "journalctl",
+    "loginctl",
+    "git",
+    "man",
+    "coredumpctl",
+    "busctl",
+    "psql",
+    "mysql",
+    "less",
+    "more",
+    "most",
+    "top",
+    "htop",
+    "watch",
+    "vi",
+    "vim",
+    "nano",
+    "emacs",
+    "ed",
+}
+_MAX_GLOB_MATCHES = 32
+_IFS = re.compile(r"\$\{?IFS\}?")
 _VARIABLE = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?")
 SHELL_BUILTINS = frozenset(
     "alias bg bind break builtin caller cd command compgen complete compopt continue declare dirs disown echo "
@@ -248,6 +273,12 @@ class CommandClassifier:
                     continue
                 if unwrapped.label != "lookup" and name not in ("env",):
                     safe = False
+            if (
+                context.stdin.source == "terminal"
+                and name in _PAGING
+                and not any(word.text in ("--no-pager", "-P", "--pager=cat") for word in current)
+            ):
+                self._flags.interactive = True  # on a terminal it starts a pager that reads keys
             rule_verdict = self._rule(name, invocation, context)
             break
         if invocation is not None:
@@ -269,7 +300,7 @@ class CommandClassifier:
             verdicts,
             verdict,
             context,
-            self._spellings(name, current, core),
+            self._spellings(name, current, core, None if context.remote else cwd),
             verdict is SAFE,
         )
         if missing:
@@ -344,6 +375,13 @@ class CommandClassifier:
                 verdicts.append(
                     self._nested(context).argv(value_words + words[1:], f"the value of ${match.group(1)}")
                 )
+        elif _IFS.search(head.text) and "$" not in _IFS.sub("", head.text) and "`" not in head.text:
+            # ``rm${IFS}-rf${IFS}/x``: the default IFS splits the word at every ${IFS}.
+            parts = [
+                Word(part, True, may_be_option=part.startswith("-")) for part in _IFS.split(head.text) if part
+            ]
+            if parts:
+                verdicts.append(self._nested(context).argv(parts + words[1:], "the word split at $IFS"))
         elif len(words) > 1:
             verdicts.append(
                 self._nested(context).argv(words[1:], f"after {head.text[:40]} (if it expands to nothing)")
@@ -423,10 +461,15 @@ class CommandClassifier:
 
     # -- recording --------------------------------------------------------------------------
 
-    def _spellings(self, name: str, current: list[Word], core: list[Word]) -> tuple[str, ...]:
-        """Further normalised forms for the deny list: without wrappers, by base name, and for
-        ``kill`` every spelling of its signal (``-9``, ``-KILL``, ``-SIGKILL``)."""
+    def _spellings(
+        self, name: str, current: list[Word], core: list[Word], cwd: str | None
+    ) -> tuple[str, ...]:
+        """Further normalised forms for the deny list: without wrappers, by base name, with
+        globs expanded against the files that exist now, and for ``kill`` every spelling of
+        its signal (``-9``, ``-KILL``, ``-SIGKILL``)."""
         spellings = [render(core), " ".join(word.text for word in core)]
+        if any(word.glob for word in core):
+            spellings.append(" ".join(_expand_glob(word, cwd) for word in core))
         if name == "kill" and len(current) > 1:
             invocation = Invocation(
                 "kill", list(current[1:]), Stdin("empty"), self._nested(_QUIET), None, False, None
@@ -516,6 +559,18 @@ class CommandClassifier:
                 extra.append(Verdict(IRREVERSIBLE, protected_rule(label)))
                 self._flags.protected = True
         return self._finish("redirect", text.strip(), "", (), extra, verdict, context, (), verdict is SAFE)
+
+
+def _expand_glob(word: Word, cwd: str | None) -> str:
+    """A glob word as the paths it matches now (at most 32), or as written."""
+    if not word.safe_glob or cwd is None:
+        return word.text
+    matches = []
+    for match in glob.iglob(word.text, root_dir=None if word.text.startswith("/") else cwd):
+        matches.append(shlex.quote(match))
+        if len(matches) >= _MAX_GLOB_MATCHES:
+            break
+    return " ".join(matches) or word.text
 
 
 _QUIET = Context(None, False, None, 0, "", Stdin("empty"))

@@ -52,8 +52,9 @@ class CodeVariables:
         "PROMPT_COMMAND", "GIT_SSH_COMMAND", "GIT_SSH", "GIT_EDITOR", "GIT_PAGER", "GIT_EXTERNAL_DIFF",
         "GIT_ASKPASS", "GIT_SEQUENCE_EDITOR", "SSH_ASKPASS", "SUDO_ASKPASS", "PAGER", "MANPAGER",
         "SYSTEMD_PAGER", "EDITOR", "VISUAL", "LESSOPEN", "LESSCLOSE", "BROWSER", "SUDO_EDITOR", "FCEDIT",
-        "PS0", "PS1", "PS2", "PS3", "PS4", "TAR_OPTIONS", "RSYNC_RSH", "CVS_RSH", "DIFF_OPTIONS",
+        "TAR_OPTIONS", "RSYNC_RSH", "CVS_RSH", "DIFF_OPTIONS",
     })  # fmt: skip
+    PROMPTS = frozenset({"PS0", "PS1", "PS2", "PS3", "PS4"})
     FILES = frozenset(
         {
             "BASH_ENV",
@@ -94,7 +95,9 @@ class CodeVariables:
             "TMPDIR",
         }
     )
-    TAINTING = COMMAND_LINES | FILES | frozenset({"PATH", "IFS", "CDPATH", "HOME", "FPATH", "HISTFILE"})
+    TAINTING = (
+        COMMAND_LINES | FILES | PROMPTS | frozenset({"PATH", "IFS", "CDPATH", "HOME", "FPATH", "HISTFILE"})
+    )
     NOT_CODE = frozenset({"IFS", "CDPATH", "GLOBIGNORE", "HOME", "TMPDIR", "HISTFILE", "EXECIGNORE"})
 
 
@@ -124,6 +127,11 @@ def env_verdict(name: str, value: Word | None, nested: Nested, where: str) -> Ve
         return Verdict(READ_ONLY, "env.unset")
     if is_harmless(name):
         return Verdict(READ_ONLY, "env.harmless")
+    if name in CodeVariables.PROMPTS:
+        # A prompt is expanded each time it is shown: command substitution in it runs code.
+        if not value.literal or any(marker in value.text for marker in ("$(", "`", "$[", "${")):
+            return opaque("opaque.env_code", f"{where} sets {name} with expansions that run when it is shown")
+        return Verdict(REVERSIBLE, "env.prompt")
     if not loads_code(name):
         if value.code:
             return opaque("opaque.expansion", value.code)

@@ -24,10 +24,11 @@ import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
 from relay_shell.errors import InvalidInput, LimitReached, SessionEnded, SessionNotFound, SpawnFailed
+from relay_shell.policy.session import LineState
 from relay_shell.sessions.output import OutputBuffer, RecvResult
 from relay_shell.sessions.terminal import (
     parse_signal,
@@ -120,6 +121,7 @@ class _Session:
     waiters: int = 0
     reader: asyncio.Task[None] | None = None
     teardown: asyncio.Future[None] | None = None
+    line: LineState = field(default_factory=LineState)
 
     @property
     def ended(self) -> bool:
@@ -233,6 +235,28 @@ class SessionRegistry:
         session.last_activity = self._clock()
         self._require_running(session)
         await session.transport.write(data)
+
+    def line_state(self, session_id: str) -> LineState:
+        """The line the session's shell is editing, as the classifier models it.
+
+        Raises:
+            SessionNotFound: unknown id.
+        """
+        return self._get(session_id).line
+
+    def set_line_state(self, session_id: str, state: LineState) -> None:
+        """Record the line state after a send was delivered (or a session started)."""
+        session = self._sessions.get(session_id)
+        if session is not None:
+            session.line = state
+
+    def foreground_is_shell(self, session_id: str) -> bool | None:
+        """Whether the terminal's foreground process group is the session's own process
+        (the shell), from ``tcgetpgrp`` on the PTY master; None when it cannot be known (SSH).
+        """
+        session = self._get(session_id)
+        check = getattr(session.transport, "foreground_is_child", None)
+        return check() if callable(check) else None
 
     async def resize(self, session_id: str, cols: int, rows: int) -> None:
         """Set the window size. Raises SessionNotFound, SessionEnded, InvalidInput."""

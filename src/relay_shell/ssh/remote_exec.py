@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import shlex
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -42,6 +43,16 @@ OPEN_GRACE_S = 2.0
 DRAIN_AFTER_EXIT_S = 1.0
 
 ProgressCallback = Callable[[float, int], Awaitable[None]]
+
+
+def remote_shell_command(text: str) -> str:
+    """The command line sent to sshd for ``text``: ``exec /bin/sh -c '<text>'``.
+
+    sshd hands it to the remote user's login shell; the quoted text reaches ``/bin/sh``
+    unchanged, so a login shell with another syntax (zsh, fish, csh) cannot give it a
+    meaning other than the one the classifier read.
+    """
+    return "exec /bin/sh -c " + shlex.quote(text)
 
 
 @dataclass(frozen=True)
@@ -107,7 +118,9 @@ class _RemoteCommand:
         self, connection: asyncssh.SSHClientConnection
     ) -> tuple[asyncssh.SSHClientChannel[bytes], _ExecSession]:
         session = _ExecSession(self.capture)
-        channel, _ = await connection.create_session(lambda: session, self.command, encoding=None)
+        channel, _ = await connection.create_session(
+            lambda: session, remote_shell_command(self.command), encoding=None
+        )
         return channel, session
 
     async def start(self, deadline: float) -> None:

@@ -15,6 +15,8 @@ from relay_shell.governance.bounds import clamp_timeout
 from relay_shell.governance.pipeline import Call, Outcome, Plan
 from relay_shell.guidance import tool_description
 from relay_shell.local.environment import validate_cwd, validate_env_overlay
+from relay_shell.policy.model import CallText
+from relay_shell.policy.session import after_send, feed, initial_state
 from relay_shell.sessions import SessionInfo, SessionRegistry
 from relay_shell.sessions.terminal import keys_to_bytes, parse_signal
 from relay_shell.tools.base import (
@@ -120,20 +122,28 @@ async def shell_spawn(
         registry = registry_of(svc)
 
         async def work(call: Call) -> Outcome:
-            from relay_shell.local.pty import spawn_local_pty
+            from relay_shell.local.pty import shell_argv, spawn_local_pty
 
             registry.ensure_capacity()
             transport = await spawn_local_pty(command, cols=cols, rows=rows, cwd=workdir, env=overlay)
             info = await registry.add(
                 transport, kind="local", host=None, command=command or "/bin/bash", cols=cols, rows=rows
             )
+            bash = "bash" in (shell_argv(command)[0] or "")
+            registry.set_line_state(info.session_id, initial_state(command, ssh=False, bash=bash))
             return session_outcome(info, "started")
 
         probe = "\n".join(
             p for p in (command or "/bin/bash", " ".join(f"{k}={v or ''}" for k, v in overlay.items())) if p
         )
+        spawned = CallText(
+            shell=command or None, spawn=True, env=overlay, cwd=str(workdir) if workdir else None
+        )
         return Plan(
-            work=work, text=probe, confirm_summary=f"start `{command or '/bin/bash'}` in a PTY on this host"
+            work=work,
+            text=probe,
+            call=spawned,
+            confirm_summary=f"start `{command or '/bin/bash'}` in a PTY on this host",
         )
 
     return await run_tool(ctx, "shell_spawn", args, planner)
@@ -162,9 +172,16 @@ async def session_send(
         registry, info = session_of(svc, session_id)
         key_bytes = keys_to_bytes(keys or [])
         payload = data.encode() + (b"\r" if enter else b"") + key_bytes
+        # The line the shell will run, assembled across sends (the classifier reads it).
+        typed = feed(
+            registry.line_state(session_id),
+            payload.decode("utf-8", errors="replace"),
+            foreground_is_shell=registry.foreground_is_shell(session_id),
+        )
 
         async def work(call: Call) -> Outcome:
             await registry.send(session_id, payload)
+            registry.set_line_state(session_id, after_send(typed, call.analysis, ssh=info.kind == "ssh"))
             outcome = session_outcome(registry.info(session_id), "sent to")
             outcome.data["bytes_sent"] = len(payload)
             return outcome
@@ -173,6 +190,8 @@ async def session_send(
         return Plan(
             work=work,
             text=probe,
+            call=CallText(typed=typed.units, remote=info.kind == "ssh"),
+            min_tier=0,
             targets=session_targets(info),
             timeout_s=svc.settings.default_timeout,  # a child that never reads cannot block the call
             confirm_summary=f"type `{data[:300]}` into session {session_id} ({info.command})",

@@ -19,6 +19,7 @@ from relay_shell.governance.bounds import clamp_count, clamp_output, clamp_timeo
 from relay_shell.governance.pipeline import Call, Outcome, Plan
 from relay_shell.governance.policy import build_probe, decide
 from relay_shell.guidance import tool_description
+from relay_shell.policy.model import CallText
 from relay_shell.ssh.inventory import ConnectOverrides, HostSpec, Inventory, split_hosts
 from relay_shell.ssh.targets import parse_target
 from relay_shell.tools.base import (
@@ -197,6 +198,8 @@ async def ssh_exec(
         return Plan(
             work=work,
             text="\n".join(p for p in (command, stdin) if p),
+            call=CallText(shell=command, stdin=stdin, remote=True),
+            min_tier=0,
             targets=host_targets(host, spec),
             timeout_s=wait.value,
             notes=bound_notes(wait, budget),
@@ -321,6 +324,8 @@ async def ssh_fanout(
         return Plan(
             work=work,
             text=command,
+            call=CallText(shell=command, remote=True),
+            min_tier=0,
             targets=allowed_targets,
             timeout_s=wait.value * rounds,
             notes=notes,

@@ -23,6 +23,8 @@ from relay_shell.governance.bounds import Clamped, clamp_timeout
 from relay_shell.governance.pipeline import Call, Outcome, Plan
 from relay_shell.governance.policy import build_probe, decide
 from relay_shell.guidance import tool_description
+from relay_shell.policy.model import CallText
+from relay_shell.policy.session import initial_state
 from relay_shell.ssh.targets import HostSpec
 from relay_shell.tools.base import (
     ADJUSTS,
@@ -158,6 +160,7 @@ async def ssh_spawn(
                 transport, kind="ssh", host=spec.display(), command=shown, cols=cols, rows=rows,
                 on_close=transport.release,
             )  # fmt: skip
+            registry.set_line_state(info.session_id, initial_state(command, ssh=True))
             outcome = session_outcome(info, "started")
             outcome.audit_extra["known_hosts"] = spec.known_hosts.value
             return outcome
@@ -165,6 +168,7 @@ async def ssh_spawn(
         return Plan(
             work=work,
             text=shown,
+            call=CallText(shell=command or None, spawn=True, remote=True),
             targets=host_targets(host, spec),
             timeout_s=wait.value,
             confirm_summary=f"start `{shown[:300]}` in a terminal on {spec.display()}",
@@ -251,7 +255,7 @@ async def ssh_upload(
             )  # fmt: skip
 
         text = f"upload {source} to {spec.display()}:{destination}"
-        return _transfer_plan(transfer, "uploaded", text, host, spec, wait)
+        return _transfer_plan(transfer, "uploaded", text, host, spec, wait, source)
 
     return await run_tool(ctx, "ssh_upload", args, planner)
 
@@ -293,7 +297,7 @@ async def ssh_download(
             )  # fmt: skip
 
         text = f"download {spec.display()}:{source} to {destination}"
-        return _transfer_plan(transfer, "downloaded", text, host, spec, wait)
+        return _transfer_plan(transfer, "downloaded", text, host, spec, wait, destination)
 
     return await run_tool(ctx, "ssh_download", args, planner)
 
@@ -310,7 +314,7 @@ def _progress_reporter(call: Call, verb: str) -> ProgressCallback:
 
 
 def _transfer_plan(
-    transfer: Transfer, verb: str, text: str, host: str, spec: HostSpec, wait: Clamped[float]
+    transfer: Transfer, verb: str, text: str, host: str, spec: HostSpec, wait: Clamped[float], local: Path
 ) -> Plan:
     """An upload's or download's plan: at least tier 2, ``text`` probed and shown for confirmation.
 
@@ -327,6 +331,7 @@ def _transfer_plan(
     return Plan(
         work=work,
         text=text,
+        call=CallText(paths=(str(local),)),  # a local path naming the relay's own files is refused
         targets=host_targets(host, spec),
         min_tier=2,
         timeout_s=wait.value,

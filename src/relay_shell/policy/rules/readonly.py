@@ -117,7 +117,7 @@ _GREP = spec(
     long_optional="color colour no-group-separator",
 )
 _RG = spec(
-    "aBCcEeFfgHhiIjLlMmnNopqrSsTtuUvVwxz0",
+    "aBCcEeFfgHhiIjLlMmnNopqrSsTtuUvVwx0",
     "ABCEefgjMmrTt",
     long="count count-matches "
     "files files-with-matches files-without-match fixed-strings follow hidden ignore-case invert-match "

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from relay_shell.policy.model import REVERSIBLE, STATEFUL, Verdict, opaque
 from relay_shell.policy.options import OptionSpec, first_operand_index, parse_options, spec
-from relay_shell.policy.rules.base import Invocation
+from relay_shell.policy.rules.base import Invocation, stdin_code
 from relay_shell.policy.words import Word
 
 _ASSIGNMENT_CHARS = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
@@ -171,10 +171,10 @@ def sudo(invocation: Invocation) -> Unwrapped:
 def _shell_of(
     invocation: Invocation, command: list[Word], verdict: Verdict, assignments: list[tuple[str, Word]]
 ) -> Unwrapped:
-    """``sudo -s CMD`` / ``doas -s``: the command runs through a shell; none is an interactive shell."""
+    """``sudo -s CMD`` / ``doas -s``: the command runs through a shell; without one, the shell
+    reads its commands from stdin (the terminal, text, a pipe...)."""
     if not command:
-        invocation.interactive = True
-        return Unwrapped(verdict, None, assignments)
+        return Unwrapped(stdin_shell(invocation, verdict), None, assignments)
     if not all(word.literal for word in command):
         return Unwrapped(
             verdict.worst(opaque("opaque.shell", f"{invocation.name} -s runs an expansion")), None
@@ -183,6 +183,12 @@ def _shell_of(
     return Unwrapped(
         verdict.worst(invocation.nested.shell(text, f"{invocation.name} shell")), None, assignments
     )
+
+
+def stdin_shell(invocation: Invocation, verdict: Verdict) -> Verdict:
+    """A shell started without a command: it runs what it reads on stdin."""
+    code = stdin_code(invocation, "shell")
+    return verdict if code is None else verdict.worst(code)
 
 
 def doas(invocation: Invocation) -> Unwrapped:
@@ -226,8 +232,7 @@ def su(invocation: Invocation) -> Unwrapped:
     commands = parsed.values("-c", "--command", "--session-command")
     if commands:
         return Unwrapped(verdict.worst(invocation.nested.shell(commands[-1], f"{invocation.name} -c")), None)
-    invocation.interactive = True
-    return Unwrapped(verdict, None)
+    return Unwrapped(stdin_shell(invocation, verdict), None)
 
 
 def capsh(invocation: Invocation) -> Unwrapped:
