@@ -40,13 +40,23 @@ def _parser() -> argparse.ArgumentParser:
     mode.add_argument(
         "--verify-deploy", action="store_true", help="compare installed deploy files with templates"
     )
+    mode.add_argument(
+        "--explain",
+        metavar="COMMAND",
+        help="print how COMMAND is parsed and classified and what each policy mode would decide",
+    )
+    parser.add_argument(
+        "--mode", choices=["open", "guarded", "readonly"], help="with --explain: only this policy mode"
+    )
     parser.add_argument(
         "--templates-dir", type=Path, help="with --verify-deploy: templates to compare against"
     )
     parser.add_argument(
         "--install-prefix", type=Path, help="with --verify-deploy: root the installed files live under"
     )
-    parser.add_argument("--json", action="store_true", help="with --verify-*: machine-readable output")
+    parser.add_argument(
+        "--json", action="store_true", help="with --verify-* or --explain: machine-readable output"
+    )
     return parser
 
 
@@ -76,6 +86,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         if args.check_config:
             return _check_config(settings)
+        if args.explain is not None:
+            from relay_shell.policy.explain import main_explain
+
+            return main_explain(args.explain, settings, args.mode, args.json)
         return _serve(settings)
     except ConfigError as exc:
         print(f"relay-shell: configuration error: {exc}", file=sys.stderr)
@@ -125,6 +139,7 @@ def _serve(settings: object) -> int:
     from relay_shell.config import Settings, Transport
 
     assert isinstance(settings, Settings)
+    _not_dumpable()
     try:
         if settings.transport is Transport.HTTP:
             from relay_shell.http.serve import HttpStartFailed, serve_http
@@ -142,6 +157,20 @@ def _serve(settings: object) -> int:
         log.exception("server failed")
         return EXIT_RUNTIME
     return EXIT_OK
+
+
+def _not_dumpable() -> None:
+    """``prctl(PR_SET_DUMPABLE, 0)``: processes of the same user cannot ptrace the server or
+    read its ``/proc/<pid>/mem``, ``fd`` and ``environ``. Logged, not fatal, where unsupported."""
+    import ctypes
+
+    pr_set_dumpable = 4
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(pr_set_dumpable, 0, 0, 0, 0) != 0:
+            log.warning("prctl(PR_SET_DUMPABLE, 0) failed: errno %d", ctypes.get_errno())
+    except (OSError, AttributeError):
+        log.warning("prctl is not available; the server stays dumpable")
 
 
 async def _serve_stdio(settings: object) -> None:
