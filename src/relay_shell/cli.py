@@ -78,22 +78,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     from relay_shell.errors import ConfigError
 
     try:
-        settings = load_settings()
-        if args.verify_audit is not None:
-            return _verify_audit(
-                Path(args.verify_audit) if args.verify_audit else settings.expand(settings.audit_path),
-                args.json,
-            )
-        if args.check_config:
-            return _check_config(settings)
-        if args.explain is not None:
-            from relay_shell.policy.explain import main_explain
-
-            return main_explain(args.explain, settings, args.mode, args.json)
-        return _serve(settings)
+        return _with_settings(args, load_settings())
     except ConfigError as exc:
         print(f"relay-shell: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+
+
+def _with_settings(args: argparse.Namespace, settings: object) -> int:
+    """The modes that need the settings: --verify-audit, --check-config, --explain, serving."""
+    from relay_shell.config import Settings
+
+    assert isinstance(settings, Settings)
+    if args.verify_audit is not None:
+        return _verify_audit(
+            Path(args.verify_audit) if args.verify_audit else settings.expand(settings.audit_path),
+            args.json,
+        )
+    if args.check_config:
+        return _check_config(settings)
+    if args.explain is not None:
+        from relay_shell.policy.explain import main_explain
+
+        return main_explain(args.explain, settings, args.mode, args.json)
+    return _serve(settings)
 
 
 def _verify_audit(path: Path, as_json: bool) -> int:

@@ -120,7 +120,7 @@ async def test_the_same_rewrites_do_run_in_open_mode(
 
 
 async def test_write_then_run_is_refused_at_the_run(guarded: tuple[Client, Settings], tmp_path: Path) -> None:
-    client, settings = guarded
+    client, _ = guarded
     target = tmp_path / "F"
     target.write_text("x")
     target.chmod(0o644)

@@ -120,18 +120,7 @@ class _NestedCode(Nested):
         extra = (
             [Word("<more arguments>", False, may_be_option=True, may_split=True)] if more_arguments else []
         )
-        inner = Context(
-            context.cwd,
-            context.remote,
-            context.home,
-            context.depth + 1,
-            origin,
-            context.stdin,
-            context.functions,
-            context.known_values,
-            context.integer_safe,
-            context.env_safe,
-        )
+        inner = replace(context, depth=context.depth + 1, origin=origin)
         return self._analyzer._classifier(self._run).command(list(words) + extra, [], context.stdin, inner)
 
 
@@ -318,14 +307,15 @@ class Analyzer:
             # original one cannot miss a joined word.
             readings.append(text.replace("\\\n", ""))
         for reading in readings:
-            parse = ShellParser(WordScanner(home)).parse(reading)
+            budget = max(1, MAX_COMMANDS - len(run.commands))
+            parse = ShellParser(WordScanner(home), budget).parse(reading)
             if parse.errors:
                 self._unparsed(run, reading, origin, depth)
-            context = self._context(
-                run, cwd, remote, depth, origin, stdin, parse.functions, dict(known), env_safe
-            )
+            context = self._context(run, cwd, remote, depth, origin, stdin, set(), dict(known), env_safe)
             context.integer_safe = parse.integers.safe
             self._commands(run, parse, context)
+            if parse.truncated_at is not None and not run.exhausted:
+                self._exhausted(run, parse.rest(parse.truncated_at), origin, depth)
         return worst_of(_verdicts(run.commands[before:]), Verdict(REVERSIBLE, "shell.empty"))
 
     def _unparsed(self, run: _Run, text: str, origin: str, depth: int) -> None:
@@ -348,12 +338,13 @@ class Analyzer:
         classifier = self._classifier(run)
         for raw in parse.commands:
             if len(run.commands) >= MAX_COMMANDS:
-                self._exhausted(run, raw.source, context.origin, context.depth)
+                self._exhausted(run, parse.rest(raw.position), context.origin, context.depth)
                 return
             extra = self._raw_verdicts(raw, context)
             for redirect in raw.redirects:
                 classifier.redirect(redirect, context)
             if raw.kind == "function":
+                context.functions.add(raw.name)  # a call site before the definition runs the program
                 run.flags.taints = True
                 run.commands.append(
                     SimpleCommand(
@@ -437,6 +428,8 @@ class Analyzer:
         if not words or not words[0].literal or words[0].text not in ("cd", "pushd", "popd"):
             return
         operands = [word for word in words[1:] if not (word.literal and word.text.startswith("-"))]
+        # A cd can fail or run in a subshell: the directory before it stays a candidate.
+        context.other_cwds = ((context.cwd, *context.other_cwds))[:4]
         if words[0].text == "popd" or (operands and not operands[0].literal):
             context.cwd = None
         elif not operands:

@@ -30,7 +30,7 @@ from relay_shell.policy.model import (
     Verdict,
     opaque,
 )
-from relay_shell.policy.options import canonical_signal, signal_spellings
+from relay_shell.policy.options import signal_spellings
 from relay_shell.policy.parse import RawRedirect
 from relay_shell.policy.paths import (
     SYSTEM_DIRS,
@@ -52,8 +52,8 @@ from relay_shell.policy.rules import (
     lookup,
 )
 from relay_shell.policy.rules.readonly import SAFE as _SAFE_READS
-from relay_shell.policy.rules.wrappers import PLAIN_WRAPPER
 from relay_shell.policy.rules.system import kill_signals
+from relay_shell.policy.rules.wrappers import PLAIN_WRAPPER
 from relay_shell.policy.words import Word
 
 _ADMIN_VERBS = ("--approve-login", "--set-operator-passphrase", "--revoke-grant", "--list-grants")
@@ -84,10 +84,74 @@ _MAX_GLOB_MATCHES = 32
 _IFS = re.compile(r"\$\{?IFS\}?")
 _VARIABLE = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?")
 SHELL_BUILTINS = frozenset(
-    "alias bg bind break builtin caller cd command compgen complete compopt continue declare dirs disown echo "
-    "enable eval exec exit export false fc fg getopts hash help history jobs kill let local logout mapfile "
-    "popd printf pushd pwd read readarray readonly return set shift shopt source suspend test times trap "
-    "true type typeset ulimit umask unalias unset wait . : [ [[ { } coproc time".split()
+    [
+        "alias",
+        "bg",
+        "bind",
+        "break",
+        "builtin",
+        "caller",
+        "cd",
+        "command",
+        "compgen",
+        "complete",
+        "compopt",
+        "continue",
+        "declare",
+        "dirs",
+        "disown",
+        "echo",
+        "enable",
+        "eval",
+        "exec",
+        "exit",
+        "export",
+        "false",
+        "fc",
+        "fg",
+        "getopts",
+        "hash",
+        "help",
+        "history",
+        "jobs",
+        "kill",
+        "let",
+        "local",
+        "logout",
+        "mapfile",
+        "popd",
+        "printf",
+        "pushd",
+        "pwd",
+        "read",
+        "readarray",
+        "readonly",
+        "return",
+        "set",
+        "shift",
+        "shopt",
+        "source",
+        "suspend",
+        "test",
+        "times",
+        "trap",
+        "true",
+        "type",
+        "typeset",
+        "ulimit",
+        "umask",
+        "unalias",
+        "unset",
+        "wait",
+        ".",
+        ":",
+        "[",
+        "[[",
+        "{",
+        "}",
+        "coproc",
+        "time",
+    ]
 )
 _NOT_PATHS = {"echo", "printf", "test", "[", "expr", "seq", "sleep", "kill", "true", "false", ":"}
 
@@ -104,6 +168,7 @@ class Context:
     stdin: Stdin
     functions: set[str] = field(default_factory=set)
     known_values: dict[str, str] = field(default_factory=dict)
+    other_cwds: tuple[str | None, ...] = ()
     integer_safe: Callable[[str, int], bool] = lambda name, position: False
     env_safe: bool = True
 
@@ -152,6 +217,17 @@ def _place(path: str) -> Resolution:
         return "untrusted"
     system = {os.path.realpath(d) for d in SYSTEM_DIRS}
     return "system" if directory in SYSTEM_DIRS or directory in system else "trusted"
+
+
+_PLACES: dict[Resolution, Callable[[str], Verdict | None]] = {
+    "system": lambda name: None,
+    "trusted": lambda name: Verdict(REVERSIBLE, "resolution.not_system"),
+    "missing": lambda name: Verdict(REVERSIBLE, "resolution.missing"),
+    "untrusted": lambda name: opaque(
+        "opaque.run_file", f"{name} resolves into a directory that is not root-owned"
+    ),
+    "relative": lambda name: opaque("opaque.run_file", f"{name} is looked up in a relative PATH entry"),
+}
 
 
 def _system_file(path: str) -> bool:
@@ -255,7 +331,14 @@ class CommandClassifier:
                 safe = safe and path_verdict.tier == READ_ONLY
                 missing = missing or path_verdict.rule == "resolution.missing"
             invocation = Invocation(
-                name, list(current[1:]), stdin, self._nested(context), cwd, context.remote, context.home
+                name,
+                list(current[1:]),
+                stdin,
+                self._nested(context),
+                cwd,
+                context.remote,
+                context.home,
+                other_cwds=context.other_cwds,
             )
             if name in WRAPPERS and name not in context.functions:
                 unwrapped = WRAPPERS[name](invocation)
@@ -350,14 +433,7 @@ class CommandClassifier:
         if "/" not in text:
             if text in BUILTINS or text in SHELL_BUILTINS or context.remote or text in context.functions:
                 return text, None
-            place = resolve(text, self._search_path)
-            if place == "system":
-                return text, None
-            if place == "trusted":
-                return text, Verdict(REVERSIBLE, "resolution.not_system")
-            if place == "missing":
-                return text, Verdict(REVERSIBLE, "resolution.missing")
-            return text, opaque("opaque.run_file", f"{text} resolves into a directory that is not root-owned")
+            return text, _PLACES[resolve(text, self._search_path)](text)
         path = collapse(text, context.cwd) if not context.remote else text
         base = text.rstrip("/").rsplit("/", 1)[-1]
         if path is not None and is_system_path(path) and (context.remote or _system_file(path)):
@@ -411,7 +487,11 @@ class CommandClassifier:
         verdicts: list[Verdict] = []
         skip_plain = words and words[0].literal and words[0].text in _NOT_PATHS
         for word in words:
-            label = self.protected_word(word, cwd, context.remote, literal_only=bool(skip_plain))
+            label = None
+            for candidate in (cwd, *context.other_cwds):
+                label = label or self.protected_word(
+                    word, candidate, context.remote, literal_only=bool(skip_plain)
+                )
             if label is not None:
                 verdicts.append(Verdict(IRREVERSIBLE, protected_rule(label)))
                 self._flags.protected = True
@@ -420,43 +500,26 @@ class CommandClassifier:
     def protected_word(
         self, word: Word, cwd: str | None, remote: bool, *, literal_only: bool = False
     ) -> str | None:
-        """The protected file a word names (path, ``--opt=path``, glob), or None."""
+        """The protected file a word names (path, ``--opt=path``, glob), or None.
+
+        ``literal_only``: only a protected path written inside the word counts (the argument
+        of ``echo`` is not opened).
+        """
         protected = self._protected
         if protected is None:
             return None
-        text = word.text
-        if not word.literal:
-            if word.glob and not word.may_split:
-                return protected.glob_names(text, cwd if not remote else None)
-            text = _VARIABLE.sub(
-                lambda m: (
-                    os.environ.get(m.group(1), m.group(0)) if m.group(1) in ("HOME", "PWD") else m.group(0)
-                ),
-                text,
-            )
-            if "$" in text or "`" in text:
-                return None
-        if "/" in text:
-            mentioned = protected.mentions(text)
-            if mentioned is not None:
-                return mentioned
-        if literal_only:
-            return None
-        candidates = [text]
-        if "=" in text:
-            candidates.append(text.split("=", 1)[1])
+        text = _known_expansions(word)
+        if text is None:
+            return protected.glob_names(word.text, cwd if not remote else None) if word.glob else None
+        mentioned = protected.mentions(text) if "/" in text else None
+        if mentioned is not None or literal_only:
+            return mentioned
+        candidates = [text, text.split("=", 1)[1]] if "=" in text else [text]
         for candidate in candidates:
-            if not candidate or candidate.startswith("-") or candidate == ".":
-                continue
-            path = (
-                collapse(candidate, cwd) if not remote else (candidate if candidate.startswith("/") else None)
-            )
-            if path is None:
-                label = relative_names(protected, candidate) if not remote else None
-            else:
-                label = protected.names(path) if not remote else protected._lexical(path)
-            if label is not None:
-                return label
+            if candidate and not candidate.startswith("-") and candidate != ".":
+                label = _protected_path(protected, candidate, cwd, remote)
+                if label is not None:
+                    return label
         return None
 
     # -- recording --------------------------------------------------------------------------
@@ -542,7 +605,14 @@ class CommandClassifier:
             verdict = SAFE if target.plain else Verdict(REVERSIBLE, "redirect.read")
         else:
             invocation = Invocation(
-                "", [], context.stdin, self._nested(context), context.cwd, context.remote, context.home
+                "",
+                [],
+                context.stdin,
+                self._nested(context),
+                context.cwd,
+                context.remote,
+                context.home,
+                other_cwds=context.other_cwds,
             )
             written = invocation.write(target)
             verdict = (
@@ -554,11 +624,33 @@ class CommandClassifier:
         if target is not None:
             if target.code:
                 extra.append(opaque("opaque.expansion", target.code))
-            label = self.protected_word(target, context.cwd, context.remote)
+            label = None
+            for candidate in (context.cwd, *context.other_cwds):
+                label = label or self.protected_word(target, candidate, context.remote)
             if label is not None:
                 extra.append(Verdict(IRREVERSIBLE, protected_rule(label)))
                 self._flags.protected = True
         return self._finish("redirect", text.strip(), "", (), extra, verdict, context, (), verdict is SAFE)
+
+
+def _known_expansions(word: Word) -> str | None:
+    """The word's text with ``$HOME``/``$PWD`` filled in; None for a glob or other expansions."""
+    if word.literal:
+        return word.text
+    if word.glob and not word.may_split:
+        return None
+    text = _VARIABLE.sub(
+        lambda m: os.environ.get(m.group(1), m.group(0)) if m.group(1) in ("HOME", "PWD") else m.group(0),
+        word.text,
+    )
+    return None if "$" in text or "`" in text else text
+
+
+def _protected_path(protected: Protected, candidate: str, cwd: str | None, remote: bool) -> str | None:
+    if remote:
+        return protected.lexical(candidate) if candidate.startswith("/") else None
+    path = collapse(candidate, cwd)
+    return relative_names(protected, candidate) if path is None else protected.names(path)
 
 
 def _expand_glob(word: Word, cwd: str | None) -> str:

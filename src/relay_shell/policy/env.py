@@ -123,20 +123,20 @@ def env_verdict(name: str, value: Word | None, nested: Nested, where: str) -> Ve
 
     ``where`` names the channel in reasons (``prefix``, ``env``, ``export``...).
     """
-    if value is None:
-        return Verdict(READ_ONLY, "env.unset")
-    if is_harmless(name):
+    if value is None or is_harmless(name):
         return Verdict(READ_ONLY, "env.harmless")
     if name in CodeVariables.PROMPTS:
-        # A prompt is expanded each time it is shown: command substitution in it runs code.
-        if not value.literal or any(marker in value.text for marker in ("$(", "`", "$[", "${")):
-            return opaque("opaque.env_code", f"{where} sets {name} with expansions that run when it is shown")
-        return Verdict(REVERSIBLE, "env.prompt")
+        return _prompt_verdict(name, value, where)
     if not loads_code(name):
-        if value.code:
-            return opaque("opaque.expansion", value.code)
-        return Verdict(REVERSIBLE, "env.variable")
+        return opaque("opaque.expansion", value.code) if value.code else Verdict(REVERSIBLE, "env.variable")
     verdict = opaque("opaque.env_code", f"{where} sets {name}, which makes programs load or run code")
     if name in CodeVariables.COMMAND_LINES and value.literal and value.text.strip():
         verdict = verdict.worst(nested.shell(value.text, f"env {name}"))
     return verdict
+
+
+def _prompt_verdict(name: str, value: Word, where: str) -> Verdict:
+    """A prompt is expanded each time it is shown: command substitution in it runs code."""
+    if not value.literal or any(marker in value.text for marker in ("$(", "`", "$[", "${")):
+        return opaque("opaque.env_code", f"{where} sets {name} with expansions that run when it is shown")
+    return Verdict(REVERSIBLE, "env.prompt")

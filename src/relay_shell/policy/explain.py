@@ -78,4 +78,4 @@ def main_explain(command: str, settings: Settings, mode: str | None, as_json: bo
     return 0
 
 
-__all__ = ["explain", "main_explain", "render", "Analysis"]
+__all__ = ["Analysis", "explain", "main_explain", "render"]

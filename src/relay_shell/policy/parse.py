@@ -148,6 +148,12 @@ class ShellParse:
     errors: bool
     functions: set[str]
     integers: IntegerTable
+    source: bytes = b""
+    truncated_at: int | None = None  # byte offset where the command budget ran out
+
+    def rest(self, position: int) -> str:
+        """The text from byte ``position`` on (what is left when the command budget runs out)."""
+        return self.source[position:].decode("utf-8", "replace")
 
 
 class _Ctx(NamedTuple):
@@ -174,8 +180,10 @@ class _Pending:
 class ShellParser:
     """Parses one shell text into a :class:`ShellParse` (see the module docstring)."""
 
-    def __init__(self, scanner: WordScanner) -> None:
+    def __init__(self, scanner: WordScanner, budget: int = 1_000_000) -> None:
         self._scanner = scanner
+        self._budget = budget
+        self.truncated_at = 1 << 62
 
     def parse(self, text: str) -> ShellParse:
         """Parse ``text``. Never raises for any input text."""
@@ -192,7 +200,10 @@ class ShellParser:
         for command, start, body in self._heredocs:
             if any(start + offset not in self._substitutions for offset in _heredoc_substitutions(body)):
                 command.reasons.append("a here-document substitution the parser did not read")
-        return ShellParse(commands, tree.root_node.has_error, self._functions, self._integers)
+        truncated = self.truncated_at if self.truncated_at < len(self._data) else None
+        return ShellParse(
+            commands, tree.root_node.has_error, self._functions, self._integers, self._data, truncated
+        )
 
     # -- the walk --------------------------------------------------------------------------
 
@@ -200,6 +211,9 @@ class ShellParser:
         stack: list[tuple[Node, _Ctx]] = [(root, _BASE)]
         while stack:
             node, ctx = stack.pop()
+            if len(self._pending) >= self._budget:
+                self.truncated_at = min(self.truncated_at, node.start_byte)
+                continue
             kind = node.type
             children: list[tuple[Node, _Ctx]]
             if kind == "command":
@@ -217,28 +231,31 @@ class ShellParser:
     def _other(self, node: Node, kind: str, ctx: _Ctx) -> list[tuple[Node, _Ctx]]:
         if kind in ("command_substitution", "process_substitution"):
             self._substitutions.add(node.start_byte)
-            if kind == "process_substitution" and self._text(node).startswith(">"):
-                return [(child, _Ctx("pipe", None, None, ())) for child in node.named_children]
-            return [(child, _BASE) for child in node.named_children]
+            # ``>(cmd)``: cmd reads what is written to it (a pipe); ``<(cmd)``, ``$(cmd)``: the shell's stdin
+            piped = kind == "process_substitution" and self._text(node).startswith(">")
+            inner = _Ctx("pipe", None, None, ()) if piped else _BASE
+            return [(child, inner) for child in node.named_children]
         if kind in ("declaration_command", "unset_command"):
             return self._declaration(node, "declaration" if kind == "declaration_command" else "unset")
+        if kind in ("variable_assignment", "variable_assignments"):
+            return [(child, _BASE) for child in self._standalone_assignment(node)]
+        if kind in ("comment", "heredoc_body"):
+            return [] if kind == "comment" else [(child, _BASE) for child in node.named_children]
+        self._record(node, kind)
+        return [(child, ctx) for child in node.named_children if child.type not in _LEAVES]
+
+    def _record(self, node: Node, kind: str) -> None:
+        """Record what a structural node means on its own (tests, functions, arithmetic, loops)."""
         if kind == "test_command":
             self._test(node)
         elif kind == "function_definition":
             self._function(node)
-        elif kind in ("variable_assignment", "variable_assignments"):
-            return [(child, _BASE) for child in self._standalone_assignment(node)]
         elif kind in ("compound_statement", "c_style_for_statement") and self._is_arithmetic(node):
             self._arithmetic(node)
         elif kind == "arithmetic_expansion":
             self._record_arith_assignments(self._text(node), node.start_byte)
         elif kind == "for_statement":
             self._for(node)
-        elif kind == "comment":
-            return []
-        elif kind == "heredoc_body":
-            return [(child, _BASE) for child in node.named_children]
-        return [(child, ctx) for child in node.named_children]
 
     def _pipeline(self, node: Node, ctx: _Ctx) -> list[tuple[Node, _Ctx]]:
         children: list[tuple[Node, _Ctx]] = []
@@ -324,17 +341,18 @@ class ShellParser:
         words: list[tuple[int, int]] = []
         assignments: list[Node] = []
         redirects: list[Node] = list(ctx.redirects)
-        for index, child in enumerate(node.children):
-            field_name = node.field_name_for_child(index)
-            if child.type == "variable_assignment":
+        children = node.named_children
+        for child in children:
+            kind = child.type
+            if kind == "variable_assignment":
                 assignments.append(child)
-            elif field_name == "redirect" or child.type.endswith("_redirect"):
+            elif kind.endswith("_redirect"):
                 redirects.append(child)
-            elif child.is_named and child.type != "comment":
-                start = name_start if field_name == "name" and name_start is not None else child.start_byte
+            elif kind != "comment":
+                start = name_start if kind == "command_name" and name_start is not None else child.start_byte
                 words.append((start, child.end_byte))
         self._add(raw, node, words, assignments, redirects, ctx.pipe_from)
-        return [(child, _BASE) for child in _contents(node.named_children)]
+        return [(child, _BASE) for child in _contents(children) if child.type not in _LEAVES]
 
     def _declaration(self, node: Node, kind: RawKind) -> list[tuple[Node, _Ctx]]:
         raw = RawCommand(kind, node.start_byte, self._text(node))
@@ -544,6 +562,14 @@ class ShellParser:
 
     def _text(self, node: Node) -> str:
         return self._data[node.start_byte : node.end_byte].decode("utf-8", "surrogateescape")
+
+
+_LEAVES = frozenset({
+    "word", "number", "raw_string", "ansi_c_string", "variable_name", "special_variable_name",
+    "simple_expansion", "file_descriptor", "heredoc_start", "heredoc_end", "comment", "string_content",
+    "test_operator", "regex", "extglob_pattern",
+})  # fmt: skip
+"""Node types that never hold a command (nothing to walk into)."""
 
 
 def _contents(nodes: list[Node]) -> list[Node]:

@@ -77,6 +77,20 @@ def write_verdict(path: str | None, *, home: str | None) -> Verdict:
     if path is None:
         return Verdict(IRREVERSIBLE, "writes.unknown_target")
     path = strip_proc_root(path)
+    special = _special_file(path)
+    if special is not None:
+        return special
+    if _under(path, "/etc"):
+        return Verdict(STATEFUL, "etc_writes.write")
+    if any(_under(path, tree) for tree in _SYSTEM_TREES) and not _under(path, "/usr/local"):
+        return Verdict(STATEFUL, "etc_writes.system_path")
+    if posixpath.dirname(path) in _path_directories(os.environ.get("PATH", "")):
+        return Verdict(STATEFUL, "etc_writes.path_directory")
+    return _startup_verdict(path, home)
+
+
+def _special_file(path: str) -> Verdict | None:
+    """Devices, ``/proc`` and ``/sys``: harmless sinks, disks, the sysrq trigger, kernel state."""
     if _HARMLESS_DEVICES.fullmatch(path):
         return Verdict(READ_ONLY, "read.known_safe")
     if path.startswith("/dev/") and not _OTHER_SAFE_DEVICES.fullmatch(path):
@@ -85,13 +99,7 @@ def write_verdict(path: str | None, *, home: str | None) -> Verdict:
         return Verdict(IRREVERSIBLE, "power.sysrq")
     if _under(path, "/proc/sys") or _under(path, "/sys"):
         return Verdict(STATEFUL, "services.kernel_state")
-    if _under(path, "/etc"):
-        return Verdict(STATEFUL, "etc_writes.write")
-    if any(_under(path, tree) for tree in _SYSTEM_TREES) and not _under(path, "/usr/local"):
-        return Verdict(STATEFUL, "etc_writes.system_path")
-    if posixpath.dirname(path) in _path_directories(os.environ.get("PATH", "")):
-        return Verdict(STATEFUL, "etc_writes.path_directory")
-    return _startup_verdict(path, home)
+    return None
 
 
 @lru_cache(maxsize=8)
@@ -190,14 +198,15 @@ class Protected:
         path = strip_proc_root(path)
         if _under(path, f"/proc/{self.server_pid}"):
             return "the relay server's own process"
-        label = self._lexical(path)
+        label = self.lexical(path)
         if label is not None:
             return label
         if path not in self._resolved:
             self._resolved[path] = self._through_links(path)
         return self._resolved[path]
 
-    def _lexical(self, path: str) -> str | None:
+    def lexical(self, path: str) -> str | None:
+        """The label ``path`` names by its text alone (no symlink or inode resolution)."""
         for entry in self.entries:
             if "*" in entry.path:
                 if fnmatch.fnmatchcase(path, entry.path):
@@ -209,7 +218,7 @@ class Protected:
     def _through_links(self, path: str) -> str | None:
         real = os.path.realpath(path)
         if real != path:
-            label = self._lexical(strip_proc_root(real))
+            label = self.lexical(strip_proc_root(real))
             if label is not None:
                 return label
         try:

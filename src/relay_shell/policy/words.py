@@ -24,6 +24,7 @@ MAX_BRACE_WORDS = 4096
 MAX_BRACE_DEPTH = 64
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_SIMPLE_WORD = re.compile(r"[A-Za-z0-9_./:=+%@^-]+")
 _ARITH_NAME = re.compile(r"(?<![0-9A-Za-z_#.@])[A-Za-z_][A-Za-z0-9_]*")
 _SEQUENCE = re.compile(
     r"(-?\d{1,9})\.\.(-?\d{1,9})(?:\.\.(-?\d{1,9}))?|([A-Za-z])\.\.([A-Za-z])(?:\.\.(-?\d{1,9}))?"
@@ -118,6 +119,8 @@ class WordScanner:
         not marks the word ``unseen``. Brace results that are empty and unquoted disappear,
         as in bash.
         """
+        if _SIMPLE_WORD.fullmatch(source) and not (source.startswith("~") and self._home is not None):
+            return [Word(source, True, may_be_option=source.startswith("-"))]  # nothing to expand
         scan = self.scan(source)
         unseen = scan.broken or any(not (known and known(offset)) for offset in scan.substitutions)
         expanded, overflow = expand_braces(scan.tokens) if braces else ([scan.tokens], False)
@@ -220,6 +223,21 @@ class WordScanner:
 
     def _dollar(self, source: str, index: int, *, quoted: bool, scan: Scan) -> tuple[Expansion | None, int]:
         rest = source[index + 1 : index + 3]
+        if rest.startswith(("(", "[", "{")):
+            return self._bracketed(source, index, rest, quoted=quoted, scan=scan)
+        match = _NAME.match(source, index + 1)
+        if match:
+            return Expansion(source[index : match.end()], "param", quoted, None, not quoted), match.end()
+        if rest[:1] and rest[0] in _SPECIAL:
+            name = rest[0]
+            splits = name in "@*" or (not quoted and name not in _INTEGER_SPECIALS)
+            return Expansion(source[index : index + 2], "special", quoted, None, splits), index + 2
+        return None, index + 1
+
+    def _bracketed(
+        self, source: str, index: int, rest: str, *, quoted: bool, scan: Scan
+    ) -> tuple[Expansion, int]:
+        """``$((..))``, ``$(..)``, ``$[..]`` and ``${..}``."""
         if rest.startswith("(("):
             end = _paren_end(source, index + 3, depth=2)
             if end >= 0:
@@ -238,22 +256,12 @@ class WordScanner:
             body = source[index + 2 : end - 1]
             self._inner_substitutions(body, index + 2, scan)
             return Expansion(source[index:end], "arith", quoted, arith=arith_names(body)), end
-        if rest.startswith("{"):
-            end = _brace_end(source, index + 2)
-            scan.broken |= end < 0
-            end = len(source) if end < 0 else end
-            body = source[index + 2 : end - 1]
-            self._inner_substitutions(body, index + 2, scan)
-            return self._braced(source[index:end], body, quoted), end
-        match = _NAME.match(source, index + 1)
-        if match:
-            return Expansion(source[index : match.end()], "param", quoted, None, not quoted), match.end()
-        if rest[:1] and rest[0] in _SPECIAL:
-            name = rest[0]
-            kind = "special"
-            splits = name in "@*" or (not quoted and name not in _INTEGER_SPECIALS)
-            return Expansion(source[index : index + 2], kind, quoted, None, splits), index + 2
-        return None, index + 1
+        end = _brace_end(source, index + 2)
+        scan.broken |= end < 0
+        end = len(source) if end < 0 else end
+        body = source[index + 2 : end - 1]
+        self._inner_substitutions(body, index + 2, scan)
+        return self._braced(source[index:end], body, quoted), end
 
     @staticmethod
     def _braced(source: str, body: str, quoted: bool) -> Expansion:

@@ -66,6 +66,7 @@ class Invocation:
     taints: bool = False
     interactive: bool = False
     uses_git: bool = False
+    other_cwds: tuple[str | None, ...] = ()  # earlier directories a failed ``cd`` would leave
     _parsed: dict[int, Parsed] = field(default_factory=dict)
 
     def options(self, option_spec: OptionSpec) -> Parsed:
@@ -89,7 +90,13 @@ class Invocation:
                 if not word.safe_glob
                 else self._glob_write(word)
             )
-        path = self.path(word)
+        if not word.text.startswith("/") and self.other_cwds:
+            verdicts = [self._write_in(word, cwd) for cwd in (self.cwd, *self.other_cwds)]
+            return max(verdicts, key=lambda verdict: verdict.severity)
+        return self._write_in(word, self.cwd)
+
+    def _write_in(self, word: Word, cwd: str | None) -> Verdict:
+        path = collapse(word.text, cwd) if word.text else None
         if path is None:
             if self.remote and not word.text.startswith("/"):
                 return Verdict(REVERSIBLE, "writes.file")
@@ -156,12 +163,7 @@ def stdin_code(invocation: Invocation, language: Literal["shell", "code"]) -> Ve
         invocation.interactive = True
         return Verdict(REVERSIBLE, "interactive.program")
     if stdin.text is not None:
-        if language == "code":
-            return inline_code(invocation, stdin.text, "code read from stdin")
-        verdict = invocation.nested.shell(stdin.text, f"{invocation.name} stdin", stdin=Stdin("empty"))
-        if stdin.source == "pipe":
-            verdict = verdict.worst(opaque("opaque.pipe_to_shell", f"output piped into {invocation.name}"))
-        return verdict
+        return _known_stdin(invocation, stdin, language)
     if stdin.source == "pipe":
         return opaque("opaque.pipe_to_shell", f"output piped into {invocation.name}")
     if stdin.source == "file":
@@ -169,8 +171,13 @@ def stdin_code(invocation: Invocation, language: Literal["shell", "code"]) -> Ve
     return opaque("opaque.stdin_code", f"{invocation.name} runs code from {stdin.label}")
 
 
-def starts_command(words: Sequence[Word], index: int | None) -> list[Word] | None:
-    """``words[index:]`` when it is a command, else None (no command, or index unknown)."""
-    if index is None or index >= len(words):
-        return None
-    return list(words[index:])
+def _known_stdin(invocation: Invocation, stdin: Stdin, language: Literal["shell", "code"]) -> Verdict:
+    """Stdin whose text is known: a script for a shell (opaque when it is another command's
+    output), inline code for an interpreter."""
+    text = stdin.text or ""
+    if language == "code":
+        return inline_code(invocation, text, "code read from stdin")
+    verdict = invocation.nested.shell(text, f"{invocation.name} stdin", stdin=Stdin("empty"))
+    if stdin.source == "pipe":
+        verdict = verdict.worst(opaque("opaque.pipe_to_shell", f"output piped into {invocation.name}"))
+    return verdict

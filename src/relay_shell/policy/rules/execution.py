@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 
 from relay_shell.policy.model import IRREVERSIBLE, REVERSIBLE, STATEFUL, Verdict, opaque
-from relay_shell.policy.options import parse_options, spec
+from relay_shell.policy.options import Parsed, parse_options, spec
 from relay_shell.policy.rules.base import Invocation, inline_code, rule, run_file, stdin_code
 from relay_shell.policy.rules.scripts import awk_danger, sql_verdict
 from relay_shell.policy.words import Word
@@ -60,15 +60,8 @@ def shell(invocation: Invocation) -> Verdict:
         return opaque("opaque.shell", f"{invocation.name} with expansions among its options")
     if parsed.has("--rcfile", "--init-file", "--init-command"):
         return run_file(invocation, "a start-up file")
-    inline = parsed.values("--command")
-    if parsed.has("-c") and not inline:
-        if not parsed.operands:
-            return base
-        if not parsed.operands[0].literal:
-            return opaque("opaque.shell", f"{invocation.name} -c runs an expansion")
-        inline = [parsed.operands[0].text]
-    if inline:
-        return base.worst(invocation.nested.shell(inline[0], f"{invocation.name} -c", stdin=invocation.stdin))
+    if parsed.has("-c", "--command"):
+        return base.worst(_shell_command(invocation, parsed))
     if parsed.operands and not parsed.has("-s"):
         return run_file(invocation, "a script")
     if parsed.has("-i") and invocation.stdin.source in ("terminal", "empty"):
@@ -76,6 +69,18 @@ def shell(invocation: Invocation) -> Verdict:
         return base
     verdict = stdin_code(invocation, "shell")
     return base if verdict is None else base.worst(verdict)
+
+
+def _shell_command(invocation: Invocation, parsed: Parsed) -> Verdict:
+    """``sh -c TEXT``: TEXT is the first operand (or the value of ``--command``)."""
+    inline = parsed.values("--command")
+    if not inline:
+        if not parsed.operands:
+            return Verdict(REVERSIBLE, "shells.run")
+        if not parsed.operands[0].literal:
+            return opaque("opaque.shell", f"{invocation.name} -c runs an expansion")
+        inline = [parsed.operands[0].text]
+    return invocation.nested.shell(inline[0], f"{invocation.name} -c", stdin=invocation.stdin)
 
 
 def _without_plus_options(words: list[Word]) -> list[Word]:
@@ -194,6 +199,12 @@ def interpreter(invocation: Invocation, base: str) -> Verdict:
     verdict = Verdict(REVERSIBLE, "interpreters.run")
     if table.inplace and parsed.has("-i"):
         verdict = Verdict(STATEFUL, "inplace_edit.perl")
+    source = _program_of(invocation, table, parsed)
+    return verdict if source is None else verdict.worst(source)
+
+
+def _program_of(invocation: Invocation, table: _Interpreter, parsed: Parsed) -> Verdict | None:
+    """Where the interpreter's program comes from: inline, a module, a file, or stdin."""
     codes = [
         value
         for option, value in parsed.options
@@ -201,18 +212,17 @@ def interpreter(invocation: Invocation, base: str) -> Verdict:
     ]
     modules = parsed.values("-" + table.module) if table.module else []
     if codes:
-        return verdict.worst(inline_code(invocation, "\n".join(code or "" for code in codes), "code"))
+        return inline_code(invocation, "\n".join(code or "" for code in codes), "code")
     if modules:
-        return verdict.worst(_module(invocation, modules[0], parsed.operands))
+        return _module(invocation, modules[0], parsed.operands)
     if parsed.operands and parsed.operands[0].text != "-":
-        return verdict.worst(run_file(invocation, "a script"))
+        return run_file(invocation, "a script")
     if _only_version(parsed.options) and parsed.options:
-        return verdict
+        return None
     if parsed.has("-i", "--interactive") and invocation.stdin.source in ("terminal", "empty"):
         invocation.interactive = True
-        return verdict
-    code = stdin_code(invocation, "code")
-    return verdict if code is None else verdict.worst(code)
+        return None
+    return stdin_code(invocation, "code")
 
 
 def _only_version(options: list[tuple[str, str | None]]) -> bool:

@@ -15,6 +15,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from relay_shell.policy.model import IRREVERSIBLE, REVERSIBLE, STATEFUL, Verdict, opaque
 from relay_shell.policy.options import Parsed, spec
 from relay_shell.policy.rules.base import Invocation, rule
@@ -273,51 +275,23 @@ def _has_long(texts: list[str], *names: str) -> bool:
     return False
 
 
-def _history(name: str, texts: list[str]) -> Verdict:
-    three = IRREVERSIBLE
-    if name == "push":
-        refspec_force = any(t.startswith(("+", ":")) and len(t) > 1 for t in texts if not t.startswith("-"))
-        if (
-            _has_short(texts, "fd")
-            or refspec_force
-            or _has_long(texts, "force", "force-with-lease", "force-if-includes", "mirror", "delete", "prune")
-        ):
-            return Verdict(three, "history.git_push_force")
-    elif name == "reset" and _has_long(texts, "hard", "merge"):
-        return Verdict(three, "history.git_reset_hard")
-    elif name == "clean" and not (_has_short(texts, "n") or _has_long(texts, "dry-run")):
-        return Verdict(three, "history.git_clean")
-    elif (
-        name in ("checkout", "switch")
-        and (
-            _has_short(texts, "fp")
-            or _has_long(texts, "force", "discard-changes", "patch", "theirs", "ours")
-            or "--" in texts
-            or "." in texts
-        )
-    ) or (name == "restore" and not (_has_long(texts, "staged") and not _has_long(texts, "worktree"))):
-        return Verdict(three, "history.git_discard_changes")
-    elif name == "branch" and (
-        _has_short(texts, "D")
-        or (_has_long(texts, "delete") and _has_long(texts, "force"))
-        or (_has_short(texts, "d") and _has_short(texts, "f"))
-    ):
-        return Verdict(three, "history.git_branch_delete")
-    elif name == "stash" and texts[:1] and texts[0] in ("drop", "clear"):
-        return Verdict(three, "history.git_stash_drop")
-    elif name == "rm" and (_has_short(texts, "f") or _has_long(texts, "force")):
-        return Verdict(three, "deletion.git_rm_forced")
-    elif name in ("filter-branch", "filter-repo"):
-        return Verdict(three, "history.git_rewrite", "opaque: git filter-branch runs its filters as commands")
-    elif name == "reflog" and texts[:1] and texts[0] in ("expire", "delete"):
-        return Verdict(three, "history.git_rewrite")
-    elif name == "prune" or (name == "gc" and _has_long(texts, "prune")):
-        return Verdict(three, "history.git_prune")
-    elif name == "config" and _config_writes(texts):
-        return Verdict(STATEFUL, "git.config_write")
-    elif name in ("update-ref", "symbolic-ref", "replace") and ("-d" in texts or "--delete" in texts):
-        return Verdict(STATEFUL, "git.ref_change")
-    return Verdict(REVERSIBLE, "git.command")
+def _push_force(texts: list[str]) -> bool:
+    refspec_force = any(t.startswith(("+", ":")) and len(t) > 1 for t in texts if not t.startswith("-"))
+    return (
+        _has_short(texts, "fd")
+        or refspec_force
+        or _has_long(texts, "force", "force-with-lease", "force-if-includes", "mirror", "delete", "prune")
+    )
+
+
+def _discards(texts: list[str]) -> bool:
+    """``checkout``/``switch`` that throw local changes away."""
+    return (
+        _has_short(texts, "fp")
+        or _has_long(texts, "force", "discard-changes", "patch", "theirs", "ours")
+        or "--" in texts
+        or "." in texts
+    )
 
 
 def _config_writes(texts: list[str]) -> bool:
@@ -346,6 +320,64 @@ def _config_writes(texts: list[str]) -> bool:
         ["remove-section"],
         ["edit"],
     )
+
+
+def _first_is(*words: str) -> Callable[[list[str]], bool]:
+    return lambda texts: bool(texts) and texts[0] in words
+
+
+_HISTORY: dict[str, tuple[Callable[[list[str]], bool], Verdict]] = {
+    "push": (_push_force, Verdict(IRREVERSIBLE, "history.git_push_force")),
+    "reset": (
+        lambda texts: _has_long(texts, "hard", "merge"),
+        Verdict(IRREVERSIBLE, "history.git_reset_hard"),
+    ),
+    "clean": (
+        lambda texts: not (_has_short(texts, "n") or _has_long(texts, "dry-run")),
+        Verdict(IRREVERSIBLE, "history.git_clean"),
+    ),
+    "checkout": (_discards, Verdict(IRREVERSIBLE, "history.git_discard_changes")),
+    "switch": (_discards, Verdict(IRREVERSIBLE, "history.git_discard_changes")),
+    "restore": (
+        lambda texts: not (_has_long(texts, "staged") and not _has_long(texts, "worktree")),
+        Verdict(IRREVERSIBLE, "history.git_discard_changes"),
+    ),
+    "branch": (
+        lambda texts: (
+            _has_short(texts, "D")
+            or (_has_long(texts, "delete") and _has_long(texts, "force"))
+            or (_has_short(texts, "d") and _has_short(texts, "f"))
+        ),
+        Verdict(IRREVERSIBLE, "history.git_branch_delete"),
+    ),
+    "stash": (_first_is("drop", "clear"), Verdict(IRREVERSIBLE, "history.git_stash_drop")),
+    "rm": (
+        lambda texts: _has_short(texts, "f") or _has_long(texts, "force"),
+        Verdict(IRREVERSIBLE, "deletion.git_rm_forced"),
+    ),
+    "filter-branch": (
+        lambda texts: True,
+        Verdict(
+            IRREVERSIBLE, "history.git_rewrite", "opaque: git filter-branch runs its filters as commands"
+        ),
+    ),
+    "filter-repo": (lambda texts: True, Verdict(IRREVERSIBLE, "history.git_rewrite")),
+    "reflog": (_first_is("expire", "delete"), Verdict(IRREVERSIBLE, "history.git_rewrite")),
+    "prune": (lambda texts: True, Verdict(IRREVERSIBLE, "history.git_prune")),
+    "gc": (lambda texts: _has_long(texts, "prune"), Verdict(IRREVERSIBLE, "history.git_prune")),
+    "config": (_config_writes, Verdict(STATEFUL, "git.config_write")),
+    "update-ref": (lambda texts: "-d" in texts or "--delete" in texts, Verdict(STATEFUL, "git.ref_change")),
+    "symbolic-ref": (lambda texts: "-d" in texts or "--delete" in texts, Verdict(STATEFUL, "git.ref_change")),
+    "replace": (lambda texts: "-d" in texts or "--delete" in texts, Verdict(STATEFUL, "git.ref_change")),
+}
+"""Subcommand -> (when it rewrites history or discards work, the verdict then)."""
+
+
+def _history(name: str, texts: list[str]) -> Verdict:
+    entry = _HISTORY.get(name)
+    if entry is not None and entry[0](texts):
+        return entry[1]
+    return Verdict(REVERSIBLE, "git.command")
 
 
 def _runs_commands(invocation: Invocation, name: str, args: list[Word]) -> Verdict:

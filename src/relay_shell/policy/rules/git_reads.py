@@ -7,7 +7,7 @@ would run code switched off (:data:`relay_shell.policy.analyze.GIT_SAFE_ENV`).
 
 from __future__ import annotations
 
-from relay_shell.policy.options import OptionSpec, parse_options, spec
+from relay_shell.policy.options import OptionSpec, Parsed, parse_options, spec
 from relay_shell.policy.rules.base import Invocation
 from relay_shell.policy.rules.git import global_options
 
@@ -97,6 +97,13 @@ _SUBCOMMANDS: dict[str, OptionSpec] = {
 }  # fmt: skip
 
 
+def _clean(parsed: Parsed) -> bool:
+    if parsed.unknown or parsed.dynamic or parsed.dynamic_values or parsed.abbreviated:
+        return False
+    forbidden = ("--output", "-O", "--ext-diff", "--textconv", "--open-files-in-pager")
+    return not any(option in forbidden for option, _ in parsed.options)
+
+
 def git_read(invocation: Invocation) -> bool:
     """Whether this ``git`` invocation is a known-safe read (see the module docstring)."""
     found = global_options(invocation)
@@ -107,15 +114,8 @@ def git_read(invocation: Invocation) -> bool:
         return False
     name = rest[0].text
     option_spec = _SUBCOMMANDS.get(name)
-    if option_spec is None:
-        return False
-    parsed = parse_options(rest[1:], option_spec)
-    if parsed.unknown or parsed.dynamic or parsed.dynamic_values or parsed.abbreviated:
-        return False
-    if any(
-        option in ("--output", "-O", "--ext-diff", "--textconv", "--open-files-in-pager")
-        for option, _ in parsed.options
-    ):
+    parsed = parse_options(rest[1:], option_spec) if option_spec is not None else None
+    if parsed is None or not _clean(parsed):
         return False
     if name == "branch":
         listing = parsed.has("--list", "-l", "--show-current")

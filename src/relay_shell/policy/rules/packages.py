@@ -163,42 +163,51 @@ def packages(invocation: Invocation) -> Verdict:
     if verb == "?":
         return opaque("packages.install", f"{name} with an expansion as its subcommand")
     if verb is None or verb not in _TABLE[name]:
-        if name in _RUNS_WORKING_TREE and verb not in (
-            "ls",
-            "list",
-            "view",
-            "info",
-            "show",
-            "outdated",
-            "why",
-            "--version",
-            "-v",
-            "help",
-            "search",
-            "config",
-            "audit",
-        ):
+        if name in _RUNS_WORKING_TREE and verb not in _NODE_QUERIES:
             return opaque("opaque.task_runner", f"{name} {verb or ''} runs scripts of the working tree")
         return Verdict(REVERSIBLE, "packages.query")
+    return _install(invocation, name, verb)
+
+
+_NODE_QUERIES = {
+    "ls",
+    "list",
+    "view",
+    "info",
+    "show",
+    "outdated",
+    "why",
+    "--version",
+    "-v",
+    "help",
+    "search",
+    "config",
+    "audit",
+}
+_LIFECYCLE = {
+    "install",
+    "i",
+    "ci",
+    "add",
+    "update",
+    "up",
+    "upgrade",
+    "rebuild",
+    "require",
+    "reinstall",
+    "create-project",
+}
+_FROM_PATH = (".", "..", "-e", "--editable", "-r", "--requirement")
+
+
+def _install(invocation: Invocation, name: str, verb: str) -> Verdict:
+    """An install or removal: tier 2; opaque when it runs code of the working tree."""
     verdict = Verdict(STATEFUL, "packages.install")
-    if name in _RUNS_WORKING_TREE and verb in (
-        "install",
-        "i",
-        "ci",
-        "add",
-        "update",
-        "up",
-        "upgrade",
-        "rebuild",
-        "require",
-        "reinstall",
-        "create-project",
-    ):
+    if name in _RUNS_WORKING_TREE and verb in _LIFECYCLE:
         return verdict.worst(opaque("opaque.task_runner", f"{name} {verb} runs lifecycle scripts"))
+    texts = [word.text for word in invocation.args]
     if name in ("pip", "pip3", "uv", "pipx") and any(
-        text in (".", "..", "-e", "--editable", "-r", "--requirement")
-        or text.startswith(("./", "/", "../", "file:", "git+"))
-        for text in [word.text for word in invocation.args]
+        text in _FROM_PATH or text.startswith(("./", "/", "../", "file:", "git+")) for text in texts
     ):
         return verdict.worst(
             opaque("opaque.task_runner", f"{name} installs from a path and runs its build code")

@@ -56,27 +56,46 @@ def sed_danger(script: str) -> str | None:
             index += 1
         if index >= length:
             return None
-        command = script[index]
-        index += 1
-        if command in "eEwW":
-            return f"sed {command} runs a command or writes a file"
-        if command == "s":
-            index, reason = _sed_substitute(script, index)
-            if reason:
-                return reason
-        elif command == "y":
-            index = _sed_skip_delimited(script, index, parts=2)
-        elif command in _SED_TEXT or command in "rR":
-            index = _sed_to_line_end(script, index)
-        elif command in _SED_LABEL:
-            while index < length and script[index] not in ";\n":
-                index += 1
-        elif command in _SED_SIMPLE or command in "{}":
-            while index < length and script[index].isdigit():
-                index += 1
-        else:
-            return f"sed command {command!r} the classifier does not know"
+        index, reason = _sed_command(script, index)
+        if reason:
+            return reason
     return None
+
+
+def _skip_label(script: str, index: int) -> int:
+    while index < len(script) and script[index] not in ";\n":
+        index += 1
+    return index
+
+
+def _skip_digits(script: str, index: int) -> int:
+    while index < len(script) and script[index].isdigit():
+        index += 1
+    return index
+
+
+def _sed_command(script: str, index: int) -> tuple[int, str | None]:
+    """Read the sed command at ``index``; return where the next one starts and any danger."""
+    command = script[index]
+    index += 1
+    if command in "eEwW":
+        return index, f"sed {command} runs a command or writes a file"
+    if command == "s":
+        return _sed_substitute(script, index)
+    if command == "y":
+        return _sed_skip_delimited(script, index, parts=2), None
+    skip = (
+        _sed_to_line_end
+        if command in _SED_TEXT or command in "rR"
+        else _skip_label
+        if command in _SED_LABEL
+        else _skip_digits
+        if command in _SED_SIMPLE or command in "{}"
+        else None
+    )
+    if skip is None:
+        return index, f"sed command {command!r} the classifier does not know"
+    return skip(script, index), None
 
 
 def _sed_address(script: str, index: int) -> int:

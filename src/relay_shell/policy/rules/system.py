@@ -414,7 +414,7 @@ IP_READ_VERBS = {"show", "list", "ls", "lst", "sh", "get", "help", "monitor", "s
 
 @rule("ip")
 def ip(invocation: Invocation) -> Verdict:
-    words = [word for word in invocation.args]
+    words = list(invocation.args)
     if invocation.dynamic():
         return Verdict(STATEFUL, "services.ip")
     texts = [word.text for word in words]

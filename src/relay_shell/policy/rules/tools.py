@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 
 from relay_shell.policy.model import REVERSIBLE, STATEFUL, Verdict, opaque
-from relay_shell.policy.options import first_operand_index, parse_options, spec
+from relay_shell.policy.options import Parsed, first_operand_index, parse_options, spec
 from relay_shell.policy.rules.base import Invocation, Stdin, rule
 from relay_shell.policy.words import Word
 
@@ -30,9 +30,26 @@ _SSH_COMMAND_OPTIONS = re.compile(
 @rule("ssh", "autossh", worst=opaque("opaque.ssh", "ssh with expansions among its options"))
 def ssh(invocation: Invocation) -> Verdict:
     parsed = parse_options(invocation.args, _SSH)
-    verdict = Verdict(REVERSIBLE, "remote.ssh")
     if parsed.dynamic or parsed.dynamic_values:
         return opaque("opaque.ssh", "ssh with expansions among its options")
+    verdict = _ssh_options(invocation, parsed)
+    operands = parsed.operands
+    if len(operands) > 1:
+        words = operands[1:]
+        if not all(word.literal for word in words):
+            return verdict.worst(opaque("opaque.ssh", "ssh runs a remote command built from expansions"))
+        text = " ".join(word.text for word in words)
+        return verdict.worst(
+            invocation.nested.shell(text, "ssh remote command", remote=True, stdin=invocation.stdin)
+        )
+    if parsed.has("-N", "-W"):
+        return verdict
+    return verdict.worst(_remote_shell_stdin(invocation))
+
+
+def _ssh_options(invocation: Invocation, parsed: Parsed) -> Verdict:
+    """``-o`` options that run commands, ``-F`` configurations, forwards."""
+    verdict = Verdict(REVERSIBLE, "remote.ssh")
     for value in parsed.values("-o"):
         match = _SSH_COMMAND_OPTIONS.match(value)
         if match is None:
@@ -45,30 +62,19 @@ def ssh(invocation: Invocation) -> Verdict:
         verdict = verdict.worst(opaque("opaque.ssh", "ssh -F reads a configuration that can run commands"))
     if parsed.has("-L", "-R", "-D", "-w", "-M", "-S"):
         verdict = verdict.worst(Verdict(STATEFUL, "remote.ssh_forward"))
-    operands = parsed.operands
-    if len(operands) > 1:
-        words = operands[1:]
-        if not all(word.literal for word in words):
-            return verdict.worst(opaque("opaque.ssh", "ssh runs a remote command built from expansions"))
-        text = " ".join(word.text for word in words)
-        return verdict.worst(
-            invocation.nested.shell(text, "ssh remote command", remote=True, stdin=invocation.stdin)
-        )
-    if parsed.has("-N", "-W"):
-        return verdict
+    return verdict
+
+
+def _remote_shell_stdin(invocation: Invocation) -> Verdict:
+    """``ssh host`` without a command: the remote shell runs what it reads on stdin."""
     remote_stdin = invocation.stdin
     if remote_stdin.text is not None:
-        return verdict.worst(
-            invocation.nested.shell(remote_stdin.text, "ssh stdin", remote=True, stdin=Stdin("empty"))
-        )
-    if remote_stdin.source == "empty":
-        return verdict
+        return invocation.nested.shell(remote_stdin.text, "ssh stdin", remote=True, stdin=Stdin("empty"))
     if remote_stdin.source == "terminal":
         invocation.interactive = True
-        return verdict
-    return verdict.worst(
-        opaque("opaque.pipe_to_shell", f"a remote shell reads commands from {remote_stdin.label}")
-    )
+    if remote_stdin.source in ("empty", "terminal"):
+        return Verdict(REVERSIBLE, "remote.ssh")
+    return opaque("opaque.pipe_to_shell", f"a remote shell reads commands from {remote_stdin.label}")
 
 
 @rule("scp", "sftp", "ssh-copy-id")
