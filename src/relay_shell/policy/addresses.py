@@ -93,10 +93,13 @@ def addresses_in_text(text: str) -> list[str]:
     """
     found: list[str] = []
     for match in _CANDIDATE.finditer(text):
-        candidate = match.group().strip("[]").strip(".:")
+        raw = match.group()
+        candidate = raw[1:-1] if raw.startswith("[") else raw
         if not _plausible(candidate):
             continue
-        for piece in _pieces(candidate):
+        for piece in (*_pieces(candidate), candidate.strip(".:")):
+            if not _plausible(piece):
+                continue
             for form in ip_forms(piece):
                 if form not in found:
                     found.append(form)

@@ -38,7 +38,7 @@ from relay_shell.policy.model import (
     opaque,
     worst_of,
 )
-from relay_shell.policy.parse import RawCommand, ShellParse, ShellParser
+from relay_shell.policy.parse import RawCommand, RawRedirect, ShellParse, ShellParser
 from relay_shell.policy.paths import Protected, collapse, protected_rule
 from relay_shell.policy.regex_floor import classify_text
 from relay_shell.policy.rules import Nested, Stdin
@@ -566,19 +566,22 @@ def _verdicts(commands: Sequence[SimpleCommand]) -> list[Verdict]:
 def _stdin_of(raw: RawCommand, commands: Sequence[RawCommand], context: Context) -> Stdin:
     """Where this command's stdin comes from, with its text when the text is known."""
     for redirect in reversed(raw.redirects):
-        if redirect.fd not in (None, 0) or not (redirect.reads or redirect.operator == "<>"):
-            continue
-        if redirect.operator in ("<<", "<<-", "<<<"):
-            return Stdin("text", redirect.body if redirect.body_literal else None)
-        return Stdin("file") if redirect.operator in ("<", "<>") else Stdin("unknown")
+        if redirect.fd in (None, 0) and (redirect.reads or redirect.operator == "<>"):
+            return _redirected_stdin(redirect)
     if raw.stdin == "pipe":
         source = commands[raw.pipe_source] if raw.pipe_source is not None else None
         return Stdin("pipe", _output_of(source) if source is not None else None)
-    if raw.stdin == "text":
-        return Stdin("text", raw.stdin_text)
-    if raw.stdin == "file":
-        return Stdin("file")
+    if raw.stdin in ("text", "file"):
+        return Stdin(raw.stdin, raw.stdin_text)
     return context.stdin
+
+
+def _redirected_stdin(redirect: RawRedirect) -> Stdin:
+    if redirect.operator in ("<<", "<<-", "<<<"):
+        return Stdin("text", redirect.body if redirect.body_literal else None)
+    if redirect.target is not None and redirect.target.literal and redirect.target.text == "/dev/null":
+        return Stdin("empty")
+    return Stdin("file") if redirect.operator in ("<", "<>") else Stdin("unknown")
 
 
 def _output_of(source: RawCommand) -> str | None:

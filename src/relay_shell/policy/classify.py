@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import glob
 import os
+import posixpath
 import re
 import shlex
 import stat
@@ -240,8 +241,24 @@ def known_safe_name(name: str) -> bool:
 
 
 def render(words: Sequence[Word]) -> str:
-    """Words as normalised text: literal words shell-quoted only when needed, expansions as written."""
-    return " ".join(shlex.quote(word.text) if word.literal else word.text for word in words)
+    """Words as normalised text: literal words shell-quoted only when needed (absolute paths with
+    ``//`` and ``/./`` collapsed), expansions as written."""
+    return " ".join(shlex.quote(_tidy(word.text)) if word.literal else word.text for word in words)
+
+
+_DOUBLE_SLASH = re.compile(r"/(?:\.?/)+")
+
+
+def _tidy(text: str) -> str:
+    """``/etc//x`` and ``/etc/./x`` as ``/etc/x`` (always the same file); ``..`` is kept."""
+    return _DOUBLE_SLASH.sub("/", text) if text.startswith("/") else text
+
+
+def _resolved(word: Word) -> str:
+    """An absolute path with ``..`` collapsed and symlinks resolved (for the deny list)."""
+    if not word.literal or not word.text.startswith("/") or "\x00" in word.text:
+        return word.text
+    return os.path.realpath(posixpath.normpath(word.text))
 
 
 class CommandClassifier:
@@ -415,7 +432,13 @@ class CommandClassifier:
     def _unknown(self, invocation: Invocation, context: Context) -> Verdict:
         """An unlisted command: tier 1, but a known command among its arguments is classified
         as the command it may be running (unknown wrappers such as ``perf stat rm -rf x``)."""
-        if known_safe_name(invocation.name):
+        missing = (
+            bool(invocation.name)
+            and not context.remote
+            and "/" not in invocation.name
+            and resolve(invocation.name, self._search_path) == "missing"
+        )
+        if known_safe_name(invocation.name) or missing:  # a name on no PATH runs nothing it names
             return Verdict(REVERSIBLE, "default.unlisted")
         for index, word in enumerate(invocation.args):
             if not word.literal or ("/" in word.text and not is_system_path(word.text)):
@@ -531,6 +554,8 @@ class CommandClassifier:
         globs expanded against the files that exist now, and for ``kill`` every spelling of
         its signal (``-9``, ``-KILL``, ``-SIGKILL``)."""
         spellings = [render(core), " ".join(word.text for word in core)]
+        if any(word.literal and word.text.startswith("/") for word in core):
+            spellings.append(" ".join(_resolved(word) for word in core))
         if any(word.glob for word in core):
             spellings.append(" ".join(_expand_glob(word, cwd) for word in core))
         if name == "kill" and len(current) > 1:

@@ -275,6 +275,10 @@ class ShellParser:
         body = node.child_by_field_name("body")
         redirects = tuple(child for child in node.children_by_field_name("redirect"))
         children: list[tuple[Node, _Ctx]] = []
+        # ``a && cat <<EOF``: the grammar hangs the here-document on the list; bash gives it to cat.
+        while body is not None and body.type == "list" and body.named_children:
+            *left, body = body.named_children
+            children.extend((child, ctx) for child in left)
         if body is not None and body.type == "command":
             children.append((body, ctx._replace(redirects=ctx.redirects + redirects)))
         else:

@@ -46,7 +46,9 @@ _CONTROL_READLINE = {
 _BACKSPACE = {"\x7f", "\x08"}
 _ENTER = {"\r", "\n"}
 _ESCAPE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|O.|[^\[O])?")
-_HISTORY = re.compile(r"(?:^|[^\\])!(?=[^\s=(\"']|$)|^\s*\^")
+_HISTORY = re.compile(r"(?:^|[^\\])!(?=[^\s=(\"'])|^\s*\^")
+_OPENERS = ("{", "(", "|", "&&", "||", " then", " do", " else", " in", " elif", ";then", ";do")
+_SINGLE_QUOTED = re.compile(r"'[^']*'")
 _LANGUAGE = Language(tree_sitter_bash.language())
 
 
@@ -169,7 +171,7 @@ class _Editor:
     def _submit(self) -> None:
         line = self.buffer
         opaque = self.opaque
-        if opaque is None and _HISTORY.search(line):
+        if opaque is None and _HISTORY.search(_SINGLE_QUOTED.sub("''", line)):
             opaque = "history expansion (! or ^) makes the line another command"
         text = self.continuation + line
         self.buffer, self.cursor, self.opaque = "", 0, None
@@ -187,11 +189,13 @@ def incomplete(text: str) -> bool:
     unfinished here-document or compound command, a trailing ``|``/``&&``."""
     if re.search(r"(?<!\\)(?:\\\\)*\\$", text):
         return True
-    if _open_quote(text):
+    if _open_quote(text) or _open_heredoc(text):
         return True
     parser = Parser(_LANGUAGE)
-    tree = parser.parse(text.encode("utf-8", "surrogateescape"))
-    return tree.root_node.has_error and _has_missing(tree.root_node)
+    tree = parser.parse((text + "\n").encode("utf-8", "surrogateescape"))
+    if not tree.root_node.has_error:
+        return False
+    return _has_missing(tree.root_node) or text.rstrip().endswith(_OPENERS)
 
 
 def _has_missing(root: object) -> bool:
@@ -202,6 +206,21 @@ def _has_missing(root: object) -> bool:
             return True
         if getattr(node, "has_error", False):
             stack.extend(getattr(node, "children", []))
+    return False
+
+
+_HEREDOC = re.compile(r"<<(-?)\s*(['\"]?)([A-Za-z0-9_.-]+)\2")
+
+
+def _open_heredoc(text: str) -> bool:
+    """A here-document whose delimiter line has not come yet."""
+    lines = text.split("\n")
+    for match in _HEREDOC.finditer(text):
+        start = text.count("\n", 0, match.start()) + 1
+        strip = match.group(1) == "-"
+        delimiter = match.group(3)
+        if not any((line.lstrip("\t") if strip else line) == delimiter for line in lines[start:]):
+            return True
     return False
 
 

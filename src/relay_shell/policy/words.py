@@ -146,6 +146,7 @@ class WordScanner:
                 index = end + 1
             elif char == "$" and source.startswith("$'", index):
                 text, index = _ansi_c(source, index + 2)
+                scan.broken |= index > len(source)
                 scan.tokens.append(("q", text))
             elif char == '"' or (char == "$" and source.startswith('$"', index)):
                 index = self._double_quoted(source, index + (1 if char == '"' else 2), scan)
@@ -421,7 +422,7 @@ def _ansi_c(source: str, index: int) -> tuple[str, int]:
             index += 1
         else:
             out.append("\\" + escape)
-    return "".join(out), length
+    return "".join(out), length + 1  # past the end: the quote was never closed
 
 
 def _skip_quoted(source: str, index: int) -> int:

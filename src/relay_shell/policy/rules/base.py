@@ -10,6 +10,7 @@ runs), ``interactive`` (a program that reads the terminal itself), ``uses_git``.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
@@ -101,7 +102,12 @@ class Invocation:
             if self.remote and not word.text.startswith("/"):
                 return Verdict(REVERSIBLE, "writes.file")
             return Verdict(STATEFUL, "writes.unknown_directory")
-        return write_verdict(path, home=self.home)
+        verdict = write_verdict(path, home=self.home)
+        if not self.remote:
+            real = os.path.realpath(path)  # a symlink to /etc makes the write a write into /etc
+            if real != path:
+                verdict = max(verdict, write_verdict(real, home=self.home), key=lambda found: found.severity)
+        return verdict
 
     def _glob_write(self, word: Word) -> Verdict:
         prefix = word.text.split("*", 1)[0].split("?", 1)[0].split("[", 1)[0]

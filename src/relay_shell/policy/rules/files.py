@@ -283,8 +283,18 @@ def install(invocation: Invocation) -> Verdict:
 
 @rule("ln", "link")
 def link(invocation: Invocation) -> Verdict:
+    """A link is a write at its name, and a way to write at its target later: a link to
+    ``/etc`` (or another sensitive place) is tier 2 like a write there."""
     parsed = invocation.options(_LN)
-    return _operand_targets(invocation, _destination(parsed), Verdict(REVERSIBLE, "files.link"), modify=False)
+    verdict = _operand_targets(
+        invocation, _destination(parsed), Verdict(REVERSIBLE, "files.link"), modify=False
+    )
+    targets = parsed.operands if parsed.values("-t", "--target-directory") else parsed.operands[:-1]
+    for target in targets:
+        into = invocation.write(target)
+        if into.tier >= STATEFUL:
+            verdict = verdict.worst(Verdict(STATEFUL, "etc_writes.link_into"))
+    return verdict
 
 
 @rule(

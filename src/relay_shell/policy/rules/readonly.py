@@ -307,6 +307,16 @@ SAFE: dict[str, Checker] = {
     "lsusb": allow(spec("vtV", "sdD")), "pgrep": allow(spec("cdfilnorvwxaAe", "gGPstuUF")),
     "pidof": allow(spec("scxz", "o")), "findmnt": allow(spec("AbcDdefFiklmnNoOpPrsSTtuvwx", "FNoOpStTwx")),
     "vmstat": allow(spec("afmnsdDpStwy", "SpC"), numeric=True), "nice": lambda inv: not inv.args,
+    "last": allow(spec("adFiowRx", "fnpst", long="dns fulltimes ip nohostname system fullnames",
+                       long_values="file limit present since until time-format"), numeric=True),
+    "lastb": allow(spec("adFiowRx", "fnpst"), numeric=True), "lastlog": allow(spec("C", "btu")),
+    "who": allow(spec("abdHlmpqrsTtuw", long="all boot dead heading login lookup mesg message process count "
+                      "runlevel short time users writable")),
+    "w": allow(spec("hiusfoV", long="no-header ip-addr no-current short from old-style")),
+    "users": _anything, "whatis": allow(spec("dvrwl", "CLmMs")), "apropos": allow(spec("dvrweal", "CLmMs")),
+    "dmesg": allow(spec("dekHLPrSTtuwxF", "flLs", long="decode kernel human nopager raw syslog ctime notime "
+                        "reltime userspace follow noescape json", long_values="facility level since until "
+                        "time-format file buffer-size", long_optional="color")),
     "exit": allow(_SIMPLE, max_operands=1, operand=lambda word: word.text.lstrip("-").isdigit()),
     "return": allow(_SIMPLE, max_operands=1, operand=lambda word: word.text.lstrip("-").isdigit()),
     "shift": allow(_SIMPLE, max_operands=1, operand=lambda word: word.text.isdigit()),
