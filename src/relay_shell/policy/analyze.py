@@ -17,9 +17,13 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
+
+import tree_sitter_bash
+from tree_sitter import Language, Parser
 
 from relay_shell.config import Settings
 from relay_shell.policy.addresses import addresses_in_text
@@ -70,6 +74,7 @@ class PolicyEnvironment:
     search_path: str
     home: str | None
     cwd: str
+    spellings: bool = True  # further spellings for a deny list (paths resolved, globs expanded)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PolicyEnvironment:
@@ -79,6 +84,7 @@ class PolicyEnvironment:
             os.environ.get("PATH", os.defpath),
             os.path.expanduser("~"),
             os.getcwd(),
+            spellings=settings.policy_deny is not None,
         )
 
     @classmethod
@@ -307,15 +313,23 @@ class Analyzer:
             # original one cannot miss a joined word.
             readings.append(text.replace("\\\n", ""))
         for reading in readings:
-            budget = max(1, MAX_COMMANDS - len(run.commands))
-            parse = ShellParser(WordScanner(home), budget).parse(reading)
-            if parse.errors:
-                self._unparsed(run, reading, origin, depth)
+            # One context across the chunks of a long text: cwd, functions and known values carry on.
             context = self._context(run, cwd, remote, depth, origin, stdin, set(), dict(known), env_safe)
-            context.integer_safe = parse.integers.safe
-            self._commands(run, parse, context)
-            if parse.truncated_at is not None and not run.exhausted:
-                self._exhausted(run, parse.rest(parse.truncated_at), origin, depth)
+            pieces = chunks(reading)
+            for index, chunk in enumerate(pieces):
+                budget = MAX_COMMANDS - len(run.commands)
+                if run.exhausted or budget <= 0:
+                    self._exhausted(run, "".join(pieces[index:]), origin, depth)
+                    break
+                parse = ShellParser(WordScanner(home), budget).parse(chunk)
+                if parse.errors:
+                    self._unparsed(run, chunk, origin, depth)
+                context.integer_safe = parse.integers.safe
+                self._commands(run, parse, context)
+                if parse.truncated_at is not None or run.exhausted:
+                    rest = parse.rest(parse.truncated_at) if parse.truncated_at is not None else ""
+                    self._exhausted(run, rest + "".join(pieces[index + 1 :]), origin, depth)
+                    break
         return worst_of(_verdicts(run.commands[before:]), Verdict(REVERSIBLE, "shell.empty"))
 
     def _unparsed(self, run: _Run, text: str, origin: str, depth: int) -> None:
@@ -338,7 +352,8 @@ class Analyzer:
         classifier = self._classifier(run)
         for raw in parse.commands:
             if len(run.commands) >= MAX_COMMANDS:
-                self._exhausted(run, parse.rest(raw.position), context.origin, context.depth)
+                run.exhausted = True
+                parse.truncated_at = raw.position
                 return
             extra = self._raw_verdicts(raw, context)
             for redirect in raw.redirects:
@@ -462,6 +477,7 @@ class Analyzer:
             run.flags,
             lambda context: _NestedCode(self, run, context),
             lambda: len(run.commands),
+            spellings=self.environment.spellings,
         )
 
     def _too_deep(self, run: _Run, origin: str, depth: int) -> Verdict:
@@ -519,6 +535,44 @@ class Analyzer:
             addresses,
             run.flags.protected,
         )
+
+
+CHUNK_CHARS = 64 * 1024
+_CHUNK_PARSER = threading.local()
+
+
+def chunks(text: str) -> list[str]:
+    """``text`` cut at line ends into pieces of about :data:`CHUNK_CHARS` that each parse on
+    their own (the grammar's cost grows faster than linearly with one long program).
+
+    A cut is only made where the piece before it parses without error or missing part and
+    does not end with a line continuation, so no quote, here-document, compound command or
+    continued line is split; otherwise the piece grows until it does (at worst: the rest).
+    """
+    if len(text) <= CHUNK_CHARS:
+        return [text]
+    parser = getattr(_CHUNK_PARSER, "parser", None)
+    if parser is None:
+        parser = _CHUNK_PARSER.parser = Parser(Language(tree_sitter_bash.language()))
+    pieces: list[str] = []
+    start = 0
+    while start < len(text):
+        end = start + CHUNK_CHARS
+        while True:
+            cut = text.find("\n", end)
+            if cut < 0:
+                pieces.append(text[start:])
+                return pieces
+            piece = text[start : cut + 1]
+            if (
+                not piece.rstrip("\n").endswith("\\")
+                and not parser.parse(piece.encode("utf-8", "surrogateescape")).root_node.has_error
+            ):
+                pieces.append(piece)
+                start = cut + 1
+                break
+            end = cut + 1 + CHUNK_CHARS // 4
+    return pieces
 
 
 _CREATES = (

@@ -272,6 +272,8 @@ class CommandClassifier:
         flags: Flags,
         nested: Callable[[Context], Nested],
         count: Callable[[], int],
+        *,
+        spellings: bool = True,
     ) -> None:
         self._protected = protected
         self._search_path = search_path
@@ -279,6 +281,7 @@ class CommandClassifier:
         self._flags = flags
         self._nested = nested
         self._count = count
+        self._with_spellings = spellings
 
     # -- one command ------------------------------------------------------------------------
 
@@ -553,6 +556,8 @@ class CommandClassifier:
         """Further normalised forms for the deny list: without wrappers, by base name, with
         globs expanded against the files that exist now, and for ``kill`` every spelling of
         its signal (``-9``, ``-KILL``, ``-SIGKILL``)."""
+        if not self._with_spellings:
+            return ()
         spellings = [render(core), " ".join(word.text for word in core)]
         if any(word.literal and word.text.startswith("/") for word in core):
             spellings.append(" ".join(_resolved(word) for word in core))

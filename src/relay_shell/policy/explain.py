@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 
 from relay_shell.config import PolicyMode, Settings
 from relay_shell.policy.analyze import Analyzer, PolicyEnvironment
@@ -22,7 +23,8 @@ TOOL = "shell_exec"
 
 def explain(command: str, settings: Settings, modes: Sequence[PolicyMode]) -> dict[str, object]:
     """The report for ``command`` run by ``shell_exec`` under ``settings``, for each of ``modes``."""
-    analysis = Analyzer(PolicyEnvironment.from_settings(settings)).analyze(CallText(shell=command))
+    environment = replace(PolicyEnvironment.from_settings(settings), spellings=True)
+    analysis = Analyzer(environment).analyze(CallText(shell=command))
     deny = re.compile(settings.policy_deny) if settings.policy_deny else None
     allow = re.compile(settings.policy_allow) if settings.policy_allow else None
     probe = f"{TOOL} {command}"

@@ -526,7 +526,8 @@ class ShellParser:
         destination = node.child_by_field_name("destination")
         if node.type == "herestring_redirect":
             target_node = next((c for c in node.named_children if c.type != "file_descriptor"), None)
-            word = self._words(target_node.start_byte, target_node.end_byte)[0] if target_node else None
+            found = self._words(target_node.start_byte, target_node.end_byte) if target_node else []
+            word = found[0] if len(found) == 1 else None
             text = word.text + "\n" if word is not None and word.literal else None
             return RawRedirect(operator, fd, None, text, text is not None, source)
         target = None
