@@ -50,6 +50,7 @@ class TierRule:
     classified_from: tuple[str, ...] = ()
     floor: int = 1
     targets: str = ""
+    parsed: bool = True
 
     def describe(self) -> str:
         """One line of Markdown for the reference."""
@@ -57,10 +58,12 @@ class TierRule:
             text = f"fixed: {self.fixed} ({TIER_NAMES[self.fixed]})"
         else:
             sources = ", ".join(f"`{name}`" for name in self.classified_from)
-            text = (
-                f"classified from {sources}: the highest matching rule of the pattern table, "
-                f"at least {self.floor} ({TIER_NAMES[self.floor]})"
+            how = (
+                "the highest tier of its parsed commands (opaque ones flagged)"
+                if self.parsed
+                else "the highest matching rule of the pattern table"
             )
+            text = f"classified from {sources}: {how}, at least {self.floor} ({TIER_NAMES[self.floor]})"
         if self.targets:
             text += f"; the deny list also reads {self.targets}"
         return text
@@ -73,20 +76,22 @@ TIER_RULES: Mapping[str, TierRule] = {
     "session_list": TierRule(fixed=0),
     "session_recv": TierRule(fixed=0, targets=_SESSION_HOST),
     "session_resize": TierRule(fixed=1, targets=_SESSION_HOST),
-    "session_send": TierRule(classified_from=("data", "keys"), targets=_SESSION_HOST),
-    "shell_exec": TierRule(classified_from=("command", "stdin", "env", "cwd")),
-    "shell_script": TierRule(classified_from=("interpreter", "script", "env", "cwd")),
+    "session_send": TierRule(classified_from=("data", "keys"), floor=0, targets=_SESSION_HOST),
+    "shell_exec": TierRule(classified_from=("command", "stdin", "env", "cwd"), floor=0),
+    "shell_script": TierRule(classified_from=("interpreter", "script", "env", "cwd"), floor=0),
     "shell_spawn": TierRule(classified_from=("command", "env")),
     "ssh_check": TierRule(fixed=0, targets=f"each host: {_HOST_TARGETS}"),
     "ssh_download": TierRule(classified_from=("remote_path", "local_path"), floor=2, targets=_HOST_TARGETS),
-    "ssh_exec": TierRule(classified_from=("command", "stdin"), targets=_HOST_TARGETS),
+    "ssh_exec": TierRule(classified_from=("command", "stdin"), floor=0, targets=_HOST_TARGETS),
     "ssh_fanout": TierRule(
         classified_from=("command",),
+        floor=0,
         targets=f"each host ({_HOST_TARGETS}); a host the deny list matches is reported `denied`",
     ),
     "ssh_forward": TierRule(
         classified_from=("spec", "bind"),
         floor=2,
+        parsed=False,
         targets=f"{_HOST_TARGETS}, the destination host and `host:port`; each SOCKS destination "
         "passes the same policy decision (as tier 2) before its channel opens",
     ),
@@ -355,7 +360,7 @@ def _preamble() -> list[str]:
         "- **Tier** (SPEC §6.1): 0 READ_ONLY, 1 REVERSIBLE, 2 STATEFUL, 3 IRREVERSIBLE. A fixed tier",
         "  belongs to tools that run no text; the others are classified from everything the executor",
         "  will see (`docs/policy-patterns.md`). The tier then meets the policy mode, the deny and",
-        "  allow lists, the token's scope and, for tier 3, the confirmation setting.",
+        "  allow lists, the token's scope and, for tier 3 and opaque calls, the confirmation setting.",
         "- **Annotations** are the MCP hints the tool declares: read-only, destructive, idempotent,",
         "  open world (reaches beyond this host).",
         "- **Results**: one readable text block and `structuredContent` matching the output schema.",
