@@ -293,6 +293,33 @@ TIER3: list[tuple[str, str]] = [
     ("pipe", "sh <<'EOF'\nrm -rf /srv/x\nEOF"),
     ("pipe", "bash <<< 'rm -rf /srv/x'"),
     ("pipe", "cat <<'EOF' | sh\nrm -rf /srv/x\nEOF"),
+    # fork bombs: any function that runs itself in a pipeline or in the background
+    ("forkbomb", ":(){ :|:& };:"),
+    ("forkbomb", "bomb(){ bomb|bomb& }; bomb"),
+    ("forkbomb", "function f { f & f; }; f"),
+    ("forkbomb", "f() ( f | f ); f"),
+    ("forkbomb", "f(){ (f); }; f"),
+    ("forkbomb", "f(){ x | f; }; f"),
+    ("forkbomb", "_(){ _ |& _ & }; _"),
+    ("forkbomb", "perl -e 'fork while fork'"),
+    # commands run inside containers and pods
+    ("container", "docker run --rm alpine rm -rf /srv/x"),
+    ("container", "docker exec web rm -rf /srv/x"),
+    ("container", "docker exec -it -u root web sh -c 'rm -rf /srv/x'"),
+    ("container", "docker container exec web rm -rf /srv/x"),
+    ("container", "docker run --entrypoint sh alpine -c 'rm -rf /srv/x'"),
+    ("container", "docker run --entrypoint=rm alpine -rf /srv/x"),
+    ("container", "docker compose exec web rm -rf /srv/x"),
+    ("container", "docker-compose run web rm -rf /srv/x"),
+    ("container", "podman exec -e A=1 -w /srv web rm -rf /srv/x"),
+    ("container", "kubectl exec pod -- rm -rf /srv/x"),
+    ("container", "kubectl -n prod exec deploy/api -c app -- psql -c 'DROP TABLE users'"),
+    ("container", "kubectl exec -it pod -- sh -c 'rm -rf /srv/x'"),
+    ("container", "kubectl debug node/n1 -it --image=busybox -- rm -rf /host/srv/x"),
+    ("container", "docker run -v /:/host alpine ls /host"),
+    ("container", "docker run --privileged alpine ls"),
+    ("container", "docker run --mount type=bind,source=/etc/,target=/e alpine ls"),
+    ("container", "podman run -v /var/run/docker.sock:/s alpine ls"),
 ]
 
 REFUSED: list[tuple[str, str]] = [
@@ -675,6 +702,11 @@ OPAQUE: list[tuple[str, str]] = [
     ("unparsed", "echo 'unterminated"),
     ("unparsed", "if true; then"),
     ("unparsed", "cat <>x"),
+    # containers whose command the classifier cannot find or read
+    ("container", "docker run --made-up-option x alpine ls"),
+    ("container", "docker exec web ls $DIR"),
+    ("container", "docker exec web ls *"),
+    ("container", "kubectl exec pod -c app ls -la"),
     # remote-style globs are handled in the remote tests
 ]
 
@@ -798,6 +830,9 @@ LOOKALIKES: list[tuple[str, str]] = [
     ("lookalike", "git branch topic"),
     ("lookalike", "git push --help"),
     ("lookalike", "apt list --installed"),
+    ("lookalike", "f(){ echo hi; }; f | f"),
+    ("lookalike", 'log(){ logger "$@" & }; log x'),
+    ("lookalike", "count(){ count_more || count; }"),
     ("lookalike", "apt-get update"),
     ("lookalike", "pip list"),
     ("lookalike", "docker ps"),

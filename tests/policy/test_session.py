@@ -109,9 +109,28 @@ def test_a_tainted_session_and_a_busy_terminal_make_every_send_opaque() -> None:
         ("hash -r", True),
         ("complete -C id x", True),
         ("PROMPT_COMMAND=id", True),
+        ("stty erase x", True),  # readline reads the erase key from the terminal
+        ("stty -icanon", True),
+        ("typeset -x LD_PRELOAD=/tmp/x.so", True),
+        ("export PYTHONPATH=/tmp", True),
+        ("export LD_PRELOAD", True),
+        ("declare -x BASH_ENV=/tmp/x", True),
+        ("source ./env.sh", True),
+        (". ./env.sh", True),
+        ('eval "$x"', True),
+        ("$x ll=rm", True),  # the expansion could name alias
+        ("'al''ias' ls=rm", True),
+        ("builtin alias ls=rm", True),
+        ("command eval x", True),
+        ("exec bash", True),
         ("ls -l", False),
         ("cd /tmp", False),
         ("export LANG=C", False),
+        ("stty -a", False),
+        ("stty size", False),
+        ("python3 -c 'print(1)'", False),  # a child process cannot change the shell
+        ("cat $(ls)", False),
+        ("bash -c 'alias x=y'", False),
     ],
 )
 def test_lines_that_change_later_input_taint(line: str, taints: bool) -> None:

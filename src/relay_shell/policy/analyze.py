@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -360,16 +361,19 @@ class Analyzer:
                 classifier.redirect(redirect, context)
             if raw.kind == "function":
                 context.functions.add(raw.name)  # a call site before the definition runs the program
-                run.flags.taints = True
+                run.flags.taints |= context.same_shell
+                bomb = _fork_bomb(raw.name, raw.source)
                 run.commands.append(
                     SimpleCommand(
                         "definition",
                         f"{raw.name}() {{ ... }}",
                         raw.name,
-                        REVERSIBLE,
-                        "shell.function_definition",
+                        IRREVERSIBLE if bomb else REVERSIBLE,
+                        "forkbomb.shell" if bomb else "shell.function_definition",
                         False,
-                        "defines a shell function",
+                        "a function that runs itself twice or in the background (a fork bomb)"
+                        if bomb
+                        else "defines a shell function",
                         context.origin,
                         context.depth,
                     )
@@ -379,6 +383,8 @@ class Analyzer:
             elif raw.kind == "assignment":
                 self._assignment(run, raw, context, extra)
             elif raw.kind in ("command", "declaration", "unset"):
+                if raw.kind == "declaration" and context.same_shell and _declares_code(raw):
+                    run.flags.taints = True
                 stdin = _stdin_of(raw, parse.commands, context)
                 classifier.command(raw.words, raw.assignments, stdin, context, extra)
                 self._track_cwd(raw, context)
@@ -428,7 +434,7 @@ class Analyzer:
         for name, value in raw.assignments:
             verdict = env_verdict(name, value, nested, "an assignment")
             verdicts.append(verdict)
-            if loads_code(name) or name in CodeVariables.TAINTING:
+            if (loads_code(name) or name in CodeVariables.TAINTING) and context.same_shell:
                 run.flags.taints = True
             if value.literal:
                 context.known_values[name] = value.text
@@ -590,6 +596,26 @@ _CREATES = (
 )
 
 
+def _declares_code(raw: RawCommand) -> bool:
+    """Whether a declaration (``export``, ``declare -x``...) sets or exports a name that loads code."""
+    for word in raw.words[1:]:
+        if not word.literal:
+            return True
+        name = word.text.partition("=")[0]
+        if loads_code(name) or name in CodeVariables.TAINTING:
+            return True
+    return any(loads_code(name) or name in CodeVariables.TAINTING for name, _ in raw.assignments)
+
+
+def _fork_bomb(name: str, source: str) -> bool:
+    """Whether a function body runs the function itself in a pipeline or in the background."""
+    opening = min((i for i in (source.find("{"), source.find("(", len(name))) if i >= 0), default=-1)
+    body = source[opening + 1 :] if opening >= 0 else source
+    call = rf"(?<![\w./-]){re.escape(name)}(?![\w./-])"
+    pattern = rf"{call}[^;&|\n]*(?:\|(?!\|)|&(?![&>]))|(?:(?<!\|)\|&?|\(|`)[ \t]*{call}"
+    return re.search(pattern, body) is not None or classify_text(source).family == "forkbomb"
+
+
 def _missing_commands(run: _Run) -> None:
     """A name on no PATH is a typo, or a file this very call creates: when the call also
     writes files (or runs opaque code), running that name is opaque."""
@@ -597,7 +623,7 @@ def _missing_commands(run: _Run) -> None:
         return
     missing = set(run.flags.missing)
     creates = any(
-        index not in missing and (command.opaque or command.rule.startswith(_CREATES))
+        index not in missing and not command.remote and (command.opaque or command.rule.startswith(_CREATES))
         for index, command in enumerate(run.commands)
     )
     if not creates:

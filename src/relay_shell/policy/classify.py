@@ -154,6 +154,7 @@ SHELL_BUILTINS = frozenset(
         "time",
     ]
 )
+_IN_SHELL = frozenset({"opaque.dynamic_name", "opaque.unparsed", "opaque.history"})
 _NOT_PATHS = {"echo", "printf", "test", "[", "expr", "seq", "sleep", "kill", "true", "false", ":"}
 
 
@@ -172,6 +173,12 @@ class Context:
     other_cwds: tuple[str | None, ...] = ()
     integer_safe: Callable[[str, int], bool] = lambda name, position: False
     env_safe: bool = True
+
+    @property
+    def same_shell(self) -> bool:
+        """Whether this code runs in the shell that reads the next session line (not in a
+        ``bash -c`` child, a remote shell or another program)."""
+        return self.depth == 0 or self.origin == "eval"
 
 
 @dataclass
@@ -300,7 +307,7 @@ class CommandClassifier:
         for name, value in assignments:
             verdicts.append(env_verdict(name, value, self._nested(context), "prefix"))
             safe = safe and is_harmless(name) and value.plain
-            if name in CodeVariables.TAINTING:
+            if name in CodeVariables.TAINTING and context.same_shell:
                 self._flags.taints = True
         for word in words:
             if context.remote and word.glob:
@@ -362,7 +369,7 @@ class CommandClassifier:
             )
             if name in WRAPPERS and name not in context.functions:
                 unwrapped = WRAPPERS[name](invocation)
-                self._raise_flags(invocation)
+                self._raise_flags(invocation, context)
                 if unwrapped.command is not None or unwrapped.verdict is not PLAIN_WRAPPER:
                     verdicts.append(unwrapped.verdict)
                 for variable, value in unwrapped.assignments:
@@ -410,8 +417,8 @@ class CommandClassifier:
             self._flags.missing.append(self._count() - 1)
         return result
 
-    def _raise_flags(self, invocation: Invocation) -> None:
-        self._flags.taints |= invocation.taints
+    def _raise_flags(self, invocation: Invocation, context: Context) -> None:
+        self._flags.taints |= invocation.taints and context.same_shell
         self._flags.interactive |= invocation.interactive
         self._flags.uses_git |= invocation.uses_git
 
@@ -427,7 +434,7 @@ class CommandClassifier:
         if rule is None:
             return self._unknown(invocation, context)
         verdict = rule(invocation)
-        self._raise_flags(invocation)
+        self._raise_flags(invocation, context)
         if invocation.dynamic() and name in WORST:
             verdict = verdict.worst(WORST[name])
         return verdict
@@ -597,6 +604,14 @@ class CommandClassifier:
                 verdict = verdict.worst(other)
         if verdict.tier > READ_ONLY:
             known = False
+        if (
+            verdict.opaque is not None
+            and context.depth == 0
+            and (
+                not name or name in SHELL_BUILTINS or name.startswith(("$", "`")) or verdict.rule in _IN_SHELL
+            )
+        ):
+            self._flags.taints = True  # opaque code in the shell itself can define anything
         reason = verdict.opaque or _describe(verdict)
         self._record(
             SimpleCommand(
@@ -612,6 +627,7 @@ class CommandClassifier:
                 wrappers,
                 spellings,
                 known,
+                context.remote,
             )
         )
         if verdict.rule.startswith("protected."):

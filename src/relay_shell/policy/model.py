@@ -89,6 +89,7 @@ class SimpleCommand:
     wrappers: tuple[str, ...] = ()
     spellings: tuple[str, ...] = ()
     known_safe: bool = False
+    remote: bool = False  # runs on another host or inside a container (its files are not ours)
 
     def to_dict(self) -> dict[str, object]:
         """The JSON shape used by ``--explain --json``."""
@@ -104,6 +105,7 @@ class SimpleCommand:
             "depth": self.depth,
             "wrappers": list(self.wrappers),
             "known_safe": self.known_safe,
+            "remote": self.remote,
         }
 
 

@@ -640,3 +640,15 @@ def test(invocation: Invocation) -> Verdict:
 @rule("let")
 def let(invocation: Invocation) -> Verdict:
     return Verdict(REVERSIBLE, "shell.arithmetic")
+
+
+@rule("stty")
+def stty(invocation: Invocation) -> Verdict:
+    """``stty`` with settings changes which keys edit the line (the session model follows the
+    defaults): it taints a session. Reading the settings does not."""
+    texts = invocation.literal_texts()
+    if invocation.dynamic() or any(
+        text not in ("-a", "--all", "-g", "--save", "size", "speed") for text in texts
+    ):
+        invocation.taints = True
+    return Verdict(REVERSIBLE, "terminal.stty")

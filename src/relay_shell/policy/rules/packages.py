@@ -8,8 +8,13 @@ not a known read), ``cloud`` (recursive removals tier 3, deletions tier 2).
 
 from __future__ import annotations
 
+import posixpath
+import shlex
+
 from relay_shell.policy.model import IRREVERSIBLE, REVERSIBLE, STATEFUL, Verdict, opaque
+from relay_shell.policy.options import parse_options, spec
 from relay_shell.policy.rules.base import Invocation, rule
+from relay_shell.policy.words import Word
 
 
 def _operands(invocation: Invocation) -> list[str]:
@@ -448,7 +453,7 @@ def docker(invocation: Invocation) -> Verdict:
         return Verdict(REVERSIBLE, "containers.query")
     if operands[0] in CONTAINER_READS:
         return Verdict(REVERSIBLE, "containers.query")
-    return Verdict(STATEFUL, "containers.docker")
+    return container_command(invocation, Verdict(STATEFUL, "containers.docker"))
 
 
 @rule("kubectl", "oc", "kubecolor", "k3s", "microk8s", "microk8s.kubectl")
@@ -463,7 +468,7 @@ def kubectl(invocation: Invocation) -> Verdict:
         return Verdict(REVERSIBLE, "containers.query")
     if verb == "config" and operands[1:2] and operands[1].startswith(("view", "get", "current")):
         return Verdict(REVERSIBLE, "containers.query")
-    return Verdict(STATEFUL, "containers.kubectl")
+    return kube_command(invocation, Verdict(STATEFUL, "containers.kubectl"))
 
 
 @rule("helm")
@@ -558,3 +563,127 @@ def cloud(invocation: Invocation) -> Verdict:
 def _any_word(texts: list[str], words: tuple[str, ...]) -> bool:
     joined = " " + " ".join(texts) + " "
     return any(f" {word} " in joined for word in words)
+
+
+# -- commands run inside containers and pods ----------------------------------------------------
+
+_RUN_VERBS = frozenset({"run", "exec", "create"})
+_DOCKER_RUN = spec(
+    "dithPqQ",
+    "aceghlmpuvw",
+    long=(
+        "detach interactive tty rm privileged init publish-all read-only no-healthcheck "
+        "oom-kill-disable quiet disable-content-trust use-api-socket replace rootfs env-host "
+        "systemd no-hosts read-only-tmpfs tls-verify http-proxy sig-proxy help"
+    ),
+    long_values=(
+        "attach add-host annotation blkio-weight blkio-weight-device cap-add cap-drop cgroup-parent "
+        "cgroupns cidfile cpu-count cpu-percent cpu-period cpu-quota cpu-rt-period cpu-rt-runtime "
+        "cpu-shares cpus cpuset-cpus cpuset-mems device device-cgroup-rule device-read-bps "
+        "device-read-iops device-write-bps device-write-iops dns dns-option dns-opt dns-search "
+        "domainname entrypoint env env-file expose gpus group-add health-cmd health-interval "
+        "health-retries health-start-interval health-start-period health-timeout hostname "
+        "io-maxbandwidth io-maxiops ip ip6 ipc isolation kernel-memory label label-file link "
+        "link-local-ip log-driver log-opt mac-address memory memory-reservation memory-swap "
+        "memory-swappiness mount name network net network-alias net-alias oom-score-adj pid "
+        "pids-limit platform publish pull restart runtime security-opt shm-size stop-signal "
+        "stop-timeout storage-opt sysctl tmpfs ulimit user userns uts volume volume-driver "
+        "volumes-from workdir detach-keys pod arch os variant secret hooks-dir uidmap gidmap "
+        "subuidname subgidname tz umask authfile creds decryption-key pidfile conmon-pidfile "
+        "preserve-fds requires sdnotify seccomp-policy timeout personality passwd-entry "
+        "group-entry image-volume init-path cgroups cgroup-conf index service-ports "
+        "use-aliases"
+    ),
+    permute=False,
+)
+_HOST_TREES = frozenset(
+    {"/", "/etc", "/root", "/boot", "/dev", "/sys", "/proc", "/usr", "/var", "/run", "/var/run/docker.sock",
+     "/run/docker.sock", "/home", "/lib", "/bin", "/sbin"}
+)  # fmt: skip
+_KUBE_COMMAND_VERBS = frozenset({"exec", "run", "debug", "attach"})
+
+
+def _verb_index(invocation: Invocation, values: frozenset[str]) -> int | None:
+    """The index in ``invocation.args`` of the first operand (after global options)."""
+    args = invocation.args
+    index = 0
+    while index < len(args):
+        word = args[index]
+        if not word.literal:
+            return None
+        if not word.text.startswith("-"):
+            return index
+        index += 2 if word.text in values else 1
+    return None
+
+
+def _inside(invocation: Invocation, words: list[Word], what: str) -> Verdict:
+    """Classify a command run inside a container or pod: as remote text (its own files)."""
+    if not words:
+        return Verdict(STATEFUL, "containers.docker")
+    if not all(word.literal for word in words):
+        return opaque("opaque.container_command", f"the command {what} is built from expansions")
+    text = " ".join(shlex.quote(word.text) for word in words)
+    return invocation.nested.shell(text, what, remote=True, stdin=invocation.stdin)
+
+
+def container_command(invocation: Invocation, fallback: Verdict) -> Verdict:
+    """``docker run|exec|create [OPTIONS] IMAGE|CONTAINER [COMMAND...]`` (and ``compose run|exec
+    SERVICE``): the command is classified (the worst of it and ``fallback``)."""
+    start = _verb_index(invocation, _CONTAINER_VALUES)
+    if start is None:
+        return fallback
+    args = invocation.args[start:]
+    if args[0].text in _CONTAINER_OBJECTS or args[0].text == "compose":
+        args = args[1:]
+        while args and args[0].literal and args[0].text.startswith("-"):
+            args = args[1 + (args[0].text in _CONTAINER_VALUES) :]
+    if not args or not args[0].literal or args[0].text not in _RUN_VERBS:
+        return fallback
+    parsed = parse_options(args[1:], _DOCKER_RUN)
+    what = f"{invocation.name} {args[0].text} runs"
+    if parsed.unknown or parsed.dynamic or parsed.dynamic_values:
+        return fallback.worst(
+            opaque("opaque.container_command", f"{what} a command after options the classifier cannot read")
+        )
+    words = list(parsed.operands[1:])
+    entrypoint = parsed.values("--entrypoint")
+    if entrypoint and entrypoint[-1]:
+        words = [Word(entrypoint[-1], True), *words]
+    verdict = fallback
+    sources = [value.split(":", 1)[0] for value in parsed.values("-v", "--volume")]
+    for value in parsed.values("--mount"):
+        fields = dict(item.partition("=")[::2] for item in value.split(","))
+        sources.append(fields.get("source") or fields.get("src") or "")
+    if any(posixpath.normpath(source or ".") in _HOST_TREES for source in sources):
+        verdict = verdict.worst(Verdict(IRREVERSIBLE, "containers.host_mount"))
+    if parsed.has("--privileged") or "host" in parsed.values("--pid"):
+        verdict = verdict.worst(Verdict(IRREVERSIBLE, "containers.privileged"))
+    if not words:
+        return verdict
+    return verdict.worst(_inside(invocation, words, f"{what} inside the container"))
+
+
+def kube_command(invocation: Invocation, fallback: Verdict) -> Verdict:
+    """``kubectl exec|run|debug ... -- COMMAND``: the command is classified."""
+    start = _verb_index(invocation, _KUBE_VALUES)
+    if start is None:
+        return fallback
+    args = invocation.args[start:]
+    if args[0].text not in _KUBE_COMMAND_VERBS:
+        return fallback
+    what = f"{invocation.name} {args[0].text} runs"
+    for index, word in enumerate(args):
+        if word.literal and word.text == "--":
+            return fallback.worst(_inside(invocation, list(args[index + 1 :]), f"{what} in the pod"))
+    if args[0].text != "exec":
+        return fallback
+    # the old form without ``--``: the pod then the command (options could hide where it starts)
+    operands = [word for word in args[1:] if not (word.literal and word.text.startswith("-"))]
+    if any(not word.literal for word in args[1:]) or any(
+        word.literal and word.text.startswith("-") and "=" not in word.text for word in args[1:]
+    ):
+        return fallback.worst(
+            opaque("opaque.container_command", f"{what} a command the classifier cannot find")
+        )
+    return fallback.worst(_inside(invocation, operands[1:], f"{what} in the pod"))
