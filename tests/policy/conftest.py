@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,3 +46,25 @@ def classify(analyzer: Analyzer) -> Classify:
         return analyzer.analyze(CallText(shell=text, **fields))
 
     return run
+
+
+class _Failures(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage() + (f" {record.exc_info[1]!r}" if record.exc_info else ""))
+
+
+@pytest.fixture(autouse=True)
+def classifier_never_fails() -> Iterator[None]:
+    """A rule that raises is caught (the call reads as tier 3 opaque), but it is a bug: fail."""
+    handler = _Failures()
+    logger = logging.getLogger("relay_shell.policy")
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+    assert not handler.messages, handler.messages

@@ -652,3 +652,99 @@ def stty(invocation: Invocation) -> Verdict:
     ):
         invocation.taints = True
     return Verdict(REVERSIBLE, "terminal.stty")
+
+
+# -- database administration commands ----------------------------------------------------------
+
+_HELP = frozenset({"--help", "-?", "--version", "-V"})
+
+
+@rule("dropdb", "dropuser", "dropdb.mysql")
+def dropdb(invocation: Invocation) -> Verdict:
+    if invocation.args and all(word.literal and word.text in _HELP for word in invocation.args):
+        return Verdict(REVERSIBLE, "sql.client")
+    return Verdict(IRREVERSIBLE, f"sql.{invocation.name}")
+
+
+@rule("createdb", "createuser", "pg_ctl", "pg_ctlcluster", "pg_dropcluster", "pg_upgrade", "pg_resetwal")
+def pg_admin(invocation: Invocation) -> Verdict:
+    texts = invocation.literal_texts()
+    if texts and all(text in _HELP for text in texts):
+        return Verdict(REVERSIBLE, "sql.client")
+    if invocation.name in ("pg_dropcluster", "pg_resetwal") or (
+        invocation.name == "pg_ctl" and "kill" in texts
+    ):
+        return Verdict(IRREVERSIBLE, f"sql.{invocation.name}")
+    return Verdict(STATEFUL, f"sql.{invocation.name}")
+
+
+@rule("pg_restore")
+def pg_restore(invocation: Invocation) -> Verdict:
+    parsed = invocation.options(
+        spec(
+            "acCeFjlLnOPsStxv1",
+            "dfhIjLnNpPStTUW",
+            long="clean create exit-on-error if-exists single-transaction",
+        )
+    )
+    if parsed.has("-c", "--clean"):
+        return Verdict(IRREVERSIBLE, "sql.restore_clean")
+    if parsed.has("-d", "--dbname"):
+        return Verdict(STATEFUL, "sql.restore")
+    return Verdict(REVERSIBLE, "sql.client")  # without a database it prints a script
+
+
+_MYSQLADMIN_READS = frozenset(
+    {"status", "ping", "version", "variables", "processlist", "extended-status", "debug"}
+)
+
+
+@rule("mysqladmin", "mariadb-admin")
+def mysqladmin(invocation: Invocation) -> Verdict:
+    parsed = invocation.options(spec("fsvVE?", "hPSuOcpw", long="force silent verbose"))
+    if parsed.dynamic or not parsed.literal_operands:
+        return Verdict(IRREVERSIBLE, "sql.mysqladmin_drop")
+    verbs = [word.text.lower() for word in parsed.operands]
+    if "drop" in verbs:
+        return Verdict(IRREVERSIBLE, "sql.mysqladmin_drop")
+    if all(verb in _MYSQLADMIN_READS for verb in verbs):
+        return Verdict(REVERSIBLE, "sql.client")
+    return Verdict(STATEFUL, "sql.mysqladmin")
+
+
+@rule("influx")
+def influx(invocation: Invocation) -> Verdict:
+    parsed = invocation.options(spec("", "", long_values="execute host port username password database"))
+    texts = invocation.literal_texts()
+    inline = parsed.values("--execute") + [
+        texts[index + 1] for index, text in enumerate(texts[:-1]) if text == "-execute"
+    ]
+    if invocation.dynamic():
+        return opaque("opaque.sql_client", "influx with expansions among its arguments")
+    if inline:
+        return sql_verdict("\n".join(inline))
+    if "delete" in texts:
+        return Verdict(IRREVERSIBLE, "sql.influx_delete")
+    if {"write", "create", "update", "restore", "setup", "apply", "import"} & set(texts):
+        return Verdict(STATEFUL, "sql.influx")
+    return Verdict(REVERSIBLE, "sql.client")
+
+
+@rule("etcdctl")
+def etcdctl(invocation: Invocation) -> Verdict:
+    texts = invocation.literal_texts()
+    if invocation.dynamic():
+        return Verdict(IRREVERSIBLE, "sql.etcd_delete")
+    operands = [text for text in texts if not text.startswith("-")]
+    verb = operands[0] if operands else ""
+    if verb in ("del", "delete") or (verb in ("snapshot", "defrag", "compaction") and verb != "snapshot"):
+        return Verdict(IRREVERSIBLE, "sql.etcd_delete")
+    if verb == "snapshot" and operands[1:2] == ["restore"]:
+        return Verdict(IRREVERSIBLE, "sql.etcd_restore")
+    if verb in ("get", "watch", "version", "endpoint", "member", "alarm", "check", "help", "snapshot"):
+        return (
+            Verdict(REVERSIBLE, "sql.client")
+            if verb != "member" or "list" in operands
+            else Verdict(STATEFUL, "sql.etcd")
+        )
+    return Verdict(STATEFUL, "sql.etcd")

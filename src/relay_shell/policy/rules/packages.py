@@ -155,6 +155,8 @@ _RUNS_WORKING_TREE = {"npm", "pnpm", "yarn", "bun", "composer"}
 @rule(*_TABLE, worst=Verdict(STATEFUL, "packages.install", "opaque: a package command with expansions"))
 def packages(invocation: Invocation) -> Verdict:
     name = invocation.name
+    if name not in _TABLE:  # a versioned name (pip3.11)
+        name = name.rstrip("0123456789.") if name.rstrip("0123456789.") in _TABLE else "pip"
     if name in ("cargo", "go", "uv"):
         from relay_shell.policy.rules.tools import runner_subcommand
 
