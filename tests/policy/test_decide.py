@@ -105,3 +105,14 @@ def test_tools_without_parsed_commands_still_use_the_probe() -> None:
     analysis = analyze_text(None, paths=("/srv/ok",))
     assert decide(lists, "ssh_upload", 2, "ssh_upload upload /srv/ok to web1:/x", analysis).allowed
     assert not decide(lists, "ssh_upload", 2, "ssh_upload upload /srv/no to web1:/x", analysis).allowed
+
+
+def test_opaque_code_is_read_with_the_regex_table_and_the_allow_list_reads_its_commands() -> None:
+    text = "awk 'BEGIN{system(\"rm -rf /srv/x\")}'"
+    analysis = analyze_text(text)
+    assert (analysis.tier, analysis.opaque, analysis.rule) == (3, True, "deletion.rm_recursive")
+    assert [command.kind for command in analysis.needing_allow()] == ["command"]  # not the floor record
+    assert not decision(text, PolicyMode.GUARDED).allowed
+    assert decision(text, PolicyMode.GUARDED, allow=r"awk .*").allowed
+    # code the parse can follow is not floored: a quoted argument is data
+    assert analyze_text("grep -rn 'rm -rf /' notes/").tier == 0

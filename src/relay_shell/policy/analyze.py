@@ -520,6 +520,8 @@ class Analyzer:
 
     def _result(self, run: _Run, call: CallText) -> Analysis:
         _missing_commands(run)
+        texts = [call.shell or "", call.stdin, " ".join(call.argv or ()), *(unit.text for unit in call.typed)]
+        _opaque_floor(run, [*texts, *(value for value in call.env.values() if value)])
         commands = tuple(run.commands)
         driver: SimpleCommand | None = None
         for command in commands:
@@ -528,7 +530,6 @@ class Analyzer:
         tier = driver.tier if driver else READ_ONLY
         is_opaque = any(command.opaque for command in commands)
         exec_env: Mapping[str, str | None] = GIT_SAFE_ENV if run.flags.uses_git and tier == READ_ONLY else {}
-        texts = [call.shell or "", call.stdin, " ".join(call.argv or ()), *(unit.text for unit in call.typed)]
         addresses = tuple(addresses_in_text("\n".join(texts))) if any(texts) else ()
         return Analysis(
             commands,
@@ -594,6 +595,29 @@ _CREATES = (
     "tools.",
     "git.",
 )
+
+
+def _opaque_floor(run: _Run, texts: list[str]) -> None:
+    """Opaque code is read with the regex table too: what it says rounds its tier up
+    (``awk 'BEGIN{system("rm -rf /x")}'``, ``"$@"`` after ``set -- rm -rf /x``)."""
+    worst = max((command.tier for command in run.commands), default=READ_ONLY)
+    if worst >= IRREVERSIBLE or not any(command.opaque for command in run.commands):
+        return
+    floor = classify_text("\n".join(text for text in texts if text))
+    if floor.tier <= worst or floor.rule is None:
+        return
+    run.commands.append(
+        SimpleCommand(
+            "floor",
+            "",
+            "",
+            floor.tier,
+            floor.rule,
+            True,
+            f"opaque: the call runs code the classifier cannot follow, and its text reads as {floor.rule}",
+            "regex table",
+        )
+    )
 
 
 def _declares_code(raw: RawCommand) -> bool:

@@ -18,7 +18,7 @@ READ_ONLY, REVERSIBLE, STATEFUL, IRREVERSIBLE = 0, 1, 2, 3
 TIER_NAMES = ("READ_ONLY", "REVERSIBLE", "STATEFUL", "IRREVERSIBLE")
 OPAQUE_PREFIX = "opaque: "
 
-CommandKind = Literal["command", "redirect", "assignment", "definition", "channel", "unparsed"]
+CommandKind = Literal["command", "redirect", "assignment", "definition", "channel", "unparsed", "floor"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,8 +157,14 @@ class Analysis:
         )
 
     def needing_allow(self) -> tuple[SimpleCommand, ...]:
-        """The commands a guarded-mode allow rule must match one by one (tier >= 2 or opaque)."""
-        return tuple(command for command in self.commands if command.tier >= STATEFUL or command.opaque)
+        """The commands a guarded-mode allow rule must match one by one (tier >= 2 or opaque).
+
+        A ``floor`` record is not a command: it only raises the tier of opaque code."""
+        return tuple(
+            command
+            for command in self.commands
+            if (command.tier >= STATEFUL or command.opaque) and command.kind != "floor"
+        )
 
     def to_dict(self) -> dict[str, object]:
         """The JSON shape used by ``--explain --json``."""
