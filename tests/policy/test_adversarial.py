@@ -6,7 +6,7 @@ import pytest
 
 from relay_shell.policy.model import IRREVERSIBLE, STATEFUL
 from tests.policy.conftest import Classify
-from tests.policy.corpus import LOOKALIKES, OPAQUE, REFUSED, SAFE, TIER3
+from tests.policy.corpus import LOOKALIKES, NOT_READS, OPAQUE, REFUSED, SAFE, TIER3
 
 
 def _ids(cases: list[tuple[str, str]]) -> list[str]:
@@ -45,3 +45,9 @@ def test_known_safe_reads_are_tier_0(classify: Classify, group: str, text: str) 
 def test_lookalikes_stay_reversible(classify: Classify, group: str, text: str) -> None:
     analysis = classify(text)
     assert analysis.tier <= 1 and not analysis.opaque, [(c.text, c.tier, c.rule) for c in analysis.commands]
+
+
+@pytest.mark.parametrize("text", NOT_READS, ids=[text[:50] for text in NOT_READS])
+def test_readonly_refuses_what_is_not_a_known_safe_read(classify: Classify, text: str) -> None:
+    analysis = classify(text)
+    assert analysis.tier >= 1, [(c.text, c.tier, c.rule) for c in analysis.commands]

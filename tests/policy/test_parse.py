@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from relay_shell.policy.analyze import analyze_text
 from relay_shell.policy.parse import ShellParser
 from relay_shell.policy.words import WordScanner
 
@@ -81,3 +82,18 @@ def test_integer_table_follows_assignments() -> None:
     assert not table.safe("j", use_j.arith["j"])
     assert not table.safe("never", 10**6)
     assert table.safe("RANDOM", 0)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "cat <<EOF > f\nx\nEOF",
+        "cat <<EOF >> f\nx\nEOF",
+        "cat <<-EOF 2>f\nx\nEOF",
+        "cat <<'EOF' >f\nx\nEOF",
+        "cat <<EOF 3>f <<< x\nx\nEOF",
+    ],
+)
+def test_redirections_written_after_a_here_document_belong_to_the_command(text: str) -> None:
+    analysis = analyze_text(text)
+    assert analysis.tier == 1 and any(command.rule == "redirect.write" for command in analysis.commands)

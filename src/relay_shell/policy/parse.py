@@ -273,7 +273,7 @@ class ShellParser:
 
     def _redirected(self, node: Node, ctx: _Ctx) -> list[tuple[Node, _Ctx]]:
         body = node.child_by_field_name("body")
-        redirects = tuple(child for child in node.children_by_field_name("redirect"))
+        redirects = _flatten(tuple(node.children_by_field_name("redirect")))
         children: list[tuple[Node, _Ctx]] = []
         # ``a && cat <<EOF``: the grammar hangs the here-document on the list; bash gives it to cat.
         while body is not None and body.type == "list" and body.named_children:
@@ -292,7 +292,12 @@ class ShellParser:
             for child in redirect.named_children:
                 if child.type == "pipeline":  # ``cat <<EOF | sh``: the grammar nests the pipe here
                     children.append((child, _Ctx(ctx.stdin, ctx.stdin_text, previous, ())))
-                elif child.type not in ("heredoc_start", "heredoc_end", "file_descriptor"):
+                elif child.type not in (
+                    "heredoc_start",
+                    "heredoc_end",
+                    "file_descriptor",
+                    *_NESTED_REDIRECTS,
+                ):
                     children.append((child, _BASE))
         return children
 
@@ -594,6 +599,20 @@ def _operand_uses(text: str) -> dict[str, int]:
     if re.fullmatch(r"[A-Za-z_]\w*", stripped):
         return {stripped: 0}
     return arith_uses(text)
+
+
+_NESTED_REDIRECTS = ("file_redirect", "herestring_redirect", "heredoc_redirect")
+
+
+def _flatten(redirects: tuple[Node, ...]) -> tuple[Node, ...]:
+    """``cat <<EOF > f``: the grammar nests the redirections written after a here-document
+    operator inside it; bash gives them to the command like the others."""
+    result: list[Node] = []
+    for redirect in redirects:
+        result.append(redirect)
+        if redirect.type == "heredoc_redirect":
+            result.extend(_flatten(tuple(c for c in redirect.named_children if c.type in _NESTED_REDIRECTS)))
+    return tuple(result)
 
 
 def _heredoc_substitutions(body: str) -> list[int]:

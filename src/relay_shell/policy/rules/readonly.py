@@ -194,12 +194,12 @@ _JOURNAL = spec(
     "no-tail show-cursor header fields list-catalog verify",
     long_values="lines unit user-unit "
     "identifier priority grep since until output output-fields directory file field cursor "
-    "after-cursor cursor-file facility namespace root image",
+    "after-cursor facility namespace root image",
     long_optional="case-sensitive boot lines",
 )
 _SS = spec(
     "hVHnralopeimsZzbE46O0tudwxSM",
-    "fAFDK",
+    "fAF",
     long="help version no-header numeric resolve all listening "
     "options extended memory processes info summary context contexts bpf events ipv4 ipv6 packet tcp udp "
     "dccp raw unix sctp vsock xdp mptcp oneline threads tipcinfo cgroup inet-sockopt",
@@ -309,7 +309,7 @@ SAFE: dict[str, Checker] = {
     "vmstat": allow(spec("afmnsdDpStwy", "SpC"), numeric=True), "nice": lambda inv: not inv.args,
     "last": allow(spec("adFiowRx", "fnpst", long="dns fulltimes ip nohostname system fullnames",
                        long_values="file limit present since until time-format"), numeric=True),
-    "lastb": allow(spec("adFiowRx", "fnpst"), numeric=True), "lastlog": allow(spec("C", "btu")),
+    "lastb": allow(spec("adFiowRx", "fnpst"), numeric=True), "lastlog": allow(spec("", "btu")),
     "who": allow(spec("abdHlmpqrsTtuw", long="all boot dead heading login lookup mesg message process count "
                       "runlevel short time users writable")),
     "w": allow(spec("hiusfoV", long="no-header ip-addr no-current short from old-style")),

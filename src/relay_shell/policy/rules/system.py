@@ -721,3 +721,58 @@ def change_account(invocation: Invocation) -> Verdict:
     if invocation.name == "visudo" and texts and set(texts) <= {"-c", "--check", "-q", "-s"}:
         return Verdict(REVERSIBLE, "accounts.status")
     return Verdict(STATEFUL, "privilege.accounts")
+
+
+@rule("ss")
+def ss(invocation: Invocation) -> Verdict:
+    texts = invocation.literal_texts()
+    if invocation.dynamic() or any(
+        _long_prefix(text, ("kill",)) or (text.startswith("-") and not text.startswith("--") and "K" in text)
+        for text in texts
+    ):
+        return Verdict(STATEFUL, "services.kill_sockets")
+    return Verdict(REVERSIBLE, "network.query")
+
+
+@rule("journalctl")
+def journalctl(invocation: Invocation) -> Verdict:
+    texts = invocation.literal_texts()
+    if invocation.dynamic() or any(
+        _long_prefix(
+            text,
+            (
+                "vacuum-size",
+                "vacuum-files",
+                "vacuum-time",
+                "rotate",
+                "flush",
+                "relinquish-var",
+                "smart-relinquish-var",
+                "setup-keys",
+                "update-catalog",
+            ),
+        )
+        for text in texts
+    ):
+        return Verdict(STATEFUL, "services.journal")
+    return Verdict(REVERSIBLE, "services.journal_query")
+
+
+@rule("dmesg")
+def dmesg(invocation: Invocation) -> Verdict:
+    texts = invocation.literal_texts()
+    if invocation.dynamic() or any(
+        _long_prefix(text, ("clear", "read-clear", "console-off", "console-on", "console-level"))
+        or (text.startswith("-") and not text.startswith("--") and set(text[1:]) & set("cCDEn"))
+        for text in texts
+    ):
+        return Verdict(STATEFUL, "services.kernel_log")
+    return Verdict(REVERSIBLE, "services.kernel_log_query")
+
+
+def _long_prefix(text: str, names: tuple[str, ...]) -> bool:
+    """Whether ``text`` is a long option getopt_long could read as one of ``names`` (any prefix)."""
+    if not text.startswith("--") or len(text) < 3:
+        return False
+    given = text[2:].split("=", 1)[0]
+    return any(name.startswith(given) for name in names)
