@@ -97,3 +97,36 @@ def test_integer_table_follows_assignments() -> None:
 def test_redirections_written_after_a_here_document_belong_to_the_command(text: str) -> None:
     analysis = analyze_text(text)
     assert analysis.tier == 1 and any(command.rule == "redirect.write" for command in analysis.commands)
+
+
+def test_text_that_crashes_the_grammar_is_parsed_without_it() -> None:
+    """tree-sitter-bash 0.25 segfaults on ``{`` + a 4-byte UTF-8 character (memory-layout
+    dependent, tree-sitter/tree-sitter-bash#337): the parser never sees bytes above 127."""
+    import subprocess
+    import sys
+
+    code = (
+        "from relay_shell.policy.analyze import analyze_text\n"
+        "for cp in range(0x10000, 0x110000, 0x800):\n"
+        "    analyze_text('{' + chr(cp))\n"
+        "    analyze_text('x{' + chr(cp) + ' ; rm -rf /x')\n"
+    )
+    for _ in range(3):
+        assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("text", "tier"),
+    [
+        ("rm -rf /srv/é", 3),
+        ("rm -rf /srv/{é,ü}", 3),
+        ("echo é > f", 1),
+        ("echo 'ü' 🙂", 0),
+        ("cat <<É\nrm -rf /x\nÉ", 0),
+        ("sh <<É\nrm -rf /x\nÉ", 3),
+        ("é=1 rm -rf /x", 1),  # not an assignment in bash (é is no name character): runs "é=1"
+        ("$é -rf /x", 2),  # the grammar stops at $ + a non-name byte: opaque
+    ],
+)
+def test_non_ascii_text_reads_as_bash_reads_it(text: str, tier: int) -> None:
+    assert analyze_text(text).tier == tier

@@ -18,13 +18,9 @@ from __future__ import annotations
 import logging
 import os
 import re
-import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-
-import tree_sitter_bash
-from tree_sitter import Language, Parser
 
 from relay_shell.config import Settings
 from relay_shell.policy.addresses import addresses_in_text
@@ -43,7 +39,7 @@ from relay_shell.policy.model import (
     opaque,
     worst_of,
 )
-from relay_shell.policy.parse import RawCommand, RawRedirect, ShellParse, ShellParser
+from relay_shell.policy.parse import RawCommand, RawRedirect, ShellParse, ShellParser, encode, parse_tree
 from relay_shell.policy.paths import Protected, collapse, protected_rule
 from relay_shell.policy.regex_floor import classify_text
 from relay_shell.policy.rules import Nested, Stdin
@@ -545,7 +541,6 @@ class Analyzer:
 
 
 CHUNK_CHARS = 64 * 1024
-_CHUNK_PARSER = threading.local()
 
 
 def chunks(text: str) -> list[str]:
@@ -558,9 +553,6 @@ def chunks(text: str) -> list[str]:
     """
     if len(text) <= CHUNK_CHARS:
         return [text]
-    parser = getattr(_CHUNK_PARSER, "parser", None)
-    if parser is None:
-        parser = _CHUNK_PARSER.parser = Parser(Language(tree_sitter_bash.language()))
     pieces: list[str] = []
     start = 0
     while start < len(text):
@@ -571,10 +563,7 @@ def chunks(text: str) -> list[str]:
                 pieces.append(text[start:])
                 return pieces
             piece = text[start : cut + 1]
-            if (
-                not piece.rstrip("\n").endswith("\\")
-                and not parser.parse(piece.encode("utf-8", "surrogateescape")).root_node.has_error
-            ):
+            if not piece.rstrip("\n").endswith("\\") and not parse_tree(encode(piece)).root_node.has_error:
                 pieces.append(piece)
                 start = cut + 1
                 break

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
 
 import tree_sitter_bash
-from tree_sitter import Language, Node, Parser
+from tree_sitter import Language, Node, Parser, Tree
 
 from relay_shell.policy.words import Word, WordScanner, arith_assignments, arith_uses
 
@@ -56,6 +56,30 @@ def _parser() -> Parser:
     if parser is None:
         parser = _LOCAL.parser = Parser(_LANGUAGE)
     return parser
+
+
+_ASCII_ONLY = bytes(range(128)) + b"." * 128
+
+
+def encode(text: str) -> bytes:
+    """The bytes the shell will read (``surrogateescape`` keeps bytes that are not UTF-8);
+    text holding lone surrogates cannot be run at all and is read with them replaced."""
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace")
+
+
+def parse_tree(data: bytes) -> Tree:
+    """The grammar's tree of ``data``, parsed with every byte above 127 read as ``.``.
+
+    tree-sitter-bash 0.25 can crash the process (SIGSEGV) on a ``{`` followed by a 4-byte
+    UTF-8 sequence (tree-sitter/tree-sitter-bash#337), and any input text reaches the
+    parser. Bash itself reads bytes above 127 as ordinary word characters (never as
+    operators or in names), which is what ``.`` is to the grammar; offsets are unchanged,
+    and words are read from the original bytes.
+    """
+    return _parser().parse(data.translate(_ASCII_ONLY))
 
 
 @dataclass
@@ -187,14 +211,15 @@ class ShellParser:
 
     def parse(self, text: str) -> ShellParse:
         """Parse ``text``. Never raises for any input text."""
-        self._data = text.encode("utf-8", "surrogateescape")
-        tree = _parser().parse(self._data)
+        self._data = encode(text)
+        tree = parse_tree(self._data)
         self._substitutions: set[int] = set()
         self._pending: list[_Pending] = []
         self._by_node: dict[int, int] = {}
         self._functions: set[str] = set()
         self._integers = IntegerTable()
         self._heredocs: list[tuple[RawCommand, int, str]] = []
+        self._attached: set[int] = set()  # redirections given to a command
         self._walk(tree.root_node)
         commands = [self._finish(pending) for pending in self._pending]
         for command, start, body in self._heredocs:
@@ -241,6 +266,10 @@ class ShellParser:
             return [(child, _BASE) for child in self._standalone_assignment(node)]
         if kind in ("comment", "heredoc_body"):
             return [] if kind == "comment" else [(child, _BASE) for child in node.named_children]
+        if kind in _NESTED_REDIRECTS and node.id not in self._attached:
+            # a redirection the grammar hung somewhere no command took it from: still a write
+            raw = RawCommand("redirects", node.start_byte, self._text(node))
+            self._add(raw, node, [], [], list(_flatten((node,))), None)
         self._record(node, kind)
         return [(child, ctx) for child in node.named_children if child.type not in _LEAVES]
 
@@ -457,6 +486,7 @@ class ShellParser:
         pipe_from: int | None,
     ) -> None:
         self._by_node[node.id] = len(self._pending)
+        self._attached.update(redirect.id for redirect in redirects)
         self._pending.append(_Pending(raw, words, assignments, redirects, pipe_from))
 
     def _finish(self, pending: _Pending) -> RawCommand:

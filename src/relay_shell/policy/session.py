@@ -22,10 +22,8 @@ import re
 from dataclasses import dataclass, replace
 from typing import Literal
 
-import tree_sitter_bash
-from tree_sitter import Language, Parser
-
 from relay_shell.policy.model import Analysis, TypedUnit
+from relay_shell.policy.parse import encode, parse_tree
 
 EditorKind = Literal["readline", "basic"]
 MAX_PENDING = 1_000_000
@@ -49,7 +47,6 @@ _ESCAPE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|O.|[^\[O])?")
 _HISTORY = re.compile(r"(?:^|[^\\])!(?=[^\s=(\"'])|^\s*\^")
 _OPENERS = ("{", "(", "|", "&&", "||", " then", " do", " else", " in", " elif", ";then", ";do")
 _SINGLE_QUOTED = re.compile(r"'[^']*'")
-_LANGUAGE = Language(tree_sitter_bash.language())
 
 
 @dataclass(frozen=True)
@@ -191,8 +188,7 @@ def incomplete(text: str) -> bool:
         return True
     if _open_quote(text) or _open_heredoc(text):
         return True
-    parser = Parser(_LANGUAGE)
-    tree = parser.parse((text + "\n").encode("utf-8", "surrogateescape"))
+    tree = parse_tree(encode(text + "\n"))
     if not tree.root_node.has_error:
         return False
     return _has_missing(tree.root_node) or text.rstrip().endswith(_OPENERS)
