@@ -92,3 +92,18 @@ def test_the_working_directory_of_the_call(analyzer: Analyzer, relay_root: Path)
 )
 def test_look_alikes_are_not_protected(classify: Classify, relay_root: Path, template: str) -> None:
     assert not classify(template.format(root=relay_root)).protected
+
+
+def test_a_link_made_after_an_earlier_call_is_seen(
+    classify: Classify, relay_root: Path, tmp_path: Path
+) -> None:
+    """What the file system said is not kept from one call to the next: a link to a protected
+    file made by an allowed call (``ln -s``) is seen when the next call reads through it."""
+    link = tmp_path / "later"
+    assert classify(f"cat {link}").tier == 0
+    link.symlink_to(relay_root / "audit" / "audit.jsonl")
+    assert classify(f"cat {link}").rule.startswith("protected.")
+    tree_link = tmp_path / "tree"
+    assert classify(f"cat {tree_link}/state.json").tier <= 1
+    tree_link.symlink_to(relay_root / "oauth")
+    assert classify(f"cat {tree_link}/state.json").rule.startswith("protected.")

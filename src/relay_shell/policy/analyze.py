@@ -71,7 +71,7 @@ class PolicyEnvironment:
     search_path: str
     home: str | None
     cwd: str
-    spellings: bool = True  # further spellings for a deny list (paths resolved, globs expanded)
+    spellings: bool = True  # a deny list is configured: spellings (paths resolved, globs expanded), addresses
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PolicyEnvironment:
@@ -137,6 +137,8 @@ class Analyzer:
         """Classify everything ``call`` will run. Never raises."""
         run = _Run()
         try:
+            if self.environment.protected is not None:
+                self.environment.protected.refresh()
             self._channels(run, call)
         except Exception:  # classification must never fail a call open
             log.exception("classification failed; treating the call as opaque")
@@ -526,7 +528,8 @@ class Analyzer:
         tier = driver.tier if driver else READ_ONLY
         is_opaque = any(command.opaque for command in commands)
         exec_env: Mapping[str, str | None] = GIT_SAFE_ENV if run.flags.uses_git and tier == READ_ONLY else {}
-        addresses = tuple(addresses_in_text("\n".join(texts))) if any(texts) else ()
+        with_deny = self.environment.spellings  # addresses, like spellings, only serve a deny list
+        addresses = tuple(addresses_in_text("\n".join(texts))) if with_deny and any(texts) else ()
         return Analysis(
             commands,
             tier,

@@ -190,6 +190,7 @@ class Flags:
     uses_git: bool = False
     protected: bool = False
     missing: list[int] = field(default_factory=list)  # positions of commands whose name is on no PATH
+    named: dict[tuple[object, ...], str | None] = field(default_factory=dict)  # protected_word, this call
 
 
 Resolution = Literal["system", "trusted", "untrusted", "missing", "relative"]
@@ -541,6 +542,15 @@ class CommandClassifier:
         protected = self._protected
         if protected is None:
             return None
+        key = (word.text, word.literal, word.glob, word.may_split, cwd, remote, literal_only)
+        memo = self._flags.named
+        if key not in memo:
+            memo[key] = self._protected_word(protected, word, cwd, remote, literal_only)
+        return memo[key]
+
+    def _protected_word(
+        self, protected: Protected, word: Word, cwd: str | None, remote: bool, literal_only: bool
+    ) -> str | None:
         text = _known_expansions(word)
         if text is None:
             return protected.glob_names(word.text, cwd if not remote else None) if word.glob else None

@@ -20,6 +20,7 @@ import fnmatch
 import os
 import posixpath
 import re
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -148,6 +149,7 @@ class Protected:
     enforce: bool = True
     _inodes: dict[tuple[int, int], str] = field(default_factory=dict)
     _resolved: dict[str, str | None] = field(default_factory=dict)
+    _inodes_at: float = -1e9
 
     def __post_init__(self) -> None:
         expanded: list[ProtectedEntry] = []
@@ -156,12 +158,28 @@ class Protected:
             real = os.path.realpath(entry.path)
             if real != entry.path:
                 expanded.append(ProtectedEntry(real, entry.label, entry.tree))
+        self.entries = tuple(expanded)
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Forget what the file system said: called before each call is classified (a link
+        made by an earlier call must be seen). The protected files' own inodes (for hard links
+        to them) are read again when older than a second (a rotated audit file has a new one)."""
+        self._resolved = {}
+        now = time.monotonic()
+        if now - self._inodes_at < 1.0:
+            return
+        self._inodes_at = now
+        inodes: dict[tuple[int, int], str] = {}
+        for entry in self.entries:
+            if "*" in entry.path:
+                continue
             try:
                 status = os.stat(entry.path)
-                self._inodes[(status.st_dev, status.st_ino)] = entry.label
-            except OSError:
-                pass
-        self.entries = tuple(expanded)
+            except (OSError, ValueError):
+                continue
+            inodes[(status.st_dev, status.st_ino)] = entry.label
+        self._inodes = inodes
 
     @classmethod
     def from_settings(
@@ -201,9 +219,11 @@ class Protected:
         label = self.lexical(path)
         if label is not None:
             return label
-        if path not in self._resolved:
-            self._resolved[path] = self._through_links(path)
-        return self._resolved[path]
+        cache = self._resolved  # one dict per call (another thread may refresh meanwhile)
+        if path in cache:
+            return cache[path]
+        label = cache[path] = self._through_links(path)
+        return label
 
     def lexical(self, path: str) -> str | None:
         """The label ``path`` names by its text alone (no symlink or inode resolution)."""
