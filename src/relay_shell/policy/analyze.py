@@ -24,7 +24,7 @@ from types import MappingProxyType
 
 from relay_shell.config import Settings
 from relay_shell.policy.addresses import addresses_in_text
-from relay_shell.policy.classify import CommandClassifier, Context, Flags, render
+from relay_shell.policy.classify import CommandClassifier, Context, Flags, forget_resolutions, render
 from relay_shell.policy.env import CodeVariables, env_verdict, is_harmless, loads_code
 from relay_shell.policy.model import (
     IRREVERSIBLE,
@@ -137,6 +137,7 @@ class Analyzer:
         """Classify everything ``call`` will run. Never raises."""
         run = _Run()
         try:
+            forget_resolutions()
             if self.environment.protected is not None:
                 self.environment.protected.refresh()
             self._channels(run, call)

@@ -15,9 +15,9 @@ import posixpath
 import re
 import shlex
 import stat
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Literal
 
 from relay_shell.policy.env import CodeVariables, env_verdict, is_harmless
@@ -196,7 +196,46 @@ class Flags:
 Resolution = Literal["system", "trusted", "untrusted", "missing", "relative"]
 
 
-@lru_cache(maxsize=4096)
+_RESOLVED: dict[tuple[str, str], Resolution] = {}
+_PLACED: dict[str, Resolution] = {}
+_WATCHED: dict[str, tuple[int, ...] | None] = {}  # directory -> its signature when last read
+
+
+def _signature(directory: str) -> tuple[int, ...] | None:
+    try:
+        status = os.stat(directory)
+    except (OSError, ValueError):
+        return None
+    return (status.st_ino, status.st_mtime_ns, status.st_ctime_ns)
+
+
+def _watch(directory: str) -> None:
+    if directory not in _WATCHED:
+        _WATCHED[directory] = _signature(directory)
+
+
+_CHECKED = [-1e9]
+CHECK_INTERVAL = 0.1  # seconds
+
+
+def forget_resolutions() -> None:
+    """Called before each call is classified: when a directory a resolution read has changed
+    since (a file an earlier call wrote into a PATH directory, a replaced link, a chmod: each
+    changes the directory's mtime or ctime), every resolution is read again.
+
+    Checked at most every :data:`CHECK_INTERVAL` (a dozen ``stat`` calls would cost a quarter
+    of a typical classification); calls sent together are classified before any of them runs
+    anyway, so a file written by one and run by the next is out of reach either way."""
+    now = time.monotonic()
+    if now - _CHECKED[0] < CHECK_INTERVAL:
+        return
+    _CHECKED[0] = now
+    if any(_signature(directory) != signature for directory, signature in list(_WATCHED.items())):
+        _RESOLVED.clear()
+        _PLACED.clear()
+        _WATCHED.clear()
+
+
 def resolve(name: str, search_path: str) -> Resolution:
     """Where ``name`` resolves with ``search_path``.
 
@@ -205,19 +244,35 @@ def resolve(name: str, search_path: str) -> Resolution:
     ``untrusted``: a directory another user (or group) could write; ``missing``: nowhere;
     ``relative``: the search reaches a relative or empty entry (the working directory).
     """
+    key = (name, search_path)
+    found = _RESOLVED.get(key)
+    if found is None:
+        found = _RESOLVED[key] = _resolve(name, search_path)
+    return found
+
+
+def _resolve(name: str, search_path: str) -> Resolution:
     for entry in search_path.split(os.pathsep):
         if not entry.startswith("/"):
             return "relative"
+        _watch(entry)
         candidate = f"{entry.rstrip('/')}/{name}"
         if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
             return _place(candidate)
     return "missing"
 
 
-@lru_cache(maxsize=4096)
 def _place(path: str) -> Resolution:
+    found = _PLACED.get(path)
+    if found is None:
+        found = _PLACED[path] = _placed(path)
+    return found
+
+
+def _placed(path: str) -> Resolution:
     real = os.path.realpath(path)
     directory = os.path.dirname(real)
+    _watch(directory)
     try:
         status = os.stat(directory)
     except OSError:
