@@ -20,6 +20,7 @@ import fnmatch
 import os
 import posixpath
 import re
+import stat
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -150,6 +151,7 @@ class Protected:
     _inodes: dict[tuple[int, int], str] = field(default_factory=dict)
     _resolved: dict[str, str | None] = field(default_factory=dict)
     _inodes_at: float = -1e9
+    _directories: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         expanded: list[ProtectedEntry] = []
@@ -166,6 +168,7 @@ class Protected:
         made by an earlier call must be seen). The protected files' own inodes (for hard links
         to them) are read again when older than a second (a rotated audit file has a new one)."""
         self._resolved = {}
+        self._directories = {}
         now = time.monotonic()
         if now - self._inodes_at < 1.0:
             return
@@ -236,7 +239,7 @@ class Protected:
         return None
 
     def _through_links(self, path: str) -> str | None:
-        real = os.path.realpath(path)
+        real = self._real(path)
         if real != path:
             label = self.lexical(strip_proc_root(real))
             if label is not None:
@@ -246,6 +249,24 @@ class Protected:
         except (OSError, ValueError):
             return None
         return self._inodes.get((status.st_dev, status.st_ino))
+
+    def _real(self, path: str) -> str:
+        """``os.path.realpath`` with the directories resolved once per call: one ``lstat``
+        per name when its directory was resolved before (many words share a directory)."""
+        cache = self._directories
+        parent, name = posixpath.split(path)
+        if not name or parent == path:
+            return os.path.realpath(path)
+        real_parent = cache.get(parent)
+        if real_parent is None:
+            real_parent = cache[parent] = os.path.realpath(parent)
+        joined = posixpath.join(real_parent, name)
+        try:
+            if not stat.S_ISLNK(os.lstat(joined).st_mode):
+                return joined
+        except (OSError, ValueError):
+            return joined
+        return os.path.realpath(joined)
 
     def glob_names(self, pattern: str, cwd: str | None) -> str | None:
         """The label of a protected file a glob ``pattern`` could match, or None."""
