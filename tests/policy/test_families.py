@@ -66,6 +66,13 @@ FAMILIES: dict[str, tuple[list[str], list[str]]] = {
     ),
     "power": (
         [
+            "busctl call org.freedesktop.systemd1 /org/freedesktop/systemd1 org.freedesktop.systemd1.Manager PowerOff",
+            "dbus-send --system --print-reply --dest=org.freedesktop.login1 /org/freedesktop/login1 "
+            "org.freedesktop.login1.Manager.Reboot boolean:true",
+            "gdbus call --system --dest org.freedesktop.login1 --object-path /org/freedesktop/login1 "
+            "--method org.freedesktop.login1.Manager.PowerOff true",
+            "busctl call org.freedesktop.systemd1 /org/freedesktop/systemd1 org.freedesktop.systemd1.Manager "
+            "StartUnit ss rescue.target replace",
             "reboot",
             "shutdown -h now",
             "poweroff",
@@ -141,8 +148,19 @@ FAMILIES: dict[str, tuple[list[str], list[str]]] = {
         ["id bob", "getent passwd bob", "echo userdel"],
     ),
     "firewall": (
-        ["iptables -F", "iptables --flush", "iptables -P INPUT DROP", "nft flush ruleset", "ufw reset"],
-        ["iptables -L", "nft list ruleset", "ufw status"],
+        [
+            "iptables -F",
+            "iptables --flush",
+            "iptables -P INPUT DROP",
+            "nft flush ruleset",
+            "nft 'flush ruleset'",
+            "nft 'list ruleset; flush ruleset'",
+            "nft 'delete  table inet x'",
+            "nft -f /etc/nftables.conf",
+            "nft --fi rules.nft",
+            "ufw reset",
+        ],
+        ["iptables -L", "nft list ruleset", "nft 'list ruleset'", "nft -c -f rules.nft", "ufw status"],
     ),
     "services": (
         [
@@ -165,6 +183,9 @@ FAMILIES: dict[str, tuple[list[str], list[str]]] = {
             "ufw allow 22",
             "hostnamectl set-hostname x",
             "ss -K dst 10.0.0.1",
+            "busctl call org.freedesktop.systemd1 /org/freedesktop/systemd1 org.freedesktop.systemd1.Manager "
+            "RestartUnit ss nginx.service replace",
+            "iptables-restore -n < rules",
             "ss -tK",
             "ss --ki",
             "journalctl --vacuum-size=1M",
@@ -175,6 +196,8 @@ FAMILIES: dict[str, tuple[list[str], list[str]]] = {
         [
             "systemctl status nginx",
             "ss -tlnp",
+            "busctl list",
+            "busctl status",
             "journalctl -u nginx --since today",
             "dmesg -T",
             "service nginx status",

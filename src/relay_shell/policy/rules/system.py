@@ -9,9 +9,10 @@ tier 1 (and some are known-safe reads, see :mod:`relay_shell.policy.rules.readon
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
-from relay_shell.policy.model import IRREVERSIBLE, REVERSIBLE, STATEFUL, Verdict
+from relay_shell.policy.model import IRREVERSIBLE, REVERSIBLE, STATEFUL, Verdict, opaque
 from relay_shell.policy.options import OptionSpec, Parsed, canonical_signal, spec
 from relay_shell.policy.rules.base import Invocation, rule
 
@@ -638,14 +639,41 @@ def iptables(invocation: Invocation) -> Verdict:
 @rule("iptables-restore", "ip6tables-restore", "nft")
 def nft(invocation: Invocation) -> Verdict:
     texts = invocation.literal_texts()
-    joined = " ".join(texts)
-    if invocation.dynamic() or "flush" in texts or "delete table" in joined or "destroy" in texts:
+    # nft joins its arguments into one command line (``nft 'flush ruleset'``), ``;`` separates commands
+    tokens = " ".join(texts).replace(";", " ; ").lower().split()
+    joined = " ".join(tokens)
+    if (
+        invocation.dynamic()
+        or "flush" in tokens
+        or "destroy" in tokens
+        or re.search(r"\bdelete (table|chain)\b", joined)
+    ):
         return Verdict(_3, "firewall.nft_flush")
-    if invocation.name != "nft" and "--noflush" not in texts and "-n" not in texts:
-        return Verdict(_3, "firewall.iptables_flush")
-    if _any(texts, {"add", "insert", "delete", "replace", "create", "-f", "--file", "reset", "rename"}):
+    if invocation.name != "nft":
+        if "--noflush" not in texts and "-n" not in texts:
+            return Verdict(_3, "firewall.iptables_flush")
+        return Verdict(STATEFUL, "services.iptables")
+    from_file = _nft_input(texts)
+    if from_file is not None:
+        return from_file
+    if _any(tokens, {"add", "insert", "delete", "replace", "create", "reset", "rename"}):
         return Verdict(STATEFUL, "services.nft")
     return Verdict(REVERSIBLE, "services.nft_read")
+
+
+def _nft_input(texts: list[str]) -> Verdict | None:
+    """``nft -f FILE`` (a ruleset file usually starts with ``flush ruleset``), ``nft -i``."""
+    if any(text in ("-c", "--check") or _long_prefix(text, ("check",)) for text in texts):
+        return None
+    if any(
+        (text.startswith("-") and not text.startswith("--") and "f" in text[1:])
+        or _long_prefix(text, ("file",))
+        for text in texts
+    ):
+        return Verdict(_3, "firewall.nft_file")
+    if any(text in ("-i", "--interactive") or _long_prefix(text, ("interactive",)) for text in texts):
+        return opaque("opaque.program_option", "nft -i reads firewall commands from the terminal")
+    return None
 
 
 @rule("ufw")
@@ -776,3 +804,34 @@ def _long_prefix(text: str, names: tuple[str, ...]) -> bool:
         return False
     given = text[2:].split("=", 1)[0]
     return any(name.startswith(given) for name in names)
+
+
+_DBUS_POWER = re.compile(
+    r"(?i)\b(?:power_?off|reboot|halt|kexec|suspend|hibernate|hybridsleep|suspendthenhibernate|"
+    r"softreboot|Exit|Rescue|Emergency)\b"
+)
+_POWER_TARGET = re.compile(
+    r"(?i)\b(?:poweroff|reboot|halt|kexec|rescue|emergency|suspend|hibernate)\.target\b"
+)
+_DBUS_READS = frozenset(
+    {"list", "status", "tree", "introspect", "get-property", "monitor", "capture", "help", "--version", "-h"}
+)
+
+
+@rule("busctl", "dbus-send", "gdbus", "qdbus", "qdbus6", "dbus-daemon", "varlinkctl")
+def dbus(invocation: Invocation) -> Verdict:
+    """A D-Bus method call can do anything its service offers (systemd, logind, NetworkManager,
+    polkit...): tier 2; power methods (``PowerOff``, ``Reboot``...) tier 3."""
+    texts = invocation.literal_texts()
+    if invocation.dynamic():
+        return Verdict(_3, "power.dbus")
+    if any(_DBUS_POWER.search(text.rsplit(".", 1)[-1]) or _POWER_TARGET.search(text) for text in texts):
+        return Verdict(_3, "power.dbus")
+    operands = [text for text in texts if not text.startswith("-")]
+    if invocation.name == "busctl" and (not operands or operands[0] in _DBUS_READS):
+        return Verdict(REVERSIBLE, "services.dbus_query")
+    if invocation.name == "gdbus" and operands[:1] in (["introspect"], ["monitor"], ["wait"]):
+        return Verdict(REVERSIBLE, "services.dbus_query")
+    if invocation.name in ("qdbus", "qdbus6") and len(operands) < 3:
+        return Verdict(REVERSIBLE, "services.dbus_query")
+    return Verdict(STATEFUL, "services.dbus_call")
