@@ -52,6 +52,7 @@ from relay_shell.policy.rules import (
     known_safe,
     lookup,
 )
+from relay_shell.policy.rules.base import text_floor
 from relay_shell.policy.rules.readonly import SAFE as _SAFE_READS
 from relay_shell.policy.rules.system import kill_signals
 from relay_shell.policy.rules.wrappers import PLAIN_WRAPPER
@@ -498,13 +499,9 @@ class CommandClassifier:
     def _unknown(self, invocation: Invocation, context: Context) -> Verdict:
         """An unlisted command: tier 1, but a known command among its arguments is classified
         as the command it may be running (unknown wrappers such as ``perf stat rm -rf x``)."""
-        missing = (
-            bool(invocation.name)
-            and not context.remote
-            and "/" not in invocation.name
-            and resolve(invocation.name, self._search_path) == "missing"
-        )
-        if known_safe_name(invocation.name) or missing:  # a name on no PATH runs nothing it names
+        # a name on no PATH is scanned too: the corpus of tools that run their arguments
+        # (sshpass, bwrap, pdsh...) is open-ended, and it may be installed by the time it runs
+        if known_safe_name(invocation.name):
             return Verdict(REVERSIBLE, "default.unlisted")
         for index, word in enumerate(invocation.args):
             if not word.literal or ("/" in word.text and not is_system_path(word.text)):
@@ -515,7 +512,7 @@ class CommandClassifier:
                     invocation.args[index:], f"arguments of {invocation.name}"
                 )
                 return Verdict(REVERSIBLE, "default.unlisted").worst(nested)
-        return Verdict(REVERSIBLE, "default.unlisted")
+        return text_floor(invocation, Verdict(REVERSIBLE, "default.unlisted"))
 
     def _name(self, text: str, context: Context) -> tuple[str, Verdict | None]:
         """The base name to look up, and a verdict for running a file by path (None: a plain name)."""

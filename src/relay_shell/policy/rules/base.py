@@ -187,3 +187,15 @@ def _known_stdin(invocation: Invocation, stdin: Stdin, language: Literal["shell"
     if stdin.source == "pipe":
         verdict = verdict.worst(opaque("opaque.pipe_to_shell", f"output piped into {invocation.name}"))
     return verdict
+
+
+def text_floor(invocation: Invocation, verdict: Verdict) -> Verdict:
+    """``verdict`` raised by the regex table read over the arguments, for programs that may run
+    them somewhere the parse cannot follow (an unknown program, a VM, a cloud shell):
+    ``pssh -h hosts 'rm -rf /x'``, ``gcloud compute ssh vm --command 'rm -rf /x'``."""
+    if verdict.tier >= IRREVERSIBLE or not invocation.args:
+        return verdict
+    floor = classify_text(" ".join(word.text for word in invocation.args))
+    if floor.rule is None or floor.tier <= verdict.tier:
+        return verdict
+    return Verdict(floor.tier, floor.rule)

@@ -13,7 +13,7 @@ import shlex
 
 from relay_shell.policy.model import IRREVERSIBLE, REVERSIBLE, STATEFUL, Verdict, opaque
 from relay_shell.policy.options import parse_options, spec
-from relay_shell.policy.rules.base import Invocation, rule
+from relay_shell.policy.rules.base import Invocation, rule, text_floor
 from relay_shell.policy.words import Word
 
 
@@ -488,7 +488,7 @@ def crictl(invocation: Invocation) -> Verdict:
     )
     if not operands or operands[0] in _CRICTL_READS:
         return Verdict(REVERSIBLE, "containers.query")
-    return Verdict(STATEFUL, "containers.crictl")
+    return text_floor(invocation, Verdict(STATEFUL, "containers.crictl"))
 
 
 @rule("virsh", "lxc", "incus", "vagrant", "qm", "pct")
@@ -517,7 +517,7 @@ def virtual_machines(invocation: Invocation) -> Verdict:
         "config",
     ):
         return Verdict(REVERSIBLE, "containers.query")
-    return Verdict(STATEFUL, "containers.vm")
+    return text_floor(invocation, Verdict(STATEFUL, "containers.vm"))
 
 
 @rule("terraform", "tofu", "pulumi")
@@ -558,8 +558,8 @@ def cloud(invocation: Invocation) -> Verdict:
     ):
         return Verdict(IRREVERSIBLE, "deletion.cloud_recursive")
     if any(text.startswith(("delete", "terminate", "remove", "destroy", "rm")) for text in texts):
-        return Verdict(STATEFUL, "containers.cloud_delete")
-    return Verdict(REVERSIBLE, "containers.cloud")
+        return text_floor(invocation, Verdict(STATEFUL, "containers.cloud_delete"))
+    return text_floor(invocation, Verdict(REVERSIBLE, "containers.cloud"))
 
 
 def _any_word(texts: list[str], words: tuple[str, ...]) -> bool:

@@ -426,8 +426,8 @@ def ip(invocation: Invocation) -> Verdict:
             return Verdict(STATEFUL, "services.ip")
         index += 2 if option in ("n", "netns", "f", "family", "rc", "rcvbuf", "l", "loops") else 1
     rest = texts[index:]
-    if len(rest) >= 2 and rest[0] == "netns" and rest[1] == "exec":
-        nested = invocation.nested.argv(words[index + 3 :], "ip netns exec") if len(rest) > 3 else None
+    if len(rest) >= 2 and rest[0] in ("netns", "vrf") and rest[1] == "exec":
+        nested = invocation.nested.argv(words[index + 3 :], f"ip {rest[0]} exec") if len(rest) > 3 else None
         verdict = Verdict(STATEFUL, "privilege.namespace")
         return verdict.worst(nested) if nested else verdict
     if len(rest) <= 1 or rest[1] in IP_READ_VERBS:
