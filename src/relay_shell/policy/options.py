@@ -255,3 +255,12 @@ def _skip_short(text: str, index: int, option_spec: OptionSpec) -> int:
 def letters(options: Iterable[tuple[str, str | None]]) -> set[str]:
     """The option names given, for membership tests."""
     return {option for option, _ in options}
+
+
+def long_prefix(text: str, names: tuple[str, ...]) -> bool:
+    """Whether ``text`` is a long option getopt_long could read as one of ``names`` (any
+    unambiguous or ambiguous prefix: ambiguity rounds up)."""
+    if not text.startswith("--") or len(text) < 3:
+        return False
+    given = text[2:].split("=", 1)[0]
+    return any(name.startswith(given) for name in names)

@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable
 
 from relay_shell.policy.model import IRREVERSIBLE, REVERSIBLE, STATEFUL, Verdict, opaque
-from relay_shell.policy.options import OptionSpec, Parsed, canonical_signal, spec
+from relay_shell.policy.options import OptionSpec, Parsed, canonical_signal, long_prefix, spec
 from relay_shell.policy.rules.base import Invocation, rule
 
 _3 = IRREVERSIBLE
@@ -663,15 +663,15 @@ def nft(invocation: Invocation) -> Verdict:
 
 def _nft_input(texts: list[str]) -> Verdict | None:
     """``nft -f FILE`` (a ruleset file usually starts with ``flush ruleset``), ``nft -i``."""
-    if any(text in ("-c", "--check") or _long_prefix(text, ("check",)) for text in texts):
+    if any(text in ("-c", "--check") or long_prefix(text, ("check",)) for text in texts):
         return None
     if any(
         (text.startswith("-") and not text.startswith("--") and "f" in text[1:])
-        or _long_prefix(text, ("file",))
+        or long_prefix(text, ("file",))
         for text in texts
     ):
         return Verdict(_3, "firewall.nft_file")
-    if any(text in ("-i", "--interactive") or _long_prefix(text, ("interactive",)) for text in texts):
+    if any(text in ("-i", "--interactive") or long_prefix(text, ("interactive",)) for text in texts):
         return opaque("opaque.program_option", "nft -i reads firewall commands from the terminal")
     return None
 
@@ -749,89 +749,3 @@ def change_account(invocation: Invocation) -> Verdict:
     if invocation.name == "visudo" and texts and set(texts) <= {"-c", "--check", "-q", "-s"}:
         return Verdict(REVERSIBLE, "accounts.status")
     return Verdict(STATEFUL, "privilege.accounts")
-
-
-@rule("ss")
-def ss(invocation: Invocation) -> Verdict:
-    texts = invocation.literal_texts()
-    if invocation.dynamic() or any(
-        _long_prefix(text, ("kill",)) or (text.startswith("-") and not text.startswith("--") and "K" in text)
-        for text in texts
-    ):
-        return Verdict(STATEFUL, "services.kill_sockets")
-    return Verdict(REVERSIBLE, "network.query")
-
-
-@rule("journalctl")
-def journalctl(invocation: Invocation) -> Verdict:
-    texts = invocation.literal_texts()
-    if invocation.dynamic() or any(
-        _long_prefix(
-            text,
-            (
-                "vacuum-size",
-                "vacuum-files",
-                "vacuum-time",
-                "rotate",
-                "flush",
-                "relinquish-var",
-                "smart-relinquish-var",
-                "setup-keys",
-                "update-catalog",
-            ),
-        )
-        for text in texts
-    ):
-        return Verdict(STATEFUL, "services.journal")
-    return Verdict(REVERSIBLE, "services.journal_query")
-
-
-@rule("dmesg")
-def dmesg(invocation: Invocation) -> Verdict:
-    texts = invocation.literal_texts()
-    if invocation.dynamic() or any(
-        _long_prefix(text, ("clear", "read-clear", "console-off", "console-on", "console-level"))
-        or (text.startswith("-") and not text.startswith("--") and set(text[1:]) & set("cCDEn"))
-        for text in texts
-    ):
-        return Verdict(STATEFUL, "services.kernel_log")
-    return Verdict(REVERSIBLE, "services.kernel_log_query")
-
-
-def _long_prefix(text: str, names: tuple[str, ...]) -> bool:
-    """Whether ``text`` is a long option getopt_long could read as one of ``names`` (any prefix)."""
-    if not text.startswith("--") or len(text) < 3:
-        return False
-    given = text[2:].split("=", 1)[0]
-    return any(name.startswith(given) for name in names)
-
-
-_DBUS_POWER = re.compile(
-    r"(?i)\b(?:power_?off|reboot|halt|kexec|suspend|hibernate|hybridsleep|suspendthenhibernate|"
-    r"softreboot|Exit|Rescue|Emergency)\b"
-)
-_POWER_TARGET = re.compile(
-    r"(?i)\b(?:poweroff|reboot|halt|kexec|rescue|emergency|suspend|hibernate)\.target\b"
-)
-_DBUS_READS = frozenset(
-    {"list", "status", "tree", "introspect", "get-property", "monitor", "capture", "help", "--version", "-h"}
-)
-
-
-@rule("busctl", "dbus-send", "gdbus", "qdbus", "qdbus6", "dbus-daemon", "varlinkctl")
-def dbus(invocation: Invocation) -> Verdict:
-    """A D-Bus method call can do anything its service offers (systemd, logind, NetworkManager,
-    polkit...): tier 2; power methods (``PowerOff``, ``Reboot``...) tier 3."""
-    texts = invocation.literal_texts()
-    if invocation.dynamic():
-        return Verdict(_3, "power.dbus")
-    if any(_DBUS_POWER.search(text.rsplit(".", 1)[-1]) or _POWER_TARGET.search(text) for text in texts):
-        return Verdict(_3, "power.dbus")
-    operands = [text for text in texts if not text.startswith("-")]
-    if invocation.name == "busctl" and (not operands or operands[0] in _DBUS_READS):
-        return Verdict(REVERSIBLE, "services.dbus_query")
-    if invocation.name == "gdbus" and operands[:1] in (["introspect"], ["monitor"], ["wait"]):
-        return Verdict(REVERSIBLE, "services.dbus_query")
-    if invocation.name in ("qdbus", "qdbus6") and len(operands) < 3:
-        return Verdict(REVERSIBLE, "services.dbus_query")
-    return Verdict(STATEFUL, "services.dbus_call")
