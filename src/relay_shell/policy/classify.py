@@ -507,7 +507,13 @@ class CommandClassifier:
             if not word.literal or ("/" in word.text and not is_system_path(word.text)):
                 continue
             base = word.text.rsplit("/", 1)[-1]
-            if base and (base in RULES or base in WRAPPERS) and base not in _NOT_PATHS:
+            if (
+                base
+                and (base in RULES or base in WRAPPERS)
+                and base not in _NOT_PATHS
+                and base.isascii()
+                and (base[0].isalnum() or base[0] == "_")
+            ):  # ``jq . f``, ``foo : x``: punctuation is data, not ``.`` or ``:``
                 nested = self._nested(context).argv(
                     invocation.args[index:], f"arguments of {invocation.name}"
                 )

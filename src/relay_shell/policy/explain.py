@@ -9,7 +9,9 @@ the same :class:`Analysis` the pipeline reads; nothing is re-derived.
 from __future__ import annotations
 
 import json
+import os
 import re
+import sys
 from collections.abc import Sequence
 from dataclasses import replace
 
@@ -76,7 +78,10 @@ def main_explain(command: str, settings: Settings, mode: str | None, as_json: bo
     """Print the report (``--json``: machine-readable); the exit code is always 0."""
     modes = [PolicyMode(mode)] if mode else list(PolicyMode)
     report = explain(command, settings, modes)
-    print(json.dumps(report, indent=2) if as_json else render(report))
+    try:
+        print(json.dumps(report, indent=2) if as_json else render(report))
+    except BrokenPipeError:  # ``relay-shell --explain ... | head``: as the Python docs advise
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 

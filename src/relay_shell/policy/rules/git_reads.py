@@ -114,7 +114,14 @@ def git_read(invocation: Invocation) -> bool:
         return False
     name = rest[0].text
     option_spec = _SUBCOMMANDS.get(name)
-    parsed = parse_options(rest[1:], option_spec) if option_spec is not None else None
+    arguments = rest[1:]
+    if name in ("log", "show"):  # ``git log -5``: a count
+        arguments = [
+            word
+            for word in arguments
+            if not (word.literal and word.text[:1] == "-" and word.text[1:].isdigit())
+        ]
+    parsed = parse_options(arguments, option_spec) if option_spec is not None else None
     if parsed is None or not _clean(parsed):
         return False
     if name == "branch":
