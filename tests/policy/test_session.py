@@ -184,3 +184,11 @@ def test_typed_units_are_a_channel() -> None:
     analysis = Analyzer(PolicyEnvironment.bare()).analyze(CallText(typed=sent.units))
     assert analysis.tier == 3
     assert analysis.driver is not None and analysis.driver.origin == "session pending line"
+
+
+@pytest.mark.parametrize("data", ["echo é\r", "xe\u0301\x1b[D\x7f\r", "ls \u00e9\x17\r"])
+def test_text_outside_ascii_is_opaque(data: str) -> None:
+    """In the C locale readline reads bytes above 127 as meta keys (M-C capitalises a word);
+    in UTF-8 it moves over combining characters as one: either way the model cannot follow."""
+    units = feed(READLINE, data).units
+    assert units and all(unit.opaque for unit in units)

@@ -138,6 +138,10 @@ class _Editor:
         elif self.kind == "readline" and (key in _KEYS_READLINE or key in _CONTROL_READLINE):
             self._edit(_KEYS_READLINE.get(key) or _CONTROL_READLINE[key])
         elif len(key) == 1 and key.isprintable():
+            if not key.isascii():  # readline reads bytes above 127 per the locale (meta keys in C)
+                self.opaque = (
+                    self.opaque or "text outside ASCII: the line editor's reading of it depends on the locale"
+                )
             if len(self.buffer) < MAX_PENDING:
                 self.buffer = self.buffer[: self.cursor] + key + self.buffer[self.cursor :]
                 self.cursor += 1
