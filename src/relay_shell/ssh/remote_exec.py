@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-import shlex
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -52,7 +52,30 @@ def remote_shell_command(text: str) -> str:
     unchanged, so a login shell with another syntax (zsh, fish, csh) cannot give it a
     meaning other than the one the classifier read.
     """
-    return "exec /bin/sh -c " + shlex.quote(text)
+    return "exec /bin/sh -c " + portable_quote(text)
+
+
+def portable_quote(text: str) -> str:
+    r"""``text`` as one word that POSIX shells, fish and csh all read back unchanged.
+
+    ``shlex.quote`` is not enough: fish reads ``\\`` and ``\'`` inside single quotes as
+    escapes, so a backslash in the text would reach ``/bin/sh`` changed (``echo \\\;rm``
+    would become ``echo \\;rm``, which runs ``rm``). Here single quotes hold no backslash
+    and no quote; a backslash or a quote is written unquoted with a backslash before it,
+    which every one of these shells reads as the character itself.
+    """
+    if not text:
+        return "''"
+    parts: list[str] = []
+    for chunk in _QUOTE_SPLIT.split(text):
+        if chunk in ("'", "\\"):
+            parts.append("\\" + chunk)
+        elif chunk:
+            parts.append("'" + chunk + "'")
+    return "".join(parts)
+
+
+_QUOTE_SPLIT = re.compile(r"(['\\])")
 
 
 @dataclass(frozen=True)
