@@ -72,6 +72,7 @@ class TierRule:
     floor: int = 1
     targets: str = ""
     raised: tuple[int, str] | None = None  # a fixed tier's exception: (tier, when)
+    parsed: bool = True  # classified by the parse (False: the regex table over the text)
 
     def describe(self) -> str:
         """One line of Markdown for the reference."""
@@ -82,10 +83,12 @@ class TierRule:
                 text += f", {tier} ({Tier(tier).name}) {when}"
         else:
             sources = ", ".join(f"`{name}`" for name in self.classified_from)
-            text = (
-                f"classified from {sources}: the highest matching rule of the pattern table, "
-                f"at least {self.floor} ({Tier(self.floor).name})"
+            how = (
+                "the highest tier of its parsed commands (opaque ones flagged)"
+                if self.parsed
+                else "the highest matching rule of the pattern table"
             )
+            text = f"classified from {sources}: {how}, at least {self.floor} ({Tier(self.floor).name})"
         if self.targets:
             text += f"; the deny list also reads {self.targets}"
         return text
@@ -98,9 +101,9 @@ TIER_RULES: Mapping[str, TierRule] = {
     "session_list": TierRule(fixed=0),
     "session_recv": TierRule(fixed=0, targets=_SESSION_HOST),
     "session_resize": TierRule(fixed=1, targets=_SESSION_HOST),
-    "session_send": TierRule(classified_from=("data", "keys"), targets=_SESSION_HOST),
-    "shell_exec": TierRule(classified_from=("command", "stdin", "env", "cwd")),
-    "shell_script": TierRule(classified_from=("interpreter", "script", "env", "cwd")),
+    "session_send": TierRule(classified_from=("data", "keys"), floor=0, targets=_SESSION_HOST),
+    "shell_exec": TierRule(classified_from=("command", "stdin", "env", "cwd"), floor=0),
+    "shell_script": TierRule(classified_from=("interpreter", "script", "env", "cwd"), floor=0),
     "shell_spawn": TierRule(classified_from=("command", "env")),
     "ssh_check": TierRule(
         fixed=0,
@@ -108,15 +111,17 @@ TIER_RULES: Mapping[str, TierRule] = {
         targets=f"each host: {_HOST_TARGETS}",
     ),
     "ssh_download": TierRule(classified_from=("remote_path", "local_path"), floor=2, targets=_HOST_TARGETS),
-    "ssh_exec": TierRule(classified_from=("command", "stdin"), targets=_HOST_TARGETS),
+    "ssh_exec": TierRule(classified_from=("command", "stdin"), floor=0, targets=_HOST_TARGETS),
     "ssh_fanout": TierRule(
         classified_from=("command",),
+        floor=0,
         targets=f"each host ({_HOST_TARGETS}), each host on its own: the deny list, the mode and the "
         "allow list at the call's tier; a refused host is reported `denied`, the others run",
     ),
     "ssh_forward": TierRule(
         classified_from=("spec", "bind"),
         floor=2,
+        parsed=False,
         targets=f"{_HOST_TARGETS}, the destination host and `host:port`; each SOCKS destination "
         "passes the same policy decision (as tier 2) before its channel opens",
     ),
@@ -235,7 +240,7 @@ def _preamble() -> list[str]:
         "- **Tier**: 0 READ_ONLY, 1 REVERSIBLE, 2 STATEFUL, 3 IRREVERSIBLE. A fixed tier",
         "  belongs to tools that run no text; the others are classified from everything the executor",
         "  will see (`docs/policy-patterns.md`). The tier then meets the policy mode, the deny and",
-        "  allow lists, the token's scope and, for tier 3, the confirmation setting.",
+        "  allow lists, the token's scope and, for tier 3 and opaque calls, the confirmation setting.",
         "- **Annotations** are the MCP hints the tool declares: read-only, destructive, idempotent,",
         "  open world (reaches beyond this host).",
         "- **Results**: one readable text block and `structuredContent` matching the output schema.",

@@ -90,7 +90,7 @@ ROWS: tuple[Row, ...] = (
     # policy
     Row("POLICY_MODE", "readonly", local.policy_mode),
     Row("POLICY_DENY", "relay-forbidden", local.policy_deny),
-    Row("POLICY_ALLOW", r"\Ashell_exec kill -9 99999999\Z", local.policy_allow, {"POLICY_MODE": "guarded"}),
+    Row("POLICY_ALLOW", "kill -9 99999999", local.policy_allow, {"POLICY_MODE": "guarded"}),
     Row("CONFIRM_TIER3", "token", local.confirm_tier3),
     # audit
     Row("AUDIT_PATH", "{tmp}/elsewhere/audit.jsonl", local.audit_path),

@@ -23,6 +23,7 @@ from relay_shell.governance import pipeline as pipeline_module
 from relay_shell.governance import record as record_module
 from relay_shell.governance.patterns import classify_text
 from relay_shell.governance.record import MAX_AUDIT_STRING
+from relay_shell.policy.model import Analysis, CallText
 from tests.conftest import connected, read_audit
 
 INVALID_PARAMS = -32602
@@ -165,12 +166,19 @@ async def test_input_over_the_cap_is_invalid_before_any_scan(
 ) -> None:
     server = served(max_input_bytes=1024)
     scanned: list[int] = []
+    analyzer = server.services.pipeline.analyzer
+    real_analyze = analyzer.analyze
 
     def spy(text: str) -> Any:
         scanned.append(len(text))
         return classify_text(text)
 
+    def analyze_spy(call: CallText) -> Analysis:
+        scanned.append(call.size())
+        return real_analyze(call)
+
     monkeypatch.setattr(pipeline_module, "classify_text", spy)
+    monkeypatch.setattr(analyzer, "analyze", analyze_spy)
     async with connected(server) as client:
         result = await client.call_tool("shell_exec", arguments)
     error = sc(result)["error"]
@@ -184,12 +192,14 @@ async def test_large_input_is_classified_off_the_event_loop(
 ) -> None:
     server = served()
     threads: list[bool] = []
+    analyzer = server.services.pipeline.analyzer  # shell_exec is classified by the parse
+    real_analyze = analyzer.analyze
 
-    def spy(text: str) -> Any:
+    def spy(call: CallText) -> Analysis:
         threads.append(threading.current_thread() is threading.main_thread())
-        return classify_text(text)
+        return real_analyze(call)
 
-    monkeypatch.setattr(pipeline_module, "classify_text", spy)
+    monkeypatch.setattr(analyzer, "analyze", spy)
     async with connected(server) as client:
         small = await client.call_tool("shell_exec", {"command": "true"})
         large = await client.call_tool("shell_exec", {"command": "cat >/dev/null", "stdin": "z" * 100_000})

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import re
 from collections.abc import Awaitable, Callable
 
 import asyncssh
@@ -49,6 +50,39 @@ OPEN_GRACE_S = 2.0
 DRAIN_AFTER_EXIT_S = 1.0
 
 ProgressCallback = Callable[[float, int], Awaitable[None]]
+
+
+def remote_shell_command(text: str) -> str:
+    """The command line sent to sshd for ``text``: ``exec /bin/sh -c '<text>'``.
+
+    sshd hands it to the remote user's login shell; the quoted text reaches ``/bin/sh``
+    unchanged, so a login shell with another syntax (zsh, fish, csh) cannot give it a
+    meaning other than the one the classifier read.
+    """
+    return "exec /bin/sh -c " + portable_quote(text)
+
+
+def portable_quote(text: str) -> str:
+    r"""``text`` as one word that POSIX shells, fish and csh all read back unchanged.
+
+    ``shlex.quote`` is not enough: fish reads ``\\`` and ``\'`` inside single quotes as
+    escapes, so a backslash in the text would reach ``/bin/sh`` changed (``echo \\\;rm``
+    would become ``echo \\;rm``, which runs ``rm``). Here single quotes hold no backslash
+    and no quote; a backslash or a quote is written unquoted with a backslash before it,
+    which every one of these shells reads as the character itself.
+    """
+    if not text:
+        return "''"
+    parts: list[str] = []
+    for chunk in _QUOTE_SPLIT.split(text):
+        if chunk in ("'", "\\"):
+            parts.append("\\" + chunk)
+        elif chunk:
+            parts.append("'" + chunk + "'")
+    return "".join(parts)
+
+
+_QUOTE_SPLIT = re.compile(r"(['\\])")
 
 
 class _ExecSession(asyncssh.SSHClientSession[bytes]):
@@ -103,7 +137,9 @@ class _RemoteCommand:
         self, connection: asyncssh.SSHClientConnection
     ) -> tuple[asyncssh.SSHClientChannel[bytes], _ExecSession]:
         session = _ExecSession(self.capture)
-        channel, _ = await connection.create_session(lambda: session, self.command, encoding=None)
+        channel, _ = await connection.create_session(
+            lambda: session, remote_shell_command(self.command), encoding=None
+        )
         return channel, session
 
     async def start(self, deadline: float) -> None:

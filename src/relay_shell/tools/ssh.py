@@ -24,6 +24,7 @@ from relay_shell.governance.bounds import (
 )
 from relay_shell.governance.call import Background, Call, Outcome, Plan, TargetGroup
 from relay_shell.guidance import tool_description
+from relay_shell.policy.model import CallText
 from relay_shell.services import LazyPool, Services
 from relay_shell.ssh.fleet import FanoutHistory, Rollout, plan_rollout
 from relay_shell.ssh.fleet_report import CUT_MARKER
@@ -129,6 +130,8 @@ def plan_ssh_exec(request: SshExec, svc: Services) -> Plan[RemoteRun]:
         execute_ssh_exec,
         RemoteRun(svc.pool, spec, request.command, request.stdin, wait, budget),
         text="\n".join(p for p in (request.command, request.stdin) if p),
+        call=CallText(shell=request.command, stdin=request.stdin, remote=True),
+        min_tier=Tier.READ_ONLY,
         targets=host_targets(request.target.host, spec),
         timeout_s=wait.value,
         notes=bound_notes(wait, budget),
@@ -321,6 +324,8 @@ def plan_ssh_fanout(request: SshFanout, svc: Services) -> Plan[Fleet]:
         execute_ssh_fanout,
         fleet,
         text=request.command,
+        call=CallText(shell=request.command, remote=True),
+        min_tier=Tier.READ_ONLY,
         per_target=[TargetGroup(name, host_targets(name, spec)) for name, spec in hosts],
         timeout_s=wait.value * rollout.rounds(len(hosts), width.value),
         notes=notes,
