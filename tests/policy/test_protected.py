@@ -107,3 +107,105 @@ def test_a_link_made_after_an_earlier_call_is_seen(
     assert classify(f"cat {tree_link}/state.json").tier <= 1
     tree_link.symlink_to(relay_root / "oauth")
     assert classify(f"cat {tree_link}/state.json").rule.startswith("protected.")
+
+
+def test_the_admin_verbs_of_the_command_line_are_the_protected_ones() -> None:
+    """The verbs the classifier protects are exactly the OAuth administration verbs the real
+    ``relay-shell`` command line has (``http/admin_cli.py``), and its other modes only read."""
+    import argparse
+
+    from relay_shell.cli import _parser
+    from relay_shell.policy.relay_verbs import ADMIN_VERBS, READ_MODES
+
+    parser = _parser()
+    flags = {
+        option
+        for action in parser._actions
+        if not isinstance(action, argparse._HelpAction)
+        for option in action.option_strings
+        if option.startswith("--")
+    }
+    assert set(ADMIN_VERBS) == {
+        "--approve-login",
+        "--set-operator-passphrase",
+        "--revoke-grant",
+        "--list-grants",
+    }
+    assert set(ADMIN_VERBS) <= flags
+    assert set(READ_MODES) - {"--help"} <= flags
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "relay-shell --approve-login req-1",
+        "relay-shell --approve-login=req-1",
+        "relay-shell --approve-l req-1",
+        "{venv}/bin/relay-shell --revoke-grant g-1",
+        "/path/to/.venv/bin/relay-shell --revoke-grant g-1",
+        "relay-shell --list-grants --json",
+        "relay-shell --set-operator-passphrase < /tmp/pass",
+        "env relay-shell --approve-login X",
+        "env -i PATH=/usr/bin relay-shell --approve-login X",
+        "sudo -u relay relay-shell --revoke-grant g-1",
+        "nohup relay-shell --list-grants &",
+        "timeout 5 relay-shell --list-grants",
+        "bash -c 'relay-shell --approve-login X'",
+        "ssh localhost relay-shell --approve-login X",
+        "'relay-shell' --revoke-grant g-1",
+        "re\\lay-shell --revoke-grant g-1",
+        "relay-shell $VERB g-1",
+        "python -m relay_shell --approve-login X",
+        "python3 -m relay_shell.cli --revoke-grant g-1",
+        "python3.12 -m relay_shell",
+        "{venv}/bin/python -m relay_shell --list-grants",
+        # serving: a second relay that runs what its stdin asks under its own environment's policy
+        "relay-shell",
+        "printf '%s\\n' '{{}}' | relay-shell",
+        "RELAY_SHELL_POLICY_MODE=open relay-shell",
+        "RELAY_SHELL_TRANSPORT=http relay-shell --json",
+        "relay-shell --mode open",
+    ],
+)
+def test_the_relay_acting_as_itself_is_protected(classify: Classify, text: str) -> None:
+    import sys
+
+    analysis = classify(text.format(venv=sys.prefix))
+    assert analysis.protected, [(c.text, c.rule) for c in analysis.commands]
+    assert analysis.tier == 3
+    assert "protected.admin_verb" in analysis.rules
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "relay-shell --version",
+        "relay-shell --help",
+        "relay-shell -h",
+        "relay-shell --check-config --json",
+        "relay-shell --verify-audit /tmp/copy.jsonl",
+        "relay-shell --verify-deploy --json",
+        "relay-shell --explain 'ls -la'",
+        "relay-shell --explain 'ls' --mode readonly --json",
+        "echo relay-shell --approve-login is an admin verb",
+        "grep -rn approve-login docs/",
+    ],
+)
+def test_the_relays_read_only_modes_are_not_admin_verbs(classify: Classify, text: str) -> None:
+    assert "protected.admin_verb" not in classify(text).rules
+
+
+def test_the_relays_own_state_settings_are_protected(classify: Classify, relay_root: Path) -> None:
+    """RELAY_SHELL_AUTH_STATE_DIR, RELAY_SHELL_SESSION_RECORD_DIR and RELAY_SHELL_ENV_FILE."""
+    for text in (
+        f"cat {relay_root}/oauth/state.json",
+        f"rm -rf {relay_root}//oauth/",
+        f"ls {relay_root}/oauth",
+        f"cp {relay_root}/oauth/state.json /tmp/x",
+        f"cat {relay_root}/recordings/2026-sh-1.cast",
+        f"truncate -s0 {relay_root}/./recordings/x.cast",
+        f"echo RELAY_SHELL_POLICY_MODE=open >> {relay_root}/relay.env",
+        f"sed -i s/guarded/open/ {relay_root}/relay.en?",
+        f"cat /proc/self/root{relay_root}/relay.env",
+    ):
+        assert classify(text).protected, text

@@ -41,6 +41,7 @@ from relay_shell.policy.paths import (
     protected_rule,
     relative_names,
 )
+from relay_shell.policy.relay_verbs import SELF_NAMES, acts_as_the_relay
 from relay_shell.policy.rules import (
     BUILTINS,
     RULES,
@@ -58,8 +59,6 @@ from relay_shell.policy.rules.system import kill_signals
 from relay_shell.policy.rules.wrappers import PLAIN_WRAPPER
 from relay_shell.policy.words import Word
 
-_ADMIN_VERBS = ("--approve-login", "--set-operator-passphrase", "--revoke-grant", "--list-grants")
-_SELF_NAMES = {"relay-shell", "relay_shell"}
 _PAGING = {
     "systemctl",
     "journalctl",
@@ -482,10 +481,7 @@ class CommandClassifier:
     def _rule(self, name: str, invocation: Invocation, context: Context) -> Verdict:
         if name in context.functions:
             return Verdict(REVERSIBLE, "shell.function_call")
-        if name in _SELF_NAMES and any(
-            len(word.text) > 3 and any(verb.startswith(word.text.split("=")[0]) for verb in _ADMIN_VERBS)
-            for word in invocation.args
-        ):
+        if name in SELF_NAMES and acts_as_the_relay(invocation.args):
             return Verdict(IRREVERSIBLE, "protected.admin_verb")
         rule = lookup(name)
         if rule is None:
