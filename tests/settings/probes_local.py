@@ -159,6 +159,22 @@ async def audit_required(h: Harness) -> None:  # RELAY_SHELL_AUDIT_REQUIRED=fals
     assert proof.exists()
 
 
+async def policy_allow_protected(h: Harness) -> None:  # RELAY_SHELL_POLICY_ALLOW_PROTECTED=true
+    audit = h.env["RELAY_SHELL_AUDIT_PATH"]
+    data = await h.one_call("shell_exec", {"command": f"cat {audit}"})  # the relay's own audit file
+    assert data["is_error"] is False, data.get("error")
+    assert data["tier"] == 3
+
+
+async def env_file(h: Harness) -> None:  # RELAY_SHELL_ENV_FILE=<tmp>/relay.env
+    data = await h.one_call(
+        "shell_exec", {"command": f"echo RELAY_SHELL_POLICY_MODE=open >> {h.tmp}//./relay.env"}
+    )
+    assert data["is_error"] is True
+    assert (data["error"]["kind"], data["error"]["reason"]) == ("denied", "protected")
+    assert not (h.tmp / "relay.env").exists()
+
+
 async def max_input_bytes(h: Harness) -> None:  # RELAY_SHELL_MAX_INPUT_BYTES=2048
     data = await h.one_call("shell_exec", {"command": "cat", "stdin": "x" * 4096})
     assert data["is_error"] is True
