@@ -192,3 +192,22 @@ def test_text_outside_ascii_is_opaque(data: str) -> None:
     in UTF-8 it moves over combining characters as one: either way the model cannot follow."""
     units = feed(READLINE, data).units
     assert units and all(unit.opaque for unit in units)
+
+
+@pytest.mark.parametrize("remote", [False, True])
+@pytest.mark.parametrize(
+    "line", ["git status", "git log -n 3", "cd /srv/app && git diff", "ls; git show HEAD"]
+)
+def test_a_git_read_typed_into_a_session_is_not_tier_0(line: str, remote: bool) -> None:
+    """A one-shot git read is tier 0 because its process gets GIT_SAFE_ENV (fsmonitor, hooks,
+    pagers off); a shell that is already running cannot be given it, so typed it is tier 1."""
+    from relay_shell.policy.analyze import Analyzer, PolicyEnvironment
+    from relay_shell.policy.model import TypedUnit
+
+    analyzer = Analyzer(PolicyEnvironment.bare())
+    one_shot = analyzer.analyze(CallText(shell=line, remote=remote))
+    assert (one_shot.tier, bool(one_shot.exec_env)) == (0, True)
+    typed = analyzer.analyze(CallText(typed=(TypedUnit(line, True),), remote=remote))
+    assert (typed.tier, typed.opaque, dict(typed.exec_env)) == (1, False, {})
+    assert "session.git_config" in typed.rules
+    assert analyzer.analyze(CallText(typed=(TypedUnit("ls -la", True),), remote=remote)).tier == 0

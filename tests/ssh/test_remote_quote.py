@@ -57,3 +57,26 @@ def test_fish_reads_the_text_back(text: str) -> None:
 
 def test_the_remote_command_execs_sh() -> None:
     assert remote_shell_command("ls -l") == "exec /bin/sh -c 'ls -l'"
+
+
+def test_the_environment_prelude_reaches_the_remote_shell() -> None:
+    """``with_environment``: what a login shell hands /bin/sh exports and unsets the overlay,
+    then runs the text as it was classified (a here-document still reads its own lines)."""
+    from relay_shell.ssh.remote_exec import with_environment
+
+    env = {"GIT_CONFIG_VALUE_0": "it's $(id) `id` \\", "PAGER": "cat", "GIT_EXTERNAL_DIFF": None}
+    text = 'cat <<\'EOF\'\nbody $HOME\nEOF\nprintf \'%s|%s|%s\' "$GIT_CONFIG_VALUE_0" "$PAGER" "${GIT_EXTERNAL_DIFF-unset}"'
+    printed = subprocess.run(
+        ["sh", "-c", remote_shell_command(with_environment(text, env))],
+        capture_output=True,
+        check=True,
+        env={"PATH": "/usr/bin:/bin", "GIT_EXTERNAL_DIFF": "/tmp/evil"},
+    ).stdout.decode()
+    assert printed == "body $HOME\nit's $(id) `id` \\|cat|unset"
+
+
+def test_the_environment_prelude_refuses_a_name_that_is_not_a_variable() -> None:
+    from relay_shell.ssh.remote_exec import with_environment
+
+    with pytest.raises(ValueError):
+        with_environment("true", {"X; rm -rf /": "1"})

@@ -63,6 +63,20 @@ GIT_SAFE_ENV: Mapping[str, str | None] = MappingProxyType({
 """The overlay a tier-0 run of git gets: configuration that would run code switched off."""
 
 
+_SESSION_GIT = SimpleCommand(
+    "channel",
+    "git",
+    "",
+    REVERSIBLE,
+    "session.git_config",
+    False,
+    "git in a running shell keeps the repository's configuration (fsmonitor, hooks, pagers): the "
+    "overlay that makes a git read tier 0 cannot be applied to a shell that is already running",
+    "session line",
+)
+"""Typed into a session, a git read is not tier 0 (``GIT_SAFE_ENV`` needs a process of its own)."""
+
+
 @dataclass(frozen=True)
 class PolicyEnvironment:
     """What classification is measured against: protected files, the server's PATH, HOME, cwd."""
@@ -217,6 +231,8 @@ class Analyzer:
                 known=known,
                 env_safe=env_safe,
             )
+        if call.typed and run.flags.uses_git:
+            run.commands.append(_SESSION_GIT)  # the overlay that makes a git read tier 0 cannot reach it
         for path in call.paths:
             self._local_path(run, path, cwd)
 

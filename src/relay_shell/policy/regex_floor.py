@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass
 from functools import cached_property
 
-PATTERNS_VERSION = "2026.12.3"  # the grammar-aware classifier and its rule tables
+PATTERNS_VERSION = "2026.12.4"  # the grammar-aware classifier and its rule tables
 
 READ_ONLY, REVERSIBLE, STATEFUL, IRREVERSIBLE = 0, 1, 2, 3
 

@@ -25,7 +25,8 @@ import asyncio
 import contextlib
 import math
 import re
-from collections.abc import Awaitable, Callable
+import shlex
+from collections.abc import Awaitable, Callable, Mapping
 
 import asyncssh
 
@@ -83,6 +84,26 @@ def portable_quote(text: str) -> str:
 
 
 _QUOTE_SPLIT = re.compile(r"(['\\])")
+_VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def with_environment(text: str, env: Mapping[str, str | None]) -> str:
+    """``text`` preceded by lines that export ``env`` (``None`` unsets) in the remote ``/bin/sh``.
+
+    The executor's way to give a remote command the environment the classifier requires for
+    it (for a tier-0 ``git``: configuration that would run code switched off), without
+    depending on the server's ``AcceptEnv``. The prelude is complete lines of its own, so
+    the text is read as it was classified.
+
+    Raises:
+        ValueError: a name that is not a shell variable name.
+    """
+    lines = []
+    for name, value in env.items():
+        if not _VARIABLE.fullmatch(name):
+            raise ValueError(f"not a variable name: {name!r}")
+        lines.append(f"unset {name}\n" if value is None else f"export {name}={shlex.quote(value)}\n")
+    return "".join(lines) + text
 
 
 class _ExecSession(asyncssh.SSHClientSession[bytes]):
