@@ -207,6 +207,27 @@ async def test_large_input_is_classified_off_the_event_loop(
     assert threads == [True, False]
 
 
+async def test_each_host_of_a_large_fanout_is_judged_off_the_event_loop(
+    served: Callable[..., RelayServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = served(policy_deny=r"192\.0\.2\.1")  # the host is refused: nothing connects
+    threads: list[bool] = []
+    real_decide = pipeline_module.decide
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        threads.append(threading.current_thread() is threading.main_thread())
+        return real_decide(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline_module, "decide", spy)
+    async with connected(server) as client:
+        small = await client.call_tool("ssh_fanout", {"command": "true", "hosts": "192.0.2.1"})
+        large = await client.call_tool(
+            "ssh_fanout", {"command": "true #" + "x" * 100_000, "hosts": "192.0.2.1"}
+        )
+    assert [row["status"] for row in sc(small)["results"] + sc(large)["results"]] == ["denied", "denied"]
+    assert threads == [True, True, False, False]  # each call: its host, then the call itself
+
+
 async def test_large_arguments_are_redacted_off_the_event_loop(
     served: Callable[..., RelayServer], monkeypatch: pytest.MonkeyPatch
 ) -> None:

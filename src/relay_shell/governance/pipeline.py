@@ -50,6 +50,7 @@ from relay_shell.governance.call import (
     Planner,
     ProgressFn,
     Reply,
+    TargetGroup,
 )
 from relay_shell.governance.confirm import Confirmer, ConfirmTokens, call_binding
 from relay_shell.governance.detach import Detacher, run_bounded
@@ -284,14 +285,19 @@ class Pipeline:
         opaque command in full, and reads the probe only when the tier comes from the tool).
         Admitted groups' targets join the call's targets for
         :meth:`_admit`; a refused group is recorded (audit ``denied_targets``, a denial metric)
-        and handed to the executor.
+        and handed to the executor. A long text is judged in a worker thread.
         """
         tier = self._tier(state)
-        for group in plan.per_target:
-            probe = build_probe(state.tool, plan.text, group.targets)
-            decision = decide(
-                self.policy, state.tool, tier, probe, classified_by=state.pattern, analysis=state.analysis
-            )
+
+        def judge() -> list[tuple[TargetGroup, Decision]]:
+            return [
+                (group, decide(self.policy, state.tool, tier, build_probe(state.tool, plan.text, group.targets),
+                               classified_by=state.pattern, analysis=state.analysis))
+                for group in plan.per_target
+            ]  # fmt: skip
+
+        large = len(plan.text) > OFF_LOOP_SCAN_BYTES and len(plan.per_target) > 0
+        for group, decision in await asyncio.to_thread(judge) if large else judge():
             if decision.allowed:
                 state.targets.extend(target for target in group.targets if target not in state.targets)
             else:
