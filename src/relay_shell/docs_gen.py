@@ -58,6 +58,10 @@ _SESSION_HOST = "the session's host (SSH sessions)"
 _HOST_TARGETS = "the host as given, its resolved name, `user@host:port` and every jump hop"
 
 
+_PATTERN_TABLE = "the highest matching rule of the pattern table"
+_LOCAL_PATH = "tier 3 (refused in every mode) when the local path names the relay's own files"
+
+
 @dataclass(frozen=True)
 class TierRule:
     """How a tool's calls get their tier (docs/policy-patterns.md).
@@ -72,7 +76,8 @@ class TierRule:
     floor: int = 1
     targets: str = ""
     raised: tuple[int, str] | None = None  # a fixed tier's exception: (tier, when)
-    parsed: bool = True  # classified by the parse (False: the regex table over the text)
+    how: str = "the highest tier of its parsed commands (opaque ones flagged)"
+    """What the classification reads (the parse by default)."""
 
     def describe(self) -> str:
         """One line of Markdown for the reference."""
@@ -83,12 +88,7 @@ class TierRule:
                 text += f", {tier} ({Tier(tier).name}) {when}"
         else:
             sources = ", ".join(f"`{name}`" for name in self.classified_from)
-            how = (
-                "the highest tier of its parsed commands (opaque ones flagged)"
-                if self.parsed
-                else "the highest matching rule of the pattern table"
-            )
-            text = f"classified from {sources}: {how}, at least {self.floor} ({Tier(self.floor).name})"
+            text = f"classified from {sources}: {self.how}, at least {self.floor} ({Tier(self.floor).name})"
         if self.targets:
             text += f"; the deny list also reads {self.targets}"
         return text
@@ -110,7 +110,9 @@ TIER_RULES: Mapping[str, TierRule] = {
         raised=(1, "when a host is not an inventory or ssh_config host on its configured port and route"),
         targets=f"each host: {_HOST_TARGETS}",
     ),
-    "ssh_download": TierRule(classified_from=("remote_path", "local_path"), floor=2, targets=_HOST_TARGETS),
+    "ssh_download": TierRule(
+        classified_from=("remote_path", "local_path"), floor=2, how=_LOCAL_PATH, targets=_HOST_TARGETS
+    ),
     "ssh_exec": TierRule(classified_from=("command", "stdin"), floor=0, targets=_HOST_TARGETS),
     "ssh_fanout": TierRule(
         classified_from=("command",),
@@ -121,7 +123,7 @@ TIER_RULES: Mapping[str, TierRule] = {
     "ssh_forward": TierRule(
         classified_from=("spec", "bind"),
         floor=2,
-        parsed=False,
+        how=_PATTERN_TABLE,
         targets=f"{_HOST_TARGETS}, the destination host and `host:port`; each SOCKS destination "
         "passes the same policy decision (as tier 2) before its channel opens",
     ),
@@ -133,6 +135,7 @@ TIER_RULES: Mapping[str, TierRule] = {
     "ssh_upload": TierRule(
         classified_from=("local_path", "remote_path"),
         floor=2,
+        how=_LOCAL_PATH,
         targets=f"{_HOST_TARGETS}; with `hosts`, each host on its own (deny list, mode, allow list at "
         "the call's tier), a refused host is reported `denied`",
     ),

@@ -346,3 +346,34 @@ async def test_an_escape_hatch_lets_the_operator_touch_protected_files(
         assert result.is_error is False
         assert sc(result)["tier"] == 3
     await server.services.aclose()
+
+
+async def test_transfers_naming_protected_local_files_are_refused_before_connecting(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    """Uploads (one host and many) and downloads check their local path against the relay's own
+    files; the refusal comes at admission, so nothing connects (192.0.2.1 is unroutable)."""
+    settings = make_settings(auth_state_dir=tmp_path / "oauth")
+    (tmp_path / "oauth").mkdir()
+    (tmp_path / "oauth" / "state.json").write_text("{}")
+    server = build_server(settings)
+    audit = settings.audit_path
+    async with connected(server) as client:
+        await client.call_tool("server_info", {})
+        before = audit.read_text()
+        calls = [
+            ("ssh_upload", {"host": "192.0.2.1", "local_path": str(audit), "remote_path": "/tmp/a"}),
+            ("ssh_upload", {"hosts": "192.0.2.1,192.0.2.2", "local_path": f"{tmp_path}/oauth/state.json",
+                            "remote_path": "/tmp/s"}),
+            ("ssh_download", {"host": "192.0.2.1", "remote_path": "/etc/hostname",
+                              "local_path": f"{audit.parent}//./{audit.name}"}),
+        ]  # fmt: skip
+        for tool, arguments in calls:
+            result = await client.call_tool(tool, arguments)
+            error = sc(result)["error"]
+            assert (error["kind"], error["reason"], sc(result)["tier"]) == ("denied", "protected", 3), tool
+    await server.services.aclose()
+    assert audit.read_text().startswith(before)
+    assert (tmp_path / "oauth" / "state.json").read_text() == "{}"
+    records = [r for r in read_audit(audit) if r["tool"] in ("ssh_upload", "ssh_download")]
+    assert [(r["decision"], r["rule"]) for r in records] == [("denied", "protected")] * 3
