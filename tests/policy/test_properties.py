@@ -105,3 +105,41 @@ def test_a_realistic_megabyte_script_is_classified_command_by_command(classify: 
     analysis = classify(script)
     assert analysis.tier == 3
     assert analysis.rule == "deletion.rm_recursive" or analysis.opaque
+
+
+def test_long_texts_are_cut_in_order_and_each_piece_is_parsed_once(classify: Classify) -> None:
+    """The pieces of a long text join back to it, each carries the tree of exactly its bytes
+    (reused by the parse), a piece never cuts a here-document or a quote, and once the command
+    budget is spent no further piece is parsed."""
+    import pytest
+
+    from relay_shell.policy import analyze, parse
+    from relay_shell.policy.analyze import CHUNK_CHARS, chunks
+
+    filler = "echo a\n" * (CHUNK_CHARS // 7 - 3)
+    text = filler + "cat <<'EOF'\n" + "x\n" * 40 + "EOF\necho 'multi\nline'\n" + filler * 3 + "rm -rf /x\n"
+    pieces = list(chunks(text))
+    assert len(pieces) >= 3
+    assert "".join(piece.text for piece in pieces) == text
+    for piece in pieces[:-1]:
+        assert piece.tree is not None
+        assert piece.tree.root_node.end_byte == len(piece.text.encode())
+        assert not piece.tree.root_node.has_error
+    assert all(piece.text.count("<<'EOF'") == piece.text.count("\nEOF\n") for piece in pieces)
+
+    parsed: list[int] = []
+    real = parse.parse_tree
+
+    def counting(data: bytes) -> object:
+        parsed.append(len(data))
+        return real(data)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(parse, "parse_tree", counting)
+        patch.setattr(analyze, "parse_tree", counting)
+        block = "\n".join(text for _, text in SAFE if "\n" not in text) + "\n"
+        script = block * (1_048_576 // len(block)) + "rm -rf /srv/x\n"  # the budget is spent early
+        analysis = classify(script)
+    assert (analysis.tier, analysis.opaque) == (3, True)
+    assert len(analysis.commands) > MAX_COMMANDS
+    assert sum(parsed) < len(script) // 2  # each piece once, and none after the budget

@@ -18,9 +18,11 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
+
+from tree_sitter import Tree
 
 from relay_shell.config import Settings
 from relay_shell.policy.addresses import addresses_in_text
@@ -331,20 +333,21 @@ class Analyzer:
         for reading in readings:
             # One context across the chunks of a long text: cwd, functions and known values carry on.
             context = self._context(run, cwd, remote, depth, origin, stdin, set(), dict(known), env_safe)
-            pieces = chunks(reading)
-            for index, chunk in enumerate(pieces):
+            consumed = 0  # the pieces cut the reading in order, without gaps
+            for chunk in chunks(reading):
                 budget = MAX_COMMANDS - len(run.commands)
                 if run.exhausted or budget <= 0:
-                    self._exhausted(run, "".join(pieces[index:]), origin, depth)
+                    self._exhausted(run, reading[consumed:], origin, depth)
                     break
-                parse = ShellParser(WordScanner(home), budget).parse(chunk)
+                parse = ShellParser(WordScanner(home), budget).parse(chunk.text, chunk.tree)
+                consumed += len(chunk.text)
                 if parse.errors:
-                    self._unparsed(run, chunk, origin, depth)
+                    self._unparsed(run, chunk.text, origin, depth)
                 context.integer_safe = parse.integers.safe
                 self._commands(run, parse, context)
                 if parse.truncated_at is not None or run.exhausted:
                     rest = parse.rest(parse.truncated_at) if parse.truncated_at is not None else ""
-                    self._exhausted(run, rest + "".join(pieces[index + 1 :]), origin, depth)
+                    self._exhausted(run, rest + reading[consumed:], origin, depth)
                     break
         return worst_of(_verdicts(run.commands[before:]), Verdict(REVERSIBLE, "shell.empty"))
 
@@ -563,32 +566,43 @@ class Analyzer:
 CHUNK_CHARS = 64 * 1024
 
 
-def chunks(text: str) -> list[str]:
+@dataclass(frozen=True)
+class Chunk:
+    """A piece of a long text, and the grammar's tree of it when choosing the cut built one."""
+
+    text: str
+    tree: Tree | None = None
+
+
+def chunks(text: str) -> Iterator[Chunk]:
     """``text`` cut at line ends into pieces of about :data:`CHUNK_CHARS` that each parse on
     their own (the grammar's cost grows faster than linearly with one long program).
 
     A cut is only made where the piece before it parses without error or missing part and
     does not end with a line continuation, so no quote, here-document, compound command or
     continued line is split; otherwise the piece grows until it does (at worst: the rest).
+    The pieces come one at a time, in order and without gaps, each with the tree its cut was
+    checked on (parsed once): a caller that stops (the command budget) parses nothing more.
     """
     if len(text) <= CHUNK_CHARS:
-        return [text]
-    pieces: list[str] = []
+        yield Chunk(text)
+        return
     start = 0
     while start < len(text):
         end = start + CHUNK_CHARS
         while True:
             cut = text.find("\n", end)
             if cut < 0:
-                pieces.append(text[start:])
-                return pieces
+                yield Chunk(text[start:])
+                return
             piece = text[start : cut + 1]
-            if not piece.rstrip("\n").endswith("\\") and not parse_tree(encode(piece)).root_node.has_error:
-                pieces.append(piece)
-                start = cut + 1
-                break
+            if not piece.rstrip("\n").endswith("\\"):
+                tree = parse_tree(encode(piece))
+                if not tree.root_node.has_error:
+                    yield Chunk(piece, tree)
+                    start = cut + 1
+                    break
             end = cut + 1 + CHUNK_CHARS // 4
-    return pieces
 
 
 _CREATES = (

@@ -209,10 +209,11 @@ class ShellParser:
         self._budget = budget
         self.truncated_at = 1 << 62
 
-    def parse(self, text: str) -> ShellParse:
-        """Parse ``text``. Never raises for any input text."""
+    def parse(self, text: str, tree: Tree | None = None) -> ShellParse:
+        """Parse ``text`` (``tree``: the grammar's tree of it, when the caller already has it).
+        Never raises for any input text."""
         self._data = encode(text)
-        tree = parse_tree(self._data)
+        tree = tree if tree is not None else parse_tree(self._data)
         self._substitutions: set[int] = set()
         self._pending: list[_Pending] = []
         self._by_node: dict[int, int] = {}
