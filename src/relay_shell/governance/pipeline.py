@@ -289,12 +289,14 @@ class Pipeline:
         """
         tier = self._tier(state)
 
+        def judge_one(group: TargetGroup) -> Decision:
+            probe = build_probe(state.tool, plan.text, group.targets)
+            return decide(
+                self.policy, state.tool, tier, probe, classified_by=state.pattern, analysis=state.analysis
+            )
+
         def judge() -> list[tuple[TargetGroup, Decision]]:
-            return [
-                (group, decide(self.policy, state.tool, tier, build_probe(state.tool, plan.text, group.targets),
-                               classified_by=state.pattern, analysis=state.analysis))
-                for group in plan.per_target
-            ]  # fmt: skip
+            return [(group, judge_one(group)) for group in plan.per_target]
 
         large = len(plan.text) > OFF_LOOP_SCAN_BYTES and len(plan.per_target) > 0
         for group, decision in await asyncio.to_thread(judge) if large else judge():
@@ -358,7 +360,7 @@ class Pipeline:
         self.metrics.record_denial(tool=state.tool, reason=decision.rule or "policy")
 
     async def _confirm[R](self, state: CallState, plan: Plan[R], confirmer: Confirmer | None) -> bool:
-        """Tier 3 under ``CONFIRM_TIER3``: a token, or the human's answer through the client.
+        """Tier 3 and opaque calls under ``CONFIRM_TIER3``: a token, or the human's answer through the client.
 
         Returns True when the question is pending in the client (the call ends now).
 
