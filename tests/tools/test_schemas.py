@@ -20,7 +20,9 @@ from pydantic.json_schema import SkipJsonSchema
 
 from relay_shell.app import build_server
 from relay_shell.config import Settings
+from relay_shell.tools.models import ToolOutput
 from relay_shell.tools.schemas import ALWAYS_PRESENT, compact_input, compact_output
+from relay_shell.vocabulary import ErrorKind
 from tests.conftest import connected
 
 INPUT_CASES: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
@@ -162,6 +164,20 @@ def test_output_required_says_what_every_result_carries() -> None:
     for hollow in ({}, {"tier": 1}, {"tier": 1, "rows": []}, {"rows": [], "state": "open"}):
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(hollow, schema)
+
+
+def test_the_error_object_declares_what_every_error_carries() -> None:
+    """``kind`` and ``message`` are declared and required; the other error fields are left open."""
+    error = compact_output(ToolOutput.model_json_schema())["properties"]["error"]
+    assert error == {
+        "type": "object",
+        "required": ["kind", "message"],
+        "properties": {"kind": {"enum": [kind.value for kind in ErrorKind]}, "message": {"type": "string"}},
+    }
+    jsonschema.validate({"kind": "denied", "message": "m", "rule": None, "argument": "x"}, error)
+    for broken in ({"kind": "denied"}, {"kind": "other", "message": "m"}, {"kind": "denied", "message": 1}):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(broken, error)
 
 
 @pytest.fixture

@@ -23,7 +23,11 @@ added later is compacted the same way:
   docs/tools.md describes the fields from the models themselves); ``required``
   lists the fields every result carries, failures included (:data:`ALWAYS_PRESENT`), and
   an ``anyOf`` says that a result carries either every field its model declares without a
-  default (a success) or ``error`` (a failure, with whatever partial output it has).
+  default (a success) or ``error`` (a failure, with whatever partial output it has). The
+  ``error`` object declares the fields every error carries (``kind``, ``message``); the
+  others (``argument``, ``rule``...) are left open, as docs/tools.md lists them from
+  :class:`~relay_shell.tools.models.ErrorInfo`: the same object in every tool's schema
+  is worth declaring once, compactly.
 """
 
 from __future__ import annotations
@@ -40,6 +44,9 @@ type Mode = Literal["input", "output"]
 
 ALWAYS_PRESENT = tuple(name for name, field in ToolOutput.model_fields.items() if field.is_required())
 """Fields every result carries, a failure included (``tier``: null when refused before classification)."""
+
+ERROR_FIELD = "error"
+"""The result field set on a failure: declared by the fields every error carries, the rest left open."""
 
 _TYPE_KEYWORDS: dict[str, frozenset[str]] = {
     "string": frozenset({"minLength", "maxLength", "pattern", "format"}),
@@ -94,6 +101,9 @@ def compact_input(schema: Json, hidden: Collection[str] = ()) -> Json:
 def compact_output(schema: Json) -> Json:
     """An output schema, compacted, whose ``required`` and ``anyOf`` say what results carry."""
     compacted = _Compactor(schema, "output").top()
+    properties = compacted.get("properties")
+    if isinstance(properties, dict) and isinstance(properties.get(ERROR_FIELD), dict):
+        properties[ERROR_FIELD] = _required_part(properties[ERROR_FIELD])
     declared = compacted.pop("required", [])
     names = [str(name) for name in declared] if isinstance(declared, list) else []
     always = [name for name in names if name in ALWAYS_PRESENT]
@@ -170,6 +180,17 @@ class _Compactor:
             expanded.pop("description", None)  # the class docstring; the field's own description wins
         siblings = {key: value for key, value in schema.items() if key != "$ref"}
         return {**expanded, **siblings}, (*inlining, name)
+
+
+def _required_part(schema: Json) -> Json:
+    """An object schema that declares only its required properties and leaves the others open."""
+    required = schema.get("required")
+    properties = schema.get("properties")
+    if not isinstance(required, list) or not isinstance(properties, dict):
+        return schema
+    kept = {name: properties[name] for name in required if name in properties}
+    rest = {key: value for key, value in schema.items() if key not in ("properties", "additionalProperties")}
+    return {**rest, "properties": kept}
 
 
 def _json(value: object) -> Json:
