@@ -35,6 +35,7 @@ from relay_shell.docs_schema import (
     parameter_rows,
     type_text,
 )
+from relay_shell.tools.base import hint
 from relay_shell.vocabulary import ErrorKind, Tier
 
 __all__ = [
@@ -186,19 +187,13 @@ async def collect() -> Catalog:
             await server.services.aclose()
 
 
-def _hint(value: bool | None) -> str:
-    return "unset" if value is None else ("yes" if value else "no")
-
-
 def _hints(annotations: ToolAnnotations | None) -> tuple[str, str, str, str]:
+    """Each hint as a client reads it (a hint left out has the protocol's default)."""
     if annotations is None:
         return ("unset",) * 4
-    return (
-        _hint(annotations.read_only_hint),
-        _hint(annotations.destructive_hint),
-        _hint(annotations.idempotent_hint),
-        _hint(annotations.open_world_hint),
-    )
+    names = ("read_only_hint", "destructive_hint", "idempotent_hint", "open_world_hint")
+    values = tuple("yes" if hint(annotations, name) else "no" for name in names)
+    return values[0], values[1], values[2], values[3]
 
 
 def _tier_rule(name: str) -> TierRule | None:
@@ -237,7 +232,8 @@ def _preamble() -> list[str]:
         "  will see (`docs/policy-patterns.md`). The tier then meets the policy mode, the deny and",
         "  allow lists, the token's scope and, for tier 3, the confirmation setting.",
         "- **Annotations** are the MCP hints the tool declares: read-only, destructive, idempotent,",
-        "  open world (reaches beyond this host).",
+        "  open world (reaches beyond this host). A hint equal to the protocol's default (not",
+        "  read-only, destructive, not idempotent, open world) is left out of `tools/list`.",
         "- **Results**: one readable text block and `structuredContent` matching the output schema.",
         "  Every output schema also has `tier` (the tier the call was classified as; in every result,",
         "  null when a call was refused before it was classified), `notes` (clamped bounds and other",

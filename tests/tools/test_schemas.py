@@ -9,6 +9,7 @@ the calls the tool accepts and refuses the ones it refuses.
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 from collections.abc import Callable
 from typing import Any, Literal
@@ -20,6 +21,7 @@ from pydantic.json_schema import SkipJsonSchema
 
 from relay_shell.app import build_server
 from relay_shell.config import Settings
+from relay_shell.tools.base import HINT_DEFAULTS, hint, hints
 from relay_shell.tools.models import ToolOutput
 from relay_shell.tools.schemas import ALWAYS_PRESENT, compact_input, compact_output
 from relay_shell.vocabulary import ErrorKind
@@ -178,6 +180,26 @@ def test_the_error_object_declares_what_every_error_carries() -> None:
     for broken in ({"kind": "denied"}, {"kind": "other", "message": "m"}, {"kind": "denied", "message": 1}):
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(broken, error)
+
+
+@pytest.mark.parametrize("stated", list(itertools.product([False, True], repeat=4)))
+def test_hints_send_only_what_differs_from_the_protocol_defaults(stated: tuple[bool, ...]) -> None:
+    names = ("read_only_hint", "destructive_hint", "idempotent_hint", "open_world_hint")
+    read_only, destructive, idempotent, open_world = stated
+    annotations = hints(
+        read_only=read_only, destructive=destructive, idempotent=idempotent, open_world=open_world
+    )
+    sent = annotations.model_dump(exclude_none=True)
+    assert sent == {
+        name: value for name, value in zip(names, stated, strict=True) if value != HINT_DEFAULTS[name]
+    }
+    assert [hint(annotations, name) for name in names] == list(stated)
+
+
+def test_no_tool_sends_a_default_hint(tools: list[Any]) -> None:
+    for tool in tools:
+        sent = tool.annotations.model_dump(exclude_none=True)
+        assert all(value != HINT_DEFAULTS[name] for name, value in sent.items()), tool.name
 
 
 @pytest.fixture

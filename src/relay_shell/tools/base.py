@@ -42,21 +42,41 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("relay_shell.tools")
 
-READ_ONLY = ToolAnnotations(
-    read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False
-)
-READ_ONLY_REMOTE = ToolAnnotations(
-    read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=True
-)
-RUNS_COMMANDS = ToolAnnotations(
-    read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=False
-)
-ADJUSTS = ToolAnnotations(
-    read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False
-)
-RUNS_REMOTE = ToolAnnotations(
-    read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=True
-)
+HINT_DEFAULTS: dict[str, bool] = {
+    "read_only_hint": False,
+    "destructive_hint": True,
+    "idempotent_hint": False,
+    "open_world_hint": True,
+}
+"""What the MCP specification says a client assumes for a hint a tool leaves out."""
+
+
+def hints(*, read_only: bool, destructive: bool, idempotent: bool, open_world: bool) -> ToolAnnotations:
+    """A tool's MCP hints, each sent only where it differs from :data:`HINT_DEFAULTS`.
+
+    Every tool states all four here; the wire carries only what a client could not assume,
+    since every tool's annotations are paid for in every ``tools/list``.
+    """
+    stated = {
+        "read_only_hint": read_only,
+        "destructive_hint": destructive,
+        "idempotent_hint": idempotent,
+        "open_world_hint": open_world,
+    }
+    return ToolAnnotations(**{name: value for name, value in stated.items() if value != HINT_DEFAULTS[name]})
+
+
+def hint(annotations: ToolAnnotations | None, name: str) -> bool:
+    """The value of hint ``name`` (``read_only_hint``...) a client reads from ``annotations``."""
+    value = getattr(annotations, name, None) if annotations is not None else None
+    return HINT_DEFAULTS[name] if value is None else bool(value)
+
+
+READ_ONLY = hints(read_only=True, destructive=False, idempotent=True, open_world=False)
+READ_ONLY_REMOTE = hints(read_only=True, destructive=False, idempotent=True, open_world=True)
+RUNS_COMMANDS = hints(read_only=False, destructive=True, idempotent=False, open_world=False)
+ADJUSTS = hints(read_only=False, destructive=False, idempotent=True, open_world=False)
+RUNS_REMOTE = hints(read_only=False, destructive=True, idempotent=False, open_world=True)
 
 ConfirmToken = Annotated[str, Field(description="Token from a tier-3 refusal", max_length=200)]
 """The ``confirm_token`` parameter every tool that can be tier 3 takes."""

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated
 
 from mcp.server.mcpserver import Context, MCPServer
-from mcp_types import CallToolResult, ToolAnnotations
+from mcp_types import CallToolResult
 from pydantic import Field
 
 from relay_shell.governance.bounds import clamp_timeout
@@ -28,6 +28,7 @@ from relay_shell.tools.base import (
     ConfirmToken,
     Listing,
     NoArguments,
+    hints,
     listing_plan,
     run_tool,
 )
@@ -50,9 +51,7 @@ if TYPE_CHECKING:
 
 # The SSH layer (asyncssh) is imported inside planners and executors, on first use.
 
-OPENS_FORWARD = ToolAnnotations(
-    read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True
-)
+OPENS_FORWARD = hints(read_only=False, destructive=False, idempotent=False, open_world=True)
 
 
 def forward_fields(info: ForwardInfo) -> dict[str, object]:
