@@ -31,6 +31,7 @@ from relay_shell.docs_schema import (
     cell,
     constraints_text,
     field_descriptions,
+    length_limits,
     output_rows,
     parameter_rows,
     type_text,
@@ -147,6 +148,8 @@ class Catalog:
     instructions: str
     output_descriptions: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     """Per tool, its result fields' descriptions (from the output model; the wire schema has none)."""
+    length_limits: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    """Per tool, its parameters' length limits (from the argument model; the wire schema has none)."""
 
 
 async def collect() -> Catalog:
@@ -169,10 +172,9 @@ async def collect() -> Catalog:
         )
         server = build_server(settings)
         try:
-            described = {
-                tool.name: field_descriptions(tool.fn_metadata.output_model)
-                for tool in server._tool_manager.list_tools()
-            }
+            registered = server._tool_manager.list_tools()
+            described = {tool.name: field_descriptions(tool.fn_metadata.output_model) for tool in registered}
+            limits = {tool.name: length_limits(tool.fn_metadata.arg_model) for tool in registered}
             return Catalog(
                 tools=sorted(await server.list_tools(), key=lambda tool: tool.name),
                 prompts=sorted(await server.list_prompts(), key=lambda prompt: prompt.name),
@@ -182,6 +184,7 @@ async def collect() -> Catalog:
                 ),
                 instructions=server.instructions or "",
                 output_descriptions=described,
+                length_limits=limits,
             )
         finally:
             await server.services.aclose()
@@ -274,7 +277,7 @@ def _summary(catalog: Catalog) -> list[str]:
     return [*rows, ""]
 
 
-def _tool_section(tool: Tool, descriptions: Mapping[str, str]) -> list[str]:
+def _tool_section(tool: Tool, descriptions: Mapping[str, str], limits: Mapping[str, int]) -> list[str]:
     rule = _tier_rule(tool.name)
     read_only, destructive, idempotent, open_world = _hints(tool.annotations)
     return [
@@ -288,7 +291,7 @@ def _tool_section(tool: Tool, descriptions: Mapping[str, str]) -> list[str]:
         "",
         "Parameters:",
         "",
-        *parameter_rows(tool.input_schema),
+        *parameter_rows(tool.input_schema, limits),
         "",
         "Result (`structuredContent`):",
         "",
@@ -361,7 +364,9 @@ def render(catalog: Catalog) -> str:
     """The whole Markdown document."""
     lines = [*_preamble(), *_summary(catalog), *HOST_PATTERNS.splitlines(), "", "## Tools", ""]
     for tool in catalog.tools:
-        lines += _tool_section(tool, catalog.output_descriptions.get(tool.name, {}))
+        lines += _tool_section(
+            tool, catalog.output_descriptions.get(tool.name, {}), catalog.length_limits.get(tool.name, {})
+        )
     lines += _prompts_and_resources(catalog)
     lines += [
         "## Server instructions",

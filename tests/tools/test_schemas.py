@@ -21,6 +21,7 @@ from pydantic.json_schema import SkipJsonSchema
 
 from relay_shell.app import build_server
 from relay_shell.config import Settings
+from relay_shell.docs_schema import length_limits
 from relay_shell.tools.base import HINT_DEFAULTS, hint, hints
 from relay_shell.tools.models import ToolOutput
 from relay_shell.tools.schemas import ALWAYS_PRESENT, compact_input, compact_output
@@ -40,8 +41,13 @@ INPUT_CASES: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
     ),
     (
         "an empty-string default is dropped",
-        {"type": "string", "default": "", "maxLength": 9},
-        {"type": "string", "maxLength": 9},
+        {"type": "string", "default": "", "pattern": "^a"},
+        {"type": "string", "pattern": "^a"},
+    ),
+    (
+        "a length limit is the server's, not advertised",
+        {"type": "string", "maxLength": 4096, "minLength": 1},
+        {"type": "string", "minLength": 1},
     ),
     (
         "a meaningful default stays",
@@ -55,8 +61,8 @@ INPUT_CASES: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
     ),
     (
         "branches of different types merge with their own keywords",
-        {"anyOf": [{"type": "string", "maxLength": 5}, {"type": "array", "items": {"type": "string"}}]},
-        {"type": ["string", "array"], "maxLength": 5, "items": {"type": "string"}},
+        {"anyOf": [{"type": "string", "minLength": 5}, {"type": "array", "items": {"type": "string"}}]},
+        {"type": ["string", "array"], "minLength": 5, "items": {"type": "string"}},
     ),
     (
         "integer and number both bounded do not merge (minimum would apply to both)",
@@ -226,6 +232,32 @@ def test_every_compacted_input_schema_agrees_with_the_tool(tools: list[Any]) -> 
                     tool.fn_metadata.arg_model.model_validate({**minimal, name: value})
                 checked += 1
     assert checked > 50
+
+
+async def test_length_limits_are_enforced_though_not_advertised(
+    tools: list[Any], make_settings: Callable[..., Settings]
+) -> None:
+    """No advertised schema carries ``maxLength``; every limit an argument model declares still refuses."""
+    enforced = 0
+    for tool in tools:
+        schema = tool.parameters
+        assert "maxLength" not in _keywords(schema), tool.name
+        minimal = {name: _sample(schema["properties"][name]) for name in schema.get("required", [])}
+        for name, limit in length_limits(tool.fn_metadata.arg_model).items():
+            tool.fn_metadata.arg_model.model_validate({**minimal, name: "x" * min(limit, 64)})
+            with pytest.raises(ValueError):
+                tool.fn_metadata.arg_model.model_validate({**minimal, name: "x" * (limit + 1)})
+            enforced += 1
+    assert enforced > 40
+    server = build_server(make_settings())
+    try:
+        async with connected(server) as client:
+            refused = await client.call_tool("shell_exec", {"command": "true", "cwd": "/" * 4097})
+    finally:
+        await server.services.aclose()
+    assert refused.is_error is True
+    assert refused.structured_content["error"]["kind"] == "invalid"
+    assert refused.structured_content["error"]["argument"] == "cwd"
 
 
 def _keywords(schema: object) -> set[str]:

@@ -16,9 +16,14 @@ added later is compacted the same way:
 - input: a parameter whose default means "not given" (null or the empty string) is an
   optional parameter without a ``default`` and without a null branch (``{"type":
   "integer"}``): omitting it means the configured default, as the tool's description says.
-  The server still accepts an explicit null. Parameters that mean nothing under the
-  server's configuration are left out (``confirm_token`` unless ``CONFIRM_TIER3=token``),
-  so a call that sends one is ``invalid`` naming it;
+  The server still accepts an explicit null. String length limits (``maxLength``: a
+  command of at most 1,000,000 bytes, a path of 4,096) guard the server, not a choice a
+  model makes: they are not advertised, and the tool's argument model keeps enforcing them
+  (``RelayServer.call_tool`` validates every call with it; docs/tools.md lists them).
+  Ranges a model chooses within (``cols``, ``port``, ``min_tier``) and enums stay.
+  Parameters that mean nothing under the server's configuration are left out
+  (``confirm_token`` unless ``CONFIRM_TIER3=token``), so a call that sends one is
+  ``invalid`` naming it;
 - output: no ``default`` and no ``description`` (a result carries values, and
   docs/tools.md describes the fields from the models themselves); ``required``
   lists the fields every result carries, failures included (:data:`ALWAYS_PRESENT`), and
@@ -67,6 +72,12 @@ _TYPE_KEYWORDS: dict[str, frozenset[str]] = {
     "null": frozenset(),
 }
 """Keywords that constrain only instances of one type: branches using only these can share one schema."""
+
+_LEFT_OUT: dict[Mode, frozenset[str]] = {
+    "input": frozenset({"maxLength"}),
+    "output": frozenset({"default", "description"}),
+}
+"""Keywords a mode's schemas leave out: server-side length limits (input); defaults and descriptions (output)."""
 
 _SCHEMA_MAPS = ("properties", "patternProperties", "$defs")
 _SCHEMA_VALUES = ("items", "additionalProperties", "not", "contains", "if", "then", "else")
@@ -141,7 +152,7 @@ class _Compactor:
         schema, inlining = self._inline(schema, inlining)
         result: Json = {}
         for key, value in schema.items():
-            if key == "title" or (key in ("default", "description") and self.mode == "output"):
+            if key == "title" or key in _LEFT_OUT[self.mode]:
                 continue
             result[key] = self._child(key, value, inlining)
         result = _merge_any_of(result)
