@@ -57,13 +57,16 @@ def hints(*, read_only: bool, destructive: bool, idempotent: bool, open_world: b
     Every tool states all four here; the wire carries only what a client could not assume,
     since every tool's annotations are paid for in every ``tools/list``.
     """
-    stated = {
-        "read_only_hint": read_only,
-        "destructive_hint": destructive,
-        "idempotent_hint": idempotent,
-        "open_world_hint": open_world,
-    }
-    return ToolAnnotations(**{name: value for name, value in stated.items() if value != HINT_DEFAULTS[name]})
+    return ToolAnnotations(
+        read_only_hint=_unless_default("read_only_hint", read_only),
+        destructive_hint=_unless_default("destructive_hint", destructive),
+        idempotent_hint=_unless_default("idempotent_hint", idempotent),
+        open_world_hint=_unless_default("open_world_hint", open_world),
+    )
+
+
+def _unless_default(name: str, value: bool) -> bool | None:
+    return None if value == HINT_DEFAULTS[name] else value
 
 
 def hint(annotations: ToolAnnotations | None, name: str) -> bool:
@@ -81,17 +84,11 @@ RUNS_REMOTE = hints(read_only=False, destructive=True, idempotent=False, open_wo
 ConfirmToken = Annotated[str, Field(description="Token from a tier-3 refusal", max_length=200)]
 """The ``confirm_token`` parameter every tool that can be tier 3 takes."""
 
-YieldAfter = Annotated[
-    float | None,
-    Field(
-        ge=0,
-        description=(
-            "Seconds after which a still-running command returns status=running with a job_id and keeps "
-            "running (read it with session_recv); 0 = never; default RELAY_SHELL_YIELD_AFTER"
-        ),
-    ),
-]
-"""The ``yield_after`` parameter of the command-running tools (docs/adr/0014-jobs-and-tasks.md)."""
+YieldAfter = Annotated[float | None, Field(ge=0)]
+"""The ``yield_after`` parameter of the command-running tools (docs/adr/0014-jobs-and-tasks.md).
+
+Described once, in shell_exec's description (the others say they yield as shell_exec does).
+"""
 
 CURRENT_ARGUMENTS: ContextVar[CallArguments | None] = ContextVar("relay_shell_arguments", default=None)
 """The arguments of the tool call being served, set by ``RelayServer.call_tool``."""

@@ -165,14 +165,9 @@ async def ssh_forward(
     host: Host,
     spec: Annotated[
         str,
-        Field(
-            description="L:lport:dhost:dport, R:rport:dhost:dport or D:lport",
-            max_length=600,
-        ),
+        Field(max_length=600),
     ],
-    bind: Annotated[
-        str, Field(description="Listening address (here for L/D, on the remote host for R)", max_length=64)
-    ] = "127.0.0.1",
+    bind: Annotated[str, Field(max_length=64)] = "127.0.0.1",
     user: User = "",
     port: Port = None,
     key_path: KeyPath = "",
@@ -222,7 +217,7 @@ def plan_ssh_forward_close(request: ForwardClose, svc: Services) -> Plan[Closing
 
 async def ssh_forward_close(
     ctx: Context,
-    forward_id: Annotated[str, Field(description="Id from ssh_forward (fwd-...)", max_length=64)],
+    forward_id: Annotated[str, Field(max_length=64)],
 ) -> Annotated[CallToolResult, ForwardOutput]:
     return await run_tool(ctx, "ssh_forward_close", plan_ssh_forward_close, ForwardClose(forward_id))
 

@@ -50,11 +50,9 @@ MAX_PATH = 4096
 MAX_LISTED_IN_TEXT = 20
 
 Timeout = Annotated[float | None, Field(description="Seconds, connect included")]
-LocalPath = Annotated[str, Field(description="Path on this host", max_length=MAX_PATH)]
-RemotePath = Annotated[
-    str, Field(description="Path on the remote host (relative = its home)", max_length=MAX_PATH)
-]
-Recursive = Annotated[bool, Field(description="Copy a directory tree")]
+LocalPath = Annotated[str, Field(max_length=MAX_PATH)]
+RemotePath = Annotated[str, Field(description="Relative = the remote home", max_length=MAX_PATH)]
+Recursive = bool
 
 
 @dataclass(frozen=True)
@@ -204,10 +202,8 @@ async def ssh_upload(
     ctx: Context,
     local_path: LocalPath,
     remote_path: RemotePath,
-    host: Annotated[
-        str, Field(description="One host (alias, host, user@host:port); or use hosts", max_length=512)
-    ] = "",
-    hosts: Annotated[str | list[str], Field(description="Instead of host: a host pattern")] = "",
+    host: Annotated[str, Field(max_length=512)] = "",
+    hosts: str | list[str] = "",
     recursive: Recursive = False,
     timeout: Timeout = None,
     concurrency: Concurrency = 16,
