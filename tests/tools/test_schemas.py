@@ -80,6 +80,16 @@ INPUT_CASES: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
         {"enum": ["a", "b", None]},
     ),
     (
+        "number covers integer",
+        {"additionalProperties": {"anyOf": [{"type": "number"}, {"type": "integer"}, {"type": "null"}]}},
+        {"additionalProperties": {"type": ["number", "null"]}},
+    ),
+    (
+        "an object open to any property says nothing more than its type",
+        {"type": "object", "additionalProperties": True},
+        {"type": "object"},
+    ),
+    (
         "boolean subschemas stay booleans",
         {"type": "object", "properties": {"never": False, "any": True}, "additionalProperties": False},
         {"type": "object", "properties": {"never": False, "any": True}, "additionalProperties": False},

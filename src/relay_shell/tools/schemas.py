@@ -11,8 +11,9 @@ added later is compacted the same way:
 - no ``title``; every ``$ref`` replaced by its definition and ``$defs`` dropped (a
   recursive definition stays referenced);
 - an ``anyOf`` whose branches are plain typed schemas using only keywords of their own type
-  becomes one schema with a ``type`` list (``{"type": ["string", "null"]}``), and a ``type``
-  beside an ``enum`` of strings, booleans or null goes (the values say it);
+  becomes one schema with a ``type`` list (``{"type": ["string", "null"]}``; ``number``
+  stands for ``number`` and ``integer``), a ``type`` beside an ``enum`` of strings, booleans
+  or null goes (the values say it), and so does ``additionalProperties: true`` (the default);
 - input: a parameter whose default means "not given" (null or the empty string) is an
   optional parameter without a ``default`` and without a null branch (``{"type":
   "integer"}``): omitting it means the configured default, as the tool's description says.
@@ -158,6 +159,9 @@ class _Compactor:
         result = _merge_any_of(result)
         if _enum_implies_type(result):
             del result["type"]
+        if result.get("additionalProperties") is True:
+            del result["additionalProperties"]  # JSON Schema's default: any other property
+        result = _number_covers_integer(result)
         if self.mode == "input" and "default" in result and result["default"] in (None, ""):
             result = _without_null(result)
             del result["default"]
@@ -229,6 +233,15 @@ def _merge_any_of(schema: Json) -> Json:
     merged["type"] = types[0] if len(types) == 1 else types
     merged.update(keywords)
     return merged
+
+
+def _number_covers_integer(schema: Json) -> Json:
+    """A ``type`` list naming both ``number`` and ``integer`` names ``number`` (every integer is one)."""
+    kind = schema.get("type")
+    if not isinstance(kind, list) or "number" not in kind or "integer" not in kind:
+        return schema
+    rest = [name for name in kind if name != "integer"]
+    return {**schema, "type": rest[0] if len(rest) == 1 else rest}
 
 
 def _enum_implies_type(schema: Json) -> bool:

@@ -37,7 +37,7 @@ from relay_shell.tools.hosts import (
     overrides,
     resolve_host,
 )
-from relay_shell.tools.models import TransferOutput
+from relay_shell.tools.models import TransferOutput, UploadOutput
 from relay_shell.tools.shape import timeout_notes
 from relay_shell.vocabulary import Tier
 
@@ -216,7 +216,7 @@ async def ssh_upload(
     known_hosts: KnownHosts = "",
     jump: Jump = "",
     confirm_token: ConfirmToken = "",
-) -> Annotated[CallToolResult, TransferOutput]:
+) -> Annotated[CallToolResult, UploadOutput]:
     target = HostArguments(host, user, port, key_path, known_hosts, jump)
     request = Copy(
         "upload", target, local_path, remote_path, recursive, timeout, hosts, concurrency,
