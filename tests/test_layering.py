@@ -122,6 +122,29 @@ def test_the_forbidden_table_catches_a_cycle(tmp_path: Path) -> None:
     assert imports_of(module) == {"relay_shell.app"}
 
 
+POLICY_MAY_IMPORT = (
+    "relay_shell.policy",
+    "relay_shell.errors",
+    "relay_shell.config",
+    "tree_sitter",
+    "tree_sitter_bash",
+)
+
+
+@pytest.mark.parametrize("path", sorted((PACKAGE / "policy").rglob("*.py")), ids=module_name)
+def test_policy_package_is_pure(path: Path) -> None:
+    """The classifier imports only the standard library, tree-sitter, errors and config."""
+    import sys
+
+    for imported in imports_of(path):
+        top = imported.split(".")[0]
+        if top in sys.stdlib_module_names or top == "__future__":
+            continue
+        assert any(
+            imported == allowed or imported.startswith(allowed + ".") for allowed in POLICY_MAY_IMPORT
+        ), f"{module_name(path)} imports {imported}; the policy package stays pure"
+
+
 def test_no_module_is_huge() -> None:
     oversized = {module_name(p): n for p in MODULES if (n := len(p.read_text().splitlines())) > 800}
     assert oversized == {}, f"split these modules (over 800 lines): {oversized}"

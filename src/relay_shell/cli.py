@@ -43,6 +43,14 @@ def _parser() -> argparse.ArgumentParser:
         "--verify-deploy", action="store_true", help="compare installed deploy files with templates"
     )
     admin_cli.add_arguments(mode)
+    mode.add_argument(
+        "--explain",
+        metavar="COMMAND",
+        help="print how COMMAND is parsed and classified and what each policy mode would decide",
+    )
+    parser.add_argument(
+        "--mode", choices=["open", "guarded", "readonly"], help="with --explain: only this policy mode"
+    )
     parser.add_argument(
         "--templates-dir", type=Path, help="with --verify-deploy: templates to compare against"
     )
@@ -52,7 +60,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--json",
         action="store_true",
-        help="with --verify-*, --check-config, --approve-login, --list-grants: machine-readable output",
+        help="with --verify-*, --check-config, --explain, --approve-login, --list-grants: machine-readable output",
     )
     return parser
 
@@ -88,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _with_settings(args: argparse.Namespace, settings: object) -> int:
-    """The modes that need the settings: verify the audit, the OAuth admin verbs, serve."""
+    """The modes that need the settings: verify the audit, the OAuth admin verbs, explain, serve."""
     from relay_shell.config import Settings
 
     assert isinstance(settings, Settings)
@@ -99,6 +107,10 @@ def _with_settings(args: argparse.Namespace, settings: object) -> int:
         )
     if admin_cli.wants_settings(args):
         return admin_cli.run(args, settings)
+    if args.explain is not None:
+        from relay_shell.policy.explain import main_explain
+
+        return main_explain(args.explain, settings, args.mode, args.json)
     return _serve(settings)
 
 
@@ -135,6 +147,7 @@ def _serve(settings: object) -> int:
     from relay_shell.errors import ConfigError
 
     assert isinstance(settings, Settings)
+    _not_dumpable()
     try:
         if settings.transport is Transport.HTTP:
             from relay_shell.http.serve import HttpStartFailed, serve_http
@@ -154,6 +167,20 @@ def _serve(settings: object) -> int:
         log.exception("server failed")
         return EXIT_RUNTIME
     return EXIT_OK
+
+
+def _not_dumpable() -> None:
+    """``prctl(PR_SET_DUMPABLE, 0)``: processes of the same user cannot ptrace the server or
+    read its ``/proc/<pid>/mem``, ``fd`` and ``environ``. Logged, not fatal, where unsupported."""
+    import ctypes
+
+    pr_set_dumpable = 4
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(pr_set_dumpable, 0, 0, 0, 0) != 0:
+            log.warning("prctl(PR_SET_DUMPABLE, 0) failed: errno %d", ctypes.get_errno())
+    except (OSError, AttributeError):
+        log.warning("prctl is not available; the server stays dumpable")
 
 
 async def _serve_stdio(settings: object) -> None:

@@ -60,6 +60,10 @@ _SESSION_HOST = "the session's host (SSH sessions)"
 _HOST_TARGETS = "the host as given, its resolved name, `user@host:port` and every jump hop"
 
 
+_PATTERN_TABLE = "the highest matching rule of the pattern table"
+_LOCAL_PATH = "tier 3 (refused in every mode) when the local path names the relay's own files"
+
+
 @dataclass(frozen=True)
 class TierRule:
     """How a tool's calls get their tier (docs/policy-patterns.md).
@@ -74,6 +78,8 @@ class TierRule:
     floor: int = 1
     targets: str = ""
     raised: tuple[int, str] | None = None  # a fixed tier's exception: (tier, when)
+    how: str = "the highest tier of its parsed commands (opaque ones flagged)"
+    """What the classification reads (the parse by default)."""
 
     def describe(self) -> str:
         """One line of Markdown for the reference."""
@@ -84,10 +90,7 @@ class TierRule:
                 text += f", {tier} ({Tier(tier).name}) {when}"
         else:
             sources = ", ".join(f"`{name}`" for name in self.classified_from)
-            text = (
-                f"classified from {sources}: the highest matching rule of the pattern table, "
-                f"at least {self.floor} ({Tier(self.floor).name})"
-            )
+            text = f"classified from {sources}: {self.how}, at least {self.floor} ({Tier(self.floor).name})"
         if self.targets:
             text += f"; the deny list also reads {self.targets}"
         return text
@@ -100,25 +103,29 @@ TIER_RULES: Mapping[str, TierRule] = {
     "session_list": TierRule(fixed=0),
     "session_recv": TierRule(fixed=0, targets=_SESSION_HOST),
     "session_resize": TierRule(fixed=1, targets=_SESSION_HOST),
-    "session_send": TierRule(classified_from=("data", "keys"), targets=_SESSION_HOST),
-    "shell_exec": TierRule(classified_from=("command", "stdin", "env", "cwd")),
-    "shell_script": TierRule(classified_from=("interpreter", "script", "env", "cwd")),
+    "session_send": TierRule(classified_from=("data", "keys"), floor=0, targets=_SESSION_HOST),
+    "shell_exec": TierRule(classified_from=("command", "stdin", "env", "cwd"), floor=0),
+    "shell_script": TierRule(classified_from=("interpreter", "script", "env", "cwd"), floor=0),
     "shell_spawn": TierRule(classified_from=("command", "env")),
     "ssh_check": TierRule(
         fixed=0,
         raised=(1, "when a host is not an inventory or ssh_config host on its configured port and route"),
         targets=f"each host: {_HOST_TARGETS}",
     ),
-    "ssh_download": TierRule(classified_from=("remote_path", "local_path"), floor=2, targets=_HOST_TARGETS),
-    "ssh_exec": TierRule(classified_from=("command", "stdin"), targets=_HOST_TARGETS),
+    "ssh_download": TierRule(
+        classified_from=("remote_path", "local_path"), floor=2, how=_LOCAL_PATH, targets=_HOST_TARGETS
+    ),
+    "ssh_exec": TierRule(classified_from=("command", "stdin"), floor=0, targets=_HOST_TARGETS),
     "ssh_fanout": TierRule(
         classified_from=("command",),
+        floor=0,
         targets=f"each host ({_HOST_TARGETS}), each host on its own: the deny list, the mode and the "
         "allow list at the call's tier; a refused host is reported `denied`, the others run",
     ),
     "ssh_forward": TierRule(
         classified_from=("spec", "bind"),
         floor=2,
+        how=_PATTERN_TABLE,
         targets=f"{_HOST_TARGETS}, the destination host and `host:port`; each SOCKS destination "
         "passes the same policy decision (as tier 2) before its channel opens",
     ),
@@ -130,6 +137,7 @@ TIER_RULES: Mapping[str, TierRule] = {
     "ssh_upload": TierRule(
         classified_from=("local_path", "remote_path"),
         floor=2,
+        how=_LOCAL_PATH,
         targets=f"{_HOST_TARGETS}; with `hosts`, each host on its own (deny list, mode, allow list at "
         "the call's tier), a refused host is reported `denied`",
     ),
@@ -233,7 +241,7 @@ def _preamble() -> list[str]:
         "- **Tier**: 0 READ_ONLY, 1 REVERSIBLE, 2 STATEFUL, 3 IRREVERSIBLE. A fixed tier",
         "  belongs to tools that run no text; the others are classified from everything the executor",
         "  will see (`docs/policy-patterns.md`). The tier then meets the policy mode, the deny and",
-        "  allow lists, the token's scope and, for tier 3, the confirmation setting.",
+        "  allow lists, the token's scope and, for tier 3 and opaque calls, the confirmation setting.",
         "- **Annotations** are the MCP hints the tool declares: read-only, destructive, idempotent,",
         "  open world (reaches beyond this host). A hint equal to the protocol's default (not",
         "  read-only, destructive, not idempotent, open world) is left out of `tools/list`.",

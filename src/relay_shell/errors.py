@@ -60,7 +60,12 @@ class InvalidInput(RelayError):
 
 @dataclass(frozen=True)
 class Decision:
-    """What the admission stage concluded about one call."""
+    """What the admission stage concluded about one call.
+
+    ``rule`` is the admission rule (``deny``, ``mode:guarded``, ``scope``...); with a parsed
+    call, ``classifier_rule`` is the classification rule of ``subcommand`` (the normalised
+    simple command that drove the decision) and ``opaque`` whether the call is opaque.
+    """
 
     allowed: bool
     tier: int
@@ -71,6 +76,8 @@ class Decision:
     """The normalised simple command that drove the decision, when a parse named one."""
     opaque: bool | None = None
     """Whether the call runs text the classifier cannot see through, when that is known."""
+    classifier_rule: str | None = None
+    """The classification rule of ``subcommand`` (``rule`` is the admission rule: ``deny``...)."""
 
 
 class PolicyDenied(RelayError):

@@ -115,8 +115,11 @@ async def test_readonly_denial(tmp_path: Path) -> None:
         cwd=str(tmp_path),
     )
     async with Client(params, read_timeout_seconds=60) as client:
-        result = await client.call_tool("shell_exec", {"command": "id"})
+        read = await client.call_tool("shell_exec", {"command": "id"})  # a known-safe read: tier 0
+        result = await client.call_tool("shell_exec", {"command": f"touch {tmp_path / 'proof'}"})
+    assert not read.is_error
     assert sc(result)["error"]["kind"] == "denied"
+    assert not (tmp_path / "proof").exists()
     assert read_audit(tmp_path / "audit.jsonl")[-1]["decision"] == "denied"
 
 

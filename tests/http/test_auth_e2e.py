@@ -159,7 +159,9 @@ async def test_read_scope_caps_tier_and_principal_is_audited(relay: RelayProcess
     async with bearer_client(relay, token["access_token"]) as client:
         info = await client.call_tool("server_info", {})
         assert info.is_error is False
-        refused = await client.call_tool("shell_exec", {"command": "true"})
+        read = await client.call_tool("shell_exec", {"command": "true"})  # a known-safe read: tier 0
+        assert read.is_error is False
+        refused = await client.call_tool("shell_exec", {"command": "touch /nonexistent-dir/proof"})
         assert refused.is_error is True
         assert refused.structured_content["error"]["kind"] == "denied"
         assert refused.structured_content["error"]["reason"] == "scope"

@@ -392,7 +392,8 @@ async def test_read_token_client_id_and_own_pkce_do_not_make_an_admin(
     assert state["pending"][request_id]["attempts"] == 4
     assert not any(ADMIN in grant["scopes"] for grant in state["grants"].values())  # no admin grant exists
     async with bearer_client(relay, read["access_token"]) as client:
-        refused = await client.call_tool("shell_exec", {"command": "id"})
+        # touch: tier 1 (id is a known-safe read, tier 0, which the read scope allows)
+        refused = await client.call_tool("shell_exec", {"command": "touch /nonexistent-dir/proof"})
     assert refused.is_error is True
     assert refused.structured_content is not None
     assert refused.structured_content["error"]["reason"] == "scope"

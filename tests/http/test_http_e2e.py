@@ -302,7 +302,7 @@ def test_health_and_readiness(relay: RelayProcess) -> None:
 async def test_metrics_count_the_calls_just_made(relay: RelayProcess) -> None:
     before = scrape(relay)
     async with Client(relay.mcp_url, read_timeout_seconds=30) as client:
-        await client.call_tool("shell_exec", {"command": "echo counted"})
+        await client.call_tool("shell_exec", {"command": "echo counted"})  # known-safe reads: tier 0
         await client.call_tool("shell_exec", {"command": "exit 3"})
         await client.call_tool("server_info", {})
         invalid = await client.call_tool("shell_exec", {"command": "true", "timeout": -1})
@@ -317,7 +317,7 @@ async def test_metrics_count_the_calls_just_made(relay: RelayProcess) -> None:
         return after.get(name, {}).get(key, 0.0) - before.get(name, {}).get(key, 0.0)
 
     calls = "relay_shell_tool_calls_total"
-    assert delta(calls, tool="shell_exec", tier="1", mode="open", outcome="ok") == 2
+    assert delta(calls, tool="shell_exec", tier="0", mode="open", outcome="ok") == 2
     assert delta(calls, tool="server_info", tier="0", mode="open", outcome="ok") == 1
     assert (
         delta(calls, tool="shell_exec", tier="", mode="open", outcome="error") == 1
@@ -347,9 +347,10 @@ async def test_unwritable_audit_makes_readyz_503(tmp_path: Path) -> None:
         assert ready.json()["status"] == "degraded" and ready.json()["audit_writable"] is False
         assert scrape(relay)["relay_shell_audit_degraded"] == {(): 1.0}
         async with Client(relay.mcp_url, read_timeout_seconds=30) as client:
-            refused = await client.call_tool("shell_exec", {"command": "echo unaudited"})
+            refused = await client.call_tool("shell_exec", {"command": f"touch {tmp_path / 'unaudited'}"})
             info = await client.call_tool("server_info", {})
         assert sc(refused)["error"]["kind"] == "unavailable"  # no unaudited change (AUDIT_REQUIRED)
+        assert not (tmp_path / "unaudited").exists()
         assert info.is_error is False  # tier 0 still answers
 
 

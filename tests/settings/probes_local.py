@@ -92,9 +92,11 @@ async def session_buffer_bytes(h: Harness) -> None:  # RELAY_SHELL_SESSION_BUFFE
 
 
 async def policy_mode(h: Harness) -> None:  # RELAY_SHELL_POLICY_MODE=readonly
-    data = await h.one_call("shell_exec", {"command": "echo hi"})
+    proof = h.tmp / "readonly-proof"
+    data = await h.one_call("shell_exec", {"command": f"touch {proof}"})  # tier 1 (echo would be a read)
     assert data["is_error"] is True
     assert data["error"]["kind"] == "denied"
+    assert not proof.exists()
 
 
 async def policy_deny(h: Harness) -> None:  # RELAY_SHELL_POLICY_DENY=relay-forbidden
@@ -104,7 +106,7 @@ async def policy_deny(h: Harness) -> None:  # RELAY_SHELL_POLICY_DENY=relay-forb
     assert h.audit()[-1]["decision"] == "denied"
 
 
-async def policy_allow(h: Harness) -> None:  # RELAY_SHELL_POLICY_ALLOW (guarded mode)
+async def policy_allow(h: Harness) -> None:  # RELAY_SHELL_POLICY_ALLOW (guarded mode), a whole command
     data = await h.one_call("shell_exec", {"command": "kill -9 99999999"})
     assert data["tier"] == 2
     assert data["is_error"] is False  # admitted: the command ran (and failed: no such process)
@@ -149,9 +151,28 @@ async def audit_chain(h: Harness) -> None:  # RELAY_SHELL_AUDIT_CHAIN=false
 
 
 async def audit_required(h: Harness) -> None:  # RELAY_SHELL_AUDIT_REQUIRED=false, audit path unwritable
-    data = await h.one_call("shell_exec", {"command": "echo ran-without-audit"})
+    proof = h.tmp / "ran-without-audit"
+    # touch: tier 1 (echo alone is a tier-0 read, which runs with the audit down anyway)
+    data = await h.one_call("shell_exec", {"command": f"touch {proof} && echo ran-without-audit"})
     assert data["is_error"] is False
     assert data["output"] == "ran-without-audit\n"
+    assert proof.exists()
+
+
+async def policy_allow_protected(h: Harness) -> None:  # RELAY_SHELL_POLICY_ALLOW_PROTECTED=true
+    audit = h.env["RELAY_SHELL_AUDIT_PATH"]
+    data = await h.one_call("shell_exec", {"command": f"cat {audit}"})  # the relay's own audit file
+    assert data["is_error"] is False, data.get("error")
+    assert data["tier"] == 3
+
+
+async def env_file(h: Harness) -> None:  # RELAY_SHELL_ENV_FILE=<tmp>/relay.env
+    data = await h.one_call(
+        "shell_exec", {"command": f"echo RELAY_SHELL_POLICY_MODE=open >> {h.tmp}//./relay.env"}
+    )
+    assert data["is_error"] is True
+    assert (data["error"]["kind"], data["error"]["reason"]) == ("denied", "protected")
+    assert not (h.tmp / "relay.env").exists()
 
 
 async def max_input_bytes(h: Harness) -> None:  # RELAY_SHELL_MAX_INPUT_BYTES=2048

@@ -90,8 +90,10 @@ ROWS: tuple[Row, ...] = (
     # policy
     Row("POLICY_MODE", "readonly", local.policy_mode),
     Row("POLICY_DENY", "relay-forbidden", local.policy_deny),
-    Row("POLICY_ALLOW", r"\Ashell_exec kill -9 99999999\Z", local.policy_allow, {"POLICY_MODE": "guarded"}),
+    Row("POLICY_ALLOW", "kill -9 99999999", local.policy_allow, {"POLICY_MODE": "guarded"}),
     Row("CONFIRM_TIER3", "token", local.confirm_tier3),
+    Row("POLICY_ALLOW_PROTECTED", "true", local.policy_allow_protected),
+    Row("ENV_FILE", "{tmp}/relay.env", local.env_file),
     # audit
     Row("AUDIT_PATH", "{tmp}/elsewhere/audit.jsonl", local.audit_path),
     Row("AUDIT_FORMAT", "cef", local.audit_format),
@@ -150,8 +152,6 @@ ROWS: tuple[Row, ...] = (
 # write its row above and delete it here (the table fails while a variable is in both).
 IMPLEMENTED_ELSEWHERE = frozenset(
     {
-        "POLICY_ALLOW_PROTECTED",  # policy: protected paths and admin verbs
-        "ENV_FILE",  # policy: the env file is a protected path
         "AUDIT_ANCHOR",  # audit: chain anchors
         "AUDIT_ANCHOR_INTERVAL",  # audit: chain anchors
         "AUDIT_SHIP",  # audit: record shipping

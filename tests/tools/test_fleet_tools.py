@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import pwd
+import re
 import shutil
 import tempfile
 import uuid
@@ -120,6 +121,18 @@ def markers() -> Iterator[Path]:
 
 def marked(directory: Path, fleet: Fleet) -> set[str]:
     return {fleet.alias_of(path.name) for path in directory.iterdir()}
+
+
+def mark_each(directory: Path, fleet: Fleet, aliases: list[str]) -> str:
+    """A command that marks the host it runs on, with a literal path per host.
+
+    ``touch DIR/$(...)`` reads as opaque (a command substitution among a write's arguments),
+    which a deny list or guarded mode refuses; a ``case`` over the addresses is not opaque.
+    """
+    branches = " ".join(
+        f"{fleet.address(alias)}) touch {directory}/{fleet.address(alias)};;" for alias in aliases
+    )
+    return f"case {SERVER_ADDRESS} in {branches} esac"
 
 
 def inventory_entries(fleet: Fleet, key: ClientKey) -> dict[str, dict[str, Any]]:
@@ -308,7 +321,7 @@ async def test_retrying_the_failed_selects_failed_timed_out_and_unreachable_only
         assert len(fanout_id) == 15
 
         retry = await client.call_tool(
-            "ssh_fanout", {"command": f"touch {markers}/{SERVER_ADDRESS}", "hosts": f"failed:{fanout_id}"}
+            "ssh_fanout", {"command": mark_each(markers, fleet, WEB), "hosts": f"failed:{fanout_id}"}
         )
         assert list(statuses(retry)) == ["web2", "web5", "dead1"]
         assert marked(markers, fleet) == {"web2", "web5"}  # dead1 is still unreachable
@@ -321,19 +334,49 @@ async def test_retrying_the_failed_selects_failed_timed_out_and_unreachable_only
     await server.services.aclose()
 
 
+async def test_guarded_mode_allows_commands_not_hosts(
+    fleet_server: Callable[..., RelayServer], fleet: Fleet, markers: Path
+) -> None:
+    """In guarded mode the allow list must match each tier-2 command in full: an allow list
+    that names hosts admits no tier-2 command on any of them (it would also admit any text
+    that merely mentions the host)."""
+    chmod = f"chmod 644 {markers}/none"
+    command = f"{chmod} 2>/dev/null; {mark_each(markers, fleet, ['web2', 'web3'])}"  # chmod: tier 2
+    hosts = "web1,web2,web3,web4"
+    allowed = "|".join(fleet.address(alias).replace(".", r"\.") for alias in ("web2", "web3"))
+    marks = fleet.log_marks()
+    server = fleet_server(policy_mode="guarded", policy_allow=rf"({allowed})\b")
+    async with connected(server) as client:
+        refused = await client.call_tool("ssh_fanout", {"command": command, "hosts": hosts})
+    await server.services.aclose()
+    error = sc(refused)["error"]
+    assert (refused.is_error, error["kind"], error["reason"], error["subcommand"]) == (
+        True, "denied", "mode:guarded", chmod,
+    )  # fmt: skip
+    assert sc(refused)["tier"] == 2
+    assert marked(markers, fleet) == set()
+    assert fleet.contacted_since(marks) == set()
+
+
 async def test_guarded_mode_admits_each_host_on_its_own(
     fleet_server: Callable[..., RelayServer], fleet: Fleet, markers: Path
 ) -> None:
-    allowed = "|".join(fleet.address(alias).replace(".", r"\.") for alias in ("web2", "web3"))
-    server = fleet_server(policy_mode="guarded", policy_allow=rf"({allowed})\b")
-    command = f"chmod 644 {markers}/none 2>/dev/null; touch {markers}/{SERVER_ADDRESS}"  # chmod: tier 2
+    """The allowed tier-2 command runs only on the hosts each host's own decision admits."""
+    chmod = f"chmod 644 {markers}/none"
+    command = f"{chmod} 2>/dev/null; {mark_each(markers, fleet, ['web2', 'web3'])}"  # chmod: tier 2
+    refused_hosts = "|".join(fleet.address(alias).replace(".", r"\.") for alias in ("web1", "web4"))
+    marks = fleet.log_marks()
+    server = fleet_server(
+        policy_mode="guarded", policy_allow=re.escape(chmod), policy_deny=rf"({refused_hosts})\b"
+    )
     async with connected(server) as client:
         result = await client.call_tool("ssh_fanout", {"command": command, "hosts": "web1,web2,web3,web4"})
     await server.services.aclose()
     assert statuses(result) == {"web1": "denied", "web2": "ok", "web3": "ok", "web4": "denied"}
-    assert "mode guarded" in sc(result)["results"][0]["reason"]
+    assert "RELAY_SHELL_POLICY_DENY" in sc(result)["results"][0]["reason"]
     assert sc(result)["tier"] == 2
     assert marked(markers, fleet) == {"web2", "web3"}
+    assert not fleet.contacted_since(marks) & {"web1", "web4"}
 
 
 # --- uploads ---------------------------------------------------------------------------------------

@@ -127,7 +127,8 @@ async def test_a_long_command_yields_a_job_read_to_its_end(client: Client, serve
 
 
 async def test_a_call_that_ends_in_time_is_done(client: Client, server: RelayServer) -> None:
-    result = sc(await client.call_tool("shell_exec", {"command": "echo quick", "yield_after": 5}))
+    # sleep makes it tier 1 (echo alone is a tier-0 read, which has no call_id)
+    result = sc(await client.call_tool("shell_exec", {"command": "sleep 0; echo quick", "yield_after": 5}))
     assert (result["status"], result["exit_code"], result["output"]) == ("done", 0, "quick\n")
     assert "job_id" not in result
     assert server.services.jobs.jobs() == []

@@ -149,7 +149,7 @@ async def test_every_tool_answers_within_its_schema(walk: Walk, tmp_path: Path, 
             closed(walk.schemas["ssh_exec"]),
         )
     await _local_tools(walk)
-    await _session_tools(walk, "shell_spawn", {"command": "cat"})
+    await _session_tools(walk, "shell_spawn", {"command": ""})
     await _ssh_tools(walk, tmp_path, remote_dir)
     await _session_tools(walk, "ssh_spawn", {"host": "box"})
     await _jobs(walk)
@@ -206,7 +206,8 @@ async def _local_tools(walk: Walk) -> None:
 async def _session_tools(walk: Walk, spawn: str, arguments: dict[str, Any]) -> None:
     started = await walk.call(spawn, arguments)
     session_id = started["session_id"]
-    await walk.call("session_send", {"session_id": session_id, "data": "echo typed", "keys": ["Tab"]})
+    # A line the classifier follows (Tab, or typing into cat, is opaque: refused under a deny list)
+    await walk.call("session_send", {"session_id": session_id, "data": "echo typed", "keys": ["Backspace"]})
     await walk.call("session_recv", {"session_id": session_id, "timeout": 1, "until": "typed"})
     screen = await walk.call("session_recv", {"session_id": session_id, "timeout": 1, "screen": "always"})
     assert screen["mode"] == "screen" and "cursor" in screen["screen"]

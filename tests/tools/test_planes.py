@@ -23,6 +23,7 @@ from relay_shell.governance import pipeline as pipeline_module
 from relay_shell.governance import record as record_module
 from relay_shell.governance.patterns import classify_text
 from relay_shell.governance.record import MAX_AUDIT_STRING
+from relay_shell.policy.model import Analysis, CallText
 from tests.conftest import connected, read_audit
 
 INVALID_PARAMS = -32602
@@ -165,12 +166,19 @@ async def test_input_over_the_cap_is_invalid_before_any_scan(
 ) -> None:
     server = served(max_input_bytes=1024)
     scanned: list[int] = []
+    analyzer = server.services.pipeline.analyzer
+    real_analyze = analyzer.analyze
 
     def spy(text: str) -> Any:
         scanned.append(len(text))
         return classify_text(text)
 
+    def analyze_spy(call: CallText) -> Analysis:
+        scanned.append(call.size())
+        return real_analyze(call)
+
     monkeypatch.setattr(pipeline_module, "classify_text", spy)
+    monkeypatch.setattr(analyzer, "analyze", analyze_spy)
     async with connected(server) as client:
         result = await client.call_tool("shell_exec", arguments)
     error = sc(result)["error"]
@@ -184,17 +192,40 @@ async def test_large_input_is_classified_off_the_event_loop(
 ) -> None:
     server = served()
     threads: list[bool] = []
+    analyzer = server.services.pipeline.analyzer  # shell_exec is classified by the parse
+    real_analyze = analyzer.analyze
 
-    def spy(text: str) -> Any:
+    def spy(call: CallText) -> Analysis:
         threads.append(threading.current_thread() is threading.main_thread())
-        return classify_text(text)
+        return real_analyze(call)
 
-    monkeypatch.setattr(pipeline_module, "classify_text", spy)
+    monkeypatch.setattr(analyzer, "analyze", spy)
     async with connected(server) as client:
         small = await client.call_tool("shell_exec", {"command": "true"})
         large = await client.call_tool("shell_exec", {"command": "cat >/dev/null", "stdin": "z" * 100_000})
     assert (small.is_error, large.is_error) == (False, False)
     assert threads == [True, False]
+
+
+async def test_each_host_of_a_large_fanout_is_judged_off_the_event_loop(
+    served: Callable[..., RelayServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = served(policy_deny=r"192\.0\.2\.1")  # the host is refused: nothing connects
+    threads: list[bool] = []
+    real_decide = pipeline_module.decide
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        threads.append(threading.current_thread() is threading.main_thread())
+        return real_decide(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline_module, "decide", spy)
+    async with connected(server) as client:
+        small = await client.call_tool("ssh_fanout", {"command": "true", "hosts": "192.0.2.1"})
+        large = await client.call_tool(
+            "ssh_fanout", {"command": "true #" + "x" * 100_000, "hosts": "192.0.2.1"}
+        )
+    assert [row["status"] for row in sc(small)["results"] + sc(large)["results"]] == ["denied", "denied"]
+    assert threads == [True, True, False, False]  # each call: its host, then the call itself
 
 
 async def test_large_arguments_are_redacted_off_the_event_loop(

@@ -167,7 +167,7 @@ async def test_typed_text_is_classified_and_audited(make_settings: Callable[...,
     settings = make_settings(policy_mode="guarded")
     server = build_server(settings)
     async with Client(server) as client:
-        sid = await spawn(client, command="cat")
+        sid = await spawn(client)  # a shell: text typed into another program is opaque
         refused = await client.call_tool(
             "session_send", {"session_id": sid, "data": "rm -rf /", "enter": True}
         )

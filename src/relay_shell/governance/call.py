@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from relay_shell.background import JobTicket
 from relay_shell.capture import OutputTap
 from relay_shell.errors import RelayError
+from relay_shell.policy.model import Analysis, CallText
 from relay_shell.vocabulary import Tier
 
 log = logging.getLogger("relay_shell.pipeline")
@@ -69,6 +70,8 @@ class Call:
     """The server-made id of a call above tier 0 (on its audit records and its job's)."""
     tap: OutputTap | None = None
     """Set when the call may become a job: the executor feeds its output here as it arrives."""
+    analysis: Analysis | None = None
+    """The parse of the plan's :attr:`Plan.call` (its ``exec_env`` is applied by the executor)."""
 
     async def report(self, progress: float, total: float | None = None, message: str | None = None) -> None:
         """Send a progress notification when the client asked for them; never raises."""
@@ -144,12 +147,14 @@ class TargetGroup:
 class Plan[R]:
     """A validated description of one call, and the executor that carries it out.
 
-    ``text`` is everything the executor will see (command, stdin, env, script, keys...): it is
-    what gets classified and what the deny list reads. ``targets`` are hosts, remote paths,
-    forward destinations and resource URIs. ``tier`` fixes the tier for tools that do not run
-    text (read-only tools are 0); ``min_tier`` is a floor for those that do. ``per_target``
-    lists targets the deny list judges one by one: a refused one is reported to the executor
-    in :attr:`Call.denied_targets` instead of refusing the whole call.
+    ``text`` is everything the executor will see (command, stdin, env, script, keys...): the
+    raw probe the deny list reads. ``call`` is the same, by channel, for the grammar-aware
+    classifier (:mod:`relay_shell.policy`); without it ``text`` is classified by the regex
+    table. ``targets`` are hosts, remote paths, forward destinations and resource URIs.
+    ``tier`` fixes the tier for tools that do not run text (read-only tools are 0);
+    ``min_tier`` is a floor for those that do (0 lets a known-safe read be tier 0).
+    ``per_target`` lists targets the policy judges one by one: a refused one is reported to
+    the executor in :attr:`Call.denied_targets` instead of refusing the whole call.
     """
 
     executor: Executor[R]
@@ -164,6 +169,8 @@ class Plan[R]:
     confirm_summary: str = ""
     background: Background | None = None
     """Set by the command-running tools: the work may go on as a job past ``yield_after``."""
+    call: CallText | None = None
+    """What the executor will run, by channel, for the parse (built once by the planner)."""
 
 
 type Planner[R] = Callable[[], Plan[R]]

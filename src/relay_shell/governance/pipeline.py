@@ -24,6 +24,7 @@ import logging
 import secrets
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 from relay_shell.background import JobHost
 from relay_shell.config import ConfirmMode, Settings
@@ -49,6 +50,7 @@ from relay_shell.governance.call import (
     Planner,
     ProgressFn,
     Reply,
+    TargetGroup,
 )
 from relay_shell.governance.confirm import Confirmer, ConfirmTokens, call_binding
 from relay_shell.governance.detach import Detacher, run_bounded
@@ -57,6 +59,7 @@ from relay_shell.governance.policy import PolicyConfig, build_probe, decide
 from relay_shell.governance.record import CallState, bounded, compose_record, scrubbed, text_size
 from relay_shell.governance.shaping import shape_failure, shape_success
 from relay_shell.metrics import Metrics
+from relay_shell.policy.analyze import Analyzer, PolicyEnvironment
 from relay_shell.vocabulary import (
     AuditDecision,
     AuditOutcome,
@@ -100,6 +103,8 @@ class Pipeline:
         self.metrics = metrics
         self.policy = PolicyConfig.from_settings(settings)
         self.confirm_tokens = confirm_tokens or ConfirmTokens()
+        self.analyzer = Analyzer(PolicyEnvironment.from_settings(settings))
+        """The grammar-aware classifier of every plan that carries a ``call``."""
         self.detacher = None if jobs is None else Detacher(jobs, self._finish, self._fail)
         """Hands calls that pass their ``yield_after`` to the job store (none: they never yield)."""
         self._in_flight: set[asyncio.Task[object]] = set()
@@ -247,9 +252,21 @@ class Pipeline:
     # -- stages -------------------------------------------------------------------------
 
     async def _classify[R](self, state: CallState, plan: Plan[R]) -> None:
-        """A fixed tier, or the pattern table over the plan's text raised to its floor."""
+        """A fixed tier; or the parse of the plan's ``call`` (its highest tier, opaque commands
+        flagged); or, for a plan without one, the pattern table over its text; raised to its floor.
+        """
         if plan.tier is not None:
             state.tier = Tier(plan.tier)
+            return
+        if plan.call is not None:
+            if plan.call.size() > OFF_LOOP_SCAN_BYTES:
+                analysis = await asyncio.to_thread(self.analyzer.analyze, plan.call)
+            else:
+                analysis = self.analyzer.analyze(plan.call)
+            state.analysis = analysis
+            if analysis.tier >= plan.min_tier:
+                state.pattern = analysis.rule  # the rule that set the tier, named in reasons and audit
+            state.tier = Tier(max(plan.min_tier, analysis.tier))
             return
         if len(plan.text) > OFF_LOOP_SCAN_BYTES:
             classification = await asyncio.to_thread(classify_text, plan.text)
@@ -263,15 +280,26 @@ class Pipeline:
         """The policy over each of ``plan.per_target`` on its own; refused ones are set aside.
 
         Each group's probe (the text and that group's targets) meets the deny list, the mode
-        and the allow list at the call's tier, so an allow list that names hosts admits a
-        fan-out only on those hosts. Admitted groups' targets join the call's targets for
+        and the allow list at the call's tier, with the call's parse (the deny list also reads
+        its normalised commands; in guarded mode the allow list must match each tier-2+ or
+        opaque command in full, and reads the probe only when the tier comes from the tool).
+        Admitted groups' targets join the call's targets for
         :meth:`_admit`; a refused group is recorded (audit ``denied_targets``, a denial metric)
-        and handed to the executor.
+        and handed to the executor. A long text is judged in a worker thread.
         """
         tier = self._tier(state)
-        for group in plan.per_target:
+
+        def judge_one(group: TargetGroup) -> Decision:
             probe = build_probe(state.tool, plan.text, group.targets)
-            decision = decide(self.policy, state.tool, tier, probe, classified_by=state.pattern)
+            return decide(
+                self.policy, state.tool, tier, probe, classified_by=state.pattern, analysis=state.analysis
+            )
+
+        def judge() -> list[tuple[TargetGroup, Decision]]:
+            return [(group, judge_one(group)) for group in plan.per_target]
+
+        large = len(plan.text) > OFF_LOOP_SCAN_BYTES and len(plan.per_target) > 0
+        for group, decision in await asyncio.to_thread(judge) if large else judge():
             if decision.allowed:
                 state.targets.extend(target for target in group.targets if target not in state.targets)
             else:
@@ -298,20 +326,31 @@ class Pipeline:
             )
 
     def _decide(self, state: CallState, tier: Tier, probe: str) -> Decision:
-        """The policy decision for ``probe`` at ``tier``, narrowed by the caller's scope ceiling."""
-        decision = decide(self.policy, state.tool, tier, probe, classified_by=state.pattern)
+        """The policy decision for ``probe`` (and the call's parse) at ``tier``, narrowed by the
+        caller's scope ceiling: a scope below tier 3 also refuses opaque calls."""
+        analysis = state.analysis
+        decision = decide(
+            self.policy, state.tool, tier, probe, classified_by=state.pattern, analysis=analysis
+        )
+        if decision.classifier_rule is None and state.pattern is not None:
+            decision = replace(decision, classifier_rule=state.pattern)
         state.rule = decision.rule
         ceiling = state.identity.max_tier
-        if decision.allowed and ceiling is not None and tier > ceiling:
-            return Decision(
+        opaque = analysis is not None and analysis.opaque
+        if (
+            decision.allowed
+            and ceiling is not None
+            and (tier > ceiling or (opaque and ceiling < Tier.IRREVERSIBLE))
+        ):
+            return replace(
+                decision,
                 allowed=False,
-                tier=tier,
                 reason=(
-                    f"refused: this token's scopes allow up to tier {ceiling}, the call is {tier.label()}; "
-                    "ask the operator for a token with a wider scope instead of retrying"
+                    f"refused: this token's scopes allow up to tier {ceiling}, the call is {tier.label()}"
+                    f"{' and opaque' if opaque else ''}; ask the operator for a token with a wider scope "
+                    "instead of retrying"
                 ),
                 rule="scope",
-                mode=self.settings.policy_mode.value,
             )
         return decision
 
@@ -321,7 +360,7 @@ class Pipeline:
         self.metrics.record_denial(tool=state.tool, reason=decision.rule or "policy")
 
     async def _confirm[R](self, state: CallState, plan: Plan[R], confirmer: Confirmer | None) -> bool:
-        """Tier 3 under ``CONFIRM_TIER3``: a token, or the human's answer through the client.
+        """Tier 3 and opaque calls under ``CONFIRM_TIER3``: a token, or the human's answer through the client.
 
         Returns True when the question is pending in the client (the call ends now).
 
@@ -329,14 +368,23 @@ class Pipeline:
             ConfirmationRequired: no confirmation (a token was issued, or the human said no).
         """
         mode = self.settings.confirm_tier3
-        if self._tier(state) < Tier.IRREVERSIBLE or mode is ConfirmMode.OFF:
+        irreversible = self._tier(state) >= Tier.IRREVERSIBLE
+        opaque = state.analysis is not None and state.analysis.opaque
+        if not (irreversible or opaque) or mode is ConfirmMode.OFF:
             return False
         summary = plan.confirm_summary or f"{state.tool}: {plan.text[:200]}"
+        what = (
+            "tier 3 (IRREVERSIBLE)"
+            if irreversible
+            else "an opaque call (its effect cannot be checked before it runs)"
+        )
         if mode is ConfirmMode.TOKEN:
-            self._confirm_token(state, summary)
+            self._confirm_token(state, summary, what)
             return False
         answer = (
-            await confirmer.ask(f"Run this tier-3 (irreversible) call? {summary}")
+            await confirmer.ask(
+                f"Run this {'tier-3 (irreversible)' if irreversible else 'opaque'} call? {summary}"
+            )
             if confirmer
             else "unsupported"
         )
@@ -349,14 +397,12 @@ class Pipeline:
             return True
         if answer == "unsupported":
             raise ConfirmationRequired(
-                "tier 3 (IRREVERSIBLE) needs a human confirmation but this client does not support elicitation; "
+                f"{what} needs a human confirmation but this client does not support elicitation; "
                 "ask the operator to run it or to connect with a client that can confirm"
             )
-        raise ConfirmationRequired(
-            f"the operator did not approve this tier-3 call ({answer}); do not retry it"
-        )
+        raise ConfirmationRequired(f"the operator did not approve this call ({answer}); do not retry it")
 
-    def _confirm_token(self, state: CallState, summary: str) -> None:
+    def _confirm_token(self, state: CallState, summary: str, what: str) -> None:
         binding = call_binding(state.tool, state.binding, state.identity.who())
         offered = state.binding.get("confirm_token")
         if isinstance(offered, str) and offered:
@@ -369,7 +415,7 @@ class Pipeline:
         state.decision = AuditDecision.CONFIRM_REQUIRED
         state.confirmation = Confirmation.TOKEN_ISSUED
         raise ConfirmationRequired(
-            f"tier 3 (IRREVERSIBLE) needs confirmation: show the operator exactly this call ({summary}) and, "
+            f"{what} needs confirmation: show the operator exactly this call ({summary}) and, "
             "only if they approve, re-issue the identical call with confirm_token set to the token "
             "(single use, expires in 5 minutes)",
             token=token,
@@ -391,6 +437,7 @@ class Pipeline:
             progress=progress or _no_progress,
             denied_targets=dict(state.denied_targets),
             call_id=state.call_id,
+            analysis=state.analysis,
         )
         background = plan.background
         if background is None or self.detacher is None:

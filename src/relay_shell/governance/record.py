@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from relay_shell.governance.call import Identity, Outcome, Reply
 from relay_shell.governance.patterns import PATTERNS_VERSION
 from relay_shell.governance.redaction import redact
+from relay_shell.policy.model import Analysis
 from relay_shell.vocabulary import AuditDecision, AuditOutcome, Confirmation, ErrorKind, Tier
 
 MAX_AUDIT_STRING = 2048
@@ -53,6 +54,8 @@ class CallState:
     """Server-made id of a call above tier 0: on its record, its job's ``job_end`` and a yielded result."""
     started: float = 0.0
     """``time.monotonic()`` when the call began (a job's end record measures from here)."""
+    analysis: Analysis | None = None
+    """The parse of the call's text (its commands, rules and opaque flag are audited)."""
 
 
 def compose_record(
@@ -91,6 +94,10 @@ def compose_record(
         record["confirmation"] = state.confirmation.value
     if state.denied_targets:
         record["denied_targets"] = bounded(sorted(state.denied_targets))
+    if state.analysis is not None:
+        record["opaque"] = state.analysis.opaque
+        record["commands"] = bounded(list(state.analysis.names))  # command names, not their arguments
+        record["rules"] = bounded(list(state.analysis.rules))
     extras = dict(state.extra)
     if outcome and outcome.audit_extra:
         extras.update(outcome.audit_extra)

@@ -4,7 +4,9 @@ Success: the outcome's text (plus ``note:`` lines) and its data plus ``tier`` an
 Failure: the text ``"<kind> · tier N: <message>"`` (plus the partial output of a timeout),
 ``data.tier`` (null when the call was refused before it was classified) and ``data.error`` = ``{kind, message, tier?, reason?, rule?, mode?, subcommand?, opaque?,
 argument?, confirm_token?}`` with any partial output fields beside it
-(docs/architecture.md, "Two planes").
+(docs/architecture.md, "Two planes"). A denial's ``reason`` is the admission rule (``deny``,
+``protected``, ``mode:guarded``, ``scope``...), its ``rule`` the classification rule of the
+``subcommand`` that drove it (the admission rule when nothing was classified).
 """
 
 from __future__ import annotations
@@ -44,8 +46,8 @@ def error_fields(exc: RelayError, tier: Tier | None) -> dict[str, object]:
         error["tier"] = int(tier)
     if isinstance(exc, PolicyDenied):
         decision = exc.decision
-        error["reason"] = decision.rule or "policy"
-        error["rule"] = decision.rule
+        error["reason"] = decision.rule or "policy"  # the admission rule: deny, mode:guarded, scope...
+        error["rule"] = decision.classifier_rule or decision.rule  # the rule that classified the driver
         error["mode"] = decision.mode or None
         if decision.subcommand is not None:
             error["subcommand"] = decision.subcommand

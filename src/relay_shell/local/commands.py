@@ -1,16 +1,19 @@
-"""Turn shell_exec / shell_script arguments into a validated :class:`ProcessSpec`."""
+"""Turn shell_exec / shell_script arguments into a validated :class:`ProcessSpec` and the
+:class:`CallText` the classifier reads (the same text, by channel)."""
 
 from __future__ import annotations
 
 import shlex
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from relay_shell.errors import InvalidInput
-from relay_shell.local.environment import build_child_env, validate_cwd, validate_env_overlay
+from relay_shell.local.environment import apply_overlay, build_child_env, validate_cwd, validate_env_overlay
 from relay_shell.local.runner import ProcessSpec
+from relay_shell.policy.model import CallText
+from relay_shell.policy.model import Interpreter as ScriptLanguage
 
 Interpreter = Literal["bash", "sh", "python"]
 INTERPRETERS: Mapping[str, list[str]] = {
@@ -24,8 +27,18 @@ MAX_TEXT = 8 * 1024 * 1024
 
 @dataclass(frozen=True)
 class PreparedCommand:
+    """A validated command: what to run, the raw probe the deny list reads, and the same by
+    channel (``call``) for the grammar-aware classifier."""
+
     spec: ProcessSpec
     probe: str  # everything the executor sees, for the classifier and the deny list
+    call: CallText
+
+    def with_overlay(self, overlay: Mapping[str, str | None]) -> ProcessSpec:
+        """The spec with ``overlay`` applied to its environment (the classifier's exec_env)."""
+        if not overlay:
+            return self.spec
+        return replace(self.spec, env=apply_overlay(self.spec.env, overlay))
 
 
 def _env_probe(overlay: Mapping[str, str | None]) -> str:
@@ -70,7 +83,14 @@ def prepare_exec(
     probe = "\n".join(
         part for part in (command, stdin, _env_probe(overlay), f"cwd={cwd}" if cwd else "") if part
     )
-    return PreparedCommand(spec=spec, probe=probe)
+    call = CallText(
+        shell=command if use_shell else None,
+        argv=None if use_shell else tuple(argv),
+        stdin=stdin,
+        env=overlay,
+        cwd=str(workdir) if workdir is not None else None,
+    )
+    return PreparedCommand(spec=spec, probe=probe, call=call)
 
 
 def prepare_script(
@@ -98,4 +118,10 @@ def prepare_script(
         for part in (f"interpreter={interpreter}", script, _env_probe(overlay), f"cwd={cwd}" if cwd else "")
         if part
     )
-    return PreparedCommand(spec=spec, probe=probe)
+    call = CallText(
+        shell=body,
+        interpreter=ScriptLanguage(interpreter),
+        env=overlay,
+        cwd=str(workdir) if workdir is not None else None,
+    )
+    return PreparedCommand(spec=spec, probe=probe, call=call)

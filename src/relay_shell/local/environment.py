@@ -61,6 +61,21 @@ def build_child_env(
     return env
 
 
+def apply_overlay(env: Mapping[str, str], overlay: Mapping[str, str | None]) -> dict[str, str]:
+    """A copy of ``env`` with ``overlay`` applied (a ``None`` value removes the variable).
+
+    The executor uses it for the environment the classifier requires for a run (for a
+    tier-0 ``git``: configuration that would run code switched off).
+    """
+    result = dict(env)
+    for name, value in overlay.items():
+        if value is None:
+            result.pop(name, None)
+        else:
+            result[name] = value
+    return result
+
+
 def validate_cwd(cwd: str, *, argument: str = "cwd") -> Path | None:
     """``""`` means the server's working directory; otherwise an existing directory."""
     if not cwd:

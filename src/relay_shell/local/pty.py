@@ -55,10 +55,15 @@ def _child_setup(join: Callable[[], None] | None) -> Callable[[], None]:
 
 
 def shell_argv(command: str) -> list[str]:
-    """``""`` -> an interactive bash (``sh -i`` without bash); otherwise ``/bin/sh -c command``."""
+    """``""`` -> an interactive bash (``sh -i`` without bash); otherwise ``/bin/sh -c command``.
+
+    The default bash gets a fixed line editor (emacs mode, no start-up files; ``INPUTRC`` is
+    set to an empty file by :func:`spawn_local_pty`), the one the classifier's line model
+    follows.
+    """
     if not command:
         bash = shutil.which("bash") or ("/bin/bash" if Path("/bin/bash").exists() else None)
-        return [bash, "-i"] if bash else ["/bin/sh", "-i"]
+        return [bash, "--noprofile", "--norc", "-o", "emacs", "-i"] if bash else ["/bin/sh", "-i"]
     return ["/bin/sh", "-c", command]
 
 
@@ -87,6 +92,8 @@ async def spawn_local_pty(
     validate_terminal_size(cols, rows)
     argv = shell_argv(command)
     child_env = build_child_env(env, extra_defaults=PTY_DEFAULTS)
+    if not command and "INPUTRC" not in env:
+        child_env["INPUTRC"] = "/dev/null"  # no key bindings but readline's own
     try:
         master_fd, slave_fd = os.openpty()
     except OSError as exc:
@@ -196,6 +203,16 @@ class LocalPtyTransport:
     @property
     def pid(self) -> int | None:
         return self._process.pid
+
+    def foreground_is_child(self) -> bool | None:
+        """Whether the terminal's foreground process group is the child's (its shell);
+        None once the terminal is closed."""
+        if self._released:
+            return None
+        try:
+            return os.tcgetpgrp(self._master_fd) == self._process.pid
+        except OSError:
+            return None
 
     @property
     def exit_status(self) -> int | None:

@@ -23,11 +23,12 @@ import math
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
 from relay_shell.errors import InvalidInput, LimitReached, SessionEnded, SessionNotFound, SpawnFailed
 from relay_shell.linear_regex import LinearRegex
+from relay_shell.policy.session import LineState
 from relay_shell.sessions.output import OutputBuffer, RecvResult
 from relay_shell.sessions.reading import SCREEN_MODES, ReadRequest, ScreenMode, read_session
 from relay_shell.sessions.recording import EchoProbe, Recording, RecordingSettings, RecordingSummary
@@ -83,6 +84,14 @@ class Transport(Protocol):
     @property
     def pid(self) -> int | None:
         """Local: the child's pid (== its process group and session id). SSH: ``None``."""
+
+
+@runtime_checkable
+class ForegroundProbe(Protocol):
+    """A transport that can tell whether its shell is the terminal's foreground (local PTYs)."""
+
+    def foreground_is_child(self) -> bool | None:
+        """True when the foreground process group is the child's own; None when unknown."""
 
 
 # ---------------------------------------------------------------------------------------
@@ -145,6 +154,7 @@ class _Session:
     teardown: asyncio.Future[None] | None = None
     end_reason: EndReason | None = None
     ending: asyncio.Future[None] | None = None
+    line: LineState = field(default_factory=LineState)
 
     @property
     def ended(self) -> bool:
@@ -286,6 +296,27 @@ class SessionRegistry:
         known (SSH terminals). Raises SessionNotFound."""
         transport = self._get(session_id).transport
         return transport.echo_enabled() if isinstance(transport, EchoProbe) else None
+
+    def line_state(self, session_id: str) -> LineState:
+        """The line the session's shell is editing, as the classifier models it.
+
+        Raises:
+            SessionNotFound: unknown id.
+        """
+        return self._get(session_id).line
+
+    def set_line_state(self, session_id: str, state: LineState) -> None:
+        """Record the line state after a send was delivered (or a session started)."""
+        session = self._sessions.get(session_id)
+        if session is not None:
+            session.line = state
+
+    def foreground_is_shell(self, session_id: str) -> bool | None:
+        """Whether the terminal's foreground process group is the session's own process
+        (the shell), from ``tcgetpgrp`` on the PTY master; None when it cannot be known (SSH).
+        """
+        transport = self._get(session_id).transport
+        return transport.foreground_is_child() if isinstance(transport, ForegroundProbe) else None
 
     async def resize(self, session_id: str, cols: int, rows: int) -> None:
         """Set the window size. Raises SessionNotFound, SessionEnded, InvalidInput."""

@@ -26,7 +26,7 @@ from relay_shell.errors import ExecTimeout, RemoteFailed, SessionEnded
 from relay_shell.sessions import KILL_GRACE_S
 from relay_shell.sessions.terminal import SIGNALS, parse_signal, validate_terminal_size
 from relay_shell.ssh.pool import ConnectionPool, Lease
-from relay_shell.ssh.remote_exec import wait_set
+from relay_shell.ssh.remote_exec import remote_shell_command, wait_set
 from relay_shell.ssh.targets import HostSpec
 
 DEFAULT_TERM = "xterm-256color"
@@ -212,7 +212,7 @@ class SshPtyTransport:
     ) -> None:
         channel, _ = await connection.create_session(
             lambda: _ChannelSession(self),
-            command or None,
+            remote_shell_command(command) if command else None,
             request_pty=True,
             term_type=term_type,
             term_size=(cols, rows),

@@ -24,7 +24,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-from collections.abc import Awaitable, Callable
+import re
+import shlex
+from collections.abc import Awaitable, Callable, Mapping
 
 import asyncssh
 
@@ -49,6 +51,59 @@ OPEN_GRACE_S = 2.0
 DRAIN_AFTER_EXIT_S = 1.0
 
 ProgressCallback = Callable[[float, int], Awaitable[None]]
+
+
+def remote_shell_command(text: str) -> str:
+    """The command line sent to sshd for ``text``: ``exec /bin/sh -c '<text>'``.
+
+    sshd hands it to the remote user's login shell; the quoted text reaches ``/bin/sh``
+    unchanged, so a login shell with another syntax (zsh, fish, csh) cannot give it a
+    meaning other than the one the classifier read.
+    """
+    return "exec /bin/sh -c " + portable_quote(text)
+
+
+def portable_quote(text: str) -> str:
+    r"""``text`` as one word that POSIX shells, fish and csh all read back unchanged.
+
+    ``shlex.quote`` is not enough: fish reads ``\\`` and ``\'`` inside single quotes as
+    escapes, so a backslash in the text would reach ``/bin/sh`` changed (``echo \\\;rm``
+    would become ``echo \\;rm``, which runs ``rm``). Here single quotes hold no backslash
+    and no quote; a backslash or a quote is written unquoted with a backslash before it,
+    which every one of these shells reads as the character itself.
+    """
+    if not text:
+        return "''"
+    parts: list[str] = []
+    for chunk in _QUOTE_SPLIT.split(text):
+        if chunk in ("'", "\\"):
+            parts.append("\\" + chunk)
+        elif chunk:
+            parts.append("'" + chunk + "'")
+    return "".join(parts)
+
+
+_QUOTE_SPLIT = re.compile(r"(['\\])")
+_VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def with_environment(text: str, env: Mapping[str, str | None]) -> str:
+    """``text`` preceded by lines that export ``env`` (``None`` unsets) in the remote ``/bin/sh``.
+
+    The executor's way to give a remote command the environment the classifier requires for
+    it (for a tier-0 ``git``: configuration that would run code switched off), without
+    depending on the server's ``AcceptEnv``. The prelude is complete lines of its own, so
+    the text is read as it was classified.
+
+    Raises:
+        ValueError: a name that is not a shell variable name.
+    """
+    lines = []
+    for name, value in env.items():
+        if not _VARIABLE.fullmatch(name):
+            raise ValueError(f"not a variable name: {name!r}")
+        lines.append(f"unset {name}\n" if value is None else f"export {name}={shlex.quote(value)}\n")
+    return "".join(lines) + text
 
 
 class _ExecSession(asyncssh.SSHClientSession[bytes]):
@@ -103,7 +158,9 @@ class _RemoteCommand:
         self, connection: asyncssh.SSHClientConnection
     ) -> tuple[asyncssh.SSHClientChannel[bytes], _ExecSession]:
         session = _ExecSession(self.capture)
-        channel, _ = await connection.create_session(lambda: session, self.command, encoding=None)
+        channel, _ = await connection.create_session(
+            lambda: session, remote_shell_command(self.command), encoding=None
+        )
         return channel, session
 
     async def start(self, deadline: float) -> None:

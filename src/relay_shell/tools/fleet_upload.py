@@ -15,6 +15,7 @@ from pathlib import Path
 from relay_shell.errors import InvalidInput
 from relay_shell.governance.bounds import Clamped, clamp_count
 from relay_shell.governance.call import Call, Outcome, Plan, TargetGroup
+from relay_shell.policy.model import CallText
 from relay_shell.services import LazyPool, Services
 from relay_shell.ssh.fleet import FanoutHistory, plan_rollout
 from relay_shell.ssh.hostpatterns import split_terms
@@ -118,6 +119,7 @@ def plan_fleet_upload(
         execute_fleet_upload,
         upload,
         text=text,
+        call=CallText(paths=(str(source),)),  # a local path naming the relay's own files is refused
         per_target=[TargetGroup(name, host_targets(name, spec)) for name, spec in specs],
         min_tier=Tier.STATEFUL,
         timeout_s=wait.value * checked.rounds(len(specs), width.value),

@@ -19,6 +19,7 @@ from relay_shell.services import Services
 from relay_shell.tools.base import RUNS_COMMANDS, ConfirmToken, YieldAfter, run_tool
 from relay_shell.tools.models import ExecResult
 from relay_shell.tools.shape import bound_notes, exec_outcome
+from relay_shell.vocabulary import Tier
 
 Timeout = Annotated[
     float | None,
@@ -80,15 +81,18 @@ class LocalRun:
 async def execute_local(run: LocalRun, call: Call) -> Outcome:
     """Run the command to its end (or its deadline) in a containment of its own and shape its report.
 
-    Whatever the command left running is killed when it exits (the report counts it).
+    The classifier's ``exec_env`` (for a tier-0 ``git``: configuration that runs code switched
+    off) is applied over the command's environment. Whatever the command left running is
+    killed when it exits (the report counts it).
     """
 
     async def progress(elapsed: float, produced: int) -> None:
         await call.report(elapsed, None, f"{elapsed:.0f} s elapsed, {produced} bytes of output")
 
     async with run.containment.contain(call.tool) as contained:
+        overlay = call.analysis.exec_env if call.analysis is not None else {}
         report = await run_process(
-            run.prepared.spec,
+            run.prepared.with_overlay(overlay),
             timeout_s=run.timeout.value,
             budget=run.budget.value,
             contained=contained,
@@ -104,6 +108,8 @@ def _local_plan(run: LocalRun, label: str, summary: str) -> Plan[LocalRun]:
         execute_local,
         run,
         text=run.prepared.probe,
+        call=run.prepared.call,
+        min_tier=Tier.READ_ONLY,
         timeout_s=run.timeout.value,
         notes=bound_notes(run.timeout, run.budget),
         confirm_summary=summary,

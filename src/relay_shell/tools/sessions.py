@@ -20,6 +20,8 @@ from relay_shell.guidance import tool_description
 from relay_shell.linear_regex import LinearRegex, compile_caller_regex
 from relay_shell.local.containment import ContainmentService
 from relay_shell.local.environment import validate_cwd, validate_env_overlay
+from relay_shell.policy.model import CallText
+from relay_shell.policy.session import Feed, after_send, feed, initial_state
 from relay_shell.services import Services
 from relay_shell.sessions import RecvResult, SessionInfo, SessionRegistry
 from relay_shell.sessions.jobs import JobStore
@@ -133,8 +135,12 @@ class LocalSpawn:
 
 
 async def execute_shell_spawn(spawn: LocalSpawn, call: Call) -> Outcome:
-    """Start the PTY in a containment of its own (closed with the session: whatever it started dies)."""
-    from relay_shell.local.pty import spawn_local_pty
+    """Start the PTY in a containment of its own (closed with the session: whatever it started dies).
+
+    The session's line model starts from the program it runs (the fixed line editor of the
+    default bash, or a program that reads the terminal itself).
+    """
+    from relay_shell.local.pty import shell_argv, spawn_local_pty
 
     spawn.registry.ensure_capacity()
     contained = spawn.containment.open("session")
@@ -155,6 +161,8 @@ async def execute_shell_spawn(spawn: LocalSpawn, call: Call) -> Outcome:
         rows=spawn.rows,
         term=local_term(spawn.env),
     )
+    bash = "bash" in (shell_argv(spawn.command)[0] or "")
+    spawn.registry.set_line_state(info.session_id, initial_state(spawn.command, ssh=False, bash=bash))
     return session_outcome(info, "started")
 
 
@@ -166,8 +174,15 @@ def plan_shell_spawn(request: ShellSpawn, svc: Services) -> Plan[LocalSpawn]:
     spawn = LocalSpawn(
         svc.sessions, request.command, request.cols, request.rows, workdir, overlay, svc.containment
     )
+    spawned = CallText(
+        shell=request.command or None, spawn=True, env=overlay, cwd=str(workdir) if workdir else None
+    )
     return Plan(
-        execute_shell_spawn, spawn, text=probe, confirm_summary=f"start `{shown}` in a PTY on this host"
+        execute_shell_spawn,
+        spawn,
+        text=probe,
+        call=spawned,
+        confirm_summary=f"start `{shown}` in a PTY on this host",
     )
 
 
@@ -198,15 +213,22 @@ class SessionSend:
 
 @dataclass(frozen=True)
 class Keystrokes:
-    """Validated bytes to type into a live session."""
+    """Validated bytes to type into a live session, and the line the shell will hold after them
+    (``typed``: the session's line model fed with them, which the classifier read)."""
 
     registry: SessionRegistry
     session_id: str
     payload: bytes
+    typed: Feed
+    ssh: bool
 
 
 async def execute_session_send(keystrokes: Keystrokes, call: Call) -> Outcome:
+    """Type the bytes, then keep the line model's state for the next send (tainted by what ran)."""
     await keystrokes.registry.send(keystrokes.session_id, keystrokes.payload)
+    keystrokes.registry.set_line_state(
+        keystrokes.session_id, after_send(keystrokes.typed, call.analysis, ssh=keystrokes.ssh)
+    )
     outcome = session_outcome(keystrokes.registry.info(keystrokes.session_id), "sent to")
     outcome.data["bytes_sent"] = len(keystrokes.payload)
     return outcome
@@ -218,10 +240,19 @@ def plan_session_send(request: SessionSend, svc: Services) -> Plan[Keystrokes]:
     info = svc.sessions.info(request.session_id)
     keys = request.keys or []
     payload = request.data.encode() + (b"\r" if request.enter else b"") + keys_to_bytes(keys)
+    registry = svc.sessions
+    typed = feed(  # the line the shell will run, assembled across sends (the classifier reads it)
+        registry.line_state(request.session_id),
+        payload.decode("utf-8", errors="replace"),
+        foreground_is_shell=registry.foreground_is_shell(request.session_id),
+    )
+    ssh = info.kind == "ssh"
     return Plan(
         execute_session_send,
-        Keystrokes(svc.sessions, request.session_id, payload),
+        Keystrokes(registry, request.session_id, payload, typed, ssh),
         text="\n".join(p for p in (request.data, " ".join(keys)) if p),
+        call=CallText(typed=typed.units, remote=ssh),
+        min_tier=Tier.READ_ONLY,
         targets=session_targets(info),
         timeout_s=svc.settings.default_timeout,  # a child that never reads cannot block the call
         confirm_summary=f"type `{request.data[:300]}` into session {request.session_id} ({info.command})",

@@ -14,6 +14,7 @@ from relay_shell.errors import InvalidInput
 from relay_shell.governance.bounds import Clamped, clamp_timeout
 from relay_shell.governance.call import Call, Outcome, Plan
 from relay_shell.guidance import tool_description
+from relay_shell.policy.model import CallText
 from relay_shell.services import LazyPool, Services
 from relay_shell.ssh.targets import HostSpec
 from relay_shell.tools.base import RUNS_REMOTE, ConfirmToken, run_tool
@@ -178,6 +179,7 @@ def plan_transfer(request: Copy, svc: Services) -> Plan[Transfer]:
         execute_transfer,
         transfer,
         text=text,
+        call=CallText(paths=(str(local),)),  # a local path naming the relay's own files is refused
         targets=host_targets(request.target.host, spec),
         min_tier=Tier.STATEFUL,
         timeout_s=wait.value,

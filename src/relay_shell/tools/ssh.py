@@ -24,6 +24,7 @@ from relay_shell.governance.bounds import (
 )
 from relay_shell.governance.call import Background, Call, Outcome, Plan, TargetGroup
 from relay_shell.guidance import tool_description
+from relay_shell.policy.model import CallText
 from relay_shell.services import LazyPool, Services
 from relay_shell.ssh.fleet import FanoutHistory, Rollout, plan_rollout
 from relay_shell.ssh.fleet_report import CUT_MARKER
@@ -101,19 +102,32 @@ class RemoteRun:
 
 
 async def execute_ssh_exec(run: RemoteRun, call: Call) -> Outcome:
-    """Run the command on its host to its end (or its deadline) and shape its report."""
+    """Run the command on its host to its end (or its deadline) and shape its report.
+
+    The classifier's ``exec_env`` (a tier-0 ``git``: code-running configuration off) is
+    exported by the remote shell before the command.
+    """
     from relay_shell.ssh.remote_exec import run_remote
 
     async def progress(elapsed: float, produced: int) -> None:
         await call.report(elapsed, None, f"{elapsed:.0f} s elapsed, {produced} bytes of output")
 
     report = await run_remote(
-        run.pool.get(), run.spec, run.command, timeout_s=run.timeout.value, budget=run.budget.value,
-        stdin=run.stdin.encode() if run.stdin else None, on_progress=progress, tap=call.tap,
+        run.pool.get(), run.spec, remote_text(run.command, call), timeout_s=run.timeout.value,
+        budget=run.budget.value, stdin=run.stdin.encode() if run.stdin else None, on_progress=progress,
+        tap=call.tap,
     )  # fmt: skip
     outcome = exec_outcome(report, run.timeout.value)
     outcome.audit_extra["known_hosts"] = run.spec.known_hosts.value
     return outcome
+
+
+def remote_text(command: str, call: Call) -> str:
+    """``command`` with the environment the classifier requires for it (see ``with_environment``)."""
+    from relay_shell.ssh.remote_exec import with_environment
+
+    env = call.analysis.exec_env if call.analysis is not None else {}
+    return with_environment(command, env) if env else command
 
 
 def plan_ssh_exec(request: SshExec, svc: Services) -> Plan[RemoteRun]:
@@ -129,6 +143,8 @@ def plan_ssh_exec(request: SshExec, svc: Services) -> Plan[RemoteRun]:
         execute_ssh_exec,
         RemoteRun(svc.pool, spec, request.command, request.stdin, wait, budget),
         text="\n".join(p for p in (request.command, request.stdin) if p),
+        call=CallText(shell=request.command, stdin=request.stdin, remote=True),
+        min_tier=Tier.READ_ONLY,
         targets=host_targets(request.target.host, spec),
         timeout_s=wait.value,
         notes=bound_notes(wait, budget),
@@ -269,7 +285,10 @@ class Fleet:
 
 
 async def execute_ssh_fanout(fleet: Fleet, call: Call) -> Outcome:
-    """Roll out over the admitted hosts; hosts the pipeline refused are reported ``denied``."""
+    """Roll out over the admitted hosts; hosts the pipeline refused are reported ``denied``.
+
+    Each host's shell exports the classifier's ``exec_env`` before the command, as ssh_exec's.
+    """
     from relay_shell.ssh.fanout import FanoutHostResult, group_text, run_fanout
 
     async def progress(done: int, total: int) -> None:
@@ -284,8 +303,8 @@ async def execute_ssh_fanout(fleet: Fleet, call: Call) -> Outcome:
     # Percentages are of the hosts that will run: only now is it known which ones the policy refused.
     rollout = plan_rollout(*fleet.rollout, sum(1 for _, spec, _ in targets if spec is not None))
     report = await run_fanout(
-        fleet.pool.get(), targets, fleet.command, timeout_s=fleet.timeout_s, concurrency=fleet.concurrency,
-        budget=fleet.budget, rollout=rollout, on_progress=progress,
+        fleet.pool.get(), targets, remote_text(fleet.command, call), timeout_s=fleet.timeout_s,
+        concurrency=fleet.concurrency, budget=fleet.budget, rollout=rollout, on_progress=progress,
     )  # fmt: skip
     record_history(fleet.history, fleet.fanout_id, report.results)
     outcome = rollout_outcome(
@@ -321,6 +340,8 @@ def plan_ssh_fanout(request: SshFanout, svc: Services) -> Plan[Fleet]:
         execute_ssh_fanout,
         fleet,
         text=request.command,
+        call=CallText(shell=request.command, remote=True),
+        min_tier=Tier.READ_ONLY,
         per_target=[TargetGroup(name, host_targets(name, spec)) for name, spec in hosts],
         timeout_s=wait.value * rollout.rounds(len(hosts), width.value),
         notes=notes,

@@ -15,6 +15,8 @@ from relay_shell.errors import InvalidInput
 from relay_shell.governance.bounds import clamp_timeout
 from relay_shell.governance.call import Call, Outcome, Plan
 from relay_shell.guidance import tool_description
+from relay_shell.policy.model import CallText
+from relay_shell.policy.session import initial_state
 from relay_shell.services import LazyPool, Services
 from relay_shell.sessions import SessionRegistry
 from relay_shell.ssh.targets import HostSpec
@@ -80,6 +82,7 @@ async def execute_ssh_spawn(spawn: RemoteSpawn, call: Call) -> Outcome:
         transport, kind="ssh", host=spawn.spec.display(), command=spawn.command or "login shell",
         cols=spawn.cols, rows=spawn.rows, on_close=transport.release, term=spawn.term,
     )  # fmt: skip
+    spawn.registry.set_line_state(info.session_id, initial_state(spawn.command, ssh=True))
     outcome = session_outcome(info, "started")
     outcome.audit_extra["known_hosts"] = spawn.spec.known_hosts.value
     return outcome
@@ -98,6 +101,7 @@ def plan_ssh_spawn(request: SshSpawn, svc: Services) -> Plan[RemoteSpawn]:
         execute_ssh_spawn,
         spawn,
         text=shown,
+        call=CallText(shell=request.command or None, spawn=True, remote=True),
         targets=host_targets(request.target.host, spec),
         timeout_s=wait.value,
         confirm_summary=f"start `{shown[:300]}` in a terminal on {spec.display()}",

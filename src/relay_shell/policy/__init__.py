@@ -1,0 +1,1 @@
+"""Grammar-aware classification of everything a call runs (parse, normalise, classify, decide)."""

@@ -1,0 +1,786 @@
+"""One simple command: strip wrappers, resolve the name, apply its rule, decide tier 0.
+
+:class:`CommandClassifier` turns a word list (plus prefix assignments, redirections and
+its stdin) into a recorded :class:`SimpleCommand` and returns its :class:`Verdict`. It is
+the only place where the conditions of a known-safe read are combined: a rule that allows
+it, the name resolving into a root-owned system directory (or a builtin), every word plain,
+a harmless environment, no protected path named.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import posixpath
+import re
+import shlex
+import stat
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from relay_shell.policy.env import CodeVariables, env_verdict, is_harmless
+from relay_shell.policy.model import (
+    IRREVERSIBLE,
+    READ_ONLY,
+    REVERSIBLE,
+    SAFE,
+    CommandKind,
+    SimpleCommand,
+    Verdict,
+    opaque,
+)
+from relay_shell.policy.options import signal_spellings
+from relay_shell.policy.parse import RawRedirect
+from relay_shell.policy.paths import (
+    SYSTEM_DIRS,
+    Protected,
+    collapse,
+    is_system_path,
+    protected_rule,
+    relative_names,
+)
+from relay_shell.policy.relay_verbs import SELF_NAMES, acts_as_the_relay
+from relay_shell.policy.rules import (
+    BUILTINS,
+    RULES,
+    WORST,
+    WRAPPERS,
+    Invocation,
+    Nested,
+    Stdin,
+    known_safe,
+    lookup,
+)
+from relay_shell.policy.rules.base import text_floor
+from relay_shell.policy.rules.readonly import SAFE as _SAFE_READS
+from relay_shell.policy.rules.system import kill_signals
+from relay_shell.policy.rules.wrappers import PLAIN_WRAPPER
+from relay_shell.policy.words import Word
+
+_PAGING = {
+    "systemctl",
+    "journalctl",
+    "loginctl",
+    "git",
+    "man",
+    "coredumpctl",
+    "busctl",
+    "psql",
+    "mysql",
+    "less",
+    "more",
+    "most",
+    "top",
+    "htop",
+    "watch",
+    "vi",
+    "vim",
+    "nano",
+    "emacs",
+    "ed",
+}
+_MAX_GLOB_MATCHES = 32
+_IFS = re.compile(r"\$\{?IFS\}?")
+_VARIABLE = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?")
+SHELL_BUILTINS = frozenset(
+    [
+        "alias",
+        "bg",
+        "bind",
+        "break",
+        "builtin",
+        "caller",
+        "cd",
+        "command",
+        "compgen",
+        "complete",
+        "compopt",
+        "continue",
+        "declare",
+        "dirs",
+        "disown",
+        "echo",
+        "enable",
+        "eval",
+        "exec",
+        "exit",
+        "export",
+        "false",
+        "fc",
+        "fg",
+        "getopts",
+        "hash",
+        "help",
+        "history",
+        "jobs",
+        "kill",
+        "let",
+        "local",
+        "logout",
+        "mapfile",
+        "popd",
+        "printf",
+        "pushd",
+        "pwd",
+        "read",
+        "readarray",
+        "readonly",
+        "return",
+        "set",
+        "shift",
+        "shopt",
+        "source",
+        "suspend",
+        "test",
+        "times",
+        "trap",
+        "true",
+        "type",
+        "typeset",
+        "ulimit",
+        "umask",
+        "unalias",
+        "unset",
+        "wait",
+        ".",
+        ":",
+        "[",
+        "[[",
+        "{",
+        "}",
+        "coproc",
+        "time",
+    ]
+)
+_IN_SHELL = frozenset({"opaque.dynamic_name", "opaque.unparsed", "opaque.history"})
+_NOT_PATHS = {"echo", "printf", "test", "[", "expr", "seq", "sleep", "kill", "true", "false", ":"}
+
+
+@dataclass
+class Context:
+    """What a command is classified against: where it runs and what the unit knows."""
+
+    cwd: str | None
+    remote: bool
+    home: str | None
+    depth: int
+    origin: str
+    stdin: Stdin
+    functions: set[str] = field(default_factory=set)
+    known_values: dict[str, str] = field(default_factory=dict)
+    other_cwds: tuple[str | None, ...] = ()
+    integer_safe: Callable[[str, int], bool] = lambda name, position: False
+    env_safe: bool = True
+
+    @property
+    def same_shell(self) -> bool:
+        """Whether this code runs in the shell that reads the next session line (not in a
+        ``bash -c`` child, a remote shell or another program)."""
+        return self.depth == 0 or self.origin == "eval"
+
+
+@dataclass
+class Flags:
+    """What the commands of one call raised (for the analysis)."""
+
+    taints: bool = False
+    interactive: bool = False
+    uses_git: bool = False
+    protected: bool = False
+    missing: list[int] = field(default_factory=list)  # positions of commands whose name is on no PATH
+    named: dict[tuple[object, ...], str | None] = field(default_factory=dict)  # protected_word, this call
+
+
+Resolution = Literal["system", "trusted", "untrusted", "missing", "relative"]
+
+
+_RESOLVED: dict[tuple[str, str], Resolution] = {}
+_PLACED: dict[str, Resolution] = {}
+_WATCHED: dict[str, tuple[int, ...] | None] = {}  # directory -> its signature when last read
+
+
+def _signature(directory: str) -> tuple[int, ...] | None:
+    try:
+        status = os.stat(directory)
+    except (OSError, ValueError):
+        return None
+    return (status.st_ino, status.st_mtime_ns, status.st_ctime_ns)
+
+
+def _watch(directory: str) -> None:
+    if directory not in _WATCHED:
+        _WATCHED[directory] = _signature(directory)
+
+
+_CHECKED = [-1e9]
+CHECK_INTERVAL = 0.1  # seconds
+
+
+def forget_resolutions() -> None:
+    """Called before each call is classified: when a directory a resolution read has changed
+    since (a file an earlier call wrote into a PATH directory, a replaced link, a chmod: each
+    changes the directory's mtime or ctime), every resolution is read again.
+
+    Checked at most every :data:`CHECK_INTERVAL` (a dozen ``stat`` calls would cost a quarter
+    of a typical classification); calls sent together are classified before any of them runs
+    anyway, so a file written by one and run by the next is out of reach either way."""
+    now = time.monotonic()
+    if now - _CHECKED[0] < CHECK_INTERVAL:
+        return
+    _CHECKED[0] = now
+    if any(_signature(directory) != signature for directory, signature in list(_WATCHED.items())):
+        _RESOLVED.clear()
+        _PLACED.clear()
+        _WATCHED.clear()
+
+
+def resolve(name: str, search_path: str) -> Resolution:
+    """Where ``name`` resolves with ``search_path``.
+
+    ``system``: a root-owned system directory (``/usr/bin``, ``/bin``, ``/usr/sbin``,
+    ``/sbin``); ``trusted``: another root-owned directory nobody else can write;
+    ``untrusted``: a directory another user (or group) could write; ``missing``: nowhere;
+    ``relative``: the search reaches a relative or empty entry (the working directory).
+    """
+    key = (name, search_path)
+    found = _RESOLVED.get(key)
+    if found is None:
+        found = _RESOLVED[key] = _resolve(name, search_path)
+    return found
+
+
+def _resolve(name: str, search_path: str) -> Resolution:
+    for entry in search_path.split(os.pathsep):
+        if not entry.startswith("/"):
+            return "relative"
+        _watch(entry)
+        candidate = f"{entry.rstrip('/')}/{name}"
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return _place(candidate)
+    return "missing"
+
+
+def _place(path: str) -> Resolution:
+    found = _PLACED.get(path)
+    if found is None:
+        found = _PLACED[path] = _placed(path)
+    return found
+
+
+def _placed(path: str) -> Resolution:
+    real = os.path.realpath(path)
+    directory = os.path.dirname(real)
+    _watch(directory)
+    try:
+        status = os.stat(directory)
+    except OSError:
+        return "untrusted"
+    if status.st_uid != 0 or status.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return "untrusted"
+    system = {os.path.realpath(d) for d in SYSTEM_DIRS}
+    return "system" if directory in SYSTEM_DIRS or directory in system else "trusted"
+
+
+_PLACES: dict[Resolution, Callable[[str], Verdict | None]] = {
+    "system": lambda name: None,
+    "trusted": lambda name: Verdict(REVERSIBLE, "resolution.not_system"),
+    "missing": lambda name: Verdict(REVERSIBLE, "resolution.missing"),
+    "untrusted": lambda name: opaque(
+        "opaque.run_file", f"{name} resolves into a directory that is not root-owned"
+    ),
+    "relative": lambda name: opaque("opaque.run_file", f"{name} is looked up in a relative PATH entry"),
+}
+
+
+def _system_file(path: str) -> bool:
+    return _place(path) == "system"
+
+
+def known_safe_name(name: str) -> bool:
+    """Whether ``name`` is on the known-safe list (a read that never runs its arguments)."""
+    return name in _SAFE_READS
+
+
+def render(words: Sequence[Word]) -> str:
+    """Words as normalised text: literal words shell-quoted only when needed (absolute paths with
+    ``//`` and ``/./`` collapsed), expansions as written."""
+    return " ".join(shlex.quote(_tidy(word.text)) if word.literal else word.text for word in words)
+
+
+_DOUBLE_SLASH = re.compile(r"/(?:\.?/)+")
+
+
+def _tidy(text: str) -> str:
+    """``/etc//x`` and ``/etc/./x`` as ``/etc/x`` (always the same file); ``..`` is kept."""
+    return _DOUBLE_SLASH.sub("/", text) if text.startswith("/") else text
+
+
+def _resolved(word: Word) -> str:
+    """An absolute path with ``..`` collapsed and symlinks resolved (for the deny list)."""
+    if not word.literal or not word.text.startswith("/") or "\x00" in word.text:
+        return word.text
+    return os.path.realpath(posixpath.normpath(word.text))
+
+
+class CommandClassifier:
+    """Classifies simple commands and records them (see the module docstring)."""
+
+    def __init__(
+        self,
+        protected: Protected | None,
+        search_path: str,
+        record: Callable[[SimpleCommand], None],
+        flags: Flags,
+        nested: Callable[[Context], Nested],
+        count: Callable[[], int],
+        *,
+        spellings: bool = True,
+    ) -> None:
+        self._protected = protected
+        self._search_path = search_path
+        self._record = record
+        self._flags = flags
+        self._nested = nested
+        self._count = count
+        self._with_spellings = spellings
+
+    # -- one command ------------------------------------------------------------------------
+
+    def command(
+        self,
+        words: list[Word],
+        assignments: list[tuple[str, Word]],
+        stdin: Stdin,
+        context: Context,
+        extra: list[Verdict] | None = None,
+        kind: CommandKind = "command",
+    ) -> Verdict:
+        """Classify and record one command; return its verdict."""
+        verdicts = list(extra or [])
+        safe = context.env_safe
+        for name, value in assignments:
+            verdicts.append(env_verdict(name, value, self._nested(context), "prefix"))
+            safe = safe and is_harmless(name) and value.plain
+            if name in CodeVariables.TAINTING and context.same_shell:
+                self._flags.taints = True
+        for word in words:
+            if context.remote and word.glob:
+                verdicts.append(
+                    opaque(
+                        "opaque.remote_glob",
+                        f"the glob {word.text[:40]} matches remote files the classifier cannot see",
+                    )
+                )
+            if word.code:
+                verdicts.append(opaque("opaque.expansion", word.code))
+            if word.unseen:
+                verdicts.append(
+                    opaque("opaque.unparsed", f"a part of {word.text[:40]!r} the parser did not read")
+                )
+        if not words:
+            text = " ".join(f"{name}={value.text}" for name, value in assignments)
+            return self._finish(
+                kind if kind != "command" else "assignment",
+                text,
+                "",
+                (),
+                verdicts,
+                Verdict(REVERSIBLE, "shell.assignment"),
+                context,
+                (),
+                False,
+            )
+        return self._unwrap(words, stdin, context, verdicts, safe)
+
+    def _unwrap(
+        self, words: list[Word], stdin: Stdin, context: Context, verdicts: list[Verdict], safe: bool
+    ) -> Verdict:
+        current, wrappers, cwd = words, [], context.cwd
+        name, invocation, rule_verdict = "", None, Verdict(REVERSIBLE, "default.unlisted")
+        missing = False
+        while True:
+            head = current[0]
+            if not head.literal:
+                verdicts.extend(self._dynamic_name(head, current, context))
+                safe = False
+                rule_verdict = Verdict(REVERSIBLE, "opaque.dynamic_name")
+                name = head.text
+                break
+            name, path_verdict = self._name(head.text, context)
+            if path_verdict is not None:
+                verdicts.append(path_verdict)
+                safe = safe and path_verdict.tier == READ_ONLY
+                missing = missing or path_verdict.rule == "resolution.missing"
+            invocation = Invocation(
+                name,
+                list(current[1:]),
+                stdin,
+                self._nested(context),
+                cwd,
+                context.remote,
+                context.home,
+                other_cwds=context.other_cwds,
+            )
+            if name in WRAPPERS and name not in context.functions:
+                unwrapped = WRAPPERS[name](invocation)
+                self._raise_flags(invocation, context)
+                if unwrapped.command is not None or unwrapped.verdict is not PLAIN_WRAPPER:
+                    verdicts.append(unwrapped.verdict)
+                for variable, value in unwrapped.assignments:
+                    verdicts.append(env_verdict(variable, value, self._nested(context), "wrapper"))
+                    safe = safe and is_harmless(variable) and value.plain
+                if unwrapped.cwd is not None:
+                    cwd = collapse(unwrapped.cwd, cwd)
+                if unwrapped.command is not None:
+                    wrappers.append(name)
+                    current = unwrapped.command
+                    continue
+                if unwrapped.label != "lookup" and name not in ("env",):
+                    safe = False
+            if (
+                context.stdin.source == "terminal"
+                and name in _PAGING
+                and not any(word.text in ("--no-pager", "-P", "--pager=cat") for word in current)
+            ):
+                self._flags.interactive = True  # on a terminal it starts a pager that reads keys
+            rule_verdict = self._rule(name, invocation, context)
+            break
+        if invocation is not None:
+            safe = safe and self._known_safe(name, invocation, current, rule_verdict)
+        verdict = (
+            SAFE
+            if safe
+            else rule_verdict
+            if rule_verdict.tier > READ_ONLY
+            else Verdict(REVERSIBLE, rule_verdict.rule)
+        )
+        verdicts.extend(self._named_paths(words, cwd, context))
+        core = [Word(name, True), *current[1:]] if current else []
+        result = self._finish(
+            "command",
+            render(words),
+            name,
+            tuple(wrappers),
+            verdicts,
+            verdict,
+            context,
+            self._spellings(name, current, core, None if context.remote else cwd),
+            verdict is SAFE,
+        )
+        if missing:
+            self._flags.missing.append(self._count() - 1)
+        return result
+
+    def _raise_flags(self, invocation: Invocation, context: Context) -> None:
+        self._flags.taints |= invocation.taints and context.same_shell
+        self._flags.interactive |= invocation.interactive
+        self._flags.uses_git |= invocation.uses_git
+
+    def _rule(self, name: str, invocation: Invocation, context: Context) -> Verdict:
+        if name in context.functions:
+            return Verdict(REVERSIBLE, "shell.function_call")
+        if name in SELF_NAMES and acts_as_the_relay(invocation.args):
+            return Verdict(IRREVERSIBLE, "protected.admin_verb")
+        rule = lookup(name)
+        if rule is None:
+            return self._unknown(invocation, context)
+        verdict = rule(invocation)
+        self._raise_flags(invocation, context)
+        if invocation.dynamic() and name in WORST:
+            verdict = verdict.worst(WORST[name])
+        return verdict
+
+    def _unknown(self, invocation: Invocation, context: Context) -> Verdict:
+        """An unlisted command: tier 1, but a known command among its arguments is classified
+        as the command it may be running (unknown wrappers such as ``perf stat rm -rf x``)."""
+        # a name on no PATH is scanned too: the corpus of tools that run their arguments
+        # (sshpass, bwrap, pdsh...) is open-ended, and it may be installed by the time it runs
+        if known_safe_name(invocation.name):
+            return Verdict(REVERSIBLE, "default.unlisted")
+        for index, word in enumerate(invocation.args):
+            if not word.literal or ("/" in word.text and not is_system_path(word.text)):
+                continue
+            base = word.text.rsplit("/", 1)[-1]
+            if (
+                base
+                and (base in RULES or base in WRAPPERS)
+                and base not in _NOT_PATHS
+                and base.isascii()
+                and (base[0].isalnum() or base[0] == "_")
+            ):  # ``jq . f``, ``foo : x``: punctuation is data, not ``.`` or ``:``
+                nested = self._nested(context).argv(
+                    invocation.args[index:], f"arguments of {invocation.name}"
+                )
+                return Verdict(REVERSIBLE, "default.unlisted").worst(nested)
+        return text_floor(invocation, Verdict(REVERSIBLE, "default.unlisted"))
+
+    def _name(self, text: str, context: Context) -> tuple[str, Verdict | None]:
+        """The base name to look up, and a verdict for running a file by path (None: a plain name)."""
+        if "/" not in text:
+            if text in BUILTINS or text in SHELL_BUILTINS or context.remote or text in context.functions:
+                return text, None
+            return text, _PLACES[resolve(text, self._search_path)](text)
+        path = collapse(text, context.cwd) if not context.remote else text
+        base = text.rstrip("/").rsplit("/", 1)[-1]
+        if path is not None and is_system_path(path) and (context.remote or _system_file(path)):
+            return base, Verdict(READ_ONLY, "resolution.system_path")
+        return base, opaque("opaque.run_file", f"runs the file {text} (not a system command)")
+
+    def _dynamic_name(self, head: Word, words: list[Word], context: Context) -> list[Verdict]:
+        what = "a glob" if head.glob and not head.may_split else "an expansion"
+        verdicts = [opaque("opaque.dynamic_name", f"the command name {head.text[:60]} is {what}")]
+        match = _VARIABLE.fullmatch(head.text)
+        if match and match.group(1) in context.known_values:
+            value = context.known_values[match.group(1)]
+            value_words = [Word(part, True, may_be_option=part.startswith("-")) for part in value.split()]
+            if value_words:
+                verdicts.append(
+                    self._nested(context).argv(value_words + words[1:], f"the value of ${match.group(1)}")
+                )
+        elif _IFS.search(head.text) and "$" not in _IFS.sub("", head.text) and "`" not in head.text:
+            # ``rm${IFS}-rf${IFS}/x``: the default IFS splits the word at every ${IFS}.
+            parts = [
+                Word(part, True, may_be_option=part.startswith("-")) for part in _IFS.split(head.text) if part
+            ]
+            if parts:
+                verdicts.append(self._nested(context).argv(parts + words[1:], "the word split at $IFS"))
+        elif len(words) > 1:
+            verdicts.append(
+                self._nested(context).argv(words[1:], f"after {head.text[:40]} (if it expands to nothing)")
+            )
+        return verdicts
+
+    def _known_safe(self, name: str, invocation: Invocation, current: list[Word], verdict: Verdict) -> bool:
+        if verdict.tier > REVERSIBLE or verdict.opaque is not None:
+            return False
+        if not all(word.plain for word in current):
+            return False
+        if (
+            name not in BUILTINS
+            and "/" not in current[0].text
+            and not invocation.remote
+            and resolve(name, self._search_path) != "system"
+        ):
+            return False
+        return known_safe(invocation)
+
+    # -- paths ------------------------------------------------------------------------------
+
+    def _named_paths(self, words: list[Word], cwd: str | None, context: Context) -> list[Verdict]:
+        protected = self._protected
+        if protected is None:
+            return []
+        verdicts: list[Verdict] = []
+        skip_plain = words and words[0].literal and words[0].text in _NOT_PATHS
+        for word in words:
+            label = None
+            for candidate in (cwd, *context.other_cwds):
+                label = label or self.protected_word(
+                    word, candidate, context.remote, literal_only=bool(skip_plain)
+                )
+            if label is not None:
+                verdicts.append(Verdict(IRREVERSIBLE, protected_rule(label)))
+                self._flags.protected = True
+        return verdicts
+
+    def protected_word(
+        self, word: Word, cwd: str | None, remote: bool, *, literal_only: bool = False
+    ) -> str | None:
+        """The protected file a word names (path, ``--opt=path``, glob), or None.
+
+        ``literal_only``: only a protected path written inside the word counts (the argument
+        of ``echo`` is not opened).
+        """
+        protected = self._protected
+        if protected is None:
+            return None
+        key = (word.text, word.literal, word.glob, word.may_split, cwd, remote, literal_only)
+        memo = self._flags.named
+        if key not in memo:
+            memo[key] = self._protected_word(protected, word, cwd, remote, literal_only)
+        return memo[key]
+
+    def _protected_word(
+        self, protected: Protected, word: Word, cwd: str | None, remote: bool, literal_only: bool
+    ) -> str | None:
+        text = _known_expansions(word)
+        if text is None:
+            return protected.glob_names(word.text, cwd if not remote else None) if word.glob else None
+        mentioned = protected.mentions(text) if "/" in text else None
+        if mentioned is not None or literal_only:
+            return mentioned
+        candidates = [text, text.split("=", 1)[1]] if "=" in text else [text]
+        for candidate in candidates:
+            if candidate and not candidate.startswith("-") and candidate != ".":
+                label = _protected_path(protected, candidate, cwd, remote)
+                if label is not None:
+                    return label
+        return None
+
+    # -- recording --------------------------------------------------------------------------
+
+    def _spellings(
+        self, name: str, current: list[Word], core: list[Word], cwd: str | None
+    ) -> tuple[str, ...]:
+        """Further normalised forms for the deny list: without wrappers, by base name, with
+        globs expanded against the files that exist now, and for ``kill`` every spelling of
+        its signal (``-9``, ``-KILL``, ``-SIGKILL``)."""
+        if not self._with_spellings:
+            return ()
+        spellings = [render(core), " ".join(word.text for word in core)]
+        if any(word.literal and word.text.startswith("/") for word in core):
+            spellings.append(" ".join(_resolved(word) for word in core))
+        if any(word.glob for word in core):
+            spellings.append(" ".join(_expand_glob(word, cwd) for word in core))
+        if name == "kill" and len(current) > 1:
+            invocation = Invocation(
+                "kill", list(current[1:]), Stdin("empty"), self._nested(_QUIET), None, False, None
+            )
+            signals, _ = kill_signals(invocation)
+            targets: list[str] = []
+            skip = False
+            for word in current[1:]:
+                if skip or word.text.startswith("-"):
+                    skip = word.text in ("-s", "-n", "--signal")
+                    continue
+                targets.append(word.text)
+            for signal in signals:
+                for spelling in signal_spellings(signal):
+                    spellings.append(" ".join(["kill", f"-{spelling}", *targets]))
+        return tuple(dict.fromkeys(spellings))
+
+    def _finish(
+        self,
+        kind: CommandKind,
+        text: str,
+        name: str,
+        wrappers: tuple[str, ...],
+        verdicts: list[Verdict],
+        verdict: Verdict,
+        context: Context,
+        spellings: tuple[str, ...],
+        known: bool,
+    ) -> Verdict:
+        for other in verdicts:
+            if other.tier > READ_ONLY or other.opaque is not None:
+                verdict = verdict.worst(other)
+        if verdict.tier > READ_ONLY:
+            known = False
+        if (
+            verdict.opaque is not None
+            and context.depth == 0
+            and (
+                not name or name in SHELL_BUILTINS or name.startswith(("$", "`")) or verdict.rule in _IN_SHELL
+            )
+        ):
+            self._flags.taints = True  # opaque code in the shell itself can define anything
+        reason = verdict.opaque or _describe(verdict)
+        self._record(
+            SimpleCommand(
+                kind,
+                text,
+                name,
+                verdict.tier,
+                verdict.rule,
+                verdict.opaque is not None,
+                reason,
+                context.origin,
+                context.depth,
+                wrappers,
+                spellings,
+                known,
+                context.remote,
+            )
+        )
+        if verdict.rule.startswith("protected."):
+            self._flags.protected = True
+        return verdict
+
+    # -- redirections -----------------------------------------------------------------------
+
+    def redirect(self, redirect: RawRedirect, context: Context) -> Verdict:
+        """Classify and record one redirection on its own (a write names a file)."""
+        target = redirect.target
+        text = f"{redirect.fd if redirect.fd is not None else ''}{redirect.operator} {target.text if target else ''}"
+        if (
+            redirect.body is not None
+            or redirect.operator in ("<<", "<<-", "<<<")
+            or redirect.duplicates
+            or target is None
+        ):
+            verdict = SAFE
+        elif redirect.reads:
+            verdict = SAFE if target.plain else Verdict(REVERSIBLE, "redirect.read")
+        else:
+            invocation = Invocation(
+                "",
+                [],
+                context.stdin,
+                self._nested(context),
+                context.cwd,
+                context.remote,
+                context.home,
+                other_cwds=context.other_cwds,
+            )
+            written = invocation.write(target)
+            verdict = (
+                SAFE if written.tier == READ_ONLY else Verdict(max(written.tier, REVERSIBLE), written.rule)
+            )
+            if verdict.rule in ("writes.file", "read.known_safe") and verdict.tier == REVERSIBLE:
+                verdict = Verdict(REVERSIBLE, "redirect.write")
+        extra: list[Verdict] = []
+        if target is not None:
+            if target.code:
+                extra.append(opaque("opaque.expansion", target.code))
+            label = None
+            for candidate in (context.cwd, *context.other_cwds):
+                label = label or self.protected_word(target, candidate, context.remote)
+            if label is not None:
+                extra.append(Verdict(IRREVERSIBLE, protected_rule(label)))
+                self._flags.protected = True
+        return self._finish("redirect", text.strip(), "", (), extra, verdict, context, (), verdict is SAFE)
+
+
+def _known_expansions(word: Word) -> str | None:
+    """The word's text with ``$HOME``/``$PWD`` filled in; None for a glob or other expansions."""
+    if word.literal:
+        return word.text
+    if word.glob and not word.may_split:
+        return None
+    text = _VARIABLE.sub(
+        lambda m: os.environ.get(m.group(1), m.group(0)) if m.group(1) in ("HOME", "PWD") else m.group(0),
+        word.text,
+    )
+    return None if "$" in text or "`" in text else text
+
+
+def _protected_path(protected: Protected, candidate: str, cwd: str | None, remote: bool) -> str | None:
+    if remote:
+        return protected.lexical(candidate) if candidate.startswith("/") else None
+    path = collapse(candidate, cwd)
+    return relative_names(protected, candidate) if path is None else protected.names(path)
+
+
+def _expand_glob(word: Word, cwd: str | None) -> str:
+    """A glob word as the paths it matches now (at most 32), or as written."""
+    if not word.safe_glob or cwd is None:
+        return word.text
+    matches = []
+    for match in glob.iglob(word.text, root_dir=None if word.text.startswith("/") else cwd):
+        matches.append(shlex.quote(match))
+        if len(matches) >= _MAX_GLOB_MATCHES:
+            break
+    return " ".join(matches) or word.text
+
+
+_QUIET = Context(None, False, None, 0, "", Stdin("empty"))
+
+
+def _describe(verdict: Verdict) -> str:
+    if verdict.rule.startswith("protected."):
+        return f"protected: names the relay's own files or administration commands ({verdict.rule})"
+    family = verdict.rule.split(".", 1)[0]
+    names = {0: "a known-safe read", 1: "reversible", 2: "stateful", 3: "irreversible"}
+    return f"{family}: {names[verdict.tier]} ({verdict.rule})"

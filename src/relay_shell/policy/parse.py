@@ -1,0 +1,667 @@
+"""Find every simple command in a shell text, with its words, redirections and stdin.
+
+The text is parsed with tree-sitter-bash (it never fails hard; text it cannot read becomes
+ERROR nodes, reported as ``errors``). The tree is walked with an explicit stack (no
+recursion, so deep nesting costs no Python frames) and yields :class:`RawCommand` records
+for commands, declarations (``declare``, ``export``...), ``unset``, ``[[ ]]`` tests,
+standalone assignments, function definitions, arithmetic commands and redirections on
+compound statements, in source order. Words are read by :class:`WordScanner` once the walk
+has seen every command substitution, so a substitution the scanner finds and the grammar
+did not is reported instead of being silently skipped.
+
+Each command also knows where its standard input comes from (the call's stdin, a pipe and
+the previous stage, a file, a here-document or here-string text), which is what makes
+``echo ... | sh``, ``sh <<'EOF'`` and ``bash -s`` with a stdin argument classifiable.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass, field
+from typing import Literal, NamedTuple
+
+import tree_sitter_bash
+from tree_sitter import Language, Node, Parser, Tree
+
+from relay_shell.policy.words import Word, WordScanner, arith_assignments, arith_uses
+
+RawKind = Literal["command", "declaration", "unset", "test", "assignment", "function", "arith", "redirects"]
+StdinKind = Literal["inherited", "pipe", "file", "text", "unknown"]
+
+_LANGUAGE = Language(tree_sitter_bash.language())
+_LOCAL = threading.local()
+_INPUT_OPERATORS = {"<", "<<", "<<-", "<<<", "<&", "<>"}
+_ARITH_TEST_OPERATORS = {"-eq", "-ne", "-lt", "-le", "-gt", "-ge"}
+_SUBSCRIPT_TEST_OPERATORS = {"-v", "-R"}
+_INTEGER = re.compile(r"-?[0-9]+")
+_NAMING_BUILTINS = {
+    "read",
+    "mapfile",
+    "readarray",
+    "getopts",
+    "printf",
+    "wait",
+    "declare",
+    "typeset",
+    "local",
+}
+_NAMING_BUILTINS |= {"export", "readonly", "unset"}
+_BUILTIN_INTEGERS = {"RANDOM", "SRANDOM", "SECONDS", "LINENO", "BASHPID", "PPID", "UID", "EUID", "OPTIND"}
+_BUILTIN_INTEGERS |= {"EPOCHSECONDS", "HISTCMD", "#", "?", "$", "!"}
+
+
+def _parser() -> Parser:
+    parser: Parser | None = getattr(_LOCAL, "parser", None)
+    if parser is None:
+        parser = _LOCAL.parser = Parser(_LANGUAGE)
+    return parser
+
+
+_ASCII_ONLY = bytes(range(128)) + b"." * 128
+
+
+def encode(text: str) -> bytes:
+    """The bytes the shell will read (``surrogateescape`` keeps bytes that are not UTF-8);
+    text holding lone surrogates cannot be run at all and is read with them replaced."""
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace")
+
+
+def parse_tree(data: bytes) -> Tree:
+    """The grammar's tree of ``data``, parsed with every byte above 127 read as ``.``.
+
+    tree-sitter-bash 0.25 can crash the process (SIGSEGV) on a ``{`` followed by a 4-byte
+    UTF-8 sequence (tree-sitter/tree-sitter-bash#337), and any input text reaches the
+    parser. Bash itself reads bytes above 127 as ordinary word characters (never as
+    operators or in names), which is what ``.`` is to the grammar; offsets are unchanged,
+    and words are read from the original bytes.
+    """
+    return _parser().parse(data.translate(_ASCII_ONLY))
+
+
+@dataclass
+class RawRedirect:
+    """One redirection: ``operator`` (``>``, ``>>``, ``<``, ``&>``, ``<<``, ``<<<``...)."""
+
+    operator: str
+    fd: int | None
+    target: Word | None
+    body: str | None = None
+    body_literal: bool = False
+    source: str = ""
+
+    @property
+    def reads(self) -> bool:
+        return self.operator in _INPUT_OPERATORS and self.operator != "<>"
+
+    @property
+    def duplicates(self) -> bool:
+        """``>&2``, ``2>&1``, ``<&3``, ``>&-``: no file is named."""
+        if self.operator in (">&", "<&", ">&-", "<&-"):
+            return self.target is None or (self.target.literal and self.target.text.rstrip("-").isdigit())
+        return False
+
+
+@dataclass
+class IntegerTable:
+    """Where each variable is assigned, and whether it only ever holds integers.
+
+    Arithmetic (``$((x))``, ``((..))``, ``[[ x -eq 1 ]]``, ``${a[x]}``, ``${s:x}``, ``let``)
+    evaluates a variable's *value* as an expression, and a subscript in that value runs
+    command substitutions: ``x='a[$(cmd)]'; echo $((x))`` runs ``cmd``. A variable is safe
+    in arithmetic at a position only if an integer was assigned to it earlier in the same
+    text and nothing else is ever assigned to it there (loops can carry a later value back).
+    """
+
+    first_integer: dict[str, int] = field(default_factory=dict)
+    other: set[str] = field(default_factory=set)
+
+    def integer(self, name: str, position: int) -> None:
+        if position < self.first_integer.get(name, position + 1):
+            self.first_integer[name] = position
+
+    def assigned(self, name: str, value: str | None, position: int) -> None:
+        if value is not None and _INTEGER.fullmatch(value):
+            self.integer(name, position)
+        else:
+            self.other.add(name)
+
+    def safe(self, name: str, position: int) -> bool:
+        if name in self.other:
+            return False
+        if name in _BUILTIN_INTEGERS:
+            return True
+        return self.first_integer.get(name, position) < position
+
+
+@dataclass
+class RawCommand:
+    """A simple command (or declaration, test, assignment...) before classification."""
+
+    kind: RawKind
+    position: int
+    source: str
+    words: list[Word] = field(default_factory=list)
+    assignments: list[tuple[str, Word]] = field(default_factory=list)
+    redirects: list[RawRedirect] = field(default_factory=list)
+    stdin: StdinKind = "inherited"
+    stdin_text: str | None = None
+    pipe_source: int | None = None
+    arith: dict[str, int] = field(default_factory=dict)
+    reasons: list[str] = field(default_factory=list)
+    name: str = ""
+
+    def uses(self, names: dict[str, int] | frozenset[str], position: int) -> None:
+        """Record variables evaluated arithmetically (at ``position`` + their offset)."""
+        if isinstance(names, frozenset):
+            for name in names:
+                self.arith.setdefault(name, position)
+        else:
+            for name, offset in names.items():
+                self.arith.setdefault(name, position + offset)
+
+
+@dataclass
+class ShellParse:
+    """The commands of one text, whether it parsed cleanly, and what it defines."""
+
+    commands: list[RawCommand]
+    errors: bool
+    functions: set[str]
+    integers: IntegerTable
+    source: bytes = b""
+    truncated_at: int | None = None  # byte offset where the command budget ran out
+
+    def rest(self, position: int) -> str:
+        """The text from byte ``position`` on (what is left when the command budget runs out)."""
+        return self.source[position:].decode("utf-8", "replace")
+
+
+class _Ctx(NamedTuple):
+    stdin: StdinKind
+    stdin_text: str | None
+    pipe_from: int | None  # node id of the previous pipeline stage
+    redirects: tuple[Node, ...]
+
+
+_BASE = _Ctx("inherited", None, None, ())
+
+
+@dataclass
+class _Pending:
+    """A command whose words are read after the walk (when every substitution is known)."""
+
+    command: RawCommand
+    words: list[tuple[int, int]]
+    assignments: list[Node]
+    redirects: list[Node]
+    pipe_from: int | None
+
+
+class ShellParser:
+    """Parses one shell text into a :class:`ShellParse` (see the module docstring)."""
+
+    def __init__(self, scanner: WordScanner, budget: int = 1_000_000) -> None:
+        self._scanner = scanner
+        self._budget = budget
+        self.truncated_at = 1 << 62
+
+    def parse(self, text: str, tree: Tree | None = None) -> ShellParse:
+        """Parse ``text`` (``tree``: the grammar's tree of it, when the caller already has it).
+        Never raises for any input text."""
+        self._data = encode(text)
+        tree = tree if tree is not None else parse_tree(self._data)
+        self._substitutions: set[int] = set()
+        self._pending: list[_Pending] = []
+        self._by_node: dict[int, int] = {}
+        self._functions: set[str] = set()
+        self._integers = IntegerTable()
+        self._heredocs: list[tuple[RawCommand, int, str]] = []
+        self._attached: set[int] = set()  # redirections given to a command
+        self._walk(tree.root_node)
+        commands = [self._finish(pending) for pending in self._pending]
+        for command, start, body in self._heredocs:
+            if any(start + offset not in self._substitutions for offset in _heredoc_substitutions(body)):
+                command.reasons.append("a here-document substitution the parser did not read")
+        truncated = self.truncated_at if self.truncated_at < len(self._data) else None
+        return ShellParse(
+            commands, tree.root_node.has_error, self._functions, self._integers, self._data, truncated
+        )
+
+    # -- the walk --------------------------------------------------------------------------
+
+    def _walk(self, root: Node) -> None:
+        stack: list[tuple[Node, _Ctx]] = [(root, _BASE)]
+        while stack:
+            node, ctx = stack.pop()
+            if len(self._pending) >= self._budget:
+                self.truncated_at = min(self.truncated_at, node.start_byte)
+                continue
+            kind = node.type
+            children: list[tuple[Node, _Ctx]]
+            if kind == "command":
+                children = self._command(node, ctx)
+            elif kind == "ERROR" and self._brace_command(node):
+                children = self._brace_error(node, ctx)
+            elif kind == "pipeline":
+                children = self._pipeline(node, ctx)
+            elif kind == "redirected_statement":
+                children = self._redirected(node, ctx)
+            else:
+                children = self._other(node, kind, ctx)
+            stack.extend(reversed(children))
+
+    def _other(self, node: Node, kind: str, ctx: _Ctx) -> list[tuple[Node, _Ctx]]:
+        if kind in ("command_substitution", "process_substitution"):
+            self._substitutions.add(node.start_byte)
+            # ``>(cmd)``: cmd reads what is written to it (a pipe); ``<(cmd)``, ``$(cmd)``: the shell's stdin
+            piped = kind == "process_substitution" and self._text(node).startswith(">")
+            inner = _Ctx("pipe", None, None, ()) if piped else _BASE
+            return [(child, inner) for child in node.named_children]
+        if kind in ("declaration_command", "unset_command"):
+            return self._declaration(node, "declaration" if kind == "declaration_command" else "unset")
+        if kind in ("variable_assignment", "variable_assignments"):
+            return [(child, _BASE) for child in self._standalone_assignment(node)]
+        if kind in ("comment", "heredoc_body"):
+            return [] if kind == "comment" else [(child, _BASE) for child in node.named_children]
+        if kind in _NESTED_REDIRECTS and node.id not in self._attached:
+            # a redirection the grammar hung somewhere no command took it from: still a write
+            raw = RawCommand("redirects", node.start_byte, self._text(node))
+            self._add(raw, node, [], [], list(_flatten((node,))), None)
+        self._record(node, kind)
+        return [(child, ctx) for child in node.named_children if child.type not in _LEAVES]
+
+    def _record(self, node: Node, kind: str) -> None:
+        """Record what a structural node means on its own (tests, functions, arithmetic, loops)."""
+        if kind == "test_command":
+            self._test(node)
+        elif kind == "function_definition":
+            self._function(node)
+        elif kind in ("compound_statement", "c_style_for_statement") and self._is_arithmetic(node):
+            self._arithmetic(node)
+        elif kind == "arithmetic_expansion":
+            self._record_arith_assignments(self._text(node), node.start_byte)
+        elif kind == "for_statement":
+            self._for(node)
+
+    def _pipeline(self, node: Node, ctx: _Ctx) -> list[tuple[Node, _Ctx]]:
+        children: list[tuple[Node, _Ctx]] = []
+        previous: int | None = ctx.pipe_from
+        piped = False
+        for child in node.children:
+            if child.type in ("|", "|&"):
+                piped = True
+                continue
+            if not child.is_named:
+                continue
+            children.append((child, _Ctx("pipe", None, previous, ()) if piped else ctx))
+            previous, piped = child.id, False
+        return children
+
+    def _redirected(self, node: Node, ctx: _Ctx) -> list[tuple[Node, _Ctx]]:
+        body = node.child_by_field_name("body")
+        redirects = _flatten(tuple(node.children_by_field_name("redirect")))
+        children: list[tuple[Node, _Ctx]] = []
+        # ``a && cat <<EOF``: the grammar hangs the here-document on the list; bash gives it to cat.
+        while body is not None and body.type == "list" and body.named_children:
+            *left, body = body.named_children
+            children.extend((child, ctx) for child in left)
+        if body is not None and body.type == "command":
+            children.append((body, ctx._replace(redirects=ctx.redirects + redirects)))
+        else:
+            raw = RawCommand("redirects", node.start_byte, self._text(node))
+            self._add(raw, node, [], [], list(redirects), None)
+            stdin, text = self._stdin_from(redirects)
+            if body is not None:
+                children.append((body, ctx._replace(stdin=stdin, stdin_text=text) if stdin else ctx))
+        previous = body.id if body is not None else None
+        for redirect in redirects:
+            for child in redirect.named_children:
+                if child.type == "pipeline":  # ``cat <<EOF | sh``: the grammar nests the pipe here
+                    children.append((child, _Ctx(ctx.stdin, ctx.stdin_text, previous, ())))
+                elif child.type not in (
+                    "heredoc_start",
+                    "heredoc_end",
+                    "file_descriptor",
+                    *_NESTED_REDIRECTS,
+                ):
+                    children.append((child, _BASE))
+        return children
+
+    def _stdin_from(self, redirects: tuple[Node, ...]) -> tuple[StdinKind | None, str | None]:
+        result: tuple[StdinKind | None, str | None] = (None, None)
+        for redirect in redirects:
+            operator, fd = self._operator(redirect)
+            if operator in _INPUT_OPERATORS and fd in (None, 0):
+                if redirect.type == "heredoc_redirect":
+                    body, literal = self._heredoc(redirect)
+                    result = ("text", body if literal else None)
+                elif redirect.type == "herestring_redirect":
+                    result = ("text", None)
+                else:
+                    result = ("file", None)
+        return result
+
+    # -- simple commands -------------------------------------------------------------------
+
+    def _brace_command(self, node: Node) -> bool:
+        """``{r,}m -rf x``: the grammar reads a leading ``{`` as a group; bash reads a brace word."""
+        children = node.children
+        return (
+            len(children) > 1
+            and children[0].type == "{"
+            and children[1].start_byte == children[0].end_byte
+            and children[1].type in ("command", "command_name")
+        )
+
+    def _brace_error(self, node: Node, ctx: _Ctx) -> list[tuple[Node, _Ctx]]:
+        brace, first = node.children[0], node.children[1]
+        if first.type == "command":
+            return self._command(first, ctx, name_start=brace.start_byte) + [
+                (child, ctx) for child in node.named_children[1:]
+            ]
+        raw = RawCommand(
+            "command", brace.start_byte, self._text(node), stdin=ctx.stdin, stdin_text=ctx.stdin_text
+        )
+        words = [(brace.start_byte, first.end_byte)]
+        words.extend(
+            (child.start_byte, child.end_byte) for child in node.named_children[1:] if child.type == "word"
+        )
+        self._add(raw, node, words, [], [], ctx.pipe_from)
+        return [(child, _BASE) for child in node.named_children]
+
+    def _command(self, node: Node, ctx: _Ctx, name_start: int | None = None) -> list[tuple[Node, _Ctx]]:
+        raw = RawCommand(
+            "command", node.start_byte, self._text(node), stdin=ctx.stdin, stdin_text=ctx.stdin_text
+        )
+        words: list[tuple[int, int]] = []
+        assignments: list[Node] = []
+        redirects: list[Node] = list(ctx.redirects)
+        children = node.named_children
+        for child in children:
+            kind = child.type
+            if kind == "variable_assignment":
+                assignments.append(child)
+            elif kind.endswith("_redirect"):
+                redirects.append(child)
+            elif kind != "comment":
+                start = name_start if kind == "command_name" and name_start is not None else child.start_byte
+                words.append((start, child.end_byte))
+        self._add(raw, node, words, assignments, redirects, ctx.pipe_from)
+        return [(child, _BASE) for child in _contents(children) if child.type not in _LEAVES]
+
+    def _declaration(self, node: Node, kind: RawKind) -> list[tuple[Node, _Ctx]]:
+        raw = RawCommand(kind, node.start_byte, self._text(node))
+        words: list[tuple[int, int]] = []
+        assignments: list[Node] = []
+        keyword = node.children[0] if node.children else None
+        if keyword is not None:
+            words.append((keyword.start_byte, keyword.end_byte))
+        for child in node.children[1:]:
+            if child.type == "variable_assignment":
+                assignments.append(child)
+                words.append((child.start_byte, child.end_byte))
+            elif child.is_named and child.type != "comment":
+                words.append((child.start_byte, child.end_byte))
+                if child.type in ("word", "variable_name"):
+                    self._integers.other.add(self._text(child).split("=", 1)[0].split("[", 1)[0])
+        self._add(raw, node, words, assignments, [], None)
+        return [(child, _BASE) for child in _contents(node.named_children)]
+
+    def _test(self, node: Node) -> None:
+        raw = RawCommand("test", node.start_byte, self._text(node), name="[[")
+        stack = list(node.named_children)
+        while stack:
+            child = stack.pop()
+            if child.type == "test_operator":
+                operator = self._text(child)
+                if operator in _SUBSCRIPT_TEST_OPERATORS:
+                    raw.reasons.append(f"the test {operator} evaluates an array subscript in its operand")
+            elif child.type == "binary_expression":
+                operator_node = child.child_by_field_name("operator")
+                if operator_node is not None and self._text(operator_node) in _ARITH_TEST_OPERATORS:
+                    for side in (child.child_by_field_name("left"), child.child_by_field_name("right")):
+                        if side is not None:
+                            raw.uses(_operand_uses(self._text(side)), side.start_byte)
+            stack.extend(child.named_children)
+        words = [
+            (
+                node.start_byte,
+                node.start_byte + 2 if self._text(node).startswith("[[") else node.start_byte + 1,
+            )
+        ]
+        self._add(raw, node, words, [], [], None)
+
+    def _function(self, node: Node) -> None:
+        name_node = node.child_by_field_name("name")
+        name = self._text(name_node) if name_node is not None else ""
+        self._functions.add(name)
+        raw = RawCommand("function", node.start_byte, self._text(node), name=name)
+        self._add(raw, node, [], [], [], None)
+
+    def _standalone_assignment(self, node: Node) -> list[Node]:
+        """Record a statement that only assigns; return the nodes holding its substitutions."""
+        raw = RawCommand("assignment", node.start_byte, self._text(node))
+        nodes = [node] if node.type == "variable_assignment" else list(node.named_children)
+        assignments = [child for child in nodes if child.type == "variable_assignment"]
+        self._add(raw, node, [], assignments, [], None)
+        return _contents(assignments)
+
+    def _arithmetic(self, node: Node) -> None:
+        raw = RawCommand("arith", node.start_byte, self._text(node), name="((")
+        if node.type == "c_style_for_statement":
+            parts = [
+                c for f in ("initializer", "condition", "update") for c in node.children_by_field_name(f)
+            ]
+        else:
+            parts = [node]
+        for part in parts:
+            text = self._text(part)
+            raw.uses(arith_uses(text), part.start_byte)
+            self._record_arith_assignments(text, part.start_byte)
+        self._add(raw, node, [], [], [], None)
+
+    def _for(self, node: Node) -> None:
+        variable = node.child_by_field_name("variable")
+        if variable is None:
+            return
+        values = [self._text(child) for child in node.children_by_field_name("value")]
+        name = self._text(variable)
+        if values and all(_INTEGER.fullmatch(value) for value in values):
+            self._integers.integer(name, node.start_byte)
+        else:
+            self._integers.other.add(name)
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _add(
+        self,
+        raw: RawCommand,
+        node: Node,
+        words: list[tuple[int, int]],
+        assignments: list[Node],
+        redirects: list[Node],
+        pipe_from: int | None,
+    ) -> None:
+        self._by_node[node.id] = len(self._pending)
+        self._attached.update(redirect.id for redirect in redirects)
+        self._pending.append(_Pending(raw, words, assignments, redirects, pipe_from))
+
+    def _finish(self, pending: _Pending) -> RawCommand:
+        raw = pending.command
+        for start, end in pending.words:
+            found = self._words(start, end)
+            raw.words.extend(found)
+            for word in found:
+                raw.uses(word.arith, start)
+        if raw.kind == "command" and raw.words and raw.words[0].literal:
+            raw.name = raw.words[0].text
+            if raw.name in _NAMING_BUILTINS:
+                for word in raw.words[1:]:
+                    self._integers.other.add(word.text.split("=", 1)[0].split("[", 1)[0])
+            if raw.name == "let":
+                for word in raw.words[1:]:
+                    raw.uses(arith_uses(word.text), raw.position)
+                    self._record_arith_assignments(word.text, raw.position + len(raw.source))
+        for assignment in pending.assignments:
+            raw.assignments.append(self._assignment(assignment, raw))
+        for redirect in pending.redirects:
+            raw.redirects.append(self._redirect(redirect, raw))
+        if pending.pipe_from is not None:
+            raw.pipe_source = self._by_node.get(pending.pipe_from)
+        return raw
+
+    def _words(self, start: int, end: int) -> list[Word]:
+        source = self._data[start:end].decode("utf-8", "surrogateescape")
+        if source.isascii():
+            return self._scanner.words(source, lambda offset: start + offset in self._substitutions)
+        return self._scanner.words(
+            source,
+            lambda offset: (
+                start + len(source[:offset].encode("utf-8", "surrogateescape")) in self._substitutions
+            ),
+        )
+
+    def _assignment(self, node: Node, raw: RawCommand) -> tuple[str, Word]:
+        name_node = node.child_by_field_name("name")
+        value_node = node.child_by_field_name("value")
+        name = self._text(name_node) if name_node is not None else ""
+        if name_node is not None and name_node.type == "subscript":
+            index = name_node.child_by_field_name("index")
+            if index is not None:
+                raw.uses(_operand_uses(self._text(index)), index.start_byte)
+            name = name.split("[", 1)[0]
+        if value_node is None:
+            value = Word("", True)
+        elif value_node.type == "array":
+            value = Word(self._text(value_node), False, may_split=True)
+        else:
+            found = self._scanner.words(
+                self._data[value_node.start_byte : value_node.end_byte].decode("utf-8", "surrogateescape"),
+                lambda offset: value_node.start_byte + offset in self._substitutions,
+                braces=False,
+            )
+            value = found[0] if found else Word("", True)
+        raw.uses(value.arith, node.start_byte)
+        self._integers.assigned(name, value.text if value.literal else None, node.start_byte)
+        return name, value
+
+    def _redirect(self, node: Node, raw: RawCommand) -> RawRedirect:
+        operator, fd = self._operator(node)
+        source = self._text(node)
+        if node.type == "heredoc_redirect":
+            body, literal = self._heredoc(node)
+            if not literal:
+                body_node = next((c for c in node.named_children if c.type == "heredoc_body"), None)
+                if body_node is not None:
+                    self._heredocs.append((raw, body_node.start_byte, self._text(body_node)))
+            return RawRedirect(operator, fd, None, body, literal, source)
+        destination = node.child_by_field_name("destination")
+        if node.type == "herestring_redirect":
+            target_node = next((c for c in node.named_children if c.type != "file_descriptor"), None)
+            found = self._words(target_node.start_byte, target_node.end_byte) if target_node else []
+            word = found[0] if len(found) == 1 else None
+            text = word.text + "\n" if word is not None and word.literal else None
+            return RawRedirect(operator, fd, None, text, text is not None, source)
+        target = None
+        if destination is not None:
+            found = self._words(destination.start_byte, destination.end_byte)
+            target = found[0] if len(found) == 1 else Word(self._text(destination), False, may_split=True)
+        return RawRedirect(operator, fd, target, None, False, source)
+
+    def _operator(self, node: Node) -> tuple[str, int | None]:
+        operator, fd = "", None
+        for child in node.children:
+            if child.type == "file_descriptor":
+                text = self._text(child)
+                fd = int(text) if text.isdigit() and len(text) < 6 else None
+            elif not child.is_named and not operator:
+                operator = self._text(child)
+        if node.type == "heredoc_redirect" and not operator:
+            operator = "<<"
+        return operator, fd
+
+    def _heredoc(self, node: Node) -> tuple[str, bool]:
+        start = next((c for c in node.children if c.type == "heredoc_start"), None)
+        body = next((c for c in node.named_children if c.type == "heredoc_body"), None)
+        delimiter = self._text(start) if start is not None else ""
+        literal = any(quote in delimiter for quote in "'\"\\")
+        text = self._text(body) if body is not None else ""
+        if not literal and ("$" in text or "`" in text or "\\" in text):
+            return text, False
+        return text, True
+
+    def _is_arithmetic(self, node: Node) -> bool:
+        return node.type == "c_style_for_statement" or (bool(node.children) and node.children[0].type == "((")
+
+    def _record_arith_assignments(self, text: str, position: int) -> None:
+        for name, offset in arith_assignments(text).items():
+            self._integers.integer(name, position + offset)
+
+    def _text(self, node: Node) -> str:
+        return self._data[node.start_byte : node.end_byte].decode("utf-8", "surrogateescape")
+
+
+_LEAVES = frozenset({
+    "word", "number", "raw_string", "ansi_c_string", "variable_name", "special_variable_name",
+    "simple_expansion", "file_descriptor", "heredoc_start", "heredoc_end", "comment", "string_content",
+    "test_operator", "regex", "extglob_pattern",
+})  # fmt: skip
+"""Node types that never hold a command (nothing to walk into)."""
+
+
+def _contents(nodes: list[Node]) -> list[Node]:
+    """The nodes to walk for nested commands: an assignment is walked through its parts."""
+    result: list[Node] = []
+    for node in nodes:
+        if node.type == "variable_assignment":
+            result.extend(node.named_children)
+        else:
+            result.append(node)
+    return result
+
+
+def _operand_uses(text: str) -> dict[str, int]:
+    """Variables an arithmetic operand evaluates: a bare name, ``$x`` or an expression."""
+    stripped = text.strip().strip("\"'")
+    if re.fullmatch(r"[A-Za-z_]\w*", stripped):
+        return {stripped: 0}
+    return arith_uses(text)
+
+
+_NESTED_REDIRECTS = ("file_redirect", "herestring_redirect", "heredoc_redirect")
+
+
+def _flatten(redirects: tuple[Node, ...]) -> tuple[Node, ...]:
+    """``cat <<EOF > f``: the grammar nests the redirections written after a here-document
+    operator inside it; bash gives them to the command like the others."""
+    result: list[Node] = []
+    for redirect in redirects:
+        result.append(redirect)
+        if redirect.type == "heredoc_redirect":
+            result.extend(_flatten(tuple(c for c in redirect.named_children if c.type in _NESTED_REDIRECTS)))
+    return tuple(result)
+
+
+def _heredoc_substitutions(body: str) -> list[int]:
+    """Offsets of ``$(`` and backticks in an unquoted here-document body (bash runs them)."""
+    offsets: list[int] = []
+    index = 0
+    while index < len(body):
+        char = body[index]
+        if char == "\\":
+            index += 2
+            continue
+        if char == "`" or (
+            char == "$" and body.startswith("$(", index) and not body.startswith("$((", index)
+        ):
+            offsets.append(index)
+            if char == "`":
+                end = body.find("`", index + 1)
+                index = len(body) if end < 0 else end + 1
+                continue
+        index += 1
+    return offsets
