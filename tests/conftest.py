@@ -95,11 +95,17 @@ async def client(server: RelayServer) -> AsyncIterator[Client]:
         yield connected_client
 
 
-def read_audit(path: Path) -> list[dict[str, Any]]:
-    """Every record of a jsonl audit file."""
+def read_trail(path: Path) -> list[dict[str, Any]]:
+    """Every record of a jsonl audit file: headers, start and end records, sink events."""
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def read_audit(path: Path) -> list[dict[str, Any]]:
+    """One record per call, the one with its outcome: the ``phase: end`` record of a call above
+    tier 0, the only record of the others (start records and the sink's own records left out)."""
+    return [record for record in read_trail(path) if "kind" not in record and record.get("phase") != "start"]
 
 
 def live_group_members(pgid: int) -> list[int]:

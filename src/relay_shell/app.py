@@ -18,6 +18,7 @@ from pydantic import AnyUrl, ValidationError
 import relay_shell
 from relay_shell.config import Settings
 from relay_shell.errors import InvalidInput
+from relay_shell.governance.audit.wiring import build_sink
 from relay_shell.governance.audit.writer import AuditSink
 from relay_shell.governance.pipeline import Call, Identity, Outcome, Pipeline, Plan
 from relay_shell.guidance import instructions
@@ -170,15 +171,12 @@ def _first_problem(exc: ValidationError) -> tuple[str, str]:
 
 
 def build_services(settings: Settings) -> Services:
-    audit = AuditSink(
-        settings.expand(settings.audit_path),
-        fmt=settings.audit_format,
-        chain=settings.audit_chain,
-        echo_stderr=settings.audit_stderr,
-    )
+    """Services of one server; raises ConfigError when the audit file is another server's or unsafe."""
+    audit = build_sink(settings)
     metrics = Metrics()
     pipeline = Pipeline(settings, audit, metrics)
     svc = Services(settings=settings, audit=audit, metrics=metrics, pipeline=pipeline)
+    svc.add_starter(lambda: audit.start_heartbeat(settings.audit_anchor_interval))
     return svc
 
 

@@ -6,19 +6,13 @@ from relay_shell.config import AuthMode, Settings, Transport
 from relay_shell.errors import ConfigError
 
 
-def run_checks(settings: Settings) -> list[str]:
-    """Return one message per problem; empty means the configuration is usable."""
-    problems: list[str] = []
-    from relay_shell.governance.audit.writer import AuditSink
+def run_checks(settings: Settings, warnings: list[str] | None = None) -> list[str]:
+    """Return one message per problem; empty means the configuration is usable.
 
-    sink = AuditSink(
-        settings.expand(settings.audit_path), fmt=settings.audit_format, chain=settings.audit_chain
-    )
-    try:
-        if not sink.check():
-            problems.append(f"RELAY_SHELL_AUDIT_PATH: {sink.path} is not writable ({sink.last_error})")
-    finally:
-        sink.close()
+    Warnings (a usable but weaker setup, such as audit anchoring off) are appended to
+    ``warnings`` when given.
+    """
+    problems = _audit_problems(settings, warnings if warnings is not None else [])
     try:
         from relay_shell.ssh.inventory import Inventory
 
@@ -39,3 +33,22 @@ def run_checks(settings: Settings) -> list[str]:
         except ConfigError as exc:
             problems.append(str(exc))
     return problems
+
+
+def _audit_problems(settings: Settings, warnings: list[str]) -> list[str]:
+    """The audit file as a writer would open it (without writing; a running server's lock is
+    fine), and the anchor and ship channels."""
+    from relay_shell.governance.audit.guard import UnsafeFile, probe
+    from relay_shell.governance.audit.wiring import settings_problems
+
+    problems: list[str] = []
+    path = settings.expand(settings.audit_path)
+    try:
+        probe(path)
+    except UnsafeFile as exc:
+        problems.append(f"RELAY_SHELL_AUDIT_PATH: {exc}")
+    except OSError as exc:
+        problems.append(f"RELAY_SHELL_AUDIT_PATH: {path} is not writable ({exc.strerror or exc})")
+    channel_problems, channel_warnings = settings_problems(settings)
+    warnings.extend(channel_warnings)
+    return problems + channel_problems

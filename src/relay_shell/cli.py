@@ -8,7 +8,6 @@ stdio JSON-RPC channel.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import signal
 import sys
@@ -32,10 +31,8 @@ def _parser() -> argparse.ArgumentParser:
     mode.add_argument("--check-config", action="store_true", help="validate configuration without serving")
     mode.add_argument(
         "--verify-audit",
-        nargs="?",
-        const="",
-        metavar="PATH",
-        help="verify the audit hash chain (default: AUDIT_PATH)",
+        action="store_true",
+        help="verify the audit trail in PATH... (default: AUDIT_PATH and its rotated files)",
     )
     mode.add_argument(
         "--verify-deploy", action="store_true", help="compare installed deploy files with templates"
@@ -46,12 +43,23 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--install-prefix", type=Path, help="with --verify-deploy: root the installed files live under"
     )
+    parser.add_argument(
+        "--anchors",
+        metavar="journald[:SOCKET]|FILE",
+        help="with --verify-audit: check the trail against the anchors in journald or in a collector's file",
+    )
     parser.add_argument("--json", action="store_true", help="with --verify-*: machine-readable output")
+    parser.add_argument(
+        "paths", nargs="*", type=Path, metavar="PATH", help="with --verify-audit: audit files"
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if (args.paths or args.anchors) and not args.verify_audit:
+        parser.error("PATH and --anchors go with --verify-audit")
     logging.basicConfig(
         stream=sys.stderr, level=logging.WARNING, format="relay-shell: %(levelname)s %(message)s"
     )
@@ -64,16 +72,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         from relay_shell.deploy_check import main_verify_deploy
 
         return main_verify_deploy(args.templates_dir, args.install_prefix, args.json)
+    if args.verify_audit:
+        return _verify_audit(args.paths, args.anchors, args.json)
     from relay_shell.config import load_settings
     from relay_shell.errors import ConfigError
 
     try:
         settings = load_settings()
-        if args.verify_audit is not None:
-            return _verify_audit(
-                Path(args.verify_audit) if args.verify_audit else settings.expand(settings.audit_path),
-                args.json,
-            )
         if args.check_config:
             return _check_config(settings)
         return _serve(settings)
@@ -82,36 +87,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG
 
 
-def _verify_audit(path: Path, as_json: bool) -> int:
-    from relay_shell.governance.audit.verify import verify_chain
+def _verify_audit(paths: Sequence[Path], anchors: str | None, as_json: bool) -> int:
+    from relay_shell.audit_cli import main_verify_audit
+    from relay_shell.errors import ConfigError
 
-    if not path.is_file():
-        print(f"relay-shell: no audit file at {path}", file=sys.stderr)
+    try:
+        return main_verify_audit(paths, anchors, as_json)
+    except ConfigError as exc:
+        print(f"relay-shell: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    report = verify_chain(path)
-    if as_json:
-        print(
-            json.dumps(
-                {
-                    "ok": report.ok,
-                    "path": str(path),
-                    "records": report.records,
-                    "first_bad_line": report.first_bad_line,
-                    "problem": report.problem,
-                }
-            )
-        )
-    elif report.ok:
-        print(f"OK {path}: {report.records} records, chain intact")
-    else:
-        print(f"BROKEN {path}: line {report.first_bad_line}: {report.problem}")
-    return EXIT_OK if report.ok else EXIT_CONFIG
 
 
 def _check_config(settings: object) -> int:
     from relay_shell.checks import run_checks
 
-    problems = run_checks(settings)  # type: ignore[arg-type]
+    warnings: list[str] = []
+    problems = run_checks(settings, warnings)  # type: ignore[arg-type]
+    for warning in warnings:
+        print(f"relay-shell: warning: {warning}", file=sys.stderr)
     if problems:
         print("relay-shell: configuration check FAILED: " + "; ".join(problems), file=sys.stderr)
         return EXIT_CONFIG
@@ -125,6 +118,8 @@ def _serve(settings: object) -> int:
     from relay_shell.config import Settings, Transport
 
     assert isinstance(settings, Settings)
+    from relay_shell.errors import ConfigError
+
     try:
         if settings.transport is Transport.HTTP:
             from relay_shell.http.serve import HttpStartFailed, serve_http
@@ -138,6 +133,9 @@ def _serve(settings: object) -> int:
             anyio.run(_serve_stdio, settings)
     except KeyboardInterrupt:
         return EXIT_OK
+    except ConfigError as exc:
+        print(f"relay-shell: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     except Exception:
         log.exception("server failed")
         return EXIT_RUNTIME

@@ -176,8 +176,16 @@ async def test_audit_tail_filters(client: Client) -> None:
     await client.call_tool("shell_exec", {"command": "true", "timeout": -1})
     await client.call_tool("server_info", {})
     data = sc(await client.call_tool("audit_tail", {"lines": 10, "tool": "shell_exec"}))
-    assert [r["tool"] for r in data["records"]] == ["shell_exec", "shell_exec"]
-    assert data["records"][0]["seq"] < data["records"][1]["seq"]
+    records = data["records"]
+    # the call that ran has a start and an end record; the invalid one was refused before it started
+    assert [(r["tool"], r.get("phase"), r.get("outcome")) for r in records] == [
+        ("shell_exec", "start", None),
+        ("shell_exec", "end", "ok"),
+        ("shell_exec", None, "error"),
+    ]
+    assert records[0]["call_id"] == records[1]["call_id"]
+    assert len(records[0]["call_id"]) >= 24  # >= 96 random bits
+    assert records[0]["seq"] < records[1]["seq"] < records[2]["seq"]
     ok_only = sc(await client.call_tool("audit_tail", {"outcome": "ok", "min_tier": 1}))
     assert all(r["outcome"] == "ok" and r["tier"] >= 1 for r in ok_only["records"])
 

@@ -32,7 +32,7 @@ from relay_shell.errors import (
     PolicyDenied,
     RelayError,
 )
-from relay_shell.governance.audit.writer import AuditSink
+from relay_shell.governance.audit.writer import AuditSink, new_call_id
 from relay_shell.governance.confirm import Confirmer, ConfirmTokens, call_binding
 from relay_shell.governance.patterns import PATTERNS_VERSION, classify_text
 from relay_shell.governance.policy import PolicyConfig, build_probe, decide
@@ -166,6 +166,7 @@ class Pipeline:
                 self._finish(state, started, None)
                 return pending
             call = Call(tool, tier, plan.timeout_s, identity, progress or _no_progress)
+            self._begin(state)
             outcome = await self._execute(plan, call)
             state.outcome = outcome
             result = _shape_ok(outcome, tier, plan.notes)
@@ -200,6 +201,7 @@ class Pipeline:
         classification = classify_text(plan.text)
         if classification.tier >= plan.min_tier:
             state.pattern = classification.rule  # the rule that set the tier, named in reasons and audit
+            state.rules = (classification.rule,) if classification.rule else ()
         return max(plan.min_tier, classification.tier)
 
     def _admit(self, state: _CallState, plan: Plan, tier: int) -> None:
@@ -273,6 +275,25 @@ class Pipeline:
             f"the operator did not approve this tier-3 call ({answer}); do not retry it"
         )
 
+    def _begin(self, state: _CallState) -> None:
+        """Record the intent of a call above tier 0 before it runs (``phase: start``).
+
+        Tier-2+ and opaque starts are anchored outside the file synchronously. When the
+        record cannot be written or anchored and the audit is required, the call is refused.
+        """
+        if not state.tier:
+            return
+        state.call_id = new_call_id()
+        try:
+            self.audit.begin(self._record(state), anchor=state.tier >= 2 or state.opaque)
+        except AuditUnavailable as exc:
+            if self.settings.audit_required:
+                raise AuditUnavailable(
+                    f"{exc.message}; calls above tier 0 are refused until it recovers "
+                    "(RELAY_SHELL_AUDIT_REQUIRED). Tell the operator."
+                ) from exc
+            log.error("audit start record failed (%s); the call runs anyway (AUDIT_REQUIRED=false)", exc)
+
     async def _execute(self, plan: Plan, call: Call) -> Outcome:
         if plan.timeout_s is None:
             return await plan.work(call)
@@ -325,25 +346,19 @@ class Pipeline:
             content=[TextContent(type="text", text=text)], structured_content=data, is_error=True
         )
 
-    def _finish(self, state: _CallState, started: float, result: CallToolResult | None) -> None:
-        duration_s = time.monotonic() - started
-        text = ""
-        if result is not None and result.content and isinstance(result.content[0], TextContent):
-            text = result.content[0].text
-        outcome = state.outcome
+    def _record(self, state: _CallState) -> dict[str, object]:
+        """The fields a call's records share: who, what (redacted, bounded), how it was judged."""
+        if state.redacted_args is None:
+            state.redacted_args = _bounded(redact(dict(state.args)))
         record: dict[str, object] = {
             "tool": state.tool,
             "tier": state.tier,
             "decision": state.decision,
-            "outcome": state.result_outcome,
-            "args": _bounded(redact(dict(state.args))),
+            "args": state.redacted_args,
             "target": _target_field(state.targets),
-            "exit_code": outcome.exit_code if outcome else None,
-            "duration_ms": round(duration_s * 1000),
-            "output_sha256": _sha256_text(text) if result is not None else None,
-            "output_len": len(text.encode()) if result is not None else 0,
-            "stream_sha256": outcome.stream_sha256 if outcome else state.stream_sha256,
-            "stream_len": outcome.stream_len if outcome else state.stream_len,
+            "opaque": state.opaque,
+            "commands": list(state.commands),
+            "rules": list(state.rules),
             "request_id": state.identity.request_id,
             "client_id": state.identity.client_id,
             "principal": state.identity.subject,
@@ -352,6 +367,30 @@ class Pipeline:
             "pattern": state.pattern,
             "patterns_version": PATTERNS_VERSION,
         }
+        if state.call_id is not None:
+            record["call_id"] = state.call_id
+        return record
+
+    def _finish(self, state: _CallState, started: float, result: CallToolResult | None) -> None:
+        """Write the call's outcome: its ``phase: end`` record, or its only record (tier 0, or
+        refused before it could start)."""
+        duration_s = time.monotonic() - started
+        text = ""
+        if result is not None and result.content and isinstance(result.content[0], TextContent):
+            text = result.content[0].text
+        outcome = state.outcome
+        record = self._record(state)
+        record.update(
+            {
+                "outcome": state.result_outcome,
+                "exit_code": outcome.exit_code if outcome else None,
+                "duration_ms": round(duration_s * 1000),
+                "output_sha256": _sha256_text(text) if result is not None else None,
+                "output_len": len(text.encode()) if result is not None else 0,
+                "stream_sha256": outcome.stream_sha256 if outcome else state.stream_sha256,
+                "stream_len": outcome.stream_len if outcome else state.stream_len,
+            }
+        )
         if state.error_kind:
             record["error_kind"] = state.error_kind
             record["error"] = _bounded(redact(state.error_message or ""))
@@ -362,7 +401,10 @@ class Pipeline:
             if isinstance(extra, dict):
                 record.update(extra)
         try:
-            self.audit.write(record)
+            if state.call_id is not None:
+                self.audit.end(record)
+            else:
+                self.audit.write(record)
         except AuditUnavailable as exc:
             # The call already happened: keep the record on stderr so it is not lost, and let the
             # degraded flag refuse the next calls above tier 0.
@@ -394,6 +436,14 @@ class _CallState:
     outcome: Outcome | None = None
     stream_sha256: str | None = None
     stream_len: int | None = None
+    call_id: str | None = None  # set when the call's start record is (to be) written
+    redacted_args: object = None  # the args as audited, computed once for start and end
+    # What the classification saw: the normalised command names of the parse, whether the
+    # text is opaque to it (an interpreter, eval, an encoded payload), and the rules that
+    # set the tier. The parse fills commands and opaque; until then they stay empty/false.
+    commands: tuple[str, ...] = ()
+    opaque: bool = False
+    rules: tuple[str, ...] = ()
 
 
 async def _no_progress(progress: float, total: float | None, message: str | None) -> None:

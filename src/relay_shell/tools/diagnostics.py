@@ -5,7 +5,7 @@ from __future__ import annotations
 import getpass
 import os
 import shutil
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import CallToolResult
@@ -13,6 +13,7 @@ from pydantic import Field
 
 import relay_shell
 from relay_shell.governance.audit.tail import tail_records
+from relay_shell.governance.audit.wiring import anchor_spec, kind_of
 from relay_shell.governance.bounds import clamp_count
 from relay_shell.governance.patterns import PATTERNS_VERSION
 from relay_shell.governance.pipeline import Call, Outcome, Plan
@@ -20,6 +21,9 @@ from relay_shell.guidance import operating_guide as guide_text
 from relay_shell.guidance import tool_description
 from relay_shell.tools.base import READ_ONLY, run_tool, services
 from relay_shell.tools.models import AuditTailResult, ServerInfoResult
+
+if TYPE_CHECKING:
+    from relay_shell.app import Services
 
 AUDIT_TAIL_MAX = 1000
 
@@ -52,16 +56,7 @@ async def server_info(ctx: Context) -> Annotated[CallToolResult, ServerInfoResul
                     "fanout_max_hosts": settings.fanout_max_hosts,
                     "fanout_max_concurrency": settings.fanout_max_concurrency,
                 },
-                "audit": {
-                    "path": str(audit.path),
-                    "format": settings.audit_format.value,
-                    "healthy": not audit.degraded,
-                    "last_error": audit.last_error,
-                    "chain": settings.audit_chain,
-                    "chain_head": audit.chain_head,
-                    "seq": audit.seq,
-                    "required": settings.audit_required,
-                },
+                "audit": _audit_info(svc),
                 "ssh": {
                     "known_hosts": settings.ssh_known_hosts.value,
                     "known_hosts_file": str(settings.ssh_known_hosts_file),
@@ -130,6 +125,30 @@ async def audit_tail(
         return Plan(work=work, tier=0, notes=notes)
 
     return await run_tool(ctx, "audit_tail", args, planner)
+
+
+def _audit_info(svc: Services) -> dict[str, object]:
+    """The sink's state for server_info: health, chain head, anchor and ship channels."""
+    settings, audit = svc.settings, svc.audit
+    anchor, warning = anchor_spec(settings)
+    status = audit.status()
+    return {
+        "path": str(audit.path),
+        "format": settings.audit_format.value,
+        "healthy": not audit.degraded,
+        "state": status["state"],
+        "last_error": audit.last_error,
+        "chain": settings.audit_chain,
+        "chain_head": audit.chain_head,
+        "seq": audit.seq,
+        "instance_id": status["instance_id"],
+        "required": settings.audit_required,
+        "anchor": kind_of(anchor),
+        "anchor_status": status.get("anchor"),
+        "ship": kind_of(settings.audit_ship),
+        "ship_status": status.get("ship"),
+        "warning": warning,
+    }
 
 
 def operating_guide() -> str:
