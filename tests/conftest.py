@@ -33,6 +33,8 @@ def make_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[.
             "ssh_config": tmp_path / "ssh_config",
             "ssh_known_hosts_file": tmp_path / "known_hosts",
             "auth_state_dir": tmp_path / "oauth",
+            # hermetic: a journald another test starts must not become these servers' anchor
+            "audit_anchor": "off",
         }
         base.update(overrides)
         return load_settings(**base)

@@ -56,6 +56,7 @@ def server_env(tmp_path: Path, **extra: str) -> dict[str, str]:
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(tmp_path),
         "RELAY_SHELL_AUDIT_PATH": str(tmp_path / "audit.jsonl"),
+        "RELAY_SHELL_AUDIT_ANCHOR": "off",
         "RELAY_SHELL_SSH_CONFIG": str(tmp_path / "ssh_config"),
         "RELAY_SHELL_SSH_KNOWN_HOSTS_FILE": str(tmp_path / "known_hosts"),
         "RELAY_SHELL_AUTH_STATE_DIR": str(tmp_path / "oauth"),

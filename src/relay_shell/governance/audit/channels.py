@@ -98,8 +98,8 @@ class JournaldChannel:
             self._send_memfd(sock, payload)
 
     def probe(self) -> None:
-        if not self.socket_path.exists():
-            raise FileNotFoundError(errno.ENOENT, "no journal socket", str(self.socket_path))
+        """A journald listens on the socket (a connect, which a stale socket file refuses)."""
+        journal_listening(self.socket_path)
 
     def close(self) -> None:
         if self._socket is not None:
@@ -126,6 +126,12 @@ class JournaldChannel:
             sock.sendmsg([], rights, 0, str(self.socket_path))
         finally:
             os.close(fd)
+
+
+def journal_listening(socket_path: Path) -> None:
+    """Raise ``OSError`` unless a journald listens on ``socket_path``."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as probe:
+        probe.connect(str(socket_path))
 
 
 def journal_payload(fields: Mapping[str, str]) -> bytes:

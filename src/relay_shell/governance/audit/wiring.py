@@ -1,7 +1,7 @@
 """From settings to a running sink: the anchor and ship channels, and what is wrong with them.
 
-``RELAY_SHELL_AUDIT_ANCHOR``: ``auto`` (journald when ``/run/systemd/journal/socket``
-exists, else off with a warning), ``journald``, ``journald:/SOCKET``,
+``RELAY_SHELL_AUDIT_ANCHOR``: ``auto`` (journald when one listens on
+``/run/systemd/journal/socket``, else off with a warning), ``journald``, ``journald:/SOCKET``,
 ``syslog+tcp://HOST:PORT``, ``syslog+tls://HOST:PORT`` or ``off``.
 ``RELAY_SHELL_AUDIT_SHIP`` takes the same values except ``auto``. TLS collectors are
 verified against ``RELAY_SHELL_AUDIT_TLS_CA`` (PEM), or the system's CAs when unset.
@@ -27,6 +27,7 @@ from relay_shell.governance.audit.channels import (
     Channel,
     JournaldChannel,
     SyslogChannel,
+    journal_listening,
 )
 from relay_shell.governance.audit.writer import AuditSink
 
@@ -35,10 +36,14 @@ def anchor_spec(settings: Settings) -> tuple[str, str | None]:
     """The effective anchor (``auto`` resolved) and a warning when anchoring is off."""
     spec = settings.audit_anchor
     if spec == "auto":
-        if DEFAULT_JOURNAL_SOCKET.exists():
+        try:
+            journal_listening(DEFAULT_JOURNAL_SOCKET)
+        except OSError:
+            pass
+        else:
             return "journald", None
         return "off", (
-            f"audit anchoring is off: RELAY_SHELL_AUDIT_ANCHOR=auto and there is no journal socket at "
+            f"audit anchoring is off: RELAY_SHELL_AUDIT_ANCHOR=auto and no journald listens on "
             f"{DEFAULT_JOURNAL_SOCKET}; without anchors, records cut from the end of the audit file or a "
             "rewritten file go unnoticed (set RELAY_SHELL_AUDIT_ANCHOR to a syslog collector)"
         )

@@ -282,7 +282,10 @@ class AuditSink:
             self._heartbeat = None
         with self._lock:
             if self._file is not None:
-                self.anchor_head("shutdown")
+                try:
+                    self.anchor_head("shutdown")
+                except AuditUnavailable as exc:
+                    log.error("audit: the shutdown anchor was not sent: %s", exc)
                 self._file.close()
                 self._file = None
             if self._anchoring is not None:
