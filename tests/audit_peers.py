@@ -48,10 +48,14 @@ def wait_until[T](probe: Callable[[], T | None], what: str, timeout_s: float = 2
         time.sleep(0.02)
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
+def _stop(process: subprocess.Popen[bytes], sig: signal.Signals = signal.SIGKILL) -> None:
     if process.poll() is None:
-        process.send_signal(signal.SIGKILL)
-    process.wait(timeout=20)
+        process.send_signal(sig)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=20)
 
 
 @dataclass
@@ -170,9 +174,10 @@ class Rsyslog:
                 wait_until(lambda: port_file.exists() and port_file.read_text().strip(), "rsyslog's port")
             )
 
-    def stop(self) -> None:
+    def stop(self, *, crash: bool = False) -> None:
+        """An orderly stop (SIGTERM: rsyslog writes what it received), or a crash (SIGKILL)."""
         if self.process is not None:
-            _stop(self.process)
+            _stop(self.process, signal.SIGKILL if crash else signal.SIGTERM)
             self.process = None
         wait_until(lambda: not _tcp_open(self.port), "rsyslog's port to close")
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -267,23 +268,30 @@ def test_rsyslog_receives_anchors_and_every_shipped_record(tmp_path: Path, tls: 
     assert report.ok, report.findings
 
 
+def shipping_sink(path: Path, port: int, clock: list[float]) -> AuditSink:
+    channel = SyslogChannel("127.0.0.1", port)
+
+    def factory(instance_id: str) -> Anchoring:
+        return Anchoring(
+            anchor=None, ship=channel, file=path.absolute(), instance_id=instance_id, clock=lambda: clock[0]
+        )
+
+    return AuditSink(path, anchoring=factory)
+
+
+def record_numbers(lines: list[str]) -> list[int]:
+    found = (re.search(r'kind="record".* anchor_seq="([0-9]+)"', line) for line in lines)
+    return sorted(int(match.group(1)) for match in found if match is not None)
+
+
 def test_collector_down_refuses_and_recovers_without_a_gap(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
     with rsyslog(tmp_path / "collector") as collector:
-        channel = SyslogChannel("127.0.0.1", collector.port)
         clock = [0.0]
-
-        def factory(instance_id: str) -> Anchoring:
-            return Anchoring(
-                anchor=None,
-                ship=channel,
-                file=tmp_path / "audit.jsonl",
-                instance_id=instance_id,
-                clock=lambda: clock[0],
-            )
-
-        sink = AuditSink(tmp_path / "audit.jsonl", anchoring=factory)
+        sink = shipping_sink(path, collector.port, clock)
         run_calls(sink, 1)
         assert sink.check() is True
+        collector.wait_for(3, 'kind="record"')  # stored before the stop (in-flight loss: the next test)
         collector.stop()
         assert sink.check() is False  # the closed connection is noticed before any send
         with pytest.raises(AuditUnavailable, match="shipped"):
@@ -293,10 +301,31 @@ def test_collector_down_refuses_and_recovers_without_a_gap(tmp_path: Path) -> No
         clock[0] += 5  # past the retry interval
         assert sink.check() is True
         sink.close()
-        lines = collector.wait_for(len((tmp_path / "audit.jsonl").read_text().splitlines()), 'kind="record"')
-    numbers = [int(line.split('anchor_seq="')[1].split('"')[0]) for line in lines if 'kind="record"' in line]
-    assert sorted(numbers) == list(range(1, len(numbers) + 1))  # resent in order, no gap
-    assert len(numbers) == len((tmp_path / "audit.jsonl").read_text().splitlines())
+        lines = collector.wait_for(len(path.read_text().splitlines()), 'kind="record"')
+    assert record_numbers(lines) == list(range(1, len(path.read_text().splitlines()) + 1))  # resent in order
+
+
+def test_a_collector_crash_loses_what_was_in_flight_and_verify_shows_the_gap(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    with rsyslog(tmp_path / "collector") as collector:
+        clock = [0.0]
+        sink = shipping_sink(path, collector.port, clock)
+        collector.wait_for(1, 'kind="record"')  # the header arrived
+        run_calls(sink, 2)  # handed to TCP, maybe not yet written by the collector
+        collector.stop(crash=True)
+        collector.start()
+        clock[0] += 5
+        assert sink.check() is True
+        sink.write({"tool": "after-the-crash"})
+        sink.close()
+        lines = collector.wait_for(1, "after-the-crash")
+    numbers = record_numbers(lines)
+    report = check_anchors([path], read_anchor_file(collector.output), [str(path.absolute())])
+    if numbers == list(range(1, len(numbers) + 1)):
+        assert report.ok, report.findings  # nothing was in flight at the crash
+    else:
+        assert report.ok is False
+        assert {finding.kind for finding in report.findings} >= {"gap"}
 
 
 def test_syslog_channel_refused_when_nothing_listens() -> None:
