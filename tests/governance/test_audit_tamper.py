@@ -228,3 +228,18 @@ def test_a_tampered_sink_echoes_every_record_to_stderr(
     written = sink.write(call(2))
     err = capsys.readouterr().err
     assert json.dumps(written["chain"]) in err
+
+
+def test_a_file_whose_first_records_were_cut_does_not_start_with_a_header(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    sink = AuditSink(path)
+    for number in range(4):
+        sink.write(call(number))
+    sink.close()
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(b"".join(lines[2:]))  # what is left still chains
+
+    report = verify_chain(path)
+    assert report.ok is False
+    assert [(finding.kind, finding.line) for finding in report.findings] == [("removed", 1)]
+    assert "header" in (report.problem or "")

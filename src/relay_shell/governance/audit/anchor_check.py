@@ -330,8 +330,8 @@ def _tail_findings(
             findings.append(
                 Finding(
                     "unanchored",
-                    f"the start record (seq {seq}) of a tier-2+ or opaque call has no "
-                    "anchor, though it is anchored before the call runs",
+                    f"record seq {seq} (a header, or the start of a tier-2+ or opaque call) has no anchor, "
+                    "though the writer anchors it before going on (forged, or its anchor was suppressed)",
                     file,
                     line,
                 )

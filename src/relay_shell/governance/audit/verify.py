@@ -147,9 +147,16 @@ class TrailFacts:
             self.after_shutdown.append((*where, seq, instance))
         if seq > self.anchored_from and instance not in self.anchored:
             self.unanchored.setdefault(instance, where)
-        needs_anchor = _int(record.get("tier")) >= 2 or record.get("opaque") is True
-        if record.get("phase") == "start" and needs_anchor and seq >= self.anchored_from:
+        if seq >= self.anchored_from and _anchored_when_written(record):
             self.anchor_needed.append((*where, seq, chain))
+
+
+def _anchored_when_written(record: dict[str, object]) -> bool:
+    """Records the writer anchors before going on: headers, and starts of tier-2+ or opaque calls."""
+    if record.get("kind") == "header":
+        return True
+    needs_anchor = _int(record.get("tier")) >= 2 or record.get("opaque") is True
+    return record.get("phase") == "start" and needs_anchor
 
 
 def verify_chain(path: Path) -> VerifyReport:
@@ -301,7 +308,7 @@ class _Walker:
         for block in blocks:
             for raw in block:
                 line += 1
-                previous = self._previous
+                previous = None if self._first_in_file else self._previous  # a file's first line: full check
                 if previous is not None and raw[-_SUFFIX:-_CHAIN_END] == b',"chain":"' and raw[-2:] == b'"}':
                     text = raw.decode("utf-8", "replace")
                     try:
@@ -324,7 +331,7 @@ class _Walker:
                             digest.update(raw[:-_SUFFIX])
                             digest.update(b"}")
                             if digest.hexdigest() == chain and raw[-_CHAIN_END:-2] == chain.encode("ascii"):
-                                self._first_in_file, self._previous, self._torn = False, (chain, seq), None
+                                self._first_in_file, self._previous = False, (chain, seq)
                                 self.records += 1
                                 self._remember(chain, seq, line)
                                 kind, phase = record.get("kind"), record.get("phase")
@@ -336,6 +343,7 @@ class _Walker:
                                     open_calls.pop(str(record.get("call_id")), None)
                                 if observe is not None:
                                     observe(record, seq, chain, (file, line))
+                                self._torn = None
                                 continue
                 self._check_line(raw, line)
         return line
@@ -379,6 +387,7 @@ class _Walker:
             chain = str(record.pop(CHAIN_FIELD))
         self._link(record, chain, line)
         self._account(record, chain, line)
+        self._torn = None
 
     def _link(self, record: dict[str, object], chain: str, line: int) -> None:
         """Where this record's ``prev`` points: the record before it, an earlier one, or nowhere."""
@@ -412,7 +421,13 @@ class _Walker:
                 )
         elif previous is not None and seq <= previous[1]:
             self._report("seq", f"seq {seq} does not increase (previous record has {previous[1]})", line)
-        self._first_in_file, self._previous, self._torn = False, (chain, seq), None
+        if self._first_in_file and "instance_id" in record and record.get("kind") != "header":
+            self._report(
+                "removed",
+                "the file does not start with a header record (its first records were removed)",
+                line,
+            )
+        self._first_in_file, self._previous = False, (chain, seq)
         self.records += 1
         self._remember(chain, seq, line)
 

@@ -223,7 +223,7 @@ class AuditSink:
             try:
                 self._ready()
             except AuditUnavailable:
-                self._lost += 1
+                self._lost += 1  # the caller's record was not written
                 raise
             return self._append(record)
 
@@ -421,16 +421,20 @@ class AuditSink:
         if guarded is None:
             raise AuditUnavailable(self._last_error or f"audit trail {self._path} is not open")
         written, line = self._compose(record)
-        data = (("" if guarded.ends_with_newline() else "\n") + line + "\n").encode("utf-8")
+        separator = "" if guarded.ends_with_newline() else "\n"
+        data = (separator + line + "\n").encode("utf-8")
         try:
             guarded.append(data)
         except OSError as exc:
             landed = getattr(exc, "written", 0)
             if landed >= len(data) - 1:
                 self._advance(written)  # all but the newline: the record is there
-            else:
-                self._torn += landed
-            self._lost += 1
+            elif landed:
+                # The unterminated line at the end is now this partial one (a separator that
+                # landed ended the previous torn line, which stays a malformed line).
+                self._torn = landed - len(separator)
+            if "kind" not in record:
+                self._lost += 1  # the sink's own records are not counted: the recovery record says it all
             raise self._unwritable(exc) from exc
         self._advance(written)
         if self._echo_stderr:
