@@ -19,13 +19,14 @@ from relay_shell.governance.patterns import PATTERNS_VERSION
 from relay_shell.governance.pipeline import Call, Outcome, Plan
 from relay_shell.guidance import operating_guide as guide_text
 from relay_shell.guidance import tool_description
-from relay_shell.tools.base import READ_ONLY, run_tool, services
+from relay_shell.tools.base import READ_ONLY, identity_of, run_tool, services
 from relay_shell.tools.models import AuditTailResult, ServerInfoResult
 
 if TYPE_CHECKING:
     from relay_shell.app import Services
 
 AUDIT_TAIL_MAX = 1000
+ADMIN_TIER = 3
 
 
 async def server_info(ctx: Context) -> Annotated[CallToolResult, ServerInfoResult]:
@@ -102,13 +103,23 @@ async def audit_tail(
 ) -> Annotated[CallToolResult, AuditTailResult]:
     args = {"lines": lines, "tool": tool, "outcome": outcome, "min_tier": min_tier}
     svc = services(ctx)
+    caller = identity_of(ctx)
+    # An admin (no OAuth, or a token allowing tier 3) reads every record; any other principal
+    # only its own calls' records.
+    admin = caller.max_tier is None or caller.max_tier >= ADMIN_TIER
+    own = None if admin else (caller.subject or "")
 
     def planner() -> Plan:
         count = clamp_count(lines, 50, AUDIT_TAIL_MAX, argument="lines")
 
         async def work(call: Call) -> Outcome:
             records = tail_records(
-                svc.audit.path, count.value, tool=tool or None, outcome=outcome or None, min_tier=min_tier
+                svc.audit.path,
+                count.value,
+                tool=tool or None,
+                outcome=outcome or None,
+                min_tier=min_tier,
+                principal=own,
             )
             text_lines = [
                 f"{r.get('ts')} #{r.get('seq')} {r.get('tool')} tier {r.get('tier')} "
