@@ -36,7 +36,7 @@ from relay_shell.governance.audit.writer import AuditSink, new_call_id
 from relay_shell.governance.confirm import Confirmer, ConfirmTokens, call_binding
 from relay_shell.governance.patterns import PATTERNS_VERSION, classify_text
 from relay_shell.governance.policy import PolicyConfig, build_probe, decide
-from relay_shell.governance.redaction import redact
+from relay_shell.governance.redaction import redact, removed_values, scrub_removed
 from relay_shell.metrics import Metrics
 
 log = logging.getLogger("relay_shell.pipeline")
@@ -347,15 +347,17 @@ class Pipeline:
         )
 
     def _record(self, state: _CallState) -> dict[str, object]:
-        """The fields a call's records share: who, what (redacted, bounded), how it was judged."""
+        """The fields a call's records share: who, what (bounded, then redacted), how it was judged."""
         if state.redacted_args is None:
-            state.redacted_args = _bounded(redact(dict(state.args)))
+            bounded = _bounded(dict(state.args))
+            state.redacted_args = redact(bounded)
+            state.removed = removed_values(bounded, state.redacted_args)
         record: dict[str, object] = {
             "tool": state.tool,
             "tier": state.tier,
             "decision": state.decision,
             "args": state.redacted_args,
-            "target": _target_field(state.targets),
+            "target": self._echo_safe(state, _target_field(state.targets)),
             "opaque": state.opaque,
             "commands": list(state.commands),
             "rules": list(state.rules),
@@ -370,6 +372,12 @@ class Pipeline:
         if state.call_id is not None:
             record["call_id"] = state.call_id
         return record
+
+    @staticmethod
+    def _echo_safe(state: _CallState, value: object) -> object:
+        """A value that may echo the arguments (an error message, targets, extras): bounded,
+        redacted, and rid of every secret redaction took out of the arguments."""
+        return scrub_removed(redact(_bounded(value)), state.removed)
 
     def _finish(self, state: _CallState, started: float, result: CallToolResult | None) -> None:
         """Write the call's outcome: its ``phase: end`` record, or its only record (tier 0, or
@@ -393,11 +401,11 @@ class Pipeline:
         )
         if state.error_kind:
             record["error_kind"] = state.error_kind
-            record["error"] = _bounded(redact(state.error_message or ""))
+            record["error"] = self._echo_safe(state, state.error_message or "")
         if state.confirmation:
             record["confirmation"] = state.confirmation
         if outcome and outcome.audit_extra:
-            extra = _bounded(redact(outcome.audit_extra))
+            extra = self._echo_safe(state, outcome.audit_extra)
             if isinstance(extra, dict):
                 record.update(extra)
         try:
@@ -438,6 +446,7 @@ class _CallState:
     stream_len: int | None = None
     call_id: str | None = None  # set when the call's start record is (to be) written
     redacted_args: object = None  # the args as audited, computed once for start and end
+    removed: set[str] = field(default_factory=set)  # what redaction took out of the args
     # What the classification saw: the normalised command names of the parse, whether the
     # text is opaque to it (an interpreter, eval, an encoded payload), and the rules that
     # set the tier. The parse fills commands and opaque; until then they stay empty/false.
