@@ -13,8 +13,18 @@ import secrets
 import string
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from relay_shell.governance.redaction import REDACTED, redact, redact_session_input, redact_text
+from relay_shell.governance.redaction import (
+    REDACTED,
+    redact,
+    redact_session_input,
+    redact_text,
+    scrub_all_rules,
+)
+from tests.governance.test_redaction import ALL_CASES, FRAGMENTS
+from tests.governance.test_redaction import LOOK_ALIKES as FAMILY_LOOK_ALIKES
 
 _ALPHABET = string.ascii_letters + string.digits
 
@@ -304,3 +314,26 @@ def test_megabyte_of_a_trigger_stays_linear(unit: str) -> None:
     once = redact_text(text)
     assert isinstance(once, str)
     assert redact_text(once) == once
+
+
+# The pre-check that skips secret-free text must never skip a text a rule would change.
+EVERY_TEXT = (
+    [case.values[0] for case in ALL_CASES]
+    + FAMILY_LOOK_ALIKES
+    + LOOK_ALIKES
+    + [template.replace("{s}", "S3cr3tValue0123456") for table in FORMS.values() for template, _keep in table]
+)
+
+
+@pytest.mark.parametrize("text", EVERY_TEXT)
+def test_the_pre_check_skips_no_text_a_rule_changes(text: str) -> None:
+    assert redact_text(text) == redact_text(scrub_all_rules(text))
+    if scrub_all_rules(text) != text:
+        assert redact_text(text) != text
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.one_of(st.sampled_from(FRAGMENTS), st.text(max_size=6)), max_size=20).map("".join))
+def test_the_pre_check_agrees_with_the_rules(text: str) -> None:
+    if scrub_all_rules(text) != text:
+        assert redact_text(text) != text

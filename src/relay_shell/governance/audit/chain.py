@@ -28,6 +28,7 @@ import math
 import re
 from collections.abc import Mapping
 from enum import Enum
+from typing import cast
 
 GENESIS = "0" * 64
 """The ``prev`` of the first record of a brand-new trail."""
@@ -111,10 +112,36 @@ def json_safe(value: object) -> JsonValue:
     and strings holding lone surrogates (undecodable bytes from ``os.fsdecode``) get them
     replaced by a visible ``\\udcXX`` escape so the record can be UTF-8 encoded.
     """
+    kind = type(value)
+    if kind is str:  # exact types first: records are mostly these, and type() beats isinstance
+        text = cast(str, value)
+        return text if text.isascii() else _utf8_safe(text)
+    if kind is dict:
+        return {_safe_key(key): json_safe(item) for key, item in cast(dict[object, object], value).items()}
+    if kind in _PLAIN_TYPES:
+        return cast(JsonValue, value)
+    if kind is list:
+        return [json_safe(item) for item in cast(list[object], value)]
+    return _general(value)
+
+
+_PLAIN_TYPES: frozenset[type] = frozenset({int, bool, type(None)})
+
+
+def _safe_key(key: object) -> str:
+    if type(key) is str and key.isascii():
+        return key
+    return _utf8_safe(key if isinstance(key, str) else str(key))
+
+
+def _general(value: object) -> JsonValue:
+    """json_safe for everything but the exact common types."""
     if isinstance(value, Enum):
-        value = value.value
+        return json_safe(value.value)
+    if isinstance(value, str):
+        return _utf8_safe(value)
     if isinstance(value, Mapping):
-        return {_utf8_safe(str(key)): json_safe(item) for key, item in value.items()}
+        return {_safe_key(key): json_safe(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
         return [json_safe(item) for item in value]
     if isinstance(value, set | frozenset):
@@ -135,6 +162,8 @@ def _scalar(value: object) -> JsonValue:
 
 
 def _utf8_safe(text: str) -> str:
+    if type(text) is str and text.isascii():
+        return text
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
