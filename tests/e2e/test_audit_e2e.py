@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -224,3 +225,73 @@ def test_kill_9_mid_call_leaves_one_unfinished_call(tmp_path: Path, journal: Jou
     assert [finding["kind"] for finding in report["findings"]] == ["unfinished"]
     assert starts[0]["call_id"] in unfinished["message"]
     assert unfinished["line"] == 2  # the header, then the start record
+
+
+def test_a_second_server_on_the_same_audit_file_refuses_to_start(tmp_path: Path, journal: Journald) -> None:
+    env = server_env(tmp_path, journal)
+    log = (tmp_path / "first.log").open("wb")
+    first = subprocess.Popen(
+        [RELAY], env=env, cwd=tmp_path, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log
+    )
+    try:
+        wait_until(
+            lambda: [r for r in read_trail(tmp_path / "audit" / "audit.jsonl") if r.get("kind") == "header"],
+            "the first server's header",
+        )
+        second = subprocess.run(
+            [RELAY],
+            env=env,
+            cwd=tmp_path,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        first.kill()
+        first.wait(timeout=20)
+    assert second.returncode == 2
+    assert "RELAY_SHELL_AUDIT_PATH" in second.stderr
+    assert f"locked by process {first.pid}" in second.stderr
+    checked = subprocess.run(
+        [RELAY, "--check-config"], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert checked.returncode == 0, checked.stderr  # a reader or a check never takes the writer's lock
+
+
+def test_check_config_warns_when_anchoring_is_off_and_fails_on_a_dead_collector(
+    tmp_path: Path, journal: Journald
+) -> None:
+    off = subprocess.run(
+        [RELAY, "--check-config"],
+        env=server_env(tmp_path, journal, RELAY_SHELL_AUDIT_ANCHOR="off"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert off.returncode == 0
+    assert "warning: audit anchoring is off" in off.stderr
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        dead = f"syslog+tcp://127.0.0.1:{probe.getsockname()[1]}"
+    refused = subprocess.run(
+        [RELAY, "--check-config"],
+        env=server_env(tmp_path, journal, RELAY_SHELL_AUDIT_SHIP=dead),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert refused.returncode == 2
+    assert "RELAY_SHELL_AUDIT_SHIP" in refused.stderr and "not reachable" in refused.stderr
+    anchored = subprocess.run(
+        [RELAY, "--check-config"],
+        env=server_env(tmp_path, journal),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert anchored.returncode == 0 and "warning" not in anchored.stderr
