@@ -334,3 +334,24 @@ def test_syslog_channel_refused_when_nothing_listens() -> None:
         port = probe.getsockname()[1]
     with pytest.raises(OSError):
         SyslogChannel("127.0.0.1", port).probe()
+
+
+def test_the_head_is_anchored_every_interval_and_only_when_it_moved(
+    tmp_path: Path, journal: Journald
+) -> None:
+    path = tmp_path / "audit.jsonl"
+    sink = sink_to(path, JournaldChannel(journal.socket))
+    sink.start_heartbeat(0.05)
+    last = sink.write(call(1))
+    entries = journal.wait_for(1, RELAY_AUDIT_INSTANCE=sink.instance_id, RELAY_AUDIT_KIND="head")
+    heads = [
+        e
+        for e in entries
+        if e.get("RELAY_AUDIT_INSTANCE") == sink.instance_id and e["RELAY_AUDIT_KIND"] == "head"
+    ]
+    assert (heads[0]["RELAY_AUDIT_SEQ"], heads[0]["RELAY_AUDIT_CHAIN"]) == (str(last["seq"]), last["chain"])
+    sink.close()
+    final = journal.wait_for(1, RELAY_AUDIT_INSTANCE=sink.instance_id, RELAY_AUDIT_KIND="shutdown")
+    ours = [e for e in final if e.get("RELAY_AUDIT_INSTANCE") == sink.instance_id]
+    assert [e["RELAY_AUDIT_KIND"] for e in ours].count("head") == 1  # the head did not move again
+    assert ours[-1]["RELAY_AUDIT_KIND"] == "shutdown"

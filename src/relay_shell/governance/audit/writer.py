@@ -266,7 +266,10 @@ class AuditSink:
 
         def beat() -> None:
             while not self._stop.wait(interval_s):
-                self.anchor_head()
+                try:
+                    self.anchor_head()
+                except AuditUnavailable as exc:  # kept as the channel error; the next beat retries
+                    log.warning("audit: the head was not anchored: %s", exc)
 
         self._heartbeat = threading.Thread(target=beat, name="relay-shell-audit-anchor", daemon=True)
         self._heartbeat.start()
