@@ -132,7 +132,9 @@ async def test_verify_with_anchors_names_the_line_of_each_change(tmp_path: Path,
     async with Client(params, read_timeout_seconds=60) as client:
         for number in range(4):
             await client.call_tool("shell_exec", {"command": f"echo {number}"})
-        await client.call_tool("shell_exec", {"command": "chmod 600 /dev/null"})  # tier 2: anchored start
+        scratch = tmp_path / "scratch"
+        scratch.touch()
+        await client.call_tool("shell_exec", {"command": f"chmod 600 {scratch}"})  # tier 2: anchored start
     audit = tmp_path / "audit" / "audit.jsonl"
     instance = read_trail(audit)[0]["instance_id"]
     journal.wait_for(1, RELAY_AUDIT_INSTANCE=instance, RELAY_AUDIT_KIND="shutdown")

@@ -528,3 +528,24 @@ def test_cef_and_leef_sinks_write_one_line_per_record_and_resume_seq(
     assert decoded[1] is not None
     assert decoded[1]["args"] == '{"command":"a|b=c\\nCEF:0|forged"}'
     assert [record["seq"] for record in decoded if record is not None] == [1, 2, 3, 4]
+
+
+def test_verify_reads_rotated_gzip_generations_in_seq_order(audit_path: Path) -> None:
+    import gzip
+
+    sink = AuditSink(audit_path)
+    sink.write(call(1))
+    rotated = audit_path.with_name("audit.jsonl-20250101")
+    os.rename(audit_path, rotated)
+    sink.write(call(2))
+    sink.close()
+    compressed = rotated.with_name(rotated.name + ".gz")
+    compressed.write_bytes(gzip.compress(rotated.read_bytes()))
+    rotated.unlink()
+
+    report = verify_trail([audit_path, compressed])
+    assert (report.ok, report.records, report.files) == (True, 4, (str(compressed), str(audit_path)))
+    data = gzip.decompress(compressed.read_bytes()).replace(b"echo 1", b"echo 9")
+    compressed.write_bytes(gzip.compress(data))
+    broken = verify_trail([audit_path, compressed])
+    assert (broken.ok, broken.first_bad_line, broken.findings[0].file) == (False, 2, str(compressed))
