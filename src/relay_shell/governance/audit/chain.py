@@ -28,7 +28,6 @@ import math
 import re
 from collections.abc import Mapping
 from enum import Enum
-from typing import cast
 
 GENESIS = "0" * 64
 """The ``prev`` of the first record of a brand-new trail."""
@@ -112,16 +111,17 @@ def json_safe(value: object) -> JsonValue:
     and strings holding lone surrogates (undecodable bytes from ``os.fsdecode``) get them
     replaced by a visible ``\\udcXX`` escape so the record can be UTF-8 encoded.
     """
-    kind = type(value)
-    if kind is str:  # exact types first: records are mostly these, and type() beats isinstance
-        text = cast(str, value)
-        return text if text.isascii() else _utf8_safe(text)
-    if kind is dict:
-        return {_safe_key(key): json_safe(item) for key, item in cast(dict[object, object], value).items()}
-    if kind in _PLAIN_TYPES:
-        return cast(JsonValue, value)
-    if kind is list:
-        return [json_safe(item) for item in cast(list[object], value)]
+    if type(value) is str:  # exact types first: records are mostly these, and type() beats isinstance
+        return value if value.isascii() else _utf8_safe(value)
+    if type(value) is dict:
+        return {
+            key if type(key) is str and key.isascii() else _safe_key(key): json_safe(item)
+            for key, item in value.items()
+        }
+    if type(value) in _PLAIN_TYPES:
+        return value  # type: ignore[return-value]
+    if type(value) is list:
+        return [json_safe(item) for item in value]
     return _general(value)
 
 
