@@ -31,7 +31,7 @@ import gzip
 import hashlib
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -42,121 +42,30 @@ from relay_shell.governance.audit.chain import (
     link,
     split_chained_line,
 )
+from relay_shell.governance.audit.findings import (
+    MAX_FINDINGS,
+    Finding,
+    RecordSeen,
+    TrailFacts,
+    VerifyReport,
+    as_int,
+)
 from relay_shell.governance.audit.formats import dumps_jsonl
+
+__all__ = [
+    "Finding",
+    "RecordSeen",
+    "TrailFacts",
+    "VerifyReport",
+    "order_files",
+    "verify_chain",
+    "verify_trail",
+]
 
 MAX_LINE_BYTES = 16 * 1024 * 1024
 WINDOW = 65_536
 """How many recent chains a fork or a tamper record may point back to."""
-MAX_FINDINGS = 1000
 READ_BLOCK = 1024 * 1024
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One problem: what kind, where (file and line, when it has one), and why."""
-
-    kind: str
-    message: str
-    file: str | None = None
-    line: int | None = None
-    anchor: dict[str, object] | None = None
-
-    def as_dict(self) -> dict[str, object]:
-        found: dict[str, object] = {
-            "kind": self.kind,
-            "file": self.file,
-            "line": self.line,
-            "message": self.message,
-        }
-        if self.anchor is not None:
-            found["anchor"] = self.anchor
-        return found
-
-
-@dataclass(frozen=True)
-class VerifyReport:
-    """Outcome of a verification. ``records`` counts the records that checked out.
-
-    ``first_bad_line`` and ``problem`` describe the first finding (None when ok).
-    """
-
-    ok: bool
-    records: int
-    first_bad_line: int | None
-    problem: str | None
-    findings: tuple[Finding, ...] = ()
-    notes: tuple[str, ...] = ()
-    files: tuple[str, ...] = ()
-
-
-@dataclass
-class RecordSeen:
-    """What a record an anchor names looked like in the trail."""
-
-    chain: str
-    file: str
-    line: int
-
-
-@dataclass
-class TrailFacts:
-    """What the anchor check tells the walk to watch for, and what the walk found.
-
-    Inputs (from the anchors): ``wanted`` seqs to look up, the ``shutdown`` seq of each
-    instance that shut down cleanly, the ``anchored`` instances and ``anchored_from``, the
-    lowest anchored seq. Outputs: the records seen at wanted seqs, the trail's ends, each
-    instance's first line and header pid, and the lines that break an anchor rule.
-    """
-
-    wanted: frozenset[int] = frozenset()
-    shutdown: dict[str, int] = field(default_factory=dict)
-    anchored: frozenset[str] = frozenset()
-    anchored_from: int | None = None
-    seen: dict[int, RecordSeen] = field(default_factory=dict)
-    first_seq: int | None = None
-    last_seq: int | None = None
-    last_chain: str | None = None
-    instances: dict[str, tuple[str, int]] = field(default_factory=dict)
-    header_pids: dict[str, int] = field(default_factory=dict)
-    after_shutdown: list[tuple[str, int, int, str]] = field(default_factory=list)  # file, line, seq, instance
-    unanchored: dict[str, tuple[str, int]] = field(default_factory=dict)  # instance -> first file, line
-    anchor_needed: list[tuple[str, int, int, str]] = field(default_factory=list)  # file, line, seq, chain
-
-    @property
-    def watching(self) -> bool:
-        """Whether anchors are being checked (then every record is observed)."""
-        return bool(self.wanted) or self.anchored_from is not None
-
-    def observe(self, record: dict[str, object], seq: int, chain: str, where: tuple[str, int]) -> None:
-        """Account one record that checked out (``where`` is its file and line)."""
-        if self.first_seq is None:
-            self.first_seq = seq
-        self.last_seq, self.last_chain = seq, chain
-        instance = record.get("instance_id")
-        if not isinstance(instance, str):
-            return
-        self.instances.setdefault(instance, where)
-        if record.get("kind") == "header" and isinstance(record.get("pid"), int):
-            self.header_pids.setdefault(instance, _int(record.get("pid")))
-        if seq in self.wanted:
-            self.seen[seq] = RecordSeen(chain, *where)
-        if self.anchored_from is None:
-            return
-        ended = self.shutdown.get(instance)
-        if ended is not None and seq > ended and len(self.after_shutdown) < MAX_FINDINGS:
-            self.after_shutdown.append((*where, seq, instance))
-        if seq > self.anchored_from and instance not in self.anchored:
-            self.unanchored.setdefault(instance, where)
-        if seq >= self.anchored_from and _anchored_when_written(record):
-            self.anchor_needed.append((*where, seq, chain))
-
-
-def _anchored_when_written(record: dict[str, object]) -> bool:
-    """Records the writer anchors before going on: headers, and starts of tier-2+ or opaque calls."""
-    if record.get("kind") == "header":
-        return True
-    needs_anchor = _int(record.get("tier")) >= 2 or record.get("opaque") is True
-    return record.get("phase") == "start" and needs_anchor
 
 
 def verify_chain(path: Path) -> VerifyReport:
@@ -391,7 +300,7 @@ class _Walker:
 
     def _link(self, record: dict[str, object], chain: str, line: int) -> None:
         """Where this record's ``prev`` points: the record before it, an earlier one, or nowhere."""
-        prev, seq = str(record[PREV_FIELD]), _int(record["seq"])
+        prev, seq = str(record[PREV_FIELD]), as_int(record["seq"])
         previous = self._previous
         if previous is not None and prev != previous[0]:
             earlier = self._window.get(prev)
@@ -433,7 +342,7 @@ class _Walker:
 
     def _account(self, record: dict[str, object], chain: str, line: int) -> None:
         """Calls, sink events and the facts anchors are checked against."""
-        seq = _int(record["seq"])
+        seq = as_int(record["seq"])
         kind, phase = record.get("kind"), record.get("phase")
         if kind is not None:
             self._sink_event(record, str(kind), line)
@@ -455,7 +364,7 @@ class _Walker:
             self._recovery(record, line)
 
     def _recovery(self, record: dict[str, object], line: int) -> None:
-        torn, lost = _int(record.get("torn_bytes")), _int(record.get("lost_records"))
+        torn, lost = as_int(record.get("torn_bytes")), as_int(record.get("lost_records"))
         pending = self._torn
         if torn and pending is not None and pending[1] == self._file and pending[2] == torn:
             self.findings.pop(pending[0])
@@ -484,10 +393,6 @@ def _check_record(line: bytes, record: dict[str, object]) -> str | None:
     if link(prev, record) != chain:
         return "chain does not match the record's content (the record was modified)"
     return None
-
-
-def _int(value: object) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 def _reject_constant(name: str) -> object:

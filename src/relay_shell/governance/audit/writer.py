@@ -1,46 +1,27 @@
-"""The audit sink: the only writer of its file, hash-chained, anchored outside the file.
+"""The audit sink: the only writer of its file, hash-chained, anchored outside the file (ADR 0013).
 
-**One writer per file.** The sink opens its file through :class:`guard.GuardedFile`
-(``O_NOFOLLOW``, regular file, owner and mode checked) and holds an exclusive lock on it
-for its whole life: a second sink, in this process or another, gets :class:`ConfigError`
-naming the holder. Every record carries the sink's ``instance_id``.
+- **One writer.** The file is opened and locked for the sink's life through
+  :class:`guard.GuardedFile`; a second sink gets :class:`ConfigError` naming the holder.
+  Every record carries the sink's ``instance_id``; each start and each new file begins with
+  a ``kind: header`` record.
+- **No change unnoticed.** Before each write (and in :meth:`AuditSink.check`) the path, size
+  and tail must be what the sink left. Anything else latches the sink *tampered*: a ``kind:
+  tamper`` record goes into the file it still holds, to stderr and to the anchor, and
+  :meth:`check` stays False until the process restarts. It never adopts foreign records.
+- **Rotation** only in logrotate's ``create`` style; the new file's header chains from the
+  old file. ``copytruncate`` is a truncation.
+- **Failure.** An unopenable file or a failed or short write makes the sink *unwritable*
+  at once (:meth:`write` raises :class:`AuditUnavailable`); when writes succeed again a
+  ``kind: recovery`` record counts the lost records and the bytes of a torn line.
+- **Records.** The sink owns ``ts``, ``seq``, ``instance_id`` and, for chained JSON Lines,
+  ``prev`` and ``chain``. :meth:`begin` / :meth:`end` write a call's ``phase: start`` and
+  ``phase: end`` records.
+- **Anchors and shipping** (:mod:`anchoring`): headers, tamper and recovery records and the
+  starts the caller asks for are anchored synchronously; the head by :meth:`anchor_head`
+  (every interval from :meth:`start_heartbeat`) and at :meth:`close`. A failing channel
+  makes :meth:`check` False; :meth:`begin` raises when its anchor or shipment fails.
 
-**Nobody else changes it unnoticed.** Before each write (and in :meth:`AuditSink.check`)
-the sink checks that the path still names its open file and that the file's size and last
-bytes are what it last wrote. A foreign append, a truncation, an in-place edit, a deleted
-file, a symlink or another file at the path marks the sink *tampered*: the event is written
-as a ``kind: tamper`` record into the sink's own open file (which it still holds), logged
-to stderr and anchored; from then on :meth:`check` is False until the process is restarted
-(the operator's reset), and every record is also echoed to stderr. The sink keeps writing
-into its own file; it never adopts records written by someone else.
-
-**Rotation** is recognised only in logrotate's ``create`` style: the old file, intact,
-renamed away, and the path gone or naming a new empty regular file. The sink continues in
-the new file (created 0600 when missing) with a ``kind: header`` record whose ``prev`` is
-the old file's last ``chain``. ``copytruncate`` looks like a truncation and is treated as one.
-
-**Failure.** A file that cannot be opened, or a write that fails or is short (ENOSPC,
-EIO, EDQUOT), marks the sink *unwritable* at once and :meth:`write` raises
-:class:`AuditUnavailable`. Bytes of a short write that did land stay accounted for, so the
-file still matches. When the file takes writes again (the next :meth:`check` or
-:meth:`write`), a ``kind: recovery`` record says how many records were lost and how many
-bytes of a torn line precede it, and the sink is healthy again.
-
-**Records.** The sink owns ``ts`` (added when absent), ``seq`` (one more than the last
-record, across restarts and rotation), ``instance_id`` and, for chained JSON Lines, ``prev``
-and ``chain`` (:mod:`chain`). Each start and each new file begins with a ``kind: header``
-record (instance id, pid, start time, the chain it continues). :meth:`begin` and
-:meth:`end` write the ``phase: start`` and ``phase: end`` records of a call.
-
-**Anchors and shipping** (:mod:`anchoring`): headers, tamper and recovery records, and
-start records the caller asks for are anchored synchronously; the head is anchored by
-:meth:`anchor_head` (a timer thread started by :meth:`start_heartbeat`) and at
-:meth:`close`. With shipping, every record is also sent in full. A channel that fails
-makes :meth:`check` False until it recovers; :meth:`begin` raises when its anchor or
-shipment fails.
-
-Records are not ``fsync``-ed (ADR 0009): a completed ``write(2)`` survives a crash of the
-process; a power loss can lose what is still in the page cache.
+Records are not ``fsync``-ed (ADR 0009).
 """
 
 from __future__ import annotations
@@ -52,7 +33,7 @@ import secrets
 import sys
 import threading
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 
@@ -71,6 +52,7 @@ from relay_shell.governance.audit.guard import (
     UnsafeFile,
     Verdict,
 )
+from relay_shell.governance.audit.records import format_timestamp, new_call_id, utc_now
 from relay_shell.governance.audit.resume import Resumed, last_record_of, previous_generation
 
 __all__ = [
@@ -92,24 +74,6 @@ class SinkState(StrEnum):
     HEALTHY = "healthy"
     UNWRITABLE = "unwritable"
     TAMPERED = "tampered"
-
-
-def utc_now() -> datetime:
-    """The current time, timezone-aware UTC."""
-    return datetime.now(UTC)
-
-
-def format_timestamp(moment: datetime) -> str:
-    """``2025-01-31T12:00:00.123Z``: UTC, millisecond precision. Naive times are taken as UTC."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    moment = moment.astimezone(UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-
-
-def new_call_id() -> str:
-    """A server-made call id: 128 random bits as 32 hex digits."""
-    return secrets.token_hex(16)
 
 
 class AuditSink:
