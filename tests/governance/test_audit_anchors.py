@@ -355,3 +355,31 @@ def test_the_head_is_anchored_every_interval_and_only_when_it_moved(
     ours = [e for e in final if e.get("RELAY_AUDIT_INSTANCE") == sink.instance_id]
     assert [e["RELAY_AUDIT_KIND"] for e in ours].count("head") == 1  # the head did not move again
     assert ours[-1]["RELAY_AUDIT_KIND"] == "shutdown"
+
+
+def test_an_instance_anchored_from_another_systemd_unit_is_reported(
+    tmp_path: Path, journal: Journald
+) -> None:
+    path = tmp_path / "audit.jsonl"
+    first = sink_to(path, JournaldChannel(journal.socket))
+    run_calls(first, 1)
+    first.close()
+    second = sink_to(
+        path, JournaldChannel(journal.socket)
+    )  # think: started by cron while the service was down
+    run_calls(second, 1)
+    second.close()
+    entries = journal.wait_for(1, RELAY_AUDIT_INSTANCE=second.instance_id, RELAY_AUDIT_KIND="shutdown")
+    ours = [e for e in entries if e.get("RELAY_AUDIT_INSTANCE") in (first.instance_id, second.instance_id)]
+    export = tmp_path / "anchors.json"
+    export.write_text("".join(json.dumps(e) + "\n" for e in ours))
+    assert check_anchors([path], read_anchor_file(export), [str(path.absolute())]).ok
+    for entry in ours:  # what journald would have stamped for a service and for a cron job
+        entry["_SYSTEMD_UNIT"] = (
+            "relay-shell.service" if entry["RELAY_AUDIT_INSTANCE"] == first.instance_id else "cron.service"
+        )
+    export.write_text("".join(json.dumps(e) + "\n" for e in ours))
+
+    report = check_anchors([path], read_anchor_file(export), [str(path.absolute())])
+    assert [finding.kind for finding in report.findings] == ["foreign-unit"]
+    assert "cron.service" in report.findings[0].message

@@ -17,6 +17,7 @@ from relay_shell.errors import ConfigError
 
 FIELDS = (
     "_PID",
+    "_SYSTEMD_UNIT",
     "SYSLOG_IDENTIFIER",
     "RELAY_AUDIT_KIND",
     "RELAY_AUDIT_SEQ",

@@ -9,8 +9,10 @@ contradicts (exit 2):
   ``_PID`` of its first ``header`` anchor, which journald itself stamps (a client cannot
   set ``_``-fields); any other entry with the identifier, an entry of an instance without
   a header anchor, or one whose fields do not parse, is forged. The file header's own
-  ``pid`` must be that pid too. Syslog carries no trusted pid: there only conflicting
-  entries (one number, two contents) are forged.
+  ``pid`` must be that pid too, and all the writers of one trail must have run in the same
+  systemd unit (``_SYSTEMD_UNIT``: a fake instance run from cron while the service was
+  stopped is not in it). Syslog carries no trusted pid: there only conflicting entries
+  (one number, two contents) are forged.
 - **Gaps.** Each instance numbers its entries per destination (1, 2, 3...); a number
   missing between two present ones is a lost or suppressed anchor.
 - **Contradictions.** An anchor's ``seq`` must be in the trail with its ``chain``: a
@@ -29,6 +31,7 @@ interval of them); they are noted, not reported.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import re
@@ -58,6 +61,7 @@ class AnchorEntry:
     file: str = ""
     anchor_seq: int | None = None
     pid: int | None = None  # trusted (journald _PID); None for syslog
+    unit: str | None = None  # trusted (journald _SYSTEMD_UNIT) when the sender ran in one
     problem: str | None = None
 
     def as_dict(self) -> dict[str, object]:
@@ -68,6 +72,7 @@ class AnchorEntry:
             "instance": self.instance,
             "anchor_seq": self.anchor_seq,
             "pid": self.pid,
+            "unit": self.unit,
             "source": self.source,
         }
 
@@ -106,9 +111,10 @@ def journal_entry(entry: Mapping[str, object], *, index: int, destination: str) 
     fields = {key: value for key, value in entry.items() if isinstance(value, str)}
     cursor = fields.get("__CURSOR", "")
     source = f"journal entry {index}" + (f" ({cursor[:60]})" if cursor else "")
-    return entry_from_fields(
+    parsed = entry_from_fields(
         fields, source=source, destination=destination, pid=_int_or_none(fields.get("_PID", ""))
     )
+    return dataclasses.replace(parsed, unit=fields.get("_SYSTEMD_UNIT") or None)
 
 
 def syslog_entry(line: str, *, source: str, destination: str) -> AnchorEntry | None:
@@ -204,7 +210,27 @@ def _screen(entries: Sequence[AnchorEntry]) -> _Screened:
     for instance, found in by_instance.items():
         found.sort(key=lambda entry: entry.anchor_seq or 0)
         screened.accepted.extend(_numbered(_from_the_writer(instance, found, screened), screened))
+    _one_unit(screened)
     return screened
+
+
+def _one_unit(screened: _Screened) -> None:
+    """Every writer of one trail ran in the same systemd unit (journald's trusted _SYSTEMD_UNIT).
+
+    A process of the service account that runs outside the service (cron, at) while the
+    server is stopped could append a whole fake instance with anchors from its own pid; it
+    cannot send them from the service's unit, which systemd empties when the service stops.
+    """
+    units = {
+        entry.instance: entry.unit
+        for entry in screened.accepted
+        if entry.kind == "header" and entry.pid is not None
+    }
+    if len(set(units.values())) > 1:
+        listed = ", ".join(f"{instance} from {unit or 'no unit'}" for instance, unit in sorted(units.items()))
+        screened.findings.append(
+            Finding("foreign-unit", f"the writers of this trail ran in different systemd units: {listed}")
+        )
 
 
 def _from_the_writer(instance: str, found: list[AnchorEntry], screened: _Screened) -> list[AnchorEntry]:
