@@ -44,11 +44,14 @@ def _audit_problems(settings: Settings, warnings: list[str]) -> list[str]:
     problems: list[str] = []
     path = settings.expand(settings.audit_path)
     try:
-        probe(path)
+        remark = probe(path)
     except UnsafeFile as exc:
         problems.append(f"RELAY_SHELL_AUDIT_PATH: {exc}")
     except OSError as exc:
         problems.append(f"RELAY_SHELL_AUDIT_PATH: {path} is not writable ({exc.strerror or exc})")
+    else:
+        if remark is not None and not remark.startswith("in use"):
+            warnings.append(f"RELAY_SHELL_AUDIT_PATH: {path} is {remark}")
     channel_problems, channel_warnings = settings_problems(settings)
     warnings.extend(channel_warnings)
     return problems + channel_problems

@@ -549,3 +549,21 @@ def test_verify_reads_rotated_gzip_generations_in_seq_order(audit_path: Path) ->
     compressed.write_bytes(gzip.compress(data))
     broken = verify_trail([audit_path, compressed])
     assert (broken.ok, broken.first_bad_line, broken.findings[0].file) == (False, 2, str(compressed))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="checking another user's file is what root does")
+def test_root_checking_the_services_file_gets_a_remark_not_a_failure(tmp_path: Path) -> None:
+    from relay_shell.governance.audit.guard import UnsafeFile, probe
+
+    path = tmp_path / "audit.jsonl"
+    path.touch(mode=0o600)
+    os.chown(path, 65534, 65534)
+    assert probe(path) == "owned by uid 65534: only a server running as that user may write it"
+    path.chmod(0o660)
+    with pytest.raises(UnsafeFile, match="writable by group or others"):
+        probe(path)
+    held = tmp_path / "held.jsonl"
+    sink = AuditSink(held)
+    assert probe(held) == f"in use by process {os.getpid()}"
+    sink.close()
+    assert probe(held) is None

@@ -231,13 +231,18 @@ def holder_of(path: Path) -> int | None:
 def probe(path: Path) -> str | None:
     """Check ``path`` the way a writer would open it, without writing or keeping it open.
 
-    Returns None when a writer could use it now, ``"in use by process N"`` when a running
-    writer holds it (that is fine for ``--check-config``). Raises :class:`UnsafeFile` or
-    ``OSError`` like :meth:`GuardedFile.open`.
+    Returns None when a writer could use it now, or a remark that does not make it unusable:
+    ``"in use by process N"`` when a running writer holds it, or, for root checking a file
+    another user owns (the service's), that only that user may write it. Raises
+    :class:`UnsafeFile` or ``OSError`` like :meth:`GuardedFile.open`.
     """
     fd, _created = _open(path, create=True)
     try:
-        _check_safe(path, os.fstat(fd))
+        info = os.fstat(fd)
+        checker_is_root = os.geteuid() == 0
+        _check_safe(path, info, owner=not checker_is_root)
+        if checker_is_root and info.st_uid != 0:
+            return f"owned by uid {info.st_uid}: only a server running as that user may write it"
         holder = _lock(fd)
         if holder is False:
             return None
@@ -274,10 +279,10 @@ def _open(path: Path, create: bool) -> tuple[int, bool]:
     raise FileNotFoundError(errno.ENOENT, "the file keeps disappearing", str(path))
 
 
-def _check_safe(path: Path, info: os.stat_result) -> None:
+def _check_safe(path: Path, info: os.stat_result, *, owner: bool = True) -> None:
     if not stat.S_ISREG(info.st_mode):
         raise UnsafeFile(f"{path} is not a regular file")
-    if info.st_uid != os.geteuid():
+    if owner and info.st_uid != os.geteuid():
         raise UnsafeFile(f"{path} is owned by uid {info.st_uid}, not by this process (uid {os.geteuid()})")
     if info.st_mode & 0o022:
         raise UnsafeFile(f"{path} is writable by group or others (mode {stat.S_IMODE(info.st_mode):04o})")
