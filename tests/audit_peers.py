@@ -37,11 +37,11 @@ RSYSLOGD = shutil.which("rsyslogd") or "/usr/sbin/rsyslogd"
 
 
 def wait_until[T](probe: Callable[[], T | None], what: str, timeout_s: float = 20.0) -> T:
-    """Poll ``probe`` until it returns something other than None/False (bounded)."""
+    """Poll ``probe`` until it returns something truthy (bounded); that value is returned."""
     deadline = time.monotonic() + timeout_s
     while True:
         found = probe()
-        if found is not None and found is not False:
+        if found:
             return found
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")

@@ -105,9 +105,18 @@ def read_trail(path: Path) -> list[dict[str, Any]]:
 
 
 def read_audit(path: Path) -> list[dict[str, Any]]:
-    """One record per call, the one with its outcome: the ``phase: end`` record of a call above
-    tier 0, the only record of the others (start records and the sink's own records left out)."""
-    return [record for record in read_trail(path) if "kind" not in record and record.get("phase") != "start"]
+    """One record per call or event, the one with its outcome: the ``phase: end`` record of a
+    call above tier 0, the only record of the others (start records and the sink's own
+    header, tamper and recovery records left out)."""
+    return [
+        record
+        for record in read_trail(path)
+        if record.get("kind") not in SINK_KINDS and record.get("phase") != "start"
+    ]
+
+
+SINK_KINDS = frozenset({"header", "tamper", "recovery"})
+"""Records the audit sink writes about itself (events such as ``session_end`` are the server's)."""
 
 
 def live_group_members(pgid: int) -> list[int]:

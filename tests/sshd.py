@@ -21,7 +21,8 @@ API::
         max_startups / max_sessions = None keep OpenSSH's defaults (10:30:100 and 10);
         extra_config lines come first in sshd_config, so they override the defaults below them
     start_many(client_key, count, *, first_address="127.0.0.2", **options) -> list[SshdInstance]
-        one sshd per address (127.0.0.2, 127.0.0.3, ...), started in parallel
+        one sshd per address (127.0.0.2, 127.0.0.3, ...), started in parallel (options as
+        start_sshd's: max_startups, max_sessions, extra_config, user)
     stop_all(instances) -> None
     descendants(pid) -> list[int]           every process below ``pid`` (sshd sessions, remote commands)
 
@@ -292,6 +293,7 @@ def start_many(
     first_address: str = "127.0.0.2",
     max_startups: str | None = "200:30:400",
     max_sessions: int | None = 100,
+    extra_config: Sequence[str] = (),
     user: str = TEST_USER,
 ) -> list[SshdInstance]:
     """Start ``count`` sshd instances, one per loopback address from ``first_address`` on."""
@@ -301,7 +303,7 @@ def start_many(
         raise ValueError("every address must stay inside 127.0.0.0/8")
     return _start(
         client_key, addresses, port=None, host_key=None, max_startups=max_startups,
-        max_sessions=max_sessions, extra_config=(), user=user,
+        max_sessions=max_sessions, extra_config=extra_config, user=user,
     )  # fmt: skip
 
 

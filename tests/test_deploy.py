@@ -245,7 +245,7 @@ def test_caddyfile_routes_allowlist_headers_and_streaming(tool_env: dict[str, st
     assert len(forbidden) == 1
     paths = next(node["path"] for node in nodes if "path" in node)
     assert isinstance(paths, list)
-    assert {"/mcp", "/metrics", "/authorize", "/token", "/register", "/revoke"} <= set(paths)
+    assert {"/mcp", "/metrics", "/authorize", "/consent", "/token", "/register", "/revoke"} <= set(paths)
     assert {"/.well-known/oauth-authorization-server", "/.well-known/oauth-protected-resource/*"} <= set(
         paths
     )

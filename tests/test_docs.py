@@ -335,3 +335,13 @@ def test_adrs_are_numbered_in_sequence_with_the_usual_sections() -> None:
         )
         for section in ("## Context", "## Decision", "## Consequences"):
             assert f"\n{section}\n" in text, f"{path.name} lacks '{section}'"
+
+
+def test_the_code_cites_the_projects_own_documents() -> None:
+    """Docstrings and comments point at docs/ (architecture, tools, ADRs), never an outside contract."""
+    citing = sorted(
+        str(path.relative_to(ROOT))
+        for path in (ROOT / "src").rglob("*.py")
+        if "SPEC §" in path.read_text(encoding="utf-8")
+    )
+    assert citing == []

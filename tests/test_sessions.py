@@ -16,6 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from relay_shell.errors import InvalidInput, LimitReached, SessionEnded, SessionNotFound, SpawnFailed
+from relay_shell.linear_regex import compile_caller_regex
 from relay_shell.sessions import (
     KEYS,
     SIGNALS,
@@ -257,6 +258,39 @@ def test_every_control_key_from_a_to_z() -> None:
         assert KEYS[f"C-{letter}"] == bytes([offset + 1])
 
 
+@pytest.mark.parametrize(
+    ("keys", "expected"),
+    [
+        (["F1", "F2", "F3", "F4"], b"\x1bOP\x1bOQ\x1bOR\x1bOS"),
+        (["F5", "F6", "F7", "F8"], b"\x1b[15~\x1b[17~\x1b[18~\x1b[19~"),
+        (["F9", "F10", "F11", "F12"], b"\x1b[20~\x1b[21~\x1b[23~\x1b[24~"),
+        (["Insert", "Delete", "S-Tab"], b"\x1b[2~\x1b[3~\x1b[Z"),
+        (["C-Space", "C-\\", "C-]"], b"\x00\x1c\x1d"),
+        (["M-x", "M-X", "m-b", "M-.", "M-<"], b"\x1bx\x1bX\x1bb\x1b.\x1b<"),
+        (["M-Enter", "M-Backspace", "m-left", "M-Space", "M-F1"], b"\x1b\r\x1b\x7f\x1b\x1b[D\x1b \x1b\x1bOP"),
+        (["f12", "delete", "s-tab", "c-space"], b"\x1b[24~\x1b[3~\x1b[Z\x00"),
+    ],
+)  # fmt: skip
+def test_function_editing_control_and_alt_keys(keys: list[str], expected: bytes) -> None:
+    assert keys_to_bytes(keys) == expected
+
+
+def test_every_key_of_the_table_is_accepted_by_its_own_name() -> None:
+    for name, value in KEYS.items():
+        assert keys_to_bytes([name]) == value
+
+
+@pytest.mark.parametrize(
+    "key", ["F0", "F13", "M-", "M-M-x", "M-é", "M-ab", "C-Space2", "C-[", "Alt-x", "M-\t", "S-Enter"]
+)
+def test_unknown_named_keys_are_invalid_naming_the_key(key: str) -> None:
+    with pytest.raises(InvalidInput) as raised:
+        keys_to_bytes(["Enter", key])
+    assert raised.value.argument == "keys"
+    assert raised.value.problem.startswith(f"unknown key {key!r}")
+    assert "F1 .. F12" in raised.value.problem and "M-<" in raised.value.problem
+
+
 @pytest.mark.parametrize("keys", [["F13"], ["Enter", "Hyper"], ["C-1"], [""], "Enter", [3]])
 def test_unknown_keys_are_invalid_keys(keys: list[str]) -> None:
     with pytest.raises(InvalidInput) as raised:
@@ -331,7 +365,9 @@ async def test_recv_with_nothing_buffered_times_out(registry: SessionRegistry) -
     session_id, _ = await add(registry)
     result = await registry.recv(session_id, timeout_s=0, max_bytes=1024)
     assert (result.output, result.bytes, result.timed_out, result.ended) == ("", 0, True, False)
-    result = await registry.recv(session_id, timeout_s=0.05, max_bytes=1024, until=re.compile("x"))
+    result = await registry.recv(
+        session_id, timeout_s=0.05, max_bytes=1024, until=compile_caller_regex("until", "x")
+    )
     assert (result.matched, result.timed_out) == (False, True)
     await registry.aclose()
 
@@ -356,7 +392,9 @@ async def test_recv_wakes_on_output_without_polling(registry: SessionRegistry) -
 async def test_recv_until_accumulates_across_chunks(registry: SessionRegistry) -> None:
     session_id, transport = await add(registry)
     waiting = asyncio.create_task(
-        registry.recv(session_id, timeout_s=30, max_bytes=1024, until=re.compile(r"\[Y/n\] $"))
+        registry.recv(
+            session_id, timeout_s=30, max_bytes=1024, until=compile_caller_regex("until", r"\[Y/n\] $")
+        )
     )
     chunks = (b"Installing...\r\n", b"\x1b[1mContinue?\x1b[0m [Y", b"/n] ")
     for chunk in chunks:
@@ -373,7 +411,11 @@ async def test_until_sees_raw_text_when_not_stripping(registry: SessionRegistry)
     session_id, transport = await add(registry)
     await transport.deliver(b"\x1b[32mok\x1b[0m\r\n")
     result = await registry.recv(
-        session_id, timeout_s=0, max_bytes=1024, until=re.compile(r"\x1b\[0m"), strip_ansi=False
+        session_id,
+        timeout_s=0,
+        max_bytes=1024,
+        until=compile_caller_regex("until", r"\x1b\[0m"),
+        strip_ansi=False,
     )
     assert result.output == "\x1b[32mok\x1b[0m\r\n"
     assert result.matched is True
@@ -383,7 +425,9 @@ async def test_until_sees_raw_text_when_not_stripping(registry: SessionRegistry)
 async def test_recv_stops_at_max_bytes_and_keeps_the_rest(registry: SessionRegistry) -> None:
     session_id, transport = await add(registry)
     await transport.deliver(b"0123456789")
-    result = await registry.recv(session_id, timeout_s=30, max_bytes=4, until=re.compile("never"))
+    result = await registry.recv(
+        session_id, timeout_s=30, max_bytes=4, until=compile_caller_regex("until", "never")
+    )
     assert (result.output, result.bytes, result.matched, result.timed_out) == ("0123", 4, False, False)
     assert (await recv_now(registry, session_id)).output == "456789"
     await registry.aclose()
@@ -392,7 +436,7 @@ async def test_recv_stops_at_max_bytes_and_keeps_the_rest(registry: SessionRegis
 async def test_cancelled_recv_consumes_nothing(registry: SessionRegistry) -> None:
     session_id, transport = await add(registry)
     waiting = asyncio.create_task(
-        registry.recv(session_id, timeout_s=60, max_bytes=1024, until=re.compile("x"))
+        registry.recv(session_id, timeout_s=60, max_bytes=1024, until=compile_caller_regex("until", "x"))
     )
     await transport.deliver(b"abc\xf0\x9f")
     await transport.deliver(b"\x98\x80def")
@@ -625,7 +669,7 @@ async def test_a_session_with_a_waiting_recv_is_not_reaped_mid_wait() -> None:
     registry = make_registry(clock, idle_timeout_s=60, max_lifetime_s=600)
     session_id, transport = await add(registry)
     waiting = asyncio.create_task(
-        registry.recv(session_id, timeout_s=60, max_bytes=100, until=re.compile("done"))
+        registry.recv(session_id, timeout_s=60, max_bytes=100, until=compile_caller_regex("until", "done"))
     )
     for _ in range(5):
         await asyncio.sleep(0)

@@ -1,162 +1,219 @@
-"""Build the server: services, the MCP server subclass, every tool registered."""
+"""Build the server: the services, the MCP server subclass, every tool registered.
+
+:class:`RelayServer` overrides the three entry points of ``MCPServer`` so that nothing
+bypasses the pipeline: a tool call is checked (known tool, input size, no unknown argument,
+the schema) before its body runs, and resource reads and prompt fetches run as tier-0
+calls. Replies reach the wire through ``relay_shell.tools.adapter``.
+"""
 
 from __future__ import annotations
 
-import logging
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
 from mcp.server.lowlevel.helper_types import ReadResourceContents
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.context import Context
-from mcp.server.mcpserver.exceptions import ResourceError
-from mcp_types import CallToolResult, GetPromptResult, InputRequiredResult, TextContent
+from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
+from mcp.server.stdio import stdio_server
+from mcp_types import CallToolResult, GetPromptResult, InputRequiredResult
 from pydantic import AnyUrl, ValidationError
 
 import relay_shell
 from relay_shell.config import Settings
-from relay_shell.errors import InvalidInput
-from relay_shell.governance.audit.wiring import build_sink
-from relay_shell.governance.audit.writer import AuditSink
-from relay_shell.governance.pipeline import Call, Identity, Outcome, Pipeline, Plan
+from relay_shell.errors import ExecFailed, InvalidInput, RelayError
+from relay_shell.governance.bounds import check_input_size
+from relay_shell.governance.call import Call, CallArguments, Identity, Outcome, Plan
 from relay_shell.guidance import instructions
-from relay_shell.metrics import Metrics
+from relay_shell.services import Services, build_services
+from relay_shell.stdio import RefusingReadStream, claimed_stdin, line_limit
+from relay_shell.tools import register_all
+from relay_shell.tools.adapter import protocol_error, raise_for_protocol, tool_result
+from relay_shell.tools.base import CURRENT_ARGUMENTS, identity_of
+from relay_shell.vocabulary import Tier
 
-log = logging.getLogger("relay_shell")
+__all__ = ["RelayServer", "Services", "build_server", "build_services"]
 
-Closer = Callable[[], Any]
-
-
-@dataclass
-class Services:
-    """Everything a tool needs, created once per server."""
-
-    settings: Settings
-    audit: AuditSink
-    metrics: Metrics
-    pipeline: Pipeline
-    extras: dict[str, object] = field(default_factory=dict)
-    _starters: list[Closer] = field(default_factory=list)
-    _closers: list[Closer] = field(default_factory=list)
-    _counters: dict[str, Callable[[], int]] = field(default_factory=dict)
-
-    def add_counter(self, name: str, counter: Callable[[], int]) -> None:
-        """Expose a live count (sessions, forwards, connections) to server_info and metrics."""
-        self._counters[name] = counter
-
-    def add_starter(self, starter: Closer) -> None:
-        """Register a background start-up step (sweepers) run when serving begins."""
-        self._starters.append(starter)
-
-    async def start(self) -> None:
-        for starter in self._starters:
-            outcome = starter()
-            if hasattr(outcome, "__await__"):
-                await outcome
-
-    def add_closer(self, closer: Closer) -> None:
-        """Register teardown to run at shutdown (last added runs first)."""
-        self._closers.append(closer)
-
-    def counts(self) -> dict[str, int]:
-        return {name: counter() for name, counter in self._counters.items()}
-
-    def inventory_size(self) -> int | None:
-        counter = self._counters.get("inventory_hosts")
-        return counter() if counter else None
-
-    async def aclose(self) -> None:
-        """Tear down sessions, forwards and connections; close the audit sink last."""
-        while self._closers:
-            closer = self._closers.pop()
-            try:
-                outcome = closer()
-                if hasattr(outcome, "__await__"):
-                    await outcome
-            except Exception:
-                log.exception("teardown step failed")
-        self.audit.close()
+MAX_NAME_IN_AUDIT = 200
 
 
-class RelayServer(MCPServer[Any]):
-    """MCPServer whose schema-validation failures pass through the pipeline (audited, `invalid`)."""
+class RelayServer(MCPServer[Services]):
+    """MCPServer whose every request passes through the pipeline (audited, never bypassed)."""
 
     services: Services
 
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
     ) -> CallToolResult | InputRequiredResult:
+        """Refuse what cannot be run (audited), then run the tool body with its arguments noted.
+
+        An unknown tool is a JSON-RPC error (invalid params); an oversized, unknown or
+        malformed argument is an ``invalid`` result naming it.
+        """
+        identity = _identity(context)
         tool = self._tool_manager.get_tool(name)
-        if tool is not None:
-            try:
-                tool.fn_metadata.validate_arguments(arguments)
-            except ValidationError as exc:
-                argument, problem = _first_problem(exc)
-                return self.services.pipeline.reject_invalid(
-                    name, arguments, _identity(context), argument, problem
-                )
-        return await super().call_tool(name, arguments, context)
+        if tool is None:
+            shown = name[:MAX_NAME_IN_AUDIT]
+            error = InvalidInput("name", f"no tool named {shown!r} (see tools/list)")
+            self.services.pipeline.reject(shown, CallArguments.same(arguments), identity, error)
+            raise protocol_error(error, message=f"Unknown tool: {shown}", name=shown)
+        raw = CallArguments.same(arguments)
+        try:
+            check_input_size(arguments, self.services.settings.max_input_bytes)
+            _check_known(arguments, tool.parameters)
+            validated = tool.fn_metadata.validate_arguments(arguments)
+        except InvalidInput as exc:
+            return tool_result(self.services.pipeline.reject(name, raw, identity, exc), None)
+        except ValidationError as exc:
+            error = InvalidInput(*_first_problem(exc))
+            return tool_result(self.services.pipeline.reject(name, raw, identity, error), None)
+        token = CURRENT_ARGUMENTS.set(CallArguments(raw=arguments, effective=validated))
+        if context is None:
+            context = Context(mcp_server=self, subscriptions=self._subscriptions)
+        try:
+            # convert_result=False: the tool already returns the wire result, built as plain data;
+            # its structured content is not validated again on every call (the output-schema
+            # tests check every tool's results instead).
+            result: CallToolResult | InputRequiredResult = await self._tool_manager.call_tool(
+                name, arguments, context, convert_result=False
+            )
+            return result
+        finally:
+            CURRENT_ARGUMENTS.reset(token)
 
     async def read_resource(
         self, uri: AnyUrl | str, context: Context[Any, Any] | None = None
     ) -> Iterable[ReadResourceContents] | InputRequiredResult:
-        """Every resource read is a tier-0 call through the pipeline (classified, audited)."""
-        read = super().read_resource
-        contents: list[ReadResourceContents] = []
+        """Every resource read is a tier-0 call through the pipeline; its URI is a target.
 
-        async def work(call: Call) -> Outcome:
-            produced = await read(uri, context)
-            if isinstance(produced, InputRequiredResult):
-                raise ResourceError("this resource needs client input, which relay-shell does not use")
-            contents.extend(produced)
-            text = "".join(
-                c.content if isinstance(c.content, str) else f"[{len(c.content)} bytes]" for c in contents
-            )
-            return Outcome(text=text)
-
+        Raises:
+            MCPError: unknown URI (-32602), refused or failed (-32603).
+        """
+        read = ResourceRead(self, str(uri), context)
         result = await self.services.pipeline.run(
-            "resource_read", {"uri": str(uri)}, _identity(context), lambda: Plan(work=work, tier=0)
+            "resource_read", CallArguments.same({"uri": str(uri)}), _identity(context), read.plan
         )
-        if isinstance(result, CallToolResult) and result.is_error:
-            raise ResourceError(_first_text(result))
-        return contents
+        raise_for_protocol(result, uri=str(uri))
+        return read.contents
 
     async def get_prompt(
         self, name: str, arguments: dict[str, Any] | None = None, context: Context[Any, Any] | None = None
     ) -> GetPromptResult | InputRequiredResult:
-        """Every prompt fetch is a tier-0 call through the pipeline (classified, audited)."""
-        fetch = super().get_prompt
-        fetched: list[GetPromptResult | InputRequiredResult] = []
+        """Every prompt fetch is a tier-0 call through the pipeline.
 
-        async def work(call: Call) -> Outcome:
-            if self._prompt_manager.get_prompt(name) is None:
-                raise InvalidInput("name", f"no prompt named {name!r}")
-            prompt = await fetch(name, arguments, context)
-            fetched.append(prompt)
-            return Outcome(text=prompt.model_dump_json() if isinstance(prompt, GetPromptResult) else "")
-
+        Raises:
+            MCPError: unknown prompt (-32602), refused or failed (-32603).
+        """
+        fetch = PromptFetch(self, name, arguments, context)
         result = await self.services.pipeline.run(
             "prompt_get",
-            {"name": name, "arguments": arguments or {}},
+            CallArguments.same({"name": name, "arguments": arguments or {}}),
             _identity(context),
-            lambda: Plan(work=work, tier=0),
+            fetch.plan,
         )
-        if isinstance(result, CallToolResult) and result.is_error:
-            raise ValueError(_first_text(result))
-        return fetched[0]
+        raise_for_protocol(result, name=name)
+        assert fetch.fetched is not None
+        return fetch.fetched
+
+    async def run_stdio_async(self) -> None:
+        """Serve over stdio with a bounded line reader (``relay_shell.stdio``); the lifespan
+        starts the services and, at stdin EOF, tears them down."""
+        limit = line_limit(self.services.settings.max_input_bytes)
+        with claimed_stdin(limit) as stdin:
+            async with stdio_server(stdin=stdin) as (read_stream, write_stream):
+                await self._lowlevel_server.run(
+                    RefusingReadStream(read_stream, write_stream),
+                    write_stream,
+                    self._lowlevel_server.create_initialization_options(),
+                )
+
+    async def _sdk_read(
+        self, uri: str, context: Context[Any, Any] | None
+    ) -> Iterable[ReadResourceContents] | InputRequiredResult:
+        return await super().read_resource(uri, context)
+
+    async def _sdk_prompt(
+        self, name: str, arguments: dict[str, Any] | None, context: Context[Any, Any] | None
+    ) -> GetPromptResult | InputRequiredResult:
+        if self._prompt_manager.get_prompt(name) is None:
+            raise InvalidInput("name", f"no prompt named {name!r}")
+        return await super().get_prompt(name, arguments, context)
+
+
+class ResourceRead:
+    """One resource read: the plan the pipeline runs and the contents it produced."""
+
+    def __init__(self, server: RelayServer, uri: str, context: Context[Any, Any] | None) -> None:
+        self.server = server
+        self.uri = uri
+        self.context = context
+        self.contents: list[ReadResourceContents] = []
+
+    def plan(self) -> Plan[ResourceRead]:
+        return Plan(execute_resource_read, self, tier=Tier.READ_ONLY, targets=[self.uri])
+
+
+async def execute_resource_read(read: ResourceRead, call: Call) -> Outcome:
+    """Read through the SDK; an unknown URI is ``invalid`` naming ``uri``, a failed read ``failed``."""
+    try:
+        produced = await read.server._sdk_read(read.uri, read.context)
+    except ResourceNotFoundError as exc:
+        raise InvalidInput("uri", f"no resource at {read.uri!r}") from exc
+    except ResourceError as exc:
+        raise ExecFailed(f"reading {read.uri} failed: {exc}") from exc
+    if isinstance(produced, InputRequiredResult):
+        raise ExecFailed("this resource needs client input, which relay-shell does not use")
+    read.contents.extend(produced)
+    text = "".join(
+        c.content if isinstance(c.content, str) else f"[{len(c.content)} bytes]" for c in read.contents
+    )
+    return Outcome(text=text)
+
+
+class PromptFetch:
+    """One prompt fetch: the plan the pipeline runs and the prompt it produced."""
+
+    def __init__(
+        self,
+        server: RelayServer,
+        name: str,
+        arguments: dict[str, Any] | None,
+        context: Context[Any, Any] | None,
+    ) -> None:
+        self.server = server
+        self.name = name
+        self.arguments = arguments
+        self.context = context
+        self.fetched: GetPromptResult | InputRequiredResult | None = None
+
+    def plan(self) -> Plan[PromptFetch]:
+        return Plan(execute_prompt_fetch, self, tier=Tier.READ_ONLY)
+
+
+async def execute_prompt_fetch(fetch: PromptFetch, call: Call) -> Outcome:
+    try:
+        prompt = await fetch.server._sdk_prompt(fetch.name, fetch.arguments, fetch.context)
+    except RelayError:
+        raise
+    except ValueError as exc:
+        raise InvalidInput("arguments", str(exc)) from exc
+    fetch.fetched = prompt
+    return Outcome(text=prompt.model_dump_json() if isinstance(prompt, GetPromptResult) else "")
 
 
 def _identity(context: Context[Any, Any] | None) -> Identity:
-    from relay_shell.tools.base import identity_of
-
     return identity_of(context) if context is not None else Identity()
 
 
-def _first_text(result: CallToolResult) -> str:
-    block = result.content[0] if result.content else None
-    return block.text if isinstance(block, TextContent) else "refused"
+def _check_known(arguments: dict[str, Any], schema: dict[str, Any]) -> None:
+    """Raises InvalidInput naming the first argument the tool's schema does not declare."""
+    known = schema.get("properties", {})
+    unknown = sorted(name for name in arguments if name not in known)
+    if unknown:
+        accepted = ", ".join(sorted(known)) or "none"
+        more = f" (also unknown: {', '.join(unknown[1:])})" if len(unknown) > 1 else ""
+        raise InvalidInput(unknown[0], f"unknown argument{more}; this tool accepts: {accepted}")
 
 
 def _first_problem(exc: ValidationError) -> tuple[str, str]:
@@ -170,25 +227,18 @@ def _first_problem(exc: ValidationError) -> tuple[str, str]:
     return argument or "arguments", problem
 
 
-def build_services(settings: Settings) -> Services:
-    """Services of one server; raises ConfigError when the audit file is another server's or unsafe."""
-    audit = build_sink(settings)
-    metrics = Metrics()
-    pipeline = Pipeline(settings, audit, metrics)
-    svc = Services(settings=settings, audit=audit, metrics=metrics, pipeline=pipeline)
-    svc.add_starter(lambda: audit.start_heartbeat(settings.audit_anchor_interval))
-    return svc
-
-
 def build_server(settings: Settings, svc: Services | None = None, **server_kwargs: Any) -> RelayServer:
-    """The MCP server with every tool, prompt and resource registered."""
-    from relay_shell.tools import register_all
+    """The MCP server with every tool, prompt and resource registered.
 
+    The services start and stop through the server's lifespan (:meth:`Services.lifespan`);
+    every input schema says ``additionalProperties: false``.
+    """
     services = svc or build_services(settings)
 
     @asynccontextmanager
-    async def lifespan(_: MCPServer[Any]) -> AsyncIterator[None]:
-        yield None
+    async def lifespan(_: MCPServer[Services]) -> AsyncIterator[Services]:
+        async with services.lifespan() as running:
+            yield running
 
     server = RelayServer(
         name="relay-shell",
@@ -200,10 +250,6 @@ def build_server(settings: Settings, svc: Services | None = None, **server_kwarg
     )
     server.services = services
     register_all(server, services)
-    services.metrics.bind_gauges(
-        sessions=lambda: services.counts().get("sessions", 0),
-        forwards=lambda: services.counts().get("forwards", 0),
-        connections=lambda: services.counts().get("ssh_connections", 0),
-        audit_degraded=lambda: 1.0 if services.audit.degraded else 0.0,
-    )
+    for tool in server._tool_manager.list_tools():
+        tool.parameters["additionalProperties"] = False
     return server

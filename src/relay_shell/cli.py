@@ -1,4 +1,4 @@
-"""The ``relay-shell`` command (SPEC §12).
+"""The ``relay-shell`` command (docs/architecture.md, "Process life").
 
 Exit codes: 0 normal (including SIGINT, SIGTERM and stdin EOF after an orderly teardown),
 1 runtime failure, 2 configuration or check failure. Logs go to stderr only: stdout is the
@@ -13,6 +13,8 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+
+from relay_shell.http import admin_cli
 
 EXIT_OK = 0
 EXIT_RUNTIME = 1
@@ -37,6 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     mode.add_argument(
         "--verify-deploy", action="store_true", help="compare installed deploy files with templates"
     )
+    admin_cli.add_arguments(mode)
     parser.add_argument(
         "--templates-dir", type=Path, help="with --verify-deploy: templates to compare against"
     )
@@ -48,7 +51,11 @@ def _parser() -> argparse.ArgumentParser:
         metavar="journald[:SOCKET]|FILE",
         help="with --verify-audit: check the trail against the anchors in journald or in a collector's file",
     )
-    parser.add_argument("--json", action="store_true", help="with --verify-*: machine-readable output")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="with --verify-*, --check-config, --approve-login, --list-grants: machine-readable output",
+    )
     parser.add_argument(
         "paths", nargs="*", type=Path, metavar="PATH", help="with --verify-audit: audit files"
     )
@@ -63,6 +70,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         stream=sys.stderr, level=logging.WARNING, format="relay-shell: %(levelname)s %(message)s"
     )
+    if args.version or args.verify_deploy or args.verify_audit:
+        return _without_settings(args)
+    if args.check_config:
+        from relay_shell.checks import main_check_config
+
+        return main_check_config(args.json)
+    if args.set_operator_passphrase:
+        return admin_cli.set_operator_passphrase()
+    from relay_shell.config import load_settings
+    from relay_shell.errors import ConfigError
+
+    try:
+        return _with_settings(args, load_settings())
+    except ConfigError as exc:
+        print(f"relay-shell: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+
+
+def _without_settings(args: argparse.Namespace) -> int:
+    """The modes that need no settings (``--verify-audit`` loads them itself only when needed)."""
     if args.version:
         import relay_shell
 
@@ -72,22 +99,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         from relay_shell.deploy_check import main_verify_deploy
 
         return main_verify_deploy(args.templates_dir, args.install_prefix, args.json)
-    if args.verify_audit:
-        return _verify_audit(args.paths, args.anchors, args.json)
-    from relay_shell.config import load_settings
-    from relay_shell.errors import ConfigError
+    return _verify_audit(args.paths, args.anchors, args.json)
 
-    try:
-        settings = load_settings()
-        if args.check_config:
-            return _check_config(settings)
-        return _serve(settings)
-    except ConfigError as exc:
-        print(f"relay-shell: configuration error: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+
+def _with_settings(args: argparse.Namespace, settings: object) -> int:
+    """The modes that need the settings: the OAuth admin verbs, serve."""
+    from relay_shell.config import Settings
+
+    assert isinstance(settings, Settings)
+    if admin_cli.wants_settings(args):
+        return admin_cli.run(args, settings)
+    return _serve(settings)
 
 
 def _verify_audit(paths: Sequence[Path], anchors: str | None, as_json: bool) -> int:
+    """``--verify-audit``: loads the settings only when it needs them (audit_cli.py)."""
     from relay_shell.audit_cli import main_verify_audit
     from relay_shell.errors import ConfigError
 
@@ -98,28 +124,13 @@ def _verify_audit(paths: Sequence[Path], anchors: str | None, as_json: bool) -> 
         return EXIT_CONFIG
 
 
-def _check_config(settings: object) -> int:
-    from relay_shell.checks import run_checks
-
-    warnings: list[str] = []
-    problems = run_checks(settings, warnings)  # type: ignore[arg-type]
-    for warning in warnings:
-        print(f"relay-shell: warning: {warning}", file=sys.stderr)
-    if problems:
-        print("relay-shell: configuration check FAILED: " + "; ".join(problems), file=sys.stderr)
-        return EXIT_CONFIG
-    print("relay-shell: configuration OK")
-    return EXIT_OK
-
-
 def _serve(settings: object) -> int:
     import anyio
 
     from relay_shell.config import Settings, Transport
-
-    assert isinstance(settings, Settings)
     from relay_shell.errors import ConfigError
 
+    assert isinstance(settings, Settings)
     try:
         if settings.transport is Transport.HTTP:
             from relay_shell.http.serve import HttpStartFailed, serve_http
@@ -133,9 +144,8 @@ def _serve(settings: object) -> int:
             anyio.run(_serve_stdio, settings)
     except KeyboardInterrupt:
         return EXIT_OK
-    except ConfigError as exc:
-        print(f"relay-shell: configuration error: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+    except ConfigError:
+        raise  # found while building the server (OAuth state, the audit file's lock): exit 2 in main
     except Exception:
         log.exception("server failed")
         return EXIT_RUNTIME
@@ -147,6 +157,7 @@ async def _serve_stdio(settings: object) -> None:
 
     from relay_shell.app import build_server
     from relay_shell.config import Settings
+    from relay_shell.startup import announce
 
     assert isinstance(settings, Settings)
     server = build_server(settings)
@@ -154,12 +165,12 @@ async def _serve_stdio(settings: object) -> None:
     try:
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(_exit_on_signal, services)
-            await services.start()
-            await server.run_stdio_async()
+            services.on_started = lambda: announce(settings, services.facts())
+            await server.run_stdio_async()  # the lifespan starts the services and stops them at EOF
             tasks.cancel_scope.cancel()  # stdin EOF: the client went away
     finally:
         with anyio.CancelScope(shield=True):
-            await services.aclose()
+            await services.aclose()  # idempotent: also when serving failed before the lifespan ran
 
 
 async def _exit_on_signal(services: object) -> None:
@@ -173,7 +184,7 @@ async def _exit_on_signal(services: object) -> None:
 
     import anyio
 
-    from relay_shell.app import Services
+    from relay_shell.services import Services
 
     assert isinstance(services, Services)
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:

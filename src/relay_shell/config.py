@@ -13,13 +13,15 @@ import re
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from relay_shell.errors import ConfigError
+from relay_shell import config_env
+from relay_shell.config_env import DOTENV_DEFAULT, ConfigProblem, ConfigSources, SettingsInvalid
 
-ENV_PREFIX = "RELAY_SHELL_"
+ENV_PREFIX = config_env.ENV_PREFIX
 
 
 class Transport(StrEnum):
@@ -95,7 +97,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
         case_sensitive=False,
-        env_file=".env",
+        env_file=DOTENV_DEFAULT,
         env_file_encoding="utf-8",
         extra="ignore",
         frozen=True,
@@ -246,6 +248,8 @@ class Settings(BaseSettings):
             raise ValueError("RELAY_SHELL_AUDIT_SHIP: auto is only a value of RELAY_SHELL_AUDIT_ANCHOR")
         if self.auth_enabled and self.auth_mode is AuthMode.JWT and not self.auth_jwks_url:
             raise ValueError("RELAY_SHELL_AUTH_JWKS_URL is required when RELAY_SHELL_AUTH_MODE=jwt")
+        if self.auth_enabled and self.auth_mode is AuthMode.BUILTIN:
+            _check_builtin_issuer(self.auth_issuer)
         return self
 
     @property
@@ -262,19 +266,72 @@ class Settings(BaseSettings):
         return path.expanduser()
 
 
+def _check_builtin_issuer(issuer: str) -> None:
+    """The builtin authorization server's issuer: https (http only on a loopback name), no query or fragment.
+
+    OAuth metadata requires it (RFC 8414); checked here so the server refuses to start with a
+    clear message instead of failing when the HTTP app is built.
+    """
+    parts = urlsplit(issuer)
+    loopback = parts.hostname in ("localhost", "127.0.0.1", "::1")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"RELAY_SHELL_AUTH_ISSUER {issuer!r} is not an http(s) URL")
+    if parts.scheme != "https" and not loopback:
+        raise ValueError(
+            f"RELAY_SHELL_AUTH_ISSUER {issuer!r} must be https with builtin OAuth "
+            "(plain http only on localhost, 127.0.0.1 or [::1])"
+        )
+    if parts.query or parts.fragment:
+        raise ValueError(f"RELAY_SHELL_AUTH_ISSUER {issuer!r} must not have a query or a fragment")
+
+
 def load_settings(**overrides: object) -> Settings:
-    """Load settings from the environment (and ``.env``), naming the variable on failure.
+    """Load settings from the environment (and ``.env``), naming the variable and its source on failure.
+
+    A ``RELAY_SHELL_*`` name no setting reads (other than ``RELAY_SHELL_EDGE_*``) is an error,
+    reported with the closest known name, together with any invalid value. ``overrides`` are
+    field values (they win over the environment) and pydantic-settings' ``_env_file``.
 
     Raises:
-        ConfigError: one line per bad variable, ``RELAY_SHELL_<NAME>: <problem>``.
+        SettingsInvalid: a :class:`ConfigError` with one problem per bad variable, rendered
+            ``RELAY_SHELL_<NAME> (from the environment|.env): <problem>``.
     """
+    env_file = overrides.get("_env_file", DOTENV_DEFAULT)
+    sources = ConfigSources.read(os.environ, env_file if isinstance(env_file, str | Path) else None)
+    problems = sources.unknown(Settings.model_fields)
+    settings: Settings | None = None
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        settings = Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
-        problems = []
-        for error in exc.errors():
-            location = [str(part) for part in error["loc"] if isinstance(part, str)]
-            name = (ENV_PREFIX + location[0].upper()) if location else "configuration"
-            message = error["msg"].removeprefix("Value error, ")
-            problems.append(f"{name}: {message}")
-        raise ConfigError("; ".join(problems)) from exc
+        problems.extend(_value_problems(exc, sources, overrides))
+    if problems or settings is None:
+        raise SettingsInvalid(problems)
+    return settings
+
+
+def _sources_named(message: str, sources: ConfigSources) -> str:
+    """`` (RELAY_SHELL_X from .env, ...)`` for the variables a cross-field message names and that were set."""
+    named = dict.fromkeys(re.findall(rf"{ENV_PREFIX}([A-Z0-9_]+)", message))
+    found = [(ENV_PREFIX + name, sources.source_of(name.lower())) for name in named]
+    shown = [
+        f"{variable} from {'the environment' if source == 'environment' else '.env'}"
+        for variable, source in found
+        if source
+    ]
+    return f" ({', '.join(shown)})" if shown else ""
+
+
+def _value_problems(
+    exc: ValidationError, sources: ConfigSources, overrides: dict[str, object]
+) -> list[ConfigProblem]:
+    """One problem per failed field: the variable and where its value came from."""
+    problems = []
+    for error in exc.errors():
+        location = [str(part) for part in error["loc"] if isinstance(part, str)]
+        message = error["msg"].removeprefix("Value error, ")
+        if not location:
+            problems.append(ConfigProblem("configuration", message + _sources_named(message, sources)))
+        else:
+            source = None if location[0] in overrides else sources.source_of(location[0])
+            problems.append(ConfigProblem(ENV_PREFIX + location[0].upper(), message, source))
+    return problems

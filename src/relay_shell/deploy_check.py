@@ -1,4 +1,4 @@
-"""Drift check between the shipped deploy templates and the installed files (SPEC §12, §13).
+"""Drift check between the shipped deploy templates and the installed files (ADR 0011).
 
 ``relay-shell --verify-deploy`` compares every file listed in the templates' ``manifest.tsv``
 (systemd unit, hardening drop-in, logrotate policy, Caddyfile) with its installed copy and

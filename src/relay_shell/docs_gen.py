@@ -1,4 +1,4 @@
-"""Generate ``docs/tools.md`` from the tools, prompt and resources the server registers (SPEC §14).
+"""Generate ``docs/tools.md`` from the tools, prompt and resources the server registers.
 
 ::
 
@@ -24,14 +24,14 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import get_args
 
 import anyio
 from mcp_types import Prompt, Resource, ResourceTemplate, Tool, ToolAnnotations
 
+from relay_shell.vocabulary import ErrorKind, Tier
+
 REGENERATE_COMMAND = ".venv/bin/python -m relay_shell.docs_gen"
 DOC_PATH = Path("docs") / "tools.md"
-TIER_NAMES = ("READ_ONLY", "REVERSIBLE", "STATEFUL", "IRREVERSIBLE")
 COMMON_OUTPUT_FIELDS = ("tier", "notes", "error")
 _SESSION_HOST = "the session's host (SSH sessions)"
 _HOST_TARGETS = "the host as given, its resolved name, `user@host:port` and every jump hop"
@@ -39,7 +39,7 @@ _HOST_TARGETS = "the host as given, its resolved name, `user@host:port` and ever
 
 @dataclass(frozen=True)
 class TierRule:
-    """How a tool's calls get their tier (SPEC §6.1).
+    """How a tool's calls get their tier (docs/policy-patterns.md).
 
     ``fixed`` is the tier of a tool that runs no text. Otherwise the call is classified
     from the text of the parameters in ``classified_from`` (tier ``floor`` when no rule
@@ -50,16 +50,20 @@ class TierRule:
     classified_from: tuple[str, ...] = ()
     floor: int = 1
     targets: str = ""
+    raised: tuple[int, str] | None = None  # a fixed tier's exception: (tier, when)
 
     def describe(self) -> str:
         """One line of Markdown for the reference."""
         if self.fixed is not None:
-            text = f"fixed: {self.fixed} ({TIER_NAMES[self.fixed]})"
+            text = f"fixed: {self.fixed} ({Tier(self.fixed).name})"
+            if self.raised is not None:
+                tier, when = self.raised
+                text += f", {tier} ({Tier(tier).name}) {when}"
         else:
             sources = ", ".join(f"`{name}`" for name in self.classified_from)
             text = (
                 f"classified from {sources}: the highest matching rule of the pattern table, "
-                f"at least {self.floor} ({TIER_NAMES[self.floor]})"
+                f"at least {self.floor} ({Tier(self.floor).name})"
             )
         if self.targets:
             text += f"; the deny list also reads {self.targets}"
@@ -77,12 +81,17 @@ TIER_RULES: Mapping[str, TierRule] = {
     "shell_exec": TierRule(classified_from=("command", "stdin", "env", "cwd")),
     "shell_script": TierRule(classified_from=("interpreter", "script", "env", "cwd")),
     "shell_spawn": TierRule(classified_from=("command", "env")),
-    "ssh_check": TierRule(fixed=0, targets=f"each host: {_HOST_TARGETS}"),
+    "ssh_check": TierRule(
+        fixed=0,
+        raised=(1, "when a host is not an inventory or ssh_config host on its configured port and route"),
+        targets=f"each host: {_HOST_TARGETS}",
+    ),
     "ssh_download": TierRule(classified_from=("remote_path", "local_path"), floor=2, targets=_HOST_TARGETS),
     "ssh_exec": TierRule(classified_from=("command", "stdin"), targets=_HOST_TARGETS),
     "ssh_fanout": TierRule(
         classified_from=("command",),
-        targets=f"each host ({_HOST_TARGETS}); a host the deny list matches is reported `denied`",
+        targets=f"each host ({_HOST_TARGETS}), each host on its own: the deny list, the mode and the "
+        "allow list at the call's tier; a refused host is reported `denied`, the others run",
     ),
     "ssh_forward": TierRule(
         classified_from=("spec", "bind"),
@@ -93,9 +102,14 @@ TIER_RULES: Mapping[str, TierRule] = {
     "ssh_forward_close": TierRule(fixed=1, targets="the forward's host"),
     "ssh_forward_list": TierRule(fixed=0),
     "ssh_hosts": TierRule(fixed=0),
-    "ssh_keyscan": TierRule(fixed=1, targets="each host as given"),
+    "ssh_keyscan": TierRule(fixed=1, targets="each host as given and, for an alias, its address"),
     "ssh_spawn": TierRule(classified_from=("command",), targets=_HOST_TARGETS),
-    "ssh_upload": TierRule(classified_from=("local_path", "remote_path"), floor=2, targets=_HOST_TARGETS),
+    "ssh_upload": TierRule(
+        classified_from=("local_path", "remote_path"),
+        floor=2,
+        targets=f"{_HOST_TARGETS}; with `hosts`, each host on its own (deny list, mode, allow list at "
+        "the call's tier), a refused host is reported `denied`",
+    ),
 }
 """One entry per registered tool; a tool without one fails ``tests/test_docs.py``."""
 
@@ -328,7 +342,7 @@ def _short_tier(name: str) -> str:
     if rule is None:
         return "(no entry in TIER_RULES)"
     if rule.fixed is not None:
-        return str(rule.fixed)
+        return str(rule.fixed) if rule.raised is None else f"{rule.fixed} or {rule.raised[0]}"
     return f"classified, ≥ {rule.floor}"
 
 
@@ -336,9 +350,7 @@ def _short_tier(name: str) -> str:
 
 
 def _preamble() -> list[str]:
-    from relay_shell.tools.models import ErrorKindName
-
-    kinds = ", ".join(f"`{kind}`" for kind in get_args(ErrorKindName))
+    kinds = ", ".join(f"`{kind.value}`" for kind in ErrorKind)
     return [
         "# Tool reference",
         "",
@@ -352,7 +364,7 @@ def _preamble() -> list[str]:
         "",
         "How to read it:",
         "",
-        "- **Tier** (SPEC §6.1): 0 READ_ONLY, 1 REVERSIBLE, 2 STATEFUL, 3 IRREVERSIBLE. A fixed tier",
+        "- **Tier**: 0 READ_ONLY, 1 REVERSIBLE, 2 STATEFUL, 3 IRREVERSIBLE. A fixed tier",
         "  belongs to tools that run no text; the others are classified from everything the executor",
         "  will see (`docs/policy-patterns.md`). The tier then meets the policy mode, the deny and",
         "  allow lists, the token's scope and, for tier 3, the confirmation setting.",
@@ -361,8 +373,14 @@ def _preamble() -> list[str]:
         "- **Results**: one readable text block and `structuredContent` matching the output schema.",
         "  Every output schema also has `tier` (the tier the call was classified as), `notes`",
         "  (clamped bounds and other remarks) and `error`, set when `isError` is true:",
-        f"  `{{kind, message, tier?, reason?, argument?, confirm_token?}}` with `kind` one of {kinds}.",
-        "  A command that ran and exited non-zero is a result (`exit_code`), not an error.",
+        "  `{kind, message, tier?, reason?, rule?, mode?, subcommand?, opaque?, argument?,",
+        f"  confirm_token?}}` with `kind` one of {kinds}. A denial names its `rule` and `mode`; an",
+        "  invalid argument is named in `argument`; an unknown argument (a misspelled name) is",
+        "  invalid too. A command that ran and exited non-zero is a result (`exit_code`), not an",
+        "  error; one killed by signal N exits 128+N and names the `signal`.",
+        "- **Protocol errors**: calling a tool that does not exist, reading an unknown resource URI",
+        "  or fetching an unknown prompt is a JSON-RPC error `-32602`; a refused or failed read or",
+        "  fetch is `-32603`, with the error's fields in `data`.",
         "- `timeout` and `max_output` (where present): omitted means the configured default, a value",
         "  above the ceiling is clamped (and a note says so), zero or negative is `invalid`.",
         "- `confirm_token` (where present) is used only with `RELAY_SHELL_CONFIRM_TIER3=token`: re-issue",
@@ -439,9 +457,37 @@ def _prompts_and_resources(catalog: Catalog) -> list[str]:
     return [*lines, ""]
 
 
+HOST_PATTERNS = """\
+## Host patterns
+
+The `hosts` of `ssh_fanout`, `ssh_check`, `ssh_upload` and `ssh_keyscan`, and the `pattern`
+of `ssh_hosts`, select hosts with one grammar (`src/relay_shell/ssh/hostpatterns.py`). Terms
+are separated by commas or whitespace, or given as a list:
+
+| Term | Selects |
+|---|---|
+| `web1` | an inventory or ssh_config alias |
+| `web*`, `web[1-3]`, `db?` | the aliases the glob matches |
+| `deploy@10.0.0.5:2222`, `host.example.com`, `10.0.0.5` | a host outside the inventory (a bare single-label name must be an alias) |
+| `@web`, `@stag*` | the hosts of an inventory tag (a glob over tag names) |
+| `failed:<fanout_id>` | the hosts of an earlier fan-out that ended failed, timeout or unreachable (never a denied one) |
+| `ok:<fanout_id>`, `skipped:<fanout_id>` | the hosts of an earlier fan-out that ended ok / were skipped |
+| `&term` | intersection: keep only the hosts `term` also selects |
+| `!term` | exclusion: remove the hosts `term` selects (names, and hosts by address: `!10.0.0.5`) |
+
+Evaluation is Ansible's: the union of the plain terms (the whole inventory when there is
+none), then every `&` term, then every `!` term; the result keeps the order of first
+appearance and names each host once. A term that selects nothing (a glob or tag with no
+match, an exclusion that matches no known host, an unknown fan-out) is `invalid` and the
+error names it; so is a selection that ends up empty. `ssh_fanout` and a multi-host
+`ssh_upload` return a `fanout_id`; the last `RELAY_SHELL_FANOUT_HISTORY` of them are
+remembered for `failed:`, `ok:` and `skipped:` terms. Example: `@web,&@prod,!web3`.
+"""
+
+
 def render(catalog: Catalog) -> str:
     """The whole Markdown document."""
-    lines = [*_preamble(), *_summary(catalog), "## Tools", ""]
+    lines = [*_preamble(), *_summary(catalog), *HOST_PATTERNS.splitlines(), "", "## Tools", ""]
     for tool in catalog.tools:
         lines += _tool_section(tool)
     lines += _prompts_and_resources(catalog)

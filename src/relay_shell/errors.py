@@ -17,22 +17,22 @@
     ├── SessionNotFound                invalid     unknown session id
     └── LimitReached                   failed      a configured cap is full (names it)
 
-``kind`` is the machine-readable ``structuredContent.error.kind``. Cancellation is not an
+``kind`` (a :class:`relay_shell.vocabulary.ErrorKind`) is the machine-readable
+``structuredContent.error.kind``. Cancellation is not an
 exception of ours: ``asyncio.CancelledError`` is always re-raised after the audit record.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
 
-ErrorKind = Literal["denied", "confirm_required", "invalid", "timeout", "cancelled", "failed", "unavailable"]
+from relay_shell.vocabulary import ErrorKind  # defined once there; imported from here too
 
 
 class RelayError(Exception):
     """Base of every error relay-shell raises on purpose."""
 
-    kind: ErrorKind = "failed"
+    kind: ErrorKind = ErrorKind.FAILED
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -46,7 +46,7 @@ class ConfigError(RelayError):
 class InvalidInput(RelayError):
     """An argument is malformed. ``argument`` names it."""
 
-    kind: ErrorKind = "invalid"
+    kind: ErrorKind = ErrorKind.INVALID
 
     def __init__(self, argument: str, problem: str) -> None:
         super().__init__(f"invalid argument `{argument}`: {problem}")
@@ -63,10 +63,14 @@ class Decision:
     reason: str
     rule: str | None = None
     mode: str = ""
+    subcommand: str | None = None
+    """The normalised simple command that drove the decision, when a parse named one."""
+    opaque: bool | None = None
+    """Whether the call runs text the classifier cannot see through, when that is known."""
 
 
 class PolicyDenied(RelayError):
-    kind: ErrorKind = "denied"
+    kind: ErrorKind = ErrorKind.DENIED
 
     def __init__(self, decision: Decision) -> None:
         super().__init__(decision.reason)
@@ -76,7 +80,7 @@ class PolicyDenied(RelayError):
 class ConfirmationRequired(RelayError):
     """Tier 3 under ``CONFIRM_TIER3``: declined, no elicitation, or a token was issued."""
 
-    kind: ErrorKind = "confirm_required"
+    kind: ErrorKind = ErrorKind.CONFIRM_REQUIRED
 
     def __init__(self, message: str, *, tier: int = 3, token: str | None = None) -> None:
         super().__init__(message)
@@ -85,7 +89,7 @@ class ConfirmationRequired(RelayError):
 
 
 class AuditUnavailable(RelayError):
-    kind: ErrorKind = "unavailable"
+    kind: ErrorKind = ErrorKind.UNAVAILABLE
 
 
 @dataclass
@@ -97,7 +101,7 @@ class PartialOutput:
 
 
 class ExecTimeout(RelayError):
-    kind: ErrorKind = "timeout"
+    kind: ErrorKind = ErrorKind.TIMEOUT
 
     def __init__(self, message: str, partial: PartialOutput | None = None) -> None:
         super().__init__(message)
@@ -105,7 +109,7 @@ class ExecTimeout(RelayError):
 
 
 class ExecFailed(RelayError):
-    kind: ErrorKind = "failed"
+    kind: ErrorKind = ErrorKind.FAILED
 
 
 class SpawnFailed(ExecFailed):
@@ -123,7 +127,11 @@ class RemoteUnreachable(ExecFailed):
 
 
 class RemoteFailed(ExecFailed):
-    pass
+    """An SSH channel, SFTP or forward failed. ``reason`` is one short word when known."""
+
+    def __init__(self, message: str, *, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class SessionEnded(ExecFailed):
@@ -131,7 +139,7 @@ class SessionEnded(ExecFailed):
 
 
 class SessionNotFound(RelayError):
-    kind: ErrorKind = "invalid"
+    kind: ErrorKind = ErrorKind.INVALID
 
     def __init__(self, session_id: str) -> None:
         super().__init__(f"invalid argument `session_id`: no session {session_id!r} (see session_list)")
@@ -141,7 +149,7 @@ class SessionNotFound(RelayError):
 class LimitReached(RelayError):
     """A configured cap is full. ``limit`` is the setting's variable name."""
 
-    kind: ErrorKind = "failed"
+    kind: ErrorKind = ErrorKind.FAILED
 
     def __init__(self, limit: str, value: int, what: str) -> None:
         super().__init__(f"limit reached: {what} ({limit}={value})")

@@ -1,4 +1,4 @@
-"""Prometheus metrics (SPEC §10.2), in a registry of relay-shell's own.
+"""Prometheus metrics (docs/deployment.md), in a registry of relay-shell's own.
 
 The pipeline records every call here whatever the transport; ``GET /metrics`` on the
 HTTP transport renders the registry. Gauges for live objects are read at scrape time

@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 from mcp import Client, StdioServerParameters
 
+from relay_shell.governance.audit.channels import DEFAULT_JOURNAL_SOCKET, journal_listening
 from tests.audit_peers import Journald, journald, wait_until
 from tests.conftest import connected, pids_with_marker, read_trail
 
@@ -262,38 +263,43 @@ def test_a_second_server_on_the_same_audit_file_refuses_to_start(tmp_path: Path,
     assert checked.returncode == 0, checked.stderr  # a reader or a check never takes the writer's lock
 
 
+def check_config(tmp_path: Path, journal: Journald, **extra: str) -> tuple[int, dict[str, str]]:
+    """``--check-config --json``: the exit code and each finding's ``STATUS: detail`` by name."""
+    done = subprocess.run(
+        [RELAY, "--check-config", "--json"],
+        env=server_env(tmp_path, journal, **extra),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    findings = json.loads(done.stdout)["findings"]
+    return done.returncode, {item["name"]: f"{item['status']}: {item['detail']}" for item in findings}
+
+
 def test_check_config_warns_when_anchoring_is_off_and_fails_on_a_dead_collector(
     tmp_path: Path, journal: Journald
 ) -> None:
-    off = subprocess.run(
-        [RELAY, "--check-config"],
-        env=server_env(tmp_path, journal, RELAY_SHELL_AUDIT_ANCHOR="off"),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert off.returncode == 0
-    assert "warning: audit anchoring is off" in off.stderr
+    code, findings = check_config(tmp_path, journal, RELAY_SHELL_AUDIT_ANCHOR="auto")
+    assert code == 0
+    try:
+        journal_listening(DEFAULT_JOURNAL_SOCKET)
+    except OSError:  # no journald on the default socket: auto falls back to off, and says so
+        assert findings["RELAY_SHELL_AUDIT_ANCHOR"].startswith("WARN: audit anchoring is off")
+    else:
+        assert "RELAY_SHELL_AUDIT_ANCHOR" not in findings
+    code, findings = check_config(tmp_path, journal, RELAY_SHELL_AUDIT_ANCHOR="off")
+    assert (code, "RELAY_SHELL_AUDIT_ANCHOR" in findings) == (0, False)  # the operator's choice
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         dead = f"syslog+tcp://127.0.0.1:{probe.getsockname()[1]}"
-    refused = subprocess.run(
-        [RELAY, "--check-config"],
-        env=server_env(tmp_path, journal, RELAY_SHELL_AUDIT_SHIP=dead),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    code, findings = check_config(tmp_path, journal, RELAY_SHELL_AUDIT_SHIP=dead)
+    assert code == 2
+    assert (
+        findings["RELAY_SHELL_AUDIT_SHIP"].startswith("FAIL: ")
+        and "not reachable" in findings["RELAY_SHELL_AUDIT_SHIP"]
     )
-    assert refused.returncode == 2
-    assert "RELAY_SHELL_AUDIT_SHIP" in refused.stderr and "not reachable" in refused.stderr
-    anchored = subprocess.run(
-        [RELAY, "--check-config"],
-        env=server_env(tmp_path, journal),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert anchored.returncode == 0 and "warning" not in anchored.stderr
+    code, findings = check_config(tmp_path, journal)
+    assert code == 0
+    assert "RELAY_SHELL_AUDIT_ANCHOR" not in findings  # journald answers: nothing to say
+    assert findings["RELAY_SHELL_AUDIT_PATH"].startswith("OK: ")

@@ -187,9 +187,10 @@ def start_relay(state: Path) -> tuple[subprocess.Popen[bytes], int]:
 
 
 def start_caddy(
-    state: Path, relay_port: int, allowed_cidrs: str
+    state: Path, relay_port: int, allowed_cidrs: str, https_port: int | None = None
 ) -> tuple[subprocess.Popen[bytes], int, ssl.SSLContext]:
-    https_port = free_port()
+    """Caddy on ``https_port`` (a free one by default) in front of ``relay_port``; its local CA's context."""
+    https_port = https_port or free_port()
     config = state / "Caddyfile"
     config.write_text(
         local_caddyfile(upstream_port=relay_port, https_port=https_port, allowed_cidrs=allowed_cidrs)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -204,3 +205,51 @@ def test_orderly_exit(tmp_path: Path, how: str) -> None:
     assert code == 0
     rest = proc.stdout.read()
     assert rest == b""  # nothing but JSON-RPC ever goes to stdout
+
+
+def test_an_oversized_line_is_refused_unparsed_and_serving_goes_on(tmp_path: Path) -> None:
+    """A request line over the cap gets a JSON-RPC error for its id; the next request is served."""
+    proc = subprocess.Popen(
+        [RELAY],
+        env=server_env(tmp_path, RELAY_SHELL_MAX_INPUT_BYTES="1024"),  # line limit 4 KiB + 64 KiB
+        cwd=tmp_path,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdin is not None
+    assert proc.stdout is not None
+    try:
+        proc.stdin.write(
+            b'{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18",'
+            b'"capabilities":{},"clientInfo":{"name":"t","version":"1"}}}\n'
+            b'{"jsonrpc":"2.0","method":"notifications/initialized"}\n'
+        )
+        huge = "x" * (8 * 1024 * 1024)
+        proc.stdin.write(
+            b'{"jsonrpc":"2.0","id":"big","method":"tools/call","params":{"name":"shell_exec",'
+            + f'"arguments":{{"command":"echo {huge}"}}}}}}\n'.encode()
+        )
+        proc.stdin.write(
+            b'{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"shell_exec",'
+            b'"arguments":{"command":"echo after"}}}\n'
+        )
+        proc.stdin.flush()
+        answers: dict[object, dict[str, Any]] = {}
+        while 3 not in answers:
+            line = proc.stdout.readline()
+            assert line, "the server closed stdout before answering"
+            message = json.loads(line)
+            answers[message.get("id")] = message
+        proc.stdin.close()
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    refused = answers["big"]["error"]
+    assert refused["code"] == -32600
+    assert "RELAY_SHELL_MAX_INPUT_BYTES" in refused["message"]
+    assert answers[3]["result"]["structuredContent"]["output"] == "after\n"
+    assert [record["args"]["command"] for record in read_audit(tmp_path / "audit.jsonl")] == ["echo after"]
+    assert proc.stderr is not None
+    assert b"refused" in proc.stderr.read()

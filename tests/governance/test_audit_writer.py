@@ -567,3 +567,30 @@ def test_root_checking_the_services_file_gets_a_remark_not_a_failure(tmp_path: P
     assert probe(held) == f"in use by process {os.getpid()}"
     sink.close()
     assert probe(held) is None
+
+
+def test_a_process_beside_the_writer_submits_through_the_inbox(audit_path: Path) -> None:
+    from relay_shell.governance.audit.inbox import InboxSubmitter, inbox_path
+
+    sink = AuditSink(audit_path)
+    sink.start_heartbeat(3600)  # its watcher takes submissions in a few times a second
+    submitter = InboxSubmitter(audit_path, writer_running=True)
+    submitted = submitter.write({"tool": "oauth_revoke", "event": "revoked", "seq": 99, "chain": "x" * 64})
+    assert inbox_path(audit_path).stat().st_size == 0  # write() waited until the writer took it in
+    with inbox_path(audit_path).open("ab") as inbox:
+        inbox.write(b'{"tool":"torn"')  # a submission cut short
+    assert sink.check() is True
+    sink.close()
+
+    taken = read_jsonl(audit_path)[1:]
+    assert [(record["tool"], record.get("submitted")) for record in taken] == [
+        ("oauth_revoke", "inbox"),
+        ("audit_inbox", None),
+    ]
+    assert taken[0]["ts"] == submitted["ts"]  # when the operator acted
+    assert (taken[0]["seq"], taken[0]["instance_id"]) == (
+        2,
+        sink.instance_id,
+    )  # the writer's, not the submitter's
+    assert taken[1]["dropped_bytes"] == len(b'{"tool":"torn"')
+    assert verify_chain(audit_path).ok

@@ -1,5 +1,6 @@
-"""OAuth on the real ``relay-shell`` HTTP server: the builtin flow end to end, scopes capping tiers,
-the principal in the audit trail, and 401 with resource metadata for unauthenticated calls."""
+"""OAuth on the real ``relay-shell`` HTTP server: the builtin flow end to end (through the consent
+page, approved with the operator passphrase), scopes capping tiers, the principal in the audit
+trail, and 401 with resource metadata for unauthenticated calls."""
 
 from __future__ import annotations
 
@@ -18,9 +19,11 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from tests.conftest import read_audit
+from tests.http.consent_flow import cheap_hash, consent_sync
 from tests.http.test_http_e2e import RELAY, RelayProcess, _wait_ready, free_port, server_env
 
 REDIRECT = "http://127.0.0.1:9/callback"
+OPERATOR_HASH = cheap_hash()
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +41,7 @@ def relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RelayProcess]:
                     RELAY_SHELL_HTTP_PORT=str(port),
                     RELAY_SHELL_AUTH_ENABLED="true",
                     RELAY_SHELL_AUTH_ISSUER=f"http://127.0.0.1:{port}",
+                    RELAY_SHELL_AUTH_OPERATOR_HASH=OPERATOR_HASH,
                 ),
                 cwd=state_dir,
                 stdin=subprocess.DEVNULL,
@@ -96,7 +100,10 @@ def token_for(relay: RelayProcess, client_id: str, scope: str) -> dict[str, Any]
             },
         )
         assert authorize.status_code in (302, 307), authorize.text
-        query = parse_qs(urlsplit(authorize.headers["location"]).query)
+        assert authorize.headers["location"].startswith(f"{relay.base_url}/consent?request=")
+        approved = consent_sync(http, authorize.headers["location"], scopes=scope.split())
+        assert approved.status_code == 303, approved.text
+        query = parse_qs(urlsplit(approved.headers["location"]).query)
         assert query["state"] == ["xyz"]
         form = {
             "grant_type": "authorization_code",

@@ -130,16 +130,20 @@ def _wait_ready(relay: RelayProcess) -> bool:
 
 
 def start_relay(state_dir: Path, **env: str) -> RelayProcess:
-    """Start ``relay-shell`` over HTTP on a free port; retry on another port if the bind lost a race."""
+    """Start ``relay-shell`` over HTTP on a free port; retry on another port if the bind lost a race.
+
+    ``{port}`` in an ``env`` value stands for the port chosen (for the issuer URL, say).
+    """
     state_dir.mkdir(parents=True, exist_ok=True)
     for attempt in range(PORT_ATTEMPTS):
         port = free_port()
+        chosen = {name: value.replace("{port}", str(port)) for name, value in env.items()}
         log_path = state_dir / f"server-{attempt}.log"
         with log_path.open("wb") as log:
             process = subprocess.Popen(
                 [RELAY],
                 env=server_env(
-                    state_dir, RELAY_SHELL_TRANSPORT="http", RELAY_SHELL_HTTP_PORT=str(port), **env
+                    state_dir, RELAY_SHELL_TRANSPORT="http", RELAY_SHELL_HTTP_PORT=str(port), **chosen
                 ),
                 cwd=state_dir,
                 stdin=subprocess.DEVNULL,

@@ -235,6 +235,10 @@ REJECTED_CLAIMS: list[tuple[str, dict[str, Any]]] = [
     ("not yet valid", {"nbf": 3600}),
     ("issued in the future", {"iat": 3600}),
     ("non-numeric exp", {"exp": "tomorrow"}),
+    ("no sub", {"sub": None}),
+    ("empty sub", {"sub": ""}),
+    ("blank sub", {"sub": "  "}),
+    ("numeric sub", {"sub": 42}),
 ]
 
 

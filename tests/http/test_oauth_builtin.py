@@ -1,8 +1,10 @@
 """The builtin OAuth server through the SDK's real routes, driven over ASGI.
 
-The app mounts ``create_auth_routes`` with :class:`FileOAuthProvider` and a protected
-``/mcp`` route behind the SDK's own bearer middleware (``ProviderTokenVerifier``), as the
-MCP HTTP app does; ``/mcp`` answers with :func:`current_principal`.
+The app mounts ``create_auth_routes`` with :class:`FileOAuthProvider`, our consent page and
+``/revoke`` (as :class:`BuiltinAuth` wires them), and a protected ``/mcp`` route behind the
+SDK's own bearer middleware (``ProviderTokenVerifier``), as the MCP HTTP app does; ``/mcp``
+answers with :func:`current_principal`. Every code goes through the consent page with the
+operator passphrase, the scopes asked all ticked.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -35,8 +38,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route, request_response
 
+from relay_shell.config import Settings
 from relay_shell.errors import ConfigError
 from relay_shell.http import oauth_state
+from relay_shell.http.builtin_auth import REVOKE_PATH, BuiltinAuth
+from relay_shell.http.consent import ConsentService
+from relay_shell.http.consent_page import ConsentEndpoints
 from relay_shell.http.oauth_store import (
     FileOAuthProvider,
     OAuthStateUnavailable,
@@ -44,8 +51,11 @@ from relay_shell.http.oauth_store import (
     client_registration_options,
     revocation_options,
 )
+from relay_shell.http.operator_auth import PassphraseVerifier
+from relay_shell.http.revoke import RevocationEndpoint
 from relay_shell.http.scopes import SCOPE_ADMIN, SCOPE_OPERATE, SCOPE_READ, current_principal
 from tests.http.conftest import FakeClock
+from tests.http.consent_flow import cheap_hash, consent_async
 
 ISSUER = "http://127.0.0.1:8080"
 RESOURCE = ISSUER + "/mcp"
@@ -72,7 +82,17 @@ async def whoami(request: Request) -> JSONResponse:
     )
 
 
-def build_app(provider: FileOAuthProvider) -> Starlette:
+GRANT_ID = re.compile(r"g-[0-9a-f]{16}")
+OPERATOR_HASH = cheap_hash()
+
+
+def builtin_for(provider: FileOAuthProvider, service: ConsentService | None = None) -> BuiltinAuth:
+    service = service or ConsentService(provider, verifier=PassphraseVerifier(OPERATOR_HASH))
+    consent = ConsentEndpoints(service, secure_cookie=False, cookie_max_age=60)
+    return BuiltinAuth(Settings(), provider, consent, RevocationEndpoint(provider))
+
+
+def build_app(provider: FileOAuthProvider, service: ConsentService | None = None) -> Starlette:
     """The SDK's wiring of ``streamable_http_app`` with auth, with ``/mcp`` answering ``whoami``."""
     auth = AuthSettings(
         issuer_url=ISSUER,  # type: ignore[arg-type]
@@ -90,9 +110,17 @@ def build_app(provider: FileOAuthProvider) -> Starlette:
         )
     )
     routes.append(Route("/mcp", endpoint=RequireAuthMiddleware(request_response(whoami), [])))
+    builtin = builtin_for(provider, service)
+    routes += [
+        Route("/consent", endpoint=builtin.consent.show, methods=["GET"]),
+        Route("/consent", endpoint=builtin.consent.decide, methods=["POST"]),
+    ]
     backend = BearerAuthBackend(ProviderTokenVerifier(provider), resource_server_url=auth.resource_server_url)
     middleware = [Middleware(AuthenticationMiddleware, backend=backend), Middleware(AuthContextMiddleware)]
-    return Starlette(routes=routes, middleware=middleware)
+    app = Starlette(routes=routes, middleware=middleware)
+    builtin.replace_revocation(app)
+    assert any(getattr(route, "path", None) == REVOKE_PATH for route in app.router.routes)
+    return app
 
 
 @dataclass
@@ -103,6 +131,7 @@ class Driver:
     client_id: str = ""
     client_secret: str | None = None
     issued: list[str] = field(default_factory=list)
+    consents: list[str] = field(default_factory=list)
 
     async def register(self, redirect_uris: list[str] | None = None, **extra: object) -> httpx2.Response:
         body: dict[str, object] = {"redirect_uris": redirect_uris or [REDIRECT], "client_name": "test"}
@@ -114,7 +143,11 @@ class Driver:
         return response
 
     async def authorize(self, challenge: str | None, **params: str) -> dict[str, str]:
-        """The query parameters of the redirect /authorize answers with (code or error)."""
+        """The query parameters of the redirect the client finally gets (code or error).
+
+        A request /authorize accepts goes through the consent page: the operator approves
+        with the passphrase, ticking every scope the page offers.
+        """
         query = {
             "response_type": "code",
             "client_id": self.client_id,
@@ -127,6 +160,10 @@ class Driver:
         query.update(params)
         response = await self.http.get("/authorize", params=query)
         assert response.status_code == 302, response.text
+        if response.headers["location"].startswith(f"{ISSUER}/consent?"):
+            self.consents.append(response.headers["location"])
+            response = await consent_async(self.http, response.headers["location"])
+            assert response.status_code == 303, response.text
         location = urlsplit(response.headers["location"])
         assert f"{location.scheme}://{location.netloc}{location.path}" == REDIRECT
         answer = {key: values[0] for key, values in parse_qs(location.query).items()}
@@ -233,8 +270,10 @@ async def test_full_flow_register_authorize_token_refresh_revoke(driver: Driver)
 
     me = await driver.whoami(tokens["access_token"])
     assert me.status_code == 200
+    grant = me.json()["subject"]
+    assert GRANT_ID.fullmatch(grant)  # the principal is the operator's consent, the grant
     assert me.json() == {
-        "subject": "operator",
+        "subject": grant,
         "client_id": driver.client_id,
         "scopes": [SCOPE_OPERATE],
         "max_tier": 2,
@@ -247,7 +286,7 @@ async def test_full_flow_register_authorize_token_refresh_revoke(driver: Driver)
         {tokens["access_token"], tokens["refresh_token"]}
     )
     assert (await driver.whoami(tokens["access_token"])).status_code == 401  # the old pair is revoked
-    assert (await driver.whoami(new["access_token"])).status_code == 200
+    assert (await driver.whoami(new["access_token"])).json()["subject"] == grant  # a refresh keeps the grant
 
     assert (await driver.revoke(new["refresh_token"])).status_code == 200
     assert (await driver.whoami(new["access_token"])).status_code == 401  # revoking one half revokes the pair
@@ -493,7 +532,9 @@ async def test_tokens_survive_a_restart(registered: Driver, state_dir: Path, clo
     loaded = await reopened.load_access_token(tokens["access_token"])
     assert loaded is not None
     assert loaded.client_id == registered.client_id
-    assert loaded.subject == "operator"
+    assert loaded.subject is not None
+    assert GRANT_ID.fullmatch(loaded.subject)
+    assert loaded.subject in json.loads((state_dir / "state.json").read_text())["grants"]
 
 
 # -- what is on disk -------------------------------------------------------------------------

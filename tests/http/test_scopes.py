@@ -9,12 +9,15 @@ from mcp.server.auth.provider import AccessToken
 
 from relay_shell.http.scopes import (
     ALL_SCOPES,
+    LOCAL_PRINCIPAL,
     NO_TIER,
     SCOPE_ADMIN,
     SCOPE_OPERATE,
     SCOPE_READ,
     Principal,
     current_principal,
+    grantable_scopes,
+    principal_or_local,
     tier_ceiling,
 )
 
@@ -65,3 +68,41 @@ def test_principal_from_the_auth_context(
     assert principal == Principal(subject=expected_subject, client_id=expected_client, scopes=(SCOPE_READ,))
     assert principal.max_tier == 0
     assert current_principal() is None
+
+
+def test_local_principal_stands_in_without_authentication() -> None:
+    assert principal_or_local() is LOCAL_PRINCIPAL
+    assert LOCAL_PRINCIPAL.subject == "local"
+    assert LOCAL_PRINCIPAL.is_admin
+    assert LOCAL_PRINCIPAL.max_tier == 3
+    token = AccessToken(token="t", client_id="c", scopes=[SCOPE_OPERATE], subject="g-0123456789abcdef")
+    reset = auth_context_var.set(AuthenticatedUser(token))
+    try:
+        principal = principal_or_local()
+    finally:
+        auth_context_var.reset(reset)
+    assert principal.subject == "g-0123456789abcdef"
+    assert not principal.is_admin
+
+
+@pytest.mark.parametrize(
+    ("scopes", "admin"),
+    [([SCOPE_ADMIN], True), ([SCOPE_READ, SCOPE_ADMIN], True), ([SCOPE_OPERATE], False), ([], False)],
+)
+def test_is_admin(scopes: list[str], admin: bool) -> None:
+    assert Principal(subject="s", client_id=None, scopes=tuple(scopes)).is_admin is admin
+
+
+@pytest.mark.parametrize(
+    ("asked", "max_scope", "grantable"),
+    [
+        ([SCOPE_ADMIN, SCOPE_READ], SCOPE_ADMIN, (SCOPE_READ, SCOPE_ADMIN)),
+        ([SCOPE_ADMIN, SCOPE_READ], SCOPE_OPERATE, (SCOPE_READ,)),
+        (list(ALL_SCOPES), SCOPE_READ, (SCOPE_READ,)),
+        ([SCOPE_ADMIN], SCOPE_OPERATE, ()),
+        (["openid", SCOPE_OPERATE], SCOPE_ADMIN, (SCOPE_OPERATE,)),
+        ([], SCOPE_ADMIN, ()),
+    ],
+)
+def test_grantable_scopes(asked: list[str], max_scope: str, grantable: tuple[str, ...]) -> None:
+    assert grantable_scopes(asked, max_scope) == grantable

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import shlex
 import sys
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -13,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from relay_shell.errors import LimitReached, SessionEnded, SpawnFailed
+from relay_shell.linear_regex import compile_caller_regex
 from relay_shell.local.pty import LocalPtyTransport, spawn_local_pty
 from relay_shell.sessions import RecvResult, SessionRegistry, keys_to_bytes
 
@@ -113,7 +113,7 @@ async def expect(
     registry: SessionRegistry, session_id: str, pattern: str, timeout_s: float = 15
 ) -> RecvResult:
     result = await registry.recv(
-        session_id, timeout_s=timeout_s, max_bytes=1 << 20, until=re.compile(pattern)
+        session_id, timeout_s=timeout_s, max_bytes=1 << 20, until=compile_caller_regex("until", pattern)
     )
     assert result.matched, f"{pattern!r} not seen in {result.output!r}"
     return result
@@ -446,3 +446,16 @@ async def test_aclose_leaves_no_process_and_no_fd(home: Path) -> None:
     assert len(registry) == 0
     assert all(live_session_members(pid) == [] for pid in pids)
     assert open_fd_count() == before
+
+
+async def test_echo_enabled_follows_the_terminal_mode(tmp_path: Path) -> None:
+    registry = SessionRegistry(max_sessions=1, buffer_bytes=65536, idle_timeout_s=600, max_lifetime_s=600)
+    session_id, _ = await spawn(
+        registry, "stty -echo; echo off; read line; stty echo; echo on; cat", home=tmp_path
+    )
+    await expect(registry, session_id, r"^off\r?$")
+    assert registry.echo_enabled(session_id) is False
+    await registry.send(session_id, b"hidden\r")
+    await expect(registry, session_id, r"^on\r?$")
+    assert registry.echo_enabled(session_id) is True
+    await registry.aclose()

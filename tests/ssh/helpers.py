@@ -32,3 +32,11 @@ def pids_matching(marker: str) -> list[int]:
         if marker in cmdline and stat[stat.rfind(")") + 2] not in ("Z", "X"):
             found.append(int(entry.name))
     return found
+
+
+def trust(settings: Settings, *instances: SshdInstance) -> None:
+    """Add the instances' host keys to the known_hosts file of ``settings`` (probes record none)."""
+    path = settings.expand(settings.ssh_known_hosts_file)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as known:
+        known.writelines(instance.known_hosts_line() for instance in instances)

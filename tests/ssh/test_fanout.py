@@ -14,7 +14,7 @@ from relay_shell.ssh.check import check_hosts
 from relay_shell.ssh.fanout import FanoutHostResult, fanout, group_identical, host_budget
 from relay_shell.ssh.pool import ConnectionPool
 from relay_shell.ssh.targets import HostSpec
-from tests.ssh.helpers import spec_for
+from tests.ssh.helpers import spec_for, trust
 from tests.sshd import ClientKey, SshdInstance, free_port
 
 SERVER_ADDRESS = "echo $SSH_CONNECTION | cut -d' ' -f3"  # the address the client connected to
@@ -165,13 +165,14 @@ async def test_check_hosts_reports_each_host_in_order(
     tmp_path: Path,
 ) -> None:
     stranger = ClientKey.create(tmp_path)
+    trust(settings, *sshd_farm[:3])  # a probe records no host key
     specs = [
         spec_for(sshd_farm[0], settings, client_key),
         _dead(settings, client_key),
         spec_for(sshd_farm[1], settings, stranger),
         spec_for(sshd_farm[2], settings, client_key),
     ]
-    results = await check_hosts(pool, specs, timeout_s=5, concurrency=4)
+    results = await check_hosts(pool, specs, timeout_s=5, concurrency=4, fresh=True)
     assert [result.host for result in results] == [spec.alias for spec in specs]
     assert [(result.ok, result.reason) for result in results] == [
         (True, None), (False, "refused"), (False, "auth"), (True, None),
@@ -180,14 +181,15 @@ async def test_check_hosts_reports_each_host_in_order(
     assert results[0].latency_ms >= 0
     assert results[1].latency_ms is None
     assert results[1].detail
-    assert pool.stats().connections == 0  # probes are not pooled
+    assert pool.stats().connections == 0  # fresh probes are not pooled
 
 
 async def test_check_fifty_hosts_against_default_max_startups(
     pool: ConnectionPool, sshd_default: SshdInstance, client_key: ClientKey, settings: Settings
 ) -> None:
+    trust(settings, sshd_default)  # a probe records no host key
     spec = spec_for(sshd_default, settings, client_key)
-    results = await check_hosts(pool, [spec] * 50, timeout_s=30, concurrency=50)
+    results = await check_hosts(pool, [spec] * 50, timeout_s=30, concurrency=50, fresh=True)
     assert [result.ok for result in results] == [True] * 50
 
 

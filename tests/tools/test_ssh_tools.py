@@ -195,6 +195,9 @@ async def test_fanout_denied_host_by_canonical_ip(
     await server.services.aclose()
     statuses = {row["host"]: row["status"] for row in sc(result)["results"]}
     assert statuses == {"web1": "denied", "web2": "ok"}
+    record = read_audit(server.services.settings.audit_path)[-1]
+    assert (record["decision"], record["denied_targets"]) == ("allowed", ["web1"])
+    assert "web1" not in record["target"]  # only admitted hosts are the call's targets
 
 
 async def test_deny_on_address_catches_other_spellings(
@@ -219,6 +222,8 @@ async def test_check_keyscan_hosts_and_resources(
     ssh_server_factory: Callable[..., RelayServer], host: SshdInstance
 ) -> None:
     server = ssh_server_factory([host])
+    known_hosts = server.services.settings.ssh_known_hosts_file
+    known_hosts.write_text(host.known_hosts_line())  # ssh_check records no host key itself
     dead_port = free_port()
     async with connected(server) as client:
         check = sc(await client.call_tool("ssh_check", {"hosts": f"web1, relaytest@127.0.0.1:{dead_port}"}))

@@ -1,1 +1,1 @@
-"""Governance: the stages every call passes through (SPEC §1)."""
+"""Governance: the stages every call passes through (docs/architecture.md)."""

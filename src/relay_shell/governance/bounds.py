@@ -1,13 +1,15 @@
 """Time, byte and count bounds: one clamping rule for every bounded number of a call.
 
 Omitted means the configured default, above the ceiling is clamped (and the result says so),
-zero, negative or non-numeric is ``invalid``. Output collection itself lives in
+zero, negative or non-numeric is ``invalid``. Input text is size-checked before anything
+scans it (:func:`check_input_size`). Output collection itself lives in
 :mod:`relay_shell.capture`.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from relay_shell.config import Settings
@@ -28,7 +30,7 @@ class Clamped[T]:
 def clamp_timeout(
     requested: float | None, settings: Settings, *, argument: str = "timeout"
 ) -> Clamped[float]:
-    """Apply SPEC §3: omitted -> default, above the ceiling -> clamped, <= 0 -> invalid."""
+    """One rule for every bound: omitted -> default, above the ceiling -> clamped, <= 0 -> invalid."""
     if requested is None:
         return Clamped(settings.default_timeout, False, None)
     if isinstance(requested, bool) or not isinstance(requested, int | float):
@@ -66,3 +68,57 @@ def clamp_count(requested: int | None, default: int, ceiling: int, *, argument: 
     if requested > ceiling:
         return Clamped(ceiling, True, requested)
     return Clamped(requested, False, requested)
+
+
+UTF8_MAX_BYTES_PER_CHAR = 4
+
+
+def utf8_length_over(text: str, limit: int) -> int | None:
+    """The UTF-8 length of ``text`` when it is over ``limit`` bytes, else None.
+
+    Decided from the character count alone whenever it can be (a character is 1 to 4 bytes),
+    so a huge string is refused without being encoded or scanned.
+    """
+    if len(text) > limit:
+        return len(text)  # at least this many bytes; exact enough to refuse
+    if len(text) * UTF8_MAX_BYTES_PER_CHAR <= limit:
+        return None
+    size = len(text.encode("utf-8", "surrogatepass"))
+    return size if size > limit else None
+
+
+def check_input_size(
+    arguments: Mapping[str, object], limit: int, *, variable: str = "RELAY_SHELL_MAX_INPUT_BYTES"
+) -> None:
+    """Refuse an argument whose text is larger than ``limit`` bytes, before anything scans it.
+
+    Strings are measured where they are: top-level, inside lists and as values of objects
+    (an ``env`` overlay). The check is linear in the number of values, never in their size.
+
+    Raises:
+        InvalidInput: naming the argument (``env.NAME`` or ``keys[3]`` inside one).
+    """
+    for name, value in arguments.items():
+        for where, text in _strings(str(name), value, depth=0):
+            size = utf8_length_over(text, limit)
+            if size is not None:
+                raise InvalidInput(
+                    where, f"{size} bytes or more, over the input limit of {limit} bytes ({variable})"
+                )
+
+
+def _strings(where: str, value: object, depth: int) -> list[tuple[str, str]]:
+    if isinstance(value, str):
+        return [(where, value)]
+    if depth >= 4:
+        return []
+    found: list[tuple[str, str]] = []
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            found.extend(_strings(f"{where}.{key}", item, depth + 1))
+            if isinstance(key, str):
+                found.append((f"{where} (a key)", key))
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            found.extend(_strings(f"{where}[{index}]", item, depth + 1))
+    return found

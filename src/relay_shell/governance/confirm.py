@@ -1,4 +1,4 @@
-"""Tier-3 confirmation (SPEC §6.4).
+"""Tier-3 confirmation (docs/adr/0007-tier3-confirmation.md).
 
 ``elicit`` asks the human through MCP elicitation (the pipeline calls a :class:`Confirmer`
 supplied by the transport layer). ``token`` issues a single-use, short-lived token bound
@@ -26,10 +26,8 @@ MAX_PENDING_TOKENS = 1024
 class Confirmer(Protocol):
     """Asks the human behind the client; returns what they answered."""
 
-    async def ask(self, message: str) -> ElicitAnswer: ...
-
-    def pending_result(self) -> object:
-        """After ``ask`` returned ``pending``: the protocol result that carries the question."""
+    async def ask(self, message: str) -> ElicitAnswer:
+        """Ask ``message``; ``pending`` means the transport keeps the question for the client."""
         ...
 
 

@@ -1,4 +1,4 @@
-"""The tier classifier (SPEC §6.1): one versioned table of regex rules over command text.
+"""The tier classifier (docs/policy-patterns.md): one versioned table of regex rules over command text.
 
 The highest tier whose rule matches anywhere wins; no match is tier 1 (REVERSIBLE). Tier 0
 never comes from here: read-only tools have a fixed tier. **Word rules** match a command

@@ -1,26 +1,28 @@
-"""The one place the stages of a call are sequenced (SPEC §1).
+"""The one place the stages of a call are sequenced (docs/adr/0006-pipeline-single-sequencing-point.md).
 
 ::
 
-    identify -> plan (validate) -> classify -> admit -> confirm -> execute -> shape -> audit
+    plan (validate) -> classify -> admit (per target, then the call) -> confirm -> execute
+                    -> shape -> audit
 
-A tool body only describes its call (a :class:`Plan` built by a planner function) and
-hands it to :meth:`Pipeline.run`. Everything that can go wrong, including exceptions
-that were never anticipated and cancellation, becomes a bounded ``isError`` result and
-exactly one audit record. Nothing propagates into the transport except
-``CancelledError``, which is re-raised after its record is written.
+A tool body hands :meth:`Pipeline.run` a planner (which validates the arguments into a
+typed request and returns a :class:`~relay_shell.governance.call.Plan` naming a
+module-level executor). Everything that can go wrong, including exceptions that were
+never anticipated, becomes a :class:`~relay_shell.governance.call.Reply` carrying the
+:class:`~relay_shell.errors.RelayError`, and exactly one audit record. Nothing propagates
+except ``CancelledError``, which is re-raised after its record is written. The pipeline
+knows no MCP type: ``relay_shell.tools.adapter`` maps its replies to the wire.
+
+Side channels (a SOCKS destination of a D forward) go through
+:meth:`Pipeline.admit_side_channel`, which applies the same decision and audits it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-
-from mcp_types import CallToolResult, InputRequiredResult, TextContent
+from collections.abc import Mapping, Sequence
 
 from relay_shell.config import ConfirmMode, Settings
 from relay_shell.errors import (
@@ -28,94 +30,59 @@ from relay_shell.errors import (
     ConfirmationRequired,
     Decision,
     ExecTimeout,
-    InvalidInput,
     PolicyDenied,
     RelayError,
 )
 from relay_shell.governance.audit.writer import AuditSink, new_call_id
+from relay_shell.governance.call import (
+    AwaitingInput,
+    Call,
+    CallArguments,
+    CallResult,
+    Identity,
+    Outcome,
+    Plan,
+    Planner,
+    ProgressFn,
+    Reply,
+)
 from relay_shell.governance.confirm import Confirmer, ConfirmTokens, call_binding
 from relay_shell.governance.patterns import PATTERNS_VERSION, classify_text
 from relay_shell.governance.policy import PolicyConfig, build_probe, decide
-from relay_shell.governance.redaction import redact, removed_values, scrub_removed
+from relay_shell.governance.record import (
+    CallState,
+    audit_arguments,
+    bounded,
+    compose_record,
+    scrubbed,
+    start_record,
+    text_size,
+)
+from relay_shell.governance.shaping import shape_failure, shape_success
 from relay_shell.metrics import Metrics
+from relay_shell.vocabulary import (
+    AuditDecision,
+    AuditOutcome,
+    Confirmation,
+    ErrorKind,
+    Tier,
+    decision_of,
+    outcome_of,
+)
 
 log = logging.getLogger("relay_shell.pipeline")
 
-MAX_AUDIT_STRING = 2048
-TIER_NAMES = ("READ_ONLY", "REVERSIBLE", "STATEFUL", "IRREVERSIBLE")
 TIMEOUT_SAFETY_MARGIN_S = 10.0
+OFF_LOOP_SCAN_BYTES = 64 * 1024
+"""Text longer than this is classified and deny-listed in a worker thread, off the event loop."""
 
-
-@dataclass(frozen=True)
-class Identity:
-    """Who is calling: the MCP request, the client, and the authenticated principal (HTTP+OAuth)."""
-
-    request_id: str | None = None
-    client_id: str | None = None
-    subject: str | None = None
-    max_tier: int | None = None  # scope ceiling; None when no OAuth
-
-    def who(self) -> str:
-        return f"{self.subject or '-'}|{self.client_id or '-'}"
-
-
-ProgressFn = Callable[[float, float | None, str | None], Awaitable[None]]
-
-
-@dataclass
-class Call:
-    """What the execute stage hands to the work coroutine."""
-
-    tool: str
-    tier: int
-    timeout_s: float | None
-    identity: Identity
-    progress: ProgressFn
-
-    async def report(self, progress: float, total: float | None = None, message: str | None = None) -> None:
-        """Send a progress notification when the client asked for them; never raises."""
-        try:
-            await self.progress(progress, total, message)
-        except Exception:  # a broken progress channel must not fail the call
-            log.debug("progress notification failed", exc_info=True)
-
-
-@dataclass
-class Outcome:
-    """What the work produced: readable text, structured fields, and audit extras."""
-
-    text: str
-    data: dict[str, object] = field(default_factory=dict)
-    exit_code: int | None = None
-    stream_sha256: str | None = None
-    stream_len: int | None = None
-    truncated: bool = False
-    audit_extra: dict[str, object] = field(default_factory=dict)
-
-
-Work = Callable[[Call], Awaitable[Outcome]]
-
-
-@dataclass(frozen=True)
-class Plan:
-    """A validated description of one call.
-
-    ``text`` is everything the executor will see (command, stdin, env, script, keys...): it is
-    what gets classified and what the deny list reads. ``tier`` fixes the tier for tools that
-    do not run text (read-only tools are 0); ``min_tier`` is a floor for those that do.
-    """
-
-    work: Work
-    text: str = ""
-    targets: Sequence[str] = ()
-    tier: int | None = None
-    min_tier: int = 1
-    timeout_s: float | None = None
-    notes: Sequence[str] = ()
-    confirm_summary: str = ""
-
-
-Planner = Callable[[], Plan]
+_ELICIT_STATES = {
+    "accept": Confirmation.ELICIT_ACCEPT,
+    "decline": Confirmation.ELICIT_DECLINE,
+    "cancel": Confirmation.ELICIT_CANCEL,
+    "unsupported": Confirmation.ELICIT_UNSUPPORTED,
+    "pending": Confirmation.ELICIT_PENDING,
+}
 
 
 class Pipeline:
@@ -135,137 +102,211 @@ class Pipeline:
         self.policy = PolicyConfig.from_settings(settings)
         self.confirm_tokens = confirm_tokens or ConfirmTokens()
 
-    async def run(
+    async def run[R](
         self,
         tool: str,
-        args: Mapping[str, object],
+        arguments: CallArguments,
         identity: Identity,
-        planner: Planner,
+        planner: Planner[R],
         *,
         progress: ProgressFn | None = None,
         confirmer: Confirmer | None = None,
-    ) -> CallToolResult | InputRequiredResult:
-        """Run one call through every stage and return its MCP result (never raises, except cancel).
+    ) -> CallResult:
+        """Run one call through every stage; never raises, except ``CancelledError``.
 
-        An ``InputRequiredResult`` is returned only when a tier-3 confirmation is being asked
-        through the 2026-07-28 multi-round flow; the client retries the call with the answer.
+        Returns :class:`AwaitingInput` only when a tier-3 confirmation is being asked through
+        the multi-round flow (protocol >= 2026-07-28); the client retries with the answer.
         """
         started = time.monotonic()
-        state = _CallState(tool=tool, args=args, identity=identity)
+        state = CallState(tool=tool, args=arguments.raw, binding=arguments.effective, identity=identity)
         try:
             plan = planner()
             state.targets = list(plan.targets)
-            tier = state.tier = self._classify(plan, state)
-            self._admit(state, plan, tier)
-            await self._confirm(state, plan, confirmer, tier)
-            if state.confirmation == "elicit:pending" and confirmer is not None:
-                pending = confirmer.pending_result()
-                assert isinstance(pending, InputRequiredResult)
-                state.decision = "confirm_required"
-                state.result_outcome = "denied"
+            await self._classify(state, plan)
+            await self._admit_targets(state, plan)
+            await self._admit(state, plan)
+            if await self._confirm(state, plan, confirmer):
                 self._finish(state, started, None)
-                return pending
-            call = Call(tool, tier, plan.timeout_s, identity, progress or _no_progress)
-            self._begin(state)
-            outcome = await self._execute(plan, call)
-            state.outcome = outcome
-            result = _shape_ok(outcome, tier, plan.notes)
-            state.result_outcome = "ok"
+                return AwaitingInput()
+            await self._begin(state)
+            outcome = await self._execute(state, plan, progress)
+            reply = self._shape(state, plan, outcome)
         except asyncio.CancelledError:
-            state.result_outcome = "cancelled"
-            state.error_kind = "cancelled"
+            state.outcome_kind = AuditOutcome.CANCELLED
+            state.error_kind = ErrorKind.CANCELLED
             self._finish(state, started, None)  # synchronous: no checkpoint for the cancel to hit
             raise
         except RelayError as exc:
-            result = self._shape_error(state, exc)
+            reply = self._fail(state, exc)
         except Exception as exc:  # the single broad boundary: log it, answer with a bounded error
             log.exception("tool %s failed unexpectedly", tool)
-            result = self._shape_error(state, RelayError(f"internal error in {tool}: {type(exc).__name__}"))
-        self._finish(state, started, result)
-        return result
+            reply = self._fail(state, RelayError(f"internal error in {tool}: {type(exc).__name__}"))
+        try:
+            await self._redact_arguments(state)
+        finally:  # a cancellation while redacting still leaves the record (redacted inline)
+            self._finish(state, started, reply)
+        return reply
 
-    def reject_invalid(
-        self, tool: str, args: Mapping[str, object], identity: Identity, argument: str, problem: str
-    ) -> CallToolResult:
-        """Audit and answer a call whose arguments failed schema validation before the body ran."""
-        state = _CallState(tool=tool, args=args, identity=identity)
-        result = self._shape_error(state, InvalidInput(argument, problem))
-        self._finish(state, time.monotonic(), result)
-        return result
+    def reject(self, tool: str, arguments: CallArguments, identity: Identity, error: RelayError) -> Reply:
+        """Audit and answer a call refused before any planning (bad arguments, unknown tool)."""
+        state = CallState(tool=tool, args=arguments.raw, binding=arguments.effective, identity=identity)
+        reply = self._fail(state, error)
+        self._finish(state, time.monotonic(), reply)
+        return reply
+
+    def admit_side_channel(
+        self, tool: str, channel: str, tier: Tier, text: str, targets: Sequence[str], identity: Identity
+    ) -> Decision:
+        """Decide a connection a running call opens on its own (a SOCKS destination); audited.
+
+        The deny list, the mode and the scope ceiling apply as for a call of ``tool`` at
+        ``tier`` whose text is ``text``. The decision is written as its own audit record
+        (``tool`` with ``side_channel: channel``) and counted in the metrics as
+        ``<tool>/<channel>``, apart from the tool's own calls.
+        """
+        started = time.monotonic()
+        state = CallState(
+            tool=tool, args={"text": text}, binding={}, identity=identity, tier=tier, targets=list(targets)
+        )
+        state.extra["side_channel"] = channel
+        decision = self._decide(state, tier, build_probe(tool, text, targets))
+        if decision.allowed:
+            state.outcome_kind = AuditOutcome.OK
+        else:
+            self._note_denial(state, decision)
+            state.outcome_kind = AuditOutcome.DENIED
+            state.error_kind = ErrorKind.DENIED
+            state.error_message = decision.reason
+        self._finish(state, started, None)
+        return decision
+
+    def record_event(self, event: str, fields: Mapping[str, object], *, target: str | None = None) -> None:
+        """Audit something that happened outside any call (a session that ended by itself, was
+        reaped, or was closed at shutdown): one record, ``tool`` and ``kind`` = ``event``, tier
+        0, outcome ok, plus ``fields`` redacted and bounded. Never raises: a failed write marks
+        the sink degraded and the record goes to the log."""
+        record: dict[str, object] = {
+            "tool": event,
+            "kind": event,
+            "tier": 0,
+            "decision": "allowed",
+            "outcome": "ok",
+            "target": target,
+            "policy_mode": self.settings.policy_mode.value,
+            "patterns_version": PATTERNS_VERSION,
+        }
+        extra = scrubbed(dict(fields))
+        if isinstance(extra, dict):
+            record.update((key, value) for key, value in extra.items() if key not in record)
+        try:
+            self.audit.write(record)
+        except AuditUnavailable as exc:
+            log.error("audit write failed (%s); record: %s", exc, record)
 
     # -- stages -------------------------------------------------------------------------
 
-    def _classify(self, plan: Plan, state: _CallState) -> int:
+    async def _classify[R](self, state: CallState, plan: Plan[R]) -> None:
+        """A fixed tier, or the pattern table over the plan's text raised to its floor."""
         if plan.tier is not None:
-            return plan.tier
-        classification = classify_text(plan.text)
+            state.tier = Tier(plan.tier)
+            return
+        if len(plan.text) > OFF_LOOP_SCAN_BYTES:
+            classification = await asyncio.to_thread(classify_text, plan.text)
+        else:
+            classification = classify_text(plan.text)
         if classification.tier >= plan.min_tier:
             state.pattern = classification.rule  # the rule that set the tier, named in reasons and audit
             state.rules = (classification.rule,) if classification.rule else ()
-        return max(plan.min_tier, classification.tier)
+        state.tier = Tier(max(plan.min_tier, classification.tier))
 
-    def _admit(self, state: _CallState, plan: Plan, tier: int) -> None:
-        probe = build_probe(state.tool, plan.text, plan.targets)
-        decision = decide(self.policy, state.tool, tier, probe, classified_by=state.pattern)
-        state.rule = decision.rule
-        if decision.allowed and state.identity.max_tier is not None and tier > state.identity.max_tier:
-            decision = Decision(
-                allowed=False,
-                tier=tier,
-                reason=(
-                    f"refused: this token's scopes allow up to tier {state.identity.max_tier}, "
-                    f"the call is tier {tier} ({TIER_NAMES[tier]}); ask the operator for a token "
-                    "with a wider scope instead of retrying"
-                ),
-                rule="scope",
-                mode=self.settings.policy_mode.value,
-            )
+    async def _admit_targets[R](self, state: CallState, plan: Plan[R]) -> None:
+        """The policy over each of ``plan.per_target`` on its own; refused ones are set aside.
+
+        Each group's probe (the text and that group's targets) meets the deny list, the mode
+        and the allow list at the call's tier, so an allow list that names hosts admits a
+        fan-out only on those hosts. Admitted groups' targets join the call's targets for
+        :meth:`_admit`; a refused group is recorded (audit ``denied_targets``, a denial metric)
+        and handed to the executor.
+        """
+        tier = self._tier(state)
+        for group in plan.per_target:
+            probe = build_probe(state.tool, plan.text, group.targets)
+            decision = decide(self.policy, state.tool, tier, probe, classified_by=state.pattern)
+            if decision.allowed:
+                state.targets.extend(target for target in group.targets if target not in state.targets)
+            else:
+                state.denied_targets[group.key] = decision.reason
+                self.metrics.record_denial(tool=state.tool, reason=decision.rule or "policy")
+
+    async def _admit[R](self, state: CallState, plan: Plan[R]) -> None:
+        """Deny list, mode and allow list, then the token's scope ceiling, then audit health."""
+        tier = self._tier(state)
+        probe = build_probe(state.tool, plan.text, state.targets)
+        if len(probe) > OFF_LOOP_SCAN_BYTES:
+            decision = await asyncio.to_thread(self._decide, state, tier, probe)
+        else:
+            decision = self._decide(state, tier, probe)
         if not decision.allowed:
-            state.decision = "denied"
-            self.metrics.record_denial(tool=state.tool, reason=decision.rule or "policy")
+            self._note_denial(state, decision)
             raise PolicyDenied(decision)
         # Checked before every call above tier 0 (a stat and a flock), not only once a write has
         # failed: a sink that broke since the last call must refuse this call, not just the next.
-        if tier > 0 and self.settings.audit_required and not self.audit.check():
+        if tier > Tier.READ_ONLY and self.settings.audit_required and not self.audit.check():
             raise AuditUnavailable(
                 f"the audit sink {self.audit.path} cannot be written ({self.audit.last_error}); calls above tier 0 "
                 "are refused until it recovers (RELAY_SHELL_AUDIT_REQUIRED). Tell the operator."
             )
 
-    async def _confirm(self, state: _CallState, plan: Plan, confirmer: Confirmer | None, tier: int) -> None:
+    def _decide(self, state: CallState, tier: Tier, probe: str) -> Decision:
+        """The policy decision for ``probe`` at ``tier``, narrowed by the caller's scope ceiling."""
+        decision = decide(self.policy, state.tool, tier, probe, classified_by=state.pattern)
+        state.rule = decision.rule
+        ceiling = state.identity.max_tier
+        if decision.allowed and ceiling is not None and tier > ceiling:
+            return Decision(
+                allowed=False,
+                tier=tier,
+                reason=(
+                    f"refused: this token's scopes allow up to tier {ceiling}, the call is {tier.label()}; "
+                    "ask the operator for a token with a wider scope instead of retrying"
+                ),
+                rule="scope",
+                mode=self.settings.policy_mode.value,
+            )
+        return decision
+
+    def _note_denial(self, state: CallState, decision: Decision) -> None:
+        state.decision = AuditDecision.DENIED
+        state.rule = decision.rule
+        self.metrics.record_denial(tool=state.tool, reason=decision.rule or "policy")
+
+    async def _confirm[R](self, state: CallState, plan: Plan[R], confirmer: Confirmer | None) -> bool:
+        """Tier 3 under ``CONFIRM_TIER3``: a token, or the human's answer through the client.
+
+        Returns True when the question is pending in the client (the call ends now).
+
+        Raises:
+            ConfirmationRequired: no confirmation (a token was issued, or the human said no).
+        """
         mode = self.settings.confirm_tier3
-        if tier < 3 or mode is ConfirmMode.OFF:
-            return
+        if self._tier(state) < Tier.IRREVERSIBLE or mode is ConfirmMode.OFF:
+            return False
         summary = plan.confirm_summary or f"{state.tool}: {plan.text[:200]}"
         if mode is ConfirmMode.TOKEN:
-            binding = call_binding(state.tool, state.args, state.identity.who())
-            offered = state.args.get("confirm_token")
-            if isinstance(offered, str) and offered:
-                if self.confirm_tokens.consume(offered, binding):
-                    state.confirmation = "token:accepted"
-                    return
-                state.decision = "confirm_required"
-                raise ConfirmationRequired(
-                    "the confirm_token is unknown, expired, spent or for a different call"
-                )
-            token = self.confirm_tokens.issue(binding)
-            state.decision = "confirm_required"
-            state.confirmation = "token:issued"
-            raise ConfirmationRequired(
-                f"tier 3 (IRREVERSIBLE) needs confirmation: show the operator exactly this call ({summary}) and, "
-                "only if they approve, re-issue the identical call with confirm_token set to the token "
-                "(single use, expires in 5 minutes)",
-                token=token,
-            )
+            self._confirm_token(state, summary)
+            return False
         answer = (
             await confirmer.ask(f"Run this tier-3 (irreversible) call? {summary}")
             if confirmer
             else "unsupported"
         )
-        state.confirmation = f"elicit:{answer}"
-        if answer in ("accept", "pending"):
-            return
-        state.decision = "confirm_required"
+        state.confirmation = _ELICIT_STATES[answer]
+        if answer == "accept":
+            return False
+        state.decision = AuditDecision.CONFIRM_REQUIRED
+        if answer == "pending":
+            state.outcome_kind = AuditOutcome.DENIED
+            return True
         if answer == "unsupported":
             raise ConfirmationRequired(
                 "tier 3 (IRREVERSIBLE) needs a human confirmation but this client does not support elicitation; "
@@ -275,17 +316,40 @@ class Pipeline:
             f"the operator did not approve this tier-3 call ({answer}); do not retry it"
         )
 
-    def _begin(self, state: _CallState) -> None:
+    def _confirm_token(self, state: CallState, summary: str) -> None:
+        binding = call_binding(state.tool, state.binding, state.identity.who())
+        offered = state.binding.get("confirm_token")
+        if isinstance(offered, str) and offered:
+            if self.confirm_tokens.consume(offered, binding):
+                state.confirmation = Confirmation.TOKEN_ACCEPTED
+                return
+            state.decision = AuditDecision.CONFIRM_REQUIRED
+            raise ConfirmationRequired("the confirm_token is unknown, expired, spent or for a different call")
+        token = self.confirm_tokens.issue(binding)
+        state.decision = AuditDecision.CONFIRM_REQUIRED
+        state.confirmation = Confirmation.TOKEN_ISSUED
+        raise ConfirmationRequired(
+            f"tier 3 (IRREVERSIBLE) needs confirmation: show the operator exactly this call ({summary}) and, "
+            "only if they approve, re-issue the identical call with confirm_token set to the token "
+            "(single use, expires in 5 minutes)",
+            token=token,
+        )
+
+    async def _begin(self, state: CallState) -> None:
         """Record the intent of a call above tier 0 before it runs (``phase: start``).
 
-        Tier-2+ and opaque starts are anchored outside the file synchronously. When the
-        record cannot be written or anchored and the audit is required, the call is refused.
+        Tier-2+ and opaque starts are anchored outside the file synchronously. When the record
+        cannot be written, anchored or shipped and the audit is required, the call is refused
+        (its end record then says so).
         """
-        if not state.tier:
+        tier = self._tier(state)
+        if tier == Tier.READ_ONLY:
             return
+        await self._redact_arguments(state)
         state.call_id = new_call_id()
+        record = start_record(state, self.settings.policy_mode.value)
         try:
-            self.audit.begin(self._record(state), anchor=state.tier >= 2 or state.opaque)
+            self.audit.begin(record, anchor=tier >= Tier.STATEFUL or state.opaque)
         except AuditUnavailable as exc:
             if self.settings.audit_required:
                 raise AuditUnavailable(
@@ -294,120 +358,63 @@ class Pipeline:
                 ) from exc
             log.error("audit start record failed (%s); the call runs anyway (AUDIT_REQUIRED=false)", exc)
 
-    async def _execute(self, plan: Plan, call: Call) -> Outcome:
+    async def _execute[R](self, state: CallState, plan: Plan[R], progress: ProgressFn | None) -> Outcome:
+        """Run the plan's executor under its deadline (plus a safety margin of our own)."""
+        call = Call(
+            tool=state.tool,
+            tier=self._tier(state),
+            timeout_s=plan.timeout_s,
+            identity=state.identity,
+            progress=progress or _no_progress,
+            denied_targets=dict(state.denied_targets),
+        )
         if plan.timeout_s is None:
-            return await plan.work(call)
-        # The work enforces its own deadline (and kills what it started); this outer bound only
-        # guarantees that no call can hang forever if an executor forgets to.
-        try:
-            async with asyncio.timeout(plan.timeout_s + TIMEOUT_SAFETY_MARGIN_S):
-                return await plan.work(call)
-        except TimeoutError as exc:
-            raise ExecTimeout(f"no answer within {plan.timeout_s:g} s") from exc
+            outcome = await plan.executor(plan.request, call)
+        else:
+            # The executor enforces its own deadline (and kills what it started); this outer bound
+            # only guarantees that no call can hang forever if an executor forgets to.
+            try:
+                async with asyncio.timeout(plan.timeout_s + TIMEOUT_SAFETY_MARGIN_S):
+                    outcome = await plan.executor(plan.request, call)
+            except TimeoutError as exc:
+                raise ExecTimeout(f"no answer within {plan.timeout_s:g} s") from exc
+        state.outcome = outcome
+        return outcome
 
-    # -- shaping and audit --------------------------------------------------------------
+    def _shape[R](self, state: CallState, plan: Plan[R], outcome: Outcome) -> Reply:
+        state.outcome_kind = AuditOutcome.OK
+        return shape_success(outcome, self._tier(state), plan.notes)
 
-    def _shape_error(self, state: _CallState, exc: RelayError) -> CallToolResult:
+    def _fail(self, state: CallState, exc: RelayError) -> Reply:
         state.error_kind = exc.kind
         state.error_message = exc.message
-        if state.decision == "allowed" and exc.kind in ("denied", "confirm_required"):
-            state.decision = "denied" if exc.kind == "denied" else "confirm_required"
-        state.result_outcome = {"timeout": "timeout", "denied": "denied", "confirm_required": "denied"}.get(
-            exc.kind, "error"
-        )
-        error: dict[str, object] = {"kind": exc.kind, "message": exc.message}
-        if state.tier is not None:
-            error["tier"] = state.tier
-        data: dict[str, object] = {}
-        partial_text = ""
-        if isinstance(exc, PolicyDenied):
-            error["reason"] = exc.decision.rule or "policy"
-        if isinstance(exc, ConfirmationRequired) and exc.token:
-            error["confirm_token"] = exc.token
-        if isinstance(exc, InvalidInput):
-            error["argument"] = exc.argument
+        implied = decision_of(exc.kind)
+        if state.decision is AuditDecision.ALLOWED and implied is not None:
+            state.decision = implied
+        state.outcome_kind = outcome_of(exc.kind)
         if isinstance(exc, ExecTimeout):
-            data.update(exc.partial.fields)
-            partial_text = exc.partial.text
-            state.stream_sha256 = _str_or_none(exc.partial.fields.get("stream_sha256"))
-            state.stream_len = _int_or_none(exc.partial.fields.get("output_bytes"))
-        data["error"] = error
-        if state.tier is not None:
-            data["tier"] = state.tier
-        header = f"{exc.kind}"
-        if state.tier is not None:
-            header += f" · tier {state.tier}"
-        text = f"{header}: {exc.message}"
-        if isinstance(exc, ConfirmationRequired) and exc.token:
-            text += f"\nconfirm_token: {exc.token}"
-        if partial_text:
-            text += "\n--- partial output ---\n" + partial_text
-        return CallToolResult(
-            content=[TextContent(type="text", text=text)], structured_content=data, is_error=True
-        )
+            stream_sha256 = exc.partial.fields.get("stream_sha256")
+            stream_len = exc.partial.fields.get("output_bytes")
+            state.stream_sha256 = stream_sha256 if isinstance(stream_sha256, str) else None
+            state.stream_len = stream_len if isinstance(stream_len, int) else None
+        return shape_failure(exc, state.tier)
 
-    def _record(self, state: _CallState) -> dict[str, object]:
-        """The fields a call's records share: who, what (bounded, then redacted), how it was judged."""
-        if state.redacted_args is None:
-            bounded = _bounded(dict(state.args))
-            state.redacted_args = redact(bounded)
-            state.removed = removed_values(bounded, state.redacted_args)
-        record: dict[str, object] = {
-            "tool": state.tool,
-            "tier": state.tier,
-            "decision": state.decision,
-            "args": state.redacted_args,
-            "target": self._echo_safe(state, _target_field(state.targets)),
-            "opaque": state.opaque,
-            "commands": list(state.commands),
-            "rules": list(state.rules),
-            "request_id": state.identity.request_id,
-            "client_id": state.identity.client_id,
-            "principal": state.identity.subject,
-            "policy_mode": self.settings.policy_mode.value,
-            "rule": state.rule,
-            "pattern": state.pattern,
-            "patterns_version": PATTERNS_VERSION,
-        }
-        if state.call_id is not None:
-            record["call_id"] = state.call_id
-        return record
+    # -- audit --------------------------------------------------------------------------
 
-    @staticmethod
-    def _echo_safe(state: _CallState, value: object) -> object:
-        """A value that may echo the arguments (an error message, targets, extras): bounded,
-        redacted, and rid of every secret redaction took out of the arguments."""
-        return scrub_removed(redact(_bounded(value)), state.removed)
+    async def _redact_arguments(self, state: CallState) -> None:
+        """Bound and redact large arguments in a worker thread, so one call never stalls others.
 
-    def _finish(self, state: _CallState, started: float, result: CallToolResult | None) -> None:
-        """Write the call's outcome: its ``phase: end`` record, or its only record (tier 0, or
-        refused before it could start)."""
+        Small ones (and every record written on cancellation) are redacted inline by
+        :func:`compose_record`; the bound comes first either way.
+        """
+        if state.audited_args is None and text_size(bounded(state.args)) > OFF_LOOP_SCAN_BYTES:
+            await asyncio.to_thread(audit_arguments, state)
+
+    def _finish(self, state: CallState, started: float, reply: Reply | None) -> None:
+        """Write the call's outcome record (its ``phase: end``, or its only record) and update the
+        metrics (synchronous on purpose)."""
         duration_s = time.monotonic() - started
-        text = ""
-        if result is not None and result.content and isinstance(result.content[0], TextContent):
-            text = result.content[0].text
-        outcome = state.outcome
-        record = self._record(state)
-        record.update(
-            {
-                "outcome": state.result_outcome,
-                "exit_code": outcome.exit_code if outcome else None,
-                "duration_ms": round(duration_s * 1000),
-                "output_sha256": _sha256_text(text) if result is not None else None,
-                "output_len": len(text.encode()) if result is not None else 0,
-                "stream_sha256": outcome.stream_sha256 if outcome else state.stream_sha256,
-                "stream_len": outcome.stream_len if outcome else state.stream_len,
-            }
-        )
-        if state.error_kind:
-            record["error_kind"] = state.error_kind
-            record["error"] = self._echo_safe(state, state.error_message or "")
-        if state.confirmation:
-            record["confirmation"] = state.confirmation
-        if outcome and outcome.audit_extra:
-            extra = self._echo_safe(state, outcome.audit_extra)
-            if isinstance(extra, dict):
-                record.update(extra)
+        record = compose_record(state, reply, duration_s, self.settings.policy_mode.value)
         try:
             if state.call_id is not None:
                 self.audit.end(record)
@@ -417,92 +424,21 @@ class Pipeline:
             # The call already happened: keep the record on stderr so it is not lost, and let the
             # degraded flag refuse the next calls above tier 0.
             log.error("audit write failed (%s); record: %s", exc, record)
+        channel = state.extra.get("side_channel")
         self.metrics.record_call(
-            tool=state.tool,
-            tier=state.tier,
+            tool=state.tool if channel is None else f"{state.tool}/{channel}",
+            tier=None if state.tier is None else int(state.tier),
             mode=self.settings.policy_mode.value,
-            outcome=state.result_outcome,
+            outcome=state.outcome_kind.value,
             duration_s=duration_s,
-            truncated=bool(outcome and outcome.truncated),
+            truncated=bool(state.outcome and state.outcome.truncated),
         )
 
-
-@dataclass
-class _CallState:
-    tool: str
-    args: Mapping[str, object]
-    identity: Identity
-    tier: int | None = None
-    targets: list[str] = field(default_factory=list)
-    decision: str = "allowed"
-    rule: str | None = None
-    pattern: str | None = None
-    result_outcome: str = "error"
-    error_kind: str | None = None
-    error_message: str | None = None
-    confirmation: str | None = None
-    outcome: Outcome | None = None
-    stream_sha256: str | None = None
-    stream_len: int | None = None
-    call_id: str | None = None  # set when the call's start record is (to be) written
-    redacted_args: object = None  # the args as audited, computed once for start and end
-    removed: set[str] = field(default_factory=set)  # what redaction took out of the args
-    # What the classification saw: the normalised command names of the parse, whether the
-    # text is opaque to it (an interpreter, eval, an encoded payload), and the rules that
-    # set the tier. The parse fills commands and opaque; until then they stay empty/false.
-    commands: tuple[str, ...] = ()
-    opaque: bool = False
-    rules: tuple[str, ...] = ()
+    @staticmethod
+    def _tier(state: CallState) -> Tier:
+        assert state.tier is not None, "classified before it is read"
+        return state.tier
 
 
 async def _no_progress(progress: float, total: float | None, message: str | None) -> None:
     return None
-
-
-def _shape_ok(outcome: Outcome, tier: int, notes: Sequence[str]) -> CallToolResult:
-    data = dict(outcome.data)
-    data["tier"] = tier
-    if notes:
-        data["notes"] = list(notes)
-    text = outcome.text
-    if notes:
-        text = text + "\n" + "\n".join(f"note: {note}" for note in notes)
-    return CallToolResult(
-        content=[TextContent(type="text", text=text)], structured_content=data, is_error=False
-    )
-
-
-def _sha256_text(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _target_field(targets: Sequence[str]) -> object:
-    if not targets:
-        return None
-    if len(targets) == 1:
-        return targets[0]
-    return list(targets[:1000])
-
-
-def _bounded(value: object) -> object:
-    """Bound every string in an audited structure (audit records never carry bulk data)."""
-    if isinstance(value, str):
-        if len(value) > MAX_AUDIT_STRING:
-            return value[:MAX_AUDIT_STRING] + f"...[{len(value) - MAX_AUDIT_STRING} more chars]"
-        return value
-    if isinstance(value, Mapping):
-        return {str(key): _bounded(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        items = [_bounded(item) for item in value[:200]]
-        if len(value) > 200:
-            items.append(f"...[{len(value) - 200} more items]")
-        return items
-    return value
-
-
-def _str_or_none(value: object) -> str | None:
-    return value if isinstance(value, str) else None
-
-
-def _int_or_none(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None

@@ -1,4 +1,4 @@
-"""Admission (SPEC §6.2-§6.3): the deny list, the policy mode and the allow list.
+"""Admission (docs/architecture.md): the deny list, the policy mode and the allow list.
 
 Order, for every call: the deny regex is searched in the probe first, in every mode and
 for every tier; then ``readonly`` admits tier 0 only, ``guarded`` refuses tier 2 and 3
@@ -20,9 +20,9 @@ from dataclasses import dataclass
 
 from relay_shell.config import PolicyMode, Settings
 from relay_shell.errors import ConfigError, Decision
+from relay_shell.vocabulary import Tier
 
 _MAX_TIER = 3
-_TIER_NAMES = ("READ_ONLY", "REVERSIBLE", "STATEFUL", "IRREVERSIBLE")
 _STOP = "do not retry with a rephrased command"
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _TARGET_SEPARATORS = re.compile(r"[\s,]+")
@@ -154,7 +154,7 @@ def decide(
     if not 0 <= tier <= _MAX_TIER:
         raise ValueError(f"tier must be 0..3, got {tier}")
     mode = config.mode
-    what = f"tier {tier} {_TIER_NAMES[tier]}" + (f" rule {classified_by}" if classified_by else "")
+    what = f"tier {tier} {Tier(tier).name}" + (f" rule {classified_by}" if classified_by else "")
     if config.deny is not None and config.deny.search(probe):
         return _refuse(
             tier,

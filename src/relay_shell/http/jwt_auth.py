@@ -1,4 +1,4 @@
-"""JWT access tokens from the operator's identity provider (SPEC §10.3, ``AUTH_MODE=jwt``).
+"""JWT access tokens from the operator's identity provider (``AUTH_MODE=jwt``, ADR 0005).
 
 relay-shell is then a resource server only: :class:`JwtTokenVerifier` is the SDK's
 ``TokenVerifier`` that the bearer middleware calls for every request. A token is accepted
@@ -16,7 +16,8 @@ only when all of this holds, checked in this order:
 3. the signature verifies (PyJWT);
 4. ``iss`` equals ``issuer`` and ``aud`` contains ``audience`` (the resource URL, RFC 8707);
 5. ``exp`` is present and not past, ``nbf`` (if present) is not future, ``iat`` (if
-   present) is not future, each with ``leeway_s``, against the injectable ``clock``.
+   present) is not future, each with ``leeway_s``, against the injectable ``clock``;
+6. ``sub`` is a non-blank string (RFC 9068 requires it; it names the principal).
 
 The resulting ``AccessToken`` carries the scopes (``scope``, space-separated, else ``scp``,
 a list or a string), ``client_id`` (the ``client_id`` claim, else ``azp``, else empty),
@@ -41,7 +42,8 @@ import httpx2
 import jwt
 from mcp.server.auth.provider import AccessToken, TokenVerifier
 
-from relay_shell.errors import ConfigError, ErrorKind, RelayError
+from relay_shell.errors import ConfigError, RelayError
+from relay_shell.vocabulary import ErrorKind
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +62,7 @@ JwkData = dict[str, Any]
 class JwksUnavailable(RelayError):
     """The JWKS could not be fetched or holds no usable signing key."""
 
-    kind: ErrorKind = "unavailable"
+    kind: ErrorKind = ErrorKind.UNAVAILABLE
 
 
 def _check_jwks_url(url: str) -> None:
@@ -193,6 +195,10 @@ class JwtTokenVerifier(TokenVerifier):
             return None
         claims = self._verified_claims(token, key_data, algorithm)
         if claims is None or not self._times_valid(claims):
+            return None
+        subject = claims.get("sub")
+        if not isinstance(subject, str) or not subject.strip():
+            logger.debug("JWT rejected: no sub (every principal needs one)")
             return None
         return self._access_token(token, claims)
 

@@ -1,11 +1,20 @@
 """Storage of the builtin OAuth server: records, the state file, its locks and directory.
 
-Everything lives in one JSON file, ``state.json``, inside a 0700 directory. Codes and
-tokens appear only as SHA-256 digests (:func:`token_digest`). :meth:`StateStore.update`
-is the single way to change it: a read-modify-write under an ``asyncio.Lock`` (this
-process) and an ``fcntl.flock`` on ``state.lock`` (other processes), written to a
+Everything lives in one JSON file, ``state.json``, inside a 0700 directory: the client,
+the authorization requests waiting for the operator's consent (``pending``, keyed by their
+request id), the grants the operator consented to, and the codes and tokens of each grant.
+Codes, tokens, CSRF tokens and approval codes appear only as SHA-256 digests
+(:func:`token_digest`). :meth:`StateStore.update` is the single way to change it: a
+read-modify-write under an ``asyncio.Lock`` (this process) and an ``fcntl.flock`` on
+``state.lock`` (other processes, such as ``relay-shell --approve-login``), written to a
 temporary file, fsynced and ``os.replace``-d into place, so concurrent requests see the
 changes of one another in order and nothing is spent twice. Every table is bounded.
+
+Format versions. Version 1 had no consent: every token was issued to whoever asked. Reading
+a version-1 file drops its codes, tokens and grants (they were never consented to) and the
+next write stores version 2; :meth:`StateStore.upgrade` does that at start, under the lock,
+and reports the grants it revoked so they can be audited once. A file from a newer version
+is refused.
 """
 
 from __future__ import annotations
@@ -26,15 +35,19 @@ from typing import Literal, TypeVar
 from mcp.shared.auth import OAuthClientInformationFull
 from pydantic import BaseModel, Field, ValidationError
 
-from relay_shell.errors import ConfigError, ErrorKind, RelayError
+from relay_shell.errors import ConfigError, RelayError
+from relay_shell.vocabulary import ErrorKind
 
 logger = logging.getLogger(__name__)
 
 STATE_FILE = "state.json"
 LOCK_FILE = "state.lock"
+STATE_VERSION = 2
 MAX_PENDING_CODES = 32
+MAX_PENDING_REQUESTS = 32
 MAX_GRANTS = 32
 MAX_SPENT = 2048
+MAX_CSRF_TOKENS = 8
 LOCK_WAIT_S = 5.0
 LOCK_POLL_S = 0.01
 
@@ -44,7 +57,7 @@ T = TypeVar("T")
 class OAuthStateUnavailable(RelayError):
     """The state file cannot be read, written or locked (the request fails, nothing is issued)."""
 
-    kind: ErrorKind = "unavailable"
+    kind: ErrorKind = ErrorKind.UNAVAILABLE
 
 
 def token_digest(value: str) -> str:
@@ -77,6 +90,21 @@ class TokenRecord(BaseModel):
     family: str
     partner: str
 
+    @classmethod
+    def for_grant(
+        cls, grant: CodeRecord | TokenRecord, *, scopes: list[str], expires_at: float, partner: str
+    ) -> TokenRecord:
+        """A token record of ``grant``'s client, resource, subject and family."""
+        return cls(
+            client_id=grant.client_id,
+            scopes=scopes,
+            expires_at=expires_at,
+            resource=grant.resource,
+            subject=grant.subject,
+            family=grant.family,
+            partner=partner,
+        )
+
 
 class SpentRecord(BaseModel):
     """A used code or rotated refresh token, kept until it would have expired to catch replays."""
@@ -85,53 +113,158 @@ class SpentRecord(BaseModel):
     expires_at: float
 
 
+class ApprovalRecord(BaseModel):
+    """A one-time approval code printed by ``--approve-login`` for one pending request."""
+
+    digest: str
+    expires_at: float
+
+
+class PendingRecord(BaseModel):
+    """An authorization request waiting for the operator (stored under its request id).
+
+    ``scopes`` are the scopes asked; ``attempts`` counts the proofs of presence tried (the
+    request is ``dead`` after the last one allowed fails); ``csrf`` holds the digests of the
+    CSRF tokens handed out with the consent form.
+    """
+
+    client_id: str
+    redirect_uri: str
+    redirect_uri_provided_explicitly: bool
+    scopes: list[str]
+    code_challenge: str
+    state: str | None
+    resource: str | None
+    created_at: float
+    expires_at: float
+    attempts: int = 0
+    dead: bool = False
+    csrf: list[str] = Field(default_factory=list)
+    approval: ApprovalRecord | None = None
+
+
+ConsentMethod = Literal["passphrase", "approval_code"]
+
+
+class GrantRecord(BaseModel):
+    """One consent of the operator (stored under the grant id, which is its tokens' family)."""
+
+    client_id: str
+    scopes: list[str]
+    created_at: float
+    method: ConsentMethod
+
+
+Table = dict[str, CodeRecord] | dict[str, TokenRecord] | dict[str, SpentRecord] | dict[str, PendingRecord]
+
+
 class OAuthState(BaseModel):
     """Everything in ``state.json``."""
 
-    version: Literal[1] = 1
+    version: int = STATE_VERSION
     client: OAuthClientInformationFull | None = None
+    pending: dict[str, PendingRecord] = Field(default_factory=dict)
+    grants: dict[str, GrantRecord] = Field(default_factory=dict)
     codes: dict[str, CodeRecord] = Field(default_factory=dict)
     access: dict[str, TokenRecord] = Field(default_factory=dict)
     refresh: dict[str, TokenRecord] = Field(default_factory=dict)
     spent: dict[str, SpentRecord] = Field(default_factory=dict)
 
     def prune(self, now: float) -> None:
-        """Drop everything expired, then the oldest entries of any table over its cap."""
-        tables: tuple[dict[str, CodeRecord] | dict[str, TokenRecord] | dict[str, SpentRecord], ...]
-        tables = (self.codes, self.access, self.refresh, self.spent)
+        """Drop everything expired, then the oldest entries of any table over its cap.
+
+        A grant goes when its last code and token are gone.
+        """
+        tables: tuple[Table, ...] = (self.pending, self.codes, self.access, self.refresh, self.spent)
         for table in tables:
             for key in [key for key, record in table.items() if record.expires_at <= now]:
                 del table[key]
-        for capped, cap in ((self.codes, MAX_PENDING_CODES), (self.spent, MAX_SPENT)):
+        capped_tables: tuple[tuple[Table, int], ...] = (
+            (self.pending, MAX_PENDING_REQUESTS),
+            (self.codes, MAX_PENDING_CODES),
+            (self.spent, MAX_SPENT),
+        )
+        for capped, cap in capped_tables:
             for key in _oldest(capped, len(capped) - cap):
                 del capped[key]
         for key in _oldest(self.refresh, len(self.refresh) - MAX_GRANTS):
             if key in self.refresh:
                 self.revoke_family(self.refresh[key].family)
+        live = {
+            record.family for table in (self.codes, self.access, self.refresh) for record in table.values()
+        }
+        for grant_id in [grant_id for grant_id in self.grants if grant_id not in live]:
+            del self.grants[grant_id]
 
-    def revoke_family(self, family: str) -> None:
-        """Revoke every live code and token of one authorization."""
+    def revoke_family(self, family: str) -> int:
+        """Revoke the grant ``family`` and every live code and token of it; how many codes and tokens went."""
+        revoked = 0
         for table in (self.codes, self.access, self.refresh):
             for key in [key for key, record in table.items() if record.family == family]:
                 del table[key]
+                revoked += 1
+        self.grants.pop(family, None)
+        return revoked
 
-    def replayed(self, digest: str) -> bool:
-        """True (and the family revoked) when ``digest`` is a code or refresh token already spent."""
+    def replayed(self, digest: str) -> str | None:
+        """The grant revoked because ``digest`` (a spent code or refresh token) came back, else ``None``."""
         spent = self.spent.get(digest)
         if spent is None:
-            return False
+            return None
         self.revoke_family(spent.family)
         logger.warning("a spent OAuth code or refresh token was presented again: its grant is revoked")
-        return True
+        return spent.family
+
+    def live_record[Record: CodeRecord | TokenRecord](
+        self, table: dict[str, Record], digest: str, client_id: str, replays: list[str]
+    ) -> Record | None:
+        """The record stored in ``table`` under ``digest`` if it is ``client_id``'s, else ``None``.
+
+        Expired entries are pruned before every change, so an expired secret is simply absent.
+        An absent one goes to :meth:`replayed`, which revokes the family of a spent code or
+        rotated refresh token presented again (the family is added to ``replays``).
+        """
+        record = table.get(digest)
+        if record is None:
+            family = self.replayed(digest)
+            if family is not None:
+                replays.append(family)
+            return None
+        return record if record.client_id == client_id else None
+
+    def upgraded(self) -> list[str]:
+        """Bring an older format up to :data:`STATE_VERSION`; the grants (families) this revoked.
+
+        Version 1 issued tokens without the operator's consent: all of them are dropped.
+        """
+        if self.version >= STATE_VERSION:
+            return []
+        families = sorted(
+            {record.family for table in (self.codes, self.access, self.refresh) for record in table.values()}
+        )
+        self.codes.clear()
+        self.access.clear()
+        self.refresh.clear()
+        self.grants.clear()
+        self.pending.clear()
+        self.version = STATE_VERSION
+        return families
 
 
-def _oldest(
-    table: dict[str, CodeRecord] | dict[str, TokenRecord] | dict[str, SpentRecord], count: int
-) -> list[str]:
+def _oldest(table: Table, count: int) -> list[str]:
     """The keys of the ``count`` entries of ``table`` that expire first."""
     if count <= 0:
         return []
     return sorted(table, key=lambda key: table[key].expires_at)[:count]
+
+
+def _try_flock(fd: int) -> bool:
+    """Take the exclusive ``flock`` on ``fd`` if nobody holds it; False when someone does."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
 
 
 def _nearest_existing(path: Path) -> Path:
@@ -211,11 +344,17 @@ class StateStore:
             raise ConfigError(exc.message) from exc
 
     def read(self) -> OAuthState:
-        """The current state (lock-free: the file is only ever replaced whole).
+        """The current state (lock-free: the file is only ever replaced whole), in the current format.
 
         Raises:
-            OAuthStateUnavailable: the file cannot be read or does not parse.
+            OAuthStateUnavailable: the file cannot be read, does not parse, or is from a newer version.
         """
+        state = self._parse()
+        state.upgraded()  # an older file is never trusted as is, even before it is rewritten
+        return state
+
+    def _parse(self) -> OAuthState:
+        """The file as stored (possibly an older format); an empty state when there is no file."""
         try:
             raw = self._state_path.read_bytes()
         except FileNotFoundError:
@@ -223,11 +362,61 @@ class StateStore:
         except OSError as exc:
             raise OAuthStateUnavailable(f"cannot read {self._state_path}: {exc.strerror or exc}") from exc
         try:
-            return OAuthState.model_validate_json(raw)
+            state = OAuthState.model_validate_json(raw)
         except ValidationError as exc:
             raise OAuthStateUnavailable(
                 f"{self._state_path} is corrupt: {exc.error_count()} problem(s)"
             ) from exc
+        if state.version > STATE_VERSION:
+            raise OAuthStateUnavailable(
+                f"{self._state_path} has format {state.version}, newer than this relay-shell reads ({STATE_VERSION})"
+            )
+        return state
+
+    def upgrade(self) -> list[str]:
+        """Rewrite an older state file in the current format, under the file lock (blocking, bounded).
+
+        Returns the grants (families) revoked by the upgrade, empty when the file was current;
+        only the process that did the rewrite sees them.
+
+        Raises:
+            OAuthStateUnavailable: the lock stayed taken, or the file cannot be read or written.
+        """
+        fd = self._open_lock()
+        try:
+            deadline = time.monotonic() + LOCK_WAIT_S
+            while not _try_flock(fd):
+                if time.monotonic() >= deadline:
+                    raise OAuthStateUnavailable(f"{self._lock_path} stayed locked")
+                time.sleep(LOCK_POLL_S)
+            state = self._parse()
+            if state.version >= STATE_VERSION:
+                return []
+            families = state.upgraded()
+            self._write(state.model_dump_json())
+            return families
+        finally:
+            os.close(fd)
+
+    def _open_lock(self) -> int:
+        try:
+            fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise OAuthStateUnavailable(f"cannot open {self._lock_path}: {exc.strerror or exc}") from exc
+        self._keep_owner(fd)
+        return fd
+
+    def _keep_owner(self, fd: int) -> None:
+        """Run as root (an admin command), give a file we created to the directory's owner.
+
+        So ``relay-shell --approve-login`` run by root never leaves a state file the service
+        account cannot read.
+        """
+        if os.geteuid() != 0:
+            return
+        owner = os.stat(self._state_dir)
+        if owner.st_uid != 0:
+            os.fchown(fd, owner.st_uid, owner.st_gid)
 
     def _write(self, text: str) -> None:
         """Atomically replace the state file: temp file (0600), fsync, rename, fsync the directory."""
@@ -235,6 +424,7 @@ class StateStore:
         try:
             fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
             try:
+                self._keep_owner(fd)
                 data = memoryview(text.encode())
                 while data:
                     data = data[os.write(fd, data) :]
@@ -256,20 +446,13 @@ class StateStore:
     async def _exclusive(self) -> AsyncIterator[None]:
         """This process's lock, then the cross-process ``flock`` (polled, bounded)."""
         async with self._lock:
-            try:
-                fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-            except OSError as exc:
-                raise OAuthStateUnavailable(f"cannot open {self._lock_path}: {exc.strerror or exc}") from exc
+            fd = self._open_lock()
             try:
                 deadline = time.monotonic() + LOCK_WAIT_S
-                while True:
-                    try:
-                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                        break
-                    except BlockingIOError:
-                        if time.monotonic() >= deadline:
-                            raise OAuthStateUnavailable(f"{self._lock_path} stayed locked") from None
-                        await asyncio.sleep(LOCK_POLL_S)
+                while not _try_flock(fd):
+                    if time.monotonic() >= deadline:
+                        raise OAuthStateUnavailable(f"{self._lock_path} stayed locked")
+                    await asyncio.sleep(LOCK_POLL_S)
                 yield
             finally:
                 os.close(fd)  # closing the descriptor releases the flock

@@ -1,27 +1,28 @@
-"""File-backed OAuth 2.1 authorization server for one operator (SPEC §10.3, builtin mode).
+"""File-backed OAuth 2.1 authorization server for one operator (builtin mode).
 
 :class:`FileOAuthProvider` implements the SDK's ``OAuthAuthorizationServerProvider``; the
-HTTP app mounts it with ``create_auth_routes`` (``/register``, ``/authorize``, ``/token``,
-``/revoke`` and the RFC 8414 metadata), using :func:`client_registration_options` and
-:func:`revocation_options`, and verifies bearer tokens with ``ProviderTokenVerifier``.
+HTTP app mounts it with ``create_auth_routes`` (``/register``, ``/authorize``, ``/token``
+and the RFC 8414 metadata; ``/revoke`` is :mod:`relay_shell.http.revoke`) and verifies
+bearer tokens with ``ProviderTokenVerifier``. Stateless rules (redirect URIs, scopes,
+PKCE) are in :mod:`relay_shell.http.oauth_rules`.
 
-Trust model. relay-shell has no login page and no user database: it serves one operator
-who owns the host. Its authorization server therefore does not ask anyone anything:
+Who may authorize. relay-shell has no user database: it serves one operator who owns the
+host, and every grant needs that operator's consent.
 
-- Dynamic client registration is open until the FIRST client registers, then closed: any
-  further registration (another client, or the same ``client_id`` with other redirect URIs)
-  is refused. The operator registers their own MCP client right after starting the server
-  (the HTTP transport is loopback-only by default and, behind the edge, CIDR-restricted);
-  if their client is refused, someone registered first, which the log and ``state.json``
-  show, and the operator resets by stopping the server and deleting ``state.json``.
-- ``/authorize`` for that single client is pre-approved by the operator's act of
-  registering it: the code is redirected immediately. It can only travel to a redirect URI
-  registered by that client (https, loopback http, or a native app's private-use scheme),
-  and it is worthless without the PKCE verifier the requester holds, so a third party who
-  starts an authorization gets nothing it can use.
-- Scopes: the requested ones, which must all be relay-shell scopes (else ``invalid_scope``);
-  none requested grants ``relay-shell:operate``. Scopes cap tiers on top of the policy mode,
-  which stays the operator's real control in builtin mode.
+- Dynamic client registration is open until the FIRST client registers, then closed (for
+  another client, and for the same ``client_id`` with other redirect URIs); the operator
+  resets by stopping the server and deleting ``state.json``.
+- ``/authorize`` issues no code. It records a *pending request* (client, redirect URI,
+  scopes asked, PKCE challenge, state) under a random id and redirects the browser to the
+  consent page, ``/consent?request=ID`` (:mod:`relay_shell.http.consent`). A code exists only
+  once the operator has proved presence there, and carries only the scopes they ticked. The
+  client id is public (``audit_tail`` shows it) and PKCE proves only who started a flow, so
+  holding either is worth nothing without the operator.
+- When none of the scopes asked is within ``RELAY_SHELL_AUTH_MAX_SCOPE``, the request is
+  refused with ``invalid_scope`` at once.
+- Each consent is a *grant* with its own id (``g-`` + 16 hex digits): the subject of every
+  token issued from it, so each grant is a principal of its own. Operators list and revoke
+  grants with ``relay-shell --list-grants`` / ``--revoke-grant``.
 
 Token hygiene. Codes and tokens are 256-bit random values handed out once and stored only
 as SHA-256 digests, so a copy of the state directory grants nothing. (The client secret of
@@ -38,17 +39,21 @@ accepted as the other.
 Storage (:mod:`relay_shell.http.oauth_state`): one JSON file in a 0700 directory (refused
 at start when group/world accessible), changed only by atomic, locked read-modify-writes,
 so a code or a refresh token cannot be spent twice, even concurrently. Tables are bounded.
+A state file from before consent existed is upgraded at start: its tokens are revoked.
+
+Events (:mod:`relay_shell.http.oauth_events`): tokens issued and refreshed are audited as
+``oauth_token``, revocations (by the client, by replay detection, by the upgrade) as
+``oauth_revoke``.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import logging
-import re
 import secrets
 import time
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlencode
 
 from mcp.server.auth.provider import (
     AccessToken,
@@ -59,24 +64,31 @@ from mcp.server.auth.provider import (
     RefreshToken,
     RegistrationError,
     TokenError,
-    construct_redirect_uri,
 )
-from mcp.server.auth.settings import ClientRegistrationOptions, RevocationOptions
 from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
 from pydantic import AnyHttpUrl, AnyUrl, ConfigDict, TypeAdapter, ValidationError
 
 from relay_shell.errors import ConfigError
+from relay_shell.http.oauth_events import OAuthAudit
+from relay_shell.http.oauth_rules import (
+    S256_CHALLENGE,
+    asked_scopes,
+    client_registration_options,
+    redirect_uri_problem,
+    revocation_options,
+)
 from relay_shell.http.oauth_state import (
     CodeRecord,
     OAuthState,
     OAuthStateUnavailable,
+    PendingRecord,
     SpentRecord,
     StateStore,
     TokenRecord,
     check_state_dir,
     token_digest,
 )
-from relay_shell.http.scopes import ALL_SCOPES, SCOPE_OPERATE
+from relay_shell.http.scopes import ALL_SCOPES, SCOPE_ADMIN, grantable_scopes
 
 __all__ = [
     "FileOAuthProvider",
@@ -88,66 +100,10 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-OPERATOR_SUBJECT = "operator"
-"""The resource owner of every builtin token: the one operator who runs the server."""
-DEFAULT_SCOPES: tuple[str, ...] = (SCOPE_OPERATE,)
+CONSENT_PATH = "/consent"
 TOKEN_BYTES = 32
-# An S256 challenge is the unpadded base64url of a SHA-256 digest: exactly 43 characters.
-S256_CHALLENGE = re.compile(r"[A-Za-z0-9_-]{43}")
+REQUEST_ID_BYTES = 24
 _ISSUER_URL = TypeAdapter(AnyHttpUrl, config=ConfigDict(url_preserve_empty_path=True))
-
-
-def client_registration_options() -> ClientRegistrationOptions:
-    """Registration enabled; a client may be registered for any relay-shell scope."""
-    return ClientRegistrationOptions(
-        enabled=True, valid_scopes=list(ALL_SCOPES), default_scopes=list(ALL_SCOPES)
-    )
-
-
-def revocation_options() -> RevocationOptions:
-    """The RFC 7009 revocation endpoint enabled."""
-    return RevocationOptions(enabled=True)
-
-
-def _is_loopback(host: str | None) -> bool:
-    if host is None:
-        return False
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def redirect_uri_problem(uri: AnyUrl) -> str | None:
-    """Why ``uri`` is not an acceptable OAuth 2.1 redirect URI, or ``None`` when it is."""
-    if uri.fragment is not None:
-        return f"redirect URI {uri} must not contain a fragment"
-    if uri.scheme == "https":
-        return None
-    if uri.scheme == "http":
-        return (
-            None if _is_loopback(uri.host) else f"redirect URI {uri}: plain http is allowed on loopback only"
-        )
-    if "." in uri.scheme:  # RFC 8252 §7.1 private-use scheme (reverse domain name)
-        return None
-    return f"redirect URI {uri}: scheme {uri.scheme!r} is not allowed"
-
-
-def granted_scopes(requested: list[str] | None) -> list[str]:
-    """The scopes to grant for an authorization request (see the module docstring).
-
-    Raises:
-        AuthorizeError: ``invalid_scope`` when a requested scope is not a relay-shell scope.
-    """
-    wanted = [scope for scope in requested or [] if scope]
-    unknown = sorted(set(wanted) - set(ALL_SCOPES))
-    if unknown:
-        raise AuthorizeError("invalid_scope", f"unknown scope(s): {' '.join(unknown)}")
-    if not wanted:
-        return list(DEFAULT_SCOPES)
-    return [scope for scope in ALL_SCOPES if scope in wanted]
 
 
 class FileOAuthProvider(OAuthAuthorizationServerProvider[AuthorizationCode, RefreshToken, AccessToken]):
@@ -163,15 +119,18 @@ class FileOAuthProvider(OAuthAuthorizationServerProvider[AuthorizationCode, Refr
         code_ttl: int,
         clock: Callable[[], float] = time.time,
         resource_url: str | None = None,
+        max_scope: str = SCOPE_ADMIN,
+        events: OAuthAudit | None = None,
     ) -> None:
-        """Open (creating 0700 if missing) the state in ``state_dir``.
+        """Open (creating 0700 if missing, upgrading an older format) the state in ``state_dir``.
 
         ``issuer`` is this server's public base URL (sent as RFC 9207 ``iss``); tokens are
-        bound to ``resource_url``, by default ``issuer`` + ``/mcp``.
+        bound to ``resource_url``, by default ``issuer`` + ``/mcp``. ``max_scope`` is the
+        widest scope a consent may grant; ``events`` receives the audit records.
 
         Raises:
             ConfigError: the directory is group/world accessible, unusable, or its state
-                file is corrupt; or ``issuer`` is not an http(s) URL.
+                file is corrupt or newer; or ``issuer`` is not an http(s) URL.
         """
         try:
             self._issuer = str(_ISSUER_URL.validate_python(issuer))
@@ -182,11 +141,40 @@ class FileOAuthProvider(OAuthAuthorizationServerProvider[AuthorizationCode, Refr
         self._refresh_ttl = refresh_ttl
         self._code_ttl = code_ttl
         self._clock = clock
+        self._max_scope = max_scope
+        self.events = events or OAuthAudit(None)
         self._store = StateStore(state_dir, clock=clock)
+        try:
+            revoked = self._store.upgrade()
+        except OAuthStateUnavailable as exc:
+            raise ConfigError(exc.message) from exc
+        for family in revoked:
+            logger.warning("OAuth grant %s was issued without consent: revoked by the upgrade", family)
+            self.events.record(
+                "oauth_revoke", "upgrade", grant=family, details={"reason": "issued before consent"}
+            )
 
     @property
     def issuer(self) -> str:
         return self._issuer
+
+    @property
+    def store(self) -> StateStore:
+        """The state file (the consent page and the admin commands work on it too)."""
+        return self._store
+
+    @property
+    def code_ttl(self) -> int:
+        return self._code_ttl
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        """The clock every expiry of this provider is measured with."""
+        return self._clock
+
+    @property
+    def max_scope(self) -> str:
+        return self._max_scope
 
     @property
     def resource_url(self) -> str:
@@ -244,52 +232,55 @@ class FileOAuthProvider(OAuthAuthorizationServerProvider[AuthorizationCode, Refr
     # -- authorization codes ---------------------------------------------------------------
 
     async def authorize(self, client: OAuthClientInformationFull, params: AuthorizationParams) -> str:
-        """Issue a code at once (the operator pre-approved their client) and redirect to it.
+        """Record a pending request and send the browser to the consent page; no code yet.
 
         Raises:
-            AuthorizeError: not an S256 challenge, a scope outside relay-shell's, or a
-                ``resource`` other than this server's.
+            AuthorizeError: not an S256 challenge, a scope outside relay-shell's, no scope
+                within the server's maximum, or a ``resource`` other than this server's.
         """
         if not S256_CHALLENGE.fullmatch(params.code_challenge):
             raise AuthorizeError("invalid_request", "code_challenge must be an S256 PKCE challenge")
-        scopes = granted_scopes(params.scopes)
+        scopes = asked_scopes(params.scopes)
+        if not grantable_scopes(scopes, self._max_scope):
+            raise AuthorizeError("invalid_scope", f"this server grants at most {self._max_scope}")
         if params.resource is not None and params.resource.rstrip("/") != self._resource_url.rstrip("/"):
             raise AuthorizeError("invalid_target", f"this server only issues tokens for {self._resource_url}")
-        code = secrets.token_urlsafe(TOKEN_BYTES)
-        record = CodeRecord(
+        request_id = secrets.token_urlsafe(REQUEST_ID_BYTES)
+        now = self._clock()
+        record = PendingRecord(
             client_id=client.client_id,
-            scopes=scopes,
-            expires_at=self._clock() + self._code_ttl,
-            code_challenge=params.code_challenge,
             redirect_uri=str(params.redirect_uri),
             redirect_uri_provided_explicitly=params.redirect_uri_provided_explicitly,
+            scopes=scopes,
+            code_challenge=params.code_challenge,
+            state=params.state,
             resource=self._resource_url,
-            subject=OPERATOR_SUBJECT,
-            family=secrets.token_hex(16),
+            created_at=now,
+            expires_at=now + self._code_ttl,
         )
 
         def change(state: OAuthState) -> bool:
             if state.client is None or state.client.client_id != client.client_id:
                 return False
-            state.codes[token_digest(code)] = record
+            state.pending[request_id] = record
             return True
 
         if not await self._store.update(change):
             raise AuthorizeError("unauthorized_client", "client is not registered")
-        return construct_redirect_uri(
-            str(params.redirect_uri), code=code, state=params.state, iss=self._issuer
-        )
+        return f"{self._issuer.rstrip('/')}{CONSENT_PATH}?{urlencode({'request': request_id})}"
 
     async def load_authorization_code(
         self, client: OAuthClientInformationFull, authorization_code: str
     ) -> AuthorizationCode | None:
         """The live code for this client, else ``None`` (a replayed code revokes its family)."""
         digest = token_digest(authorization_code)
+        replays: list[str] = []
 
         def change(state: OAuthState) -> CodeRecord | None:
-            return _live_record(state, state.codes, digest, client.client_id)
+            return state.live_record(state.codes, digest, client.client_id, replays)
 
         record = await self._store.update(change)
+        self._record_replays(replays, client.client_id)
         if record is None:
             return None
         return AuthorizationCode(
@@ -313,16 +304,29 @@ class FileOAuthProvider(OAuthAuthorizationServerProvider[AuthorizationCode, Refr
             TokenError: ``invalid_grant`` when the code is unknown, spent, expired or not this client's.
         """
         digest = token_digest(authorization_code.code)
+        replays: list[str] = []
+        issued: list[CodeRecord] = []
 
         def change(state: OAuthState) -> OAuthToken | TokenError:
-            record = _live_record(state, state.codes, digest, client.client_id)
+            record = state.live_record(state.codes, digest, client.client_id, replays)
             if record is None:
                 return TokenError("invalid_grant", "authorization code is invalid, expired or already used")
             del state.codes[digest]
             state.spent[digest] = SpentRecord(family=record.family, expires_at=record.expires_at)
+            issued.append(record)
             return self._issue_pair(state, record, access_scopes=record.scopes)
 
-        return _token_or_raise(await self._store.update(change))
+        token = _token_or_raise(await self._store.update(change))
+        self._record_replays(replays, client.client_id)
+        for record in issued:
+            self.events.record(
+                "oauth_token",
+                "issued",
+                client_id=record.client_id,
+                grant=record.family,
+                details={"scopes": record.scopes},
+            )
+        return token
 
     # -- refresh tokens --------------------------------------------------------------------
 
@@ -331,11 +335,13 @@ class FileOAuthProvider(OAuthAuthorizationServerProvider[AuthorizationCode, Refr
     ) -> RefreshToken | None:
         """The live refresh token for this client, else ``None`` (a replayed one revokes its family)."""
         digest = token_digest(refresh_token)
+        replays: list[str] = []
 
         def change(state: OAuthState) -> TokenRecord | None:
-            return _live_record(state, state.refresh, digest, client.client_id)
+            return state.live_record(state.refresh, digest, client.client_id, replays)
 
         record = await self._store.update(change)
+        self._record_replays(replays, client.client_id)
         if record is None:
             return None
         return RefreshToken(
@@ -360,9 +366,11 @@ class FileOAuthProvider(OAuthAuthorizationServerProvider[AuthorizationCode, Refr
                 or not this client's; ``invalid_scope`` when ``scopes`` exceed the grant.
         """
         digest = token_digest(refresh_token.token)
+        replays: list[str] = []
+        rotated: list[tuple[TokenRecord, list[str]]] = []
 
         def change(state: OAuthState) -> OAuthToken | TokenError:
-            record = _live_record(state, state.refresh, digest, client.client_id)
+            record = state.live_record(state.refresh, digest, client.client_id, replays)
             if record is None:
                 return TokenError("invalid_grant", "refresh token is invalid, expired or already used")
             if not set(scopes) <= set(record.scopes):
@@ -370,9 +378,20 @@ class FileOAuthProvider(OAuthAuthorizationServerProvider[AuthorizationCode, Refr
             del state.refresh[digest]
             state.access.pop(record.partner, None)
             state.spent[digest] = SpentRecord(family=record.family, expires_at=record.expires_at)
+            rotated.append((record, scopes or record.scopes))
             return self._issue_pair(state, record, access_scopes=scopes or record.scopes)
 
-        return _token_or_raise(await self._store.update(change))
+        token = _token_or_raise(await self._store.update(change))
+        self._record_replays(replays, client.client_id)
+        for record, access_scopes in rotated:
+            self.events.record(
+                "oauth_token",
+                "refreshed",
+                client_id=record.client_id,
+                grant=record.family,
+                details={"scopes": access_scopes},
+            )
+        return token
 
     # -- access tokens and revocation ------------------------------------------------------
 
@@ -394,16 +413,35 @@ class FileOAuthProvider(OAuthAuthorizationServerProvider[AuthorizationCode, Refr
             claims={"iss": self._issuer},
         )
 
-    async def revoke_token(self, token: AccessToken | RefreshToken) -> None:
-        """Revoke the access + refresh pair ``token`` belongs to; unknown tokens are ignored."""
+    async def revoke_token(self, token: AccessToken | RefreshToken, *, via: str = "revoke_endpoint") -> None:
+        """Revoke the grant ``token`` belongs to (every code and token of it); unknown tokens are ignored."""
         digest = token_digest(token.token)
 
-        def change(state: OAuthState) -> None:
+        def change(state: OAuthState) -> TokenRecord | None:
             record = state.access.get(digest) or state.refresh.get(digest)
             if record is not None:
                 state.revoke_family(record.family)
+            return record
 
-        await self._store.update(change)
+        record = await self._store.update(change)
+        if record is not None:
+            self.events.record(
+                "oauth_revoke",
+                "revoked",
+                client_id=record.client_id,
+                grant=record.family,
+                details={"via": via},
+            )
+
+    def _record_replays(self, families: list[str], client_id: str) -> None:
+        for family in families:
+            self.events.record(
+                "oauth_revoke",
+                "replay",
+                client_id=client_id,
+                grant=family,
+                details={"reason": "a spent code or refresh token was presented again"},
+            )
 
     # -- internals -------------------------------------------------------------------------
 
@@ -415,10 +453,10 @@ class FileOAuthProvider(OAuthAuthorizationServerProvider[AuthorizationCode, Refr
         access_token = secrets.token_urlsafe(TOKEN_BYTES)
         refresh_token = secrets.token_urlsafe(TOKEN_BYTES)
         access_digest, refresh_digest = token_digest(access_token), token_digest(refresh_token)
-        state.access[access_digest] = grant_token(
+        state.access[access_digest] = TokenRecord.for_grant(
             grant, scopes=access_scopes, expires_at=now + self._access_ttl, partner=refresh_digest
         )
-        state.refresh[refresh_digest] = grant_token(
+        state.refresh[refresh_digest] = TokenRecord.for_grant(
             grant, scopes=grant.scopes, expires_at=now + self._refresh_ttl, partner=access_digest
         )
         return OAuthToken(
@@ -427,37 +465,6 @@ class FileOAuthProvider(OAuthAuthorizationServerProvider[AuthorizationCode, Refr
             scope=" ".join(access_scopes),
             refresh_token=refresh_token,
         )
-
-
-def grant_token(
-    grant: CodeRecord | TokenRecord, *, scopes: list[str], expires_at: float, partner: str
-) -> TokenRecord:
-    """A token record of ``grant``'s client, resource, subject and family."""
-    return TokenRecord(
-        client_id=grant.client_id,
-        scopes=scopes,
-        expires_at=expires_at,
-        resource=grant.resource,
-        subject=grant.subject,
-        family=grant.family,
-        partner=partner,
-    )
-
-
-def _live_record[Record: CodeRecord | TokenRecord](
-    state: OAuthState, table: dict[str, Record], digest: str, client_id: str
-) -> Record | None:
-    """The record stored in ``table`` under ``digest`` if it is ``client_id``'s, else ``None``.
-
-    ``StateStore.update`` has already pruned expired entries, so an expired secret is simply
-    absent. An absent one is handed to :meth:`OAuthState.replayed`, which revokes the family
-    of a spent code or rotated refresh token presented again.
-    """
-    record = table.get(digest)
-    if record is None:
-        state.replayed(digest)
-        return None
-    return record if record.client_id == client_id else None
 
 
 def _token_or_raise(outcome: OAuthToken | TokenError) -> OAuthToken:

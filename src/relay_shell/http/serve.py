@@ -1,18 +1,20 @@
-"""The streamable HTTP transport (SPEC §10): /mcp, /healthz, /readyz, /metrics, OAuth.
+"""The streamable HTTP transport: /mcp, /healthz, /readyz, /metrics, OAuth.
 
-TLS is the edge's job (deploy/Caddyfile); this binds loopback by default. DNS-rebinding
-protection is always on: the accepted Host values are the bind address plus
-``RELAY_SHELL_HTTP_ALLOWED_HOSTS`` (the public name the edge forwards) and the issuer's host.
+TLS is the edge's job (deploy/Caddyfile); this binds loopback by default. Every route sits
+behind :class:`relay_shell.http.edge.EdgeGuard`: one strict Host/Origin check (the loopback
+names, the bind address, ``RELAY_SHELL_HTTP_ALLOWED_HOSTS`` and the issuer's host) and a
+request-body cap per route, enforced by the server itself.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hmac
 import logging
 import signal
-from collections.abc import Iterator
-from typing import Any
-from urllib.parse import urlsplit
+import socket
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import uvicorn
@@ -24,6 +26,11 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from relay_shell.app import RelayServer, Services, build_server, build_services
 from relay_shell.config import AuthMode, Settings
+from relay_shell.http.edge import MCP_PATH, EdgeGuard, allowed_authorities, body_cap, sdk_host_patterns
+from relay_shell.startup import announce
+
+if TYPE_CHECKING:
+    from relay_shell.http.builtin_auth import BuiltinAuth
 
 log = logging.getLogger("relay_shell.http")
 
@@ -31,48 +38,11 @@ KEEP_ALIVE_S = 75
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
-def allowed_hosts(settings: Settings) -> tuple[list[str], list[str]]:
-    """Host header values and origins accepted by the DNS-rebinding check."""
-    hosts = {"127.0.0.1:*", "localhost:*", "[::1]:*", f"{settings.http_host}:*"}
-    extra = [h.strip() for h in (settings.http_allowed_hosts or "").split(",") if h.strip()]
-    issuer_host = urlsplit(settings.auth_issuer).netloc
-    if issuer_host:
-        extra.append(issuer_host)
-    for name in extra:
-        hosts.add(name)
-        if ":" not in name.rsplit("]", 1)[-1]:
-            hosts.add(f"{name}:*")
-    origins = {f"http://{h}" for h in hosts} | {f"https://{h}" for h in hosts}
-    return sorted(hosts), sorted(origins)
-
-
-def _auth_kwargs(settings: Settings) -> dict[str, Any]:
-    """Auth settings and provider/verifier for MCPServer, empty when auth is off."""
-    if not settings.auth_enabled:
+def _jwt_kwargs(settings: Settings) -> dict[str, Any]:
+    """Auth settings and the JWT verifier for MCPServer, empty unless OAuth is on in ``jwt`` mode."""
+    if not settings.auth_enabled or settings.auth_mode is not AuthMode.JWT:
         return {}
     issuer = settings.auth_issuer.rstrip("/")
-    if settings.auth_mode is AuthMode.BUILTIN:
-        from relay_shell.http.oauth_store import (
-            FileOAuthProvider,
-            client_registration_options,
-            revocation_options,
-        )
-
-        provider = FileOAuthProvider(
-            settings.expand(settings.auth_state_dir),
-            issuer=issuer,
-            access_ttl=settings.auth_access_ttl,
-            refresh_ttl=settings.auth_refresh_ttl,
-            code_ttl=settings.auth_code_ttl,
-        )
-        auth = AuthSettings(
-            issuer_url=issuer,  # type: ignore[arg-type]
-            resource_server_url=settings.resource_url,  # type: ignore[arg-type]
-            client_registration_options=client_registration_options(),
-            revocation_options=revocation_options(),
-            validate_token_resource=False,
-        )
-        return {"auth": auth, "auth_server_provider": provider}
     from relay_shell.http.jwt_auth import JwtTokenVerifier
 
     assert settings.auth_jwks_url is not None
@@ -90,10 +60,38 @@ def _auth_kwargs(settings: Settings) -> dict[str, Any]:
     return {"auth": auth, "token_verifier": verifier}
 
 
-def build_http_server(settings: Settings, services: Services | None = None) -> RelayServer:
-    """A RelayServer with auth wiring and the health/metrics routes registered."""
+def metrics_authorized(token: str | None, authorization: str | None) -> bool:
+    """True when no metrics token is set, or ``authorization`` is ``Bearer <token>`` (constant-time)."""
+    if token is None:
+        return True
+    scheme, _, presented = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(presented.strip().encode(), token.encode())
+
+
+def build_builtin(settings: Settings, services: Services) -> BuiltinAuth | None:
+    """The builtin authorization server when OAuth is on in ``builtin`` mode, else ``None``.
+
+    Raises:
+        ConfigError: the OAuth state, the issuer or the operator hash is unusable.
+    """
+    if not settings.auth_enabled or settings.auth_mode is not AuthMode.BUILTIN:
+        return None
+    from relay_shell.http.builtin_auth import build_builtin_auth
+
+    return build_builtin_auth(settings, services.audit)
+
+
+def build_http_server(
+    settings: Settings, services: Services | None = None, builtin: BuiltinAuth | None = None
+) -> RelayServer:
+    """A RelayServer with auth wiring and the health/metrics (and, builtin, consent) routes registered."""
     svc = services or build_services(settings)
-    server = build_server(settings, svc, **_auth_kwargs(settings))
+    auth_kwargs = builtin.server_kwargs() if builtin is not None else _jwt_kwargs(settings)
+    server = build_server(settings, svc, **auth_kwargs)
+    if builtin is not None:
+        builtin.add_routes(server)
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -108,6 +106,12 @@ def build_http_server(settings: Settings, services: Services | None = None) -> R
         return JSONResponse(body, status_code=200 if writable else 503)
 
     async def metrics(request: Request) -> Response:
+        if not metrics_authorized(settings.metrics_token, request.headers.get("authorization")):
+            return PlainTextResponse(
+                "metrics need a bearer token",
+                status_code=401,
+                headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+            )
         svc.audit.check()  # relay_shell_audit_degraded tells the sink's state now, not at the last write
         return PlainTextResponse(svc.metrics.render(), media_type=PROMETHEUS_CONTENT_TYPE)
 
@@ -117,15 +121,41 @@ def build_http_server(settings: Settings, services: Services | None = None) -> R
     return server
 
 
-def build_http_app(server: RelayServer) -> Starlette:
+def build_http_app(server: RelayServer, builtin: BuiltinAuth | None = None) -> Starlette:
+    """The ASGI app: the SDK's routes and ours, every request through :class:`EdgeGuard` first.
+
+    With ``builtin``, its revocation endpoint replaces the SDK's ``/revoke``.
+
+    Raises:
+        ConfigError: an allowed host or the issuer's host is not a plain ``host[:port]``.
+    """
     settings = server.services.settings
-    hosts, origins = allowed_hosts(settings)
+    hosts, origins = sdk_host_patterns(allowed_authorities(settings))
     security = TransportSecuritySettings(
         enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins
     )
-    return server.streamable_http_app(
-        streamable_http_path="/mcp", transport_security=security, host=settings.http_host
+    app = server.streamable_http_app(
+        streamable_http_path=MCP_PATH,
+        transport_security=security,
+        host=settings.http_host,
+        max_request_body_size=body_cap(MCP_PATH, settings),
     )
+    if builtin is not None:
+        builtin.replace_revocation(app)
+    app.add_middleware(EdgeGuard, settings=settings)
+    return app
+
+
+def build_http_stack(settings: Settings, services: Services | None = None) -> tuple[RelayServer, Starlette]:
+    """The server and the ASGI app of these settings, builtin OAuth wired when enabled.
+
+    Raises:
+        ConfigError: an allowed host, the issuer or the OAuth state is unusable.
+    """
+    svc = services or build_services(settings)
+    builtin = build_builtin(settings, svc)
+    server = build_http_server(settings, svc, builtin)
+    return server, build_http_app(server, builtin)
 
 
 class HttpStartFailed(RuntimeError):
@@ -137,12 +167,22 @@ class _RelayUvicorn(uvicorn.Server):
 
     Stock uvicorn re-raises a caught signal after its own shutdown so that the default
     action ends the process: relay-shell would then die by SIGTERM (exit 143) before
-    tearing its sessions, forwards and connections down.
+    tearing its sessions, forwards and connections down. ``on_listening`` runs once the
+    listener is open (the start-up line).
     """
+
+    def __init__(self, config: uvicorn.Config, on_listening: Callable[[], None] | None = None) -> None:
+        super().__init__(config)
+        self._on_listening = on_listening
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self._on_listening is not None and not self.should_exit:
+            self._on_listening()
 
 
 async def _stop_on_signal(server: uvicorn.Server) -> None:
@@ -174,8 +214,8 @@ async def serve_http(settings: Settings) -> None:
 
     Raises :class:`HttpStartFailed` when the listener cannot be opened.
     """
-    server = build_http_server(settings)
-    app = build_http_app(server)
+    services = build_services(settings)
+    _, app = build_http_stack(settings, services)
     config = uvicorn.Config(
         app,
         host=settings.http_host,
@@ -187,10 +227,12 @@ async def serve_http(settings: Settings) -> None:
         # client always closes an idle connection first and never reuses one we just closed.
         timeout_keep_alive=KEEP_ALIVE_S,
     )
-    services = server.services
     try:
-        await services.start()
-        started = await _serve_until_signal(_RelayUvicorn(config))
+        # uvicorn runs the app's lifespan, which enters the server's: services start there and
+        # stop when uvicorn shuts down; aclose below is idempotent and covers a failed start.
+        started = await _serve_until_signal(
+            _RelayUvicorn(config, on_listening=lambda: announce(settings, services.facts()))
+        )
     finally:
         with anyio.CancelScope(shield=True):
             await services.aclose()

@@ -1,4 +1,4 @@
-"""The environment and working directory a local child gets (SPEC §5.1)."""
+"""The environment and working directory a local child gets (docs/tools.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Local PTY sessions: a child on a pseudo-terminal, driven by the event loop (SPEC §5.3, §8).
+"""Local PTY sessions: a child on a pseudo-terminal, driven by the event loop (docs/tools.md).
 
 The child gets its own session and process group with the PTY slave as its controlling
 terminal, so job control, ^C and SIGWINCH behave as in a real terminal. The master fd is
@@ -183,6 +183,17 @@ class LocalPtyTransport:
         if code is None:
             return None
         return 128 - code if code < 0 else code
+
+    def echo_enabled(self) -> bool | None:
+        """Whether the terminal echoes input now (its ECHO flag, read on the master); ``None``
+        once it is closed. Off at password prompts, and while a line editor (readline) or a
+        full-screen program draws the input itself."""
+        if self._released:
+            return None
+        try:
+            return bool(termios.tcgetattr(self._master_fd)[3] & termios.ECHO)
+        except termios.error:
+            return None
 
     async def read(self) -> bytes:
         """The next chunk of output; ``b""`` once the terminal is closed and the child exited.

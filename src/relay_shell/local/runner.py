@@ -1,4 +1,4 @@
-"""One-shot local processes with bounded time and memory (SPEC §3, §5.1).
+"""One-shot local processes with bounded time and memory (docs/architecture.md, "Local execution").
 
 The child runs in its own session and process group. Output is streamed into an
 :class:`~relay_shell.governance.bounds.OutputCapture` (bounded whatever it prints). On a
@@ -21,6 +21,7 @@ import anyio
 
 from relay_shell.capture import OutputCapture, SplitCapture, capture_fields, render_capture
 from relay_shell.errors import ExecTimeout, PartialOutput, SpawnFailed
+from relay_shell.report import ExecReport, signal_name
 
 READ_CHUNK = 256 * 1024
 """Largest read from a child's pipe, also the StreamReader limit (it buffers up to 2x this)."""
@@ -42,16 +43,6 @@ class ProcessSpec:
     merge_stderr: bool = True
 
 
-@dataclass(frozen=True)
-class ProcessResult:
-    exit_code: int
-    signal_name: str | None
-    capture: OutputCapture | SplitCapture
-    duration_ms: int
-    pid: int
-    pipe_held: bool  # background processes kept the output pipe open after the child exited
-
-
 async def run_process(
     spec: ProcessSpec,
     *,
@@ -59,10 +50,12 @@ async def run_process(
     budget: int,
     on_progress: ProgressCallback | None = None,
     kill_grace_s: float = KILL_GRACE_S,
-) -> ProcessResult:
+) -> ExecReport:
     """Run ``spec`` to completion within ``timeout_s``.
 
-    Returns the result for any exit status (non-zero is not an error).
+    Returns the report for any exit status (non-zero is not an error); a child killed by
+    signal N reports ``128 + N`` and the signal's name. ``pipe_held`` says that background
+    processes kept the output pipe open after the child exited.
 
     Raises:
         SpawnFailed: the program could not be started.
@@ -104,20 +97,14 @@ async def run_process(
             await group.kill(kill_grace_s)
         raise
     returncode = process.returncode if process.returncode is not None else -1
-    signal_name = (
-        signal.Signals(-returncode).name if returncode < 0 and -returncode in _SIGNAL_NUMBERS else None
-    )
-    return ProcessResult(
+    return ExecReport(
         exit_code=128 - returncode if returncode < 0 else returncode,
-        signal_name=signal_name,
+        signal=signal_name(-returncode) if returncode < 0 else None,
         capture=capture,
         duration_ms=round((time.monotonic() - started) * 1000),
-        pid=process.pid,
         pipe_held=pipe_held,
+        pid=process.pid,
     )
-
-
-_SIGNAL_NUMBERS = {int(sig) for sig in signal.Signals}
 
 
 async def _pump(

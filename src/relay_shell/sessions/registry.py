@@ -20,7 +20,6 @@ import builtins
 import contextlib
 import logging
 import math
-import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -28,7 +27,11 @@ from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
 from relay_shell.errors import InvalidInput, LimitReached, SessionEnded, SessionNotFound, SpawnFailed
+from relay_shell.linear_regex import LinearRegex
 from relay_shell.sessions.output import OutputBuffer, RecvResult
+from relay_shell.sessions.reading import SCREEN_MODES, ReadRequest, ScreenMode, read_session
+from relay_shell.sessions.recording import EchoProbe, Recording, RecordingSettings, RecordingSummary
+from relay_shell.sessions.screen import ScreenTracker
 from relay_shell.sessions.terminal import (
     parse_signal,
     validate_terminal_size,
@@ -40,6 +43,7 @@ KILL_GRACE_S = 2.0
 
 SessionKind = Literal["local", "ssh"]
 SessionState = Literal["running", "ended"]
+EndReason = Literal["exited", "killed", "reaped", "shutdown"]
 _ID_PREFIXES: Mapping[str, str] = {"local": "sh-", "ssh": "ssh-"}
 
 
@@ -104,6 +108,23 @@ class SessionInfo:
     exit_code: int | None
 
 
+@dataclass(frozen=True)
+class SessionEnd:
+    """A session is over: its output ended (``exited``) or it was closed (``killed`` by
+    session_kill, ``reaped`` by the sweep, ``shutdown``), whichever came first. Reported once,
+    after its recording (if any) was closed."""
+
+    session_id: str
+    kind: SessionKind
+    host: str | None
+    command: str
+    reason: EndReason
+    exit_code: int | None
+    duration_s: float
+    bytes_produced: int
+    recording: RecordingSummary | None
+
+
 @dataclass(eq=False)
 class _Session:
     session_id: str
@@ -117,9 +138,13 @@ class _Session:
     last_activity: float
     on_close: Callable[[], Awaitable[None]] | None
     output: OutputBuffer
+    screen: ScreenTracker
+    recording: Recording | None = None
     waiters: int = 0
     reader: asyncio.Task[None] | None = None
     teardown: asyncio.Future[None] | None = None
+    end_reason: EndReason | None = None
+    ending: asyncio.Future[None] | None = None
 
     @property
     def ended(self) -> bool:
@@ -132,6 +157,10 @@ class SessionRegistry:
     Sessions are reaped when idle longer than ``idle_timeout_s`` or older than
     ``max_lifetime_s``, both measured with ``clock``; :meth:`start` runs :meth:`sweep` every
     ``sweep_interval_s``. A session with a ``recv`` in progress is never reaped.
+
+    With ``recording`` every session is recorded (:mod:`relay_shell.sessions.recording`);
+    ``on_end`` is told once when each session is over (:class:`SessionEnd`: the audit's
+    session-end record).
     """
 
     def __init__(
@@ -144,7 +173,11 @@ class SessionRegistry:
         clock: Callable[[], float] = time.monotonic,
         sweep_interval_s: float = 30.0,
         kill_grace_s: float = KILL_GRACE_S,
+        recording: RecordingSettings | None = None,
+        on_end: Callable[[SessionEnd], None] | None = None,
     ) -> None:
+        self._recording = recording
+        self._on_end = on_end
         self._max_sessions = max_sessions
         self._buffer_bytes = buffer_bytes
         self._idle_timeout_s = idle_timeout_s
@@ -174,28 +207,36 @@ class SessionRegistry:
         cols: int,
         rows: int,
         on_close: Callable[[], Awaitable[None]] | None = None,
+        term: str = "xterm-256color",
     ) -> SessionInfo:
         """Register a running transport and start its reader; returns the new session's info.
 
-        The registry owns ``transport`` from this call on: if it cannot be added (full, or
-        shutting down) it is closed and ``on_close`` runs before the error is raised.
+        The registry owns ``transport`` from this call on: if it cannot be added (full,
+        shutting down, or its recording cannot be created) it is closed and ``on_close`` runs
+        before the error is raised. ``term`` is the terminal type, for the recording's header.
 
         Raises:
             LimitReached: ``RELAY_SHELL_MAX_SESSIONS`` live sessions already.
-            SpawnFailed: the registry is shutting down.
+            SpawnFailed: the registry is shutting down, or the recording cannot be created.
         """
         if kind not in _ID_PREFIXES:
             raise ValueError(f"session kind must be 'local' or 'ssh', not {kind!r}")
+        session_id = _ID_PREFIXES[kind] + secrets.token_hex(6)
+        while session_id in self._sessions:
+            session_id = _ID_PREFIXES[kind] + secrets.token_hex(6)
+        recording = None
         try:
             if self._shut_down:
                 raise SpawnFailed("the server is shutting down: no new sessions")
             self.ensure_capacity()
+            if self._recording is not None:
+                title = f"relay-shell {session_id}" + (f" on {host}" if host else "")
+                recording = Recording.start(
+                    self._recording, session_id, cols=cols, rows=rows, command=command, title=title, term=term
+                )
         except BaseException:
             await _close_quietly(transport, on_close, self._kill_grace_s)
             raise
-        session_id = _ID_PREFIXES[kind] + secrets.token_hex(6)
-        while session_id in self._sessions:
-            session_id = _ID_PREFIXES[kind] + secrets.token_hex(6)
         now = self._clock()
         session = _Session(
             session_id,
@@ -209,6 +250,8 @@ class SessionRegistry:
             now,
             on_close,
             OutputBuffer(self._buffer_bytes),
+            ScreenTracker(cols, rows),
+            recording,
         )
         self._sessions[session_id] = session
         session.reader = asyncio.create_task(self._pump(session), name=f"relay-shell reader {session_id}")
@@ -232,7 +275,17 @@ class SessionRegistry:
         session = self._get(session_id)
         session.last_activity = self._clock()
         self._require_running(session)
+        echo = self.echo_enabled(session_id)  # read before the input can change it
         await session.transport.write(data)
+        if session.recording is not None:
+            session.recording.input(data, echo)
+
+    def echo_enabled(self, session_id: str) -> bool | None:
+        """Whether the session's terminal echoes input now: False at a password prompt (and
+        under a line editor such as readline, which echoes by itself); None when it cannot be
+        known (SSH terminals). Raises SessionNotFound."""
+        transport = self._get(session_id).transport
+        return transport.echo_enabled() if isinstance(transport, EchoProbe) else None
 
     async def resize(self, session_id: str, cols: int, rows: int) -> None:
         """Set the window size. Raises SessionNotFound, SessionEnded, InvalidInput."""
@@ -242,6 +295,9 @@ class SessionRegistry:
         self._require_running(session)
         await session.transport.resize(cols, rows)
         session.cols, session.rows = cols, rows
+        session.screen.resize(cols, rows)
+        if session.recording is not None:
+            session.recording.resize(cols, rows)
 
     async def kill(self, session_id: str, signal: str = "TERM", close: bool = True) -> SessionInfo:
         """Signal the session; with ``close`` also close it and remove it from the registry.
@@ -266,7 +322,7 @@ class SessionRegistry:
         elif not close:
             self._require_running(session)
         if close:
-            await self._close_session(session)
+            await self._close_session(session, "killed")
         return self._info(session)
 
     async def recv(
@@ -275,30 +331,43 @@ class SessionRegistry:
         *,
         timeout_s: float,
         max_bytes: int,
-        until: re.Pattern[str] | None = None,
+        until: LinearRegex | None = None,
         strip_ansi: bool = True,
+        screen: ScreenMode = "auto",
+        quiet_s: float | None = None,
     ) -> RecvResult:
         """Consume and return output (see :class:`RecvResult` for the fields).
 
         Without ``until``: buffered output at once, else the first output within
-        ``timeout_s``. With ``until``: accumulate until the pattern matches the accumulated
-        text (after ANSI stripping when ``strip_ansi``), the timeout, the end of the
-        session or ``max_bytes``. A cancelled recv consumes nothing.
+        ``timeout_s``. With ``until`` (compiled by :func:`relay_shell.linear_regex.compile_caller_regex`):
+        accumulate until the pattern matches the text (after ANSI stripping when ``strip_ansi``;
+        searched incrementally, see :class:`relay_shell.linear_regex.StreamSearch`), the timeout,
+        the end of the session or ``max_bytes``. ``quiet_s`` waits until the output pauses that
+        long. ``screen`` chooses a stream or a screen read (:mod:`relay_shell.sessions.reading`).
+        A cancelled stream read consumes nothing.
 
         Raises:
             SessionNotFound: unknown id.
-            InvalidInput: ``timeout`` negative or not finite, ``max_bytes`` below 1.
+            InvalidInput: ``timeout`` or ``quiet_ms`` negative or not finite, ``max_bytes``
+                below 1, ``screen`` not auto, always or never.
         """
         if not isinstance(timeout_s, int | float) or not math.isfinite(timeout_s) or timeout_s < 0:
             raise InvalidInput("timeout", f"must be a finite number of seconds >= 0, not {timeout_s!r}")
         if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1:
             raise InvalidInput("max_bytes", f"must be a positive integer, not {max_bytes!r}")
+        if screen not in SCREEN_MODES:
+            raise InvalidInput("screen", f"must be one of {', '.join(SCREEN_MODES)}, not {screen!r}")
+        if quiet_s is not None and (
+            not isinstance(quiet_s, int | float) or not math.isfinite(quiet_s) or quiet_s < 0
+        ):
+            raise InvalidInput("quiet_ms", f"must be a finite number >= 0, not {quiet_s!r}")
         session = self._get(session_id)
         session.waiters += 1
         session.last_activity = self._clock()
+        request = ReadRequest(timeout_s, max_bytes, until, strip_ansi, screen, quiet_s)
         try:
-            return await session.output.take(
-                timeout_s, max_bytes, until, strip_ansi, lambda: session.transport.exit_status
+            return await read_session(
+                session.output, session.screen, request, lambda: session.transport.exit_status
             )
         finally:
             session.waiters -= 1
@@ -323,7 +392,7 @@ class SessionRegistry:
         for session in expired:
             log.info("reaping session %s (idle %.0f s, age %.0f s)", session.session_id,
                      now - session.last_activity, now - session.created)  # fmt: skip
-        await asyncio.gather(*(self._close_session(session) for session in expired))
+        await asyncio.gather(*(self._close_session(session, "reaped") for session in expired))
         return [session.session_id for session in expired]
 
     async def start(self) -> None:
@@ -339,7 +408,9 @@ class SessionRegistry:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
             self._sweeper = None
-        await asyncio.gather(*(self._close_session(session) for session in list(self._sessions.values())))
+        await asyncio.gather(
+            *(self._close_session(session, "shutdown") for session in list(self._sessions.values()))
+        )
 
     # -- internals -----------------------------------------------------------------------
 
@@ -380,7 +451,10 @@ class SessionRegistry:
         """Reader task: copy output into the ring buffer; at the end, release the transport."""
         try:
             while chunk := await session.transport.read():
+                session.screen.observe(chunk, session.output.produced)
                 session.output.append(chunk)
+                if session.recording is not None:
+                    session.recording.output(chunk)
         except Exception:
             log.exception("reading session %s failed; treating it as ended", session.session_id)
         finally:
@@ -390,9 +464,34 @@ class SessionRegistry:
             await session.transport.close(self._kill_grace_s)
         except Exception:
             log.exception("closing the transport of session %s failed", session.session_id)
+        await self._end(session)
 
-    async def _close_session(self, session: _Session) -> None:
+    async def _end(self, session: _Session) -> None:
+        """Close the recording and report the end of the session (:class:`SessionEnd`). Once."""
+        if session.ending is None:
+            session.ending = asyncio.ensure_future(self._report_end(session))
+        await asyncio.shield(session.ending)
+
+    async def _report_end(self, session: _Session) -> None:
+        summary = None
+        try:
+            if session.recording is not None:
+                summary = await session.recording.close()
+            if self._on_end is not None:
+                self._on_end(
+                    SessionEnd(
+                        session.session_id, session.kind, session.host, session.command,
+                        session.end_reason or "exited", session.transport.exit_status,
+                        round(max(0.0, self._clock() - session.created), 3), session.output.produced, summary,
+                    )
+                )  # fmt: skip
+        except Exception:
+            log.exception("ending session %s failed", session.session_id)
+
+    async def _close_session(self, session: _Session, reason: EndReason) -> None:
         """Close the transport, stop the reader, remove the session, run on_close. Once."""
+        if session.end_reason is None and session.ending is None and not session.output.finished:
+            session.end_reason = reason
         if session.teardown is None:
             session.teardown = asyncio.ensure_future(self._teardown(session))
         await asyncio.shield(session.teardown)
@@ -409,6 +508,7 @@ class SessionRegistry:
             log.exception("closing session %s failed", session.session_id)
         finally:
             session.output.finish()
+            await self._end(session)
             self._sessions.pop(session.session_id, None)
             if session.on_close is not None:
                 try:

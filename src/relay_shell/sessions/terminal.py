@@ -52,29 +52,65 @@ def parse_signal(name: str) -> str:
     raise InvalidInput("signal", f"unknown signal {name!r} (known: {', '.join(SIGNALS)})")
 
 
-KEYS: Mapping[str, bytes] = MappingProxyType(
-    {
-        "Enter": b"\r",
-        "Tab": b"\t",
-        "Escape": b"\x1b",
-        "Backspace": b"\x7f",
-        "Up": b"\x1b[A",
-        "Down": b"\x1b[B",
-        "Right": b"\x1b[C",
-        "Left": b"\x1b[D",
-        "Home": b"\x1b[H",
-        "End": b"\x1b[F",
-        "PageUp": b"\x1b[5~",
-        "PageDown": b"\x1b[6~",
-        **{f"C-{chr(code)}": bytes([code - 0x60]) for code in range(ord("a"), ord("z") + 1)},
-    }
+_NAMED_KEYS: dict[str, bytes] = {
+    "Enter": b"\r",
+    "Tab": b"\t",
+    "Escape": b"\x1b",
+    "Backspace": b"\x7f",
+    "Up": b"\x1b[A",
+    "Down": b"\x1b[B",
+    "Right": b"\x1b[C",
+    "Left": b"\x1b[D",
+    "Home": b"\x1b[H",
+    "End": b"\x1b[F",
+    "PageUp": b"\x1b[5~",
+    "PageDown": b"\x1b[6~",
+    "Insert": b"\x1b[2~",
+    "Delete": b"\x1b[3~",
+    "S-Tab": b"\x1b[Z",
+    # xterm: F1-F4 are SS3 sequences, F5-F12 numbered CSI ~ sequences (16 and 22 are unused).
+    **{f"F{number}": f"\x1bO{final}".encode() for number, final in zip(range(1, 5), "PQRS", strict=True)},
+    **{
+        f"F{number}": f"\x1b[{code}~".encode()
+        for number, code in zip(range(5, 13), (15, 17, 18, 19, 20, 21, 23, 24), strict=True)
+    },
+}
+_CONTROL_KEYS: dict[str, bytes] = {
+    **{f"C-{chr(code)}": bytes([code - 0x60]) for code in range(ord("a"), ord("z") + 1)},
+    "C-Space": b"\x00",
+    "C-\\": b"\x1c",
+    "C-]": b"\x1d",
+}
+_META_KEYS: dict[str, bytes] = {
+    # Alt sends ESC before the key (xterm's metaSendsEscape, the usual terminal setting).
+    **{f"M-{chr(code)}": b"\x1b" + bytes([code]) for code in range(0x21, 0x7F)},
+    **{f"M-{name}": b"\x1b" + value for name, value in _NAMED_KEYS.items()},
+    "M-Space": b"\x1b ",
+}
+KEYS: Mapping[str, bytes] = MappingProxyType({**_NAMED_KEYS, **_CONTROL_KEYS, **_META_KEYS})
+"""Every key name ``session_send`` accepts and the bytes it types: the whole key vocabulary, in one table.
+
+Names are matched exactly, then case-insensitively, except the character of ``M-<char>``
+(``M-b`` and ``M-B`` are different keys).
+"""
+_KEYS_FOLDED = {
+    name.lower(): value for name, value in KEYS.items() if not (name.startswith("M-") and len(name) == 3)
+}
+_KNOWN_KEYS_TEXT = (
+    ", ".join(_NAMED_KEYS).replace("F1, F2, F3, F4, F5, F6, F7, F8, F9, F10, F11, F12", "F1 .. F12")
+    + ", C-a .. C-z, C-Space, C-\\, C-], M-<character or key> (Alt)"
 )
-_KEYS_FOLDED = {name.lower(): value for name, value in KEYS.items()}
-_KNOWN_KEYS_TEXT = ", ".join(name for name in KEYS if not name.startswith("C-")) + ", C-a .. C-z"
+
+
+def _key_bytes(key: str) -> bytes | None:
+    value = KEYS.get(key)
+    if value is None and len(key) == 3 and key[:2].lower() == "m-":
+        value = KEYS.get("M-" + key[2])  # "m-x" is M-x; the character keeps its case
+    return value if value is not None else _KEYS_FOLDED.get(key.lower())
 
 
 def keys_to_bytes(keys: Sequence[str]) -> bytes:
-    """The bytes a terminal sends for the named keys, in order (names are case-insensitive).
+    """The bytes a terminal sends for the named keys, in order (see :data:`KEYS` for the names).
 
     Raises:
         InvalidInput: (argument ``keys``) not a list of strings, or an unknown key name.
@@ -83,7 +119,7 @@ def keys_to_bytes(keys: Sequence[str]) -> bytes:
         raise InvalidInput("keys", 'must be a list of key names, for example ["C-c"]')
     sent = bytearray()
     for key in keys:
-        value = _KEYS_FOLDED.get(key.lower()) if isinstance(key, str) else None
+        value = _key_bytes(key) if isinstance(key, str) else None
         if value is None:
             raise InvalidInput("keys", f"unknown key {key!r} (known: {_KNOWN_KEYS_TEXT})")
         sent += value

@@ -1,4 +1,4 @@
-"""SSH over asyncssh (SPEC §5.2, §9). Knows nothing of MCP; nothing above it sees an asyncssh type.
+"""SSH over asyncssh (docs/tools.md). Knows nothing of MCP; nothing above it sees an asyncssh type.
 
 Modules, in dependency order::
 
@@ -9,9 +9,13 @@ Modules, in dependency order::
     hostkeys   known_hosts file, strict / accept-new / ignore verification
     connect    Dialer: one connection (+ jump chain) under a deadline, MaxStartups retry
     pool       ConnectionPool, Lease, PoolStats
-    remote_exec  run_remote -> RemoteResult (bounded, stopped on timeout/cancel)
-    check      check_hosts -> CheckResult
-    fanout     fanout -> FanoutHostResult, group_identical
+    remote_exec  run_remote -> ExecReport (bounded, stopped on timeout/cancel)
+    hostpatterns  host patterns (aliases, globs, @tags, & and !, failed:<fanout_id>) -> names; pure
+    fleet      Rollout (batches, max_fail, canary), run_rollout, FanoutHistory; pure
+    fleet_report  the text of a multi-host result within a byte budget; pure
+    selection  host patterns against the Inventory and the fan-out history
+    check      check_hosts -> CheckResult (pooled round trip or fresh dial, no host key recorded)
+    fanout     run_fanout -> FanoutReport of FanoutHostResult, group_identical
     keyscan    keyscan -> ScannedKey
     socks      the server side of a SOCKS5 CONNECT handshake (for D forwards)
     pty, sftp, forwards   remote PTY sessions, transfers and port forwards on pinned leases

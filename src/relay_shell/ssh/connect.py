@@ -65,9 +65,16 @@ class Dialer:
         self.known_hosts = KnownHostsFile(self.settings.expand(self.settings.ssh_known_hosts_file))
 
     async def dial(
-        self, spec: HostSpec, *, deadline: float, on_lost: Callable[[], None] | None = None
+        self,
+        spec: HostSpec,
+        *,
+        deadline: float,
+        on_lost: Callable[[], None] | None = None,
+        record_host_keys: bool = True,
     ) -> Dialed:
         """Connect (through ``spec.jump`` if any) by ``deadline`` (``loop.time()`` based).
+
+        ``record_host_keys=False`` never writes known_hosts (an unknown host is refused).
 
         Raises:
             RemoteUnreachable: with the reason (see :mod:`relay_shell.ssh.translate`).
@@ -83,10 +90,16 @@ class Dialer:
                     limit,
                     label=spec.alias,
                     via=f"jump host {hop.display()}",
+                    record=record_host_keys,
                 )
                 tunnels.append(connection)
             connection, client = await self._connect(
-                spec, tunnels[-1] if tunnels else None, limit, label=spec.alias, on_lost=on_lost
+                spec,
+                tunnels[-1] if tunnels else None,
+                limit,
+                label=spec.alias,
+                on_lost=on_lost,
+                record=record_host_keys,
             )
         except BaseException:
             for tunnel in reversed(tunnels):
@@ -103,13 +116,14 @@ class Dialer:
         label: str,
         via: str | None = None,
         on_lost: Callable[[], None] | None = None,
+        record: bool = True,
     ) -> tuple[asyncssh.SSHClientConnection, VerifyingClient]:
         loop = asyncio.get_running_loop()
         started = loop.time()
         dropped: BaseException | None = None
         retries = 0
         while True:
-            client = VerifyingClient(spec.known_hosts, self.known_hosts, on_lost)
+            client = VerifyingClient(spec.known_hosts, self.known_hosts, on_lost, record=record)
             try:
                 async with asyncio.timeout_at(limit):
                     return await self._connect_once(spec, tunnel, client), client

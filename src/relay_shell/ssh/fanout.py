@@ -1,23 +1,26 @@
-"""One command on many hosts (SPEC §5.2 ``ssh_fanout``).
+"""One command on many hosts (``ssh_fanout`` in docs/tools.md).
 
 Bounded concurrency (a semaphore), a deadline per host (connecting included, counted from
 when the host's turn starts), results in input order, and one output budget shared by
 all hosts: each gets ``budget // n`` bytes for its rendered output (never less than
 :data:`MIN_HOST_BUDGET`), so the outputs together stay within the budget whenever
 ``n <= budget // MIN_HOST_BUDGET``. stdout and stderr are merged per host.
+
+Hosts run under a :class:`~relay_shell.ssh.fleet.Rollout` (batches, failure budget,
+canaries; see :mod:`relay_shell.ssh.fleet`): a host that never started is ``skipped``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from relay_shell.capture import capture_fields
 from relay_shell.errors import ExecTimeout, LimitReached, RemoteFailed, RemoteUnreachable
+from relay_shell.ssh.fleet import Rollout, TargetsReport, run_targets
 from relay_shell.ssh.pool import ConnectionPool
 from relay_shell.ssh.remote_exec import run_remote
 from relay_shell.ssh.targets import HostSpec
@@ -27,7 +30,7 @@ MARKER_RESERVE = 48  # room for the "[... N bytes omitted ...]" line a truncated
 PROGRESS_INTERVAL_S = 1.0
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
-FanoutStatus = Literal["ok", "failed", "timeout", "unreachable", "denied"]
+FanoutStatus = Literal["ok", "failed", "timeout", "unreachable", "denied", "skipped"]
 FanoutProgress = Callable[[int, int], Awaitable[None]]
 
 
@@ -42,6 +45,20 @@ class FanoutHostResult:
     stream_sha256: str
     duration_ms: int
     reason: str | None
+    batch: int | None = None  # the batch it belonged to (0 = canaries); None when denied
+
+    def fields(self) -> dict[str, object]:
+        """The JSON-ready row of a result."""
+        return {
+            "host": self.host, "status": self.status, "exit_code": self.exit_code, "output": self.output,
+            "truncated": self.truncated, "output_bytes": self.output_bytes,
+            "stream_sha256": self.stream_sha256, "duration_ms": self.duration_ms, "reason": self.reason,
+            "batch": self.batch,
+        }  # fmt: skip
+
+
+FanoutReport = TargetsReport[FanoutHostResult]
+"""Every host's result in input order, the host names of each batch, and why it stopped (if)."""
 
 
 def host_budget(budget: int, hosts: int) -> int:
@@ -60,28 +77,49 @@ async def fanout(
     budget: int,
     on_progress: FanoutProgress | None = None,
 ) -> list[FanoutHostResult]:
+    """:func:`run_fanout` with no batches, budget or canaries: every target runs."""
+    report = await run_fanout(
+        pool, targets, command, timeout_s=timeout_s, concurrency=concurrency, budget=budget,
+        on_progress=on_progress,
+    )  # fmt: skip
+    return report.results
+
+
+async def run_fanout(
+    pool: ConnectionPool,
+    targets: Sequence[tuple[str, HostSpec | None, str | None]],
+    command: str,
+    *,
+    timeout_s: float,
+    concurrency: int,
+    budget: int,
+    rollout: Rollout | None = None,
+    on_progress: FanoutProgress | None = None,
+) -> FanoutReport:
     """Run ``command`` on every target; ``(name, None, reason)`` targets are reported ``denied``.
 
-    ``on_progress(done, total)`` is awaited at most about once a second, and once at the end.
-    Returns one result per target, in input order; a host's failure never fails the call.
+    The other targets run under ``rollout`` (default: all in one batch, no stop), each
+    batch at most ``concurrency`` wide. ``on_progress(done, total)`` is awaited at most about
+    once a second, and once at the end. Returns one result per target, in input order; a
+    host's failure never fails the call.
     """
-    total = len(targets)
-    per_host = host_budget(budget, total)
-    gate = asyncio.Semaphore(max(1, concurrency))
-    progress = _Progress(total, on_progress)
+    per_host = host_budget(budget, len(targets))
+    progress = _Progress(len(targets), on_progress)
 
-    async def one(name: str, spec: HostSpec | None, denial: str | None) -> FanoutHostResult:
-        if spec is None:
-            result = FanoutHostResult(name, "denied", None, "", False, 0, EMPTY_SHA256, 0, denial or "denied")
-        else:
-            async with gate:
-                result = await _run_host(pool, name, spec, command, timeout_s, per_host)
-        await progress.host_done()
-        return result
+    async def run_host(name: str, spec: HostSpec, batch: int) -> FanoutHostResult:
+        result = await _run_host(pool, name, spec, command, timeout_s, per_host)
+        return replace(result, batch=batch)
 
-    async with asyncio.TaskGroup() as tasks:
-        running = [tasks.create_task(one(name, spec, denial)) for name, spec, denial in targets]
-    return [task.result() for task in running]
+    def denied(name: str, reason: str) -> FanoutHostResult:
+        return FanoutHostResult(name, "denied", None, "", False, 0, EMPTY_SHA256, 0, reason)
+
+    def skipped(name: str, reason: str, batch: int) -> FanoutHostResult:
+        return FanoutHostResult(name, "skipped", None, "", False, 0, EMPTY_SHA256, 0, reason, batch)
+
+    return await run_targets(
+        targets, rollout or Rollout(), concurrency=concurrency, run_host=run_host, denied=denied,
+        skipped=skipped, on_done=progress.host_done,
+    )  # fmt: skip
 
 
 class _Progress:
@@ -146,11 +184,12 @@ def group_identical(results: Sequence[FanoutHostResult]) -> list[tuple[list[str]
     """
     groups: dict[str, list[str]] = {}
     for result in results:
-        groups.setdefault(_group_text(result), []).append(result.host)
+        groups.setdefault(group_text(result), []).append(result.host)
     return [(hosts, text) for text, hosts in groups.items()]
 
 
-def _group_text(result: FanoutHostResult) -> str:
+def group_text(result: FanoutHostResult) -> str:
+    """A host's status line (``ok (exit 0)``, ``skipped: not started: ...``) and its output."""
     header: str = result.status
     if result.exit_code is not None:
         header += f" (exit {result.exit_code})"

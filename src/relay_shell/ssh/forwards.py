@@ -1,4 +1,4 @@
-"""Port forwards through pooled SSH connections (SPEC §5.2): local, remote and SOCKS5.
+"""Port forwards through pooled SSH connections (docs/tools.md): local, remote and SOCKS5.
 
 Specs (parsed and validated by :func:`parse_forward_spec` before any connection)::
 

@@ -1,4 +1,4 @@
-"""Host key verification (SPEC §9.1): ``strict``, ``accept-new`` and ``ignore``.
+"""Host key verification (docs/adr/0012-ssh-connections.md): ``strict``, ``accept-new`` and ``ignore``.
 
 The check runs inside the key exchange, before authentication: asyncssh is given the keys
 the known_hosts file lists for the exact name (``host`` for port 22, ``[host]:port``
@@ -10,6 +10,10 @@ otherwise; hashed and wildcard entries included) and calls
   form, under a file lock, re-checked so concurrent first connections record it once);
   a host with other keys on record -> refused, naming the old and new SHA-256 fingerprints;
 - ``ignore``: asyncssh is given ``known_hosts=None`` and nothing is checked.
+
+A connection made with ``record=False`` (``ssh_check``: a read-only probe) never writes the
+file: under ``accept-new`` an unknown host is refused like under ``strict``, with a detail
+saying the key is unknown and was not recorded.
 
 Unlike asyncssh's own matcher, an entry for port 22 never vouches for another port
 (OpenSSH keeps ``[host]:2222`` separate), so two daemons behind one address do not clash.
@@ -208,10 +212,13 @@ class VerifyingClient(asyncssh.SSHClient):
         mode: KnownHostsMode,
         known_hosts: KnownHostsFile,
         on_lost: Callable[[], None] | None = None,
+        *,
+        record: bool = True,
     ) -> None:
         self.mode = mode
         self.known_hosts = known_hosts
         self.on_lost = on_lost
+        self.record = record
         self.problem: str | None = None
 
     def known_hosts_argument(self, host: str, port: int) -> KnownHostsArgument:
@@ -228,6 +235,13 @@ class VerifyingClient(asyncssh.SSHClient):
         if key in known:  # recorded meanwhile by a concurrent first connection
             return True
         if not known and self.mode is KnownHostsMode.ACCEPT_NEW:
+            if not self.record:
+                self.problem = (
+                    f"unknown host key for {name}: {fingerprint(key)} ({key.get_algorithm()}) is not in "
+                    f"{self.known_hosts.path}, and this probe records no host key; check it (ssh_keyscan), "
+                    "then the first connection of another SSH tool records it (known_hosts accept-new)"
+                )
+                return False
             known = self.known_hosts.record(host, port, key)
             if not known:
                 return True

@@ -1,4 +1,4 @@
-"""The host inventory (SPEC §9.2): ssh_config aliases merged with a JSON inventory file.
+"""The host inventory (ADR 0012): ssh_config aliases merged with a JSON inventory file.
 
 Resolution of a host text, field by field (first that is set wins)::
 

@@ -1,4 +1,4 @@
-"""Fetch host keys natively (SPEC §5.2 ``ssh_keyscan``): no ``ssh-keyscan`` binary.
+"""Fetch host keys natively (``ssh_keyscan`` in docs/tools.md): no ``ssh-keyscan`` binary.
 
 Per host: one short connection reads the server's ``KEXINIT`` to learn which host key
 algorithms it offers (OpenSSH resets a connection whose client asks for a type it lacks,

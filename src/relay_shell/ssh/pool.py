@@ -1,4 +1,4 @@
-"""The SSH connection pool (SPEC §9.1).
+"""The SSH connection pool (docs/adr/0012-ssh-connections.md).
 
 - Keyed by :meth:`HostSpec.pool_key` (user, host, port, keys, known-hosts mode, jump chain),
   so a ``strict`` call never reuses an ``ignore`` connection. One key may map to several
@@ -11,6 +11,9 @@
 - Cap ``MAX_CONNS``: a new dial evicts the least recently used idle connection; when
   every connection is in use, :class:`LimitReached` names ``RELAY_SHELL_MAX_CONNS``.
   Connections in use (leased or pinned) are never evicted.
+- A lease taken with ``record_host_keys=False`` (a read-only probe) never dials a
+  connection that writes known_hosts; such dials are single-flight among themselves only,
+  and the connection they make is pooled like any other (its host key was already known).
 - Idle connections older than ``SSH_IDLE_TIMEOUT`` (per the injectable ``clock``) are
   closed by :meth:`ConnectionPool.sweep`, which a background task runs periodically.
 """
@@ -57,6 +60,7 @@ class _Pooled:
         self.channel_limit: int | None = None  # learned from a refusal
         self.last_used = now
         self.discarded = False
+        self.uses = 0  # leases ever taken on it: more than one means a reused connection
 
     @property
     def connection(self) -> asyncssh.SSHClientConnection:
@@ -90,12 +94,16 @@ class Lease:
     :attr:`connection` may change while no channel is open yet (see :meth:`open_channel`).
     """
 
-    def __init__(self, pool: ConnectionPool, spec: HostSpec, entry: _Pooled, deadline: float) -> None:
+    def __init__(
+        self, pool: ConnectionPool, spec: HostSpec, entry: _Pooled, deadline: float, *, record: bool = True
+    ) -> None:
         self._pool = pool
         self.spec = spec
         self._entry = entry
         self._deadline = deadline
         self._refused_by: list[_Pooled] = []
+        self.record = record
+        self.reused = entry.uses > 1  # the connection served an earlier lease (it was not dialled for us)
         self.channels = 0
         self.released = False
 
@@ -182,35 +190,38 @@ class ConnectionPool:
         self.dialer = dialer or Dialer(settings)
         self._clock = clock
         self._entries: dict[PoolKey, list[_Pooled]] = {}
-        self._flights: dict[PoolKey, _Flight] = {}
+        self._flights: dict[tuple[PoolKey, bool], _Flight] = {}
         self._dials = 0
         self._closed = False
         self._sweeper: asyncio.Task[None] | None = None
 
-    def lease(self, spec: HostSpec, *, deadline: float) -> AbstractAsyncContextManager[Lease]:
+    def lease(
+        self, spec: HostSpec, *, deadline: float, record_host_keys: bool = True
+    ) -> AbstractAsyncContextManager[Lease]:
         """``async with pool.lease(spec, deadline=loop.time() + t) as lease:`` use, then release.
 
-        Connecting counts against ``deadline`` (``loop.time()`` based).
+        Connecting counts against ``deadline`` (``loop.time()`` based). With
+        ``record_host_keys=False`` a dial never writes known_hosts.
         """
-        return self._lease(spec, deadline)
+        return self._lease(spec, deadline, record_host_keys)
 
     @contextlib.asynccontextmanager
-    async def _lease(self, spec: HostSpec, deadline: float) -> AsyncIterator[Lease]:
-        lease = await self.pin(spec, deadline=deadline)
+    async def _lease(self, spec: HostSpec, deadline: float, record: bool) -> AsyncIterator[Lease]:
+        lease = await self.pin(spec, deadline=deadline, record_host_keys=record)
         try:
             yield lease
         finally:
             self.unpin(lease)
 
-    async def pin(self, spec: HostSpec, *, deadline: float) -> Lease:
+    async def pin(self, spec: HostSpec, *, deadline: float, record_host_keys: bool = True) -> Lease:
         """A long-lived lease (sessions, forwards): the connection stays in use until :meth:`unpin`.
 
         Raises:
             RemoteUnreachable: the dial failed or did not finish by ``deadline``.
             LimitReached: ``MAX_CONNS`` connections exist and all are in use.
         """
-        entry = await self._acquire(spec, deadline, avoid=())
-        return Lease(self, spec, entry, deadline)
+        entry = await self._acquire(spec, deadline, avoid=(), record=record_host_keys)
+        return Lease(self, spec, entry, deadline, record=record_host_keys)
 
     def unpin(self, lease: Lease) -> None:
         """Release a lease (idempotent). Never blocks: closing happens in the background."""
@@ -265,7 +276,9 @@ class ConnectionPool:
 
     # -- internals -------------------------------------------------------------------------
 
-    async def _acquire(self, spec: HostSpec, deadline: float, *, avoid: Sequence[_Pooled]) -> _Pooled:
+    async def _acquire(
+        self, spec: HostSpec, deadline: float, *, avoid: Sequence[_Pooled], record: bool = True
+    ) -> _Pooled:
         key = spec.pool_key()
         while True:
             if self._closed:
@@ -274,12 +287,13 @@ class ConnectionPool:
             entry = self._pick(key, avoid)
             if entry is not None:
                 entry.leases += 1
+                entry.uses += 1
                 entry.last_used = self._clock()
                 return entry
-            flight = self._flights.get(key)
+            flight = self._flights.get((key, record))
             if flight is None or flight.task.done():
                 self._make_room()
-                flight = self._start_flight(spec, key, deadline)
+                flight = self._start_flight(spec, key, deadline, record)
             await self._wait(flight, spec, deadline)
 
     def _pick(self, key: PoolKey, avoid: Sequence[_Pooled]) -> _Pooled | None:
@@ -291,24 +305,26 @@ class ConnectionPool:
         # Pack leases onto the busiest connection that has room, so spare ones go idle and expire.
         return max(candidates, key=lambda entry: entry.leases, default=None)
 
-    def _start_flight(self, spec: HostSpec, key: PoolKey, deadline: float) -> _Flight:
+    def _start_flight(self, spec: HostSpec, key: PoolKey, deadline: float, record: bool) -> _Flight:
         self._dials += 1
         cap = asyncio.get_running_loop().time() + self.settings.ssh_connect_timeout
         deadline = min(deadline, cap)
-        task = asyncio.create_task(self._dial(spec, key, deadline), name=f"ssh-dial {spec.display()}")
+        task = asyncio.create_task(self._dial(spec, key, deadline, record), name=f"ssh-dial {spec.display()}")
         flight = _Flight(task, deadline, cap)
-        self._flights[key] = flight
-        task.add_done_callback(lambda done: self._flight_done(key, flight, done))
+        self._flights[(key, record)] = flight
+        task.add_done_callback(lambda done: self._flight_done((key, record), flight, done))
         return flight
 
-    def _flight_done(self, key: PoolKey, flight: _Flight, task: asyncio.Task[_Pooled]) -> None:
-        if self._flights.get(key) is flight:
-            del self._flights[key]
+    def _flight_done(
+        self, flight_key: tuple[PoolKey, bool], flight: _Flight, task: asyncio.Task[_Pooled]
+    ) -> None:
+        if self._flights.get(flight_key) is flight:
+            del self._flights[flight_key]
         if not task.cancelled():
             task.exception()  # retrieved here so an abandoned failure is never reported as lost
 
-    async def _dial(self, spec: HostSpec, key: PoolKey, deadline: float) -> _Pooled:
-        dialed = await self.dialer.dial(spec, deadline=deadline)
+    async def _dial(self, spec: HostSpec, key: PoolKey, deadline: float, record: bool) -> _Pooled:
+        dialed = await self.dialer.dial(spec, deadline=deadline, record_host_keys=record)
         if self._closed:
             await dialed.aclose()
             raise RemoteUnreachable(spec.alias, "closed", "the connection pool is shut down")
@@ -360,7 +376,7 @@ class ConnectionPool:
         """Re-home a lease that has no channel open onto another connection of its key."""
         self._release(lease._entry, 0)
         try:
-            entry = await self._acquire(lease.spec, deadline, avoid=avoid)
+            entry = await self._acquire(lease.spec, deadline, avoid=avoid, record=lease.record)
         except BaseException:
             lease.released = True  # it no longer holds any connection
             raise

@@ -1,4 +1,4 @@
-"""Remote PTY sessions: an SSH session channel with a terminal, as a session Transport (SPEC §5.2, §8).
+"""Remote PTY sessions: an SSH session channel with a terminal, as a session Transport (docs/tools.md).
 
 :func:`spawn_ssh_pty` pins a pooled connection, opens a session channel with a ``pty-req``
 (``term_type``, ``cols`` x ``rows``) and either a ``shell`` request (``command`` empty: the

@@ -1,4 +1,4 @@
-"""One remote command over a pooled connection, bounded in time and bytes (SPEC §5.2, §3).
+"""One remote command over a pooled connection, bounded in time and bytes (docs/architecture.md, "SSH").
 
 How no remote process outlives a timeout or a cancellation: the command runs in a plain
 exec channel (no PTY, so stdout and stderr stay separate and bytes are not rewritten);
@@ -25,12 +25,12 @@ import asyncio
 import contextlib
 import math
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 
 import asyncssh
 
 from relay_shell.capture import OutputCapture, SplitCapture, capture_fields, render_capture
 from relay_shell.errors import ExecTimeout, PartialOutput, RemoteFailed
+from relay_shell.report import ExecReport, signal_exit_code
 from relay_shell.ssh.pool import ConnectionPool, Lease
 from relay_shell.ssh.targets import HostSpec
 
@@ -42,17 +42,6 @@ OPEN_GRACE_S = 2.0
 DRAIN_AFTER_EXIT_S = 1.0
 
 ProgressCallback = Callable[[float, int], Awaitable[None]]
-
-
-@dataclass(frozen=True)
-class RemoteResult:
-    """A command that ran to its end. ``exit_code`` is ``None`` when it died of ``signal``."""
-
-    exit_code: int | None
-    signal: str | None
-    capture: SplitCapture | OutputCapture
-    duration_ms: int
-    pipe_held: bool = False  # exited, but a background child kept the output open; reading stopped
 
 
 class _ExecSession(asyncssh.SSHClientSession[bytes]):
@@ -201,21 +190,23 @@ async def run_remote(
     stdin: bytes | None = None,
     merge_stderr: bool = False,
     on_progress: ProgressCallback | None = None,
-) -> RemoteResult:
+) -> ExecReport:
     """Run ``command`` on ``spec`` within ``timeout_s`` (connecting included).
 
     Output streams into a bounded capture (split stdout/stderr under one budget, or merged).
     ``stdin`` is sent then closed (``None``: closed at once, like ``/dev/null``).
     ``on_progress(elapsed_s, bytes_so_far)`` is awaited about once a second.
 
-    Returns the result for any exit status (non-zero is not an error).
+    Returns the report for any exit status (non-zero is not an error); a command killed by
+    signal N reports ``128 + N`` and the signal's name, as a local process does.
 
     Raises:
         RemoteUnreachable: could not connect/authenticate (reason says why), also when the
             deadline passed while connecting.
         ExecTimeout: the deadline passed while the command ran; it was stopped (TERM, KILL,
             channel closed); carries the partial output.
-        RemoteFailed: the server refused the channel, or the connection died mid-command.
+        RemoteFailed: the server refused the channel, or the channel ended without an exit
+            status (the connection died mid-command); ``reason`` is ``connection_lost``.
         LimitReached: ``MAX_CONNS`` connections exist and all are in use.
         asyncio.CancelledError: re-raised after the remote command was stopped.
     """
@@ -241,18 +232,31 @@ async def run_remote(
         except BaseException:
             await _complete(remote.stop())
             raise
+    return _report(remote, spec, round((loop.time() - started) * 1000))
+
+
+def _report(remote: _RemoteCommand, spec: HostSpec, duration_ms: int) -> ExecReport:
+    """How the command ended; a channel that closed without an exit status is a lost connection.
+
+    Raises:
+        RemoteFailed: no exit status or signal arrived (``reason`` ``connection_lost``).
+    """
     session = remote.session
     assert session is not None
-    if session.exit_status is None and session.exit_signal is None and session.error is not None:
+    if not session.exited:
+        cause = f": {session.error}" if session.error is not None else ""
         raise RemoteFailed(
-            f"{spec.display()}: the connection was lost while the command ran: {session.error}"
+            f"{spec.display()}: the connection was lost while the command ran (no exit status){cause}",
+            reason="connection_lost",
         )
-    return RemoteResult(
-        exit_code=session.exit_status if session.exit_signal is None else None,
-        signal=session.exit_signal,
-        capture=capture,
-        duration_ms=round((loop.time() - started) * 1000),
+    signal = session.exit_signal
+    return ExecReport(
+        exit_code=session.exit_status if signal is None else signal_exit_code(signal),
+        signal=signal,
+        capture=remote.capture,
+        duration_ms=duration_ms,
         pipe_held=remote.pipe_held,
+        host=spec.display(),
     )
 
 

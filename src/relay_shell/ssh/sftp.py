@@ -1,4 +1,4 @@
-"""File transfers over SFTP (SPEC §5.2): upload and download, recursive, attributes kept.
+"""File transfers over SFTP (docs/tools.md): upload and download, recursive, attributes kept.
 
 Destination rules (those of ``cp -r`` and ``scp``): when the destination is an existing
 directory the source is copied *into* it under its own name; otherwise the destination

@@ -29,7 +29,7 @@ PoolKey = tuple[str, str, int, tuple[str, ...], str, tuple[object, ...]]
 
 @dataclass(frozen=True)
 class ConnectOverrides:
-    """Per-call connection overrides (SPEC §5): each ``None`` means inventory, then defaults."""
+    """Per-call connection overrides (docs/tools.md): each ``None`` means inventory, then defaults."""
 
     user: str | None = None
     port: int | None = None

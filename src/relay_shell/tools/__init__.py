@@ -1,24 +1,28 @@
-"""The thin MCP surface: one module per tool family, each with ``register()``."""
+"""The thin MCP surface: one module per tool family, each with ``register()``.
+
+``local`` (shell_exec, shell_script), ``sessions`` (shell_spawn, session_*), ``ssh`` (ssh_exec,
+ssh_check, ssh_fanout, ssh_keyscan, ssh_hosts, the inventory resources), ``ssh_sessions``
+(ssh_spawn), ``sftp`` (ssh_upload, ssh_download), ``forwards`` (ssh_forward*),
+``diagnostics`` (server_info, audit_tail, the operating_guide prompt). ``base`` hands a
+call to the pipeline, ``adapter`` maps the pipeline's replies to the wire, ``hosts`` and
+``shape`` hold what several families share.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from mcp.server.mcpserver import MCPServer
 
-if TYPE_CHECKING:
-    from relay_shell.app import RelayServer, Services
+from relay_shell.services import Services
 
 
-def register_all(server: RelayServer, services: Services) -> None:
-    """Register every tool family on ``server``; families may add services they own.
-
-    Teardown runs last-registered-first, so the order here is also the shutdown order
-    reversed: forwards close first, then sessions (SSH PTYs still have their pooled
-    connection for an orderly TERM/KILL), then the SSH pool.
-    """
-    from relay_shell.tools import diagnostics, local, sessions, ssh, ssh_extra
+def register_all(server: MCPServer, services: Services) -> None:
+    """Register every tool family on ``server`` (the inventory resources read ``services``)."""
+    from relay_shell.tools import diagnostics, forwards, local, sessions, sftp, ssh, ssh_sessions
 
     local.register(server)
+    sessions.register(server)
     ssh.register(server, services)
-    sessions.register(server, services)
-    ssh_extra.register(server, services)
+    ssh_sessions.register(server)
+    sftp.register(server)
+    forwards.register(server)
     diagnostics.register(server)

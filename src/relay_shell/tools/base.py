@@ -1,11 +1,21 @@
-"""Glue between the MCP SDK and the pipeline: identity, progress, confirmation, services."""
+"""Glue between a tool body and the pipeline: services, identity, arguments, confirmation.
+
+A tool is a module-level ``async def`` whose body builds its typed request and calls
+:func:`run_tool` with a module-level planner; the planner validates the request and returns
+a :class:`~relay_shell.governance.call.Plan` naming a module-level executor. The pipeline
+runs both; :mod:`relay_shell.tools.adapter` maps the reply to the wire.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
-from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Annotated, cast
+from collections.abc import Callable, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING, Annotated
 
 from mcp.server.elicitation import render_elicitation_schema
 from mcp.server.mcpserver import Context
@@ -20,11 +30,13 @@ from mcp_types import (
 from mcp_types.version import is_version_at_least
 from pydantic import BaseModel, Field
 
+from relay_shell.governance.call import Call, CallArguments, Identity, Outcome, Plan
 from relay_shell.governance.confirm import ElicitAnswer
-from relay_shell.governance.pipeline import Call, Identity, Outcome, Plan, Planner
+from relay_shell.services import Services
+from relay_shell.tools.adapter import tool_result
+from relay_shell.vocabulary import Tier
 
 if TYPE_CHECKING:
-    from relay_shell.app import RelayServer, Services
     from relay_shell.http.scopes import Principal
 
 log = logging.getLogger("relay_shell.tools")
@@ -50,39 +62,25 @@ ConfirmToken = Annotated[
 ]
 """The ``confirm_token`` parameter every tool that can be tier 3 takes."""
 
+CURRENT_ARGUMENTS: ContextVar[CallArguments | None] = ContextVar("relay_shell_arguments", default=None)
+"""The arguments of the tool call being served, set by ``RelayServer.call_tool``."""
 
-def listing_plan[Row](
-    noun: str,
-    key: str,
-    rows: Callable[[], Sequence[Row]],
-    line: Callable[[Row], str],
-    fields: Callable[[Row], dict[str, object]],
-) -> Plan:
-    """The tier-0 plan of a list tool: when it runs, ``rows()`` as text and as structured fields.
-
-    The text is ``"<count> <noun>(s)"`` then one ``line(row)`` per row; the data is
-    ``{key: [fields(row), ...], "count": <count>}``.
-    """
-
-    async def work(call: Call) -> Outcome:
-        found = rows()
-        text = f"{len(found)} {noun}(s)\n" + "\n".join(line(row) for row in found)
-        return Outcome(text=text, data={key: [fields(row) for row in found], "count": len(found)})
-
-    return Plan(work=work, tier=0)
+type ToolPlanner[Q, R] = Callable[[Q, Services], Plan[R]]
+"""A module-level function that validates a tool's request and describes the call."""
 
 
 def services(ctx: Context) -> Services:
-    """The services of the server handling this request."""
-    return cast("RelayServer", ctx.mcp_server).services
+    """The services of the server handling this request (the SDK lifespan's state)."""
+    state = ctx.request_context.lifespan_context
+    if not isinstance(state, Services):
+        raise RuntimeError("relay-shell tools need the server's lifespan (Services) to be running")
+    return state
 
 
 def identity_of(ctx: Context) -> Identity:
     """Request id, client and (on HTTP with OAuth) the authenticated principal."""
     request_id: str | None = None
     client_id: str | None = None
-    subject: str | None = None
-    max_tier: int | None = None
     try:
         request_id = ctx.request_id
         params = ctx.session.client_params
@@ -91,10 +89,14 @@ def identity_of(ctx: Context) -> Identity:
     except (ValueError, AttributeError):
         pass
     principal = _principal()
-    if principal is not None:
-        subject, max_tier = principal.subject, principal.max_tier
-        client_id = principal.client_id or client_id
-    return Identity(request_id=request_id, client_id=client_id, subject=subject, max_tier=max_tier)
+    if principal is None:
+        return Identity(request_id=request_id, client_id=client_id)
+    return Identity(
+        request_id=request_id,
+        client_id=principal.client_id or client_id,
+        subject=principal.subject,
+        max_tier=principal.max_tier,
+    )
 
 
 def _principal() -> Principal | None:
@@ -124,10 +126,8 @@ class ContextConfirmer:
 
     def __init__(self, ctx: Context) -> None:
         self._ctx = ctx
-        self._pending: InputRequiredResult | None = None
-
-    def pending_result(self) -> object:
-        return self._pending
+        self.pending: InputRequiredResult | None = None
+        """After :meth:`ask` answered ``pending``: the result that carries the question."""
 
     async def ask(self, message: str) -> ElicitAnswer:
         try:
@@ -157,19 +157,70 @@ class ContextConfirmer:
                 message=message, requested_schema=render_elicitation_schema(_Confirm)
             )
         )
-        self._pending = InputRequiredResult(input_requests={CONFIRM_KEY: request}, request_state=digest)
+        self.pending = InputRequiredResult(input_requests={CONFIRM_KEY: request}, request_state=digest)
         return "pending"
 
 
-async def run_tool(ctx: Context, tool: str, args: Mapping[str, object], planner: Planner) -> CallToolResult:
-    """Hand one call to the pipeline with this request's identity, progress and confirmer."""
+def _arguments_of(request: object) -> CallArguments:
+    """The call's arguments as the server received them, else the request's own fields."""
+    current = CURRENT_ARGUMENTS.get()
+    if current is not None:
+        return current
+    if dataclasses.is_dataclass(request) and not isinstance(request, type):
+        return CallArguments.same(dataclasses.asdict(request))
+    return CallArguments.same({})
+
+
+async def run_tool[Q, R](ctx: Context, tool: str, planner: ToolPlanner[Q, R], request: Q) -> CallToolResult:
+    """Hand one call to the pipeline with this request's identity, arguments, progress and confirmer."""
+    svc = services(ctx)
 
     async def progress(value: float, total: float | None, message: str | None) -> None:
         await ctx.report_progress(value, total, message)
 
-    result = await services(ctx).pipeline.run(
-        tool, args, identity_of(ctx), planner, progress=progress, confirmer=ContextConfirmer(ctx)
+    confirmer = ContextConfirmer(ctx)
+    result = await svc.pipeline.run(
+        tool,
+        _arguments_of(request),
+        identity_of(ctx),
+        partial(planner, request, svc),
+        progress=progress,
+        confirmer=confirmer,
     )
-    # An InputRequiredResult (a tier-3 question in the multi-round flow) passes through the SDK
-    # unchanged; tools declare CallToolResult because the SDK refuses a union return annotation.
-    return cast(CallToolResult, result)
+    return tool_result(result, confirmer.pending)
+
+
+@dataclass(frozen=True)
+class NoArguments:
+    """The request of a tool that takes no arguments."""
+
+
+# --- listings -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Listing[Row]:
+    """A tier-0 listing: ``rows()`` read when the call runs, rendered by two module-level functions.
+
+    The text is ``"<count> <noun>(s)"`` then one ``line(row)`` per row; the data is
+    ``{key: [fields(row), ...], "count": <count>}``.
+    """
+
+    noun: str
+    key: str
+    rows: Callable[[], Sequence[Row]]
+    line: Callable[[Row], str]
+    fields: Callable[[Row], dict[str, object]]
+
+
+async def execute_listing[Row](listing: Listing[Row], call: Call) -> Outcome:
+    """The executor of every list tool."""
+    found = listing.rows()
+    text = f"{len(found)} {listing.noun}(s)\n" + "\n".join(listing.line(row) for row in found)
+    data: dict[str, object] = {listing.key: [listing.fields(row) for row in found], "count": len(found)}
+    return Outcome(text=text, data=data)
+
+
+def listing_plan[Row](listing: Listing[Row]) -> Plan[Listing[Row]]:
+    """The tier-0 plan of a list tool."""
+    return Plan(execute_listing, listing, tier=Tier.READ_ONLY)

@@ -1,21 +1,23 @@
-"""shell_exec and shell_script: one-shot local commands (SPEC §5.1)."""
+"""shell_exec and shell_script: one-shot local commands (docs/tools.md)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import CallToolResult
 from pydantic import Field
 
-from relay_shell.capture import capture_fields, render_capture
 from relay_shell.governance.bounds import Clamped, clamp_output, clamp_timeout
-from relay_shell.governance.pipeline import Call, Outcome, Plan
+from relay_shell.governance.call import Call, Outcome, Plan
 from relay_shell.guidance import tool_description
 from relay_shell.local.commands import PreparedCommand, prepare_exec, prepare_script
-from relay_shell.local.runner import ProcessResult, run_process
-from relay_shell.tools.base import RUNS_COMMANDS, ConfirmToken, run_tool, services
+from relay_shell.local.runner import run_process
+from relay_shell.services import Services
+from relay_shell.tools.base import RUNS_COMMANDS, ConfirmToken, run_tool
 from relay_shell.tools.models import ExecResult
+from relay_shell.tools.shape import bound_notes, exec_outcome
 
 Timeout = Annotated[
     float | None,
@@ -32,68 +34,94 @@ Env = Annotated[
 ]
 
 
-def timeout_notes(timeout: Clamped[float]) -> list[str]:
-    """The note a clamped timeout adds to the result; none when it was not clamped."""
-    if not timeout.clamped:
-        return []
-    return [f"timeout {timeout.requested:g} s clamped to {timeout.value:g} s (RELAY_SHELL_MAX_TIMEOUT)"]
+@dataclass(frozen=True)
+class ShellExec:
+    """shell_exec's arguments."""
+
+    command: str
+    timeout: float | None
+    max_output: int | None
+    cwd: str
+    stdin: str
+    env: dict[str, str | None] | None
+    merge_stderr: bool
+    use_shell: bool
 
 
-def bound_notes(timeout: Clamped[float], budget: Clamped[int]) -> list[str]:
-    """The notes of a clamped timeout and a clamped output budget, in that order."""
-    notes = timeout_notes(timeout)
-    if budget.clamped:
-        notes.append(f"max_output {budget.requested} clamped to {budget.value} bytes")
-    return notes
+@dataclass(frozen=True)
+class ShellScript:
+    """shell_script's arguments."""
+
+    script: str
+    interpreter: Literal["bash", "sh", "python"]
+    strict: bool
+    timeout: float | None
+    max_output: int | None
+    cwd: str
+    env: dict[str, str | None] | None
+    merge_stderr: bool
 
 
-def exec_outcome(result: ProcessResult, timeout_s: float) -> Outcome:
-    """Shape a finished local process into text + structured fields."""
-    fields = capture_fields(result.capture)
-    header = f"exit {result.exit_code} · {result.duration_ms / 1000:.2f} s"
-    if result.signal_name:
-        header += f" · killed by {result.signal_name}"
-    if fields["truncated"]:
-        header += f" · truncated ({fields['output_bytes']} bytes total)"
-    notes = ""
-    if result.pipe_held:
-        notes = (
-            "\nnote: background processes kept the output pipe open; stopped reading when the command exited"
-        )
-    data = {
-        **fields,
-        "exit_code": result.exit_code,
-        "signal": result.signal_name,
-        "duration_ms": result.duration_ms,
-        "timeout_s": timeout_s,
-    }
-    return Outcome(
-        text=f"{header}\n{render_capture(result.capture)}{notes}",
-        data=data,
-        exit_code=result.exit_code,
-        stream_sha256=result.capture.sha256,
-        stream_len=result.capture.total,
-        truncated=result.capture.truncated,
+@dataclass(frozen=True)
+class LocalRun:
+    """A validated local command: what to run, its deadline and its output budget."""
+
+    prepared: PreparedCommand
+    timeout: Clamped[float]
+    budget: Clamped[int]
+
+
+async def execute_local(run: LocalRun, call: Call) -> Outcome:
+    """Run the command to its end (or its deadline) and shape its report."""
+
+    async def progress(elapsed: float, produced: int) -> None:
+        await call.report(elapsed, None, f"{elapsed:.0f} s elapsed, {produced} bytes of output")
+
+    report = await run_process(
+        run.prepared.spec, timeout_s=run.timeout.value, budget=run.budget.value, on_progress=progress
     )
+    return exec_outcome(report, run.timeout.value)
 
 
-def _plan(prepared: PreparedCommand, timeout: Clamped[float], budget: Clamped[int], summary: str) -> Plan:
-    async def work(call: Call) -> Outcome:
-        async def progress(elapsed: float, produced: int) -> None:
-            await call.report(elapsed, None, f"{elapsed:.0f} s elapsed, {produced} bytes of output")
-
-        result = await run_process(
-            prepared.spec, timeout_s=timeout.value, budget=budget.value, on_progress=progress
-        )
-        return exec_outcome(result, timeout.value)
-
+def _local_plan(run: LocalRun, summary: str) -> Plan[LocalRun]:
     return Plan(
-        work=work,
-        text=prepared.probe,
-        timeout_s=timeout.value,
-        notes=bound_notes(timeout, budget),
+        execute_local,
+        run,
+        text=run.prepared.probe,
+        timeout_s=run.timeout.value,
+        notes=bound_notes(run.timeout, run.budget),
         confirm_summary=summary,
     )
+
+
+def plan_shell_exec(request: ShellExec, svc: Services) -> Plan[LocalRun]:
+    prepared = prepare_exec(
+        request.command,
+        stdin=request.stdin,
+        env=request.env,
+        cwd=request.cwd,
+        use_shell=request.use_shell,
+        merge_stderr=request.merge_stderr,
+    )
+    run = LocalRun(
+        prepared, clamp_timeout(request.timeout, svc.settings), clamp_output(request.max_output, svc.settings)
+    )
+    return _local_plan(run, f"run `{request.command[:300]}` on this host")
+
+
+def plan_shell_script(request: ShellScript, svc: Services) -> Plan[LocalRun]:
+    prepared = prepare_script(
+        request.script,
+        interpreter=request.interpreter,
+        strict=request.strict,
+        env=request.env,
+        cwd=request.cwd,
+        merge_stderr=request.merge_stderr,
+    )
+    run = LocalRun(
+        prepared, clamp_timeout(request.timeout, svc.settings), clamp_output(request.max_output, svc.settings)
+    )
+    return _local_plan(run, f"run a {request.interpreter} script on this host: {request.script[:300]}")
 
 
 async def shell_exec(
@@ -110,27 +138,8 @@ async def shell_exec(
     ] = True,
     confirm_token: ConfirmToken = "",
 ) -> Annotated[CallToolResult, ExecResult]:
-    args = {
-        "command": command,
-        "timeout": timeout,
-        "max_output": max_output,
-        "cwd": cwd,
-        "stdin": stdin,
-        "env": env,
-        "merge_stderr": merge_stderr,
-        "use_shell": use_shell,
-        "confirm_token": confirm_token,
-    }
-
-    def planner() -> Plan:
-        settings = services(ctx).settings
-        bounds = clamp_timeout(timeout, settings), clamp_output(max_output, settings)
-        prepared = prepare_exec(
-            command, stdin=stdin, env=env, cwd=cwd, use_shell=use_shell, merge_stderr=merge_stderr
-        )
-        return _plan(prepared, *bounds, summary=f"run `{command[:300]}` on this host")
-
-    return await run_tool(ctx, "shell_exec", args, planner)
+    request = ShellExec(command, timeout, max_output, cwd, stdin, env, merge_stderr, use_shell)
+    return await run_tool(ctx, "shell_exec", plan_shell_exec, request)
 
 
 async def shell_script(
@@ -147,27 +156,8 @@ async def shell_script(
     merge_stderr: Annotated[bool, Field(description="false: separate stdout and stderr")] = True,
     confirm_token: ConfirmToken = "",
 ) -> Annotated[CallToolResult, ExecResult]:
-    args = {
-        "script": script,
-        "interpreter": interpreter,
-        "strict": strict,
-        "timeout": timeout,
-        "max_output": max_output,
-        "cwd": cwd,
-        "env": env,
-        "merge_stderr": merge_stderr,
-        "confirm_token": confirm_token,
-    }
-
-    def planner() -> Plan:
-        settings = services(ctx).settings
-        bounds = clamp_timeout(timeout, settings), clamp_output(max_output, settings)
-        prepared = prepare_script(
-            script, interpreter=interpreter, strict=strict, env=env, cwd=cwd, merge_stderr=merge_stderr
-        )
-        return _plan(prepared, *bounds, summary=f"run a {interpreter} script on this host: {script[:300]}")
-
-    return await run_tool(ctx, "shell_script", args, planner)
+    request = ShellScript(script, interpreter, strict, timeout, max_output, cwd, env, merge_stderr)
+    return await run_tool(ctx, "shell_script", plan_shell_script, request)
 
 
 def register(server: MCPServer) -> None:

@@ -9,34 +9,38 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
-ErrorKindName = Literal[
-    "denied", "confirm_required", "invalid", "timeout", "cancelled", "failed", "unavailable"
-]
+from relay_shell.vocabulary import ErrorKind
 
 
 class ErrorInfo(BaseModel):
-    """Why a call failed, for programs (``kind``) and for people (``message``)."""
+    """Why a call failed, for programs (``kind``) and for people (``message``).
 
-    kind: ErrorKindName
+    A denial names the ``rule`` and ``mode`` (and, from a parse, the ``subcommand`` that drove
+    it and whether the call is ``opaque``); an invalid argument is named in ``argument``.
+    """
+
+    kind: ErrorKind
     message: str
     tier: int | None = None
     reason: str | None = None
+    rule: str | None = None
+    mode: str | None = None
+    subcommand: str | None = None
+    opaque: bool | None = None
     argument: str | None = None
     confirm_token: str | None = None
 
 
 class ToolOutput(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
     tier: int | None = Field(default=None, description="Tier the call was classified as (0-3)")
     notes: list[str] = Field(default_factory=list, description="Clamped bounds and other remarks")
     error: ErrorInfo | None = Field(default=None, description="Set when isError is true")
 
 
 class CapturedOutput(ToolOutput):
-    """Fields of a bounded output capture (SPEC §3)."""
+    """Fields of a bounded output capture (docs/adr/0008-output-capture.md)."""
 
     output: str = Field(default="", description="Merged output (head + tail when truncated)")
     stdout: str | None = Field(default=None, description="stdout when streams were kept separate")
@@ -52,6 +56,7 @@ class ExecResult(CapturedOutput):
     signal: str | None = None
     duration_ms: int = 0
     timeout_s: float | None = Field(default=None, description="Effective timeout after clamping")
+    host: str | None = Field(default=None, description="user@host:port of a remote command")
 
 
 class AuditTailResult(ToolOutput):
@@ -90,8 +95,28 @@ class SessionResult(ToolOutput):
     bytes_sent: int | None = None
 
 
+class CursorPosition(BaseModel):
+    row: int = Field(description="0-based")
+    col: int = Field(description="0-based")
+
+
+class ScreenView(BaseModel):
+    """A rendered terminal screen (session_recv in screen mode)."""
+
+    rows: list[str] = Field(default_factory=list, description="Rows; trailing blanks and empty rows trimmed")
+    cursor: CursorPosition
+    title: str = ""
+    width: int = Field(default=0, description="Terminal columns")
+    height: int = Field(default=0, description="Terminal rows")
+
+
 class SessionRecvResult(ToolOutput):
     session_id: str = ""
+    mode: Literal["stream", "screen"] | None = Field(
+        default=None,
+        description="stream: output text; screen: the rendered screen (output = its rows joined)",
+    )
+    screen: ScreenView | None = None
     output: str = ""
     bytes: int = 0
     matched: bool | None = Field(default=None, description="Whether `until` matched (null without until)")
@@ -106,9 +131,16 @@ class SessionListResult(ToolOutput):
     count: int = 0
 
 
+HostStatusName = Literal["ok", "failed", "timeout", "unreachable", "denied", "skipped"]
+RECAP_DESCRIPTION = (
+    "Host count per status; when the rollout stopped (max_fail exceeded, a canary failed) also "
+    "aborted: true and reason"
+)
+
+
 class FanoutHostRow(BaseModel):
     host: str
-    status: Literal["ok", "failed", "timeout", "unreachable", "denied"]
+    status: HostStatusName
     exit_code: int | None = None
     output: str = ""
     truncated: bool = False
@@ -116,11 +148,15 @@ class FanoutHostRow(BaseModel):
     stream_sha256: str | None = None
     duration_ms: int = 0
     reason: str | None = None
+    batch: int | None = Field(default=None, description="Batch number (0 = canaries); null when denied")
 
 
 class FanoutResult(ToolOutput):
+    fanout_id: str = Field(
+        default="", description="fo-...: select its hosts later with failed:/ok:/skipped:<id>"
+    )
     results: list[FanoutHostRow] = Field(default_factory=list, description="One row per host, in input order")
-    recap: dict[str, int] = Field(default_factory=dict, description="Host count per status")
+    recap: dict[str, int | bool | str] = Field(default_factory=dict, description=RECAP_DESCRIPTION)
 
 
 class HostCheckRow(BaseModel):
@@ -129,6 +165,7 @@ class HostCheckRow(BaseModel):
     reason: str | None = None
     detail: str | None = None
     latency_ms: int | None = None
+    reused: bool | None = Field(default=None, description="The round trip went over a pooled connection")
 
 
 class HostCheckResult(ToolOutput):
@@ -175,6 +212,18 @@ class TransferredFileRow(BaseModel):
     size: int = 0
 
 
+class UploadHostRow(BaseModel):
+    host: str
+    status: HostStatusName
+    destination: str = ""
+    file_count: int = 0
+    bytes: int = 0
+    sha256: str | None = Field(default=None, description="SHA-256 of a single file (read on this side)")
+    duration_ms: int = 0
+    reason: str | None = None
+    batch: int | None = None
+
+
 class TransferOutput(ToolOutput):
     direction: str = Field(default="", description="upload or download")
     host: str = ""
@@ -189,6 +238,9 @@ class TransferOutput(ToolOutput):
     sha256: str | None = Field(default=None, description="SHA-256 of a single file (read on this side)")
     duration_ms: int = 0
     timeout_s: float | None = None
+    fanout_id: str | None = Field(default=None, description="With hosts: the id of this multi-host upload")
+    results: list[UploadHostRow] | None = Field(default=None, description="With hosts: one row per host")
+    recap: dict[str, int | bool | str] | None = Field(default=None, description=RECAP_DESCRIPTION)
 
 
 class ForwardRow(BaseModel):

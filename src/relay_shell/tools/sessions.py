@@ -1,36 +1,41 @@
-"""shell_spawn and the session_* tools (SPEC §5.1, §5.3, §8): local and SSH PTYs alike."""
+"""shell_spawn and the session_* tools: local and SSH PTYs alike, one registry (docs/tools.md)."""
 
 from __future__ import annotations
 
-import re
-from typing import Annotated, cast
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import CallToolResult
 from pydantic import Field
 
-from relay_shell.app import Services
-from relay_shell.errors import InvalidInput
-from relay_shell.governance.bounds import clamp_timeout
-from relay_shell.governance.pipeline import Call, Outcome, Plan
+from relay_shell.governance.bounds import Clamped, clamp_timeout
+from relay_shell.governance.call import Call, Outcome, Plan
 from relay_shell.guidance import tool_description
+from relay_shell.linear_regex import LinearRegex, compile_caller_regex
 from relay_shell.local.environment import validate_cwd, validate_env_overlay
-from relay_shell.sessions import SessionInfo, SessionRegistry
+from relay_shell.services import Services
+from relay_shell.sessions import RecvResult, SessionInfo, SessionRegistry
 from relay_shell.sessions.terminal import keys_to_bytes, parse_signal
 from relay_shell.tools.base import (
     ADJUSTS,
     READ_ONLY,
     RUNS_COMMANDS,
     ConfirmToken,
+    Listing,
+    NoArguments,
     listing_plan,
     run_tool,
-    services,
 )
 from relay_shell.tools.models import SessionListResult, SessionRecvResult, SessionResult
+from relay_shell.vocabulary import Tier
 
-EXTRA_KEY = "sessions"
 MAX_RECV_BYTES = 1_048_576
 MAX_UNTIL = 1000
+MAX_QUIET_MS = 600_000
 
 SessionId = Annotated[
     str, Field(description="Id from shell_spawn / ssh_spawn (sh-... or ssh-...)", max_length=64)
@@ -39,8 +44,12 @@ Cols = Annotated[int, Field(ge=10, le=1000, description="Terminal columns")]
 Rows = Annotated[int, Field(ge=2, le=1000, description="Terminal rows")]
 
 
-def registry_of(svc: Services) -> SessionRegistry:
-    return cast(SessionRegistry, svc.extras[EXTRA_KEY])
+def local_term(overlay: Mapping[str, str | None]) -> str:
+    """The TERM a local PTY child gets (the overlay, else the server's, else the PTY default)."""
+    from relay_shell.local.pty import PTY_DEFAULTS
+
+    term = overlay["TERM"] if "TERM" in overlay else os.environ.get("TERM")
+    return term or PTY_DEFAULTS["TERM"]
 
 
 def info_fields(info: SessionInfo) -> dict[str, object]:
@@ -78,18 +87,68 @@ def session_targets(info: SessionInfo) -> list[str]:
     return [info.host] if info.host else []
 
 
-def session_of(svc: Services, session_id: str) -> tuple[SessionRegistry, SessionInfo]:
-    """The registry and the current info of ``session_id``. Raises SessionNotFound."""
-    registry = registry_of(svc)
-    return registry, registry.info(session_id)
-
-
 def session_line(info: SessionInfo) -> str:
     """One session in the text of ``session_list``."""
     return (
         f"{info.session_id} {info.kind}{'@' + info.host if info.host else ''} {info.state} "
         f"{info.cols}x{info.rows} age {info.age_s:.0f}s idle {info.idle_s:.0f}s "
         f"buffered {info.bytes_buffered}B: {info.command}"
+    )
+
+
+# --- shell_spawn ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ShellSpawn:
+    """shell_spawn's arguments."""
+
+    command: str
+    cols: int
+    rows: int
+    cwd: str
+    env: dict[str, str | None] | None
+
+
+@dataclass(frozen=True)
+class LocalSpawn:
+    """A validated local PTY to start, and the registry it joins."""
+
+    registry: SessionRegistry
+    command: str
+    cols: int
+    rows: int
+    cwd: Path | None
+    env: dict[str, str | None]
+
+
+async def execute_shell_spawn(spawn: LocalSpawn, call: Call) -> Outcome:
+    from relay_shell.local.pty import spawn_local_pty
+
+    spawn.registry.ensure_capacity()
+    transport = await spawn_local_pty(
+        spawn.command, cols=spawn.cols, rows=spawn.rows, cwd=spawn.cwd, env=spawn.env
+    )
+    info = await spawn.registry.add(
+        transport,
+        kind="local",
+        host=None,
+        command=spawn.command or "/bin/bash",
+        cols=spawn.cols,
+        rows=spawn.rows,
+        term=local_term(spawn.env),
+    )
+    return session_outcome(info, "started")
+
+
+def plan_shell_spawn(request: ShellSpawn, svc: Services) -> Plan[LocalSpawn]:
+    overlay = validate_env_overlay(request.env)
+    workdir = validate_cwd(request.cwd)
+    shown = request.command or "/bin/bash"
+    probe = "\n".join(p for p in (shown, " ".join(f"{k}={v or ''}" for k, v in overlay.items())) if p)
+    spawn = LocalSpawn(svc.sessions, request.command, request.cols, request.rows, workdir, overlay)
+    return Plan(
+        execute_shell_spawn, spawn, text=probe, confirm_summary=f"start `{shown}` in a PTY on this host"
     )
 
 
@@ -104,39 +163,50 @@ async def shell_spawn(
     env: Annotated[dict[str, str | None] | None, Field(description="Variables overlaid; null unsets")] = None,
     confirm_token: ConfirmToken = "",
 ) -> Annotated[CallToolResult, SessionResult]:
-    args = {
-        "command": command,
-        "cols": cols,
-        "rows": rows,
-        "cwd": cwd,
-        "env": env,
-        "confirm_token": confirm_token,
-    }
-    svc = services(ctx)
+    return await run_tool(ctx, "shell_spawn", plan_shell_spawn, ShellSpawn(command, cols, rows, cwd, env))
 
-    def planner() -> Plan:
-        overlay = validate_env_overlay(env)
-        workdir = validate_cwd(cwd)
-        registry = registry_of(svc)
 
-        async def work(call: Call) -> Outcome:
-            from relay_shell.local.pty import spawn_local_pty
+# --- session_send / session_recv / session_resize / session_kill / session_list ---------------------
 
-            registry.ensure_capacity()
-            transport = await spawn_local_pty(command, cols=cols, rows=rows, cwd=workdir, env=overlay)
-            info = await registry.add(
-                transport, kind="local", host=None, command=command or "/bin/bash", cols=cols, rows=rows
-            )
-            return session_outcome(info, "started")
 
-        probe = "\n".join(
-            p for p in (command or "/bin/bash", " ".join(f"{k}={v or ''}" for k, v in overlay.items())) if p
-        )
-        return Plan(
-            work=work, text=probe, confirm_summary=f"start `{command or '/bin/bash'}` in a PTY on this host"
-        )
+@dataclass(frozen=True)
+class SessionSend:
+    """session_send's arguments."""
 
-    return await run_tool(ctx, "shell_spawn", args, planner)
+    session_id: str
+    data: str
+    enter: bool
+    keys: list[str] | None
+
+
+@dataclass(frozen=True)
+class Keystrokes:
+    """Validated bytes to type into a live session."""
+
+    registry: SessionRegistry
+    session_id: str
+    payload: bytes
+
+
+async def execute_session_send(keystrokes: Keystrokes, call: Call) -> Outcome:
+    await keystrokes.registry.send(keystrokes.session_id, keystrokes.payload)
+    outcome = session_outcome(keystrokes.registry.info(keystrokes.session_id), "sent to")
+    outcome.data["bytes_sent"] = len(keystrokes.payload)
+    return outcome
+
+
+def plan_session_send(request: SessionSend, svc: Services) -> Plan[Keystrokes]:
+    info = svc.sessions.info(request.session_id)
+    keys = request.keys or []
+    payload = request.data.encode() + (b"\r" if request.enter else b"") + keys_to_bytes(keys)
+    return Plan(
+        execute_session_send,
+        Keystrokes(svc.sessions, request.session_id, payload),
+        text="\n".join(p for p in (request.data, " ".join(keys)) if p),
+        targets=session_targets(info),
+        timeout_s=svc.settings.default_timeout,  # a child that never reads cannot block the call
+        confirm_summary=f"type `{request.data[:300]}` into session {request.session_id} ({info.command})",
+    )
 
 
 async def session_send(
@@ -149,36 +219,107 @@ async def session_send(
     ] = None,
     confirm_token: ConfirmToken = "",
 ) -> Annotated[CallToolResult, SessionResult]:
-    args = {
-        "session_id": session_id,
-        "data": data,
-        "enter": enter,
-        "keys": keys,
-        "confirm_token": confirm_token,
-    }
-    svc = services(ctx)
+    request = SessionSend(session_id, data, enter, keys)
+    return await run_tool(ctx, "session_send", plan_session_send, request)
 
-    def planner() -> Plan:
-        registry, info = session_of(svc, session_id)
-        key_bytes = keys_to_bytes(keys or [])
-        payload = data.encode() + (b"\r" if enter else b"") + key_bytes
 
-        async def work(call: Call) -> Outcome:
-            await registry.send(session_id, payload)
-            outcome = session_outcome(registry.info(session_id), "sent to")
-            outcome.data["bytes_sent"] = len(payload)
-            return outcome
+@dataclass(frozen=True)
+class SessionRecv:
+    """session_recv's arguments."""
 
-        probe = "\n".join(p for p in (data, " ".join(keys or [])) if p)
-        return Plan(
-            work=work,
-            text=probe,
-            targets=session_targets(info),
-            timeout_s=svc.settings.default_timeout,  # a child that never reads cannot block the call
-            confirm_summary=f"type `{data[:300]}` into session {session_id} ({info.command})",
+    session_id: str
+    timeout: float | None
+    max_bytes: int
+    until: str
+    strip_ansi: bool
+    screen: Literal["auto", "always", "never"]
+    quiet_ms: int | None
+
+
+@dataclass(frozen=True)
+class Read:
+    """A validated read of a session's output."""
+
+    registry: SessionRegistry
+    session_id: str
+    wait: Clamped[float]
+    max_bytes: int
+    until: LinearRegex | None
+    strip_ansi: bool
+    screen: Literal["auto", "always", "never"]
+    quiet_s: float | None
+
+
+async def execute_session_recv(read: Read, call: Call) -> Outcome:
+    got = await read.registry.recv(
+        read.session_id,
+        timeout_s=read.wait.value,
+        max_bytes=read.max_bytes,
+        until=read.until,
+        strip_ansi=read.strip_ansi,
+        screen=read.screen,
+        quiet_s=read.quiet_s,
+    )
+    return recv_outcome(read.session_id, got)
+
+
+def recv_outcome(session_id: str, got: RecvResult) -> Outcome:
+    """The result of ``session_recv``: a header line, then the output or the screen's rows."""
+    header = f"{got.bytes} bytes · {'ended' if got.ended else 'running'}"
+    data: dict[str, object] = {"session_id": session_id, "mode": "stream"}
+    if got.screen is not None:
+        snapshot = got.screen
+        header = (
+            f"screen {snapshot.cols}x{snapshot.lines} · cursor {snapshot.cursor_row},{snapshot.cursor_col}"
+            + (f" · title {snapshot.title!r}" if snapshot.title else "")
+            + f" · {'ended' if got.ended else 'running'}"
         )
+        data["mode"] = "screen"
+        data["screen"] = {
+            "rows": list(snapshot.rows),
+            "cursor": {"row": snapshot.cursor_row, "col": snapshot.cursor_col},
+            "title": snapshot.title,
+            "width": snapshot.cols,
+            "height": snapshot.lines,
+        }
+    if got.matched is not None:
+        header += " · matched" if got.matched else " · until not matched (timed out)"
+    elif got.timed_out:
+        header += (
+            " · no output within the timeout" if got.screen is None else " · still changing at the timeout"
+        )
+    if got.ended:
+        header += f" · exit {got.exit_code}"
+    if got.dropped_bytes and got.screen is None:  # a screen is whole whatever the buffer dropped
+        header += f" · {got.dropped_bytes} older bytes dropped (buffer full)"
+    data.update(
+        output=got.output,
+        bytes=got.bytes,
+        matched=got.matched,
+        timed_out=got.timed_out,
+        ended=got.ended,
+        exit_code=got.exit_code,
+        dropped_bytes=got.dropped_bytes,
+    )
+    text = f"{header}\n{got.output}"
+    if got.notes:
+        data["notes"] = list(got.notes)
+        text += "".join(f"\nnote: {note}" for note in got.notes)
+    return Outcome(text=text, data=data, exit_code=got.exit_code)
 
-    return await run_tool(ctx, "session_send", args, planner)
+
+def plan_session_recv(request: SessionRecv, svc: Services) -> Plan[Read]:
+    info = svc.sessions.info(request.session_id)
+    wait = clamp_timeout(2.0 if request.timeout is None else request.timeout, svc.settings)
+    pattern = compile_caller_regex("until", request.until) if request.until else None
+    quiet_s = None if request.quiet_ms is None else request.quiet_ms / 1000
+    read = Read(
+        svc.sessions, request.session_id, wait, request.max_bytes, pattern, request.strip_ansi,
+        request.screen, quiet_s,
+    )  # fmt: skip
+    return Plan(
+        execute_session_recv, read, tier=Tier.READ_ONLY, targets=session_targets(info), timeout_s=wait.value
+    )
 
 
 async def session_recv(
@@ -187,74 +328,86 @@ async def session_recv(
     timeout: Annotated[float | None, Field(description="Seconds to wait for output (default 2)")] = None,
     max_bytes: Annotated[int, Field(ge=1, le=MAX_RECV_BYTES, description="Most bytes to return")] = 65536,
     until: Annotated[
-        str, Field(description="Regex: keep reading until it matches", max_length=MAX_UNTIL)
+        str, Field(description="RE2 regex: keep reading until it matches", max_length=MAX_UNTIL)
     ] = "",
     strip_ansi: Annotated[bool, Field(description="Remove terminal escape sequences")] = True,
+    screen: Annotated[
+        Literal["auto", "always", "never"],
+        Field(description="auto: the rendered screen while a full-screen program runs, else the stream"),
+    ] = "auto",
+    quiet_ms: Annotated[
+        int | None, Field(ge=0, le=MAX_QUIET_MS, description="Wait until no output for this long")
+    ] = None,
 ) -> Annotated[CallToolResult, SessionRecvResult]:
-    args = {
-        "session_id": session_id,
-        "timeout": timeout,
-        "max_bytes": max_bytes,
-        "until": until,
-        "strip_ansi": strip_ansi,
-    }
-    svc = services(ctx)
+    request = SessionRecv(session_id, timeout, max_bytes, until, strip_ansi, screen, quiet_ms)
+    return await run_tool(ctx, "session_recv", plan_session_recv, request)
 
-    def planner() -> Plan:
-        registry, info = session_of(svc, session_id)
-        wait = clamp_timeout(2.0 if timeout is None else timeout, svc.settings)
-        try:
-            pattern = re.compile(until, re.MULTILINE) if until else None
-        except re.error as exc:
-            raise InvalidInput("until", f"not a valid regular expression: {exc}") from exc
 
-        async def work(call: Call) -> Outcome:
-            got = await registry.recv(
-                session_id, timeout_s=wait.value, max_bytes=max_bytes, until=pattern, strip_ansi=strip_ansi
-            )
-            state = "ended" if got.ended else "running"
-            header = f"{got.bytes} bytes · {state}"
-            if got.matched is not None:
-                header += " · matched" if got.matched else " · until not matched (timed out)"
-            elif got.timed_out:
-                header += " · no output within the timeout"
-            if got.ended:
-                header += f" · exit {got.exit_code}"
-            if got.dropped_bytes:
-                header += f" · {got.dropped_bytes} older bytes dropped (buffer full)"
-            data: dict[str, object] = {
-                "session_id": session_id,
-                "output": got.output,
-                "bytes": got.bytes,
-                "matched": got.matched,
-                "timed_out": got.timed_out,
-                "ended": got.ended,
-                "exit_code": got.exit_code,
-                "dropped_bytes": got.dropped_bytes,
-            }
-            return Outcome(text=f"{header}\n{got.output}", data=data, exit_code=got.exit_code)
+@dataclass(frozen=True)
+class SessionResize:
+    """session_resize's arguments (validated by the schema)."""
 
-        return Plan(work=work, tier=0, targets=session_targets(info), timeout_s=wait.value)
+    session_id: str
+    cols: int
+    rows: int
 
-    return await run_tool(ctx, "session_recv", args, planner)
+
+@dataclass(frozen=True)
+class Resize:
+    registry: SessionRegistry
+    request: SessionResize
+
+
+async def execute_session_resize(resize: Resize, call: Call) -> Outcome:
+    request = resize.request
+    await resize.registry.resize(request.session_id, request.cols, request.rows)
+    return session_outcome(resize.registry.info(request.session_id), "resized")
+
+
+def plan_session_resize(request: SessionResize, svc: Services) -> Plan[Resize]:
+    info = svc.sessions.info(request.session_id)
+    return Plan(
+        execute_session_resize,
+        Resize(svc.sessions, request),
+        tier=Tier.REVERSIBLE,
+        targets=session_targets(info),
+    )
 
 
 async def session_resize(
     ctx: Context, session_id: SessionId, cols: Cols, rows: Rows
 ) -> Annotated[CallToolResult, SessionResult]:
-    args = {"session_id": session_id, "cols": cols, "rows": rows}
-    svc = services(ctx)
+    return await run_tool(ctx, "session_resize", plan_session_resize, SessionResize(session_id, cols, rows))
 
-    def planner() -> Plan:
-        registry, info = session_of(svc, session_id)
 
-        async def work(call: Call) -> Outcome:
-            await registry.resize(session_id, cols, rows)
-            return session_outcome(registry.info(session_id), "resized")
+@dataclass(frozen=True)
+class SessionKill:
+    """session_kill's arguments."""
 
-        return Plan(work=work, tier=1, targets=session_targets(info))
+    session_id: str
+    signal: str
+    close: bool
 
-    return await run_tool(ctx, "session_resize", args, planner)
+
+@dataclass(frozen=True)
+class Kill:
+    """A validated signal (bare name) for a live session; ``close`` frees it afterwards."""
+
+    registry: SessionRegistry
+    session_id: str
+    signal: str
+    close: bool
+
+
+async def execute_session_kill(kill: Kill, call: Call) -> Outcome:
+    final = await kill.registry.kill(kill.session_id, kill.signal, kill.close)
+    return session_outcome(final, "closed" if kill.close else f"sent SIG{kill.signal} to")
+
+
+def plan_session_kill(request: SessionKill, svc: Services) -> Plan[Kill]:
+    info = svc.sessions.info(request.session_id)
+    kill = Kill(svc.sessions, request.session_id, parse_signal(request.signal), request.close)
+    return Plan(execute_session_kill, kill, tier=Tier.REVERSIBLE, targets=session_targets(info))
 
 
 async def session_kill(
@@ -265,43 +418,18 @@ async def session_kill(
     ] = "TERM",
     close: Annotated[bool, Field(description="Also close the session and free it")] = True,
 ) -> Annotated[CallToolResult, SessionResult]:
-    args = {"session_id": session_id, "signal": signal, "close": close}
-    svc = services(ctx)
+    return await run_tool(ctx, "session_kill", plan_session_kill, SessionKill(session_id, signal, close))
 
-    def planner() -> Plan:
-        registry, info = session_of(svc, session_id)
-        name = parse_signal(signal)
 
-        async def work(call: Call) -> Outcome:
-            final = await registry.kill(session_id, name, close)
-            return session_outcome(final, "closed" if close else f"sent SIG{name} to")
-
-        return Plan(work=work, tier=1, targets=session_targets(info))
-
-    return await run_tool(ctx, "session_kill", args, planner)
+def plan_session_list(request: NoArguments, svc: Services) -> Plan[Listing[SessionInfo]]:
+    return listing_plan(Listing("session", "sessions", svc.sessions.list, session_line, info_fields))
 
 
 async def session_list(ctx: Context) -> Annotated[CallToolResult, SessionListResult]:
-    svc = services(ctx)
-
-    def planner() -> Plan:
-        return listing_plan("session", "sessions", registry_of(svc).list, session_line, info_fields)
-
-    return await run_tool(ctx, "session_list", args={}, planner=planner)
+    return await run_tool(ctx, "session_list", plan_session_list, NoArguments())
 
 
-def register(server: MCPServer, svc: Services) -> None:
-    settings = svc.settings
-    registry = SessionRegistry(
-        max_sessions=settings.max_sessions,
-        buffer_bytes=settings.session_buffer_bytes,
-        idle_timeout_s=settings.session_idle_timeout,
-        max_lifetime_s=settings.session_max_lifetime,
-    )
-    svc.extras[EXTRA_KEY] = registry
-    svc.add_counter("sessions", lambda: len(registry))
-    svc.add_starter(registry.start)
-    svc.add_closer(registry.aclose)
+def register(server: MCPServer) -> None:
     server.add_tool(shell_spawn, description=tool_description("shell_spawn"), annotations=RUNS_COMMANDS)
     server.add_tool(session_send, description=tool_description("session_send"), annotations=RUNS_COMMANDS)
     server.add_tool(session_recv, description=tool_description("session_recv"), annotations=READ_ONLY)

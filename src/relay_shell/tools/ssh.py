@@ -1,147 +1,128 @@
-"""ssh_exec, ssh_check, ssh_fanout, ssh_keyscan, ssh_hosts and the inventory resources (SPEC §5.2, §9)."""
+"""ssh_exec, ssh_check, ssh_fanout, ssh_keyscan, ssh_hosts and the inventory resources (docs/tools.md).
+
+Every tool that takes several hosts reads them as a host pattern (``relay_shell.ssh.hostpatterns``);
+ssh_fanout rolls out under batches, a failure budget and canaries (``relay_shell.ssh.fleet``).
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, cast
+from dataclasses import dataclass
+from typing import Annotated
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import CallToolResult
 from pydantic import Field
 
-from relay_shell.app import Services
-from relay_shell.capture import capture_fields, render_capture
-from relay_shell.config import KnownHostsMode
 from relay_shell.errors import InvalidInput, LimitReached
-from relay_shell.governance.bounds import clamp_count, clamp_output, clamp_timeout
-from relay_shell.governance.pipeline import Call, Outcome, Plan
-from relay_shell.governance.policy import build_probe, decide
+from relay_shell.governance.bounds import Clamped, clamp_count, clamp_output, clamp_timeout
+from relay_shell.governance.call import Call, Outcome, Plan, TargetGroup
 from relay_shell.guidance import tool_description
-from relay_shell.ssh.inventory import ConnectOverrides, HostSpec, Inventory, split_hosts
-from relay_shell.ssh.targets import parse_target
+from relay_shell.services import LazyPool, Services
+from relay_shell.ssh.fleet import FanoutHistory, Rollout, plan_rollout
+from relay_shell.ssh.hostpatterns import split_terms
+from relay_shell.ssh.inventory import HostSpec
+from relay_shell.ssh.selection import all_configured, keyscan_addresses, resolve_selected
 from relay_shell.tools.base import (
     READ_ONLY,
     READ_ONLY_REMOTE,
     RUNS_REMOTE,
     ConfirmToken,
+    Listing,
     listing_plan,
     run_tool,
-    services,
 )
-from relay_shell.tools.local import bound_notes
+from relay_shell.tools.fleet import (
+    Batch,
+    Canary,
+    Concurrency,
+    MaxFail,
+    notes_room,
+    record_history,
+    rollout_outcome,
+)
+from relay_shell.tools.hosts import (
+    Host,
+    HostArguments,
+    Hosts,
+    Jump,
+    KeyPath,
+    KnownHosts,
+    Port,
+    User,
+    host_targets,
+    resolve_host,
+    resolve_many,
+)
 from relay_shell.tools.models import ExecResult, FanoutResult, HostCheckResult, HostsResult, KeyscanResult
+from relay_shell.tools.shape import bound_notes, exec_outcome
+from relay_shell.vocabulary import Tier
 
-if TYPE_CHECKING:
-    from relay_shell.config import Settings
-    from relay_shell.ssh.pool import ConnectionPool
-
-# The SSH layer (asyncssh) is imported inside tool bodies and by LazyPool, on first use: answering
+# The SSH layer (asyncssh) is imported inside executors and by LazyPool, on first use: answering
 # initialize or tools/list never pays for it.
 
-INVENTORY_KEY = "ssh_inventory"
-POOL_KEY = "ssh_pool"
 DEFAULT_KEY_TYPES = "ssh-ed25519,ecdsa-sha2-nistp256,rsa-sha2-512"
 MAX_KEYSCAN_HOSTS = 256
 
-Host = Annotated[
-    str, Field(description="Inventory/ssh_config alias, host, user@host or user@host:port", max_length=512)
-]
-User = Annotated[str, Field(description="Override the login user", max_length=256)]
-Port = Annotated[int | None, Field(ge=1, le=65535, description="Override the port")]
-KeyPath = Annotated[str, Field(description="Override: private key file", max_length=4096)]
-KnownHosts = Annotated[str, Field(description="Override: strict, accept-new or ignore", max_length=16)]
-Jump = Annotated[
-    str, Field(description="Override: jump host(s) user@host[:port], comma-separated chain", max_length=2048)
-]
-Hosts = Annotated[
-    str | list[str],
-    Field(description="Comma/space separated hosts or a list; empty = the whole inventory"),
-]
+
+# --- ssh_exec -------------------------------------------------------------------------------------
 
 
-def inventory_of(svc: Services) -> Inventory:
-    return cast(Inventory, svc.extras[INVENTORY_KEY])
+@dataclass(frozen=True)
+class SshExec:
+    """ssh_exec's arguments."""
+
+    target: HostArguments
+    command: str
+    timeout: float | None
+    max_output: int | None
+    stdin: str
 
 
-def pool_of(svc: Services) -> ConnectionPool:
-    return cast(LazyPool, svc.extras[POOL_KEY]).get()
+@dataclass(frozen=True)
+class RemoteRun:
+    """A validated remote command: where, what, its deadline and its output budget."""
+
+    pool: LazyPool
+    spec: HostSpec
+    command: str
+    stdin: str
+    timeout: Clamped[float]
+    budget: Clamped[int]
 
 
-class LazyPool:
-    """The shared :class:`ConnectionPool`, created (and asyncssh imported) on first :meth:`get`."""
+async def execute_ssh_exec(run: RemoteRun, call: Call) -> Outcome:
+    """Run the command on its host to its end (or its deadline) and shape its report."""
+    from relay_shell.ssh.remote_exec import run_remote
 
-    def __init__(self, settings: Settings) -> None:
-        self._settings = settings
-        self._pool: ConnectionPool | None = None
+    async def progress(elapsed: float, produced: int) -> None:
+        await call.report(elapsed, None, f"{elapsed:.0f} s elapsed, {produced} bytes of output")
 
-    def get(self) -> ConnectionPool:
-        if self._pool is None:
-            from relay_shell.ssh.pool import ConnectionPool
-
-            self._pool = ConnectionPool(self._settings)
-        return self._pool
-
-    def connections(self) -> int:
-        """Open connections; 0 while the pool was never needed."""
-        return 0 if self._pool is None else self._pool.stats().connections
-
-    async def aclose(self) -> None:
-        """Close the pool if it was ever created."""
-        if self._pool is not None:
-            await self._pool.aclose()
+    report = await run_remote(
+        run.pool.get(), run.spec, run.command, timeout_s=run.timeout.value, budget=run.budget.value,
+        stdin=run.stdin.encode() if run.stdin else None, on_progress=progress,
+    )  # fmt: skip
+    outcome = exec_outcome(report, run.timeout.value)
+    outcome.audit_extra["known_hosts"] = run.spec.known_hosts.value
+    return outcome
 
 
-def overrides(user: str, port: int | None, key_path: str, known_hosts: str, jump: str) -> ConnectOverrides:
-    """Validated connection overrides; an empty string means "not overridden"."""
-    mode: KnownHostsMode | None = None
-    if known_hosts:
-        try:
-            mode = KnownHostsMode(known_hosts)
-        except ValueError:
-            raise InvalidInput("known_hosts", "must be strict, accept-new or ignore") from None
-    key = Path(key_path).expanduser() if key_path else None
-    if key is not None and not key.is_file():
-        raise InvalidInput("key_path", f"{key_path!r} is not a readable file")
-    if jump:
-        for hop in jump.split(","):
-            parse_target(hop.strip())
-    return ConnectOverrides(user=user or None, port=port, key_path=key, known_hosts=mode, jump=jump or None)
-
-
-def resolve_host(
-    svc: Services, host: str, user: str, port: int | None, key_path: str, known_hosts: str, jump: str
-) -> HostSpec:
-    """``host`` resolved through the inventory with the call's connection overrides (validated).
-
-    Raises:
-        InvalidInput: a bad override value, or a host that is neither an alias nor [user@]host[:port].
-    """
-    return inventory_of(svc).resolve(host, overrides(user, port, key_path, known_hosts, jump))
-
-
-def host_targets(host: str, spec: HostSpec) -> list[str]:
-    """What the deny list sees for one host: the name as given, the resolved name, the jump chain."""
-    targets = [host, spec.hostname, spec.display()]
-    targets.extend(hop.hostname for hop in spec.jump)
-    return list(dict.fromkeys(targets))
-
-
-def remote_outcome(
-    display: str, fields: dict[str, object], text_body: str, exit_code: int | None, duration_ms: int
-) -> Outcome:
-    header = f"{display}: exit {exit_code} · {duration_ms / 1000:.2f} s"
-    if fields.get("truncated"):
-        header += f" · truncated ({fields['output_bytes']} bytes total)"
-    data = {**fields, "exit_code": exit_code, "duration_ms": duration_ms, "host": display}
-    return Outcome(
-        text=f"{header}\n{text_body}",
-        data=data,
-        exit_code=exit_code,
-        stream_sha256=cast(str, fields["stream_sha256"]),
-        stream_len=cast(int, fields["output_bytes"]),
-        truncated=bool(fields.get("truncated")),
+def plan_ssh_exec(request: SshExec, svc: Services) -> Plan[RemoteRun]:
+    if not request.command.strip():
+        raise InvalidInput("command", "must not be empty")
+    wait, budget = (
+        clamp_timeout(request.timeout, svc.settings),
+        clamp_output(request.max_output, svc.settings),
+    )
+    spec = resolve_host(svc, request.target)
+    return Plan(
+        execute_ssh_exec,
+        RemoteRun(svc.pool, spec, request.command, request.stdin, wait, budget),
+        text="\n".join(p for p in (request.command, request.stdin) if p),
+        targets=host_targets(request.target.host, spec),
+        timeout_s=wait.value,
+        notes=bound_notes(wait, budget),
+        confirm_summary=f"run `{request.command[:300]}` on {spec.display()}",
     )
 
 
@@ -163,104 +144,174 @@ async def ssh_exec(
     jump: Jump = "",
     confirm_token: ConfirmToken = "",
 ) -> Annotated[CallToolResult, ExecResult]:
-    args = {
-        "host": host, "command": command, "timeout": timeout, "max_output": max_output, "stdin": stdin,
-        "user": user, "port": port, "key_path": key_path, "known_hosts": known_hosts, "jump": jump,
-        "confirm_token": confirm_token,
-    }  # fmt: skip
-    svc = services(ctx)
-
-    def planner() -> Plan:
-        if not command.strip():
-            raise InvalidInput("command", "must not be empty")
-        wait, budget = clamp_timeout(timeout, svc.settings), clamp_output(max_output, svc.settings)
-        spec = resolve_host(svc, host, user, port, key_path, known_hosts, jump)
-
-        async def work(call: Call) -> Outcome:
-            async def progress(elapsed: float, produced: int) -> None:
-                await call.report(elapsed, None, f"{elapsed:.0f} s elapsed, {produced} bytes of output")
-
-            from relay_shell.ssh.remote_exec import run_remote
-
-            result = await run_remote(
-                pool_of(svc), spec, command, timeout_s=wait.value, budget=budget.value,
-                stdin=stdin.encode() if stdin else None, on_progress=progress,
-            )  # fmt: skip
-            fields = capture_fields(result.capture)
-            outcome = remote_outcome(
-                spec.display(), fields, render_capture(result.capture), result.exit_code, result.duration_ms
-            )
-            outcome.data["timeout_s"] = wait.value
-            outcome.audit_extra["known_hosts"] = spec.known_hosts.value
-            return outcome
-
-        return Plan(
-            work=work,
-            text="\n".join(p for p in (command, stdin) if p),
-            targets=host_targets(host, spec),
-            timeout_s=wait.value,
-            notes=bound_notes(wait, budget),
-            confirm_summary=f"run `{command[:300]}` on {spec.display()}",
-        )
-
-    return await run_tool(ctx, "ssh_exec", args, planner)
+    target = HostArguments(host, user, port, key_path, known_hosts, jump)
+    request = SshExec(target, command, timeout, max_output, stdin)
+    return await run_tool(ctx, "ssh_exec", plan_ssh_exec, request)
 
 
-def resolve_many(svc: Services, hosts: str | list[str], limit: int, argument: str = "hosts") -> list[str]:
-    names = split_hosts(hosts) if hosts else inventory_of(svc).aliases()
-    if not names:
-        raise InvalidInput(argument, "no hosts given and the inventory is empty")
-    if len(names) > limit:
-        raise LimitReached("RELAY_SHELL_FANOUT_MAX_HOSTS", limit, f"{len(names)} hosts requested")
-    return names
+# --- ssh_check ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SshCheck:
+    """ssh_check's arguments."""
+
+    hosts: str | list[str]
+    timeout: float | None
+    fresh: bool
+
+
+@dataclass(frozen=True)
+class Probe:
+    """Validated hosts to probe, with the per-host deadline, the concurrency and the dial mode."""
+
+    pool: LazyPool
+    names: list[str]
+    specs: list[HostSpec]
+    timeout_s: float
+    concurrency: int
+    fresh: bool
+
+
+async def execute_ssh_check(probe: Probe, call: Call) -> Outcome:
+    from relay_shell.ssh.check import check_hosts
+
+    results = await check_hosts(
+        probe.pool.get(), probe.specs, timeout_s=probe.timeout_s, concurrency=probe.concurrency,
+        fresh=probe.fresh,
+    )  # fmt: skip
+    rows: list[dict[str, object]] = []
+    lines = []
+    for name, result in zip(probe.names, results, strict=True):
+        rows.append(
+            {
+                "host": name, "ok": result.ok, "reason": result.reason, "detail": result.detail,
+                "latency_ms": result.latency_ms, "reused": result.reused if result.ok else None,
+            }
+        )  # fmt: skip
+        if result.ok:
+            status = f"ok {result.latency_ms} ms" + (" (pooled connection)" if result.reused else "")
+        else:
+            status = f"unreachable ({result.reason}): {result.detail}"
+        lines.append(f"{name}: {status}")
+    ok_count = sum(1 for r in results if r.ok)
+    text = f"{ok_count}/{len(results)} reachable\n" + "\n".join(lines)
+    return Outcome(text=text, data={"hosts": rows, "ok": ok_count, "total": len(results)})
+
+
+def plan_ssh_check(request: SshCheck, svc: Services) -> Plan[Probe]:
+    """Tier 0 when every host is an inventory or ssh_config host on its configured port and
+    route; any other host or port is a probe of the caller's own (tier 1)."""
+    wait = clamp_timeout(5.0 if request.timeout is None else request.timeout, svc.settings)
+    names = resolve_many(svc, request.hosts)
+    specs = [resolve_selected(svc.inventory, name) for name in names]
+    targets = [t for name, spec in zip(names, specs, strict=True) for t in host_targets(name, spec)]
+    width = svc.settings.fanout_max_concurrency
+    probe = Probe(svc.pool, names, specs, wait.value, width, request.fresh)
+    return Plan(
+        execute_ssh_check,
+        probe,
+        tier=Tier.READ_ONLY if all_configured(svc.inventory, specs) else Tier.REVERSIBLE,
+        targets=targets,
+        timeout_s=wait.value * -(-len(names) // width),
+    )
 
 
 async def ssh_check(
     ctx: Context,
     hosts: Hosts = "",
     timeout: Annotated[float | None, Field(description="Seconds per host (default 5)")] = None,
+    fresh: Annotated[
+        bool, Field(description="Dial a new connection instead of a round trip on the pooled one")
+    ] = False,
 ) -> Annotated[CallToolResult, HostCheckResult]:
-    args = {"hosts": hosts, "timeout": timeout}
-    svc = services(ctx)
+    return await run_tool(ctx, "ssh_check", plan_ssh_check, SshCheck(hosts, timeout, fresh))
 
-    def planner() -> Plan:
-        wait = clamp_timeout(5.0 if timeout is None else timeout, svc.settings)
-        names = resolve_many(svc, hosts, svc.settings.fanout_max_hosts)
-        inventory = inventory_of(svc)
-        specs = [inventory.resolve(name) for name in names]
 
-        async def work(call: Call) -> Outcome:
-            from relay_shell.ssh.check import check_hosts
+# --- ssh_fanout -----------------------------------------------------------------------------------
 
-            results = await check_hosts(
-                pool_of(svc), specs, timeout_s=wait.value, concurrency=svc.settings.fanout_max_concurrency
-            )
-            rows = []
-            lines = []
-            for name, result in zip(names, results, strict=True):
-                rows.append(
-                    {
-                        "host": name,
-                        "ok": result.ok,
-                        "reason": result.reason,
-                        "detail": result.detail,
-                        "latency_ms": result.latency_ms,
-                    }
-                )
-                status = (
-                    f"ok {result.latency_ms} ms"
-                    if result.ok
-                    else f"unreachable ({result.reason}): {result.detail}"
-                )
-                lines.append(f"{name}: {status}")
-            ok_count = sum(1 for r in results if r.ok)
-            text = f"{ok_count}/{len(results)} reachable\n" + "\n".join(lines)
-            return Outcome(text=text, data={"hosts": rows, "ok": ok_count, "total": len(results)})
 
-        targets = [t for name, spec in zip(names, specs, strict=True) for t in host_targets(name, spec)]
-        return Plan(work=work, tier=0, targets=targets, timeout_s=wait.value * max(1, len(names)))
+@dataclass(frozen=True)
+class SshFanout:
+    """ssh_fanout's arguments."""
 
-    return await run_tool(ctx, "ssh_check", args, planner)
+    command: str
+    hosts: str | list[str]
+    timeout: float | None
+    concurrency: int
+    max_output: int | None
+    batch: int | str | None
+    max_fail: int | str | None
+    canary: int
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """A validated fan-out: the hosts in input order, the command, its bounds, its rollout."""
+
+    pool: LazyPool
+    hosts: list[tuple[str, HostSpec]]
+    command: str
+    timeout_s: float
+    concurrency: int
+    budget: int
+    rollout: tuple[int | str | None, int | str | None, int]  # batch, max_fail, canary as given
+    history: FanoutHistory
+    fanout_id: str
+    text_budget: int  # the budget less what the notes will add to the text
+
+
+async def execute_ssh_fanout(fleet: Fleet, call: Call) -> Outcome:
+    """Roll out over the admitted hosts; hosts the pipeline refused are reported ``denied``."""
+    from relay_shell.ssh.fanout import FanoutHostResult, group_text, run_fanout
+
+    async def progress(done: int, total: int) -> None:
+        await call.report(done, total, f"{done}/{total} hosts done")
+
+    targets = [
+        (name, None, call.denied_targets[name]) if name in call.denied_targets else (name, spec, None)
+        for name, spec in fleet.hosts
+    ]
+    # Percentages are of the hosts that will run: only now is it known which ones the policy refused.
+    rollout = plan_rollout(*fleet.rollout, sum(1 for _, spec, _ in targets if spec is not None))
+    report = await run_fanout(
+        fleet.pool.get(), targets, fleet.command, timeout_s=fleet.timeout_s, concurrency=fleet.concurrency,
+        budget=fleet.budget, rollout=rollout, on_progress=progress,
+    )  # fmt: skip
+    record_history(fleet.history, fleet.fanout_id, report.results)
+    outcome = rollout_outcome(
+        fanout_id=fleet.fanout_id, rows=report.results, batches=report.batches, rollout=rollout,
+        abort_reason=report.reason, detail=group_text, fields=FanoutHostResult.fields, budget=fleet.text_budget,
+    )  # fmt: skip
+    outcome.stream_len = sum(row.output_bytes for row in report.results)
+    outcome.truncated = any(row.truncated for row in report.results)
+    return outcome
+
+
+def plan_ssh_fanout(request: SshFanout, svc: Services) -> Plan[Fleet]:
+    if not request.command.strip():
+        raise InvalidInput("command", "must not be empty")
+    settings = svc.settings
+    wait, budget = clamp_timeout(request.timeout, settings), clamp_output(request.max_output, settings)
+    width = clamp_count(request.concurrency, 16, settings.fanout_max_concurrency, argument="concurrency")
+    names = resolve_many(svc, request.hosts)
+    hosts = [(name, resolve_selected(svc.inventory, name)) for name in names]
+    arguments = (request.batch, request.max_fail, request.canary)
+    rollout: Rollout = plan_rollout(*arguments, len(hosts))  # validated now; percentages again at run time
+    notes = bound_notes(wait, budget) + ([f"concurrency clamped to {width.value}"] if width.clamped else [])
+    fleet = Fleet(
+        svc.pool, hosts, request.command, wait.value, width.value, budget.value, arguments, svc.fanout_history,
+        svc.fanout_history.new_id(), budget.value - notes_room(notes),
+    )  # fmt: skip
+    return Plan(
+        execute_ssh_fanout,
+        fleet,
+        text=request.command,
+        per_target=[TargetGroup(name, host_targets(name, spec)) for name, spec in hosts],
+        timeout_s=wait.value * rollout.rounds(len(hosts), width.value),
+        notes=notes,
+        confirm_summary=f"run `{request.command[:300]}` on {len(names)} hosts",
+    )
 
 
 async def ssh_fanout(
@@ -268,156 +319,95 @@ async def ssh_fanout(
     command: Annotated[str, Field(description="The command line, run on every host", max_length=1_000_000)],
     hosts: Hosts = "",
     timeout: Annotated[float | None, Field(description="Seconds per host, connect included")] = None,
-    concurrency: Annotated[int, Field(ge=1, description="Hosts in flight at once")] = 16,
+    concurrency: Concurrency = 16,
     max_output: Annotated[int | None, Field(description="Output budget in bytes shared by all hosts")] = None,
+    batch: Batch = None,
+    max_fail: MaxFail = None,
+    canary: Canary = 0,
     confirm_token: ConfirmToken = "",
 ) -> Annotated[CallToolResult, FanoutResult]:
-    args = {
-        "command": command,
-        "hosts": hosts,
-        "timeout": timeout,
-        "concurrency": concurrency,
-        "max_output": max_output,
-        "confirm_token": confirm_token,
-    }
-    svc = services(ctx)
-
-    def planner() -> Plan:
-        if not command.strip():
-            raise InvalidInput("command", "must not be empty")
-        settings = svc.settings
-        wait, budget = clamp_timeout(timeout, settings), clamp_output(max_output, settings)
-        width = clamp_count(concurrency, 16, settings.fanout_max_concurrency, argument="concurrency")
-        names = resolve_many(svc, hosts, settings.fanout_max_hosts)
-        inventory = inventory_of(svc)
-        targets: list[tuple[str, HostSpec | None, str | None]] = []
-        allowed_targets: list[str] = []
-        for name in names:
-            spec = inventory.resolve(name)
-            probe = build_probe("ssh_fanout", command, host_targets(name, spec))
-            decision = decide(svc.pipeline.policy, "ssh_fanout", 0, probe)  # deny list per host
-            if decision.allowed:
-                targets.append((name, spec, None))
-                allowed_targets.extend(host_targets(name, spec))
-            else:
-                targets.append((name, None, decision.reason))
-
-        async def work(call: Call) -> Outcome:
-            async def progress(done: int, total: int) -> None:
-                await call.report(done, total, f"{done}/{total} hosts done")
-
-            from relay_shell.ssh.fanout import fanout
-
-            results = await fanout(
-                pool_of(svc), targets, command, timeout_s=wait.value, concurrency=width.value,
-                budget=budget.value, on_progress=progress,
-            )  # fmt: skip
-            return fanout_outcome(results, budget.value)
-
-        notes = bound_notes(wait, budget) + (
-            [f"concurrency clamped to {width.value}"] if width.clamped else []
-        )
-        rounds = -(-len(names) // width.value)
-        return Plan(
-            work=work,
-            text=command,
-            targets=allowed_targets,
-            timeout_s=wait.value * rounds,
-            notes=notes,
-            confirm_summary=f"run `{command[:300]}` on {len(names)} hosts",
-        )
-
-    return await run_tool(ctx, "ssh_fanout", args, planner)
+    request = SshFanout(command, hosts, timeout, concurrency, max_output, batch, max_fail, canary)
+    return await run_tool(ctx, "ssh_fanout", plan_ssh_fanout, request)
 
 
-def fanout_outcome(results: Sequence[object], budget: int) -> Outcome:
-    """Recap, grouped text (identical outputs once), per-host rows in input order."""
-    from relay_shell.ssh.fanout import FanoutHostResult, group_identical
+# --- ssh_keyscan ----------------------------------------------------------------------------------
 
-    rows = cast(Sequence[FanoutHostResult], results)
-    recap: dict[str, int] = {}
-    for row in rows:
-        recap[row.status] = recap.get(row.status, 0) + 1
-    lines = [
-        f"{len(rows)} hosts: " + ", ".join(f"{count} {status}" for status, count in sorted(recap.items()))
-    ]
-    for names, text in group_identical(rows):
-        lines.append(f"{','.join(names)}: {text}")
-    body = "\n".join(lines)
-    if len(body.encode()) > budget:
-        body = (
-            body.encode()[: budget - 64].decode("utf-8", errors="ignore")
-            + "\n[... text cut to the output budget ...]"
-        )
-    data: dict[str, object] = {
-        "results": [
-            {
-                "host": r.host, "status": r.status, "exit_code": r.exit_code, "output": r.output,
-                "truncated": r.truncated, "output_bytes": r.output_bytes, "stream_sha256": r.stream_sha256,
-                "duration_ms": r.duration_ms, "reason": r.reason,
-            }
-            for r in rows
-        ],
-        "recap": recap,
-    }  # fmt: skip
-    failed = [r for r in rows if r.status != "ok"]
-    return Outcome(
-        text=body,
-        data=data,
-        exit_code=0 if not failed else 1,
-        stream_len=sum(r.output_bytes for r in rows),
-        truncated=any(r.truncated for r in rows),
-        audit_extra={"recap": recap, "hosts": [r.host for r in rows]},
+
+@dataclass(frozen=True)
+class SshKeyscan:
+    """ssh_keyscan's arguments."""
+
+    hosts: str | list[str]
+    port: int | None
+    key_types: str
+    timeout: float | None
+
+
+@dataclass(frozen=True)
+class Scan:
+    """Validated hosts and key types to scan: ``names`` as given, ``addresses`` as dialled."""
+
+    names: list[str]
+    addresses: list[str]
+    port: int
+    key_types: list[str]
+    timeout_s: float
+
+
+async def execute_ssh_keyscan(scan: Scan, call: Call) -> Outcome:
+    from relay_shell.ssh.keyscan import keyscan
+
+    scanned = await keyscan(
+        scan.addresses, port=scan.port, key_types=scan.key_types, timeout_s=scan.timeout_s
     )
+    rows: list[dict[str, object]] = []
+    lines = []
+    for name, (_, keys, error) in zip(scan.names, scanned, strict=True):
+        rows.append({"host": name, "error": error, "keys": [
+            {"key_type": k.key_type, "known_hosts_line": k.known_hosts_line, "fingerprint_sha256": k.fingerprint_sha256}
+            for k in keys
+        ]})  # fmt: skip
+        if error:
+            lines.append(f"# {name}: {error}")
+        for key in keys:
+            lines.append(f"{key.known_hosts_line}\n# {key.fingerprint_sha256}")
+    return Outcome(text="\n".join(lines), data={"hosts": rows})
+
+
+def plan_ssh_keyscan(request: SshKeyscan, svc: Services) -> Plan[Scan]:
+    """Aliases are scanned at their host and configured port (unless ``port`` is given)."""
+    wait = clamp_timeout(10.0 if request.timeout is None else request.timeout, svc.settings)
+    if not split_terms(request.hosts):
+        raise InvalidInput("hosts", "at least one host is required")
+    names = resolve_many(svc, request.hosts)
+    if len(names) > MAX_KEYSCAN_HOSTS:
+        raise LimitReached("ssh_keyscan hosts", MAX_KEYSCAN_HOSTS, f"{len(names)} hosts requested")
+    addresses, targets = keyscan_addresses(svc.inventory, names, request.port)
+    types = [t.strip() for t in request.key_types.split(",") if t.strip()]
+    if not types:
+        raise InvalidInput("key_types", "at least one key type is required")
+    scan = Scan(names, addresses, request.port or 22, types, wait.value)
+    return Plan(execute_ssh_keyscan, scan, tier=Tier.REVERSIBLE, targets=targets, timeout_s=wait.value * 2)
 
 
 async def ssh_keyscan(
     ctx: Context,
     hosts: Annotated[
-        str | list[str], Field(description="Host names or addresses to scan: comma/space separated or a list")
+        str | list[str],
+        Field(description="Hosts to scan: aliases, host or host:port, or a host pattern (see ssh_fanout)"),
     ],
-    port: Annotated[int, Field(ge=1, le=65535, description="SSH port to scan")] = 22,
+    port: Annotated[
+        int | None, Field(ge=1, le=65535, description="SSH port (default: the alias's port, else 22)")
+    ] = None,
     key_types: Annotated[
         str, Field(description="Comma-separated key algorithms", max_length=512)
     ] = DEFAULT_KEY_TYPES,
     timeout: Annotated[float | None, Field(description="Seconds per host (default 10)")] = None,
 ) -> Annotated[CallToolResult, KeyscanResult]:
-    args = {"hosts": hosts, "port": port, "key_types": key_types, "timeout": timeout}
-    svc = services(ctx)
+    return await run_tool(ctx, "ssh_keyscan", plan_ssh_keyscan, SshKeyscan(hosts, port, key_types, timeout))
 
-    def planner() -> Plan:
-        wait = clamp_timeout(10.0 if timeout is None else timeout, svc.settings)
-        names = split_hosts(hosts)
-        if not names:
-            raise InvalidInput("hosts", "at least one host is required")
-        if len(names) > MAX_KEYSCAN_HOSTS:
-            raise LimitReached("ssh_keyscan hosts", MAX_KEYSCAN_HOSTS, f"{len(names)} hosts requested")
-        for name in names:
-            parse_target(name)
-        types = [t.strip() for t in key_types.split(",") if t.strip()]
-        if not types:
-            raise InvalidInput("key_types", "at least one key type is required")
 
-        async def work(call: Call) -> Outcome:
-            from relay_shell.ssh.keyscan import keyscan
-
-            scanned = await keyscan(names, port=port, key_types=types, timeout_s=wait.value)
-            rows = []
-            lines = []
-            for host, keys, error in scanned:
-                rows.append({"host": host, "error": error, "keys": [
-                    {"key_type": k.key_type, "known_hosts_line": k.known_hosts_line, "fingerprint_sha256": k.fingerprint_sha256}
-                    for k in keys
-                ]})  # fmt: skip
-                if error:
-                    lines.append(f"# {host}: {error}")
-                for key in keys:
-                    lines.append(f"{key.known_hosts_line}\n# {key.fingerprint_sha256}")
-            return Outcome(text="\n".join(lines), data={"hosts": rows})
-
-        return Plan(work=work, tier=1, targets=names, timeout_s=wait.value * 2)
-
-    return await run_tool(ctx, "ssh_keyscan", args, planner)
+# --- ssh_hosts and the inventory resources --------------------------------------------------------
 
 
 def spec_fields(spec: HostSpec) -> dict[str, object]:
@@ -434,23 +424,35 @@ def host_line(spec: HostSpec) -> str:
     return f"{spec.alias}: {spec.display()}{via}"
 
 
-async def ssh_hosts(ctx: Context) -> Annotated[CallToolResult, HostsResult]:
-    svc = services(ctx)
+@dataclass(frozen=True)
+class SshHosts:
+    """ssh_hosts's arguments."""
 
-    def planner() -> Plan:
-        return listing_plan("host", "hosts", lambda: inventory_of(svc).hosts(), host_line, spec_fields)
+    pattern: str | list[str]
 
-    return await run_tool(ctx, "ssh_hosts", {}, planner)
+
+def plan_ssh_hosts(request: SshHosts, svc: Services) -> Plan[Listing[HostSpec]]:
+    """The whole inventory, or exactly what ``pattern`` selects (resolved, nothing dialled)."""
+    if not split_terms(request.pattern, argument="pattern"):
+        return listing_plan(Listing("host", "hosts", svc.inventory.hosts, host_line, spec_fields))
+    names = resolve_many(svc, request.pattern, argument="pattern")
+    specs = [resolve_selected(svc.inventory, name, argument="pattern") for name in names]
+    return listing_plan(Listing("host", "hosts", lambda: specs, host_line, spec_fields))
+
+
+async def ssh_hosts(
+    ctx: Context,
+    pattern: Annotated[
+        str | list[str],
+        Field(description="A host pattern (see ssh_fanout): list what it selects; empty = all"),
+    ] = "",
+) -> Annotated[CallToolResult, HostsResult]:
+    return await run_tool(ctx, "ssh_hosts", plan_ssh_hosts, SshHosts(pattern))
 
 
 def register(server: MCPServer, svc: Services) -> None:
-    inventory = Inventory.load(svc.settings)
-    pool = LazyPool(svc.settings)
-    svc.extras[INVENTORY_KEY] = inventory
-    svc.extras[POOL_KEY] = pool
-    svc.add_counter("inventory_hosts", lambda: len(inventory.hosts()))
-    svc.add_counter("ssh_connections", pool.connections)
-    svc.add_closer(pool.aclose)
+    """Register the five tools and the inventory resources (which read ``svc.inventory``)."""
+    inventory = svc.inventory
     server.add_tool(ssh_exec, description=tool_description("ssh_exec"), annotations=RUNS_REMOTE)
     server.add_tool(ssh_check, description=tool_description("ssh_check"), annotations=READ_ONLY_REMOTE)
     server.add_tool(ssh_fanout, description=tool_description("ssh_fanout"), annotations=RUNS_REMOTE)

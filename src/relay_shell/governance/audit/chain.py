@@ -1,4 +1,4 @@
-"""The audit hash chain (SPEC §7): canonical JSON and one link of the chain.
+"""The audit hash chain (docs/adr/0009-audit-sink.md): canonical JSON and one link of the chain.
 
 Every chained record carries ``prev`` (the ``chain`` of the record before it, or
 :data:`GENESIS` for the very first record ever written) and ``chain``::

@@ -1,4 +1,4 @@
-"""Audit line formats (SPEC §7): JSON Lines, ArcSight CEF and IBM QRadar LEEF 1.0.
+"""Audit line formats (docs/adr/0009-audit-sink.md): JSON Lines, ArcSight CEF and IBM QRadar LEEF 1.0.
 
 Every encoder returns exactly one line without its newline, whatever the record holds:
 no raw CR, LF or other line-breaking character ever reaches the output, and no value can

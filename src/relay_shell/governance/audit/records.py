@@ -1,9 +1,23 @@
-"""What every record shares: its timestamp format, and the ids of the calls it belongs to."""
+"""What every record shares: its timestamp format, the ids of the calls it belongs to, and what writes it."""
 
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Protocol
+
+
+class RecordSink(Protocol):
+    """What writes audit records: the server's :class:`~writer.AuditSink`, or an
+    :class:`~inbox.InboxSubmitter` for a process beside the running server."""
+
+    @property
+    def degraded(self) -> bool: ...
+
+    def check(self) -> bool: ...
+
+    def write(self, record: Mapping[str, object]) -> dict[str, object]: ...
 
 
 def utc_now() -> datetime:

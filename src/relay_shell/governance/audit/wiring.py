@@ -33,7 +33,7 @@ from relay_shell.governance.audit.writer import AuditSink
 
 
 def anchor_spec(settings: Settings) -> tuple[str, str | None]:
-    """The effective anchor (``auto`` resolved) and a warning when anchoring is off."""
+    """The effective anchor (``auto`` resolved) and a warning when ``auto`` found no journald."""
     spec = settings.audit_anchor
     if spec == "auto":
         try:
@@ -47,9 +47,7 @@ def anchor_spec(settings: Settings) -> tuple[str, str | None]:
             f"{DEFAULT_JOURNAL_SOCKET}; without anchors, records cut from the end of the audit file or a "
             "rewritten file go unnoticed (set RELAY_SHELL_AUDIT_ANCHOR to a syslog collector)"
         )
-    if spec == "off":
-        return "off", "audit anchoring is off (RELAY_SHELL_AUDIT_ANCHOR=off)"
-    return spec, None
+    return spec, None  # an explicit "off" is the operator's choice: server_info shows it
 
 
 def channel_for(spec: str, tls_ca: Path | None) -> Channel | None:

@@ -1,4 +1,4 @@
-"""The audit sink: the only writer of its file, hash-chained, anchored outside the file (ADR 0013).
+"""The audit sink: the only writer of its file, hash-chained, anchored outside the file (ADR 0016).
 
 - **One writer.** The file is opened and locked for the sink's life through
   :class:`guard.GuardedFile`; a second sink gets :class:`ConfigError` naming the holder.
@@ -32,6 +32,7 @@ import os
 import secrets
 import sys
 import threading
+import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from enum import StrEnum
@@ -52,6 +53,7 @@ from relay_shell.governance.audit.guard import (
     UnsafeFile,
     Verdict,
 )
+from relay_shell.governance.audit.inbox import has_submissions, inbox_path, take_inbox
 from relay_shell.governance.audit.records import format_timestamp, new_call_id, utc_now
 from relay_shell.governance.audit.resume import Resumed, last_record_of, previous_generation
 
@@ -68,6 +70,8 @@ __all__ = [
 log = logging.getLogger("relay_shell.audit")
 
 _SINK_FIELDS = frozenset({"ts", "seq", "instance_id", PREV_FIELD, CHAIN_FIELD})
+INBOX_POLL_S = 0.2
+"""How often the watcher thread looks for submitted records."""
 
 
 class SinkState(StrEnum):
@@ -95,6 +99,7 @@ class AuditSink:
         anchoring: Callable[[str], Anchoring] | None = None,
     ) -> None:
         self._path = Path(path)
+        self._inbox = inbox_path(self._path)
         self._format = AuditFormat(fmt)
         self._chained = chain and self._format is AuditFormat.JSONL
         self._echo_stderr = echo_stderr
@@ -224,12 +229,20 @@ class AuditSink:
             self._anchored_head = head
 
     def start_heartbeat(self, interval_s: float) -> None:
-        """Anchor the head every ``interval_s`` seconds from a daemon thread, until :meth:`close`."""
-        if self._anchoring is None or not self._anchoring.anchors or self._heartbeat is not None:
+        """Start the daemon thread that, until :meth:`close`, takes in submitted records a few
+        times a second and anchors the head every ``interval_s`` seconds."""
+        if self._heartbeat is not None:
             return
 
         def beat() -> None:
-            while not self._stop.wait(interval_s):
+            anchored_at = time.monotonic()
+            while not self._stop.wait(INBOX_POLL_S):
+                if has_submissions(self._inbox):
+                    with self._lock, contextlib.suppress(AuditUnavailable):
+                        self._ready()
+                if self._anchoring is None or time.monotonic() - anchored_at < interval_s:
+                    continue
+                anchored_at = time.monotonic()
                 try:
                     self.anchor_head()
                 except AuditUnavailable as exc:  # kept as the channel error; the next beat retries
@@ -279,8 +292,18 @@ class AuditSink:
             self._rotate(guarded)
         elif self._pending_header is not None or self._state is SinkState.UNWRITABLE:
             self._catch_up()
+        if has_submissions(self._inbox):
+            self._take_submissions()
         assert self._file is not None
         return self._file
+
+    def _take_submissions(self) -> None:
+        """Write what other processes submitted (:mod:`inbox`) into the trail, marked as such."""
+        records, dropped = take_inbox(self._inbox)
+        for record in records:
+            self._append({**record, "submitted": "inbox"})
+        if dropped:
+            self._append({"tool": "audit_inbox", "tier": 0, "outcome": "error", "dropped_bytes": dropped})
 
     def _open(self, *, first: bool) -> None:
         """Open and lock the file, resume its chain, write this instance's header."""

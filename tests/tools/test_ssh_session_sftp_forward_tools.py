@@ -19,9 +19,8 @@ from mcp import Client
 
 from relay_shell.app import RelayServer, build_server
 from relay_shell.config import Settings
+from relay_shell.services import LazyForwards, LazyPool
 from relay_shell.ssh.pool import ConnectionPool
-from relay_shell.tools import ssh as ssh_tools
-from relay_shell.tools import ssh_extra
 from tests.conftest import pids_with_marker, read_audit
 from tests.netutil import round_trip, wait_refused
 from tests.sshd import TEST_USER, ClientKey, SshdInstance, sshd_available, start_sshd
@@ -60,8 +59,8 @@ def settings(make_ssh_settings: Callable[..., Settings]) -> Settings:
 def build_ssh_server(settings: Settings) -> RelayServer:
     """The full server, as relay-shell builds it (every tool family registered)."""
     server = build_server(settings)
-    assert ssh_tools.POOL_KEY in server.services.extras
-    assert ssh_extra.FORWARDS_KEY in server.services.extras
+    assert isinstance(server.services.pool, LazyPool)
+    assert isinstance(server.services.forwards, LazyForwards)
     return server
 
 
@@ -76,7 +75,7 @@ async def server(settings: Settings) -> AsyncIterator[RelayServer]:
 
 
 def pool(server: RelayServer) -> ConnectionPool:
-    return ssh_tools.pool_of(server.services)
+    return server.services.pool.get()
 
 
 def sc(result: Any) -> dict[str, Any]:
@@ -361,7 +360,7 @@ async def test_deny_list_sees_the_forward_destination(
         assert sc(denied)["error"]["kind"] == "denied"
         bad_bind = await client.call_tool("ssh_forward", target(sshd, spec="D:0", bind="example.com"))
         assert sc(bad_bind)["error"]["argument"] == "bind"
-        assert ssh_tools.pool_of(server.services).stats().dials == 0
+        assert server.services.pool.get().stats().dials == 0
         socks = ok(await client.call_tool("ssh_forward", target(sshd, spec="D:0")))
         reader, writer = await asyncio.open_connection("127.0.0.1", socks["listen_port"])
         try:
@@ -375,4 +374,21 @@ async def test_deny_list_sees_the_forward_destination(
         listed = ok(await client.call_tool("ssh_forward_list", {}))
         assert "refused" in listed["forwards"][0]["last_error"]
     await server.services.aclose()
-    assert len(ssh_extra.forwards_of(server.services)) == 0
+    assert len(server.services.forwards.get()) == 0
+    # The SOCKS destination was decided by the pipeline: its own audit record, and a denial counted.
+    socks_records = [
+        r
+        for r in read_audit(server.services.settings.audit_path)
+        if r["args"].get("text", "").startswith("socks ")
+    ]
+    assert [
+        (r["tool"], r["side_channel"], r["tier"], r["decision"], r["outcome"], r["rule"])
+        for r in socks_records
+    ] == [("ssh_forward", "socks", 2, "denied", "denied", "deny")]
+    assert "10.9.9.9" in socks_records[0]["target"]
+    metrics = server.services.metrics.render().decode()
+    assert 'relay_shell_denials_total{reason="deny",tool="ssh_forward"} 2.0' in metrics
+    assert (
+        'relay_shell_tool_calls_total{mode="open",outcome="denied",tier="2",tool="ssh_forward/socks"} 1.0'
+        in metrics
+    )

@@ -1,0 +1,154 @@
+"""What flows through the pipeline: who calls, what the call is (a :class:`Plan`), what it produced.
+
+A tool body validates its arguments into a typed request and returns a :class:`Plan`
+naming a module-level executor function; the pipeline classifies and admits the plan,
+then runs ``plan.executor(plan.request, call)``, which returns an :class:`Outcome`. None
+of these types is an MCP wire type: the MCP adapter (``relay_shell.tools.adapter``) maps
+the pipeline's :class:`Reply` to the wire.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from relay_shell.errors import RelayError
+from relay_shell.vocabulary import Tier
+
+log = logging.getLogger("relay_shell.pipeline")
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who is calling: the MCP request, the client, and the authenticated principal (HTTP+OAuth)."""
+
+    request_id: str | None = None
+    client_id: str | None = None
+    subject: str | None = None
+    max_tier: int | None = None  # scope ceiling; None when no OAuth
+
+    def who(self) -> str:
+        return f"{self.subject or '-'}|{self.client_id or '-'}"
+
+
+@dataclass(frozen=True)
+class CallArguments:
+    """A call's arguments twice: as the client sent them (audited) and as the tool runs them.
+
+    ``effective`` has every default resolved, so a confirmation token bound to it matches
+    the same call re-sent with its defaults spelled out.
+    """
+
+    raw: Mapping[str, object]
+    effective: Mapping[str, object]
+
+    @classmethod
+    def same(cls, arguments: Mapping[str, object]) -> CallArguments:
+        """Arguments that have no defaults to resolve (resource reads, prompt fetches)."""
+        return cls(raw=arguments, effective=arguments)
+
+
+ProgressFn = Callable[[float, float | None, str | None], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Call:
+    """What the execute stage hands to an executor, besides its request."""
+
+    tool: str
+    tier: Tier
+    timeout_s: float | None
+    identity: Identity
+    progress: ProgressFn
+    denied_targets: Mapping[str, str] = field(default_factory=dict)
+    """Per-target refusals (:attr:`Plan.per_target`): key -> the reason; the executor skips them."""
+
+    async def report(self, progress: float, total: float | None = None, message: str | None = None) -> None:
+        """Send a progress notification when the client asked for them; never raises."""
+        try:
+            await self.progress(progress, total, message)
+        except Exception:  # a broken progress channel must not fail the call
+            log.debug("progress notification failed", exc_info=True)
+
+
+@dataclass
+class Outcome:
+    """What an executor produced: readable text, structured fields, and audit extras."""
+
+    text: str
+    data: dict[str, object] = field(default_factory=dict)
+    exit_code: int | None = None
+    stream_sha256: str | None = None
+    stream_len: int | None = None
+    truncated: bool = False
+    audit_extra: dict[str, object] = field(default_factory=dict)
+
+
+type Executor[R] = Callable[[R, Call], Awaitable[Outcome]]
+"""A module-level ``async def execute(request, call) -> Outcome``: the one place a call acts."""
+
+
+@dataclass(frozen=True)
+class TargetGroup:
+    """One target of a call that is admitted or refused on its own (a fan-out host).
+
+    ``key`` names it in :attr:`Call.denied_targets`; ``targets`` is what the deny list reads
+    for it (the name as given, the resolved name, the jump chain).
+    """
+
+    key: str
+    targets: Sequence[str]
+
+
+@dataclass(frozen=True)
+class Plan[R]:
+    """A validated description of one call, and the executor that carries it out.
+
+    ``text`` is everything the executor will see (command, stdin, env, script, keys...): it is
+    what gets classified and what the deny list reads. ``targets`` are hosts, remote paths,
+    forward destinations and resource URIs. ``tier`` fixes the tier for tools that do not run
+    text (read-only tools are 0); ``min_tier`` is a floor for those that do. ``per_target``
+    lists targets the deny list judges one by one: a refused one is reported to the executor
+    in :attr:`Call.denied_targets` instead of refusing the whole call.
+    """
+
+    executor: Executor[R]
+    request: R
+    text: str = ""
+    targets: Sequence[str] = ()
+    per_target: Sequence[TargetGroup] = ()
+    tier: Tier | None = None
+    min_tier: Tier = Tier.REVERSIBLE
+    timeout_s: float | None = None
+    notes: Sequence[str] = ()
+    confirm_summary: str = ""
+
+
+type Planner[R] = Callable[[], Plan[R]]
+"""Builds the plan inside the pipeline, so that a validation failure is shaped and audited."""
+
+
+@dataclass(frozen=True)
+class Reply:
+    """The pipeline's answer to one call, in our own terms.
+
+    ``text`` is the one text block a model reads and ``data`` the structured fields a program
+    reads; ``error`` is set when the call failed (``isError`` on the wire), and is the
+    exception itself, so nothing downstream re-reads the text to learn what happened.
+    """
+
+    text: str
+    data: Mapping[str, object]
+    error: RelayError | None = None
+
+
+@dataclass(frozen=True)
+class AwaitingInput:
+    """A tier-3 question handed to the client inside the result; it retries with the answer.
+
+    The transport's confirmer holds the question it asked (``Confirmer.pending_result``).
+    """
+
+
+type CallResult = Reply | AwaitingInput

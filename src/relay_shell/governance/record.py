@@ -1,0 +1,195 @@
+"""The audit stage's records of one call, composed from the call's state (never its output body).
+
+A call above tier 0 gets a ``phase: start`` record before it runs (:func:`start_record`)
+and a ``phase: end`` record after it, with the same ``call_id``; a tier-0 call, or one
+refused before it could start, gets its only record (:func:`compose_record`). Every record
+carries the parse's normalised command names, rules and opaque flag: redaction hides
+values, never what ran.
+
+Arguments are audited as the client sent them, **bounded before they are redacted**: every
+string is cut to :data:`MAX_AUDIT_STRING` characters and every list and mapping to
+:data:`MAX_AUDIT_ITEMS` entries first, so redaction never scans a huge argument whole (an
+unterminated private-key block left by the cut is redacted to its end). Every value
+redaction took out of the arguments is also taken out of what may echo them: the error
+message, the targets and the tool's extras.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from relay_shell.governance.call import Identity, Outcome, Reply
+from relay_shell.governance.patterns import PATTERNS_VERSION
+from relay_shell.governance.redaction import redact, removed_values, scrub_removed
+from relay_shell.vocabulary import AuditDecision, AuditOutcome, Confirmation, ErrorKind, Tier
+
+MAX_AUDIT_STRING = 2048
+MAX_AUDIT_ITEMS = 200
+MAX_AUDIT_DEPTH = 8
+MAX_TARGETS = 1000
+
+
+@dataclass
+class CallState:
+    """What the stages learned about one call, read by the audit record and the metrics."""
+
+    tool: str
+    args: Mapping[str, object]
+    """The arguments as sent (audited)."""
+    binding: Mapping[str, object]
+    """The arguments with defaults resolved (what a confirmation token is bound to)."""
+    identity: Identity
+    tier: Tier | None = None
+    targets: list[str] = field(default_factory=list)
+    decision: AuditDecision = AuditDecision.ALLOWED
+    rule: str | None = None
+    pattern: str | None = None
+    outcome_kind: AuditOutcome = AuditOutcome.ERROR
+    error_kind: ErrorKind | None = None
+    error_message: str | None = None
+    confirmation: Confirmation | None = None
+    outcome: Outcome | None = None
+    stream_sha256: str | None = None
+    stream_len: int | None = None
+    denied_targets: dict[str, str] = field(default_factory=dict)
+    extra: dict[str, object] = field(default_factory=dict)
+    audited_args: object = None
+    """The arguments already bounded and redacted (done off the loop for large ones), or None."""
+    removed: set[str] = field(default_factory=set)
+    """What redaction took out of the arguments (hunted down where the record echoes them)."""
+    call_id: str | None = None
+    """Set when the call's start record is (to be) written: its outcome is then a ``phase: end``."""
+    # What the classification saw: the parse's normalised command names, whether the text is
+    # opaque to it (an interpreter, eval, an encoded payload), and the rules that set the tier.
+    # The parse fills commands and opaque; until it does they stay empty and false.
+    commands: tuple[str, ...] = ()
+    opaque: bool = False
+    rules: tuple[str, ...] = ()
+
+
+def audit_arguments(state: CallState) -> None:
+    """Bound and redact the arguments once (start and end records share them)."""
+    if state.audited_args is not None:
+        return
+    kept = bounded(state.args)
+    state.audited_args = redact(kept)
+    state.removed = removed_values(kept, state.audited_args)
+
+
+def start_record(state: CallState, policy_mode: str) -> dict[str, object]:
+    """The fields every record of the call carries: the start record (the sink adds ``phase``)."""
+    audit_arguments(state)
+    record: dict[str, object] = {
+        "tool": state.tool,
+        "tier": None if state.tier is None else int(state.tier),
+        "decision": state.decision.value,
+        "args": state.audited_args,
+        "target": _echo_safe(state, _target_field(state.targets)),
+        "opaque": state.opaque,
+        "commands": list(state.commands),
+        "rules": list(state.rules),
+        "request_id": state.identity.request_id,
+        "client_id": state.identity.client_id,
+        "principal": state.identity.subject,
+        "policy_mode": policy_mode,
+        "rule": state.rule,
+        "pattern": state.pattern,
+        "patterns_version": PATTERNS_VERSION,
+    }
+    if state.call_id is not None:
+        record["call_id"] = state.call_id
+    return record
+
+
+def compose_record(
+    state: CallState, reply: Reply | None, duration_s: float, policy_mode: str
+) -> dict[str, object]:
+    """The record of a finished call: its ``phase: end`` record when its start was written (the
+    sink adds ``phase``), else its only record (the sink adds ``ts``, ``seq`` and the chain)."""
+    text = reply.text if reply is not None else ""
+    outcome = state.outcome
+    record = start_record(state, policy_mode)
+    record.update(
+        {
+            "outcome": state.outcome_kind.value,
+            "exit_code": outcome.exit_code if outcome else None,
+            "duration_ms": round(duration_s * 1000),
+            "output_sha256": hashlib.sha256(text.encode()).hexdigest() if reply is not None else None,
+            "output_len": len(text.encode()) if reply is not None else 0,
+            "stream_sha256": outcome.stream_sha256 if outcome else state.stream_sha256,
+            "stream_len": outcome.stream_len if outcome else state.stream_len,
+        }
+    )
+    if state.error_kind:
+        record["error_kind"] = state.error_kind.value
+        record["error"] = _echo_safe(state, state.error_message or "")
+    if state.confirmation:
+        record["confirmation"] = state.confirmation.value
+    if state.denied_targets:
+        record["denied_targets"] = _echo_safe(state, sorted(state.denied_targets))
+    extras = dict(state.extra)
+    if outcome and outcome.audit_extra:
+        extras.update(outcome.audit_extra)
+    if extras:
+        extra = _echo_safe(state, extras)
+        if isinstance(extra, dict):
+            record.update(extra)
+    return record
+
+
+def _echo_safe(state: CallState, value: object) -> object:
+    """A value that may echo the arguments: bounded, redacted, rid of what redaction removed."""
+    if value is None:
+        return None
+    return scrub_removed(scrubbed(value), state.removed)
+
+
+def scrubbed(value: object) -> object:
+    """``value`` bounded, then redacted: what an audit record may carry of a caller's data."""
+    return redact(bounded(value))
+
+
+def text_size(value: object, depth: int = 0) -> int:
+    """Characters of text in ``value`` (strings, keys, nested), to decide where to redact it."""
+    if isinstance(value, str):
+        return len(value)
+    if depth >= MAX_AUDIT_DEPTH:
+        return 0
+    if isinstance(value, Mapping):
+        return sum(len(str(key)) + text_size(item, depth + 1) for key, item in value.items())
+    if isinstance(value, list | tuple):
+        return sum(text_size(item, depth + 1) for item in value)
+    return 0
+
+
+def bounded(value: object, limit: int = MAX_AUDIT_STRING, depth: int = 0) -> object:
+    """``value`` with every string cut to ``limit`` characters and every list and mapping to
+    :data:`MAX_AUDIT_ITEMS` entries (audit records never carry bulk data)."""
+    if isinstance(value, str):
+        if len(value) > limit:
+            return value[:limit] + f"...[{len(value) - limit} more chars]"
+        return value
+    if depth >= MAX_AUDIT_DEPTH and isinstance(value, Mapping | list | tuple):
+        return "[nested too deep]"
+    if isinstance(value, Mapping):
+        items = list(value.items())
+        kept = {str(key)[:limit]: bounded(item, limit, depth + 1) for key, item in items[:MAX_AUDIT_ITEMS]}
+        if len(items) > MAX_AUDIT_ITEMS:
+            kept["..."] = f"[{len(items) - MAX_AUDIT_ITEMS} more keys]"
+        return kept
+    if isinstance(value, list | tuple):
+        kept_items = [bounded(item, limit, depth + 1) for item in value[:MAX_AUDIT_ITEMS]]
+        if len(value) > MAX_AUDIT_ITEMS:
+            kept_items.append(f"...[{len(value) - MAX_AUDIT_ITEMS} more items]")
+        return kept_items
+    return value
+
+
+def _target_field(targets: Sequence[str]) -> object:
+    if not targets:
+        return None
+    if len(targets) == 1:
+        return targets[0]
+    return list(targets[:MAX_TARGETS])

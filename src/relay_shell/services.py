@@ -1,0 +1,239 @@
+"""Everything a call can need, one typed field per service, started and stopped with the server.
+
+:class:`Services` is built once per server (:func:`build_services`) and handed to tools as
+the SDK's lifespan state. The SSH connection pool and the forward manager are created on
+first use (:class:`LazyPool`, :class:`LazyForwards`), so answering ``initialize`` or
+``tools/list`` never imports asyncssh.
+
+Shutdown order (:meth:`Services.aclose`): forwards first, then sessions (SSH terminals still
+have their pooled connection for an orderly TERM/KILL), then the SSH pool, the audit sink last.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from relay_shell.config import Settings
+from relay_shell.governance.audit.wiring import anchor_spec, build_sink, kind_of
+from relay_shell.governance.audit.writer import AuditSink
+from relay_shell.governance.pipeline import Pipeline
+from relay_shell.metrics import Metrics
+from relay_shell.sessions import SessionRegistry
+from relay_shell.sessions.recording import RecordingSettings
+from relay_shell.sessions.registry import SessionEnd
+from relay_shell.ssh.fleet import FanoutHistory
+from relay_shell.ssh.inventory import Inventory
+
+if TYPE_CHECKING:
+    from relay_shell.ssh.forwards import ForwardManager
+    from relay_shell.ssh.pool import ConnectionPool
+
+log = logging.getLogger("relay_shell")
+
+
+class LazyPool:
+    """The shared :class:`ConnectionPool`, created (and asyncssh imported) on first :meth:`get`."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._pool: ConnectionPool | None = None
+
+    def get(self) -> ConnectionPool:
+        if self._pool is None:
+            from relay_shell.ssh.pool import ConnectionPool
+
+            self._pool = ConnectionPool(self._settings)
+        return self._pool
+
+    def connections(self) -> int:
+        """Open connections; 0 while the pool was never needed."""
+        return 0 if self._pool is None else self._pool.stats().connections
+
+    async def aclose(self) -> None:
+        """Close the pool if it was ever created."""
+        if self._pool is not None:
+            await self._pool.aclose()
+
+
+class LazyForwards:
+    """The :class:`ForwardManager` on the shared pool, created on first :meth:`get`."""
+
+    def __init__(self, pool: LazyPool, max_forwards: int) -> None:
+        self._pool = pool
+        self._max_forwards = max_forwards
+        self._manager: ForwardManager | None = None
+
+    def get(self) -> ForwardManager:
+        if self._manager is None:
+            from relay_shell.ssh.forwards import ForwardManager
+
+            self._manager = ForwardManager(self._pool.get(), max_forwards=self._max_forwards)
+        return self._manager
+
+    def __len__(self) -> int:
+        return 0 if self._manager is None else len(self._manager)
+
+    async def aclose(self) -> None:
+        """Close every forward if the manager was ever created."""
+        if self._manager is not None:
+            await self._manager.aclose()
+
+
+@dataclass
+class Services:
+    """What the tools of one server use. Built by :func:`build_services`."""
+
+    settings: Settings
+    audit: AuditSink
+    metrics: Metrics
+    pipeline: Pipeline
+    sessions: SessionRegistry
+    inventory: Inventory
+    pool: LazyPool
+    forwards: LazyForwards
+    fanout_history: FanoutHistory
+    on_started: Callable[[], None] | None = field(default=None, repr=False)
+    _holders: int = field(default=0, repr=False)
+    _started: bool = field(default=False, repr=False)
+    _closed: bool = field(default=False, repr=False)
+
+    def counts(self) -> dict[str, int]:
+        """Live sessions, forwards and SSH connections (read by server_info and the metrics)."""
+        return {
+            "sessions": len(self.sessions),
+            "forwards": len(self.forwards),
+            "ssh_connections": self.pool.connections(),
+        }
+
+    def facts(self) -> dict[str, str]:
+        """The mechanisms in effect, for the start-up line and server_info (``containment``, ``anchor``)."""
+        anchor, _warning = anchor_spec(self.settings)
+        return {} if anchor == "off" else {"anchor": kind_of(anchor)}
+
+    def inventory_size(self) -> int:
+        return len(self.inventory.hosts())
+
+    async def start(self) -> None:
+        """Start the background work (the session sweeper) and hold the services open.
+
+        The holder taken here is released only by :meth:`aclose`; lifespans in between do
+        not stop the services.
+        """
+        self._holders += 1
+        await self._start_once()
+
+    async def _start_once(self) -> None:
+        if not self._started and not self._closed:
+            self._started = True
+            await self.sessions.start()
+            self.audit.start_heartbeat(self.settings.audit_anchor_interval)
+            if self.on_started is not None:
+                self.on_started()
+
+    @asynccontextmanager
+    async def lifespan(self) -> AsyncIterator[Services]:
+        """The SDK lifespan: start on the first holder, tear down when the last one leaves.
+
+        stdio and HTTP serving each enter it once; an in-memory client enters it per
+        connection, which is why holders are counted.
+        """
+        self._holders += 1
+        await self._start_once()
+        try:
+            yield self
+        finally:
+            self._holders -= 1
+            if self._holders == 0:
+                await self.aclose()
+
+    async def aclose(self) -> None:
+        """Tear down forwards, then sessions, then the SSH pool; close the audit sink last.
+
+        Idempotent; a step that fails is logged and the next one still runs.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        steps: list[Callable[[], Awaitable[None]]] = [
+            self.forwards.aclose,
+            self.sessions.aclose,
+            self.pool.aclose,
+        ]
+        for step in steps:
+            try:
+                await step()
+            except Exception:
+                log.exception("teardown step failed")
+        self.audit.close()
+
+
+def build_services(settings: Settings) -> Services:
+    """The services of one server: audit sink, metrics, pipeline, registry, inventory, lazy SSH.
+
+    Raises:
+        ConfigError: the inventory or ssh_config cannot be resolved, or the audit file is
+            another server's (one writer per file) or not a safe regular file.
+    """
+    audit = build_sink(settings)
+    metrics = Metrics()
+    pool = LazyPool(settings)
+    pipeline = Pipeline(settings, audit, metrics)
+    recording = None
+    if settings.session_record_dir is not None:
+        recording = RecordingSettings(
+            directory=settings.expand(settings.session_record_dir),
+            record_input=settings.session_record_input,
+            max_bytes=settings.session_record_max_bytes,
+        )
+    services = Services(
+        settings=settings,
+        audit=audit,
+        metrics=metrics,
+        pipeline=pipeline,
+        sessions=SessionRegistry(
+            max_sessions=settings.max_sessions,
+            buffer_bytes=settings.session_buffer_bytes,
+            idle_timeout_s=settings.session_idle_timeout,
+            max_lifetime_s=settings.session_max_lifetime,
+            recording=recording,
+            on_end=lambda end: pipeline.record_event("session_end", session_end_fields(end), target=end.host),
+        ),
+        inventory=Inventory.load(settings),
+        pool=pool,
+        forwards=LazyForwards(pool, settings.max_forwards),
+        fanout_history=FanoutHistory(settings.fanout_history),
+    )
+    metrics.bind_gauges(
+        sessions=lambda: len(services.sessions),
+        forwards=lambda: len(services.forwards),
+        connections=services.pool.connections,
+        audit_degraded=lambda: 1.0 if services.audit.degraded else 0.0,
+    )
+    return services
+
+
+def session_end_fields(end: SessionEnd) -> dict[str, object]:
+    """The audit fields of a session's end (written as a ``session_end`` record)."""
+    fields: dict[str, object] = {
+        "session_id": end.session_id,
+        "session_kind": end.kind,
+        "command": end.command,
+        "reason": end.reason,
+        "exit_code": end.exit_code,
+        "duration_ms": round(end.duration_s * 1000),
+        "stream_len": end.bytes_produced,
+    }
+    if end.recording is not None:
+        fields["recording"] = {
+            "path": end.recording.path,
+            "bytes": end.recording.bytes,
+            "sha256": end.recording.sha256,
+            "truncated": end.recording.truncated,
+            "input": end.recording.input_recorded,
+            "error": end.recording.error,
+        }
+    return fields

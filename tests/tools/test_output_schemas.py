@@ -1,0 +1,171 @@
+"""Every tool, called validly, answers with structuredContent that fits its declared outputSchema.
+
+The schemas are closed for the check (``additionalProperties: false`` on every object that
+lists its properties), so a field a tool adds without declaring it fails here. Results are
+built as plain data on the hot path; this walk is what keeps them honest. A few failures
+(invalid, timeout, denied) are checked too: their ``error`` object and partial output share
+the schema. The walk must cover every tool the server lists.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+from mcp import Client
+
+from relay_shell.app import build_server
+from relay_shell.config import Settings
+from tests.conftest import connected
+from tests.netutil import start_echo_server
+from tests.sshd import TEST_USER, ClientKey, SshdInstance, sshd_available, start_sshd
+
+pytestmark = pytest.mark.skipif(
+    not sshd_available(), reason="SKIPPED: /usr/sbin/sshd missing (scripts/check installs openssh-server)"
+)
+
+
+def closed(schema: Any) -> Any:
+    """``schema`` with ``additionalProperties: false`` on every object that lists properties."""
+    if isinstance(schema, dict):
+        result = {key: closed(value) for key, value in schema.items()}
+        if "properties" in result and result.get("additionalProperties") in (None, True):
+            result["additionalProperties"] = False
+        return result
+    if isinstance(schema, list):
+        return [closed(item) for item in schema]
+    return schema
+
+
+@pytest.fixture(scope="module")
+def key() -> Iterator[ClientKey]:
+    created = ClientKey.create()
+    yield created
+    created.remove()
+
+
+@pytest.fixture(scope="module")
+def host(key: ClientKey) -> Iterator[SshdInstance]:
+    instance = start_sshd(key)
+    yield instance
+    instance.remove()
+
+
+@pytest.fixture
+def remote_dir() -> Iterator[Path]:
+    directory = Path(tempfile.mkdtemp(prefix="relay-schema-"))
+    user = pwd.getpwnam(TEST_USER)
+    os.chown(directory, user.pw_uid, user.pw_gid)
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+class Walk:
+    """Calls tools and checks each answer against the tool's closed output schema."""
+
+    def __init__(self, client: Client, schemas: dict[str, dict[str, Any]]) -> None:
+        self.client = client
+        self.schemas = schemas
+        self.called: set[str] = set()
+
+    async def call(self, tool: str, arguments: dict[str, Any], *, error: str | None = None) -> dict[str, Any]:
+        result = await self.client.call_tool(tool, arguments)
+        data = result.structured_content
+        assert data is not None, tool
+        assert result.is_error is (error is not None), result.content[0].text
+        if error is not None:
+            assert data["error"]["kind"] == error
+        jsonschema.validate(data, closed(self.schemas[tool]))
+        self.called.add(tool)
+        return dict(data)
+
+
+@pytest.fixture
+async def walk(
+    make_settings: Callable[..., Settings], tmp_path: Path, key: ClientKey, host: SshdInstance
+) -> AsyncIterator[Walk]:
+    inventory = tmp_path / "inventory.json"
+    box = {
+        "hostname": host.address,
+        "port": host.port,
+        "user": host.user,
+        "identity_file": str(key.private_path),
+        "known_hosts": "ignore",
+    }
+    inventory.write_text(json.dumps({"box": box}))
+    server = build_server(make_settings(inventory=inventory, policy_deny="forbidden-word"))
+    async with connected(server) as client:
+        tools = (await client.list_tools()).tools
+        schemas = {tool.name: dict(tool.output_schema or {}) for tool in tools}
+        assert all(schemas.values())
+        yield Walk(client, schemas)
+    await server.services.aclose()
+
+
+async def test_every_tool_answers_within_its_schema(walk: Walk, tmp_path: Path, remote_dir: Path) -> None:
+    with pytest.raises(jsonschema.ValidationError):  # the closed schema refuses an undeclared field
+        jsonschema.validate({"tier": 1, "undeclared": True}, closed(walk.schemas["shell_exec"]))
+    with pytest.raises(jsonschema.ValidationError):  # ... also inside a nested object
+        jsonschema.validate(
+            {"error": {"kind": "invalid", "message": "m", "x": 1}}, closed(walk.schemas["ssh_exec"])
+        )
+    await _local_tools(walk)
+    await _session_tools(walk, "shell_spawn", {"command": "cat"})
+    await _ssh_tools(walk, tmp_path, remote_dir)
+    await _session_tools(walk, "ssh_spawn", {"host": "box"})
+    await walk.call("server_info", {})
+    await walk.call("audit_tail", {"lines": 5})
+    assert walk.called == set(walk.schemas)
+
+
+async def _local_tools(walk: Walk) -> None:
+    await walk.call("shell_exec", {"command": "echo hi"})
+    await walk.call(
+        "shell_exec", {"command": "echo out; echo err >&2", "merge_stderr": False, "timeout": 1e9}
+    )
+    await walk.call("shell_exec", {"command": "kill -9 $$"})
+    await walk.call("shell_exec", {"command": "true", "timeout": -1}, error="invalid")
+    await walk.call("shell_exec", {"command": "echo partial; sleep 5", "timeout": 0.5}, error="timeout")
+    await walk.call("shell_exec", {"command": "echo forbidden-word"}, error="denied")
+    await walk.call("shell_script", {"script": "echo script", "interpreter": "sh"})
+
+
+async def _session_tools(walk: Walk, spawn: str, arguments: dict[str, Any]) -> None:
+    started = await walk.call(spawn, arguments)
+    session_id = started["session_id"]
+    await walk.call("session_send", {"session_id": session_id, "data": "echo typed", "keys": ["Tab"]})
+    await walk.call("session_recv", {"session_id": session_id, "timeout": 1, "until": "typed"})
+    await walk.call("session_resize", {"session_id": session_id, "cols": 90, "rows": 30})
+    await walk.call("session_list", {})
+    await walk.call("session_kill", {"session_id": session_id})
+    await walk.call("session_recv", {"session_id": session_id}, error="invalid")
+
+
+async def _ssh_tools(walk: Walk, tmp_path: Path, remote_dir: Path) -> None:
+    await walk.call("ssh_exec", {"host": "box", "command": "echo remote; kill -9 $$"})
+    await walk.call("ssh_check", {"hosts": "box"})
+    await walk.call("ssh_fanout", {"command": "echo fan", "hosts": ["box"]})
+    await walk.call("ssh_keyscan", {"hosts": "box", "port": 1})  # unreachable: a row with its error
+    await walk.call("ssh_hosts", {})
+    source = tmp_path / "payload.txt"
+    source.write_text("payload\n")
+    await walk.call("ssh_upload", {"host": "box", "local_path": str(source), "remote_path": str(remote_dir)})
+    back = tmp_path / "back.txt"
+    remote_file = str(remote_dir / "payload.txt")
+    await walk.call("ssh_download", {"host": "box", "remote_path": remote_file, "local_path": str(back)})
+    echo, port = await start_echo_server()
+    try:
+        opened = await walk.call("ssh_forward", {"host": "box", "spec": f"L:0:127.0.0.1:{port}"})
+        await walk.call("ssh_forward_list", {})
+        await walk.call("ssh_forward_close", {"forward_id": opened["forward_id"]})
+    finally:
+        echo.close()
+        await echo.wait_closed()
