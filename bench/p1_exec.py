@@ -6,6 +6,10 @@ Measured in one run, each CALLS times after WARMUP unmeasured calls, in alternat
 - floor: ``asyncio.create_subprocess_exec("true")`` with pipes, stdout/stderr read to EOF;
 - breakdown (in the note and details): the MCP round trip of a no-op tool (``server_info``),
   ``shell_exec`` with ``use_shell=false`` (no ``/bin/sh``), and a raw spawn of ``/bin/sh -c true``.
+- containment (details): the mechanism the server chose (``auto``), the same call on a second
+  server forced to ``RELAY_SHELL_CONTAINMENT=subreaper``, and a raw spawn of ``true`` through
+  the cgroup mechanism's hold (``/bin/sh`` reading one line, then ``exec``), which is what
+  the hold adds to a spawn.
 
 When the target is missed, the server is sampled with py-spy during further calls and the
 note says where its time went.
@@ -19,6 +23,7 @@ import asyncio
 
 from common import (
     Figure,
+    RelayStdio,
     interleaved,
     measure,
     profile_summary,
@@ -31,6 +36,8 @@ from common import (
     summarize,
     timed,
 )
+
+from relay_shell.local.contained import RELEASE_LINE, hold_argv
 
 CALLS = 300
 WARMUP = 30
@@ -47,15 +54,34 @@ async def raw_spawn(*argv: str) -> None:
     await process.communicate()
 
 
+async def held_spawn(*argv: str) -> None:
+    """A raw spawn through the cgroup mechanism's hold (released at once, no cgroup)."""
+    process = await asyncio.create_subprocess_exec(
+        *hold_argv(argv, input_follows=False),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    await process.communicate(RELEASE_LINE)
+
+
 async def p1(figure: Figure) -> None:
     state = state_dir()
+    subreaper_state = state / "subreaper"
+    subreaper_state.mkdir()
     try:
-        async with relay_stdio(state) as relay:
+        async with (
+            relay_stdio(state) as relay,
+            relay_stdio(subreaper_state, RELAY_SHELL_CONTAINMENT="subreaper") as subreaper,
+        ):
 
-            async def exec_true(use_shell: bool = True) -> None:
-                result = await relay.call("shell_exec", {"command": "true", "use_shell": use_shell})
+            async def exec_true(use_shell: bool = True, server: RelayStdio = relay) -> None:
+                result = await server.call("shell_exec", {"command": "true", "use_shell": use_shell})
                 if result.is_error or result.data.get("exit_code") != 0:
                     raise RuntimeError(f"shell_exec true failed: {result.text[:300]}")
+
+            info = await relay.call("server_info", {})
+            mechanism = str(info.data.get("containment"))
 
             async def noop() -> None:
                 if (await relay.call("server_info", {})).is_error:
@@ -63,9 +89,11 @@ async def p1(figure: Figure) -> None:
 
             for warm in (
                 exec_true,
+                lambda: exec_true(server=subreaper),
                 noop,
                 lambda: raw_spawn("true"),
                 lambda: raw_spawn("/bin/sh", "-c", "true"),
+                lambda: held_spawn("true"),
             ):
                 await timed(WARMUP, warm)
             runs = await interleaved(
@@ -75,6 +103,8 @@ async def p1(figure: Figure) -> None:
                     "noop": noop,
                     "no_shell": lambda: exec_true(False),
                     "sh_floor": lambda: raw_spawn("/bin/sh", "-c", "true"),
+                    "exec_subreaper": lambda: exec_true(server=subreaper),
+                    "held_floor": lambda: held_spawn("true"),
                 },
                 CALLS,
             )
@@ -93,6 +123,9 @@ async def p1(figure: Figure) -> None:
                 "noop_tool": protocol.ms(),
                 "use_shell_false": no_shell.ms(),
                 "raw_sh_c_true": shell_floor.ms(),
+                "containment": mechanism,
+                "exec_forced_subreaper": summarize(runs["exec_subreaper"]).ms(),
+                "raw_true_through_the_hold": summarize(runs["held_floor"]).ms(),
             }
             overhead = measured.p50 - protocol.p50 - shell_floor.p50
             figure.note = (
@@ -110,6 +143,12 @@ async def p1(figure: Figure) -> None:
                 )
             else:
                 figure.note += "."
+            held, forced = summarize(runs["held_floor"]), summarize(runs["exec_subreaper"])
+            figure.note += (
+                f" Containment in use: {mechanism}; a raw spawn of `true` through the cgroup hold "
+                f"{held.p50 * 1000:.2f} ms (raw `true` {floor.p50 * 1000:.2f} ms); shell_exec true on a "
+                f"server forced to subreaper {forced.p50 * 1000:.2f} ms."
+            )
             if figure.holds == "no":
                 raw = state / "p1.pyspy"
                 with py_spy(relay.pid, raw):

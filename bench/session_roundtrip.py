@@ -19,7 +19,9 @@ import sys
 import tempfile
 import time
 
+from relay_shell.config import ContainmentMode
 from relay_shell.linear_regex import compile_caller_regex
+from relay_shell.local.containment import ContainmentService
 from relay_shell.local.pty import spawn_local_pty
 from relay_shell.sessions import SessionRegistry
 
@@ -35,7 +37,10 @@ async def run(rounds: int, strip: bool) -> int:
     registry = SessionRegistry(max_sessions=1, buffer_bytes=262144, idle_timeout_s=600, max_lifetime_s=3600)
     with tempfile.TemporaryDirectory() as home:
         try:
-            transport = await spawn_local_pty("", cols=120, rows=40, cwd=None, env={"HOME": home})
+            containment = ContainmentService(ContainmentMode.AUTO)
+            transport = await spawn_local_pty(
+                "", cols=120, rows=40, cwd=None, env={"HOME": home}, contained=containment.open("session")
+            )
             info = await registry.add(transport, kind="local", host=None, command="", cols=120, rows=40)
             session_id = info.session_id
             started = time.perf_counter()

@@ -24,13 +24,16 @@ import relay_shell
 from relay_shell.config import Settings
 from relay_shell.errors import ExecFailed, InvalidInput, RelayError
 from relay_shell.governance.bounds import check_input_size
-from relay_shell.governance.call import Call, CallArguments, Identity, Outcome, Plan
+from relay_shell.governance.call import Call, CallArguments, Identity, Outcome, Plan, Reply
 from relay_shell.guidance import instructions
 from relay_shell.services import Services, build_services
 from relay_shell.stdio import RefusingReadStream, claimed_stdin, line_limit
 from relay_shell.tools import register_all
 from relay_shell.tools.adapter import protocol_error, raise_for_protocol, tool_result
-from relay_shell.tools.base import CURRENT_ARGUMENTS, identity_of
+from relay_shell.tools.base import CURRENT_ARGUMENTS, TASK_INTENT, identity_of
+from relay_shell.tools.tasks import TasksExtension
+from relay_shell.tools.tasks_legacy import LegacyTasks
+from relay_shell.tools.tasks_shared import TASK_TOOLS
 from relay_shell.vocabulary import Tier
 
 __all__ = ["RelayServer", "Services", "build_server", "build_services"]
@@ -64,10 +67,10 @@ class RelayServer(MCPServer[Services]):
             _check_known(arguments, tool.parameters)
             validated = tool.fn_metadata.validate_arguments(arguments)
         except InvalidInput as exc:
-            return tool_result(self.services.pipeline.reject(name, raw, identity, exc), None)
+            return _refused(self.services.pipeline.reject(name, raw, identity, exc))
         except ValidationError as exc:
             error = InvalidInput(*_first_problem(exc))
-            return tool_result(self.services.pipeline.reject(name, raw, identity, error), None)
+            return _refused(self.services.pipeline.reject(name, raw, identity, error))
         token = CURRENT_ARGUMENTS.set(CallArguments(raw=arguments, effective=validated))
         if context is None:
             context = Context(mcp_server=self, subscriptions=self._subscriptions)
@@ -202,6 +205,14 @@ async def execute_prompt_fetch(fetch: PromptFetch, call: Call) -> Outcome:
     return Outcome(text=prompt.model_dump_json() if isinstance(prompt, GetPromptResult) else "")
 
 
+def _refused(reply: Reply) -> CallToolResult:
+    """A call refused before its body ran; a Tasks layer waiting on it learns why."""
+    intent = TASK_INTENT.get()
+    if intent is not None:
+        intent.reply = reply
+    return tool_result(reply, None)
+
+
 def _identity(context: Context[Any, Any] | None) -> Identity:
     return identity_of(context) if context is not None else Identity()
 
@@ -227,11 +238,19 @@ def _first_problem(exc: ValidationError) -> tuple[str, str]:
     return argument or "arguments", problem
 
 
-def build_server(settings: Settings, svc: Services | None = None, **server_kwargs: Any) -> RelayServer:
+def build_server(
+    settings: Settings,
+    svc: Services | None = None,
+    *,
+    task_tools: frozenset[str] = TASK_TOOLS,
+    **server_kwargs: Any,
+) -> RelayServer:
     """The MCP server with every tool, prompt and resource registered.
 
     The services start and stop through the server's lifespan (:meth:`Services.lifespan`);
-    every input schema says ``additionalProperties: false``.
+    every input schema says ``additionalProperties: false``. MCP Tasks are served for both
+    generations from the job store: the 2026-07-28 extension and the 2025-11-25 middleware,
+    for the tools named in ``task_tools`` (the command-running ones).
     """
     services = svc or build_services(settings)
 
@@ -246,6 +265,8 @@ def build_server(settings: Settings, svc: Services | None = None, **server_kwarg
         instructions=instructions(),
         log_level="WARNING",
         lifespan=lifespan,
+        extensions=[TasksExtension(services, task_tools)],
+        middleware=[LegacyTasks(services, task_tools)],
         **server_kwargs,
     )
     server.services = services

@@ -9,15 +9,36 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import Protocol
+
+
+class OutputTap(Protocol):
+    """A second reader of a command's raw output, fed each chunk as it arrives.
+
+    A call that may outlive its request (a job) hands one to the executor: the capture
+    still keeps the bounded head and tail for the final result, and the tap keeps the live
+    stream that ``session_recv`` drains. A tap must not block and must not raise.
+    """
+
+    def stdout(self, data: bytes) -> None:
+        """A chunk of stdout (of the merged stream when stderr is not kept apart)."""
+
+    def stderr(self, data: bytes) -> None:
+        """A chunk of stderr (only when the streams are kept apart)."""
+
+    def attach(self, capture: OutputCapture | SplitCapture) -> None:
+        """The capture that receives the same stream: its ``total`` and ``sha256`` are the
+        stream's, so the tap need not count or hash again (called by :func:`new_capture`)."""
 
 
 class OutputCapture:
     """Bounded head+tail capture of one byte stream, with a running SHA-256.
 
-    Memory is at most ``budget`` bytes (plus one chunk while it is being split).
+    Memory is at most ``budget`` bytes (plus one chunk while it is being split). A ``tap``
+    also receives every chunk (as stdout), unbounded by the budget.
     """
 
-    def __init__(self, budget: int) -> None:
+    def __init__(self, budget: int, tap: OutputTap | None = None) -> None:
         if budget < 2:
             raise ValueError("budget must be at least 2 bytes")
         self.budget = budget
@@ -28,11 +49,14 @@ class OutputCapture:
         self._total = 0
         self._hash = hashlib.sha256()
         self._nul_seen = False
+        self._tap = tap
 
     def feed(self, data: bytes) -> None:
         """Append a chunk of the stream."""
         if not data:
             return
+        if self._tap is not None:
+            self._tap.stdout(data)
         self._total += len(data)
         self._hash.update(data)
         if not self._nul_seen and b"\x00" in data:
@@ -157,25 +181,30 @@ class SplitCapture:
     """stdout and stderr captured separately under one shared budget.
 
     Each stream keeps at most half the budget; ``stream`` hashes both in arrival order
-    (what the audit calls the full raw output).
+    (what the audit calls the full raw output). A ``tap`` also receives every chunk.
     """
 
-    def __init__(self, budget: int) -> None:
+    def __init__(self, budget: int, tap: OutputTap | None = None) -> None:
         half = max(2, budget // 2)
         self.stdout = OutputCapture(half)
         self.stderr = OutputCapture(max(2, budget - half))
         self._hash = hashlib.sha256()
         self._total = 0
+        self._tap = tap
 
     def feed_stdout(self, data: bytes) -> None:
         self.stdout.feed(data)
         self._hash.update(data)
         self._total += len(data)
+        if self._tap is not None and data:
+            self._tap.stdout(data)
 
     def feed_stderr(self, data: bytes) -> None:
         self.stderr.feed(data)
         self._hash.update(data)
         self._total += len(data)
+        if self._tap is not None and data:
+            self._tap.stderr(data)
 
     @property
     def total(self) -> int:
@@ -188,6 +217,14 @@ class SplitCapture:
     @property
     def sha256(self) -> str:
         return self._hash.copy().hexdigest()
+
+
+def new_capture(budget: int, *, merge: bool, tap: OutputTap | None = None) -> OutputCapture | SplitCapture:
+    """The capture of one command: one merged stream, or stdout and stderr apart; ``tap`` sees it all."""
+    capture = OutputCapture(budget, tap) if merge else SplitCapture(budget, tap)
+    if tap is not None:
+        tap.attach(capture)
+    return capture
 
 
 def render_capture(capture: OutputCapture | SplitCapture) -> str:

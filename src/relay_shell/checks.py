@@ -15,7 +15,7 @@ import sys
 from dataclasses import asdict, dataclass
 from typing import Literal
 
-from relay_shell.config import AuthMode, Settings, Transport, load_settings
+from relay_shell.config import AuthMode, ContainmentMode, Settings, Transport, load_settings
 from relay_shell.config_env import DOTENV_DEFAULT, ConfigSources, SettingsInvalid
 from relay_shell.errors import ConfigError
 from relay_shell.startup import endpoint, exposure_warning
@@ -36,9 +36,9 @@ class Finding:
 
 
 def run_checks(settings: Settings) -> list[Finding]:
-    """Check the audit sink and its channels, the SSH inventory, the HTTP edge, the OAuth state
-    and the exposure."""
-    findings = [*_check_audit(settings), _check_hosts(settings)]
+    """Check the audit sink and its channels, the SSH inventory, the containment, the HTTP edge,
+    the OAuth state and the exposure."""
+    findings = [*_check_audit(settings), _check_hosts(settings), _check_containment(settings)]
     for check in (_check_allowed_hosts, _check_oauth_state, _check_operator_hash):
         finding = check(settings)
         if finding is not None:
@@ -97,6 +97,21 @@ def _check_hosts(settings: Settings) -> Finding:
         return Finding(name, "FAIL", str(exc))
     read = [str(path) for path in (inventory.ssh_config_path, inventory.inventory_path) if path is not None]
     return Finding(name, "OK", f"{len(inventory)} host(s) from {', '.join(read) or 'no file'}")
+
+
+def _check_containment(settings: Settings) -> Finding:
+    """Which mechanism will hold the calls' processes; FAIL when ``cgroup`` is forced and cannot work."""
+    from relay_shell.local.containment import probe_cgroup
+
+    name = "RELAY_SHELL_CONTAINMENT"
+    if settings.containment is ContainmentMode.SUBREAPER:
+        return Finding(name, "OK", "subreaper: the server is the child subreaper of what calls start")
+    reason = probe_cgroup()
+    if reason is None:
+        return Finding(name, "OK", "cgroup: one cgroup v2 per call under the server's own")
+    if settings.containment is ContainmentMode.CGROUP:
+        return Finding(name, "FAIL", f"cgroup was asked for, but {reason}")
+    return Finding(name, "OK", f"subreaper (no cgroup: {reason})")
 
 
 def _check_oauth_state(settings: Settings) -> Finding | None:

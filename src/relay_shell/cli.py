@@ -145,7 +145,7 @@ def _serve(settings: object) -> int:
     except KeyboardInterrupt:
         return EXIT_OK
     except ConfigError:
-        raise  # found while building the server (OAuth state, the audit file's lock): exit 2 in main
+        raise  # found while building the server (OAuth state, allowed hosts, containment, the audit file's lock)
     except Exception:
         log.exception("server failed")
         return EXIT_RUNTIME
@@ -176,9 +176,11 @@ async def _serve_stdio(settings: object) -> None:
 async def _exit_on_signal(services: object) -> None:
     """SIGTERM/SIGINT/SIGHUP: tear everything down, then exit 0.
 
-    The stdio transport reads stdin in a worker thread that cannot be interrupted, so a
-    cancelled task group would wait for the next input line forever; after the orderly
-    teardown (sessions, forwards, connections, audit sink) the process exits directly.
+    The teardown first cancels the calls in flight and waits for their audit records
+    (``outcome: cancelled``); each kills what it started. The stdio transport reads stdin
+    in a worker thread that cannot be interrupted, so a cancelled task group would wait for
+    the next input line forever; after the orderly teardown (calls, sessions, forwards,
+    connections, containment, audit sink) the process exits directly.
     """
     import os
 

@@ -8,6 +8,7 @@
     ├── PolicyDenied                   denied      the policy refused the call
     ├── ConfirmationRequired           confirm_required  tier 3 needs a human yes / a token
     ├── AuditUnavailable               unavailable the audit sink cannot be written
+    ├── ShuttingDown                   unavailable the server is stopping: no new calls
     ├── ExecTimeout                    timeout     the deadline passed (carries partial output)
     ├── ExecFailed                     failed      could not run at all
     │   ├── SpawnFailed                            local process could not start
@@ -15,11 +16,14 @@
     │   ├── RemoteFailed                           SSH channel / SFTP / forward failure
     │   └── SessionEnded                           the session is gone
     ├── SessionNotFound                invalid     unknown session id
-    └── LimitReached                   failed      a configured cap is full (names it)
+    ├── LimitReached                   failed      a configured cap is full (names it)
+    └── JobStopped                     cancelled   a job was killed before it ended
 
 ``kind`` (a :class:`relay_shell.vocabulary.ErrorKind`) is the machine-readable
-``structuredContent.error.kind``. Cancellation is not an
+``structuredContent.error.kind``. Cancellation of a call is not an
 exception of ours: ``asyncio.CancelledError`` is always re-raised after the audit record.
+:class:`JobStopped` is the final result of a job that was killed (session_kill, a task's
+cancel, shutdown): its call had already returned, so there is nothing to re-raise.
 """
 
 from __future__ import annotations
@@ -92,6 +96,12 @@ class AuditUnavailable(RelayError):
     kind: ErrorKind = ErrorKind.UNAVAILABLE
 
 
+class ShuttingDown(RelayError):
+    """A call arrived after shutdown began (SIGTERM, SIGINT): refused, audited."""
+
+    kind: ErrorKind = ErrorKind.UNAVAILABLE
+
+
 @dataclass
 class PartialOutput:
     """Output collected before a failure, already shaped (bounded)."""
@@ -155,3 +165,9 @@ class LimitReached(RelayError):
         super().__init__(f"limit reached: {what} ({limit}={value})")
         self.limit = limit
         self.value = value
+
+
+class JobStopped(RelayError):
+    """A job was killed (session_kill, a task's cancel, shutdown) before its work ended."""
+
+    kind: ErrorKind = ErrorKind.CANCELLED

@@ -34,10 +34,19 @@ class ExecReport:
     pipe_held: bool = False
     host: str | None = None
     pid: int | None = None
+    left_running: int = 0
+    """Processes the command left running when it exited, killed then (local containment)."""
 
     def notes(self) -> list[str]:
         """Remarks about how the run ended, for the result's text."""
-        return [PIPE_HELD_NOTE] if self.pipe_held else []
+        notes = [left_running_note(self.left_running)] if self.left_running else []
+        return [*notes, PIPE_HELD_NOTE] if self.pipe_held else notes
+
+
+def left_running_note(count: int) -> str:
+    """``the command left 2 processes running; they were killed when the command exited``."""
+    left = "1 process running; it was" if count == 1 else f"{count} processes running; they were"
+    return f"the command left {left} killed when the command exited"
 
 
 def signal_exit_code(name: str) -> int | None:

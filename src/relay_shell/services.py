@@ -5,8 +5,11 @@ the SDK's lifespan state. The SSH connection pool and the forward manager are cr
 first use (:class:`LazyPool`, :class:`LazyForwards`), so answering ``initialize`` or
 ``tools/list`` never imports asyncssh.
 
-Shutdown order (:meth:`Services.aclose`): forwards first, then sessions (SSH terminals still
-have their pooled connection for an orderly TERM/KILL), then the SSH pool, the audit sink last.
+Shutdown order (:meth:`Services.aclose`): the calls in flight are cancelled first (each kills
+what it started and writes its record), then forwards, then jobs (each killed job writes its
+``job_end`` record; SSH jobs still have their pooled connection to signal the remote command),
+then sessions (SSH terminals likewise), then the SSH pool, then every containment still open
+(whatever is left is killed), the audit sink last.
 """
 
 from __future__ import annotations
@@ -20,9 +23,12 @@ from typing import TYPE_CHECKING
 from relay_shell.config import Settings
 from relay_shell.governance.audit.wiring import anchor_spec, build_sink, kind_of
 from relay_shell.governance.audit.writer import AuditSink
+from relay_shell.governance.call import Reply
 from relay_shell.governance.pipeline import Pipeline
+from relay_shell.local.containment import ContainmentService
 from relay_shell.metrics import Metrics
 from relay_shell.sessions import SessionRegistry
+from relay_shell.sessions.jobs import JobStore
 from relay_shell.sessions.recording import RecordingSettings
 from relay_shell.sessions.registry import SessionEnd
 from relay_shell.ssh.fleet import FanoutHistory
@@ -33,6 +39,9 @@ if TYPE_CHECKING:
     from relay_shell.ssh.pool import ConnectionPool
 
 log = logging.getLogger("relay_shell")
+
+CANCEL_IN_FLIGHT_S = 10.0
+"""How long shutdown waits for cancelled calls to kill what they started and write their records."""
 
 
 class LazyPool:
@@ -96,23 +105,29 @@ class Services:
     pool: LazyPool
     forwards: LazyForwards
     fanout_history: FanoutHistory
+    containment: ContainmentService
+    jobs: JobStore[Reply]
     on_started: Callable[[], None] | None = field(default=None, repr=False)
     _holders: int = field(default=0, repr=False)
     _started: bool = field(default=False, repr=False)
     _closed: bool = field(default=False, repr=False)
 
     def counts(self) -> dict[str, int]:
-        """Live sessions, forwards and SSH connections (read by server_info and the metrics)."""
+        """Live sessions, jobs, forwards and SSH connections (read by server_info and the metrics)."""
         return {
             "sessions": len(self.sessions),
+            "jobs": len(self.jobs.jobs()),
             "forwards": len(self.forwards),
             "ssh_connections": self.pool.connections(),
         }
 
     def facts(self) -> dict[str, str]:
         """The mechanisms in effect, for the start-up line and server_info (``containment``, ``anchor``)."""
+        facts: dict[str, str] = {"containment": self.containment.mechanism}
         anchor, _warning = anchor_spec(self.settings)
-        return {} if anchor == "off" else {"anchor": kind_of(anchor)}
+        if anchor != "off":
+            facts["anchor"] = kind_of(anchor)
+        return facts
 
     def inventory_size(self) -> int:
         return len(self.inventory.hosts())
@@ -131,6 +146,7 @@ class Services:
             self._started = True
             await self.sessions.start()
             self.audit.start_heartbeat(self.settings.audit_anchor_interval)
+            await self.jobs.start()
             if self.on_started is not None:
                 self.on_started()
 
@@ -151,17 +167,24 @@ class Services:
                 await self.aclose()
 
     async def aclose(self) -> None:
-        """Tear down forwards, then sessions, then the SSH pool; close the audit sink last.
+        """Cancel the calls in flight and wait (bounded) for their audit records, then tear down
+        forwards, jobs, sessions, the SSH pool and every containment still open; close the audit
+        sink last.
 
         Idempotent; a step that fails is logged and the next one still runs.
         """
         if self._closed:
             return
         self._closed = True
+        cancelled = await self.pipeline.cancel_in_flight(CANCEL_IN_FLIGHT_S)
+        if cancelled:
+            log.warning("shutdown: cancelled %d call(s) in flight", cancelled)
         steps: list[Callable[[], Awaitable[None]]] = [
             self.forwards.aclose,
+            self.jobs.aclose,
             self.sessions.aclose,
             self.pool.aclose,
+            self.containment.aclose,
         ]
         for step in steps:
             try:
@@ -172,16 +195,23 @@ class Services:
 
 
 def build_services(settings: Settings) -> Services:
-    """The services of one server: audit sink, metrics, pipeline, registry, inventory, lazy SSH.
+    """The services of one server: audit sink, metrics, pipeline, registry, inventory, lazy SSH,
+    containment.
 
     Raises:
-        ConfigError: the inventory or ssh_config cannot be resolved, or the audit file is
-            another server's (one writer per file) or not a safe regular file.
+        ConfigError: the inventory or ssh_config cannot be resolved,
+            ``RELAY_SHELL_CONTAINMENT=cgroup`` cannot work here, or the audit file is another
+            server's (one writer per file) or not a safe regular file.
     """
     audit = build_sink(settings)
     metrics = Metrics()
     pool = LazyPool(settings)
-    pipeline = Pipeline(settings, audit, metrics)
+    jobs: JobStore[Reply] = JobStore(
+        max_jobs=settings.max_jobs,
+        retention_s=settings.job_retention,
+        buffer_bytes=settings.session_buffer_bytes,
+    )
+    pipeline = Pipeline(settings, audit, metrics, jobs=jobs)
     recording = None
     if settings.session_record_dir is not None:
         recording = RecordingSettings(
@@ -206,6 +236,8 @@ def build_services(settings: Settings) -> Services:
         pool=pool,
         forwards=LazyForwards(pool, settings.max_forwards),
         fanout_history=FanoutHistory(settings.fanout_history),
+        containment=ContainmentService(settings.containment),
+        jobs=jobs,
     )
     metrics.bind_gauges(
         sessions=lambda: len(services.sessions),

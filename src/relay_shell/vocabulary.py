@@ -42,7 +42,8 @@ class AuditOutcome(StrEnum):
     ``failed`` (a non-zero exit where that is a failure: fan-out hosts, job ends),
     ``running`` (a call that handed its work to a job), ``invalid`` and ``unavailable`` are
     part of the vocabulary for the stages that write them; the pipeline writes ``ok``,
-    ``error``, ``timeout``, ``cancelled`` and ``denied`` today.
+    ``error``, ``timeout``, ``cancelled``, ``denied``, ``running`` (a call that yielded) and
+    ``failed`` (a job that ended with a non-zero exit or could not run).
     """
 
     OK = "ok"

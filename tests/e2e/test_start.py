@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import relay_shell
+from relay_shell.local.containment import cgroup_unavailable
 from tests.e2e.test_stdio import RELAY, server_env
 from tests.http.test_http_e2e import running_relay
 
@@ -37,7 +38,12 @@ def test_check_config_json_ok(tmp_path: Path) -> None:
     document = json.loads(proc.stdout)
     assert document["ok"] is True
     statuses = {finding["name"]: finding["status"] for finding in document["findings"]}
-    assert statuses == {"settings": "OK", "RELAY_SHELL_AUDIT_PATH": "OK", "RELAY_SHELL_SSH_CONFIG": "OK"}
+    assert statuses == {
+        "settings": "OK",
+        "RELAY_SHELL_AUDIT_PATH": "OK",
+        "RELAY_SHELL_SSH_CONFIG": "OK",
+        "RELAY_SHELL_CONTAINMENT": "OK",
+    }
     assert all(set(finding) == {"name", "status", "detail"} for finding in document["findings"])
     assert proc.stderr == ""
 
@@ -85,11 +91,12 @@ def test_check_config_text_is_a_summary_then_findings(tmp_path: Path) -> None:
     proc = check_config(tmp_path, RELAY_SHELL_TRANSPORT="http", RELAY_SHELL_HTTP_HOST="0.0.0.0")
     assert proc.returncode == 0, proc.stderr  # a warning does not fail the check
     summary, *findings = proc.stdout.splitlines()
-    assert summary == "relay-shell: configuration OK (4 checks, 1 warning(s))"
+    assert summary == "relay-shell: configuration OK (5 checks, 1 warning(s))"
     assert [line.split(" ", 2)[:2] for line in findings] == [
         ["OK", "settings:"],
         ["OK", "RELAY_SHELL_AUDIT_PATH:"],
         ["OK", "RELAY_SHELL_SSH_CONFIG:"],
+        ["OK", "RELAY_SHELL_CONTAINMENT:"],
         ["WARN", "RELAY_SHELL_HTTP_HOST:"],
     ]
 
@@ -119,7 +126,10 @@ def test_stdio_start_line_on_stderr_and_nothing_else_on_stdout(tmp_path: Path) -
             proc.kill()
             proc.wait()
     starts = [line for line in stderr.splitlines() if " serving " in line]
-    assert starts == [f"relay-shell {relay_shell.__version__} serving stdio policy=readonly audit={audit}"]
+    mechanism = "cgroup" if cgroup_unavailable() is None else "subreaper"
+    assert starts == [
+        f"relay-shell {relay_shell.__version__} serving stdio policy=readonly audit={audit} containment={mechanism}"
+    ]
     assert "WARNING" not in stderr
 
 

@@ -11,8 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from relay_shell.config import ContainmentMode
 from relay_shell.errors import LimitReached, SessionEnded, SpawnFailed
 from relay_shell.linear_regex import compile_caller_regex
+from relay_shell.local.contained import Contained
+from relay_shell.local.containment import ContainmentService
 from relay_shell.local.pty import LocalPtyTransport, spawn_local_pty
 from relay_shell.sessions import RecvResult, SessionRegistry, keys_to_bytes
 
@@ -76,6 +79,23 @@ async def eventually(predicate: Callable[[], object], what: str, timeout_s: floa
     return value
 
 
+_CONTAINMENT: list[ContainmentService] = []
+
+
+@pytest.fixture(autouse=True)
+async def containment() -> AsyncIterator[ContainmentService]:
+    """The containment every PTY of a test is spawned in; whatever is left is killed after."""
+    service = ContainmentService(ContainmentMode.AUTO)
+    _CONTAINMENT.append(service)
+    yield service
+    _CONTAINMENT.remove(service)
+    await service.aclose()
+
+
+def contained() -> Contained:
+    return _CONTAINMENT[-1].open("session")
+
+
 @pytest.fixture
 async def registry() -> AsyncIterator[SessionRegistry]:
     registry = SessionRegistry(max_sessions=8, buffer_bytes=262144, idle_timeout_s=1800, max_lifetime_s=86400)
@@ -104,7 +124,9 @@ async def spawn(
     overlay = dict(env or {})
     if home is not None:
         overlay.setdefault("HOME", str(home))
-    transport = await spawn_local_pty(command, cols=cols, rows=rows, cwd=cwd, env=overlay)
+    transport = await spawn_local_pty(
+        command, cols=cols, rows=rows, cwd=cwd, env=overlay, contained=contained()
+    )
     info = await registry.add(transport, kind="local", host=None, command=command, cols=cols, rows=rows)
     return info.session_id, transport
 
@@ -359,7 +381,7 @@ async def test_vanished_cwd_is_a_spawn_failure_that_leaks_no_fd(tmp_path: Path) 
     gone.rmdir()
     before = open_fd_count()
     with pytest.raises(SpawnFailed, match="cannot start"):
-        await spawn_local_pty("true", cols=80, rows=24, cwd=gone, env={})
+        await spawn_local_pty("true", cols=80, rows=24, cwd=gone, env={}, contained=contained())
     assert open_fd_count() == before
 
 
@@ -367,7 +389,7 @@ async def test_full_registry_refuses_and_kills_the_spawned_child() -> None:
     registry = SessionRegistry(max_sessions=1, buffer_bytes=4096, idle_timeout_s=60, max_lifetime_s=600)
     try:
         await spawn(registry, "sleep 100")
-        extra = await spawn_local_pty("sleep 101", cols=80, rows=24, cwd=None, env={})
+        extra = await spawn_local_pty("sleep 101", cols=80, rows=24, cwd=None, env={}, contained=contained())
         with pytest.raises(LimitReached) as raised:
             await registry.add(extra, kind="local", host=None, command="sleep 101", cols=80, rows=24)
         assert raised.value.limit == "RELAY_SHELL_MAX_SESSIONS"

@@ -197,3 +197,41 @@ async def session_record_max_bytes(h: Harness) -> None:  # RELAY_SHELL_SESSION_R
     _, records = await _recorded_session(h, f"{TEN_KB}; echo")
     assert records[-1]["recording"]["truncated"] is True
     assert records[-1]["recording"]["bytes"] <= 4096 + 512
+
+
+async def containment(h: Harness) -> None:  # RELAY_SHELL_CONTAINMENT=subreaper (auto picks cgroup here)
+    data = await h.one_call("server_info", {})
+    assert data["containment"] == "subreaper"
+
+
+async def yield_after(h: Harness) -> None:  # RELAY_SHELL_YIELD_AFTER=0.5
+    async with h.client() as client:
+        data = await h.call(client, "shell_exec", {"command": "sleep 3; echo late"})
+        assert data["status"] == "running"
+        assert data["job_id"].startswith("job-")
+        await h.call(client, "session_kill", {"session_id": data["job_id"]})
+
+
+async def max_jobs(h: Harness) -> None:  # RELAY_SHELL_MAX_JOBS=1
+    async with h.client() as client:
+        first = await h.call(client, "shell_exec", {"command": "sleep 30", "yield_after": 0.2})
+        assert first["status"] == "running"
+        second = await h.call(client, "shell_exec", {"command": "sleep 0.5; echo inline", "yield_after": 0.2})
+        await h.call(client, "session_kill", {"session_id": first["job_id"]})
+        assert (second["status"], second["output"]) == ("done", "inline\n")
+        assert any("RELAY_SHELL_MAX_JOBS" in note for note in second["notes"])
+
+
+async def job_retention(h: Harness) -> None:  # RELAY_SHELL_JOB_RETENTION=0.3
+    async with h.server() as server:
+        from tests.conftest import connected
+
+        async with connected(server) as client:
+            started = await h.call(client, "shell_exec", {"command": "sleep 0.5", "yield_after": 0.1})
+            assert started["status"] == "running"
+            store = server.services.jobs
+
+            async def swept() -> bool:
+                return started["job_id"] in await store.sweep()
+
+            await poll_until(swept, REAP_DEADLINE_S, "ended job swept after the retention")

@@ -86,6 +86,10 @@ ROWS: tuple[Row, ...] = (
     Row("SESSION_IDLE_TIMEOUT", "0.3", local.session_idle_timeout),
     Row("SESSION_MAX_LIFETIME", "0.3", local.session_max_lifetime),
     Row("SESSION_BUFFER_BYTES", "4096", local.session_buffer_bytes),
+    # jobs
+    Row("YIELD_AFTER", "0.5", local.yield_after),
+    Row("MAX_JOBS", "1", local.max_jobs),
+    Row("JOB_RETENTION", "0.3", local.job_retention),
     # policy
     Row("POLICY_MODE", "readonly", local.policy_mode),
     Row("POLICY_DENY", "relay-forbidden", local.policy_deny),
@@ -149,6 +153,7 @@ ROWS: tuple[Row, ...] = (
     Row("AUTH_MAX_SCOPE", "relay-shell:read", web.auth_max_scope, {"AUTH_ENABLED": "true"}),
     Row("METRICS_TOKEN", web.METRICS_TOKEN, web.metrics_token),
     Row("MAX_INPUT_BYTES", "2048", local.max_input_bytes),
+    Row("CONTAINMENT", "subreaper", local.containment),
     Row("SESSION_RECORD_DIR", "{tmp}/recordings", local.session_record_dir),
     Row("SESSION_RECORD_INPUT", "true", local.session_record_input, RECORDING),
     Row("SESSION_RECORD_MAX_BYTES", "4096", local.session_record_max_bytes, RECORDING),
@@ -171,10 +176,6 @@ IMPLEMENTED_ELSEWHERE = frozenset(
     {
         "POLICY_ALLOW_PROTECTED",  # policy: protected paths and admin verbs
         "ENV_FILE",  # policy: the env file is a protected path
-        "YIELD_AFTER",  # jobs
-        "MAX_JOBS",  # jobs
-        "JOB_RETENTION",  # jobs
-        "CONTAINMENT",  # containment: cgroup or subreaper
     }
 )
 

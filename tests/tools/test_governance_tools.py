@@ -246,6 +246,7 @@ async def test_audit_tail_shows_a_non_admin_only_its_own_records(
 ) -> None:
     settings = make_settings(auth_max_scope="relay-shell:admin")
     server = build_server(settings)
+    await server.services.start()  # held open across the principals' sessions
     try:
         await _as_principal(
             server, "alice", ["relay-shell:operate"], [("shell_exec", {"command": "echo alice-secret-work"})]

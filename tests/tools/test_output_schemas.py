@@ -121,6 +121,7 @@ async def test_every_tool_answers_within_its_schema(walk: Walk, tmp_path: Path, 
     await _session_tools(walk, "shell_spawn", {"command": "cat"})
     await _ssh_tools(walk, tmp_path, remote_dir)
     await _session_tools(walk, "ssh_spawn", {"host": "box"})
+    await _jobs(walk)
     await walk.call("server_info", {})
     await walk.call("audit_tail", {"lines": 5})
     assert walk.called == set(walk.schemas)
@@ -169,3 +170,25 @@ async def _ssh_tools(walk: Walk, tmp_path: Path, remote_dir: Path) -> None:
     finally:
         echo.close()
         await echo.wait_closed()
+
+
+async def _jobs(walk: Walk) -> None:
+    """Running results, reads of jobs (split and merged, fan-out rows), job rows and kills."""
+    split = await walk.call(
+        "shell_exec", {"command": "echo o; echo e >&2; sleep 1", "merge_stderr": False, "yield_after": 0.3}
+    )
+    assert split["status"] == "running"
+    await walk.call("session_recv", {"session_id": split["job_id"], "timeout": 0.1})
+    await walk.call("session_list", {})
+    await walk.call("session_kill", {"session_id": split["job_id"]})
+    await walk.call("session_recv", {"session_id": split["job_id"], "timeout": 5})
+    await walk.call("session_send", {"session_id": split["job_id"], "data": "x"}, error="invalid")
+    script = await walk.call("shell_script", {"script": "sleep 1; echo s", "yield_after": 0.2})
+    remote = await walk.call("ssh_exec", {"host": "box", "command": "sleep 1; echo r", "yield_after": 0.2})
+    fleet = await walk.call("ssh_fanout", {"command": "sleep 1; echo f", "hosts": "box", "yield_after": 0.2})
+    for job in (script, remote, fleet):
+        assert job["status"] == "running"
+        reads = [
+            await walk.call("session_recv", {"session_id": job["job_id"], "timeout": 5}) for _ in range(3)
+        ]
+        assert reads[-1]["ended"] is True  # a one-second job ends within three reads of up to 5 s

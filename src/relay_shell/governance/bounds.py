@@ -42,6 +42,22 @@ def clamp_timeout(
     return Clamped(float(requested), False, float(requested))
 
 
+def yield_after_seconds(requested: float | None, settings: Settings) -> float | None:
+    """``yield_after``: omitted -> ``RELAY_SHELL_YIELD_AFTER``; ``0`` -> never yield (``None``).
+
+    A value beyond the call's timeout simply never yields. Negative, infinite, NaN or
+    non-numeric is ``invalid`` naming ``yield_after``.
+    """
+    value = settings.yield_after if requested is None else requested
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidInput("yield_after", "must be a number of seconds (0 = never yield)")
+    if not math.isfinite(value) or value < 0:
+        raise InvalidInput(
+            "yield_after", f"must be 0 (never yield) or a positive number of seconds (got {value})"
+        )
+    return None if value == 0 else float(value)
+
+
 def clamp_output(requested: int | None, settings: Settings, *, argument: str = "max_output") -> Clamped[int]:
     """Per-call output budget in ``[1024, MAX_OUTPUT_HARD]``, default ``MAX_OUTPUT``."""
     if requested is None:

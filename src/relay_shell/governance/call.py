@@ -13,6 +13,8 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from relay_shell.background import JobTicket
+from relay_shell.capture import OutputTap
 from relay_shell.errors import RelayError
 from relay_shell.vocabulary import Tier
 
@@ -63,6 +65,10 @@ class Call:
     progress: ProgressFn
     denied_targets: Mapping[str, str] = field(default_factory=dict)
     """Per-target refusals (:attr:`Plan.per_target`): key -> the reason; the executor skips them."""
+    call_id: str | None = None
+    """The server-made id of a call above tier 0 (on its audit records and its job's)."""
+    tap: OutputTap | None = None
+    """Set when the call may become a job: the executor feeds its output here as it arrives."""
 
     async def report(self, progress: float, total: float | None = None, message: str | None = None) -> None:
         """Send a progress notification when the client asked for them; never raises."""
@@ -83,6 +89,39 @@ class Outcome:
     stream_len: int | None = None
     truncated: bool = False
     audit_extra: dict[str, object] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    """Remarks the execute stage adds (shown after the plan's notes)."""
+    job: JobTicket | None = None
+    """Set when the call returned while its work goes on as a job (``status: running``)."""
+
+
+@dataclass(frozen=True)
+class Background:
+    """How a command-running call may hand its work to a job (docs/adr/0014-jobs-and-tasks.md).
+
+    ``after_s`` is the call's ``yield_after`` (``None``: never yield); ``label`` and ``host``
+    describe the job in ``session_list``; ``split`` keeps stdout and stderr apart in its
+    live stream; ``budget`` bounds the output the yielded result carries.
+    """
+
+    after_s: float | None
+    label: str
+    host: str | None
+    split: bool
+    budget: int
+
+
+@dataclass(frozen=True)
+class Detach:
+    """What the transport asks of a call that may become a job (MCP Tasks).
+
+    ``task``: give the job a task id (the client takes a task handle instead of
+    ``status: running``). ``at_once``: detach as soon as the call executes (a 2025-11-25
+    task-augmented request), whatever ``yield_after`` says.
+    """
+
+    task: bool = False
+    at_once: bool = False
 
 
 type Executor[R] = Callable[[R, Call], Awaitable[Outcome]]
@@ -123,6 +162,8 @@ class Plan[R]:
     timeout_s: float | None = None
     notes: Sequence[str] = ()
     confirm_summary: str = ""
+    background: Background | None = None
+    """Set by the command-running tools: the work may go on as a job past ``yield_after``."""
 
 
 type Planner[R] = Callable[[], Plan[R]]
@@ -141,6 +182,8 @@ class Reply:
     text: str
     data: Mapping[str, object]
     error: RelayError | None = None
+    job: JobTicket | None = None
+    """Set when the call's work goes on as a job (the reply says ``status: running``)."""
 
 
 @dataclass(frozen=True)

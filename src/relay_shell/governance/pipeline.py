@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 from collections.abc import Mapping, Sequence
 
+from relay_shell.background import JobHost
 from relay_shell.config import ConfirmMode, Settings
 from relay_shell.errors import (
     AuditUnavailable,
@@ -32,13 +34,15 @@ from relay_shell.errors import (
     ExecTimeout,
     PolicyDenied,
     RelayError,
+    ShuttingDown,
 )
-from relay_shell.governance.audit.writer import AuditSink, new_call_id
+from relay_shell.governance.audit.writer import AuditSink
 from relay_shell.governance.call import (
     AwaitingInput,
     Call,
     CallArguments,
     CallResult,
+    Detach,
     Identity,
     Outcome,
     Plan,
@@ -47,6 +51,7 @@ from relay_shell.governance.call import (
     Reply,
 )
 from relay_shell.governance.confirm import Confirmer, ConfirmTokens, call_binding
+from relay_shell.governance.detach import Detacher, run_bounded
 from relay_shell.governance.patterns import PATTERNS_VERSION, classify_text
 from relay_shell.governance.policy import PolicyConfig, build_probe, decide
 from relay_shell.governance.record import (
@@ -72,7 +77,8 @@ from relay_shell.vocabulary import (
 
 log = logging.getLogger("relay_shell.pipeline")
 
-TIMEOUT_SAFETY_MARGIN_S = 10.0
+CALL_ID_BYTES = 12
+"""96 random bits per call id."""
 OFF_LOOP_SCAN_BYTES = 64 * 1024
 """Text longer than this is classified and deny-listed in a worker thread, off the event loop."""
 
@@ -95,12 +101,38 @@ class Pipeline:
         metrics: Metrics,
         *,
         confirm_tokens: ConfirmTokens | None = None,
+        jobs: JobHost[Reply] | None = None,
     ) -> None:
         self.settings = settings
         self.audit = audit
         self.metrics = metrics
         self.policy = PolicyConfig.from_settings(settings)
         self.confirm_tokens = confirm_tokens or ConfirmTokens()
+        self.detacher = None if jobs is None else Detacher(jobs, self._finish, self._fail)
+        """Hands calls that pass their ``yield_after`` to the job store (none: they never yield)."""
+        self._in_flight: set[asyncio.Task[object]] = set()
+        self._closing = False
+
+    @property
+    def in_flight(self) -> int:
+        """How many calls are between their start and their audit record now."""
+        return len(self._in_flight)
+
+    async def cancel_in_flight(self, timeout_s: float) -> int:
+        """Shutdown: refuse new calls, cancel every call in flight, wait for their records.
+
+        Each cancelled call kills what it started and writes its record (``outcome:
+        cancelled``) on its way out; this returns once every one has, or after ``timeout_s``.
+        Returns how many calls were cancelled.
+        """
+        self._closing = True
+        current = asyncio.current_task()
+        running = [task for task in self._in_flight if task is not current]
+        for task in running:
+            task.cancel()
+        if running:
+            await asyncio.wait(running, timeout=timeout_s)
+        return len(running)
 
     async def run[R](
         self,
@@ -111,30 +143,43 @@ class Pipeline:
         *,
         progress: ProgressFn | None = None,
         confirmer: Confirmer | None = None,
+        detach: Detach | None = None,
     ) -> CallResult:
         """Run one call through every stage; never raises, except ``CancelledError``.
 
         Returns :class:`AwaitingInput` only when a tier-3 confirmation is being asked through
         the multi-round flow (protocol >= 2026-07-28); the client retries with the answer.
+        A reply with ``job`` set says the call's work goes on as a job (``detach`` asks for a
+        task id, or to detach as soon as the call executes).
         """
         started = time.monotonic()
-        state = CallState(tool=tool, args=arguments.raw, binding=arguments.effective, identity=identity)
+        state = CallState(
+            tool=tool, args=arguments.raw, binding=arguments.effective, identity=identity, started=started
+        )
+        task = asyncio.current_task()
+        if task is not None:
+            self._in_flight.add(task)
         try:
+            if self._closing:
+                raise ShuttingDown("the server is shutting down; no new calls are accepted")
             plan = planner()
             state.targets = list(plan.targets)
             await self._classify(state, plan)
+            if self._tier(state) > Tier.READ_ONLY:
+                state.call_id = secrets.token_hex(CALL_ID_BYTES)
             await self._admit_targets(state, plan)
             await self._admit(state, plan)
             if await self._confirm(state, plan, confirmer):
                 self._finish(state, started, None)
                 return AwaitingInput()
             await self._begin(state)
-            outcome = await self._execute(state, plan, progress)
+            outcome = await self._execute(state, plan, progress, detach or Detach())
             reply = self._shape(state, plan, outcome)
         except asyncio.CancelledError:
             state.outcome_kind = AuditOutcome.CANCELLED
             state.error_kind = ErrorKind.CANCELLED
             self._finish(state, started, None)  # synchronous: no checkpoint for the cancel to hit
+            self._leave(task)
             raise
         except RelayError as exc:
             reply = self._fail(state, exc)
@@ -145,7 +190,12 @@ class Pipeline:
             await self._redact_arguments(state)
         finally:  # a cancellation while redacting still leaves the record (redacted inline)
             self._finish(state, started, reply)
+            self._leave(task)
         return reply
+
+    def _leave(self, task: asyncio.Task[object] | None) -> None:
+        if task is not None:
+            self._in_flight.discard(task)
 
     def reject(self, tool: str, arguments: CallArguments, identity: Identity, error: RelayError) -> Reply:
         """Audit and answer a call refused before any planning (bad arguments, unknown tool)."""
@@ -343,13 +393,13 @@ class Pipeline:
         (its end record then says so).
         """
         tier = self._tier(state)
-        if tier == Tier.READ_ONLY:
+        if tier == Tier.READ_ONLY or state.call_id is None:
             return
         await self._redact_arguments(state)
-        state.call_id = new_call_id()
         record = start_record(state, self.settings.policy_mode.value)
         try:
             self.audit.begin(record, anchor=tier >= Tier.STATEFUL or state.opaque)
+            state.start_written = True
         except AuditUnavailable as exc:
             if self.settings.audit_required:
                 raise AuditUnavailable(
@@ -358,8 +408,14 @@ class Pipeline:
                 ) from exc
             log.error("audit start record failed (%s); the call runs anyway (AUDIT_REQUIRED=false)", exc)
 
-    async def _execute[R](self, state: CallState, plan: Plan[R], progress: ProgressFn | None) -> Outcome:
-        """Run the plan's executor under its deadline (plus a safety margin of our own)."""
+    async def _execute[R](
+        self, state: CallState, plan: Plan[R], progress: ProgressFn | None, detach: Detach
+    ) -> Outcome:
+        """Run the plan's executor under its deadline; a plan with ``background`` may become a job.
+
+        This is where the call is admitted and executing: a job (and with it an MCP task) is
+        only ever made from here, after admission and confirmation.
+        """
         call = Call(
             tool=state.tool,
             tier=self._tier(state),
@@ -367,25 +423,26 @@ class Pipeline:
             identity=state.identity,
             progress=progress or _no_progress,
             denied_targets=dict(state.denied_targets),
+            call_id=state.call_id,
         )
-        if plan.timeout_s is None:
-            outcome = await plan.executor(plan.request, call)
+        background = plan.background
+        if background is None or self.detacher is None:
+            outcome = await run_bounded(plan, call)
         else:
-            # The executor enforces its own deadline (and kills what it started); this outer bound
-            # only guarantees that no call can hang forever if an executor forgets to.
-            try:
-                async with asyncio.timeout(plan.timeout_s + TIMEOUT_SAFETY_MARGIN_S):
-                    outcome = await plan.executor(plan.request, call)
-            except TimeoutError as exc:
-                raise ExecTimeout(f"no answer within {plan.timeout_s:g} s") from exc
+            after_s = 0.0 if detach.at_once else background.after_s
+            outcome = await self.detacher.execute(
+                state, plan, call, background, after_s=after_s, task=detach.task, always=detach.at_once
+            )
         state.outcome = outcome
         return outcome
 
     def _shape[R](self, state: CallState, plan: Plan[R], outcome: Outcome) -> Reply:
-        state.outcome_kind = AuditOutcome.OK
+        state.outcome_kind = AuditOutcome.RUNNING if outcome.job is not None else AuditOutcome.OK
         return shape_success(outcome, self._tier(state), plan.notes)
 
     def _fail(self, state: CallState, exc: RelayError) -> Reply:
+        if isinstance(exc, PolicyDenied) and state.decision is not AuditDecision.DENIED:
+            self._note_denial(state, exc.decision)  # refused past admission (another principal's job)
         state.error_kind = exc.kind
         state.error_message = exc.message
         implied = decision_of(exc.kind)
@@ -416,7 +473,7 @@ class Pipeline:
         duration_s = time.monotonic() - started
         record = compose_record(state, reply, duration_s, self.settings.policy_mode.value)
         try:
-            if state.call_id is not None:
+            if state.start_written:
                 self.audit.end(record)
             else:
                 self.audit.write(record)

@@ -60,7 +60,11 @@ class CallState:
     removed: set[str] = field(default_factory=set)
     """What redaction took out of the arguments (hunted down where the record echoes them)."""
     call_id: str | None = None
-    """Set when the call's start record is (to be) written: its outcome is then a ``phase: end``."""
+    """Server-made id of a call above tier 0: on its records, its job's ``job_end`` and a yielded result."""
+    start_written: bool = False
+    """The call's ``phase: start`` record was written: its outcome is then its ``phase: end``."""
+    started: float = 0.0
+    """``time.monotonic()`` when the call began (a job's end record measures from here)."""
     # What the classification saw: the parse's normalised command names, whether the text is
     # opaque to it (an interpreter, eval, an encoded payload), and the rules that set the tier.
     # The parse fills commands and opaque; until it does they stay empty and false.

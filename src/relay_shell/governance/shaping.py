@@ -19,6 +19,7 @@ from relay_shell.errors import (
     RelayError,
     RemoteFailed,
     RemoteUnreachable,
+    SessionNotFound,
 )
 from relay_shell.governance.call import Outcome, Reply
 from relay_shell.vocabulary import Tier
@@ -29,10 +30,11 @@ def shape_success(outcome: Outcome, tier: Tier, notes: Sequence[str]) -> Reply:
     data = dict(outcome.data)
     data["tier"] = int(tier)
     text = outcome.text
-    if notes:
-        data["notes"] = list(notes)
-        text = text + "\n" + "\n".join(f"note: {note}" for note in notes)
-    return Reply(text=text, data=data)
+    remarks = [*notes, *outcome.notes]
+    if remarks:
+        data["notes"] = remarks
+        text = text + "\n" + "\n".join(f"note: {note}" for note in remarks)
+    return Reply(text=text, data=data, job=outcome.job)
 
 
 def error_fields(exc: RelayError, tier: Tier | None) -> dict[str, object]:
@@ -53,6 +55,8 @@ def error_fields(exc: RelayError, tier: Tier | None) -> dict[str, object]:
         error["confirm_token"] = exc.token
     if isinstance(exc, InvalidInput):
         error["argument"] = exc.argument
+    if isinstance(exc, SessionNotFound):
+        error["argument"] = "session_id"
     if isinstance(exc, RemoteUnreachable | RemoteFailed) and exc.reason:
         error["reason"] = exc.reason
     return error

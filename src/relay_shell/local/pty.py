@@ -6,8 +6,11 @@ non-blocking and watched with ``loop.add_reader``/``add_writer`` only while a re
 waits: no thread per read, no polling. The child is reaped by asyncio's child watcher.
 
 Setting the controlling terminal needs ``ioctl(TIOCSCTTY)`` in the child after ``setsid()``
-and before ``exec``; :func:`_take_controlling_terminal` is that one call, run as
-``preexec_fn`` (the only way ``subprocess`` offers; it does not allocate or take locks).
+and before ``exec``; :func:`_child_setup` makes that one call, run as ``preexec_fn`` (the
+only way ``subprocess`` offers; it does not allocate or take locks). Since the child runs
+code before ``exec`` anyway, it joins its containment's cgroup there too (one ``write``),
+so nothing of the session ever runs outside it. Closing the session ends everything in
+the containment, daemons that left the session included.
 """
 
 from __future__ import annotations
@@ -22,10 +25,11 @@ import signal
 import struct
 import subprocess
 import termios
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from relay_shell.errors import ExecFailed, SessionEnded, SpawnFailed
+from relay_shell.local.contained import Contained
 from relay_shell.local.environment import build_child_env
 from relay_shell.sessions import KILL_GRACE_S
 from relay_shell.sessions.terminal import SIGNALS, parse_signal, validate_terminal_size
@@ -39,9 +43,15 @@ IUTF8 = getattr(termios, "IUTF8", 0o040000)
 PTY_DEFAULTS: Mapping[str, str] = {"TERM": "xterm-256color"}
 
 
-def _take_controlling_terminal() -> None:
-    """Runs in the child between setsid() and exec: stdin (the slave) becomes its ctty."""
-    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+def _child_setup(join: Callable[[], None] | None) -> Callable[[], None]:
+    """What runs in the child between setsid() and exec: join the containment, take the ctty."""
+
+    def setup() -> None:
+        if join is not None:
+            join()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)  # stdin (the slave) becomes the controlling terminal
+
+    return setup
 
 
 def shell_argv(command: str) -> list[str]:
@@ -53,14 +63,21 @@ def shell_argv(command: str) -> list[str]:
 
 
 async def spawn_local_pty(
-    command: str, *, cols: int, rows: int, cwd: Path | None, env: Mapping[str, str | None]
+    command: str,
+    *,
+    cols: int,
+    rows: int,
+    cwd: Path | None,
+    env: Mapping[str, str | None],
+    contained: Contained,
 ) -> LocalPtyTransport:
-    """Start ``command`` on a new PTY of ``cols`` x ``rows``.
+    """Start ``command`` on a new PTY of ``cols`` x ``rows``, inside ``contained``.
 
     ``command`` ``""`` runs an interactive bash; anything else runs via ``/bin/sh -c`` (so a
     command that is not found is not a spawn failure: the session ends with exit 127).
     ``env`` is an overlay on the server's environment as for one-shot exec (``None`` unsets),
     plus ``TERM=xterm-256color`` when unset. ``cwd`` ``None`` is the server's directory.
+    The transport owns ``contained`` from then on and closes it with the session.
 
     Raises:
         InvalidInput: ``cols``/``rows`` out of range.
@@ -88,8 +105,9 @@ async def spawn_local_pty(
             env=child_env,
             cwd=cwd,
             start_new_session=True,
-            preexec_fn=_take_controlling_terminal,  # see the module docstring
+            preexec_fn=_child_setup(contained.joiner()),  # see the module docstring
         )
+        contained.adopt(process.pid)
     except (OSError, ValueError, subprocess.SubprocessError, termios.error) as exc:
         os.close(master_fd)
         raise SpawnFailed(f"cannot start {argv[0]!r} on a terminal: {exc}") from exc
@@ -98,7 +116,8 @@ async def spawn_local_pty(
         raise
     finally:
         os.close(slave_fd)  # the child has its copies; the master sees EOF when they close
-    return LocalPtyTransport(process, master_fd)
+        contained.release_joiner()
+    return LocalPtyTransport(process, master_fd, contained)
 
 
 def _set_window_size(fd: int, cols: int, rows: int) -> None:
@@ -160,9 +179,10 @@ def _signal_groups(groups: set[int], number: int) -> None:
 class LocalPtyTransport:
     """A local child on a PTY; implements :class:`relay_shell.sessions.Transport`."""
 
-    def __init__(self, process: asyncio.subprocess.Process, master_fd: int) -> None:
+    def __init__(self, process: asyncio.subprocess.Process, master_fd: int, contained: Contained) -> None:
         self._process = process
         self._master_fd = master_fd
+        self._contained = contained
         self._loop = asyncio.get_running_loop()
         self._released = False
         self._end_of_output = False
@@ -287,8 +307,9 @@ class LocalPtyTransport:
 
         Each process group of the session gets SIGTERM (and SIGCONT, so stopped jobs can act
         on it) and the child SIGHUP, as when a terminal closes (interactive shells ignore
-        TERM). After ``grace_s`` whatever is left gets SIGKILL. Processes that started a
-        session of their own (daemons) are out of reach, as with a real terminal.
+        TERM). After ``grace_s`` whatever is left gets SIGKILL. Then everything else in the
+        session's containment is killed the same way (daemons that started a session of
+        their own included) and the containment is released.
         """
         if self._closing is None:
             self._closing = asyncio.ensure_future(self._shut_down(grace_s))
@@ -310,7 +331,10 @@ class LocalPtyTransport:
             await _wait_until_gone(set(leftovers), grace_s)
             await asyncio.wait({self._exited}, timeout=grace_s)  # reaped: exit_status is set
         finally:
-            self._release()
+            try:
+                await self._contained.close(grace_s)
+            finally:
+                self._release()
 
     def _release(self) -> None:
         if self._released:

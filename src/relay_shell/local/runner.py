@@ -1,8 +1,11 @@
 """One-shot local processes with bounded time and memory (docs/architecture.md, "Local execution").
 
-The child runs in its own session and process group. Output is streamed into an
-:class:`~relay_shell.governance.bounds.OutputCapture` (bounded whatever it prints). On a
-timeout, a cancellation or any other exit path the whole process group gets SIGTERM,
+The child runs in its own session and process group, inside a containment
+(:mod:`relay_shell.local.containment`) that the caller opened for the call. Output is
+streamed into an :class:`~relay_shell.capture.OutputCapture` (bounded whatever it prints).
+When the child exits, whatever it left running in the containment (background jobs,
+``nohup``, ``setsid``, double forks) is killed before the output is drained; on a timeout,
+a cancellation or any other exit path the process group and the containment get SIGTERM,
 then SIGKILL after a grace, before this module returns or re-raises.
 """
 
@@ -19,8 +22,16 @@ from pathlib import Path
 
 import anyio
 
-from relay_shell.capture import OutputCapture, SplitCapture, capture_fields, render_capture
+from relay_shell.capture import (
+    OutputCapture,
+    OutputTap,
+    SplitCapture,
+    capture_fields,
+    new_capture,
+    render_capture,
+)
 from relay_shell.errors import ExecTimeout, PartialOutput, SpawnFailed
+from relay_shell.local.contained import RELEASE_LINE, Contained
 from relay_shell.report import ExecReport, signal_name
 
 READ_CHUNK = 256 * 1024
@@ -48,53 +59,46 @@ async def run_process(
     *,
     timeout_s: float,
     budget: int,
+    contained: Contained,
     on_progress: ProgressCallback | None = None,
     kill_grace_s: float = KILL_GRACE_S,
+    tap: OutputTap | None = None,
 ) -> ExecReport:
-    """Run ``spec`` to completion within ``timeout_s``.
+    """Run ``spec`` to completion within ``timeout_s``, inside ``contained``.
+
+    ``tap`` also receives the output as it arrives (the live stream of a job).
 
     Returns the report for any exit status (non-zero is not an error); a child killed by
-    signal N reports ``128 + N`` and the signal's name. ``pipe_held`` says that background
-    processes kept the output pipe open after the child exited.
+    signal N reports ``128 + N`` and the signal's name. Whatever the command left running in
+    ``contained`` when it exited has been killed (``left_running`` counts it); ``pipe_held``
+    says that something outside the containment kept the output pipe open after that.
+    ``contained`` stays open for the caller to close.
 
     Raises:
-        SpawnFailed: the program could not be started.
-        ExecTimeout: the deadline passed; the process group was killed; carries partial output.
-        asyncio.CancelledError: re-raised after the process group was killed.
+        SpawnFailed: the program could not be started (or not contained: then it never ran).
+        ExecTimeout: the deadline passed; everything in the containment was killed; carries
+            partial output.
+        asyncio.CancelledError: re-raised after everything in the containment was killed.
     """
-    capture: OutputCapture | SplitCapture = (
-        OutputCapture(budget) if spec.merge_stderr else SplitCapture(budget)
-    )
+    capture = new_capture(budget, merge=spec.merge_stderr, tap=tap)
     started = time.monotonic()
-    try:
-        process = await asyncio.create_subprocess_exec(
-            *spec.argv,
-            stdin=asyncio.subprocess.PIPE if spec.stdin is not None else asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT if spec.merge_stderr else asyncio.subprocess.PIPE,
-            env=spec.env,
-            cwd=spec.cwd,
-            start_new_session=True,
-            limit=READ_CHUNK,
-        )
-    except (OSError, ValueError) as exc:
-        raise SpawnFailed(f"cannot start {spec.argv[0]!r}: {exc}") from exc
-
-    group = _ProcessGroup(process)
+    process = await _spawn(spec, contained)
     try:
         async with asyncio.timeout(timeout_s):
-            pipe_held = await _pump(process, spec.stdin, capture, started, on_progress)
+            pipe_held, left_running = await _pump(
+                process, spec.stdin, capture, started, on_progress, contained, kill_grace_s
+            )
     except TimeoutError:
         with anyio.CancelScope(shield=True):
-            await group.kill(kill_grace_s)
+            await _stop(process, contained, kill_grace_s)
         elapsed = time.monotonic() - started
         raise ExecTimeout(
-            f"timed out after {elapsed:.1f} s (limit {timeout_s:g} s); the process group was killed",
+            f"timed out after {elapsed:.1f} s (limit {timeout_s:g} s); everything it started was killed",
             PartialOutput(render_capture(capture), capture_fields(capture)),
         ) from None
     except BaseException:
         with anyio.CancelScope(shield=True):
-            await group.kill(kill_grace_s)
+            await _stop(process, contained, kill_grace_s)
         raise
     returncode = process.returncode if process.returncode is not None else -1
     return ExecReport(
@@ -104,7 +108,44 @@ async def run_process(
         duration_ms=round((time.monotonic() - started) * 1000),
         pipe_held=pipe_held,
         pid=process.pid,
+        left_running=left_running,
     )
+
+
+async def _spawn(spec: ProcessSpec, contained: Contained) -> asyncio.subprocess.Process:
+    """Start the child, move it into ``contained``, then let a held child run.
+
+    Raises:
+        SpawnFailed: the program could not be started, or the child could not be contained
+            (it is then killed before it ran anything of the command).
+    """
+    launch = contained.launch(spec.argv, env=spec.env, cwd=spec.cwd, input_follows=spec.stdin is not None)
+    stdin_pipe = launch.held or spec.stdin is not None
+    try:
+        process = await asyncio.create_subprocess_exec(
+            *launch.argv,
+            stdin=asyncio.subprocess.PIPE if stdin_pipe else asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT if spec.merge_stderr else asyncio.subprocess.PIPE,
+            env=spec.env,
+            cwd=spec.cwd,
+            start_new_session=True,
+            limit=READ_CHUNK,
+        )
+    except (OSError, ValueError) as exc:
+        raise SpawnFailed(f"cannot start {spec.argv[0]!r}: {exc}") from exc
+    try:
+        contained.adopt(process.pid)
+    except SpawnFailed:
+        with anyio.CancelScope(shield=True):
+            _signal_group(process.pid, signal.SIGKILL)  # still held: nothing of the command ran
+            await process.wait()
+        raise
+    if launch.held and process.stdin is not None:
+        process.stdin.write(RELEASE_LINE)
+        if spec.stdin is None:
+            process.stdin.close()
+    return process
 
 
 async def _pump(
@@ -113,8 +154,13 @@ async def _pump(
     capture: OutputCapture | SplitCapture,
     started: float,
     on_progress: ProgressCallback | None,
-) -> bool:
-    """Feed stdin, read output to EOF, wait for exit. Returns True if the pipe outlived the child."""
+    contained: Contained,
+    kill_grace_s: float,
+) -> tuple[bool, int]:
+    """Feed stdin, read output, wait for exit, kill what the command left running, drain.
+
+    Returns (the pipe outlived the containment's processes, how many processes were left running).
+    """
     async with asyncio.TaskGroup() as tasks:
         if stdin is not None and process.stdin is not None:
             tasks.create_task(_feed_stdin(process.stdin, stdin))
@@ -129,17 +175,19 @@ async def _pump(
             readers.append(tasks.create_task(_read_stream(process.stdout, capture.feed)))
         ticker = tasks.create_task(_tick(capture, started, on_progress)) if on_progress else None
         # Process.wait() also waits for the pipes to close, which a background child holding
-        # them can postpone forever: watch the exit itself, drain briefly, then stop reading.
+        # them would postpone: watch the exit itself, then kill what the command left running
+        # (which closes the pipes it held) and drain what is left to read.
         await _child_exited(process.pid)
+        left_running = await contained.kill(kill_grace_s)
         _, pending = await asyncio.wait(readers, timeout=DRAIN_AFTER_EXIT_S)
         for reader in pending:
             reader.cancel()
-        if pending:
+        if pending:  # held by something outside the containment: stop reading
             _close_output_pipes(process)
         await process.wait()
         if ticker is not None:
             ticker.cancel()
-    return bool(pending)
+    return bool(pending), left_running
 
 
 async def _child_exited(pid: int) -> None:
@@ -194,29 +242,20 @@ async def _tick(capture: OutputCapture | SplitCapture, started: float, on_progre
         await on_progress(time.monotonic() - started, capture.total)
 
 
-class _ProcessGroup:
-    """Kills a child's whole process group: TERM, a grace, then KILL."""
+def _signal_group(group: int, number: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(group, number)
 
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
-        self.process = process
-        self.pgid = process.pid  # start_new_session: the child leads its own group
 
-    def _signal(self, sig: signal.Signals) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.pgid, sig)
-
-    async def kill(self, grace_s: float) -> None:
-        self._signal(signal.SIGTERM)
-        if self.process.returncode is None:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(grace_s):
-                    await self.process.wait()
-        # Members other than the leader may ignore TERM; KILL whatever is left of the group.
-        self._signal(signal.SIGKILL)
-        if self.process.returncode is None:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(grace_s):
-                    await self.process.wait()
-        for stream in (self.process.stdout, self.process.stderr):
-            if stream is not None:
-                stream.feed_eof()
+async def _stop(process: asyncio.subprocess.Process, contained: Contained, grace_s: float) -> None:
+    """Kill the child's process group and everything in its containment: TERM, a grace, KILL."""
+    _signal_group(process.pid, signal.SIGTERM)  # start_new_session: the child leads its group
+    await contained.kill(grace_s)
+    _signal_group(process.pid, signal.SIGKILL)
+    if process.returncode is None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(grace_s):
+                await process.wait()
+    for stream in (process.stdout, process.stderr):
+        if stream is not None:
+            stream.feed_eof()

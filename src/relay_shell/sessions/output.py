@@ -212,6 +212,33 @@ class OutputBuffer:
             raise
         return collected
 
+    async def take(
+        self,
+        timeout_s: float,
+        max_bytes: int,
+        until: LinearRegex | None,
+        strip: bool,
+        exit_status: Callable[[], int | None],
+    ) -> RecvResult:
+        """A stream read of this buffer alone (a job's stdout or stderr): :meth:`collect` under
+        :attr:`lock`; ``exit_status`` is read once the output is drained."""
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        try:
+            async with asyncio.timeout_at(deadline), self.lock:
+                collected = await self.collect(deadline, max_bytes, until, strip)
+        except TimeoutError:  # the deadline passed while another read held the lock
+            collected = Collected(timed_out=True)
+        ended = self.drained
+        return RecvResult(
+            output=collected.text,
+            bytes=collected.raw_length,
+            matched=collected.matched if until is not None else None,
+            timed_out=collected.timed_out,
+            ended=ended,
+            exit_code=exit_status() if ended else None,
+            dropped_bytes=self.take_dropped(),
+        )
+
     async def _fill(
         self,
         collected: Collected,

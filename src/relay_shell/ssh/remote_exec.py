@@ -28,7 +28,14 @@ from collections.abc import Awaitable, Callable
 
 import asyncssh
 
-from relay_shell.capture import OutputCapture, SplitCapture, capture_fields, render_capture
+from relay_shell.capture import (
+    OutputCapture,
+    OutputTap,
+    SplitCapture,
+    capture_fields,
+    new_capture,
+    render_capture,
+)
 from relay_shell.errors import ExecTimeout, PartialOutput, RemoteFailed
 from relay_shell.report import ExecReport, signal_exit_code
 from relay_shell.ssh.pool import ConnectionPool, Lease
@@ -190,12 +197,14 @@ async def run_remote(
     stdin: bytes | None = None,
     merge_stderr: bool = False,
     on_progress: ProgressCallback | None = None,
+    tap: OutputTap | None = None,
 ) -> ExecReport:
     """Run ``command`` on ``spec`` within ``timeout_s`` (connecting included).
 
     Output streams into a bounded capture (split stdout/stderr under one budget, or merged).
     ``stdin`` is sent then closed (``None``: closed at once, like ``/dev/null``).
-    ``on_progress(elapsed_s, bytes_so_far)`` is awaited about once a second.
+    ``on_progress(elapsed_s, bytes_so_far)`` is awaited about once a second; ``tap`` also
+    receives the output as it arrives (the live stream of a job).
 
     Returns the report for any exit status (non-zero is not an error); a command killed by
     signal N reports ``128 + N`` and the signal's name, as a local process does.
@@ -213,7 +222,7 @@ async def run_remote(
     loop = asyncio.get_running_loop()
     started = loop.time()
     deadline = started + timeout_s
-    capture: SplitCapture | OutputCapture = OutputCapture(budget) if merge_stderr else SplitCapture(budget)
+    capture = new_capture(budget, merge=merge_stderr, tap=tap)
     async with pool.lease(spec, deadline=deadline) as lease:
         remote = _RemoteCommand(lease, command, capture)
         try:

@@ -15,8 +15,9 @@ from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
+from mcp.server.context import ServerRequestContext
 from mcp.server.elicitation import render_elicitation_schema
 from mcp.server.mcpserver import Context
 from mcp_types import (
@@ -30,7 +31,7 @@ from mcp_types import (
 from mcp_types.version import is_version_at_least
 from pydantic import BaseModel, Field
 
-from relay_shell.governance.call import Call, CallArguments, Identity, Outcome, Plan
+from relay_shell.governance.call import Call, CallArguments, Detach, Identity, Outcome, Plan, Reply
 from relay_shell.governance.confirm import ElicitAnswer
 from relay_shell.services import Services
 from relay_shell.tools.adapter import tool_result
@@ -62,11 +63,39 @@ ConfirmToken = Annotated[
 ]
 """The ``confirm_token`` parameter every tool that can be tier 3 takes."""
 
+YieldAfter = Annotated[
+    float | None,
+    Field(
+        ge=0,
+        description=(
+            "Seconds after which a still-running command returns status=running with a job_id and keeps "
+            "running (read it with session_recv); 0 = never; default RELAY_SHELL_YIELD_AFTER"
+        ),
+    ),
+]
+"""The ``yield_after`` parameter of the command-running tools (docs/adr/0014-jobs-and-tasks.md)."""
+
 CURRENT_ARGUMENTS: ContextVar[CallArguments | None] = ContextVar("relay_shell_arguments", default=None)
 """The arguments of the tool call being served, set by ``RelayServer.call_tool``."""
 
 type ToolPlanner[Q, R] = Callable[[Q, Services], Plan[R]]
 """A module-level function that validates a tool's request and describes the call."""
+
+
+@dataclass
+class TaskIntent:
+    """Set around one ``tools/call`` by an MCP Tasks layer; :func:`run_tool` leaves the reply here.
+
+    The call may then become a job with a task id (only after admission and confirmation);
+    ``at_once`` detaches it as soon as it executes (a 2025-11-25 task-augmented request).
+    """
+
+    at_once: bool
+    reply: Reply | None = None
+
+
+TASK_INTENT: ContextVar[TaskIntent | None] = ContextVar("relay_shell_task_intent", default=None)
+"""The intent of the ``tools/call`` being served, when a Tasks layer set one."""
 
 
 def services(ctx: Context) -> Services:
@@ -88,6 +117,18 @@ def identity_of(ctx: Context) -> Identity:
             client_id = f"{params.client_info.name}/{params.client_info.version}"
     except (ValueError, AttributeError):
         pass
+    return _with_principal(request_id, client_id)
+
+
+def identity_of_request(ctx: ServerRequestContext[Any, Any]) -> Identity:
+    """:func:`identity_of` for a request served by a handler of our own (the task methods)."""
+    params = ctx.session.client_params
+    client_id = f"{params.client_info.name}/{params.client_info.version}" if params is not None else None
+    request_id = None if ctx.request_id is None else str(ctx.request_id)
+    return _with_principal(request_id, client_id)
+
+
+def _with_principal(request_id: str | None, client_id: str | None) -> Identity:
     principal = _principal()
     if principal is None:
         return Identity(request_id=request_id, client_id=client_id)
@@ -179,6 +220,7 @@ async def run_tool[Q, R](ctx: Context, tool: str, planner: ToolPlanner[Q, R], re
         await ctx.report_progress(value, total, message)
 
     confirmer = ContextConfirmer(ctx)
+    intent = TASK_INTENT.get()
     result = await svc.pipeline.run(
         tool,
         _arguments_of(request),
@@ -186,7 +228,10 @@ async def run_tool[Q, R](ctx: Context, tool: str, planner: ToolPlanner[Q, R], re
         partial(planner, request, svc),
         progress=progress,
         confirmer=confirmer,
+        detach=None if intent is None else Detach(task=True, at_once=intent.at_once),
     )
+    if intent is not None and isinstance(result, Reply):
+        intent.reply = result
     return tool_result(result, confirmer.pending)
 
 

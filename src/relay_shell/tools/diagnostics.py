@@ -23,6 +23,7 @@ from relay_shell.guidance import tool_description
 from relay_shell.services import Services
 from relay_shell.tools.base import READ_ONLY, NoArguments, identity_of, run_tool
 from relay_shell.tools.models import AuditTailResult, ServerInfoResult
+from relay_shell.tools.tasks_shared import TASK_GENERATIONS
 from relay_shell.vocabulary import Tier
 
 AUDIT_TAIL_MAX = 1000
@@ -39,6 +40,7 @@ async def execute_server_info(svc: Services, call: Call) -> Outcome:
         "policy_mode": settings.policy_mode.value,
         "confirm_tier3": settings.confirm_tier3.value,
         "patterns_version": PATTERNS_VERSION,
+        "containment": svc.containment.mechanism,
         "limits": {
             "default_timeout": settings.default_timeout,
             "max_timeout": settings.max_timeout,
@@ -52,6 +54,9 @@ async def execute_server_info(svc: Services, call: Call) -> Outcome:
             "max_forwards": settings.max_forwards,
             "fanout_max_hosts": settings.fanout_max_hosts,
             "fanout_max_concurrency": settings.fanout_max_concurrency,
+            "yield_after": settings.yield_after,
+            "max_jobs": settings.max_jobs,
+            "job_retention": settings.job_retention,
         },
         "audit": _audit_info(svc),
         "ssh": {
@@ -69,6 +74,8 @@ async def execute_server_info(svc: Services, call: Call) -> Outcome:
             "sudo_available": shutil.which("sudo") is not None,
         },
         "counts": svc.counts(),
+        "jobs": {"count": svc.jobs.counted(), "max": svc.jobs.limit},
+        "tasks": list(TASK_GENERATIONS),
     }
     lines = [
         f"relay-shell {data['version']} · {settings.transport.value} · policy {settings.policy_mode.value}",
@@ -76,6 +83,7 @@ async def execute_server_info(svc: Services, call: Call) -> Outcome:
         f"limits: timeout {settings.default_timeout:g}/{settings.max_timeout:g} s, "
         f"output {settings.max_output}/{settings.max_output_hard} B, sessions {settings.max_sessions}",
         f"running as uid {os.geteuid()} ({getpass.getuser()}); counts: {data['counts']}",
+        f"containment: {svc.containment.mechanism} (whatever a call leaves running is killed)",
     ]
     return Outcome(text="\n".join(lines), data=data)
 
@@ -148,7 +156,7 @@ async def audit_tail(
     ] = None,
     tool: Annotated[str, Field(description="Only records of this tool", max_length=100)] = "",
     outcome: Annotated[
-        str, Field(description="Only this outcome: ok, error, timeout, cancelled, denied")
+        str, Field(description="Only this outcome: ok, error, timeout, cancelled, denied, running, failed")
     ] = "",
     min_tier: Annotated[
         int | None, Field(description="Only records at or above this tier (0-3)", ge=0, le=3)

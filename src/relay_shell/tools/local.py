@@ -9,13 +9,14 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import CallToolResult
 from pydantic import Field
 
-from relay_shell.governance.bounds import Clamped, clamp_output, clamp_timeout
-from relay_shell.governance.call import Call, Outcome, Plan
+from relay_shell.governance.bounds import Clamped, clamp_output, clamp_timeout, yield_after_seconds
+from relay_shell.governance.call import Background, Call, Outcome, Plan
 from relay_shell.guidance import tool_description
 from relay_shell.local.commands import PreparedCommand, prepare_exec, prepare_script
+from relay_shell.local.containment import ContainmentService
 from relay_shell.local.runner import run_process
 from relay_shell.services import Services
-from relay_shell.tools.base import RUNS_COMMANDS, ConfirmToken, run_tool
+from relay_shell.tools.base import RUNS_COMMANDS, ConfirmToken, YieldAfter, run_tool
 from relay_shell.tools.models import ExecResult
 from relay_shell.tools.shape import bound_notes, exec_outcome
 
@@ -46,6 +47,7 @@ class ShellExec:
     env: dict[str, str | None] | None
     merge_stderr: bool
     use_shell: bool
+    yield_after: float | None = None
 
 
 @dataclass(frozen=True)
@@ -60,30 +62,44 @@ class ShellScript:
     cwd: str
     env: dict[str, str | None] | None
     merge_stderr: bool
+    yield_after: float | None = None
 
 
 @dataclass(frozen=True)
 class LocalRun:
-    """A validated local command: what to run, its deadline and its output budget."""
+    """A validated local command: what to run, its deadline, its output budget, where it is
+    contained, when it yields."""
 
     prepared: PreparedCommand
     timeout: Clamped[float]
     budget: Clamped[int]
+    containment: ContainmentService
+    yield_after: float | None
 
 
 async def execute_local(run: LocalRun, call: Call) -> Outcome:
-    """Run the command to its end (or its deadline) and shape its report."""
+    """Run the command to its end (or its deadline) in a containment of its own and shape its report.
+
+    Whatever the command left running is killed when it exits (the report counts it).
+    """
 
     async def progress(elapsed: float, produced: int) -> None:
         await call.report(elapsed, None, f"{elapsed:.0f} s elapsed, {produced} bytes of output")
 
-    report = await run_process(
-        run.prepared.spec, timeout_s=run.timeout.value, budget=run.budget.value, on_progress=progress
-    )
+    async with run.containment.contain(call.tool) as contained:
+        report = await run_process(
+            run.prepared.spec,
+            timeout_s=run.timeout.value,
+            budget=run.budget.value,
+            contained=contained,
+            on_progress=progress,
+            tap=call.tap,
+        )
     return exec_outcome(report, run.timeout.value)
 
 
-def _local_plan(run: LocalRun, summary: str) -> Plan[LocalRun]:
+def _local_plan(run: LocalRun, label: str, summary: str) -> Plan[LocalRun]:
+    split = not run.prepared.spec.merge_stderr
     return Plan(
         execute_local,
         run,
@@ -91,6 +107,7 @@ def _local_plan(run: LocalRun, summary: str) -> Plan[LocalRun]:
         timeout_s=run.timeout.value,
         notes=bound_notes(run.timeout, run.budget),
         confirm_summary=summary,
+        background=Background(run.yield_after, label[:200], None, split, run.budget.value),
     )
 
 
@@ -104,9 +121,13 @@ def plan_shell_exec(request: ShellExec, svc: Services) -> Plan[LocalRun]:
         merge_stderr=request.merge_stderr,
     )
     run = LocalRun(
-        prepared, clamp_timeout(request.timeout, svc.settings), clamp_output(request.max_output, svc.settings)
+        prepared,
+        clamp_timeout(request.timeout, svc.settings),
+        clamp_output(request.max_output, svc.settings),
+        svc.containment,
+        yield_after_seconds(request.yield_after, svc.settings),
     )
-    return _local_plan(run, f"run `{request.command[:300]}` on this host")
+    return _local_plan(run, request.command, f"run `{request.command[:300]}` on this host")
 
 
 def plan_shell_script(request: ShellScript, svc: Services) -> Plan[LocalRun]:
@@ -119,9 +140,18 @@ def plan_shell_script(request: ShellScript, svc: Services) -> Plan[LocalRun]:
         merge_stderr=request.merge_stderr,
     )
     run = LocalRun(
-        prepared, clamp_timeout(request.timeout, svc.settings), clamp_output(request.max_output, svc.settings)
+        prepared,
+        clamp_timeout(request.timeout, svc.settings),
+        clamp_output(request.max_output, svc.settings),
+        svc.containment,
+        yield_after_seconds(request.yield_after, svc.settings),
     )
-    return _local_plan(run, f"run a {request.interpreter} script on this host: {request.script[:300]}")
+    first_line = request.script.strip().splitlines()[0] if request.script.strip() else ""
+    return _local_plan(
+        run,
+        f"{request.interpreter} script: {first_line}",
+        f"run a {request.interpreter} script on this host: {request.script[:300]}",
+    )
 
 
 async def shell_exec(
@@ -136,9 +166,10 @@ async def shell_exec(
     use_shell: Annotated[
         bool, Field(description="false: split into words and exec directly, no shell")
     ] = True,
+    yield_after: YieldAfter = None,
     confirm_token: ConfirmToken = "",
 ) -> Annotated[CallToolResult, ExecResult]:
-    request = ShellExec(command, timeout, max_output, cwd, stdin, env, merge_stderr, use_shell)
+    request = ShellExec(command, timeout, max_output, cwd, stdin, env, merge_stderr, use_shell, yield_after)
     return await run_tool(ctx, "shell_exec", plan_shell_exec, request)
 
 
@@ -154,9 +185,12 @@ async def shell_script(
     cwd: Cwd = "",
     env: Env = None,
     merge_stderr: Annotated[bool, Field(description="false: separate stdout and stderr")] = True,
+    yield_after: YieldAfter = None,
     confirm_token: ConfirmToken = "",
 ) -> Annotated[CallToolResult, ExecResult]:
-    request = ShellScript(script, interpreter, strict, timeout, max_output, cwd, env, merge_stderr)
+    request = ShellScript(
+        script, interpreter, strict, timeout, max_output, cwd, env, merge_stderr, yield_after
+    )
     return await run_tool(ctx, "shell_script", plan_shell_script, request)
 
 

@@ -51,7 +51,22 @@ class CapturedOutput(ToolOutput):
     binary: bool = False
 
 
-class ExecResult(CapturedOutput):
+class RunningFields(BaseModel):
+    """Fields of a command that may outlive its call (docs/adr/0014-jobs-and-tasks.md)."""
+
+    status: Literal["done", "running"] | None = Field(
+        default=None,
+        description="done: finished within yield_after; running: still going as job job_id (read it with "
+        "session_recv, stop it with session_kill); fields only a finished call has are then absent",
+    )
+    job_id: str | None = Field(default=None, description="The job (job-...) a running call continues as")
+    call_id: str | None = Field(default=None, description="The call's id, on its audit records and its job's")
+    elapsed_ms: int | None = Field(
+        default=None, description="Running: how long the call ran before it yielded"
+    )
+
+
+class ExecResult(CapturedOutput, RunningFields):
     exit_code: int | None = Field(default=None, description="Exit status; 128+N when killed by signal N")
     signal: str | None = None
     duration_ms: int = 0
@@ -76,6 +91,11 @@ class ServerInfoResult(ToolOutput):
     identity: dict[str, object] = Field(default_factory=dict)
     counts: dict[str, int] = Field(default_factory=dict)
     patterns_version: str = ""
+    containment: str = Field(default="", description="cgroup or subreaper: how call processes are contained")
+    jobs: dict[str, int] = Field(
+        default_factory=dict, description="count: running and unread jobs; max: RELAY_SHELL_MAX_JOBS"
+    )
+    tasks: list[str] = Field(default_factory=list, description="MCP Tasks protocol generations served")
 
 
 class SessionResult(ToolOutput):
@@ -93,6 +113,9 @@ class SessionResult(ToolOutput):
     state: str = ""
     exit_code: int | None = None
     bytes_sent: int | None = None
+    outcome: str | None = Field(
+        default=None, description="A job's end: ok, failed, timeout, cancelled, error"
+    )
 
 
 class CursorPosition(BaseModel):
@@ -108,27 +131,6 @@ class ScreenView(BaseModel):
     title: str = ""
     width: int = Field(default=0, description="Terminal columns")
     height: int = Field(default=0, description="Terminal rows")
-
-
-class SessionRecvResult(ToolOutput):
-    session_id: str = ""
-    mode: Literal["stream", "screen"] | None = Field(
-        default=None,
-        description="stream: output text; screen: the rendered screen (output = its rows joined)",
-    )
-    screen: ScreenView | None = None
-    output: str = ""
-    bytes: int = 0
-    matched: bool | None = Field(default=None, description="Whether `until` matched (null without until)")
-    timed_out: bool = False
-    ended: bool = False
-    exit_code: int | None = None
-    dropped_bytes: int = 0
-
-
-class SessionListResult(ToolOutput):
-    sessions: list[SessionResult] = Field(default_factory=list)
-    count: int = 0
 
 
 HostStatusName = Literal["ok", "failed", "timeout", "unreachable", "denied", "skipped"]
@@ -151,12 +153,54 @@ class FanoutHostRow(BaseModel):
     batch: int | None = Field(default=None, description="Batch number (0 = canaries); null when denied")
 
 
-class FanoutResult(ToolOutput):
+class SessionRecvResult(ToolOutput):
+    session_id: str = ""
+    mode: Literal["stream", "screen"] | None = Field(
+        default=None,
+        description="stream: output text; screen: the rendered screen (output = its rows joined)",
+    )
+    screen: ScreenView | None = None
+    output: str = ""
+    bytes: int = 0
+    matched: bool | None = Field(default=None, description="Whether `until` matched (null without until)")
+    timed_out: bool = False
+    ended: bool = False
+    exit_code: int | None = None
+    dropped_bytes: int = 0
+    stdout: str | None = Field(
+        default=None, description="A job with separate streams: its stdout since the last read"
+    )
+    stderr: str | None = Field(
+        default=None, description="A job with separate streams: its stderr since the last read"
+    )
+    state: str | None = Field(default=None, description="A job: running or ended")
+    outcome: str | None = Field(
+        default=None, description="An ended job: ok, failed, timeout, cancelled, error"
+    )
+    signal: str | None = Field(default=None, description="An ended job killed by a signal: its name")
+    output_bytes: int | None = Field(default=None, description="An ended job: bytes its whole stream held")
+    stream_sha256: str | None = Field(
+        default=None, description="An ended job: SHA-256 of its whole raw stream"
+    )
+    results: list[FanoutHostRow] | None = Field(
+        default=None, description="An ended fan-out job: its per-host rows"
+    )
+
+
+class SessionListResult(ToolOutput):
+    sessions: list[SessionResult] = Field(default_factory=list)
+    count: int = 0
+
+
+class FanoutResult(ToolOutput, RunningFields):
     fanout_id: str = Field(
         default="", description="fo-...: select its hosts later with failed:/ok:/skipped:<id>"
     )
     results: list[FanoutHostRow] = Field(default_factory=list, description="One row per host, in input order")
     recap: dict[str, int | bool | str] = Field(default_factory=dict, description=RECAP_DESCRIPTION)
+    output: str | None = Field(default=None, description="Running: the progress so far (hosts done)")
+    output_bytes: int | None = Field(default=None, description="Running: bytes of progress so far")
+    timeout_s: float | None = Field(default=None, description="Running: the whole fan-out's deadline")
 
 
 class HostCheckRow(BaseModel):

@@ -8,27 +8,38 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
+import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import CallToolResult
 from pydantic import Field
 
+from relay_shell.errors import InvalidInput
 from relay_shell.governance.bounds import Clamped, clamp_timeout
-from relay_shell.governance.call import Call, Outcome, Plan
+from relay_shell.governance.call import Call, Outcome, Plan, Reply
 from relay_shell.guidance import tool_description
 from relay_shell.linear_regex import LinearRegex, compile_caller_regex
+from relay_shell.local.containment import ContainmentService
 from relay_shell.local.environment import validate_cwd, validate_env_overlay
 from relay_shell.services import Services
 from relay_shell.sessions import RecvResult, SessionInfo, SessionRegistry
+from relay_shell.sessions.jobs import JobStore
 from relay_shell.sessions.terminal import keys_to_bytes, parse_signal
 from relay_shell.tools.base import (
     ADJUSTS,
     READ_ONLY,
     RUNS_COMMANDS,
     ConfirmToken,
-    Listing,
     NoArguments,
-    listing_plan,
     run_tool,
+)
+from relay_shell.tools.jobs import (
+    is_job,
+    job_fields,
+    job_line,
+    kill_job,
+    recv_job,
+    refuse_input,
+    visible_jobs,
 )
 from relay_shell.tools.models import SessionListResult, SessionRecvResult, SessionResult
 from relay_shell.vocabulary import Tier
@@ -38,7 +49,10 @@ MAX_UNTIL = 1000
 MAX_QUIET_MS = 600_000
 
 SessionId = Annotated[
-    str, Field(description="Id from shell_spawn / ssh_spawn (sh-... or ssh-...)", max_length=64)
+    str,
+    Field(
+        description="Id from shell_spawn / ssh_spawn (sh-..., ssh-...) or of a job (job-...)", max_length=64
+    ),
 ]
 Cols = Annotated[int, Field(ge=10, le=1000, description="Terminal columns")]
 Rows = Annotated[int, Field(ge=2, le=1000, description="Terminal rows")]
@@ -112,7 +126,7 @@ class ShellSpawn:
 
 @dataclass(frozen=True)
 class LocalSpawn:
-    """A validated local PTY to start, and the registry it joins."""
+    """A validated local PTY to start, the registry it joins and where its processes are contained."""
 
     registry: SessionRegistry
     command: str
@@ -120,15 +134,23 @@ class LocalSpawn:
     rows: int
     cwd: Path | None
     env: dict[str, str | None]
+    containment: ContainmentService
 
 
 async def execute_shell_spawn(spawn: LocalSpawn, call: Call) -> Outcome:
+    """Start the PTY in a containment of its own (closed with the session: whatever it started dies)."""
     from relay_shell.local.pty import spawn_local_pty
 
     spawn.registry.ensure_capacity()
-    transport = await spawn_local_pty(
-        spawn.command, cols=spawn.cols, rows=spawn.rows, cwd=spawn.cwd, env=spawn.env
-    )
+    contained = spawn.containment.open("session")
+    try:
+        transport = await spawn_local_pty(
+            spawn.command, cols=spawn.cols, rows=spawn.rows, cwd=spawn.cwd, env=spawn.env, contained=contained
+        )
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            await contained.close(spawn.containment.kill_grace_s)
+        raise
     info = await spawn.registry.add(
         transport,
         kind="local",
@@ -146,7 +168,9 @@ def plan_shell_spawn(request: ShellSpawn, svc: Services) -> Plan[LocalSpawn]:
     workdir = validate_cwd(request.cwd)
     shown = request.command or "/bin/bash"
     probe = "\n".join(p for p in (shown, " ".join(f"{k}={v or ''}" for k, v in overlay.items())) if p)
-    spawn = LocalSpawn(svc.sessions, request.command, request.cols, request.rows, workdir, overlay)
+    spawn = LocalSpawn(
+        svc.sessions, request.command, request.cols, request.rows, workdir, overlay, svc.containment
+    )
     return Plan(
         execute_shell_spawn, spawn, text=probe, confirm_summary=f"start `{shown}` in a PTY on this host"
     )
@@ -196,6 +220,8 @@ async def execute_session_send(keystrokes: Keystrokes, call: Call) -> Outcome:
 
 
 def plan_session_send(request: SessionSend, svc: Services) -> Plan[Keystrokes]:
+    if is_job(request.session_id):
+        raise refuse_input(request.session_id, "typed into")
     info = svc.sessions.info(request.session_id)
     keys = request.keys or []
     payload = request.data.encode() + (b"\r" if request.enter else b"") + keys_to_bytes(keys)
@@ -248,9 +274,15 @@ class Read:
     strip_ansi: bool
     screen: Literal["auto", "always", "never"]
     quiet_s: float | None
+    jobs: JobStore[Reply]
 
 
 async def execute_session_recv(read: Read, call: Call) -> Outcome:
+    if is_job(read.session_id):
+        return await recv_job(
+            read.jobs, read.session_id, call, timeout_s=read.wait.value, max_bytes=read.max_bytes,
+            until=read.until, strip=read.strip_ansi,
+        )  # fmt: skip
     got = await read.registry.recv(
         read.session_id,
         timeout_s=read.wait.value,
@@ -309,17 +341,26 @@ def recv_outcome(session_id: str, got: RecvResult) -> Outcome:
 
 
 def plan_session_recv(request: SessionRecv, svc: Services) -> Plan[Read]:
-    info = svc.sessions.info(request.session_id)
+    if is_job(request.session_id):
+        svc.jobs.get(request.session_id)  # an unknown job is invalid before anything waits
+        targets: list[str] = []
+    else:
+        targets = session_targets(svc.sessions.info(request.session_id))
     wait = clamp_timeout(2.0 if request.timeout is None else request.timeout, svc.settings)
     pattern = compile_caller_regex("until", request.until) if request.until else None
     quiet_s = None if request.quiet_ms is None else request.quiet_ms / 1000
     read = Read(
-        svc.sessions, request.session_id, wait, request.max_bytes, pattern, request.strip_ansi,
-        request.screen, quiet_s,
-    )  # fmt: skip
-    return Plan(
-        execute_session_recv, read, tier=Tier.READ_ONLY, targets=session_targets(info), timeout_s=wait.value
+        svc.sessions,
+        request.session_id,
+        wait,
+        request.max_bytes,
+        pattern,
+        request.strip_ansi,
+        request.screen,
+        quiet_s,
+        svc.jobs,
     )
+    return Plan(execute_session_recv, read, tier=Tier.READ_ONLY, targets=targets, timeout_s=wait.value)
 
 
 async def session_recv(
@@ -365,6 +406,8 @@ async def execute_session_resize(resize: Resize, call: Call) -> Outcome:
 
 
 def plan_session_resize(request: SessionResize, svc: Services) -> Plan[Resize]:
+    if is_job(request.session_id):
+        raise refuse_input(request.session_id, "resized")
     info = svc.sessions.info(request.session_id)
     return Plan(
         execute_session_resize,
@@ -397,16 +440,28 @@ class Kill:
     session_id: str
     signal: str
     close: bool
+    jobs: JobStore[Reply]
 
 
 async def execute_session_kill(kill: Kill, call: Call) -> Outcome:
+    if is_job(kill.session_id):
+        return await kill_job(kill.jobs, kill.session_id, call)
     final = await kill.registry.kill(kill.session_id, kill.signal, kill.close)
     return session_outcome(final, "closed" if kill.close else f"sent SIG{kill.signal} to")
 
 
 def plan_session_kill(request: SessionKill, svc: Services) -> Plan[Kill]:
+    signal = parse_signal(request.signal)
+    if is_job(request.session_id):
+        svc.jobs.get(request.session_id)
+        if not request.close:
+            raise InvalidInput(
+                "close", "a job cannot be signalled and kept: session_kill ends it (TERM, then KILL)"
+            )
+        kill = Kill(svc.sessions, request.session_id, signal, True, svc.jobs)
+        return Plan(execute_session_kill, kill, tier=Tier.REVERSIBLE)
     info = svc.sessions.info(request.session_id)
-    kill = Kill(svc.sessions, request.session_id, parse_signal(request.signal), request.close)
+    kill = Kill(svc.sessions, request.session_id, signal, request.close, svc.jobs)
     return Plan(execute_session_kill, kill, tier=Tier.REVERSIBLE, targets=session_targets(info))
 
 
@@ -421,8 +476,26 @@ async def session_kill(
     return await run_tool(ctx, "session_kill", plan_session_kill, SessionKill(session_id, signal, close))
 
 
-def plan_session_list(request: NoArguments, svc: Services) -> Plan[Listing[SessionInfo]]:
-    return listing_plan(Listing("session", "sessions", svc.sessions.list, session_line, info_fields))
+@dataclass(frozen=True)
+class Everything:
+    """What session_list reads: the PTY sessions and the jobs."""
+
+    registry: SessionRegistry
+    jobs: JobStore[Reply]
+
+
+async def execute_session_list(source: Everything, call: Call) -> Outcome:
+    """Every PTY session, then the jobs the caller may see (its own; all of them for an admin)."""
+    sessions = source.registry.list()
+    jobs = visible_jobs(source.jobs, call.identity)
+    lines = [session_line(info) for info in sessions] + [job_line(info) for info in jobs]
+    rows = [info_fields(info) for info in sessions] + [job_fields(info) for info in jobs]
+    text = f"{len(rows)} session(s)\n" + "\n".join(lines)
+    return Outcome(text=text, data={"sessions": rows, "count": len(rows)})
+
+
+def plan_session_list(request: NoArguments, svc: Services) -> Plan[Everything]:
+    return Plan(execute_session_list, Everything(svc.sessions, svc.jobs), tier=Tier.READ_ONLY)
 
 
 async def session_list(ctx: Context) -> Annotated[CallToolResult, SessionListResult]:

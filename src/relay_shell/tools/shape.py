@@ -42,6 +42,7 @@ def exec_outcome(report: ExecReport, timeout_s: float) -> Outcome:
         stream_sha256=report.capture.sha256,
         stream_len=report.capture.total,
         truncated=report.capture.truncated,
+        audit_extra={"left_running": report.left_running} if report.left_running else {},
     )
 
 

@@ -15,8 +15,14 @@ from mcp_types import CallToolResult
 from pydantic import Field
 
 from relay_shell.errors import InvalidInput, LimitReached
-from relay_shell.governance.bounds import Clamped, clamp_count, clamp_output, clamp_timeout
-from relay_shell.governance.call import Call, Outcome, Plan, TargetGroup
+from relay_shell.governance.bounds import (
+    Clamped,
+    clamp_count,
+    clamp_output,
+    clamp_timeout,
+    yield_after_seconds,
+)
+from relay_shell.governance.call import Background, Call, Outcome, Plan, TargetGroup
 from relay_shell.guidance import tool_description
 from relay_shell.services import LazyPool, Services
 from relay_shell.ssh.fleet import FanoutHistory, Rollout, plan_rollout
@@ -29,6 +35,7 @@ from relay_shell.tools.base import (
     RUNS_REMOTE,
     ConfirmToken,
     Listing,
+    YieldAfter,
     listing_plan,
     run_tool,
 )
@@ -77,6 +84,7 @@ class SshExec:
     timeout: float | None
     max_output: int | None
     stdin: str
+    yield_after: float | None = None
 
 
 @dataclass(frozen=True)
@@ -100,7 +108,7 @@ async def execute_ssh_exec(run: RemoteRun, call: Call) -> Outcome:
 
     report = await run_remote(
         run.pool.get(), run.spec, run.command, timeout_s=run.timeout.value, budget=run.budget.value,
-        stdin=run.stdin.encode() if run.stdin else None, on_progress=progress,
+        stdin=run.stdin.encode() if run.stdin else None, on_progress=progress, tap=call.tap,
     )  # fmt: skip
     outcome = exec_outcome(report, run.timeout.value)
     outcome.audit_extra["known_hosts"] = run.spec.known_hosts.value
@@ -114,6 +122,7 @@ def plan_ssh_exec(request: SshExec, svc: Services) -> Plan[RemoteRun]:
         clamp_timeout(request.timeout, svc.settings),
         clamp_output(request.max_output, svc.settings),
     )
+    after_s = yield_after_seconds(request.yield_after, svc.settings)
     spec = resolve_host(svc, request.target)
     return Plan(
         execute_ssh_exec,
@@ -123,6 +132,7 @@ def plan_ssh_exec(request: SshExec, svc: Services) -> Plan[RemoteRun]:
         timeout_s=wait.value,
         notes=bound_notes(wait, budget),
         confirm_summary=f"run `{request.command[:300]}` on {spec.display()}",
+        background=Background(after_s, request.command[:200], spec.display(), True, budget.value),
     )
 
 
@@ -142,10 +152,11 @@ async def ssh_exec(
     key_path: KeyPath = "",
     known_hosts: KnownHosts = "",
     jump: Jump = "",
+    yield_after: YieldAfter = None,
     confirm_token: ConfirmToken = "",
 ) -> Annotated[CallToolResult, ExecResult]:
     target = HostArguments(host, user, port, key_path, known_hosts, jump)
-    request = SshExec(target, command, timeout, max_output, stdin)
+    request = SshExec(target, command, timeout, max_output, stdin, yield_after)
     return await run_tool(ctx, "ssh_exec", plan_ssh_exec, request)
 
 
@@ -243,6 +254,7 @@ class SshFanout:
     batch: int | str | None
     max_fail: int | str | None
     canary: int
+    yield_after: float | None = None
 
 
 @dataclass(frozen=True)
@@ -266,6 +278,8 @@ async def execute_ssh_fanout(fleet: Fleet, call: Call) -> Outcome:
     from relay_shell.ssh.fanout import FanoutHostResult, group_text, run_fanout
 
     async def progress(done: int, total: int) -> None:
+        if call.tap is not None:  # a job's live stream shows how far the fan-out is
+            call.tap.stdout(f"{done}/{total} hosts done\n".encode())
         await call.report(done, total, f"{done}/{total} hosts done")
 
     targets = [
@@ -303,6 +317,7 @@ def plan_ssh_fanout(request: SshFanout, svc: Services) -> Plan[Fleet]:
         svc.pool, hosts, request.command, wait.value, width.value, budget.value, arguments, svc.fanout_history,
         svc.fanout_history.new_id(), budget.value - notes_room(notes),
     )  # fmt: skip
+    after_s = yield_after_seconds(request.yield_after, settings)
     return Plan(
         execute_ssh_fanout,
         fleet,
@@ -311,6 +326,7 @@ def plan_ssh_fanout(request: SshFanout, svc: Services) -> Plan[Fleet]:
         timeout_s=wait.value * rollout.rounds(len(hosts), width.value),
         notes=notes,
         confirm_summary=f"run `{request.command[:300]}` on {len(names)} hosts",
+        background=Background(after_s, request.command[:200], f"{len(names)} hosts", False, budget.value),
     )
 
 
@@ -324,9 +340,12 @@ async def ssh_fanout(
     batch: Batch = None,
     max_fail: MaxFail = None,
     canary: Canary = 0,
+    yield_after: YieldAfter = None,
     confirm_token: ConfirmToken = "",
 ) -> Annotated[CallToolResult, FanoutResult]:
-    request = SshFanout(command, hosts, timeout, concurrency, max_output, batch, max_fail, canary)
+    request = SshFanout(
+        command, hosts, timeout, concurrency, max_output, batch, max_fail, canary, yield_after
+    )
     return await run_tool(ctx, "ssh_fanout", plan_ssh_fanout, request)
 
 

@@ -16,9 +16,10 @@ checked, and every problem is reported with its file and 1-based line, not only 
 5. ``kind: tamper`` records (the writer saw someone else change the file) and ``kind:
    recovery`` records that admit lost records are problems; a torn line right before a
    recovery record that accounts for exactly its bytes is not;
-6. every ``phase: start`` record has a ``phase: end`` with its ``call_id``; those without
-   are reported as ``unfinished`` (a crash, ``kill -9`` or power loss mid-call; a server
-   still running also has its calls in flight).
+6. every ``phase: start`` record has a ``phase: end`` with its ``call_id`` (for a call that
+   yielded to a job, ``outcome: running``, the job's ``job_end`` record); those without are
+   reported as ``unfinished`` (a crash, ``kill -9`` or power loss mid-call; a server still
+   running also has its calls and jobs in flight).
 
 Anchors (:mod:`anchor_check`) add the checks the file cannot make on its own. Without
 them, records cut from the end of the newest file, or a trail rewritten as a whole with a
@@ -248,8 +249,8 @@ class _Walker:
                                     self._sink_event(record, str(kind), line)
                                 elif phase == "start":
                                     open_calls[str(record.get("call_id"))] = (file, line, record.get("tool"))
-                                elif phase == "end":
-                                    open_calls.pop(str(record.get("call_id")), None)
+                                elif phase == "end" or record.get("tool") == "job_end":
+                                    self._close_call(record)
                                 if observe is not None:
                                     observe(record, seq, chain, (file, line))
                                 self._torn = None
@@ -348,9 +349,16 @@ class _Walker:
             self._sink_event(record, str(kind), line)
         elif phase == "start":
             self._open_calls[str(record.get("call_id"))] = (self._file, line, record.get("tool"))
-        elif phase == "end":
-            self._open_calls.pop(str(record.get("call_id")), None)
+        elif phase == "end" or record.get("tool") == "job_end":
+            self._close_call(record)
         self.facts.observe(record, seq, chain, (self._file, line))
+
+    def _close_call(self, record: dict[str, object]) -> None:
+        """An end record closes its call, unless the call yielded to a job (``outcome: running``):
+        then its ``job_end`` record does."""
+        if record.get("phase") == "end" and record.get("outcome") == "running":
+            return
+        self._open_calls.pop(str(record.get("call_id")), None)
 
     def _sink_event(self, record: dict[str, object], kind: str, line: int) -> None:
         if kind == "tamper":

@@ -1,4 +1,4 @@
-"""The audit sink: the only writer of its file, hash-chained, anchored outside the file (ADR 0016).
+"""The audit sink: the only writer of its file, hash-chained, anchored outside the file (ADR 0018).
 
 - **One writer.** The file is opened and locked for the sink's life through
   :class:`guard.GuardedFile`; a second sink gets :class:`ConfigError` naming the holder.

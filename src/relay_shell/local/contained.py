@@ -1,0 +1,368 @@
+"""One containment: what a call or a session started, with the two ways of holding it.
+
+:class:`Contained` is the handle; :class:`CgroupContained` and :class:`SubreaperContained`
+are the mechanisms (ADR 0016). Each is created empty by
+:class:`relay_shell.local.containment.ContainmentService`, takes its root process with
+:meth:`Contained.adopt` right after the spawn, ends everything it holds with
+:meth:`Contained.kill` and is released by :meth:`Contained.close`. It is an object of its
+own, so work that outlives a call can keep it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import shutil
+import signal
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from relay_shell.errors import SpawnFailed
+from relay_shell.local.cgroups import CgroupDir
+from relay_shell.local.processes import (
+    PidHandles,
+    ProcessEntry,
+    boot_ticks_now,
+    descendants,
+    process_table,
+    read_entry,
+)
+
+log = logging.getLogger("relay_shell.containment")
+
+Mechanism = Literal["cgroup", "subreaper"]
+
+KILL_ROUNDS = 5
+"""Re-scans after SIGKILL: a fork racing with one kill is caught by the next."""
+FREEZE_SCANS = 50
+"""Subreaper: scans (each stopping what it found) before a kill, until one finds nothing new."""
+HOLD_PROGRAM = "/bin/sh"
+HOLD_PROGRAM_ANY_NAME = "/bin/bash"
+"""The hold when the environment has names that are not shell identifiers (dash drops them)."""
+HOLD_NAME = "relay-shell-hold"
+HOLD_FOR_INPUT = 'IFS= read -r RELAY_SHELL_HOLD || exit 125; unset RELAY_SHELL_HOLD; exec "$@"'
+HOLD_NO_INPUT = 'IFS= read -r RELAY_SHELL_HOLD || exit 125; unset RELAY_SHELL_HOLD; exec "$@" </dev/null'
+_IDENTIFIER = re.compile(r"\A[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def hold_argv(argv: Sequence[str], *, input_follows: bool, program: str = HOLD_PROGRAM) -> list[str]:
+    """``argv`` behind the hold: ``sh -p`` waits for :data:`RELEASE_LINE`, then ``exec``s it.
+
+    ``-p`` (privileged mode): where the shell is bash, no function is imported from the
+    environment (an exported ``read`` would otherwise run before the release) and no
+    start-up file is read; the variables still reach the command.
+    """
+    return [program, "-p", "-c", HOLD_FOR_INPUT if input_follows else HOLD_NO_INPUT, HOLD_NAME, *argv]
+
+
+def hold_program(env: Mapping[str, str]) -> str:
+    """The shell to hold a child whose environment is ``env``.
+
+    A shell passes on only the variables it imported: dash (Debian's ``/bin/sh``) drops
+    names that are not identifiers (``A.B``, ``BASH_FUNC_f%%``), bash keeps them.
+
+    Raises:
+        SpawnFailed: such a name, and no bash to keep it.
+    """
+    odd = next((name for name in env if not _IDENTIFIER.match(name)), None)
+    if odd is None:
+        return HOLD_PROGRAM
+    if os.access(HOLD_PROGRAM_ANY_NAME, os.X_OK):
+        return HOLD_PROGRAM_ANY_NAME
+    raise SpawnFailed(
+        f"the environment variable {odd!r} is not a shell identifier: it cannot be passed to a "
+        f"contained command without {HOLD_PROGRAM_ANY_NAME}"
+    )
+
+
+RELEASE_LINE = b"\n"
+"""What the server writes on a held child's stdin once the child is in its cgroup."""
+
+LIVE_ROOTS: dict[int, Contained] = {}
+"""Root pid -> containment, for every live containment of this process (any service)."""
+
+
+@dataclass(frozen=True)
+class Launch:
+    """How to start a one-shot child inside a containment.
+
+    ``held``: the child's stdin must be a pipe; it waits for :data:`RELEASE_LINE` on it
+    before it runs the command (which then reads the rest of that pipe, or ``/dev/null``
+    when no input follows). Without the line (EOF) it exits 125 having run nothing.
+    """
+
+    argv: list[str]
+    held: bool
+
+
+class Contained(ABC):
+    """What one call or session started: kill it with :meth:`kill`, release it with :meth:`close`."""
+
+    mechanism: Mechanism
+
+    def __init__(self, label: str, on_close: Callable[[Contained], None]) -> None:
+        self.label = label
+        self.root: int | None = None
+        self._on_close = on_close
+        self._closed = False
+        self._settled = False  # the root has exited and nothing of it is left: nothing can appear
+
+    @abstractmethod
+    def launch(
+        self, argv: Sequence[str], *, env: Mapping[str, str], cwd: Path | None, input_follows: bool
+    ) -> Launch:
+        """The argv to spawn for ``argv``. Raises SpawnFailed when the program cannot be found."""
+
+    @abstractmethod
+    def adopt(self, pid: int) -> None:
+        """Take the freshly spawned ``pid`` (this containment's root) in. Raises SpawnFailed."""
+
+    def joiner(self) -> Callable[[], None] | None:
+        """For a child started with a ``preexec_fn`` anyway: a callable that joins from inside it.
+
+        Call :meth:`release_joiner` after the spawn, whether it worked or not.
+        """
+        return None
+
+    def release_joiner(self) -> None:
+        """Release what :meth:`joiner` opened; nothing by default."""
+        return None
+
+    @abstractmethod
+    def members(self) -> list[int]:
+        """The live processes in this containment now (the root too, while it runs)."""
+
+    async def _track(self, handles: PidHandles) -> int:
+        """Track the members (and anything to reap) in ``handles``; returns how many are live."""
+        members = self.members()
+        for pid in members:
+            handles.track(pid)
+        return len(members)
+
+    @abstractmethod
+    async def _kill_rest(self, handles: PidHandles, grace_s: float) -> None:
+        """SIGKILL whatever is still in the containment, until it is empty (bounded rounds)."""
+
+    def _release(self) -> None:
+        """Remove what backs the containment; the base only forgets the root."""
+        LIVE_ROOTS.pop(self.root or 0, None)
+
+    async def kill(self, grace_s: float) -> int:
+        """End every process in the containment: SIGTERM (and SIGCONT), ``grace_s``, SIGKILL.
+
+        Returns how many processes were running when it was called. The root is signalled
+        too while it runs, but never reaped here (its owner waits for it); other processes
+        that exited as children of this server (adopted orphans) are reaped.
+        """
+        if self._settled:
+            return 0
+        with PidHandles() as handles:
+            running = await self._track(handles)
+            if running:
+                handles.signal(signal.SIGTERM)
+                handles.signal(signal.SIGCONT)  # a stopped process acts on TERM only once continued
+                await handles.wait_exited(grace_s)
+                await self._kill_rest(handles, grace_s)
+            if len(handles):
+                handles.reap(skip=() if self.root is None else (self.root,))
+        # Nothing alive and the root gone: no process is left that could start another.
+        self._settled = running == 0 and self.root is not None and not _alive(self.root)
+        return running
+
+    async def close(self, grace_s: float) -> None:
+        """Kill what is left and release the containment. Idempotent; logs OSError, never raises it."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await self.kill(grace_s)
+        except OSError as exc:
+            log.warning("containment %s: killing what is left failed: %s", self.label, exc)
+        try:
+            self._release()
+        except OSError as exc:
+            log.warning("containment %s: release failed: %s", self.label, exc)
+        finally:
+            self._on_close(self)
+
+
+class CgroupContained(Contained):
+    """A cgroup v2 directory of its own; ``cgroup.kill`` ends everything in it."""
+
+    mechanism: Mechanism = "cgroup"
+
+    def __init__(self, label: str, on_close: Callable[[Contained], None], directory: CgroupDir) -> None:
+        super().__init__(label, on_close)
+        self.directory = directory
+        self._join_fd: int | None = None
+
+    def launch(
+        self, argv: Sequence[str], *, env: Mapping[str, str], cwd: Path | None, input_follows: bool
+    ) -> Launch:
+        check_program(argv[0], env, cwd)
+        program = hold_program(env)
+        return Launch(argv=hold_argv(argv, input_follows=input_follows, program=program), held=True)
+
+    def adopt(self, pid: int) -> None:
+        try:
+            if self._join_fd is None:  # a child that used the joiner is in already
+                self.directory.add(pid)
+        except OSError as exc:
+            raise SpawnFailed(
+                f"cannot move the process into its cgroup {self.directory.path}: {exc}"
+            ) from exc
+        self.root = pid
+        LIVE_ROOTS[pid] = self
+
+    def joiner(self) -> Callable[[], None]:
+        fd = os.open(self.directory.path / "cgroup.procs", os.O_WRONLY | os.O_CLOEXEC)
+        self._join_fd = fd
+
+        def join() -> None:  # in the child between fork and exec: one write(2), nothing else
+            os.write(fd, b"0")
+
+        return join
+
+    def release_joiner(self) -> None:
+        if self._join_fd is not None:
+            os.close(self._join_fd)
+            self._join_fd = None
+
+    def members(self) -> list[int]:
+        return self.directory.all_procs()
+
+    async def _kill_rest(self, handles: PidHandles, grace_s: float) -> None:
+        for _ in range(KILL_ROUNDS):
+            if not self.directory.populated():
+                return
+            for pid in self.directory.all_procs():
+                handles.track(pid)
+            self.directory.kill()
+            await handles.wait_exited(grace_s)
+
+    def _release(self) -> None:
+        super()._release()
+        if not self.directory.remove():
+            log.warning(
+                "containment %s: %s is still busy; it is swept at the next start",
+                self.label,
+                self.directory.path,
+            )
+
+
+class SubreaperContained(Contained):
+    """A session, its descendants and the orphans the server adopted (see :func:`attribute`)."""
+
+    mechanism: Mechanism = "subreaper"
+
+    def __init__(self, label: str, on_close: Callable[[Contained], None]) -> None:
+        super().__init__(label, on_close)
+        self.opened_ticks = boot_ticks_now()
+
+    def launch(
+        self, argv: Sequence[str], *, env: Mapping[str, str], cwd: Path | None, input_follows: bool
+    ) -> Launch:
+        return Launch(argv=list(argv), held=False)  # the session is set before exec: no window
+
+    def adopt(self, pid: int) -> None:
+        self.root = pid
+        LIVE_ROOTS[pid] = self
+
+    def members(self) -> list[int]:
+        table = process_table()
+        return sorted(pid for pid in self._owned(table) if table[pid].alive)
+
+    async def _track(self, handles: PidHandles) -> int:
+        table = await asyncio.to_thread(process_table)  # a read of every /proc/<pid>/stat: off the loop
+        owned = self._owned(table)
+        for pid in owned:  # zombies too: the ones the server adopted are reaped after the kill
+            handles.track(pid, start_ticks=table[pid].start_ticks)
+        return sum(1 for pid in owned if table[pid].alive)
+
+    def _owned(self, table: Mapping[int, ProcessEntry]) -> set[int]:
+        if self.root is None:
+            return set()
+        return attribute(
+            table,
+            root=self.root,
+            opened_ticks=self.opened_ticks,
+            server_pid=os.getpid(),
+            server_session=os.getsid(0),
+            other_roots={pid for pid in LIVE_ROOTS if pid != self.root},
+        )
+
+    async def _kill_rest(self, handles: PidHandles, grace_s: float) -> None:
+        # Without cgroup.kill there is no atomic kill: stop everything found, scan again until a
+        # scan finds nothing new (a stopped process forks no more), then kill it all.
+        for _ in range(KILL_ROUNDS):
+            for _ in range(FREEZE_SCANS):
+                table = await asyncio.to_thread(process_table)
+                owned = self._owned(table)
+                fresh = [pid for pid in owned if pid not in handles.pids]
+                for pid in owned:
+                    handles.track(pid, start_ticks=table[pid].start_ticks)
+                handles.signal(signal.SIGSTOP)
+                if not fresh:
+                    break
+            if not any(table[pid].alive for pid in owned):
+                return
+            handles.signal(signal.SIGKILL)
+            await handles.wait_exited(grace_s)
+
+
+def attribute(
+    table: Mapping[int, ProcessEntry],
+    *,
+    root: int,
+    opened_ticks: int,
+    server_pid: int,
+    server_session: int,
+    other_roots: set[int],
+) -> set[int]:
+    """The processes a subreaper containment owns (live and zombie), from one process table.
+
+    Owned: the root, every member of its session (the root is a session leader, and only
+    ``setsid`` leaves a session), every descendant of those, and every orphan the server
+    adopted that is in a session of its own (it called ``setsid``) and started after the
+    containment opened, with its descendants. Never: the server, another live
+    containment's root, session or descendants, or a child of the server in the server's
+    own session (nothing a call starts is).
+    """
+    skip = {server_pid} | other_roots
+    seeds = {root}
+    for entry in table.values():
+        if entry.session == root or (
+            entry.ppid == server_pid
+            and entry.pid not in skip
+            and entry.session not in skip
+            and entry.session != server_session
+            and entry.start_ticks >= opened_ticks
+        ):
+            seeds.add(entry.pid)
+    others = {entry.pid for entry in table.values() if entry.session in other_roots}
+    return descendants(table, seeds, skip=skip | others) & table.keys()
+
+
+def _alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie is not alive)."""
+    entry = read_entry(pid)
+    return entry is not None and entry.alive
+
+
+def check_program(program: str, env: Mapping[str, str], cwd: Path | None) -> None:
+    """Fail as a direct exec would when ``program`` cannot be run (a held child would exit 127)."""
+    if "/" in program:
+        path = Path(program) if os.path.isabs(program) or cwd is None else cwd / program
+        if path.is_file() and os.access(path, os.X_OK):
+            return
+        reason = "Permission denied" if path.exists() else "No such file or directory"
+    elif shutil.which(program, path=env.get("PATH", os.defpath)) is not None:
+        return
+    else:
+        reason = "No such file or directory"
+    raise SpawnFailed(f"cannot start {program!r}: {reason}")
