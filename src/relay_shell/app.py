@@ -21,7 +21,7 @@ from mcp_types import CallToolResult, GetPromptResult, InputRequiredResult
 from pydantic import AnyUrl, ValidationError
 
 import relay_shell
-from relay_shell.config import Settings
+from relay_shell.config import ConfirmMode, Settings
 from relay_shell.errors import ExecFailed, InvalidInput, RelayError
 from relay_shell.governance.bounds import check_input_size
 from relay_shell.governance.call import Call, CallArguments, Identity, Outcome, Plan, Reply
@@ -31,6 +31,7 @@ from relay_shell.stdio import RefusingReadStream, claimed_stdin, line_limit
 from relay_shell.tools import register_all
 from relay_shell.tools.adapter import protocol_error, raise_for_protocol, tool_result
 from relay_shell.tools.base import CURRENT_ARGUMENTS, TASK_INTENT, identity_of
+from relay_shell.tools.schemas import compact_tool_schemas
 from relay_shell.tools.tasks import TasksExtension
 from relay_shell.tools.tasks_legacy import LegacyTasks
 from relay_shell.tools.tasks_shared import TASK_TOOLS
@@ -251,6 +252,7 @@ def build_server(
     every input schema says ``additionalProperties: false``. MCP Tasks are served for both
     generations from the job store: the 2026-07-28 extension and the 2025-11-25 middleware,
     for the tools named in ``task_tools`` (the command-running ones).
+    Every schema is compacted (``relay_shell.tools.schemas``).
     """
     services = svc or build_services(settings)
 
@@ -271,6 +273,8 @@ def build_server(
     )
     server.services = services
     register_all(server, services)
+    hidden = () if settings.confirm_tier3 is ConfirmMode.TOKEN else ("confirm_token",)
+    compact_tool_schemas(server, hidden)
     for tool in server._tool_manager.list_tools():
         tool.parameters["additionalProperties"] = False
     return server

@@ -17,6 +17,9 @@ from typing import Literal, Protocol
 
 from relay_shell.capture import OutputTap
 
+TASK_GENERATIONS = ("2026-07-28", "2025-11-25")
+"""The MCP Tasks protocol generations served: the extension, and the experimental core tasks."""
+
 JOB_PREFIX = "job-"
 """Every job id starts with this (then 12 hex digits); session tools route on it."""
 

@@ -18,21 +18,42 @@ timestamps, no version number.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
 from mcp_types import Prompt, Resource, ResourceTemplate, Tool, ToolAnnotations
 
+from relay_shell.docs_schema import (
+    cell,
+    constraints_text,
+    field_descriptions,
+    output_rows,
+    parameter_rows,
+    type_text,
+)
 from relay_shell.vocabulary import ErrorKind, Tier
+
+__all__ = [
+    "DOC_PATH",
+    "REGENERATE_COMMAND",
+    "TIER_RULES",
+    "Catalog",
+    "TierRule",
+    "cell",
+    "collect",
+    "constraints_text",
+    "generate",
+    "main",
+    "render",
+    "type_text",
+]
 
 REGENERATE_COMMAND = ".venv/bin/python -m relay_shell.docs_gen"
 DOC_PATH = Path("docs") / "tools.md"
-COMMON_OUTPUT_FIELDS = ("tier", "notes", "error")
 _SESSION_HOST = "the session's host (SSH sessions)"
 _HOST_TARGETS = "the host as given, its resolved name, `user@host:port` and every jump hop"
 
@@ -123,6 +144,8 @@ class Catalog:
     resources: Sequence[Resource]
     templates: Sequence[ResourceTemplate]
     instructions: str
+    output_descriptions: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    """Per tool, its result fields' descriptions (from the output model; the wire schema has none)."""
 
 
 async def collect() -> Catalog:
@@ -141,9 +164,14 @@ async def collect() -> Catalog:
             inventory=None,
             ssh_known_hosts_file=root / "known_hosts",
             auth_state_dir=root / "oauth",
+            confirm_tier3="token",  # the whole surface: confirm_token is listed only under token
         )
         server = build_server(settings)
         try:
+            described = {
+                tool.name: field_descriptions(tool.fn_metadata.output_model)
+                for tool in server._tool_manager.list_tools()
+            }
             return Catalog(
                 tools=sorted(await server.list_tools(), key=lambda tool: tool.name),
                 prompts=sorted(await server.list_prompts(), key=lambda prompt: prompt.name),
@@ -152,170 +180,10 @@ async def collect() -> Catalog:
                     await server.list_resource_templates(), key=lambda template: template.uri_template
                 ),
                 instructions=server.instructions or "",
+                output_descriptions=described,
             )
         finally:
             await server.services.aclose()
-
-
-# --- JSON schema fragments -> Markdown ----------------------------------------------------------
-
-type Schema = Mapping[str, object]
-
-
-def _mapping(value: object) -> Schema:
-    return value if isinstance(value, Mapping) else {}
-
-
-def _branches(schema: Schema) -> list[Schema]:
-    """The alternatives of an ``anyOf``/``oneOf``, or the schema itself."""
-    for key in ("anyOf", "oneOf"):
-        options = schema.get(key)
-        if isinstance(options, list):
-            return [_mapping(option) for option in options]
-    return [schema]
-
-
-def type_text(schema: Schema) -> str:
-    """A short type name: ``string``, ``integer or null``, ``array of string``, ``FanoutHostRow``."""
-    branches = _branches(schema)
-    if len(branches) > 1:
-        names = list(dict.fromkeys(type_text(branch) for branch in branches))
-        others = [name for name in names if name != "null"]
-        if len(others) == 1 and len(names) == 2 and _is_container(others[0]):
-            return f"{others[0]}, or null"  # "array of string, or null": the array may be null
-        return " or ".join(names)
-    reference = schema.get("$ref")
-    if isinstance(reference, str):
-        return reference.rsplit("/", 1)[-1]
-    return _single_type_text(schema)
-
-
-def _single_type_text(schema: Schema) -> str:
-    kind = schema.get("type")
-    if isinstance(kind, list):
-        return " or ".join(str(name) for name in kind)
-    container = {"array": ("items", "array"), "object": ("additionalProperties", "object")}.get(str(kind))
-    if container is not None:
-        key, word = container
-        inner = schema.get(key)
-        return f"{word} of {_element(_mapping(inner))}" if isinstance(inner, Mapping) else word
-    if isinstance(kind, str):
-        return kind
-    return json.dumps(schema["const"]) if "const" in schema else "any"
-
-
-def _is_container(name: str) -> bool:
-    return name.startswith(("array of ", "object of "))
-
-
-def _element(schema: Schema) -> str:
-    """The type of an array item or object value, parenthesised when it is compound."""
-    name = type_text(schema)
-    return f"({name})" if " or " in name or _is_container(name) else name
-
-
-_CONSTRAINTS = (
-    ("minimum", "≥ {}"),
-    ("exclusiveMinimum", "> {}"),
-    ("maximum", "≤ {}"),
-    ("exclusiveMaximum", "< {}"),
-    ("minLength", "length ≥ {}"),
-    ("maxLength", "length ≤ {}"),
-    ("minItems", "items ≥ {}"),
-    ("maxItems", "items ≤ {}"),
-    ("pattern", "matches `{}`"),
-)
-
-
-def constraints_text(schema: Schema) -> str:
-    """Bounds and allowed values of a schema and of its ``anyOf`` branches."""
-    parts: list[str] = []
-    for branch in [schema, *_branches(schema)]:
-        enum = branch.get("enum")
-        if isinstance(enum, list):
-            parts.append("one of " + ", ".join(f"`{value}`" for value in enum))
-        for key, template in _CONSTRAINTS:
-            if key in branch:
-                parts.append(template.format(branch[key]))
-    return ", ".join(dict.fromkeys(parts))
-
-
-def cell(text: str) -> str:
-    """Text safe inside a Markdown table cell: one line, pipes escaped."""
-    return " ".join(text.split()).replace("|", "\\|")
-
-
-def _default_text(schema: Schema, required: bool) -> str:
-    if required:
-        return "required"
-    if "default" not in schema:
-        return ""
-    return f"`{json.dumps(schema['default'], ensure_ascii=False)}`"
-
-
-def _description(schema: Schema) -> str:
-    description = schema.get("description")
-    return description if isinstance(description, str) else ""
-
-
-def parameter_rows(input_schema: Schema) -> list[str]:
-    """The parameters table of one tool, in declaration order."""
-    properties = _mapping(input_schema.get("properties"))
-    if not properties:
-        return ["No parameters."]
-    required = input_schema.get("required")
-    required_names = set(required) if isinstance(required, list) else set()
-    rows = ["| Name | Type | Default | Constraints | Description |", "|---|---|---|---|---|"]
-    for name, value in properties.items():
-        schema = _mapping(value)
-        cells = (
-            f"`{name}`",
-            type_text(schema),
-            _default_text(schema, name in required_names),
-            constraints_text(schema),
-            _description(schema),
-        )
-        rows.append("| " + " | ".join(cell(text) for text in cells) + " |")
-    return rows
-
-
-def _field_list(schema: Schema) -> str:
-    properties = _mapping(schema.get("properties"))
-    common = all(name in properties for name in COMMON_OUTPUT_FIELDS)
-    fields = []
-    for name, value in properties.items():
-        if common and name in COMMON_OUTPUT_FIELDS:
-            continue
-        field = _mapping(value)
-        allowed = constraints_text(field)
-        fields.append(f"`{name}` ({type_text(field)}{', ' + allowed if allowed else ''})")
-    return ", ".join(fields)
-
-
-def output_rows(output_schema: Schema | None) -> list[str]:
-    """The result's top-level fields (the common ones are described once, at the top)."""
-    if not output_schema:
-        return ["No declared output schema."]
-    properties = _mapping(output_schema.get("properties"))
-    common = all(name in properties for name in COMMON_OUTPUT_FIELDS)
-    rows = ["| Field | Type | Description |", "|---|---|---|"]
-    for name, value in properties.items():
-        if common and name in COMMON_OUTPUT_FIELDS:
-            continue
-        schema = _mapping(value)
-        rows.append(f"| `{name}` | {cell(type_text(schema))} | {cell(_description(schema))} |")
-    if len(rows) == 2:
-        rows = ["No fields of its own."]
-    if common:
-        rows += [
-            "",
-            "Plus the common fields " + ", ".join(f"`{name}`" for name in COMMON_OUTPUT_FIELDS) + ".",
-        ]
-    definitions = _mapping(output_schema.get("$defs"))
-    for name in sorted(definitions):
-        if name != "ErrorInfo":
-            rows += ["", f"`{name}`: {_field_list(_mapping(definitions[name]))}."]
-    return rows
 
 
 def _hint(value: bool | None) -> str:
@@ -371,20 +239,28 @@ def _preamble() -> list[str]:
         "- **Annotations** are the MCP hints the tool declares: read-only, destructive, idempotent,",
         "  open world (reaches beyond this host).",
         "- **Results**: one readable text block and `structuredContent` matching the output schema.",
-        "  Every output schema also has `tier` (the tier the call was classified as), `notes`",
-        "  (clamped bounds and other remarks) and `error`, set when `isError` is true:",
+        "  Every output schema also has `tier` (the tier the call was classified as; in every result,",
+        "  null when a call was refused before it was classified), `notes` (clamped bounds and other",
+        "  remarks) and `error`, set when `isError` is true:",
         "  `{kind, message, tier?, reason?, rule?, mode?, subcommand?, opaque?, argument?,",
         f"  confirm_token?}}` with `kind` one of {kinds}. A denial names its `rule` and `mode`; an",
         "  invalid argument is named in `argument`; an unknown argument (a misspelled name) is",
         "  invalid too. A command that ran and exited non-zero is a result (`exit_code`), not an",
         "  error; one killed by signal N exits 128+N and names the `signal`.",
+        "- **In every result** says whether a successful result always carries a field (the schema's",
+        "  `anyOf`: a result has every such field, or `error`); a failed call carries `tier`, `error`",
+        "  and whatever partial output it collected. The wire schemas are compact (no titles, no",
+        "  descriptions in output schemas); the descriptions here come from the tools' output models.",
         "- **Protocol errors**: calling a tool that does not exist, reading an unknown resource URI",
         "  or fetching an unknown prompt is a JSON-RPC error `-32602`; a refused or failed read or",
         "  fetch is `-32603`, with the error's fields in `data`.",
+        "- An optional parameter without a default: omitted means the configured default (an explicit",
+        "  `null` means the same).",
         "- `timeout` and `max_output` (where present): omitted means the configured default, a value",
         "  above the ceiling is clamped (and a note says so), zero or negative is `invalid`.",
-        "- `confirm_token` (where present) is used only with `RELAY_SHELL_CONFIRM_TIER3=token`: re-issue",
-        "  the identical call with the token a tier-3 refusal returned.",
+        "- `confirm_token` (where present) is listed only when the server runs with",
+        "  `RELAY_SHELL_CONFIRM_TIER3=token` (otherwise it is an unknown argument): re-issue the",
+        "  identical call with the token a tier-3 refusal returned.",
         "",
     ]
 
@@ -402,7 +278,7 @@ def _summary(catalog: Catalog) -> list[str]:
     return [*rows, ""]
 
 
-def _tool_section(tool: Tool) -> list[str]:
+def _tool_section(tool: Tool, descriptions: Mapping[str, str]) -> list[str]:
     rule = _tier_rule(tool.name)
     read_only, destructive, idempotent, open_world = _hints(tool.annotations)
     return [
@@ -420,7 +296,7 @@ def _tool_section(tool: Tool) -> list[str]:
         "",
         "Result (`structuredContent`):",
         "",
-        *output_rows(tool.output_schema),
+        *output_rows(tool.output_schema, descriptions),
         "",
     ]
 
@@ -489,7 +365,7 @@ def render(catalog: Catalog) -> str:
     """The whole Markdown document."""
     lines = [*_preamble(), *_summary(catalog), *HOST_PATTERNS.splitlines(), "", "## Tools", ""]
     for tool in catalog.tools:
-        lines += _tool_section(tool)
+        lines += _tool_section(tool, catalog.output_descriptions.get(tool.name, {}))
     lines += _prompts_and_resources(catalog)
     lines += [
         "## Server instructions",

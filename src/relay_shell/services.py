@@ -20,6 +20,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from relay_shell.background import TASK_GENERATIONS
 from relay_shell.config import Settings
 from relay_shell.governance.audit.wiring import anchor_spec, build_sink, kind_of
 from relay_shell.governance.audit.writer import AuditSink
@@ -116,14 +117,15 @@ class Services:
         """Live sessions, jobs, forwards and SSH connections (read by server_info and the metrics)."""
         return {
             "sessions": len(self.sessions),
-            "jobs": len(self.jobs.jobs()),
+            "jobs": self.jobs.counted(),  # running, and ended but unread (what RELAY_SHELL_MAX_JOBS counts)
             "forwards": len(self.forwards),
             "ssh_connections": self.pool.connections(),
         }
 
     def facts(self) -> dict[str, str]:
-        """The mechanisms in effect, for the start-up line and server_info (``containment``, ``anchor``)."""
-        facts: dict[str, str] = {"containment": self.containment.mechanism}
+        """The mechanisms in effect, for the start-up line and server_info (``containment``,
+        ``anchor`` when one is in effect, ``tasks``: the MCP Tasks generations served, comma-separated)."""
+        facts = {"containment": self.containment.mechanism, "tasks": ",".join(TASK_GENERATIONS)}
         anchor, _warning = anchor_spec(self.settings)
         if anchor != "off":
             facts["anchor"] = kind_of(anchor)

@@ -23,6 +23,8 @@ from tests.http.consent_flow import cheap_hash, consent_sync
 from tests.http.test_http_e2e import RELAY, RelayProcess, _wait_ready, free_port, server_env
 
 REDIRECT = "http://127.0.0.1:9/callback"
+DENY = "relay-e2e-never-[0-9]+"
+"""A deny pattern no test runs into: server_info shows it to admin principals only."""
 OPERATOR_HASH = cheap_hash()
 
 
@@ -41,6 +43,7 @@ def relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RelayProcess]:
                     RELAY_SHELL_HTTP_PORT=str(port),
                     RELAY_SHELL_AUTH_ENABLED="true",
                     RELAY_SHELL_AUTH_ISSUER=f"http://127.0.0.1:{port}",
+                    RELAY_SHELL_POLICY_DENY=DENY,
                     RELAY_SHELL_AUTH_OPERATOR_HASH=OPERATOR_HASH,
                 ),
                 cwd=state_dir,
@@ -167,6 +170,24 @@ async def test_read_scope_caps_tier_and_principal_is_audited(relay: RelayProcess
     assert last["client_id"] == client_id
     assert last["principal"]  # the token's subject
     assert token["access_token"] not in relay.audit_path.read_text()
+
+
+@pytest.mark.parametrize(
+    ("scope", "sees_patterns"), [("relay-shell:read", False), ("relay-shell:admin", True)]
+)
+async def test_server_info_shows_the_deny_pattern_to_admins_only(
+    relay: RelayProcess, client_id: str, scope: str, sees_patterns: bool
+) -> None:
+    token = token_for(relay, client_id, scope)
+    async with bearer_client(relay, token["access_token"]) as client:
+        info = await client.call_tool("server_info", {})
+    assert info.is_error is False
+    text = "".join(block.text for block in info.content)
+    policy = info.structured_content["policy"]
+    assert "deny list set; allow list not set" in text
+    assert policy["deny_list"] is True
+    assert (DENY in text, policy.get("deny")) == (sees_patterns, DENY if sees_patterns else None)
+    assert ("shown to admin principals only" in text) is not sees_patterns
 
 
 async def test_admin_scope_runs_and_refresh_rotates(relay: RelayProcess, client_id: str) -> None:

@@ -55,7 +55,7 @@ async def test_shipping_with_the_collector_down_refuses_calls_above_tier_0(
     assert sc(refused)["error"]["kind"] == "unavailable"
     assert not victim.exists()
     assert info["audit"]["healthy"] is False
-    assert info["audit"]["ship"] == "syslog"
+    assert info["audit"]["ship"] == collector.spec
     assert info["audit"]["ship_status"]["error"]
     shipped = [line for line in collector.lines() if 'kind="record"' in line]
     end = next(record for record in read_trail(settings.audit_path) if record.get("phase") == "end")

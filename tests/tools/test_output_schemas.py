@@ -1,10 +1,11 @@
-"""Every tool, called validly, answers with structuredContent that fits its declared outputSchema.
+"""Every tool answers with structuredContent that fits its declared outputSchema, successes and failures.
 
 The schemas are closed for the check (``additionalProperties: false`` on every object that
 lists its properties), so a field a tool adds without declaring it fails here. Results are
-built as plain data on the hot path; this walk is what keeps them honest. A few failures
-(invalid, timeout, denied) are checked too: their ``error`` object and partial output share
-the schema. The walk must cover every tool the server lists.
+built as plain data on the hot path; this walk is what keeps them honest. The walk must
+cover every tool the server lists, with a success and with a failure each: a failure's
+``error`` object and partial output share the schema, and the schema's ``required`` holds
+for both (``tier`` always; every success field, or ``error``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import jsonschema
 import pytest
 from mcp import Client
@@ -75,6 +77,7 @@ class Walk:
         self.client = client
         self.schemas = schemas
         self.called: set[str] = set()
+        self.failed: set[str] = set()
 
     async def call(self, tool: str, arguments: dict[str, Any], *, error: str | None = None) -> dict[str, Any]:
         result = await self.client.call_tool(tool, arguments)
@@ -83,8 +86,10 @@ class Walk:
         assert result.is_error is (error is not None), result.content[0].text
         if error is not None:
             assert data["error"]["kind"] == error
+            self.failed.add(tool)
+        else:
+            self.called.add(tool)
         jsonschema.validate(data, closed(self.schemas[tool]))
-        self.called.add(tool)
         return dict(data)
 
 
@@ -100,7 +105,7 @@ async def walk(
         "identity_file": str(key.private_path),
         "known_hosts": "ignore",
     }
-    inventory.write_text(json.dumps({"box": box}))
+    inventory.write_text(json.dumps({"box": box, "twin": box, "forbidden-word-host": box}))
     server = build_server(make_settings(inventory=inventory, policy_deny="forbidden-word"))
     async with connected(server) as client:
         tools = (await client.list_tools()).tools
@@ -124,7 +129,40 @@ async def test_every_tool_answers_within_its_schema(walk: Walk, tmp_path: Path, 
     await _jobs(walk)
     await walk.call("server_info", {})
     await walk.call("audit_tail", {"lines": 5})
+    await walk.call("audit_tail", {"lines": 0}, error="invalid")
+    for tool in sorted(walk.schemas):  # refused before it runs: tier null, error naming the argument
+        refused = await walk.call(tool, {"bogus": 1}, error="invalid")
+        assert refused["tier"] is None and refused["error"]["argument"] == "bogus"
     assert walk.called == set(walk.schemas)
+    assert walk.failed == set(walk.schemas)
+
+
+def test_a_result_must_carry_what_its_schema_requires(schemas: dict[str, dict[str, Any]]) -> None:
+    """No schema accepts ``{}`` or a bare tier: a result is a full success or carries ``error``."""
+    for tool, schema in schemas.items():
+        for hollow in ({}, {"tier": 1}, {"tier": None, "notes": []}):
+            with pytest.raises(jsonschema.ValidationError):
+                jsonschema.validate(hollow, closed(schema))
+        failure = {"tier": None, "error": {"kind": "invalid", "message": "m", "argument": "x"}}
+        jsonschema.validate(failure, closed(schema))
+        assert schema["required"] == ["tier"], tool
+
+
+@pytest.fixture(scope="module")
+def schemas() -> dict[str, dict[str, Any]]:
+    """Every tool's output schema as tools/list sends it (default settings)."""
+    from relay_shell.config import load_settings
+
+    with tempfile.TemporaryDirectory(prefix="relay-schemas-") as scratch:
+        root = Path(scratch)
+        settings = load_settings(
+            _env_file=None, audit_path=root / "audit.jsonl", ssh_config=root / "none", inventory=None
+        )
+        server = build_server(settings)
+        try:
+            return {tool.name: dict(tool.output_schema or {}) for tool in server._tool_manager.list_tools()}
+        finally:
+            anyio.run(server.services.aclose)
 
 
 async def _local_tools(walk: Walk) -> None:
@@ -144,6 +182,8 @@ async def _session_tools(walk: Walk, spawn: str, arguments: dict[str, Any]) -> N
     session_id = started["session_id"]
     await walk.call("session_send", {"session_id": session_id, "data": "echo typed", "keys": ["Tab"]})
     await walk.call("session_recv", {"session_id": session_id, "timeout": 1, "until": "typed"})
+    screen = await walk.call("session_recv", {"session_id": session_id, "timeout": 1, "screen": "always"})
+    assert screen["mode"] == "screen" and "cursor" in screen["screen"]
     await walk.call("session_resize", {"session_id": session_id, "cols": 90, "rows": 30})
     await walk.call("session_list", {})
     await walk.call("session_kill", {"session_id": session_id})
@@ -154,11 +194,20 @@ async def _ssh_tools(walk: Walk, tmp_path: Path, remote_dir: Path) -> None:
     await walk.call("ssh_exec", {"host": "box", "command": "echo remote; kill -9 $$"})
     await walk.call("ssh_check", {"hosts": "box"})
     await walk.call("ssh_fanout", {"command": "echo fan", "hosts": ["box"]})
+    rolled = await walk.call(  # a failed canary: the rest skipped, a denied host, an aborted recap
+        "ssh_fanout", {"command": "exit 3", "hosts": "box,twin,forbidden-word-host", "canary": 1}
+    )
+    assert {row["status"] for row in rolled["results"]} == {"failed", "skipped", "denied"}
+    assert rolled["recap"]["aborted"] is True
     await walk.call("ssh_keyscan", {"hosts": "box", "port": 1})  # unreachable: a row with its error
     await walk.call("ssh_hosts", {})
     source = tmp_path / "payload.txt"
     source.write_text("payload\n")
     await walk.call("ssh_upload", {"host": "box", "local_path": str(source), "remote_path": str(remote_dir)})
+    many = await walk.call(
+        "ssh_upload", {"hosts": "box,twin", "local_path": str(source), "remote_path": str(remote_dir)}
+    )
+    assert [row["status"] for row in many["results"]] == ["ok", "ok"]
     back = tmp_path / "back.txt"
     remote_file = str(remote_dir / "payload.txt")
     await walk.call("ssh_download", {"host": "box", "remote_path": remote_file, "local_path": str(back)})

@@ -1,8 +1,8 @@
 """The shape stage: an executor's :class:`Outcome` or a :class:`RelayError` becomes a :class:`Reply`.
 
 Success: the outcome's text (plus ``note:`` lines) and its data plus ``tier`` and ``notes``.
-Failure: the text ``"<kind> · tier N: <message>"`` (plus the partial output of a timeout)
-and ``data.error`` = ``{kind, message, tier?, reason?, rule?, mode?, subcommand?, opaque?,
+Failure: the text ``"<kind> · tier N: <message>"`` (plus the partial output of a timeout),
+``data.tier`` (null when the call was refused before it was classified) and ``data.error`` = ``{kind, message, tier?, reason?, rule?, mode?, subcommand?, opaque?,
 argument?, confirm_token?}`` with any partial output fields beside it
 (docs/architecture.md, "Two planes").
 """
@@ -71,8 +71,8 @@ def shape_failure(exc: RelayError, tier: Tier | None) -> Reply:
         partial_text = exc.partial.text
     data["error"] = error_fields(exc, tier)
     header = exc.kind.value
+    data["tier"] = int(tier) if tier is not None else None  # present in every result (null: not classified)
     if tier is not None:
-        data["tier"] = int(tier)
         header += f" · tier {int(tier)}"
     text = f"{header}: {exc.message}"
     if isinstance(exc, ConfirmationRequired) and exc.token:

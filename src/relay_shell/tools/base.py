@@ -58,9 +58,7 @@ RUNS_REMOTE = ToolAnnotations(
     read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=True
 )
 
-ConfirmToken = Annotated[
-    str, Field(description="Only for tier-3 calls under CONFIRM_TIER3=token", max_length=200)
-]
+ConfirmToken = Annotated[str, Field(description="Token from a tier-3 refusal", max_length=200)]
 """The ``confirm_token`` parameter every tool that can be tier 3 takes."""
 
 YieldAfter = Annotated[

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import getpass
-import os
-import shutil
+import json
+import re
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -12,80 +11,32 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import CallToolResult
 from pydantic import Field
 
-import relay_shell
 from relay_shell.governance.audit.tail import tail_records
-from relay_shell.governance.audit.wiring import anchor_spec, kind_of
 from relay_shell.governance.bounds import clamp_count
 from relay_shell.governance.call import Call, Outcome, Plan
-from relay_shell.governance.patterns import PATTERNS_VERSION
 from relay_shell.guidance import operating_guide as guide_text
 from relay_shell.guidance import tool_description
 from relay_shell.services import Services
 from relay_shell.tools.base import READ_ONLY, NoArguments, identity_of, run_tool
 from relay_shell.tools.models import AuditTailResult, ServerInfoResult
-from relay_shell.tools.tasks_shared import TASK_GENERATIONS
+from relay_shell.tools.server_info import describe, is_admin
 from relay_shell.vocabulary import Tier
 
 AUDIT_TAIL_MAX = 1000
-ADMIN_TIER = 3
+LINE_DETAIL_CHARS = 240
+"""What one audit_tail line shows of a record's arguments and target, at most."""
+MAIN_ARGUMENTS = ("command", "script", "data", "keys", "spec", "uri", "name")
+"""Arguments shown first and bare when a record has them: what the call ran or read."""
+ERROR_CHARS = 120
+"""What one audit_tail line shows of a failed call's (redacted) error message, at most."""
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+SINK_KINDS = frozenset({"header", "tamper", "recovery"})
+"""Records the audit sink writes about itself."""
 
 
 async def execute_server_info(svc: Services, call: Call) -> Outcome:
-    settings = svc.settings
-    audit = svc.audit
-    audit.check()
-    data: dict[str, object] = {
-        "version": relay_shell.__version__,
-        "transport": settings.transport.value,
-        "policy_mode": settings.policy_mode.value,
-        "confirm_tier3": settings.confirm_tier3.value,
-        "patterns_version": PATTERNS_VERSION,
-        "containment": svc.containment.mechanism,
-        "limits": {
-            "default_timeout": settings.default_timeout,
-            "max_timeout": settings.max_timeout,
-            "max_output": settings.max_output,
-            "max_output_hard": settings.max_output_hard,
-            "max_sessions": settings.max_sessions,
-            "session_idle_timeout": settings.session_idle_timeout,
-            "session_max_lifetime": settings.session_max_lifetime,
-            "session_buffer_bytes": settings.session_buffer_bytes,
-            "max_conns": settings.max_conns,
-            "max_forwards": settings.max_forwards,
-            "fanout_max_hosts": settings.fanout_max_hosts,
-            "fanout_max_concurrency": settings.fanout_max_concurrency,
-            "yield_after": settings.yield_after,
-            "max_jobs": settings.max_jobs,
-            "job_retention": settings.job_retention,
-        },
-        "audit": _audit_info(svc),
-        "ssh": {
-            "known_hosts": settings.ssh_known_hosts.value,
-            "known_hosts_file": str(settings.ssh_known_hosts_file),
-            "ssh_config": str(settings.ssh_config),
-            "inventory": str(settings.inventory) if settings.inventory else None,
-            "inventory_hosts": svc.inventory_size(),
-            "connect_timeout": settings.ssh_connect_timeout,
-        },
-        "identity": {
-            "uid": os.geteuid(),
-            "user": getpass.getuser(),
-            "root": os.geteuid() == 0,
-            "sudo_available": shutil.which("sudo") is not None,
-        },
-        "counts": svc.counts(),
-        "jobs": {"count": svc.jobs.counted(), "max": svc.jobs.limit},
-        "tasks": list(TASK_GENERATIONS),
-    }
-    lines = [
-        f"relay-shell {data['version']} · {settings.transport.value} · policy {settings.policy_mode.value}",
-        f"audit: {audit.path} ({'ok' if not audit.degraded else 'DEGRADED: ' + str(audit.last_error)})",
-        f"limits: timeout {settings.default_timeout:g}/{settings.max_timeout:g} s, "
-        f"output {settings.max_output}/{settings.max_output_hard} B, sessions {settings.max_sessions}",
-        f"running as uid {os.geteuid()} ({getpass.getuser()}); counts: {data['counts']}",
-        f"containment: {svc.containment.mechanism} (whatever a call leaves running is killed)",
-    ]
-    return Outcome(text="\n".join(lines), data=data)
+    """The server's policy, limits and state; the deny/allow regexes only to an admin principal."""
+    return describe(svc, call.identity)
 
 
 def plan_server_info(request: NoArguments, svc: Services) -> Plan[Services]:
@@ -130,14 +81,88 @@ async def execute_audit_tail(read: TailRead, call: Call) -> Outcome:
         min_tier=read.min_tier,
         principal=read.principal,
     )
-    text_lines = [
-        f"{r.get('ts')} #{r.get('seq')} {r.get('tool')} tier {r.get('tier')} "
-        f"{r.get('decision')}/{r.get('outcome')}"
-        + (f" exit {r['exit_code']}" if r.get("exit_code") is not None else "")
-        for r in records
-    ]
-    text = f"{len(records)} record(s) from {path}\n" + "\n".join(text_lines)
+    text = f"{len(records)} record(s) from {path}\n" + "\n".join(record_line(r) for r in records)
     return Outcome(text=text, data={"records": records, "count": len(records), "path": str(path)})
+
+
+def record_line(record: dict[str, object]) -> str:
+    """One record as a line: when, which tool, tier, decision/outcome, then what it ran or read.
+
+    The arguments (and a failure's error message) are the record's own, redacted when it
+    was written; each line shows at most :data:`LINE_DETAIL_CHARS` of them and
+    :data:`ERROR_CHARS` of the error, on one line (newlines shown as ``\\n``).
+    """
+    kind = record.get("kind")
+    if kind in SINK_KINDS:  # the audit sink's own records: a file's header, a tamper, a recovery
+        facts = {
+            key: record.get(key) for key in ("reason", "instance_id", "pid", "lost_records") if key in record
+        }
+        return f"{record.get('ts')} #{record.get('seq')} audit {kind}: " + _bounded(
+            _one_line(json.dumps(facts)), LINE_DETAIL_CHARS
+        )
+    tier = record.get("tier")
+    phase = f" {record['phase']}" if isinstance(record.get("phase"), str) else ""
+    head = (
+        f"{record.get('ts')} #{record.get('seq')} {record.get('tool')}{phase} tier {'-' if tier is None else tier} "
+        f"{record.get('decision')}/{record.get('outcome')}"
+    )
+    if record.get("exit_code") is not None:
+        head += f" exit {record['exit_code']}"
+    if record.get("rule"):
+        head += f" rule {record['rule']}"
+    detail = _bounded(_arguments_text(record.get("args"), record.get("target")), LINE_DETAIL_CHARS)
+    line = f"{head}: {detail}" if detail else head
+    error = record.get("error")
+    if isinstance(error, str) and error:
+        line += f" [{_bounded(_one_line(error), ERROR_CHARS)}]"
+    return line
+
+
+def _bounded(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _arguments_text(args: object, target: object) -> str:
+    """The main argument bare (the command), the others as ``name=value``, then the target."""
+    if isinstance(args, str):  # CEF and LEEF records carry args as JSON text
+        text = args
+        try:
+            args = json.loads(text)
+        except ValueError:
+            return _one_line(text)
+    if not isinstance(args, dict):
+        args = {}
+    main = [
+        _one_line(_value_text(args[name])) for name in MAIN_ARGUMENTS if args.get(name) not in (None, "", [])
+    ]
+    rest = [
+        f"{name}={_one_line(_value_text(value))}"
+        for name, value in args.items()
+        if name not in MAIN_ARGUMENTS and value not in (None, "", [], {})
+    ]
+    parts = [" ".join(main)] if main else []
+    if rest:
+        parts.append(f"({', '.join(rest)})")
+    shown = " ".join(parts)
+    targets = target if isinstance(target, list) else [target] if target else []
+    missing = [str(item) for item in targets if str(item) not in shown]
+    if missing:
+        shown += f" -> {', '.join(missing)}"
+    return shown.strip()
+
+
+def _value_text(value: object) -> str:
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _one_line(text: str) -> str:
+    """``text`` on one line: newlines as ``\\n``, other control characters as ``\\xNN`` (tabs kept)."""
+    return _CONTROL.sub(_escaped, text)
+
+
+def _escaped(match: re.Match[str]) -> str:
+    char = match.group()
+    return {"\n": "\\n", "\r": "\\r"}.get(char, f"\\x{ord(char):02x}")
 
 
 def plan_audit_tail(request: AuditTail, svc: Services) -> Plan[TailRead]:
@@ -154,44 +179,17 @@ async def audit_tail(
     lines: Annotated[
         int | None, Field(description=f"How many records (1..{AUDIT_TAIL_MAX}), default 50")
     ] = None,
-    tool: Annotated[str, Field(description="Only records of this tool", max_length=100)] = "",
+    tool: Annotated[str, Field(max_length=100)] = "",
     outcome: Annotated[
         str, Field(description="Only this outcome: ok, error, timeout, cancelled, denied, running, failed")
     ] = "",
-    min_tier: Annotated[
-        int | None, Field(description="Only records at or above this tier (0-3)", ge=0, le=3)
-    ] = None,
+    min_tier: Annotated[int | None, Field(ge=0, le=3)] = None,
 ) -> Annotated[CallToolResult, AuditTailResult]:
     caller = identity_of(ctx)
     # An admin (no OAuth, or a token allowing tier 3) reads every record; any other principal
     # only its own calls' records.
-    admin = caller.max_tier is None or caller.max_tier >= ADMIN_TIER
-    request = AuditTail(lines, tool, outcome, min_tier, None if admin else (caller.subject or ""))
+    request = AuditTail(lines, tool, outcome, min_tier, None if is_admin(caller) else (caller.subject or ""))
     return await run_tool(ctx, "audit_tail", plan_audit_tail, request)
-
-
-def _audit_info(svc: Services) -> dict[str, object]:
-    """The sink's state for server_info: health, chain head, anchor and ship channels."""
-    settings, audit = svc.settings, svc.audit
-    anchor, warning = anchor_spec(settings)
-    status = audit.status()
-    return {
-        "path": str(audit.path),
-        "format": settings.audit_format.value,
-        "healthy": not audit.degraded,
-        "state": status["state"],
-        "last_error": audit.last_error,
-        "chain": settings.audit_chain,
-        "chain_head": audit.chain_head,
-        "seq": audit.seq,
-        "instance_id": status["instance_id"],
-        "required": settings.audit_required,
-        "anchor": kind_of(anchor),
-        "anchor_status": status.get("anchor"),
-        "ship": kind_of(settings.audit_ship),
-        "ship_status": status.get("ship"),
-        "warning": warning,
-    }
 
 
 def operating_guide() -> str:

@@ -18,14 +18,10 @@ from relay_shell.governance.call import Outcome
 if TYPE_CHECKING:
     from relay_shell.ssh.fleet import FanoutHistory, Rollout
 
-Batch = Annotated[
-    int | str | None,
-    Field(description='Hosts per batch (count or "N%"); each batch waits for the previous one'),
-]
-MaxFail = Annotated[
-    int | str | None, Field(description='Start no more hosts once more than this failed (count or "N%")')
-]
-Canary = Annotated[int, Field(ge=0, description="Hosts run first; the rest only if all of them end ok")]
+Batch = Annotated[int | str | None, Field(description='Count or "N%"')]
+MaxFail = Annotated[int | str | None, Field(description='Count or "N%"')]
+Canary = Annotated[int, Field(ge=0)]
+"""batch, max_fail and canary are explained once, in ssh_fanout's description (guidance/tools.md)."""
 Concurrency = Annotated[int, Field(ge=1, description="Hosts in flight at once")]
 
 

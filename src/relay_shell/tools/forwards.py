@@ -167,7 +167,7 @@ async def ssh_forward(
     spec: Annotated[
         str,
         Field(
-            description="L:lport:dhost:dport, R:rport:dhost:dport or D:lport (0 = any free port)",
+            description="L:lport:dhost:dport, R:rport:dhost:dport or D:lport",
             max_length=600,
         ),
     ],

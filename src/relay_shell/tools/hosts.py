@@ -2,14 +2,15 @@
 
 A host is an inventory alias, an ssh_config alias, ``host``, ``user@host`` or
 ``user@host:port``; the overrides ``user``, ``port``, ``key_path``, ``known_hosts`` and
-``jump`` win over the inventory and ssh_config (docs/tools.md).
+``jump`` win over the inventory and ssh_config (docs/tools.md). Their names say what they
+are, so only ``jump`` (a format) carries a description in the schema.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -20,22 +21,13 @@ from relay_shell.ssh.inventory import ConnectOverrides, HostSpec
 from relay_shell.ssh.selection import select_hosts
 from relay_shell.ssh.targets import parse_target
 
-Host = Annotated[
-    str, Field(description="Inventory/ssh_config alias, host, user@host or user@host:port", max_length=512)
-]
-User = Annotated[str, Field(description="Override the login user", max_length=256)]
-Port = Annotated[int | None, Field(ge=1, le=65535, description="Override the port")]
-KeyPath = Annotated[str, Field(description="Override: private key file", max_length=4096)]
-KnownHosts = Annotated[str, Field(description="Override: strict, accept-new or ignore", max_length=16)]
-Jump = Annotated[
-    str, Field(description="Override: jump host(s) user@host[:port], comma-separated chain", max_length=2048)
-]
-Hosts = Annotated[
-    str | list[str],
-    Field(
-        description="Host pattern (see ssh_fanout): web*,@tag,&@prod,!web3,failed:<fanout_id>; empty = all"
-    ),
-]
+Host = Annotated[str, Field(description="Alias, host, user@host or user@host:port", max_length=512)]
+User = Annotated[str, Field(max_length=256)]
+Port = Annotated[int | None, Field(ge=1, le=65535)]
+KeyPath = Annotated[str, Field(max_length=4096)]
+KnownHosts = Literal["", "strict", "accept-new", "ignore"]
+Jump = Annotated[str, Field(description="Jump hosts: user@host[:port],...", max_length=2048)]
+Hosts = Annotated[str | list[str], Field(description="Host pattern (see ssh_fanout); empty = all")]
 
 
 @dataclass(frozen=True)

@@ -64,7 +64,7 @@ async def recv_job(
 def read_outcome(got: JobRead) -> Outcome:
     """The result of one read of a job (fields of ``SessionRecvResult``)."""
     data: dict[str, object] = {
-        "session_id": got.job_id, "output": got.output, "bytes": got.bytes, "matched": got.matched,
+        "session_id": got.job_id, "mode": "stream", "output": got.output, "bytes": got.bytes, "matched": got.matched,
         "timed_out": got.timed_out, "ended": got.ended, "exit_code": None, "dropped_bytes": got.dropped_bytes,
         "state": "ended" if got.ended else "running",
     }  # fmt: skip

@@ -22,16 +22,16 @@ from relay_shell.tools.shape import bound_notes, exec_outcome
 
 Timeout = Annotated[
     float | None,
-    Field(description="Seconds before the process group is killed; default and ceiling from config"),
+    Field(description="Seconds; default and ceiling from config"),
 ]
 MaxOutput = Annotated[
     int | None,
-    Field(description="Output budget in bytes (head + tail kept when exceeded); clamped to config"),
+    Field(description="Output budget in bytes; head + tail kept beyond it"),
 ]
-Cwd = Annotated[str, Field(description="Working directory; empty = the server's", max_length=4096)]
+Cwd = Annotated[str, Field(description="Working directory", max_length=4096)]
 Env = Annotated[
     dict[str, str | None] | None,
-    Field(description="Variables overlaid on the server environment; null unsets one"),
+    Field(description="Variables to set; null unsets one"),
 ]
 
 
@@ -160,12 +160,10 @@ async def shell_exec(
     timeout: Timeout = None,
     max_output: MaxOutput = None,
     cwd: Cwd = "",
-    stdin: Annotated[str, Field(description="Text fed to the command's stdin (default /dev/null)")] = "",
+    stdin: str = "",
     env: Env = None,
     merge_stderr: Annotated[bool, Field(description="false: separate stdout and stderr")] = True,
-    use_shell: Annotated[
-        bool, Field(description="false: split into words and exec directly, no shell")
-    ] = True,
+    use_shell: bool = True,
     yield_after: YieldAfter = None,
     confirm_token: ConfirmToken = "",
 ) -> Annotated[CallToolResult, ExecResult]:
@@ -175,11 +173,9 @@ async def shell_exec(
 
 async def shell_script(
     ctx: Context,
-    script: Annotated[str, Field(description="The script text, fed on stdin", max_length=1_000_000)],
-    interpreter: Annotated[
-        Literal["bash", "sh", "python"], Field(description="python = the server's own")
-    ] = "bash",
-    strict: Annotated[bool, Field(description="bash/sh: prepend set -euo pipefail (sh: set -eu)")] = True,
+    script: Annotated[str, Field(description="Script text", max_length=1_000_000)],
+    interpreter: Literal["bash", "sh", "python"] = "bash",
+    strict: bool = True,
     timeout: Timeout = None,
     max_output: MaxOutput = None,
     cwd: Cwd = "",

@@ -1,8 +1,13 @@
 """Output schemas (``outputSchema``) of the tools.
 
-Every model has the common fields of :class:`ToolOutput` (tier, notes, error), and every
-other field has a default, so the structured content of an error result (which carries
-``error`` and whatever partial output exists) fits the same schema as a success.
+Every model has the common fields of :class:`ToolOutput`. A field without a default is
+present in every successful result of the tool (``null`` only where its type says so); a
+field with a default is absent where it does not apply (``X | SkipJsonSchema[None]``: absent,
+never null). A failed call carries ``tier`` and ``error`` plus whatever partial output it
+collected. ``relay_shell.tools.schemas`` turns this into the wire schema: ``required`` lists
+what every result carries (``tier``), and an ``anyOf`` says a result has either every field
+without a default (a success) or ``error``. ``tests/tools/test_output_schemas.py`` checks
+real results, successes and failures, against the wire schemas closed.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import BaseModel, Field
+from pydantic.json_schema import SkipJsonSchema
 
 from relay_shell.vocabulary import ErrorKind
 
@@ -23,99 +29,138 @@ class ErrorInfo(BaseModel):
 
     kind: ErrorKind
     message: str
-    tier: int | None = None
-    reason: str | None = None
+    tier: int | SkipJsonSchema[None] = None
+    reason: str | SkipJsonSchema[None] = None
     rule: str | None = None
     mode: str | None = None
-    subcommand: str | None = None
-    opaque: bool | None = None
-    argument: str | None = None
-    confirm_token: str | None = None
+    subcommand: str | SkipJsonSchema[None] = None
+    opaque: bool | SkipJsonSchema[None] = None
+    argument: str | SkipJsonSchema[None] = None
+    confirm_token: str | SkipJsonSchema[None] = None
 
 
 class ToolOutput(BaseModel):
-    tier: int | None = Field(default=None, description="Tier the call was classified as (0-3)")
+    tier: int | None = Field(description="Tier the call was classified as (0-3); null when refused before")
     notes: list[str] = Field(default_factory=list, description="Clamped bounds and other remarks")
-    error: ErrorInfo | None = Field(default=None, description="Set when isError is true")
-
-
-class CapturedOutput(ToolOutput):
-    """Fields of a bounded output capture (docs/adr/0008-output-capture.md)."""
-
-    output: str = Field(default="", description="Merged output (head + tail when truncated)")
-    stdout: str | None = Field(default=None, description="stdout when streams were kept separate")
-    stderr: str | None = Field(default=None, description="stderr when streams were kept separate")
-    truncated: bool = False
-    output_bytes: int = Field(default=0, description="Total bytes the command produced")
-    stream_sha256: str | None = Field(default=None, description="SHA-256 of the full raw output stream")
-    binary: bool = False
+    error: ErrorInfo | SkipJsonSchema[None] = Field(default=None, description="Set when isError is true")
 
 
 class RunningFields(BaseModel):
-    """Fields of a command that may outlive its call (docs/adr/0014-jobs-and-tasks.md)."""
+    """Fields of a command that may outlive its call (docs/adr/0017-jobs-and-tasks.md).
 
-    status: Literal["done", "running"] | None = Field(
-        default=None,
+    A call that ends within ``yield_after`` says ``status: done``; one still running says
+    ``running`` with the ``job_id`` it continues as, and lacks what only a finished call has.
+    """
+
+    status: Literal["done", "running"] = Field(
         description="done: finished within yield_after; running: still going as job job_id (read it with "
-        "session_recv, stop it with session_kill); fields only a finished call has are then absent",
+        "session_recv, stop it with session_kill)"
     )
-    job_id: str | None = Field(default=None, description="The job (job-...) a running call continues as")
-    call_id: str | None = Field(default=None, description="The call's id, on its audit records and its job's")
-    elapsed_ms: int | None = Field(
+    job_id: str | SkipJsonSchema[None] = Field(
+        default=None, description="Running: the job (job-...) the call continues as"
+    )
+    call_id: str | SkipJsonSchema[None] = Field(
+        default=None, description="The call's id, on its audit records and its job's"
+    )
+    elapsed_ms: int | SkipJsonSchema[None] = Field(
         default=None, description="Running: how long the call ran before it yielded"
     )
 
 
+class CapturedOutput(ToolOutput):
+    """Fields of a bounded output capture (docs/adr/0008-output-capture.md); a running call's
+    output so far carries ``output`` and ``output_bytes`` only."""
+
+    output: str = Field(description="Merged output (head + tail when truncated); empty when split")
+    stdout: str | SkipJsonSchema[None] = Field(
+        default=None, description="stdout when streams were kept separate"
+    )
+    stderr: str | SkipJsonSchema[None] = Field(
+        default=None, description="stderr when streams were kept separate"
+    )
+    truncated: bool | SkipJsonSchema[None] = Field(default=None, description="Done: output was cut")
+    output_bytes: int = Field(description="Total bytes the command produced (so far, when running)")
+    stream_sha256: str | SkipJsonSchema[None] = Field(
+        default=None, description="Done: SHA-256 of the full raw output stream"
+    )
+    binary: bool | SkipJsonSchema[None] = None
+
+
 class ExecResult(CapturedOutput, RunningFields):
-    exit_code: int | None = Field(default=None, description="Exit status; 128+N when killed by signal N")
-    signal: str | None = None
-    duration_ms: int = 0
-    timeout_s: float | None = Field(default=None, description="Effective timeout after clamping")
-    host: str | None = Field(default=None, description="user@host:port of a remote command")
+    exit_code: int | None = Field(
+        default=None, description="Done: exit status; 128+N when killed by signal N"
+    )
+    signal: str | None = Field(default=None, description="Done: the signal that ended it")
+    duration_ms: int | SkipJsonSchema[None] = None
+    timeout_s: float = Field(description="Effective timeout after clamping")
+    host: str | None = Field(default=None, description="user@host:port of a remote command; null locally")
 
 
 class AuditTailResult(ToolOutput):
-    records: list[dict[str, object]] = Field(default_factory=list)
-    count: int = 0
-    path: str = ""
+    records: list[dict[str, object]]
+    count: int
+    path: str
+
+
+class PolicyInfo(BaseModel):
+    mode: str
+    confirm_tier3: str = Field(description="off, elicit or token")
+    deny_list: bool = Field(description="Whether RELAY_SHELL_POLICY_DENY is set")
+    allow_list: bool = Field(description="Whether RELAY_SHELL_POLICY_ALLOW is set")
+    allow_protected: bool
+    deny: str | SkipJsonSchema[None] = Field(
+        default=None, description="The deny regex (admin principals only)"
+    )
+    allow: str | SkipJsonSchema[None] = Field(
+        default=None, description="The allow regex (admin principals only)"
+    )
+
+
+class JobsInfo(BaseModel):
+    count: int = Field(description="Jobs running or ended and not yet read")
+    max: int = Field(description="RELAY_SHELL_MAX_JOBS")
 
 
 class ServerInfoResult(ToolOutput):
-    version: str = ""
-    transport: str = ""
-    policy_mode: str = ""
-    confirm_tier3: str = ""
-    limits: dict[str, float | int] = Field(default_factory=dict)
-    audit: dict[str, object] = Field(default_factory=dict)
-    ssh: dict[str, object] = Field(default_factory=dict)
-    identity: dict[str, object] = Field(default_factory=dict)
-    counts: dict[str, int] = Field(default_factory=dict)
-    patterns_version: str = ""
-    containment: str = Field(default="", description="cgroup or subreaper: how call processes are contained")
-    jobs: dict[str, int] = Field(
-        default_factory=dict, description="count: running and unread jobs; max: RELAY_SHELL_MAX_JOBS"
-    )
-    tasks: list[str] = Field(default_factory=list, description="MCP Tasks protocol generations served")
+    version: str
+    transport: str
+    policy_mode: str
+    confirm_tier3: str
+    patterns_version: str
+    policy: PolicyInfo
+    limits: dict[str, float | int]
+    jobs: JobsInfo
+    containment: str = Field(description="cgroup or subreaper: how call processes are contained")
+    tasks: list[str] = Field(description="MCP task protocol generations served")
+    audit: dict[str, object] = Field(description="path, format, health, chain, anchor, ship")
+    ssh: dict[str, object]
+    identity: dict[str, object]
+    counts: dict[str, int]
 
 
-class SessionResult(ToolOutput):
-    session_id: str = ""
-    kind: str = ""
-    host: str | None = None
-    command: str = ""
-    cols: int = 0
-    rows: int = 0
-    age_s: float = 0.0
-    idle_s: float = 0.0
-    bytes_buffered: int = 0
-    bytes_produced: int = 0
-    bytes_dropped: int = 0
-    state: str = ""
-    exit_code: int | None = None
-    bytes_sent: int | None = None
+class SessionRow(BaseModel):
+    """One session, as shell_spawn, ssh_spawn and the session_* tools report it."""
+
+    session_id: str
+    kind: str
+    host: str | None
+    command: str
+    cols: int
+    rows: int
+    age_s: float
+    idle_s: float
+    bytes_buffered: int
+    bytes_produced: int
+    bytes_dropped: int
+    state: str
+    exit_code: int | None
     outcome: str | None = Field(
         default=None, description="A job's end: ok, failed, timeout, cancelled, error"
     )
+
+
+class SessionResult(ToolOutput, SessionRow):
+    bytes_sent: int | SkipJsonSchema[None] = Field(default=None, description="session_send only: bytes typed")
 
 
 class CursorPosition(BaseModel):
@@ -126,11 +171,11 @@ class CursorPosition(BaseModel):
 class ScreenView(BaseModel):
     """A rendered terminal screen (session_recv in screen mode)."""
 
-    rows: list[str] = Field(default_factory=list, description="Rows; trailing blanks and empty rows trimmed")
+    rows: list[str] = Field(description="Rows; trailing blanks and empty rows trimmed")
     cursor: CursorPosition
-    title: str = ""
-    width: int = Field(default=0, description="Terminal columns")
-    height: int = Field(default=0, description="Terminal rows")
+    title: str
+    width: int = Field(description="Terminal columns")
+    height: int = Field(description="Terminal rows")
 
 
 HostStatusName = Literal["ok", "failed", "timeout", "unreachable", "denied", "skipped"]
@@ -143,79 +188,84 @@ RECAP_DESCRIPTION = (
 class FanoutHostRow(BaseModel):
     host: str
     status: HostStatusName
-    exit_code: int | None = None
-    output: str = ""
-    truncated: bool = False
-    output_bytes: int = 0
-    stream_sha256: str | None = None
-    duration_ms: int = 0
-    reason: str | None = None
-    batch: int | None = Field(default=None, description="Batch number (0 = canaries); null when denied")
+    exit_code: int | None
+    output: str
+    truncated: bool
+    output_bytes: int
+    stream_sha256: str | None
+    duration_ms: int
+    reason: str | None
+    batch: int | None = Field(description="Batch number (0 = canaries); null when denied")
 
 
 class SessionRecvResult(ToolOutput):
-    session_id: str = ""
-    mode: Literal["stream", "screen"] | None = Field(
-        default=None,
-        description="stream: output text; screen: the rendered screen (output = its rows joined)",
+    session_id: str
+    mode: Literal["stream", "screen"] = Field(
+        description="stream: output text; screen: the rendered screen (output = its rows joined)"
     )
-    screen: ScreenView | None = None
-    output: str = ""
-    bytes: int = 0
-    matched: bool | None = Field(default=None, description="Whether `until` matched (null without until)")
-    timed_out: bool = False
-    ended: bool = False
-    exit_code: int | None = None
-    dropped_bytes: int = 0
-    stdout: str | None = Field(
+    screen: ScreenView | SkipJsonSchema[None] = Field(default=None, description="In screen mode")
+    output: str
+    bytes: int
+    matched: bool | None = Field(description="Whether `until` matched (null without until)")
+    timed_out: bool
+    ended: bool
+    exit_code: int | None
+    dropped_bytes: int
+    stdout: str | SkipJsonSchema[None] = Field(
         default=None, description="A job with separate streams: its stdout since the last read"
     )
-    stderr: str | None = Field(
+    stderr: str | SkipJsonSchema[None] = Field(
         default=None, description="A job with separate streams: its stderr since the last read"
     )
-    state: str | None = Field(default=None, description="A job: running or ended")
-    outcome: str | None = Field(
+    state: str | SkipJsonSchema[None] = Field(default=None, description="A job: running or ended")
+    outcome: str | SkipJsonSchema[None] = Field(
         default=None, description="An ended job: ok, failed, timeout, cancelled, error"
     )
     signal: str | None = Field(default=None, description="An ended job killed by a signal: its name")
-    output_bytes: int | None = Field(default=None, description="An ended job: bytes its whole stream held")
+    output_bytes: int | SkipJsonSchema[None] = Field(
+        default=None, description="An ended job: bytes its whole stream held"
+    )
     stream_sha256: str | None = Field(
         default=None, description="An ended job: SHA-256 of its whole raw stream"
     )
-    results: list[FanoutHostRow] | None = Field(
+    results: list[FanoutHostRow] | SkipJsonSchema[None] = Field(
         default=None, description="An ended fan-out job: its per-host rows"
     )
 
 
 class SessionListResult(ToolOutput):
-    sessions: list[SessionResult] = Field(default_factory=list)
-    count: int = 0
+    sessions: list[SessionRow]
+    count: int
 
 
 class FanoutResult(ToolOutput, RunningFields):
-    fanout_id: str = Field(
-        default="", description="fo-...: select its hosts later with failed:/ok:/skipped:<id>"
+    fanout_id: str | SkipJsonSchema[None] = Field(
+        default=None, description="Done: fo-...: select its hosts later with failed:/ok:/skipped:<id>"
     )
-    results: list[FanoutHostRow] = Field(default_factory=list, description="One row per host, in input order")
-    recap: dict[str, int | bool | str] = Field(default_factory=dict, description=RECAP_DESCRIPTION)
-    output: str | None = Field(default=None, description="Running: the progress so far (hosts done)")
-    output_bytes: int | None = Field(default=None, description="Running: bytes of progress so far")
-    timeout_s: float | None = Field(default=None, description="Running: the whole fan-out's deadline")
+    results: list[FanoutHostRow] | SkipJsonSchema[None] = Field(
+        default=None, description="Done: one row per host, in input order"
+    )
+    recap: dict[str, int | bool | str] | SkipJsonSchema[None] = Field(
+        default=None, description=RECAP_DESCRIPTION
+    )
+    output: str | SkipJsonSchema[None] = Field(default=None, description="Running: the progress so far")
+    output_bytes: int | SkipJsonSchema[None] = Field(default=None, description="Running: bytes of progress")
+    timeout_s: float | SkipJsonSchema[None] = Field(default=None, description="Running: the whole deadline")
 
 
 class HostCheckRow(BaseModel):
     host: str
     ok: bool
-    reason: str | None = None
-    detail: str | None = None
-    latency_ms: int | None = None
-    reused: bool | None = Field(default=None, description="The round trip went over a pooled connection")
+    reason: str | None
+    detail: str | None
+    latency_ms: int | None
+    reused: bool | None = Field(description="The round trip went over a pooled connection")
 
 
 class HostCheckResult(ToolOutput):
-    hosts: list[HostCheckRow] = Field(default_factory=list)
-    ok: int = 0
-    total: int = 0
+    hosts: list[HostCheckRow]
+    ok: int
+    total: int
 
 
 class ScannedKeyRow(BaseModel):
@@ -226,12 +276,12 @@ class ScannedKeyRow(BaseModel):
 
 class KeyscanHostRow(BaseModel):
     host: str
-    error: str | None = None
-    keys: list[ScannedKeyRow] = Field(default_factory=list)
+    error: str | None
+    keys: list[ScannedKeyRow]
 
 
 class KeyscanResult(ToolOutput):
-    hosts: list[KeyscanHostRow] = Field(default_factory=list)
+    hosts: list[KeyscanHostRow]
 
 
 class HostSpecRow(BaseModel):
@@ -239,69 +289,83 @@ class HostSpecRow(BaseModel):
     hostname: str
     user: str
     port: int
-    identity_files: list[str] = Field(default_factory=list)
-    known_hosts: str = ""
-    jump: list[str] = Field(default_factory=list)
-    tags: list[str] = Field(default_factory=list)
-    source: str = ""
+    identity_files: list[str]
+    known_hosts: str
+    jump: list[str]
+    tags: list[str]
+    source: str
 
 
 class HostsResult(ToolOutput):
-    hosts: list[HostSpecRow] = Field(default_factory=list)
-    count: int = 0
+    hosts: list[HostSpecRow]
+    count: int
 
 
 class TransferredFileRow(BaseModel):
     path: str = Field(description="Relative to the destination ('' when the destination is the file)")
-    size: int = 0
+    size: int
 
 
 class UploadHostRow(BaseModel):
     host: str
     status: HostStatusName
-    destination: str = ""
-    file_count: int = 0
-    bytes: int = 0
-    sha256: str | None = Field(default=None, description="SHA-256 of a single file (read on this side)")
-    duration_ms: int = 0
-    reason: str | None = None
-    batch: int | None = None
+    destination: str
+    file_count: int
+    bytes: int
+    sha256: str | None = Field(description="SHA-256 of a single file (read on this side)")
+    duration_ms: int
+    reason: str | None
+    batch: int | None
 
 
 class TransferOutput(ToolOutput):
-    direction: str = Field(default="", description="upload or download")
-    host: str = ""
-    source: str = ""
-    destination: str = Field(default="", description="Where the source landed (inside an existing directory)")
-    files: list[TransferredFileRow] = Field(default_factory=list, description="At most 200 of file_count")
-    file_count: int = 0
-    directory_count: int = 0
-    link_count: int = 0
-    bytes: int = Field(default=0, description="Bytes moved")
-    bytes_total: int = Field(default=0, description="Bytes of the regular files in the source")
-    sha256: str | None = Field(default=None, description="SHA-256 of a single file (read on this side)")
-    duration_ms: int = 0
-    timeout_s: float | None = None
-    fanout_id: str | None = Field(default=None, description="With hosts: the id of this multi-host upload")
-    results: list[UploadHostRow] | None = Field(default=None, description="With hosts: one row per host")
-    recap: dict[str, int | bool | str] | None = Field(default=None, description=RECAP_DESCRIPTION)
+    direction: str = Field(description="upload or download")
+    source: str
+    bytes: int = Field(description="Bytes moved")
+    timeout_s: float
+    host: str | SkipJsonSchema[None] = Field(default=None, description="One host: user@host:port")
+    destination: str | SkipJsonSchema[None] = Field(
+        default=None, description="One host: where the source landed (inside an existing directory)"
+    )
+    files: list[TransferredFileRow] | SkipJsonSchema[None] = Field(
+        default=None, description="One host: at most 200 of file_count"
+    )
+    file_count: int | SkipJsonSchema[None] = None
+    directory_count: int | SkipJsonSchema[None] = None
+    link_count: int | SkipJsonSchema[None] = None
+    bytes_total: int | SkipJsonSchema[None] = Field(
+        default=None, description="One host: bytes of the regular files in the source"
+    )
+    sha256: str | None = Field(
+        default=None, description="One host: SHA-256 of a single file (read on this side)"
+    )
+    duration_ms: int | SkipJsonSchema[None] = None
+    fanout_id: str | SkipJsonSchema[None] = Field(
+        default=None, description="With hosts: the id of this upload"
+    )
+    results: list[UploadHostRow] | SkipJsonSchema[None] = Field(
+        default=None, description="With hosts: one row per host"
+    )
+    recap: dict[str, int | bool | str] | SkipJsonSchema[None] = Field(
+        default=None, description=RECAP_DESCRIPTION
+    )
 
 
 class ForwardRow(BaseModel):
-    forward_id: str = ""
-    kind: str = Field(default="", description="L (local), R (remote) or D (SOCKS5)")
-    spec: str = Field(default="", description="The spec with the actual listening port")
-    bind: str = ""
-    listen_port: int = 0
-    host: str = ""
-    target: str | None = Field(default=None, description="dhost:dport; null for SOCKS")
-    bytes_sent: int = Field(default=0, description="Bytes from the listening side to the destination")
-    bytes_received: int = Field(default=0, description="Bytes from the destination back")
-    connections: int = 0
-    active_connections: int = 0
-    age_s: float = 0.0
-    state: str = Field(default="", description="open, broken (SSH connection lost) or closed")
-    last_error: str | None = None
+    forward_id: str
+    kind: str = Field(description="L (local), R (remote) or D (SOCKS5)")
+    spec: str = Field(description="The spec with the actual listening port")
+    bind: str
+    listen_port: int
+    host: str
+    target: str | None = Field(description="dhost:dport; null for SOCKS")
+    bytes_sent: int = Field(description="Bytes from the listening side to the destination")
+    bytes_received: int = Field(description="Bytes from the destination back")
+    connections: int
+    active_connections: int
+    age_s: float
+    state: str = Field(description="open, broken (SSH connection lost) or closed")
+    last_error: str | None
 
 
 class ForwardOutput(ToolOutput, ForwardRow):
@@ -309,5 +373,5 @@ class ForwardOutput(ToolOutput, ForwardRow):
 
 
 class ForwardListOutput(ToolOutput):
-    forwards: list[ForwardRow] = Field(default_factory=list)
-    count: int = 0
+    forwards: list[ForwardRow]
+    count: int

@@ -48,14 +48,9 @@ MAX_RECV_BYTES = 1_048_576
 MAX_UNTIL = 1000
 MAX_QUIET_MS = 600_000
 
-SessionId = Annotated[
-    str,
-    Field(
-        description="Id from shell_spawn / ssh_spawn (sh-..., ssh-...) or of a job (job-...)", max_length=64
-    ),
-]
-Cols = Annotated[int, Field(ge=10, le=1000, description="Terminal columns")]
-Rows = Annotated[int, Field(ge=2, le=1000, description="Terminal rows")]
+SessionId = Annotated[str, Field(description="From shell_spawn / ssh_spawn, or a job-... id", max_length=64)]
+Cols = Annotated[int, Field(ge=10, le=1000)]
+Rows = Annotated[int, Field(ge=2, le=1000)]
 
 
 def local_term(overlay: Mapping[str, str | None]) -> str:
@@ -178,13 +173,13 @@ def plan_shell_spawn(request: ShellSpawn, svc: Services) -> Plan[LocalSpawn]:
 
 async def shell_spawn(
     ctx: Context,
-    command: Annotated[
-        str, Field(description="Program to run in the PTY; empty = /bin/bash", max_length=100_000)
-    ] = "",
+    command: Annotated[str, Field(description="Program to run", max_length=100_000)] = "",
     cols: Cols = 120,
     rows: Rows = 40,
-    cwd: Annotated[str, Field(description="Working directory; empty = the server's", max_length=4096)] = "",
-    env: Annotated[dict[str, str | None] | None, Field(description="Variables overlaid; null unsets")] = None,
+    cwd: Annotated[str, Field(description="Working directory", max_length=4096)] = "",
+    env: Annotated[
+        dict[str, str | None] | None, Field(description="Variables to set; null unsets one")
+    ] = None,
     confirm_token: ConfirmToken = "",
 ) -> Annotated[CallToolResult, SessionResult]:
     return await run_tool(ctx, "shell_spawn", plan_shell_spawn, ShellSpawn(command, cols, rows, cwd, env))
@@ -238,11 +233,9 @@ def plan_session_send(request: SessionSend, svc: Services) -> Plan[Keystrokes]:
 async def session_send(
     ctx: Context,
     session_id: SessionId,
-    data: Annotated[str, Field(description="Text to type", max_length=1_000_000)] = "",
-    enter: Annotated[bool, Field(description="Press Enter (carriage return) after data")] = True,
-    keys: Annotated[
-        list[str] | None, Field(description="Named keys sent after data: Enter, Tab, C-c ...")
-    ] = None,
+    data: Annotated[str, Field(max_length=1_000_000)] = "",
+    enter: bool = True,
+    keys: list[str] | None = None,
     confirm_token: ConfirmToken = "",
 ) -> Annotated[CallToolResult, SessionResult]:
     request = SessionSend(session_id, data, enter, keys)
@@ -366,19 +359,12 @@ def plan_session_recv(request: SessionRecv, svc: Services) -> Plan[Read]:
 async def session_recv(
     ctx: Context,
     session_id: SessionId,
-    timeout: Annotated[float | None, Field(description="Seconds to wait for output (default 2)")] = None,
+    timeout: Annotated[float | None, Field(description="Seconds (default 2)")] = None,
     max_bytes: Annotated[int, Field(ge=1, le=MAX_RECV_BYTES, description="Most bytes to return")] = 65536,
-    until: Annotated[
-        str, Field(description="RE2 regex: keep reading until it matches", max_length=MAX_UNTIL)
-    ] = "",
+    until: Annotated[str, Field(description="RE2 regex to wait for", max_length=MAX_UNTIL)] = "",
     strip_ansi: Annotated[bool, Field(description="Remove terminal escape sequences")] = True,
-    screen: Annotated[
-        Literal["auto", "always", "never"],
-        Field(description="auto: the rendered screen while a full-screen program runs, else the stream"),
-    ] = "auto",
-    quiet_ms: Annotated[
-        int | None, Field(ge=0, le=MAX_QUIET_MS, description="Wait until no output for this long")
-    ] = None,
+    screen: Literal["auto", "always", "never"] = "auto",
+    quiet_ms: Annotated[int | None, Field(ge=0, le=MAX_QUIET_MS)] = None,
 ) -> Annotated[CallToolResult, SessionRecvResult]:
     request = SessionRecv(session_id, timeout, max_bytes, until, strip_ansi, screen, quiet_ms)
     return await run_tool(ctx, "session_recv", plan_session_recv, request)
@@ -468,10 +454,8 @@ def plan_session_kill(request: SessionKill, svc: Services) -> Plan[Kill]:
 async def session_kill(
     ctx: Context,
     session_id: SessionId,
-    signal: Annotated[
-        str, Field(description="TERM, INT, HUP, KILL, QUIT, USR1, USR2...", max_length=16)
-    ] = "TERM",
-    close: Annotated[bool, Field(description="Also close the session and free it")] = True,
+    signal: Annotated[str, Field(max_length=16)] = "TERM",
+    close: bool = True,
 ) -> Annotated[CallToolResult, SessionResult]:
     return await run_tool(ctx, "session_kill", plan_session_kill, SessionKill(session_id, signal, close))
 

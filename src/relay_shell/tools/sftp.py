@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 MAX_PATH = 4096
 MAX_LISTED_IN_TEXT = 20
 
-Timeout = Annotated[float | None, Field(description="Seconds for the whole transfer, connect included")]
+Timeout = Annotated[float | None, Field(description="Seconds, connect included")]
 LocalPath = Annotated[str, Field(description="Path on this host", max_length=MAX_PATH)]
 RemotePath = Annotated[
     str, Field(description="Path on the remote host (relative = its home)", max_length=MAX_PATH)
@@ -207,9 +207,7 @@ async def ssh_upload(
     host: Annotated[
         str, Field(description="One host (alias, host, user@host:port); or use hosts", max_length=512)
     ] = "",
-    hosts: Annotated[
-        str | list[str], Field(description="Instead of host: a host pattern (see ssh_fanout)")
-    ] = "",
+    hosts: Annotated[str | list[str], Field(description="Instead of host: a host pattern")] = "",
     recursive: Recursive = False,
     timeout: Timeout = None,
     concurrency: Concurrency = 16,

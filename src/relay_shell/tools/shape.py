@@ -9,7 +9,7 @@ declared schema.
 
 from __future__ import annotations
 
-from relay_shell.capture import capture_fields, render_capture
+from relay_shell.capture import OutputCapture, SplitCapture, capture_fields, render_capture
 from relay_shell.governance.bounds import Clamped
 from relay_shell.governance.call import Outcome
 from relay_shell.report import ExecReport
@@ -26,7 +26,8 @@ def exec_outcome(report: ExecReport, timeout_s: float) -> Outcome:
     if report.capture.truncated:
         header += f" · truncated ({report.capture.total} bytes total)"
     body = render_capture(report.capture)
-    notes = "".join(f"\nnote: {note}" for note in report.notes())
+    remarks = [*report.notes(), *truncation_hint(report.capture)]
+    notes = "".join(f"\nnote: {note}" for note in remarks)
     data: dict[str, object] = {
         **fields,
         "exit_code": report.exit_code,
@@ -44,6 +45,29 @@ def exec_outcome(report: ExecReport, timeout_s: float) -> Outcome:
         truncated=report.capture.truncated,
         audit_extra={"left_running": report.left_running} if report.left_running else {},
     )
+
+
+MORE_OUTPUT = (
+    "narrow the command (| head -n 100, | tail -n 100, | grep PATTERN, | sed -n '200,300p') or raise "
+    "max_output; to follow a long stream, run it in a session (shell_spawn / ssh_spawn) and read it "
+    "with session_recv"
+)
+"""How a model gets the rest of a truncated output (docs/adr/0008-output-capture.md)."""
+
+
+def truncation_hint(capture: OutputCapture | SplitCapture) -> list[str]:
+    """The note that tells a model how to see what a result leaves out; none when it shows everything."""
+    parts = [capture] if isinstance(capture, OutputCapture) else [capture.stdout, capture.stderr]
+    if any(part.looks_binary() for part in parts):
+        return [
+            f"binary output of {capture.total} bytes, not shown: convert it (| base64, | od -c | head) "
+            "or write it to a file and copy that"
+        ]
+    if not capture.truncated:
+        return []
+    return [
+        f"output truncated: the start and the end of {capture.total} bytes are shown; for the rest, {MORE_OUTPUT}"
+    ]
 
 
 def timeout_notes(timeout: Clamped[float]) -> list[str]:

@@ -26,6 +26,7 @@ from relay_shell.governance.call import Background, Call, Outcome, Plan, TargetG
 from relay_shell.guidance import tool_description
 from relay_shell.services import LazyPool, Services
 from relay_shell.ssh.fleet import FanoutHistory, Rollout, plan_rollout
+from relay_shell.ssh.fleet_report import CUT_MARKER
 from relay_shell.ssh.hostpatterns import split_terms
 from relay_shell.ssh.inventory import HostSpec
 from relay_shell.ssh.selection import all_configured, keyscan_addresses, resolve_selected
@@ -62,7 +63,7 @@ from relay_shell.tools.hosts import (
     resolve_many,
 )
 from relay_shell.tools.models import ExecResult, FanoutResult, HostCheckResult, HostsResult, KeyscanResult
-from relay_shell.tools.shape import bound_notes, exec_outcome
+from relay_shell.tools.shape import MORE_OUTPUT, bound_notes, exec_outcome
 from relay_shell.vocabulary import Tier
 
 # The SSH layer (asyncssh) is imported inside executors and by LazyPool, on first use: answering
@@ -139,14 +140,10 @@ def plan_ssh_exec(request: SshExec, svc: Services) -> Plan[RemoteRun]:
 async def ssh_exec(
     ctx: Context,
     host: Host,
-    command: Annotated[
-        str, Field(description="The command line, run by the remote user's shell", max_length=1_000_000)
-    ],
+    command: Annotated[str, Field(description="Run by the remote user's shell", max_length=1_000_000)],
     timeout: Annotated[float | None, Field(description="Seconds, connect time included")] = None,
-    max_output: Annotated[
-        int | None, Field(description="Output budget in bytes, shared by stdout and stderr")
-    ] = None,
-    stdin: Annotated[str, Field(description="Text fed to the remote command's stdin")] = "",
+    max_output: Annotated[int | None, Field(description="Output budget in bytes")] = None,
+    stdin: str = "",
     user: User = "",
     port: Port = None,
     key_path: KeyPath = "",
@@ -232,9 +229,7 @@ async def ssh_check(
     ctx: Context,
     hosts: Hosts = "",
     timeout: Annotated[float | None, Field(description="Seconds per host (default 5)")] = None,
-    fresh: Annotated[
-        bool, Field(description="Dial a new connection instead of a round trip on the pooled one")
-    ] = False,
+    fresh: bool = False,
 ) -> Annotated[CallToolResult, HostCheckResult]:
     return await run_tool(ctx, "ssh_check", plan_ssh_check, SshCheck(hosts, timeout, fresh))
 
@@ -299,6 +294,10 @@ async def execute_ssh_fanout(fleet: Fleet, call: Call) -> Outcome:
     )  # fmt: skip
     outcome.stream_len = sum(row.output_bytes for row in report.results)
     outcome.truncated = any(row.truncated for row in report.results)
+    if outcome.truncated or outcome.text.endswith(CUT_MARKER):
+        outcome.text += (
+            f"\nnote: output truncated (max_output is shared by all hosts); for the rest, {MORE_OUTPUT}"
+        )
     return outcome
 
 
@@ -332,11 +331,11 @@ def plan_ssh_fanout(request: SshFanout, svc: Services) -> Plan[Fleet]:
 
 async def ssh_fanout(
     ctx: Context,
-    command: Annotated[str, Field(description="The command line, run on every host", max_length=1_000_000)],
+    command: Annotated[str, Field(description="Run on every host", max_length=1_000_000)],
     hosts: Hosts = "",
     timeout: Annotated[float | None, Field(description="Seconds per host, connect included")] = None,
     concurrency: Concurrency = 16,
-    max_output: Annotated[int | None, Field(description="Output budget in bytes shared by all hosts")] = None,
+    max_output: Annotated[int | None, Field(description="Output budget in bytes")] = None,
     batch: Batch = None,
     max_fail: MaxFail = None,
     canary: Canary = 0,
@@ -411,10 +410,7 @@ def plan_ssh_keyscan(request: SshKeyscan, svc: Services) -> Plan[Scan]:
 
 async def ssh_keyscan(
     ctx: Context,
-    hosts: Annotated[
-        str | list[str],
-        Field(description="Hosts to scan: aliases, host or host:port, or a host pattern (see ssh_fanout)"),
-    ],
+    hosts: str | list[str],
     port: Annotated[
         int | None, Field(ge=1, le=65535, description="SSH port (default: the alias's port, else 22)")
     ] = None,
@@ -461,10 +457,7 @@ def plan_ssh_hosts(request: SshHosts, svc: Services) -> Plan[Listing[HostSpec]]:
 
 async def ssh_hosts(
     ctx: Context,
-    pattern: Annotated[
-        str | list[str],
-        Field(description="A host pattern (see ssh_fanout): list what it selects; empty = all"),
-    ] = "",
+    pattern: Hosts = "",
 ) -> Annotated[CallToolResult, HostsResult]:
     return await run_tool(ctx, "ssh_hosts", plan_ssh_hosts, SshHosts(pattern))
 

@@ -109,9 +109,7 @@ async def ssh_spawn(
     host: Host,
     command: Annotated[
         str,
-        Field(
-            description="Command to run on the remote terminal; empty = the login shell", max_length=100_000
-        ),
+        Field(description="Command to run", max_length=100_000),
     ] = "",
     cols: Cols = 120,
     rows: Rows = 40,

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from mcp.server.context import ServerRequestContext
 
-from relay_shell.background import JobEnd
+from relay_shell.background import TASK_GENERATIONS, JobEnd
 from relay_shell.errors import InvalidInput
 from relay_shell.governance.call import Call, CallArguments, Identity, Outcome, Plan, Reply
 from relay_shell.governance.ownership import require_owner
@@ -42,8 +42,6 @@ __all__ = [
     "query_task",
     "view_of",
 ]
-TASK_GENERATIONS = ("2026-07-28", "2025-11-25")
-"""The MCP Tasks protocol generations served: the extension, and the experimental core tasks."""
 POLL_INTERVAL_MS = 2000
 """The polling interval the server suggests (no task notifications are sent)."""
 MAX_TASK_ID = 128
