@@ -39,6 +39,7 @@ from relay_shell.docs_gen import (
     render,
     type_text,
 )
+from relay_shell.tools.base import hint
 from tests.conftest import connected, read_audit
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -123,12 +124,16 @@ def test_annotations_agree_with_the_tier_rules() -> None:
         hints = tool.annotations
         assert hints is not None, f"{tool.name} declares no annotations"
         if rule.fixed == 0:
-            assert hints.read_only_hint is True, f"{tool.name} is tier 0 but not read-only"
+            assert hint(hints, "read_only_hint") is True, f"{tool.name} is tier 0 but not read-only"
         if rule.fixed is None:
-            assert hints.read_only_hint is False, f"{tool.name} is classified but claims to be read-only"
+            assert hint(hints, "read_only_hint") is False, (
+                f"{tool.name} is classified but claims to be read-only"
+            )
         if rule.fixed is None and rule.floor == 1:
-            assert hints.destructive_hint is True, f"{tool.name} runs text but claims not to be destructive"
-        if hints.read_only_hint:
+            assert hint(hints, "destructive_hint") is True, (
+                f"{tool.name} runs text but claims not to be destructive"
+            )
+        if hint(hints, "read_only_hint"):
             assert rule.fixed is not None and rule.fixed <= 1, (
                 f"{tool.name} is read-only but can be tier >= 2"
             )

@@ -31,10 +31,12 @@ from relay_shell.docs_schema import (
     cell,
     constraints_text,
     field_descriptions,
+    length_limits,
     output_rows,
     parameter_rows,
     type_text,
 )
+from relay_shell.tools.base import hint
 from relay_shell.vocabulary import ErrorKind, Tier
 
 __all__ = [
@@ -146,6 +148,8 @@ class Catalog:
     instructions: str
     output_descriptions: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     """Per tool, its result fields' descriptions (from the output model; the wire schema has none)."""
+    length_limits: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    """Per tool, its parameters' length limits (from the argument model; the wire schema has none)."""
 
 
 async def collect() -> Catalog:
@@ -168,10 +172,9 @@ async def collect() -> Catalog:
         )
         server = build_server(settings)
         try:
-            described = {
-                tool.name: field_descriptions(tool.fn_metadata.output_model)
-                for tool in server._tool_manager.list_tools()
-            }
+            registered = server._tool_manager.list_tools()
+            described = {tool.name: field_descriptions(tool.fn_metadata.output_model) for tool in registered}
+            limits = {tool.name: length_limits(tool.fn_metadata.arg_model) for tool in registered}
             return Catalog(
                 tools=sorted(await server.list_tools(), key=lambda tool: tool.name),
                 prompts=sorted(await server.list_prompts(), key=lambda prompt: prompt.name),
@@ -181,24 +184,19 @@ async def collect() -> Catalog:
                 ),
                 instructions=server.instructions or "",
                 output_descriptions=described,
+                length_limits=limits,
             )
         finally:
             await server.services.aclose()
 
 
-def _hint(value: bool | None) -> str:
-    return "unset" if value is None else ("yes" if value else "no")
-
-
 def _hints(annotations: ToolAnnotations | None) -> tuple[str, str, str, str]:
+    """Each hint as a client reads it (a hint left out has the protocol's default)."""
     if annotations is None:
         return ("unset",) * 4
-    return (
-        _hint(annotations.read_only_hint),
-        _hint(annotations.destructive_hint),
-        _hint(annotations.idempotent_hint),
-        _hint(annotations.open_world_hint),
-    )
+    names = ("read_only_hint", "destructive_hint", "idempotent_hint", "open_world_hint")
+    values = tuple("yes" if hint(annotations, name) else "no" for name in names)
+    return values[0], values[1], values[2], values[3]
 
 
 def _tier_rule(name: str) -> TierRule | None:
@@ -237,7 +235,8 @@ def _preamble() -> list[str]:
         "  will see (`docs/policy-patterns.md`). The tier then meets the policy mode, the deny and",
         "  allow lists, the token's scope and, for tier 3, the confirmation setting.",
         "- **Annotations** are the MCP hints the tool declares: read-only, destructive, idempotent,",
-        "  open world (reaches beyond this host).",
+        "  open world (reaches beyond this host). A hint equal to the protocol's default (not",
+        "  read-only, destructive, not idempotent, open world) is left out of `tools/list`.",
         "- **Results**: one readable text block and `structuredContent` matching the output schema.",
         "  Every output schema also has `tier` (the tier the call was classified as; in every result,",
         "  null when a call was refused before it was classified), `notes` (clamped bounds and other",
@@ -278,7 +277,7 @@ def _summary(catalog: Catalog) -> list[str]:
     return [*rows, ""]
 
 
-def _tool_section(tool: Tool, descriptions: Mapping[str, str]) -> list[str]:
+def _tool_section(tool: Tool, descriptions: Mapping[str, str], limits: Mapping[str, int]) -> list[str]:
     rule = _tier_rule(tool.name)
     read_only, destructive, idempotent, open_world = _hints(tool.annotations)
     return [
@@ -292,7 +291,7 @@ def _tool_section(tool: Tool, descriptions: Mapping[str, str]) -> list[str]:
         "",
         "Parameters:",
         "",
-        *parameter_rows(tool.input_schema),
+        *parameter_rows(tool.input_schema, limits),
         "",
         "Result (`structuredContent`):",
         "",
@@ -365,7 +364,9 @@ def render(catalog: Catalog) -> str:
     """The whole Markdown document."""
     lines = [*_preamble(), *_summary(catalog), *HOST_PATTERNS.splitlines(), "", "## Tools", ""]
     for tool in catalog.tools:
-        lines += _tool_section(tool, catalog.output_descriptions.get(tool.name, {}))
+        lines += _tool_section(
+            tool, catalog.output_descriptions.get(tool.name, {}), catalog.length_limits.get(tool.name, {})
+        )
     lines += _prompts_and_resources(catalog)
     lines += [
         "## Server instructions",

@@ -125,8 +125,21 @@ def _description(schema: Schema) -> str:
     return description if isinstance(description, str) else ""
 
 
-def parameter_rows(input_schema: Schema) -> list[str]:
-    """The parameters table of one tool, in declaration order."""
+def length_limits(model: type[BaseModel] | None) -> dict[str, int]:
+    """Parameter -> the ``maxLength`` its argument model enforces (not advertised in ``tools/list``)."""
+    if model is None:
+        return {}
+    limits: dict[str, int] = {}
+    for name, value in _mapping(model.model_json_schema().get("properties")).items():
+        for branch in [_mapping(value), *_branches(_mapping(value))]:
+            limit = branch.get("maxLength")
+            if isinstance(limit, int):
+                limits[str(name)] = limit
+    return limits
+
+
+def parameter_rows(input_schema: Schema, limits: Mapping[str, int] | None = None) -> list[str]:
+    """The parameters table of one tool, in declaration order; ``limits`` adds the server's length limits."""
     properties = _mapping(input_schema.get("properties"))
     if not properties:
         return ["No parameters."]
@@ -139,7 +152,7 @@ def parameter_rows(input_schema: Schema) -> list[str]:
             f"`{name}`",
             type_text(schema),
             _default_text(schema, name in required_names),
-            constraints_text(schema),
+            constraints_text({**schema, "maxLength": limits[name]} if limits and name in limits else schema),
             _description(schema),
         )
         rows.append("| " + " | ".join(cell(text) for text in cells) + " |")

@@ -15,6 +15,7 @@ from mcp import Client
 
 from relay_shell.app import build_server
 from relay_shell.config import Settings
+from relay_shell.tools.base import hint
 from tests.conftest import live_group_members, pids_with_marker, read_audit
 
 
@@ -263,8 +264,10 @@ async def test_tools_have_descriptions_annotations_and_schemas(client: Client) -
         assert tool.description and len(tool.description) > 40, tool.name
         assert tool.annotations is not None, tool.name
         assert tool.output_schema is not None, tool.name
+    assert hint(tools["server_info"].annotations, "read_only_hint") is True
+    assert hint(tools["shell_exec"].annotations, "destructive_hint") is True  # the default, left out
     assert tools["server_info"].annotations.read_only_hint is True
-    assert tools["shell_exec"].annotations.destructive_hint is True
+    assert tools["shell_exec"].annotations.destructive_hint is None
 
 
 async def test_progress_notifications_for_long_exec(client: Client) -> None:

@@ -1,7 +1,10 @@
 """Every tool answers with structuredContent that fits its declared outputSchema, successes and failures.
 
 The schemas are closed for the check (``additionalProperties: false`` on every object that
-lists its properties), so a field a tool adds without declaring it fails here. Results are
+lists its properties), so a field a tool adds without declaring it fails here. The wire
+schemas declare the ``error`` object by the fields every error carries and leave the rest
+open; the check puts the whole :class:`ErrorInfo` model in its place, closed, so every
+field of a real error is checked (its type, and that the model declares it). Results are
 built as plain data on the hot path; this walk is what keeps them honest. The walk must
 cover every tool the server lists, with a success and with a failure each: a failure's
 ``error`` object and partial output share the schema, and the schema's ``required`` holds
@@ -26,6 +29,7 @@ from mcp import Client
 
 from relay_shell.app import build_server
 from relay_shell.config import Settings
+from relay_shell.tools.models import ErrorInfo
 from tests.conftest import connected
 from tests.netutil import start_echo_server
 from tests.sshd import TEST_USER, ClientKey, SshdInstance, sshd_available, start_sshd
@@ -35,10 +39,27 @@ pytestmark = pytest.mark.skipif(
 )
 
 
+def _error_schema() -> dict[str, Any]:
+    """The error object as its model declares it, every field typed (its one reference inlined)."""
+    schema = ErrorInfo.model_json_schema()
+    schema["properties"]["kind"] = schema.pop("$defs")["ErrorKind"]
+    return schema
+
+
+ERROR_SCHEMA = _error_schema()
+
+
 def closed(schema: Any) -> Any:
-    """``schema`` with ``additionalProperties: false`` on every object that lists properties."""
+    """``schema`` with ``additionalProperties: false`` on every object that lists properties.
+
+    A result's ``error`` is checked against the whole error model (closed), not the part of it
+    the wire schema declares.
+    """
     if isinstance(schema, dict):
         result = {key: closed(value) for key, value in schema.items()}
+        properties = result.get("properties")
+        if isinstance(properties, dict) and "error" in properties and "tier" in properties:
+            result["properties"] = {**properties, "error": closed(ERROR_SCHEMA)}
         if "properties" in result and result.get("additionalProperties") in (None, True):
             result["additionalProperties"] = False
         return result
@@ -121,6 +142,11 @@ async def test_every_tool_answers_within_its_schema(walk: Walk, tmp_path: Path, 
     with pytest.raises(jsonschema.ValidationError):  # ... also inside a nested object
         jsonschema.validate(
             {"error": {"kind": "invalid", "message": "m", "x": 1}}, closed(walk.schemas["ssh_exec"])
+        )
+    with pytest.raises(jsonschema.ValidationError):  # ... and a declared error field of the wrong type
+        jsonschema.validate(
+            {"tier": None, "error": {"kind": "invalid", "message": "m", "argument": 1}},
+            closed(walk.schemas["ssh_exec"]),
         )
     await _local_tools(walk)
     await _session_tools(walk, "shell_spawn", {"command": "cat"})

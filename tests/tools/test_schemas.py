@@ -9,6 +9,7 @@ the calls the tool accepts and refuses the ones it refuses.
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 from collections.abc import Callable
 from typing import Any, Literal
@@ -20,7 +21,11 @@ from pydantic.json_schema import SkipJsonSchema
 
 from relay_shell.app import build_server
 from relay_shell.config import Settings
+from relay_shell.docs_schema import length_limits
+from relay_shell.tools.base import HINT_DEFAULTS, hint, hints
+from relay_shell.tools.models import ToolOutput
 from relay_shell.tools.schemas import ALWAYS_PRESENT, compact_input, compact_output
+from relay_shell.vocabulary import ErrorKind
 from tests.conftest import connected
 
 INPUT_CASES: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
@@ -36,8 +41,13 @@ INPUT_CASES: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
     ),
     (
         "an empty-string default is dropped",
-        {"type": "string", "default": "", "maxLength": 9},
-        {"type": "string", "maxLength": 9},
+        {"type": "string", "default": "", "pattern": "^a"},
+        {"type": "string", "pattern": "^a"},
+    ),
+    (
+        "a length limit is the server's, not advertised",
+        {"type": "string", "maxLength": 4096, "minLength": 1},
+        {"type": "string", "minLength": 1},
     ),
     (
         "a meaningful default stays",
@@ -51,8 +61,8 @@ INPUT_CASES: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
     ),
     (
         "branches of different types merge with their own keywords",
-        {"anyOf": [{"type": "string", "maxLength": 5}, {"type": "array", "items": {"type": "string"}}]},
-        {"type": ["string", "array"], "maxLength": 5, "items": {"type": "string"}},
+        {"anyOf": [{"type": "string", "minLength": 5}, {"type": "array", "items": {"type": "string"}}]},
+        {"type": ["string", "array"], "minLength": 5, "items": {"type": "string"}},
     ),
     (
         "integer and number both bounded do not merge (minimum would apply to both)",
@@ -68,6 +78,16 @@ INPUT_CASES: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
         "a nullable enum becomes an enum with null",
         {"anyOf": [{"enum": ["a", "b"], "type": "string"}, {"type": "null"}]},
         {"enum": ["a", "b", None]},
+    ),
+    (
+        "number covers integer",
+        {"additionalProperties": {"anyOf": [{"type": "number"}, {"type": "integer"}, {"type": "null"}]}},
+        {"additionalProperties": {"type": ["number", "null"]}},
+    ),
+    (
+        "an object open to any property says nothing more than its type",
+        {"type": "object", "additionalProperties": True},
+        {"type": "object"},
     ),
     (
         "boolean subschemas stay booleans",
@@ -164,6 +184,40 @@ def test_output_required_says_what_every_result_carries() -> None:
             jsonschema.validate(hollow, schema)
 
 
+def test_the_error_object_declares_what_every_error_carries() -> None:
+    """``kind`` and ``message`` are declared and required; the other error fields are left open."""
+    error = compact_output(ToolOutput.model_json_schema())["properties"]["error"]
+    assert error == {
+        "type": "object",
+        "required": ["kind", "message"],
+        "properties": {"kind": {"enum": [kind.value for kind in ErrorKind]}, "message": {"type": "string"}},
+    }
+    jsonschema.validate({"kind": "denied", "message": "m", "rule": None, "argument": "x"}, error)
+    for broken in ({"kind": "denied"}, {"kind": "other", "message": "m"}, {"kind": "denied", "message": 1}):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(broken, error)
+
+
+@pytest.mark.parametrize("stated", list(itertools.product([False, True], repeat=4)))
+def test_hints_send_only_what_differs_from_the_protocol_defaults(stated: tuple[bool, ...]) -> None:
+    names = ("read_only_hint", "destructive_hint", "idempotent_hint", "open_world_hint")
+    read_only, destructive, idempotent, open_world = stated
+    annotations = hints(
+        read_only=read_only, destructive=destructive, idempotent=idempotent, open_world=open_world
+    )
+    sent = annotations.model_dump(exclude_none=True)
+    assert sent == {
+        name: value for name, value in zip(names, stated, strict=True) if value != HINT_DEFAULTS[name]
+    }
+    assert [hint(annotations, name) for name in names] == list(stated)
+
+
+def test_no_tool_sends_a_default_hint(tools: list[Any]) -> None:
+    for tool in tools:
+        sent = tool.annotations.model_dump(exclude_none=True)
+        assert all(value != HINT_DEFAULTS[name] for name, value in sent.items()), tool.name
+
+
 @pytest.fixture
 def tools(make_settings: Callable[..., Settings]) -> list[Any]:
     server = build_server(make_settings(confirm_tier3="token"))
@@ -188,6 +242,33 @@ def test_every_compacted_input_schema_agrees_with_the_tool(tools: list[Any]) -> 
                     tool.fn_metadata.arg_model.model_validate({**minimal, name: value})
                 checked += 1
     assert checked > 50
+
+
+async def test_length_limits_are_enforced_though_not_advertised(
+    tools: list[Any], make_settings: Callable[..., Settings]
+) -> None:
+    """No advertised schema carries ``maxLength``; every limit an argument model declares still refuses."""
+    enforced = 0
+    for tool in tools:
+        schema = tool.parameters
+        assert "maxLength" not in _keywords(schema), tool.name
+        minimal = {name: _sample(schema["properties"][name]) for name in schema.get("required", [])}
+        for name, limit in length_limits(tool.fn_metadata.arg_model).items():
+            tool.fn_metadata.arg_model.model_validate({**minimal, name: "x" * min(limit, 64)})
+            with pytest.raises(ValueError):
+                tool.fn_metadata.arg_model.model_validate({**minimal, name: "x" * (limit + 1)})
+            enforced += 1
+    assert enforced > 40
+    first = make_settings()  # the ``tools`` server still holds this audit file (one writer per file)
+    server = build_server(make_settings(audit_path=first.audit_path.with_name("second.jsonl")))
+    try:
+        async with connected(server) as client:
+            refused = await client.call_tool("shell_exec", {"command": "true", "cwd": "/" * 4097})
+    finally:
+        await server.services.aclose()
+    assert refused.is_error is True
+    assert refused.structured_content["error"]["kind"] == "invalid"
+    assert refused.structured_content["error"]["argument"] == "cwd"
 
 
 def _keywords(schema: object) -> set[str]:

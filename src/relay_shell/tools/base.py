@@ -42,36 +42,53 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("relay_shell.tools")
 
-READ_ONLY = ToolAnnotations(
-    read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False
-)
-READ_ONLY_REMOTE = ToolAnnotations(
-    read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=True
-)
-RUNS_COMMANDS = ToolAnnotations(
-    read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=False
-)
-ADJUSTS = ToolAnnotations(
-    read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False
-)
-RUNS_REMOTE = ToolAnnotations(
-    read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=True
-)
+HINT_DEFAULTS: dict[str, bool] = {
+    "read_only_hint": False,
+    "destructive_hint": True,
+    "idempotent_hint": False,
+    "open_world_hint": True,
+}
+"""What the MCP specification says a client assumes for a hint a tool leaves out."""
+
+
+def hints(*, read_only: bool, destructive: bool, idempotent: bool, open_world: bool) -> ToolAnnotations:
+    """A tool's MCP hints, each sent only where it differs from :data:`HINT_DEFAULTS`.
+
+    Every tool states all four here; the wire carries only what a client could not assume,
+    since every tool's annotations are paid for in every ``tools/list``.
+    """
+    return ToolAnnotations(
+        read_only_hint=_unless_default("read_only_hint", read_only),
+        destructive_hint=_unless_default("destructive_hint", destructive),
+        idempotent_hint=_unless_default("idempotent_hint", idempotent),
+        open_world_hint=_unless_default("open_world_hint", open_world),
+    )
+
+
+def _unless_default(name: str, value: bool) -> bool | None:
+    return None if value == HINT_DEFAULTS[name] else value
+
+
+def hint(annotations: ToolAnnotations | None, name: str) -> bool:
+    """The value of hint ``name`` (``read_only_hint``...) a client reads from ``annotations``."""
+    value = getattr(annotations, name, None) if annotations is not None else None
+    return HINT_DEFAULTS[name] if value is None else bool(value)
+
+
+READ_ONLY = hints(read_only=True, destructive=False, idempotent=True, open_world=False)
+READ_ONLY_REMOTE = hints(read_only=True, destructive=False, idempotent=True, open_world=True)
+RUNS_COMMANDS = hints(read_only=False, destructive=True, idempotent=False, open_world=False)
+ADJUSTS = hints(read_only=False, destructive=False, idempotent=True, open_world=False)
+RUNS_REMOTE = hints(read_only=False, destructive=True, idempotent=False, open_world=True)
 
 ConfirmToken = Annotated[str, Field(description="Token from a tier-3 refusal", max_length=200)]
 """The ``confirm_token`` parameter every tool that can be tier 3 takes."""
 
-YieldAfter = Annotated[
-    float | None,
-    Field(
-        ge=0,
-        description=(
-            "Seconds after which a still-running command returns status=running with a job_id and keeps "
-            "running (read it with session_recv); 0 = never; default RELAY_SHELL_YIELD_AFTER"
-        ),
-    ),
-]
-"""The ``yield_after`` parameter of the command-running tools (docs/adr/0014-jobs-and-tasks.md)."""
+YieldAfter = Annotated[float | None, Field(ge=0)]
+"""The ``yield_after`` parameter of the command-running tools (docs/adr/0014-jobs-and-tasks.md).
+
+Described once, in shell_exec's description (the others say they yield as shell_exec does).
+"""
 
 CURRENT_ARGUMENTS: ContextVar[CallArguments | None] = ContextVar("relay_shell_arguments", default=None)
 """The arguments of the tool call being served, set by ``RelayServer.call_tool``."""

@@ -176,12 +176,10 @@ def plan_audit_tail(request: AuditTail, svc: Services) -> Plan[TailRead]:
 
 async def audit_tail(
     ctx: Context,
-    lines: Annotated[
-        int | None, Field(description=f"How many records (1..{AUDIT_TAIL_MAX}), default 50")
-    ] = None,
+    lines: Annotated[int | None, Field(description=f"1..{AUDIT_TAIL_MAX} (default 50)")] = None,
     tool: Annotated[str, Field(max_length=100)] = "",
     outcome: Annotated[
-        str, Field(description="Only this outcome: ok, error, timeout, cancelled, denied, running, failed")
+        str, Field(description="ok, error, timeout, cancelled, denied, running or failed")
     ] = "",
     min_tier: Annotated[int | None, Field(ge=0, le=3)] = None,
 ) -> Annotated[CallToolResult, AuditTailResult]:

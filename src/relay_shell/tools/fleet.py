@@ -18,11 +18,11 @@ from relay_shell.governance.call import Outcome
 if TYPE_CHECKING:
     from relay_shell.ssh.fleet import FanoutHistory, Rollout
 
-Batch = Annotated[int | str | None, Field(description='Count or "N%"')]
-MaxFail = Annotated[int | str | None, Field(description='Count or "N%"')]
+Batch = Annotated[int | str | None, Field()]
+MaxFail = Annotated[int | str | None, Field()]
 Canary = Annotated[int, Field(ge=0)]
 """batch, max_fail and canary are explained once, in ssh_fanout's description (guidance/tools.md)."""
-Concurrency = Annotated[int, Field(ge=1, description="Hosts in flight at once")]
+Concurrency = Annotated[int, Field(ge=1)]
 
 
 class Row(Protocol):

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated
 
 from mcp.server.mcpserver import Context, MCPServer
-from mcp_types import CallToolResult, ToolAnnotations
+from mcp_types import CallToolResult
 from pydantic import Field
 
 from relay_shell.governance.bounds import clamp_timeout
@@ -28,6 +28,7 @@ from relay_shell.tools.base import (
     ConfirmToken,
     Listing,
     NoArguments,
+    hints,
     listing_plan,
     run_tool,
 )
@@ -50,9 +51,7 @@ if TYPE_CHECKING:
 
 # The SSH layer (asyncssh) is imported inside planners and executors, on first use.
 
-OPENS_FORWARD = ToolAnnotations(
-    read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True
-)
+OPENS_FORWARD = hints(read_only=False, destructive=False, idempotent=False, open_world=True)
 
 
 def forward_fields(info: ForwardInfo) -> dict[str, object]:
@@ -166,14 +165,9 @@ async def ssh_forward(
     host: Host,
     spec: Annotated[
         str,
-        Field(
-            description="L:lport:dhost:dport, R:rport:dhost:dport or D:lport",
-            max_length=600,
-        ),
+        Field(max_length=600),
     ],
-    bind: Annotated[
-        str, Field(description="Listening address (here for L/D, on the remote host for R)", max_length=64)
-    ] = "127.0.0.1",
+    bind: Annotated[str, Field(max_length=64)] = "127.0.0.1",
     user: User = "",
     port: Port = None,
     key_path: KeyPath = "",
@@ -223,7 +217,7 @@ def plan_ssh_forward_close(request: ForwardClose, svc: Services) -> Plan[Closing
 
 async def ssh_forward_close(
     ctx: Context,
-    forward_id: Annotated[str, Field(description="Id from ssh_forward (fwd-...)", max_length=64)],
+    forward_id: Annotated[str, Field(max_length=64)],
 ) -> Annotated[CallToolResult, ForwardOutput]:
     return await run_tool(ctx, "ssh_forward_close", plan_ssh_forward_close, ForwardClose(forward_id))
 

@@ -21,13 +21,13 @@ from relay_shell.ssh.inventory import ConnectOverrides, HostSpec
 from relay_shell.ssh.selection import select_hosts
 from relay_shell.ssh.targets import parse_target
 
-Host = Annotated[str, Field(description="Alias, host, user@host or user@host:port", max_length=512)]
+Host = Annotated[str, Field(max_length=512)]
 User = Annotated[str, Field(max_length=256)]
 Port = Annotated[int | None, Field(ge=1, le=65535)]
 KeyPath = Annotated[str, Field(max_length=4096)]
 KnownHosts = Literal["", "strict", "accept-new", "ignore"]
-Jump = Annotated[str, Field(description="Jump hosts: user@host[:port],...", max_length=2048)]
-Hosts = Annotated[str | list[str], Field(description="Host pattern (see ssh_fanout); empty = all")]
+Jump = Annotated[str, Field(max_length=2048)]
+Hosts = str | list[str]
 
 
 @dataclass(frozen=True)

@@ -22,16 +22,16 @@ from relay_shell.tools.shape import bound_notes, exec_outcome
 
 Timeout = Annotated[
     float | None,
-    Field(description="Seconds; default and ceiling from config"),
+    Field(description="Seconds"),
 ]
 MaxOutput = Annotated[
     int | None,
-    Field(description="Output budget in bytes; head + tail kept beyond it"),
+    Field(description="Output budget in bytes"),
 ]
-Cwd = Annotated[str, Field(description="Working directory", max_length=4096)]
+Cwd = Annotated[str, Field(max_length=4096)]
 Env = Annotated[
     dict[str, str | None] | None,
-    Field(description="Variables to set; null unsets one"),
+    Field(description="null unsets a variable"),
 ]
 
 
@@ -156,7 +156,7 @@ def plan_shell_script(request: ShellScript, svc: Services) -> Plan[LocalRun]:
 
 async def shell_exec(
     ctx: Context,
-    command: Annotated[str, Field(description="The command line", max_length=1_000_000)],
+    command: Annotated[str, Field(max_length=1_000_000)],
     timeout: Timeout = None,
     max_output: MaxOutput = None,
     cwd: Cwd = "",
@@ -173,7 +173,7 @@ async def shell_exec(
 
 async def shell_script(
     ctx: Context,
-    script: Annotated[str, Field(description="Script text", max_length=1_000_000)],
+    script: Annotated[str, Field(max_length=1_000_000)],
     interpreter: Literal["bash", "sh", "python"] = "bash",
     strict: bool = True,
     timeout: Timeout = None,

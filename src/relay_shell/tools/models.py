@@ -319,6 +319,8 @@ class UploadHostRow(BaseModel):
 
 
 class TransferOutput(ToolOutput):
+    """A copy to or from one host (ssh_download, and ssh_upload with ``host``)."""
+
     direction: str = Field(description="upload or download")
     source: str
     bytes: int = Field(description="Bytes moved")
@@ -340,6 +342,11 @@ class TransferOutput(ToolOutput):
         default=None, description="One host: SHA-256 of a single file (read on this side)"
     )
     duration_ms: int | SkipJsonSchema[None] = None
+
+
+class UploadOutput(TransferOutput):
+    """An upload: to one host (the fields of :class:`TransferOutput`) or, with ``hosts``, to many."""
+
     fanout_id: str | SkipJsonSchema[None] = Field(
         default=None, description="With hosts: the id of this upload"
     )

@@ -11,19 +11,29 @@ added later is compacted the same way:
 - no ``title``; every ``$ref`` replaced by its definition and ``$defs`` dropped (a
   recursive definition stays referenced);
 - an ``anyOf`` whose branches are plain typed schemas using only keywords of their own type
-  becomes one schema with a ``type`` list (``{"type": ["string", "null"]}``), and a ``type``
-  beside an ``enum`` of strings, booleans or null goes (the values say it);
+  becomes one schema with a ``type`` list (``{"type": ["string", "null"]}``; ``number``
+  stands for ``number`` and ``integer``), a ``type`` beside an ``enum`` of strings, booleans
+  or null goes (the values say it), and so does ``additionalProperties: true`` (the default);
 - input: a parameter whose default means "not given" (null or the empty string) is an
   optional parameter without a ``default`` and without a null branch (``{"type":
   "integer"}``): omitting it means the configured default, as the tool's description says.
-  The server still accepts an explicit null. Parameters that mean nothing under the
-  server's configuration are left out (``confirm_token`` unless ``CONFIRM_TIER3=token``),
-  so a call that sends one is ``invalid`` naming it;
+  The server still accepts an explicit null. String length limits (``maxLength``: a
+  command of at most 1,000,000 bytes, a path of 4,096) guard the server, not a choice a
+  model makes: they are not advertised, and the tool's argument model keeps enforcing them
+  (``RelayServer.call_tool`` validates every call with it; docs/tools.md lists them).
+  Ranges a model chooses within (``cols``, ``port``, ``min_tier``) and enums stay.
+  Parameters that mean nothing under the server's configuration are left out
+  (``confirm_token`` unless ``CONFIRM_TIER3=token``), so a call that sends one is
+  ``invalid`` naming it;
 - output: no ``default`` and no ``description`` (a result carries values, and
   docs/tools.md describes the fields from the models themselves); ``required``
   lists the fields every result carries, failures included (:data:`ALWAYS_PRESENT`), and
   an ``anyOf`` says that a result carries either every field its model declares without a
-  default (a success) or ``error`` (a failure, with whatever partial output it has).
+  default (a success) or ``error`` (a failure, with whatever partial output it has). The
+  ``error`` object declares the fields every error carries (``kind``, ``message``); the
+  others (``argument``, ``rule``...) are left open, as docs/tools.md lists them from
+  :class:`~relay_shell.tools.models.ErrorInfo`: the same object in every tool's schema
+  is worth declaring once, compactly.
 """
 
 from __future__ import annotations
@@ -40,6 +50,9 @@ type Mode = Literal["input", "output"]
 
 ALWAYS_PRESENT = tuple(name for name, field in ToolOutput.model_fields.items() if field.is_required())
 """Fields every result carries, a failure included (``tier``: null when refused before classification)."""
+
+ERROR_FIELD = "error"
+"""The result field set on a failure: declared by the fields every error carries, the rest left open."""
 
 _TYPE_KEYWORDS: dict[str, frozenset[str]] = {
     "string": frozenset({"minLength", "maxLength", "pattern", "format"}),
@@ -60,6 +73,12 @@ _TYPE_KEYWORDS: dict[str, frozenset[str]] = {
     "null": frozenset(),
 }
 """Keywords that constrain only instances of one type: branches using only these can share one schema."""
+
+_LEFT_OUT: dict[Mode, frozenset[str]] = {
+    "input": frozenset({"maxLength"}),
+    "output": frozenset({"default", "description"}),
+}
+"""Keywords a mode's schemas leave out: server-side length limits (input); defaults and descriptions (output)."""
 
 _SCHEMA_MAPS = ("properties", "patternProperties", "$defs")
 _SCHEMA_VALUES = ("items", "additionalProperties", "not", "contains", "if", "then", "else")
@@ -94,6 +113,9 @@ def compact_input(schema: Json, hidden: Collection[str] = ()) -> Json:
 def compact_output(schema: Json) -> Json:
     """An output schema, compacted, whose ``required`` and ``anyOf`` say what results carry."""
     compacted = _Compactor(schema, "output").top()
+    properties = compacted.get("properties")
+    if isinstance(properties, dict) and isinstance(properties.get(ERROR_FIELD), dict):
+        properties[ERROR_FIELD] = _required_part(properties[ERROR_FIELD])
     declared = compacted.pop("required", [])
     names = [str(name) for name in declared] if isinstance(declared, list) else []
     always = [name for name in names if name in ALWAYS_PRESENT]
@@ -131,12 +153,15 @@ class _Compactor:
         schema, inlining = self._inline(schema, inlining)
         result: Json = {}
         for key, value in schema.items():
-            if key == "title" or (key in ("default", "description") and self.mode == "output"):
+            if key == "title" or key in _LEFT_OUT[self.mode]:
                 continue
             result[key] = self._child(key, value, inlining)
         result = _merge_any_of(result)
         if _enum_implies_type(result):
             del result["type"]
+        if result.get("additionalProperties") is True:
+            del result["additionalProperties"]  # JSON Schema's default: any other property
+        result = _number_covers_integer(result)
         if self.mode == "input" and "default" in result and result["default"] in (None, ""):
             result = _without_null(result)
             del result["default"]
@@ -172,6 +197,17 @@ class _Compactor:
         return {**expanded, **siblings}, (*inlining, name)
 
 
+def _required_part(schema: Json) -> Json:
+    """An object schema that declares only its required properties and leaves the others open."""
+    required = schema.get("required")
+    properties = schema.get("properties")
+    if not isinstance(required, list) or not isinstance(properties, dict):
+        return schema
+    kept = {name: properties[name] for name in required if name in properties}
+    rest = {key: value for key, value in schema.items() if key not in ("properties", "additionalProperties")}
+    return {**rest, "properties": kept}
+
+
 def _json(value: object) -> Json:
     return dict(value) if isinstance(value, dict) else {}
 
@@ -197,6 +233,15 @@ def _merge_any_of(schema: Json) -> Json:
     merged["type"] = types[0] if len(types) == 1 else types
     merged.update(keywords)
     return merged
+
+
+def _number_covers_integer(schema: Json) -> Json:
+    """A ``type`` list naming both ``number`` and ``integer`` names ``number`` (every integer is one)."""
+    kind = schema.get("type")
+    if not isinstance(kind, list) or "number" not in kind or "integer" not in kind:
+        return schema
+    rest = [name for name in kind if name != "integer"]
+    return {**schema, "type": rest[0] if len(rest) == 1 else rest}
 
 
 def _enum_implies_type(schema: Json) -> bool:

@@ -48,7 +48,7 @@ MAX_RECV_BYTES = 1_048_576
 MAX_UNTIL = 1000
 MAX_QUIET_MS = 600_000
 
-SessionId = Annotated[str, Field(description="From shell_spawn / ssh_spawn, or a job-... id", max_length=64)]
+SessionId = Annotated[str, Field(max_length=64)]
 Cols = Annotated[int, Field(ge=10, le=1000)]
 Rows = Annotated[int, Field(ge=2, le=1000)]
 
@@ -173,13 +173,11 @@ def plan_shell_spawn(request: ShellSpawn, svc: Services) -> Plan[LocalSpawn]:
 
 async def shell_spawn(
     ctx: Context,
-    command: Annotated[str, Field(description="Program to run", max_length=100_000)] = "",
+    command: Annotated[str, Field(max_length=100_000)] = "",
     cols: Cols = 120,
     rows: Rows = 40,
-    cwd: Annotated[str, Field(description="Working directory", max_length=4096)] = "",
-    env: Annotated[
-        dict[str, str | None] | None, Field(description="Variables to set; null unsets one")
-    ] = None,
+    cwd: Annotated[str, Field(max_length=4096)] = "",
+    env: Annotated[dict[str, str | None] | None, Field(description="null unsets a variable")] = None,
     confirm_token: ConfirmToken = "",
 ) -> Annotated[CallToolResult, SessionResult]:
     return await run_tool(ctx, "shell_spawn", plan_shell_spawn, ShellSpawn(command, cols, rows, cwd, env))
@@ -360,9 +358,9 @@ async def session_recv(
     ctx: Context,
     session_id: SessionId,
     timeout: Annotated[float | None, Field(description="Seconds (default 2)")] = None,
-    max_bytes: Annotated[int, Field(ge=1, le=MAX_RECV_BYTES, description="Most bytes to return")] = 65536,
-    until: Annotated[str, Field(description="RE2 regex to wait for", max_length=MAX_UNTIL)] = "",
-    strip_ansi: Annotated[bool, Field(description="Remove terminal escape sequences")] = True,
+    max_bytes: Annotated[int, Field(ge=1, le=MAX_RECV_BYTES)] = 65536,
+    until: Annotated[str, Field(max_length=MAX_UNTIL)] = "",
+    strip_ansi: bool = True,
     screen: Literal["auto", "always", "never"] = "auto",
     quiet_ms: Annotated[int | None, Field(ge=0, le=MAX_QUIET_MS)] = None,
 ) -> Annotated[CallToolResult, SessionRecvResult]:

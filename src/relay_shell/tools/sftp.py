@@ -37,7 +37,7 @@ from relay_shell.tools.hosts import (
     overrides,
     resolve_host,
 )
-from relay_shell.tools.models import TransferOutput
+from relay_shell.tools.models import TransferOutput, UploadOutput
 from relay_shell.tools.shape import timeout_notes
 from relay_shell.vocabulary import Tier
 
@@ -50,11 +50,9 @@ MAX_PATH = 4096
 MAX_LISTED_IN_TEXT = 20
 
 Timeout = Annotated[float | None, Field(description="Seconds, connect included")]
-LocalPath = Annotated[str, Field(description="Path on this host", max_length=MAX_PATH)]
-RemotePath = Annotated[
-    str, Field(description="Path on the remote host (relative = its home)", max_length=MAX_PATH)
-]
-Recursive = Annotated[bool, Field(description="Copy a directory tree")]
+LocalPath = Annotated[str, Field(max_length=MAX_PATH)]
+RemotePath = Annotated[str, Field(description="Relative = the remote home", max_length=MAX_PATH)]
+Recursive = bool
 
 
 @dataclass(frozen=True)
@@ -204,10 +202,8 @@ async def ssh_upload(
     ctx: Context,
     local_path: LocalPath,
     remote_path: RemotePath,
-    host: Annotated[
-        str, Field(description="One host (alias, host, user@host:port); or use hosts", max_length=512)
-    ] = "",
-    hosts: Annotated[str | list[str], Field(description="Instead of host: a host pattern")] = "",
+    host: Annotated[str, Field(max_length=512)] = "",
+    hosts: str | list[str] = "",
     recursive: Recursive = False,
     timeout: Timeout = None,
     concurrency: Concurrency = 16,
@@ -220,7 +216,7 @@ async def ssh_upload(
     known_hosts: KnownHosts = "",
     jump: Jump = "",
     confirm_token: ConfirmToken = "",
-) -> Annotated[CallToolResult, TransferOutput]:
+) -> Annotated[CallToolResult, UploadOutput]:
     target = HostArguments(host, user, port, key_path, known_hosts, jump)
     request = Copy(
         "upload", target, local_path, remote_path, recursive, timeout, hosts, concurrency,

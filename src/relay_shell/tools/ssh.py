@@ -140,8 +140,8 @@ def plan_ssh_exec(request: SshExec, svc: Services) -> Plan[RemoteRun]:
 async def ssh_exec(
     ctx: Context,
     host: Host,
-    command: Annotated[str, Field(description="Run by the remote user's shell", max_length=1_000_000)],
-    timeout: Annotated[float | None, Field(description="Seconds, connect time included")] = None,
+    command: Annotated[str, Field(max_length=1_000_000)],
+    timeout: Annotated[float | None, Field(description="Seconds, connect included")] = None,
     max_output: Annotated[int | None, Field(description="Output budget in bytes")] = None,
     stdin: str = "",
     user: User = "",
@@ -331,7 +331,7 @@ def plan_ssh_fanout(request: SshFanout, svc: Services) -> Plan[Fleet]:
 
 async def ssh_fanout(
     ctx: Context,
-    command: Annotated[str, Field(description="Run on every host", max_length=1_000_000)],
+    command: Annotated[str, Field(max_length=1_000_000)],
     hosts: Hosts = "",
     timeout: Annotated[float | None, Field(description="Seconds per host, connect included")] = None,
     concurrency: Concurrency = 16,
@@ -412,11 +412,9 @@ async def ssh_keyscan(
     ctx: Context,
     hosts: str | list[str],
     port: Annotated[
-        int | None, Field(ge=1, le=65535, description="SSH port (default: the alias's port, else 22)")
+        int | None, Field(ge=1, le=65535, description="Default: the alias's port, else 22")
     ] = None,
-    key_types: Annotated[
-        str, Field(description="Comma-separated key algorithms", max_length=512)
-    ] = DEFAULT_KEY_TYPES,
+    key_types: Annotated[str, Field(max_length=512)] = DEFAULT_KEY_TYPES,
     timeout: Annotated[float | None, Field(description="Seconds per host (default 10)")] = None,
 ) -> Annotated[CallToolResult, KeyscanResult]:
     return await run_tool(ctx, "ssh_keyscan", plan_ssh_keyscan, SshKeyscan(hosts, port, key_types, timeout))

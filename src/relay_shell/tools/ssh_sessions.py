@@ -109,11 +109,11 @@ async def ssh_spawn(
     host: Host,
     command: Annotated[
         str,
-        Field(description="Command to run", max_length=100_000),
+        Field(max_length=100_000),
     ] = "",
     cols: Cols = 120,
     rows: Rows = 40,
-    term: Annotated[str, Field(description="TERM of the remote terminal", max_length=64)] = DEFAULT_TERM,
+    term: Annotated[str, Field(max_length=64)] = DEFAULT_TERM,
     user: User = "",
     port: Port = None,
     key_path: KeyPath = "",
