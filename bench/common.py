@@ -176,6 +176,7 @@ def relay_env(state: Path, **extra: str) -> dict[str, str]:
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(state),
         "RELAY_SHELL_AUDIT_PATH": str(state / "audit" / "audit.jsonl"),
+        "RELAY_SHELL_AUDIT_ANCHOR": "off",
         "RELAY_SHELL_SSH_CONFIG": str(state / "ssh_config"),
         "RELAY_SHELL_SSH_KNOWN_HOSTS_FILE": str(state / "known_hosts"),
         "RELAY_SHELL_AUTH_STATE_DIR": str(state / "oauth"),

@@ -72,7 +72,9 @@ ensure_directories() {
   make_dir /var/lib/relay-shell 0750 "$service_user:$service_user"
   make_dir /var/lib/relay-shell/.ssh 0700 "$service_user:$service_user"
   make_dir /var/lib/relay-shell/oauth 0700 "$service_user:$service_user"
-  make_dir /var/log/relay-shell 0700 "$service_user:$service_user"
+  # root-owned: the service can append to its audit file but not rename, delete or replace it
+  # (nor plant a symlink at its path); logrotate (root) creates each new file.
+  make_dir /var/log/relay-shell 0750 "root:$service_user"
 }
 
 ensure_venv() {

@@ -33,6 +33,8 @@ def make_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[.
             "ssh_config": tmp_path / "ssh_config",
             "ssh_known_hosts_file": tmp_path / "known_hosts",
             "auth_state_dir": tmp_path / "oauth",
+            # hermetic: a journald another test starts must not become these servers' anchor
+            "audit_anchor": "off",
         }
         base.update(overrides)
         return load_settings(**base)
@@ -95,11 +97,26 @@ async def client(server: RelayServer) -> AsyncIterator[Client]:
         yield connected_client
 
 
-def read_audit(path: Path) -> list[dict[str, Any]]:
-    """Every record of a jsonl audit file."""
+def read_trail(path: Path) -> list[dict[str, Any]]:
+    """Every record of a jsonl audit file: headers, start and end records, sink events."""
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def read_audit(path: Path) -> list[dict[str, Any]]:
+    """One record per call or event, the one with its outcome: the ``phase: end`` record of a
+    call above tier 0, the only record of the others (start records and the sink's own
+    header, tamper and recovery records left out)."""
+    return [
+        record
+        for record in read_trail(path)
+        if record.get("kind") not in SINK_KINDS and record.get("phase") != "start"
+    ]
+
+
+SINK_KINDS = frozenset({"header", "tamper", "recovery"})
+"""Records the audit sink writes about itself (events such as ``session_end`` are the server's)."""
 
 
 def live_group_members(pgid: int) -> list[int]:

@@ -157,6 +157,9 @@ def test_unit_keys() -> None:
     service = unit["Service"]
     assert (service["User"], service["Group"]) == ("relay-shell", "relay-shell")
     assert service["EnvironmentFile"] == "/etc/relay-shell/relay-shell.env"
+    assert service["Environment"] == "RELAY_SHELL_ENV_FILE=/etc/relay-shell/relay-shell.env"
+    assert service["Delegate"] == "yes"  # containment's delegated cgroup
+    assert service["LogRateLimitIntervalSec"] == "0"  # journald never drops an audit anchor
     assert service["ExecStart"] == "/opt/relay-shell/venv/bin/relay-shell"
     assert (service["Restart"], service["KillMode"]) == ("on-failure", "mixed")
     assert unit["Install"]["WantedBy"] == "multi-user.target"
@@ -166,11 +169,13 @@ def test_dropin_caps_resources() -> None:
     service = unit_sections(DEPLOY / "relay-shell-hardening.conf")["Service"]
     assert {"MemoryMax", "TasksMax", "CPUQuota", "LimitNOFILE"} <= set(service)
     assert service["OOMPolicy"] == "continue"
+    # the only capability taken away: nothing the service starts can lift chattr +a
+    assert service["CapabilityBoundingSet"] == "~CAP_LINUX_IMMUTABLE"
 
 
 # Each would take power away from the commands relay-shell runs (sudo, installs, PTYs, SSH).
 LEFT_OUT = [
-    "NoNewPrivileges", "RestrictSUIDSGID", "CapabilityBoundingSet", "ProtectSystem", "ProtectHome",
+    "NoNewPrivileges", "RestrictSUIDSGID", "AmbientCapabilities", "ProtectSystem", "ProtectHome",
     "PrivateTmp", "PrivateMounts", "ReadOnlyPaths", "PrivateDevices", "DevicePolicy",
     "ProtectKernelTunables", "ProtectKernelModules", "ProtectKernelLogs", "ProtectControlGroups",
     "ProtectClock", "ProtectHostname", "ProtectProc", "PrivateNetwork", "IPAddressDeny",
@@ -355,7 +360,7 @@ def test_install_stages_files_dirs_and_modes(prefix: Path) -> None:
         "var/lib/relay-shell": 0o750,
         "var/lib/relay-shell/oauth": 0o700,
         "var/lib/relay-shell/.ssh": 0o700,
-        "var/log/relay-shell": 0o700,
+        "var/log/relay-shell": 0o750,
         "var/log/relay-shell/audit.jsonl": 0o600,
         "etc/relay-shell/relay-shell.env": 0o640,
         UNIT: 0o644,

@@ -36,8 +36,9 @@ class Finding:
 
 
 def run_checks(settings: Settings) -> list[Finding]:
-    """Check the audit sink, the SSH inventory, the containment, the HTTP edge, the OAuth state and the exposure."""
-    findings = [_check_audit(settings), _check_hosts(settings), _check_containment(settings)]
+    """Check the audit sink and its channels, the SSH inventory, the containment, the HTTP edge,
+    the OAuth state and the exposure."""
+    findings = [*_check_audit(settings), _check_hosts(settings), _check_containment(settings)]
     for check in (_check_allowed_hosts, _check_oauth_state, _check_operator_hash):
         finding = check(settings)
         if finding is not None:
@@ -48,19 +49,42 @@ def run_checks(settings: Settings) -> list[Finding]:
     return findings
 
 
-def _check_audit(settings: Settings) -> Finding:
-    from relay_shell.governance.audit.writer import AuditSink
+def _check_audit(settings: Settings) -> list[Finding]:
+    """The audit file as a writer would open it (without writing or taking its lock, so a
+    running server is no problem), then the anchor and ship channels."""
+    from relay_shell.governance.audit.guard import UnsafeFile, probe
+    from relay_shell.governance.audit.wiring import settings_problems
 
     path = settings.expand(settings.audit_path)
-    sink = AuditSink(path, fmt=settings.audit_format, chain=settings.audit_chain)
     try:
-        if not sink.check():
-            return Finding(
-                "RELAY_SHELL_AUDIT_PATH", "FAIL", f"{sink.path} is not writable ({sink.last_error})"
+        remark = probe(path)
+    except UnsafeFile as exc:
+        findings = [Finding("RELAY_SHELL_AUDIT_PATH", "FAIL", str(exc))]
+    except OSError as exc:
+        findings = [
+            Finding("RELAY_SHELL_AUDIT_PATH", "FAIL", f"{path} is not writable ({exc.strerror or exc})")
+        ]
+    else:
+        if remark is not None and not remark.startswith("in use"):
+            findings = [Finding("RELAY_SHELL_AUDIT_PATH", "WARN", f"{path} is {remark}")]
+        else:
+            findings = [
+                Finding(
+                    "RELAY_SHELL_AUDIT_PATH", "OK", f"{path} writable" + (f" ({remark})" if remark else "")
+                )
+            ]
+    problems, warnings = settings_problems(settings)
+    for problem in problems:
+        name, _, detail = problem.partition(": ")
+        findings.append(
+            Finding(
+                name if name.startswith("RELAY_SHELL_") else "RELAY_SHELL_AUDIT_ANCHOR",
+                "FAIL",
+                detail or problem,
             )
-    finally:
-        sink.close()
-    return Finding("RELAY_SHELL_AUDIT_PATH", "OK", f"{path} writable")
+        )
+    findings.extend(Finding("RELAY_SHELL_AUDIT_ANCHOR", "WARN", warning) for warning in warnings)
+    return findings
 
 
 def _check_hosts(settings: Settings) -> Finding:

@@ -8,7 +8,6 @@ stdio JSON-RPC channel.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import signal
 import sys
@@ -34,10 +33,8 @@ def _parser() -> argparse.ArgumentParser:
     mode.add_argument("--check-config", action="store_true", help="validate configuration without serving")
     mode.add_argument(
         "--verify-audit",
-        nargs="?",
-        const="",
-        metavar="PATH",
-        help="verify the audit hash chain (default: AUDIT_PATH)",
+        action="store_true",
+        help="verify the audit trail in PATH... (default: AUDIT_PATH and its rotated files)",
     )
     mode.add_argument(
         "--verify-deploy", action="store_true", help="compare installed deploy files with templates"
@@ -58,27 +55,31 @@ def _parser() -> argparse.ArgumentParser:
         "--install-prefix", type=Path, help="with --verify-deploy: root the installed files live under"
     )
     parser.add_argument(
+        "--anchors",
+        metavar="journald[:SOCKET]|FILE",
+        help="with --verify-audit: check the trail against the anchors in journald or in a collector's file",
+    )
+    parser.add_argument(
         "--json",
         action="store_true",
         help="with --verify-*, --check-config, --explain, --approve-login, --list-grants: machine-readable output",
+    )
+    parser.add_argument(
+        "paths", nargs="*", type=Path, metavar="PATH", help="with --verify-audit: audit files"
     )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if (args.paths or args.anchors) and not args.verify_audit:
+        parser.error("PATH and --anchors go with --verify-audit")
     logging.basicConfig(
         stream=sys.stderr, level=logging.WARNING, format="relay-shell: %(levelname)s %(message)s"
     )
-    if args.version:
-        import relay_shell
-
-        print(f"relay-shell {relay_shell.__version__}")
-        return EXIT_OK
-    if args.verify_deploy:
-        from relay_shell.deploy_check import main_verify_deploy
-
-        return main_verify_deploy(args.templates_dir, args.install_prefix, args.json)
+    if args.version or args.verify_deploy or args.verify_audit:
+        return _without_settings(args)
     if args.check_config:
         from relay_shell.checks import main_check_config
 
@@ -95,16 +96,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG
 
 
+def _without_settings(args: argparse.Namespace) -> int:
+    """The modes that need no settings (``--verify-audit`` loads them itself only when needed)."""
+    if args.version:
+        import relay_shell
+
+        print(f"relay-shell {relay_shell.__version__}")
+        return EXIT_OK
+    if args.verify_deploy:
+        from relay_shell.deploy_check import main_verify_deploy
+
+        return main_verify_deploy(args.templates_dir, args.install_prefix, args.json)
+    return _verify_audit(args.paths, args.anchors, args.json)
+
+
 def _with_settings(args: argparse.Namespace, settings: object) -> int:
-    """The modes that need the settings: verify the audit, the OAuth admin verbs, explain, serve."""
+    """The modes that need the settings: the OAuth admin verbs, explain, serve."""
     from relay_shell.config import Settings
 
     assert isinstance(settings, Settings)
-    if args.verify_audit is not None:
-        return _verify_audit(
-            Path(args.verify_audit) if args.verify_audit else settings.expand(settings.audit_path),
-            args.json,
-        )
     if admin_cli.wants_settings(args):
         return admin_cli.run(args, settings)
     if args.explain is not None:
@@ -114,30 +124,16 @@ def _with_settings(args: argparse.Namespace, settings: object) -> int:
     return _serve(settings)
 
 
-def _verify_audit(path: Path, as_json: bool) -> int:
-    from relay_shell.governance.audit.verify import verify_chain
+def _verify_audit(paths: Sequence[Path], anchors: str | None, as_json: bool) -> int:
+    """``--verify-audit``: loads the settings only when it needs them (audit_cli.py)."""
+    from relay_shell.audit_cli import main_verify_audit
+    from relay_shell.errors import ConfigError
 
-    if not path.is_file():
-        print(f"relay-shell: no audit file at {path}", file=sys.stderr)
+    try:
+        return main_verify_audit(paths, anchors, as_json)
+    except ConfigError as exc:
+        print(f"relay-shell: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    report = verify_chain(path)
-    if as_json:
-        print(
-            json.dumps(
-                {
-                    "ok": report.ok,
-                    "path": str(path),
-                    "records": report.records,
-                    "first_bad_line": report.first_bad_line,
-                    "problem": report.problem,
-                }
-            )
-        )
-    elif report.ok:
-        print(f"OK {path}: {report.records} records, chain intact")
-    else:
-        print(f"BROKEN {path}: line {report.first_bad_line}: {report.problem}")
-    return EXIT_OK if report.ok else EXIT_CONFIG
 
 
 def _serve(settings: object) -> int:
@@ -162,7 +158,7 @@ def _serve(settings: object) -> int:
     except KeyboardInterrupt:
         return EXIT_OK
     except ConfigError:
-        raise  # found while building the server (OAuth state, allowed hosts, containment): exit 2 in main
+        raise  # found while building the server (OAuth state, allowed hosts, containment, the audit file's lock)
     except Exception:
         log.exception("server failed")
         return EXIT_RUNTIME

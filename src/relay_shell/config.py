@@ -165,6 +165,7 @@ class Settings(BaseSettings):
     audit_anchor: Annotated[str, Field(min_length=1, max_length=1024)] = "auto"
     audit_anchor_interval: Annotated[float, Field(gt=0, le=DAY)] = 10.0
     audit_ship: Annotated[str, Field(min_length=1, max_length=1024)] = "off"
+    audit_tls_ca: Path | None = None
 
     session_record_dir: Path | None = None
     session_record_input: bool = False
@@ -191,6 +192,7 @@ class Settings(BaseSettings):
         "session_record_dir",
         "auth_operator_hash",
         "metrics_token",
+        "audit_tls_ca",
         mode="before",
     )
     @classmethod

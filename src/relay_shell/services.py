@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from relay_shell.background import TASK_GENERATIONS
 from relay_shell.config import Settings
+from relay_shell.governance.audit.wiring import anchor_spec, build_sink, kind_of
 from relay_shell.governance.audit.writer import AuditSink
 from relay_shell.governance.call import Reply
 from relay_shell.governance.pipeline import Pipeline
@@ -123,8 +124,12 @@ class Services:
 
     def facts(self) -> dict[str, str]:
         """The mechanisms in effect, for the start-up line and server_info (``containment``,
-        ``anchor``, ``tasks``: the MCP Tasks generations served, comma-separated)."""
-        return {"containment": self.containment.mechanism, "tasks": ",".join(TASK_GENERATIONS)}
+        ``anchor`` when one is in effect, ``tasks``: the MCP Tasks generations served, comma-separated)."""
+        facts = {"containment": self.containment.mechanism, "tasks": ",".join(TASK_GENERATIONS)}
+        anchor, _warning = anchor_spec(self.settings)
+        if anchor != "off":
+            facts["anchor"] = kind_of(anchor)
+        return facts
 
     def inventory_size(self) -> int:
         return len(self.inventory.hosts())
@@ -142,6 +147,7 @@ class Services:
         if not self._started and not self._closed:
             self._started = True
             await self.sessions.start()
+            self.audit.start_heartbeat(self.settings.audit_anchor_interval)
             await self.jobs.start()
             if self.on_started is not None:
                 self.on_started()
@@ -195,15 +201,11 @@ def build_services(settings: Settings) -> Services:
     containment.
 
     Raises:
-        ConfigError: the inventory or ssh_config cannot be resolved, or
-            ``RELAY_SHELL_CONTAINMENT=cgroup`` cannot work here.
+        ConfigError: the inventory or ssh_config cannot be resolved,
+            ``RELAY_SHELL_CONTAINMENT=cgroup`` cannot work here, or the audit file is another
+            server's (one writer per file) or not a safe regular file.
     """
-    audit = AuditSink(
-        settings.expand(settings.audit_path),
-        fmt=settings.audit_format,
-        chain=settings.audit_chain,
-        echo_stderr=settings.audit_stderr,
-    )
+    audit = build_sink(settings)
     metrics = Metrics()
     pool = LazyPool(settings)
     jobs: JobStore[Reply] = JobStore(

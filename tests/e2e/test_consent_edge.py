@@ -137,7 +137,7 @@ async def run_flow(
         )
         assert revoked.status_code == 200
     records = [json.loads(line) for line in relay.audit_path.read_text().splitlines()]
-    assert [record["event"] for record in records if record["tool"].startswith("oauth_")] == [
+    assert [record["event"] for record in records if record.get("tool", "").startswith("oauth_")] == [
         "approved",
         "issued",
         "revoked",

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from mcp import Client, StdioServerParameters
 
-from tests.conftest import connected, pids_with_marker, read_audit
+from tests.conftest import connected, pids_with_marker, read_audit, read_trail
 
 RELAY = str(Path(sys.executable).parent / "relay-shell")
 
@@ -26,6 +26,7 @@ def server_env(tmp_path: Path, **extra: str) -> dict[str, str]:
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(tmp_path),
         "RELAY_SHELL_AUDIT_PATH": str(tmp_path / "audit.jsonl"),
+        "RELAY_SHELL_AUDIT_ANCHOR": "off",
         "RELAY_SHELL_SSH_CONFIG": str(tmp_path / "ssh_config"),
         "RELAY_SHELL_SSH_KNOWN_HOSTS_FILE": str(tmp_path / "known_hosts"),
     }
@@ -81,8 +82,14 @@ async def test_exec_paths_and_audit(stdio_client: Client, tmp_path: Path) -> Non
     invalid = await stdio_client.call_tool("shell_exec", {"command": "true", "env": ["not", "an", "object"]})
     assert sc(invalid)["error"]["kind"] == "invalid"
     assert "env" in invalid.content[0].text
-    records = read_audit(tmp_path / "audit.jsonl")
+    trail = read_trail(tmp_path / "audit.jsonl")
+    assert trail[0]["kind"] == "header"
+    starts = [r for r in trail if r.get("phase") == "start"]
+    records = [r for r in trail if "kind" not in r and r.get("phase") != "start"]  # one outcome per call
     assert [r["tool"] for r in records] == ["shell_exec"] * 5 + ["shell_script"] * 2 + ["shell_exec"]
+    assert [r["call_id"] for r in starts] == [
+        r["call_id"] for r in records[:7]
+    ]  # the invalid call never started
     assert [r["outcome"] for r in records][:3] == ["ok", "ok", "timeout"]
     raw = (tmp_path / "audit.jsonl").read_text()
     assert "aaaaaaaaaa" not in raw  # no output body
@@ -101,10 +108,14 @@ async def test_cancellation_over_stdio(tmp_path: Path) -> None:
         with pytest.raises(asyncio.CancelledError):
             await task
         deadline = time.monotonic() + 15
-        while pids_with_marker(marker) or not read_audit(tmp_path / "audit.jsonl"):
-            assert time.monotonic() < deadline, "child survived cancellation or no audit record"
+
+        def ends() -> list[dict[str, Any]]:
+            return [r for r in read_trail(tmp_path / "audit.jsonl") if r.get("phase") == "end"]
+
+        while pids_with_marker(marker) or not ends():
+            assert time.monotonic() < deadline, "child survived cancellation or no end record"
             await asyncio.sleep(0.05)
-        assert read_audit(tmp_path / "audit.jsonl")[-1]["outcome"] == "cancelled"
+        assert ends()[-1]["outcome"] == "cancelled"
 
 
 async def test_readonly_denial(tmp_path: Path) -> None:
@@ -136,13 +147,14 @@ def test_verify_audit_detects_a_changed_byte(tmp_path: Path) -> None:
     assert clean.returncode == 0, clean.stdout + clean.stderr
     path = tmp_path / "audit.jsonl"
     lines = path.read_text().splitlines(keepends=True)
-    lines[2] = lines[2].replace('"echo 2"', '"echo 3"', 1)
+    index = next(number for number, line in enumerate(lines) if '"echo 2"' in line)
+    lines[index] = lines[index].replace('"echo 2"', '"echo 3"', 1)
     path.write_text("".join(lines))
     broken = subprocess.run(
         [RELAY, "--verify-audit", str(path)], env=env, capture_output=True, text=True, timeout=60
     )
     assert broken.returncode == 2
-    assert "line 3" in broken.stdout
+    assert f"line {index + 1} of {path}" in broken.stdout
 
 
 def test_check_config_with_unwritable_audit(tmp_path: Path) -> None:

@@ -12,11 +12,12 @@ from hypothesis import strategies as st
 
 from relay_shell.governance.audit.chain import GENESIS, canonical_json, is_chain_value, json_safe, link
 from relay_shell.governance.audit.formats import to_jsonl
-from relay_shell.governance.audit.verify import VerifyReport, verify_chain
+from relay_shell.governance.audit.verify import verify_chain
 from relay_shell.governance.audit.writer import AuditSink
 
 
 def write_trail(path: Path, count: int, **extra: object) -> list[dict[str, object]]:
+    """A header (line 1) and ``count`` call records (lines 2...)."""
     sink = AuditSink(path)
     records = [
         sink.write({"tool": "exec", "tier": 1, "outcome": "ok", "args": {"command": f"echo {n}"}, **extra})
@@ -70,7 +71,9 @@ def test_json_safe(value: object, expected: object) -> None:
 def test_clean_trail_verifies(tmp_path: Path) -> None:
     path = tmp_path / "audit.jsonl"
     write_trail(path, 5)
-    assert verify_chain(path) == VerifyReport(ok=True, records=5, first_bad_line=None, problem=None)
+    report = verify_chain(path)
+    assert (report.ok, report.records, report.first_bad_line, report.problem) == (True, 6, None, None)
+    assert (report.findings, report.files) == ((), (str(path),))
 
 
 @pytest.mark.parametrize(
@@ -78,7 +81,7 @@ def test_clean_trail_verifies(tmp_path: Path) -> None:
     [
         ("echo 1", "echo 7"),  # a value
         ('"tier":1', '"tier":2'),  # a number
-        ('"seq":2', '"seq":9'),  # the sequence number
+        ('"seq":3', '"seq":9'),  # the sequence number
         ('"tool"', '"toal"'),  # a key
     ],
 )
@@ -86,14 +89,14 @@ def test_one_changed_byte_is_reported_on_its_line(tmp_path: Path, needle: str, r
     path = tmp_path / "audit.jsonl"
     write_trail(path, 3)
     lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-    assert needle in lines[1]
-    lines[1] = lines[1].replace(needle, replacement, 1)
+    assert needle in lines[2]
+    lines[2] = lines[2].replace(needle, replacement, 1)
     path.write_text("".join(lines), encoding="utf-8")
 
     report = verify_chain(path)
     assert report.ok is False
-    assert report.first_bad_line == 2
-    assert report.records == 1
+    assert report.first_bad_line == 3
+    assert report.records == 3  # the header, the first record, and the last (whose prev names the lost one)
     assert report.problem
 
 
@@ -104,12 +107,12 @@ def test_a_changed_hash_digit_is_reported(tmp_path: Path, field: str) -> None:
     value = str(records[1][field])
     flipped = ("1" if value[10] != "1" else "2").join((value[:10], value[11:]))
     lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-    lines[1] = lines[1].replace(f'"{field}":"{value}"', f'"{field}":"{flipped}"')
-    assert flipped in lines[1]
+    lines[2] = lines[2].replace(f'"{field}":"{value}"', f'"{field}":"{flipped}"')
+    assert flipped in lines[2]
     path.write_text("".join(lines))
 
     report = verify_chain(path)
-    assert (report.ok, report.first_bad_line) == (False, 2)
+    assert (report.ok, report.first_bad_line) == (False, 3)
 
 
 def test_equivalent_json_spelling_is_still_an_edit(tmp_path: Path) -> None:
@@ -119,16 +122,16 @@ def test_equivalent_json_spelling_is_still_an_edit(tmp_path: Path) -> None:
     assert "1e+16" in text
     path.write_text(text.replace("1e+16", "1E+16", 1))  # parses to the same value
     report = verify_chain(path)
-    assert (report.ok, report.first_bad_line) == (False, 1)
+    assert (report.ok, report.first_bad_line) == (False, 2)
 
 
 def test_removed_record_breaks_the_next_link(tmp_path: Path) -> None:
     path = tmp_path / "audit.jsonl"
     write_trail(path, 4)
     lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-    path.write_text("".join(lines[:1] + lines[2:]))
+    path.write_text("".join(lines[:2] + lines[3:]))
     report = verify_chain(path)
-    assert (report.ok, report.first_bad_line) == (False, 2)
+    assert (report.ok, report.first_bad_line) == (False, 3)
     assert report.problem is not None
     assert "prev" in report.problem
 
@@ -137,10 +140,10 @@ def test_swapped_records_are_reported(tmp_path: Path) -> None:
     path = tmp_path / "audit.jsonl"
     write_trail(path, 4)
     lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-    lines[1], lines[2] = lines[2], lines[1]
+    lines[2], lines[3] = lines[3], lines[2]
     path.write_text("".join(lines))
     report = verify_chain(path)
-    assert (report.ok, report.first_bad_line) == (False, 2)
+    assert (report.ok, report.first_bad_line) == (False, 3)
 
 
 def test_seq_must_increase_even_when_links_are_right(tmp_path: Path) -> None:
@@ -159,7 +162,8 @@ def test_first_prev_of_a_rotated_file_is_accepted(tmp_path: Path) -> None:
     first = chained_line("ab" * 32, {"seq": 41, "tool": "a"})
     second = chained_line(json.loads(first)["chain"], {"seq": 42, "tool": "b"})
     path.write_text(first + "\n" + second + "\n")
-    assert verify_chain(path) == VerifyReport(ok=True, records=2, first_bad_line=None, problem=None)
+    report = verify_chain(path)
+    assert (report.ok, report.records, report.first_bad_line, report.findings) == (True, 2, None, ())
 
 
 @pytest.mark.parametrize(
@@ -187,7 +191,7 @@ def test_torn_last_line_is_reported(tmp_path: Path) -> None:
     text = path.read_text(encoding="utf-8")
     path.write_text(text + text.splitlines()[0][:30])
     report = verify_chain(path)
-    assert (report.ok, report.first_bad_line, report.records) == (False, 3, 2)
+    assert (report.ok, report.first_bad_line, report.records) == (False, 4, 3)
 
 
 def test_missing_file_is_a_failure_without_a_line(tmp_path: Path) -> None:
@@ -215,5 +219,5 @@ def test_any_arguments_round_trip_through_the_chain(
     sink = AuditSink(path)
     written = [sink.write({"tool": "exec", "args": args}) for _ in range(2)]
     sink.close()
-    assert [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()] == written
+    assert [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()][1:] == written
     assert verify_chain(path).ok

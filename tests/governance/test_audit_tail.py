@@ -44,13 +44,13 @@ def big_trail(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def expected_seqs(count: int, lines: int, keep: Callable[[int], bool]) -> list[int]:
-    matching = [number + 1 for number in range(count) if keep(number)]
+    matching = [number + 2 for number in range(count) if keep(number)]  # seq 1 is the file's header
     return matching[-lines:]
 
 
 def test_last_records_oldest_first(big_trail: Path) -> None:
     records = tail_records(big_trail, 5)
-    assert [record["seq"] for record in records] == [2996, 2997, 2998, 2999, 3000]
+    assert [record["seq"] for record in records] == [2997, 2998, 2999, 3000, 3001]
     assert all("chain" in record for record in records)
 
 
@@ -76,7 +76,7 @@ def test_filter_matching_nothing_scans_everything_and_returns_empty(big_trail: P
 def test_more_lines_than_records_returns_all(tmp_path: Path) -> None:
     path = tmp_path / "audit.jsonl"
     fill(path, 7)
-    assert [record["seq"] for record in tail_records(path, 100)] == list(range(1, 8))
+    assert [record["seq"] for record in tail_records(path, 100)] == list(range(1, 9))
 
 
 def test_reads_only_the_end_of_a_large_file(big_trail: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -101,7 +101,7 @@ def test_unparsable_and_torn_lines_are_skipped(tmp_path: Path) -> None:
     fill(path, 1)
     with path.open("ab") as handle:
         handle.write(b'{"seq":99,"tool":"ex')
-    assert [record["seq"] for record in tail_records(path, 10)] == [1, 2, 3, 4]
+    assert [record["seq"] for record in tail_records(path, 10)] == [1, 2, 3, 4, 5, 6]
 
 
 @pytest.mark.parametrize("fmt", [AuditFormat.CEF, AuditFormat.LEEF])
@@ -109,7 +109,7 @@ def test_cef_and_leef_files_are_read_back(tmp_path: Path, fmt: AuditFormat) -> N
     path = tmp_path / "audit.log"
     fill(path, 12, fmt)
     records = tail_records(path, 3, min_tier=1)
-    assert [record["seq"] for record in records] == [10, 11, 12]
+    assert [record["seq"] for record in records] == [11, 12, 13]
     assert [record["tool"] for record in records] == ["ssh_exec", "session_send", "audit_tail"]
     assert isinstance(records[0]["args"], str)
 

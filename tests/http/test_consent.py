@@ -624,6 +624,7 @@ def test_tokens_issued_before_consent_are_revoked_on_upgrade(tmp_path: Path, clo
     }
     (state_dir / "state.json").write_text(json.dumps(legacy))
     audit_path = tmp_path / "audit.jsonl"
+    events = OAuthAudit(AuditSink(audit_path))  # one writer per audit file: both starts share it
     provider = FileOAuthProvider(
         state_dir,
         issuer=ISSUER,
@@ -631,7 +632,7 @@ def test_tokens_issued_before_consent_are_revoked_on_upgrade(tmp_path: Path, clo
         refresh_ttl=REFRESH_TTL,
         code_ttl=CODE_TTL,
         clock=clock,
-        events=OAuthAudit(AuditSink(audit_path)),
+        events=events,
     )
     assert asyncio.run(provider.load_access_token(token)) is None
     stored = json.loads((state_dir / "state.json").read_text())
@@ -650,7 +651,7 @@ def test_tokens_issued_before_consent_are_revoked_on_upgrade(tmp_path: Path, clo
         refresh_ttl=60,
         code_ttl=10,
         clock=clock,
-        events=OAuthAudit(AuditSink(audit_path)),
+        events=events,
     )
     assert len(read_audit(audit_path)) == 1
 

@@ -28,7 +28,7 @@ from mcp.client.context import ClientRequestContext
 from mcp_types import ElicitRequestParams, ElicitResult
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import pids_with_marker, read_audit
+from tests.conftest import pids_with_marker, read_audit, read_trail
 from tests.netutil import listens_on
 
 RELAY = str(Path(sys.executable).parent / "relay-shell")
@@ -56,6 +56,7 @@ def server_env(tmp_path: Path, **extra: str) -> dict[str, str]:
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(tmp_path),
         "RELAY_SHELL_AUDIT_PATH": str(tmp_path / "audit.jsonl"),
+        "RELAY_SHELL_AUDIT_ANCHOR": "off",
         "RELAY_SHELL_SSH_CONFIG": str(tmp_path / "ssh_config"),
         "RELAY_SHELL_SSH_KNOWN_HOSTS_FILE": str(tmp_path / "known_hosts"),
         "RELAY_SHELL_AUTH_STATE_DIR": str(tmp_path / "oauth"),
@@ -403,7 +404,7 @@ async def test_concurrent_clients_lose_no_response(relay: RelayProcess) -> None:
 
             return list(await asyncio.gather(*(one_call(call) for call in range(calls_each))))
 
-    seq_before = max((record["seq"] for record in read_audit(relay.audit_path)), default=0)
+    seq_before = max((record["seq"] for record in read_trail(relay.audit_path)), default=0)
     answers = [pair for batch in await asyncio.gather(*map(one_client, range(clients))) for pair in batch]
     assert len(answers) == clients * calls_each
     assert [output for _, output in answers] == [f"{expected}\n" for expected, _ in answers]
@@ -412,7 +413,12 @@ async def test_concurrent_clients_lose_no_response(relay: RelayProcess) -> None:
     assert sorted(record["args"]["command"] for record in new_records) == sorted(
         f"echo {expected}" for expected, _ in answers
     )
-    assert [record["seq"] for record in new_records] == list(range(seq_before + 1, seq_before + 201))
+    trail = [record for record in read_trail(relay.audit_path) if record["seq"] > seq_before]
+    assert [record["seq"] for record in trail] == list(range(seq_before + 1, seq_before + 401))  # no gap
+    starts = [record["call_id"] for record in trail if record.get("phase") == "start"]
+    ends = [record["call_id"] for record in trail if record.get("phase") == "end"]
+    assert len(set(starts)) == 200
+    assert sorted(starts) == sorted(ends)  # every call that started has its end
 
 
 async def test_sigterm_exits_zero_and_kills_running_work(tmp_path: Path) -> None:

@@ -26,6 +26,7 @@ from mcp import Client
 
 from relay_shell.app import RelayServer, build_server
 from relay_shell.config import Settings
+from tests.audit_peers import Journald, Rsyslog
 from tests.conftest import connected, read_audit
 from tests.sshd import ClientKey, SshdInstance
 
@@ -54,6 +55,7 @@ def base_env(tmp: Path) -> dict[str, str]:
         "RELAY_SHELL_SSH_CONFIG": str(tmp / "ssh_config"),
         "RELAY_SHELL_SSH_KNOWN_HOSTS_FILE": str(tmp / "known_hosts"),
         "RELAY_SHELL_AUTH_STATE_DIR": str(tmp / "oauth"),
+        "RELAY_SHELL_AUDIT_ANCHOR": "off",  # a row sets it; a journald someone else runs must not answer
     }
 
 
@@ -72,6 +74,9 @@ class Peers:
     jwks_url: str | None = None
     signers: Mapping[str, Any] = field(default_factory=dict)
     black_hole_port: int | None = None
+    journal: Journald | None = None
+    collector: Rsyslog | None = None
+    tls_collector: Rsyslog | None = None
 
 
 @dataclass

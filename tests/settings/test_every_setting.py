@@ -14,6 +14,7 @@ with neither a row nor an entry there fails the table.
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
 import threading
@@ -29,7 +30,9 @@ from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from relay_shell.config import ENV_PREFIX, load_settings
 from relay_shell.config_env import SettingsInvalid
+from tests.audit_peers import Journald, Rsyslog, journald, rsyslog
 from tests.http.consent_flow import cheap_hash
+from tests.settings import probes_audit as audit
 from tests.settings import probes_http as web
 from tests.settings import probes_local as local
 from tests.settings import probes_remote as remote
@@ -100,6 +103,27 @@ ROWS: tuple[Row, ...] = (
     Row("AUDIT_STDERR", "true", local.audit_stderr),
     Row("AUDIT_CHAIN", "false", local.audit_chain),
     Row("AUDIT_REQUIRED", "false", local.audit_required, {"AUDIT_PATH": "{blocker}/audit.jsonl"}),
+    Row("AUDIT_ANCHOR", "journald:{journal_socket}", audit.audit_anchor, needs=frozenset({"journal"})),
+    Row(
+        "AUDIT_ANCHOR_INTERVAL",
+        "0.05",
+        audit.audit_anchor_interval,
+        {"AUDIT_ANCHOR": "journald:{journal_socket}"},
+        frozenset({"journal"}),
+    ),
+    Row(
+        "AUDIT_SHIP",
+        "syslog+tcp://127.0.0.1:{collector_port}",
+        audit.audit_ship,
+        needs=frozenset({"collector"}),
+    ),
+    Row(
+        "AUDIT_TLS_CA",
+        "{tls_ca}",
+        audit.audit_tls_ca,
+        {"AUDIT_SHIP": "syslog+tls://127.0.0.1:{tls_collector_port}"},
+        frozenset({"tls_collector"}),
+    ),
     # ssh
     Row("SSH_CONFIG", "{tmp}/custom_ssh_config", remote.ssh_config),
     Row("INVENTORY", "{tmp}/inventory.json", remote.inventory),
@@ -150,13 +174,7 @@ ROWS: tuple[Row, ...] = (
 
 # Settings added this wave whose behaviour is being built on other branches. When one lands,
 # write its row above and delete it here (the table fails while a variable is in both).
-IMPLEMENTED_ELSEWHERE = frozenset(
-    {
-        "AUDIT_ANCHOR",  # audit: chain anchors
-        "AUDIT_ANCHOR_INTERVAL",  # audit: chain anchors
-        "AUDIT_SHIP",  # audit: record shipping
-    }
-)
+IMPLEMENTED_ELSEWHERE: frozenset[str] = frozenset()
 
 
 def example_variables() -> set[str]:
@@ -224,6 +242,31 @@ def jwks_peer() -> Iterator[tuple[str, dict[str, tuple[str, Any]]]]:
 
 
 @pytest.fixture(scope="module")
+def journal_peer() -> Iterator[Journald]:
+    """A journald in a namespace of its own (started as root here)."""
+    if os.geteuid() != 0:
+        pytest.skip("SKIPPED: starting a journald namespace needs root; the audit anchor rows read it")
+    with journald() as started:
+        yield started
+
+
+@pytest.fixture(scope="module")
+def collector_peer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rsyslog]:
+    if os.geteuid() != 0:
+        pytest.skip("SKIPPED: the rsyslog collector of the shipping rows is started as root here")
+    with rsyslog(tmp_path_factory.mktemp("collector")) as started:
+        yield started
+
+
+@pytest.fixture(scope="module")
+def tls_collector_peer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rsyslog]:
+    if os.geteuid() != 0:
+        pytest.skip("SKIPPED: the rsyslog collector of the TLS row is started as root here")
+    with rsyslog(tmp_path_factory.mktemp("tls-collector"), tls=True) as started:
+        yield started
+
+
+@pytest.fixture(scope="module")
 def black_hole_port() -> Iterator[int]:
     """A port that accepts TCP connections (kernel backlog) and never says a word."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
@@ -240,6 +283,12 @@ def peers_for(row: Row, request: pytest.FixtureRequest) -> Peers:
         peers.jwks_url, peers.signers = request.getfixturevalue("jwks_peer")
     if "black_hole" in row.needs:
         peers.black_hole_port = request.getfixturevalue("black_hole_port")
+    if "journal" in row.needs:
+        peers.journal = request.getfixturevalue("journal_peer")
+    if "collector" in row.needs:
+        peers.collector = request.getfixturevalue("collector_peer")
+    if "tls_collector" in row.needs:
+        peers.tls_collector = request.getfixturevalue("tls_collector_peer")
     return peers
 
 
@@ -271,6 +320,10 @@ def harness(
         "port": str(free_port()),
         "jwks_url": peers.jwks_url or "",
         "blocker": str(tmp / "not-a-dir"),
+        "journal_socket": str(peers.journal.socket) if peers.journal else "",
+        "collector_port": str(peers.collector.port) if peers.collector else "",
+        "tls_collector_port": str(peers.tls_collector.port) if peers.tls_collector else "",
+        "tls_ca": str(peers.tls_collector.tls_ca) if peers.tls_collector else "",
     }
     env = base_env(tmp)
     env.update({ENV_PREFIX + name: value.format(**values) for name, value in row.support.items()})

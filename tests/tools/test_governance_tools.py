@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -176,8 +177,16 @@ async def test_audit_tail_filters(client: Client) -> None:
     await client.call_tool("shell_exec", {"command": "true", "timeout": -1})
     await client.call_tool("server_info", {})
     data = sc(await client.call_tool("audit_tail", {"lines": 10, "tool": "shell_exec"}))
-    assert [r["tool"] for r in data["records"]] == ["shell_exec", "shell_exec"]
-    assert data["records"][0]["seq"] < data["records"][1]["seq"]
+    records = data["records"]
+    # the call that ran has a start and an end record; the invalid one was refused before it started
+    assert [(r["tool"], r.get("phase"), r.get("outcome")) for r in records] == [
+        ("shell_exec", "start", None),
+        ("shell_exec", "end", "ok"),
+        ("shell_exec", None, "error"),
+    ]
+    assert records[0]["call_id"] == records[1]["call_id"]
+    assert len(records[0]["call_id"]) >= 24  # >= 96 random bits
+    assert records[0]["seq"] < records[1]["seq"] < records[2]["seq"]
     ok_only = sc(await client.call_tool("audit_tail", {"outcome": "ok", "min_tier": 1}))
     assert all(r["outcome"] == "ok" and r["tier"] >= 1 for r in ok_only["records"])
 
@@ -210,3 +219,55 @@ async def test_audit_breaking_mid_run_refuses_the_very_next_call(
         (tmp_path / "audit-moved").rename(audit_dir)
         assert (await client.call_tool("shell_exec", {"command": "true"})).is_error is False
     await server.services.aclose()
+
+
+async def _as_principal(
+    server: Any, subject: str, scopes: list[str], calls: list[tuple[str, dict[str, Any]]]
+) -> Any:
+    """Run ``calls`` in a session whose requests carry an OAuth principal; the last result."""
+    from mcp.server.auth.middleware.auth_context import auth_context_var
+    from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+    from mcp.server.auth.provider import AccessToken
+
+    token = AccessToken(token=f"t-{subject}", client_id="client", scopes=scopes, subject=subject)
+    reset = auth_context_var.set(AuthenticatedUser(token))  # the session's tasks inherit it
+    try:
+        async with connected(server) as client:
+            result = None
+            for tool, arguments in calls:
+                result = await client.call_tool(tool, arguments)
+            return result
+    finally:
+        auth_context_var.reset(reset)
+
+
+async def test_audit_tail_shows_a_non_admin_only_its_own_records(
+    make_settings: Callable[..., Settings],
+) -> None:
+    settings = make_settings(auth_max_scope="relay-shell:admin")
+    server = build_server(settings)
+    await server.services.start()  # held open across the principals' sessions
+    try:
+        await _as_principal(
+            server, "alice", ["relay-shell:operate"], [("shell_exec", {"command": "echo alice-secret-work"})]
+        )
+        await _as_principal(
+            server, "bob", ["relay-shell:operate"], [("shell_exec", {"command": "echo bob-work"})]
+        )
+        bob = sc(
+            await _as_principal(server, "bob", ["relay-shell:operate"], [("audit_tail", {"lines": 100})])
+        )
+        admin = sc(
+            await _as_principal(server, "root", ["relay-shell:admin"], [("audit_tail", {"lines": 100})])
+        )
+        reader = sc(
+            await _as_principal(server, "carol", ["relay-shell:read"], [("audit_tail", {"lines": 100})])
+        )
+    finally:
+        await server.services.aclose()
+    assert {record["principal"] for record in bob["records"]} == {"bob"}
+    assert "alice-secret-work" not in json.dumps(bob["records"])
+    assert [r["args"]["command"] for r in bob["records"] if r.get("phase") == "end"] == ["echo bob-work"]
+    assert not any("kind" in record for record in bob["records"])  # not the sink's own records either
+    assert {record.get("principal") for record in admin["records"]} >= {"alice", "bob", None}
+    assert reader["records"] == []  # carol ran nothing (her own audit_tail is written after it answered)

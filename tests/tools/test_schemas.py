@@ -259,7 +259,8 @@ async def test_length_limits_are_enforced_though_not_advertised(
                 tool.fn_metadata.arg_model.model_validate({**minimal, name: "x" * (limit + 1)})
             enforced += 1
     assert enforced > 40
-    server = build_server(make_settings())
+    first = make_settings()  # the ``tools`` server still holds this audit file (one writer per file)
+    server = build_server(make_settings(audit_path=first.audit_path.with_name("second.jsonl")))
     try:
         async with connected(server) as client:
             refused = await client.call_tool("shell_exec", {"command": "true", "cwd": "/" * 4097})

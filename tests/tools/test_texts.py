@@ -21,7 +21,7 @@ from relay_shell.config import Settings
 from relay_shell.governance.call import Identity
 from relay_shell.tools.diagnostics import LINE_DETAIL_CHARS, record_line
 from relay_shell.tools.server_info import describe, is_admin
-from tests.conftest import connected, read_audit
+from tests.conftest import connected, read_trail
 
 DENY = r"forbidden-[a-z]+-word"
 ALLOW = r"^allowed-thing$"
@@ -54,16 +54,19 @@ async def test_audit_tail_lines_show_what_each_call_ran(make_settings: Callable[
     assert denied.structured_content["error"]["kind"] == "denied"
     assert ran.is_error is False and bad.is_error is True
     lines = text_of(tail).splitlines()[1:]
-    records = read_audit(settings.audit_path)[:-1]  # the last one is audit_tail's own
-    assert len(lines) == len(records) == 3
-    assert [r["seq"] for r in records] == [1, 2, 3]
-    assert lines[0].startswith(f"{records[0]['ts']} #1 shell_exec tier 3 denied/denied rule deny: ")
-    assert denied_command in lines[0]  # the command that was refused, as the record holds it
-    assert "line1\\necho --password=" in lines[1]  # one line per record, newlines shown as \n
+    records = read_trail(settings.audit_path)[:-1]  # the last one is audit_tail's own
+    # the file's header, the refused call, the start and end of the call that ran, the invalid one
+    assert len(lines) == len(records) == 5
+    assert [r["seq"] for r in records] == [1, 2, 3, 4, 5]
+    assert lines[0].startswith(f"{records[0]['ts']} #1 audit header: ")
+    assert lines[1].startswith(f"{records[1]['ts']} #2 shell_exec tier 3 denied/denied rule deny: ")
+    assert denied_command in lines[1]  # the command that was refused, as the record holds it
+    assert lines[2].startswith(f"{records[2]['ts']} #3 shell_exec start tier 1 allowed/None: ")
+    assert "line1\\necho --password=" in lines[3]  # one line per record, newlines shown as \n
     assert secret not in text_of(tail)  # the record's redaction holds in the text too
     assert secret not in settings.audit_path.read_text()
-    assert '(env={"A":"1"})' in lines[1]
-    assert " shell_exec tier - allowed/error: true (timeout=-1) [invalid argument `timeout`" in lines[2]
+    assert '(env={"A":"1"})' in lines[3]
+    assert " shell_exec tier - allowed/error: true (timeout=-1) [invalid argument `timeout`" in lines[4]
 
 
 def test_an_audit_line_is_bounded_and_names_targets() -> None:
@@ -113,8 +116,11 @@ async def test_server_info_text_names_the_policy_and_every_limit(
     }  # fmt: skip
     assert data["jobs"] == {"count": 0, "max": 9}
     assert (data["containment"], data["tasks"]) == ("subreaper", ["2026-07-28", "2025-11-25"])
-    assert (data["audit"]["anchor"], data["audit"]["ship"]) == ("auto", "off")
-    assert "anchor auto (configured)" in text  # nothing reports an anchor yet: the setting, marked so
+    assert (data["audit"]["anchor"], data["audit"]["ship"]) == (
+        "off",
+        "off",
+    )  # the tests' settings turn it off
+    assert "anchor off; shipped to off" in text
     assert data["limits"]["max_input_bytes"] == 123456
 
 

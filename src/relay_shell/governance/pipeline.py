@@ -56,7 +56,15 @@ from relay_shell.governance.confirm import Confirmer, ConfirmTokens, call_bindin
 from relay_shell.governance.detach import Detacher, run_bounded
 from relay_shell.governance.patterns import PATTERNS_VERSION, classify_text
 from relay_shell.governance.policy import PolicyConfig, build_probe, decide
-from relay_shell.governance.record import CallState, bounded, compose_record, scrubbed, text_size
+from relay_shell.governance.record import (
+    CallState,
+    audit_arguments,
+    bounded,
+    compose_record,
+    scrubbed,
+    start_record,
+    text_size,
+)
 from relay_shell.governance.shaping import shape_failure, shape_success
 from relay_shell.metrics import Metrics
 from relay_shell.policy.analyze import Analyzer, PolicyEnvironment
@@ -169,6 +177,7 @@ class Pipeline:
             if await self._confirm(state, plan, confirmer):
                 self._finish(state, started, None)
                 return AwaitingInput()
+            await self._begin(state)
             outcome = await self._execute(state, plan, progress, detach or Detach())
             reply = self._shape(state, plan, outcome)
         except asyncio.CancelledError:
@@ -264,6 +273,11 @@ class Pipeline:
             else:
                 analysis = self.analyzer.analyze(plan.call)
             state.analysis = analysis
+            state.commands, state.opaque, state.rules = (
+                tuple(analysis.names),
+                analysis.opaque,
+                tuple(analysis.rules),
+            )
             if analysis.tier >= plan.min_tier:
                 state.pattern = analysis.rule  # the rule that set the tier, named in reasons and audit
             state.tier = Tier(max(plan.min_tier, analysis.tier))
@@ -274,6 +288,7 @@ class Pipeline:
             classification = classify_text(plan.text)
         if classification.tier >= plan.min_tier:
             state.pattern = classification.rule  # the rule that set the tier, named in reasons and audit
+            state.rules = (classification.rule,) if classification.rule else ()
         state.tier = Tier(max(plan.min_tier, classification.tier))
 
     async def _admit_targets[R](self, state: CallState, plan: Plan[R]) -> None:
@@ -421,6 +436,29 @@ class Pipeline:
             token=token,
         )
 
+    async def _begin(self, state: CallState) -> None:
+        """Record the intent of a call above tier 0 before it runs (``phase: start``).
+
+        Tier-2+ and opaque starts are anchored outside the file synchronously. When the record
+        cannot be written, anchored or shipped and the audit is required, the call is refused
+        (its end record then says so).
+        """
+        tier = self._tier(state)
+        if tier == Tier.READ_ONLY or state.call_id is None:
+            return
+        await self._redact_arguments(state)
+        record = start_record(state, self.settings.policy_mode.value)
+        try:
+            self.audit.begin(record, anchor=tier >= Tier.STATEFUL or state.opaque)
+            state.start_written = True
+        except AuditUnavailable as exc:
+            if self.settings.audit_required:
+                raise AuditUnavailable(
+                    f"{exc.message}; calls above tier 0 are refused until it recovers "
+                    "(RELAY_SHELL_AUDIT_REQUIRED). Tell the operator."
+                ) from exc
+            log.error("audit start record failed (%s); the call runs anyway (AUDIT_REQUIRED=false)", exc)
+
     async def _execute[R](
         self, state: CallState, plan: Plan[R], progress: ProgressFn | None, detach: Detach
     ) -> Outcome:
@@ -478,15 +516,19 @@ class Pipeline:
         Small ones (and every record written on cancellation) are redacted inline by
         :func:`compose_record`; the bound comes first either way.
         """
-        if text_size(bounded(state.args)) > OFF_LOOP_SCAN_BYTES:
-            state.audited_args = await asyncio.to_thread(scrubbed, state.args)
+        if state.audited_args is None and text_size(bounded(state.args)) > OFF_LOOP_SCAN_BYTES:
+            await asyncio.to_thread(audit_arguments, state)
 
     def _finish(self, state: CallState, started: float, reply: Reply | None) -> None:
-        """Write the call's one audit record and update the metrics (synchronous on purpose)."""
+        """Write the call's outcome record (its ``phase: end``, or its only record) and update the
+        metrics (synchronous on purpose)."""
         duration_s = time.monotonic() - started
         record = compose_record(state, reply, duration_s, self.settings.policy_mode.value)
         try:
-            self.audit.write(record)
+            if state.start_written:
+                self.audit.end(record)
+            else:
+                self.audit.write(record)
         except AuditUnavailable as exc:
             # The call already happened: keep the record on stderr so it is not lost, and let the
             # degraded flag refuse the next calls above tier 0.

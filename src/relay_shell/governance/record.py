@@ -1,9 +1,17 @@
-"""The audit stage's record of one call, composed from the call's state (never its output body).
+"""The audit stage's records of one call, composed from the call's state (never its output body).
+
+A call above tier 0 gets a ``phase: start`` record before it runs (:func:`start_record`)
+and a ``phase: end`` record after it, with the same ``call_id``; a tier-0 call, or one
+refused before it could start, gets its only record (:func:`compose_record`). Every record
+carries the parse's normalised command names, rules and opaque flag: redaction hides
+values, never what ran.
 
 Arguments are audited as the client sent them, **bounded before they are redacted**: every
 string is cut to :data:`MAX_AUDIT_STRING` characters and every list and mapping to
 :data:`MAX_AUDIT_ITEMS` entries first, so redaction never scans a huge argument whole (an
-unterminated private-key block left by the cut is redacted to its end).
+unterminated private-key block left by the cut is redacted to its end). Every value
+redaction took out of the arguments is also taken out of what may echo them: the error
+message, the targets and the tool's extras.
 """
 
 from __future__ import annotations
@@ -14,7 +22,7 @@ from dataclasses import dataclass, field
 
 from relay_shell.governance.call import Identity, Outcome, Reply
 from relay_shell.governance.patterns import PATTERNS_VERSION
-from relay_shell.governance.redaction import redact
+from relay_shell.governance.redaction import redact, removed_values, scrub_removed
 from relay_shell.policy.model import Analysis
 from relay_shell.vocabulary import AuditDecision, AuditOutcome, Confirmation, ErrorKind, Tier
 
@@ -50,33 +58,45 @@ class CallState:
     extra: dict[str, object] = field(default_factory=dict)
     audited_args: object = None
     """The arguments already bounded and redacted (done off the loop for large ones), or None."""
+    removed: set[str] = field(default_factory=set)
+    """What redaction took out of the arguments (hunted down where the record echoes them)."""
     call_id: str | None = None
-    """Server-made id of a call above tier 0: on its record, its job's ``job_end`` and a yielded result."""
+    """Server-made id of a call above tier 0: on its records, its job's ``job_end`` and a yielded result."""
+    start_written: bool = False
+    """The call's ``phase: start`` record was written: its outcome is then its ``phase: end``."""
     started: float = 0.0
     """``time.monotonic()`` when the call began (a job's end record measures from here)."""
     analysis: Analysis | None = None
-    """The parse of the call's text (its commands, rules and opaque flag are audited)."""
+    """The parse of the call's text (its commands, rules and opaque flag below are audited)."""
+    # What the classification saw: the parse's normalised command names, whether the text is
+    # opaque to it (an interpreter, eval, an encoded payload), and the rules that set the tier.
+    # Without a parse (a tool that runs no shell text) they stay empty and false.
+    commands: tuple[str, ...] = ()
+    opaque: bool = False
+    rules: tuple[str, ...] = ()
 
 
-def compose_record(
-    state: CallState, reply: Reply | None, duration_s: float, policy_mode: str
-) -> dict[str, object]:
-    """The audit record of a finished call (the sink adds ``ts``, ``seq`` and the chain)."""
-    text = reply.text if reply is not None else ""
-    outcome = state.outcome
+def audit_arguments(state: CallState) -> None:
+    """Bound and redact the arguments once (start and end records share them)."""
+    if state.audited_args is not None:
+        return
+    kept = bounded(state.args)
+    state.audited_args = redact(kept)
+    state.removed = removed_values(kept, state.audited_args)
+
+
+def start_record(state: CallState, policy_mode: str) -> dict[str, object]:
+    """The fields every record of the call carries: the start record (the sink adds ``phase``)."""
+    audit_arguments(state)
     record: dict[str, object] = {
         "tool": state.tool,
         "tier": None if state.tier is None else int(state.tier),
         "decision": state.decision.value,
-        "outcome": state.outcome_kind.value,
-        "args": scrubbed(state.args) if state.audited_args is None else state.audited_args,
-        "target": _target_field(state.targets),
-        "exit_code": outcome.exit_code if outcome else None,
-        "duration_ms": round(duration_s * 1000),
-        "output_sha256": hashlib.sha256(text.encode()).hexdigest() if reply is not None else None,
-        "output_len": len(text.encode()) if reply is not None else 0,
-        "stream_sha256": outcome.stream_sha256 if outcome else state.stream_sha256,
-        "stream_len": outcome.stream_len if outcome else state.stream_len,
+        "args": state.audited_args,
+        "target": _echo_safe(state, _target_field(state.targets)),
+        "opaque": state.opaque,
+        "commands": bounded(list(state.commands)),  # command names, not their arguments
+        "rules": bounded(list(state.rules)),
         "request_id": state.identity.request_id,
         "client_id": state.identity.client_id,
         "principal": state.identity.subject,
@@ -87,25 +107,50 @@ def compose_record(
     }
     if state.call_id is not None:
         record["call_id"] = state.call_id
+    return record
+
+
+def compose_record(
+    state: CallState, reply: Reply | None, duration_s: float, policy_mode: str
+) -> dict[str, object]:
+    """The record of a finished call: its ``phase: end`` record when its start was written (the
+    sink adds ``phase``), else its only record (the sink adds ``ts``, ``seq`` and the chain)."""
+    text = reply.text if reply is not None else ""
+    outcome = state.outcome
+    record = start_record(state, policy_mode)
+    record.update(
+        {
+            "outcome": state.outcome_kind.value,
+            "exit_code": outcome.exit_code if outcome else None,
+            "duration_ms": round(duration_s * 1000),
+            "output_sha256": hashlib.sha256(text.encode()).hexdigest() if reply is not None else None,
+            "output_len": len(text.encode()) if reply is not None else 0,
+            "stream_sha256": outcome.stream_sha256 if outcome else state.stream_sha256,
+            "stream_len": outcome.stream_len if outcome else state.stream_len,
+        }
+    )
     if state.error_kind:
         record["error_kind"] = state.error_kind.value
-        record["error"] = scrubbed(state.error_message or "")
+        record["error"] = _echo_safe(state, state.error_message or "")
     if state.confirmation:
         record["confirmation"] = state.confirmation.value
     if state.denied_targets:
-        record["denied_targets"] = bounded(sorted(state.denied_targets))
-    if state.analysis is not None:
-        record["opaque"] = state.analysis.opaque
-        record["commands"] = bounded(list(state.analysis.names))  # command names, not their arguments
-        record["rules"] = bounded(list(state.analysis.rules))
+        record["denied_targets"] = _echo_safe(state, sorted(state.denied_targets))
     extras = dict(state.extra)
     if outcome and outcome.audit_extra:
         extras.update(outcome.audit_extra)
     if extras:
-        extra = scrubbed(extras)
+        extra = _echo_safe(state, extras)
         if isinstance(extra, dict):
             record.update(extra)
     return record
+
+
+def _echo_safe(state: CallState, value: object) -> object:
+    """A value that may echo the arguments: bounded, redacted, rid of what redaction removed."""
+    if value is None:
+        return None
+    return scrub_removed(scrubbed(value), state.removed)
 
 
 def scrubbed(value: object) -> object:

@@ -11,8 +11,10 @@ They work on the same ``RELAY_SHELL_AUTH_STATE_DIR`` as the server, under the sa
 lock, so run them as the service account with the service's environment (as root they keep
 the state file owned by the directory's owner). Approving and revoking are audited through
 the same audit file as the server (``oauth_consent`` ``approval_code_issued``,
-``oauth_revoke`` ``revoked`` via ``operator``); an approval code is refused while the audit
-is required and cannot be written. These verbs are protected paths for the policy: an agent
+``oauth_revoke`` ``revoked`` via ``operator``): a server is the only writer of that file,
+so beside a running one (or as root beside the service's file) the record is submitted to
+its inbox and the server writes it, marked ``submitted: inbox``. An approval code is
+refused while the audit is required and cannot be written. These verbs are protected paths for the policy: an agent
 cannot run them through the relay.
 
 Exit codes: 0 done, 2 refused (no such request or grant, no state, bad passphrase).
@@ -112,12 +114,24 @@ def _open_store(settings: Settings, audit: OAuthAudit) -> StateStore | None:
 
 
 def _audit(settings: Settings) -> OAuthAudit:
+    """The audit of the operator's command: the audit file itself when no server holds it and
+    it is ours, else the file's inbox, which its writer takes in (``governance/audit/inbox.py``)."""
+    from relay_shell.governance.audit.guard import UnsafeFile, probe
+    from relay_shell.governance.audit.inbox import InboxSubmitter
+    from relay_shell.governance.audit.records import RecordSink
     from relay_shell.governance.audit.writer import AuditSink
     from relay_shell.http.oauth_events import OAuthAudit
 
-    sink = AuditSink(
-        settings.expand(settings.audit_path), fmt=settings.audit_format, chain=settings.audit_chain
-    )
+    path = settings.expand(settings.audit_path)
+    try:
+        remark = probe(path)
+    except (UnsafeFile, OSError):
+        remark = None  # the sink below reports what is wrong with the file
+    sink: RecordSink
+    if remark is None:
+        sink = AuditSink(path, fmt=settings.audit_format, chain=settings.audit_chain)
+    else:  # a running server holds it, or it belongs to the service's user
+        sink = InboxSubmitter(path, writer_running=remark.startswith("in use"))
     return OAuthAudit(sink, policy_mode=settings.policy_mode.value, required=settings.audit_required)
 
 

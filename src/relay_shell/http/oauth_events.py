@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from typing import Literal
 
 from relay_shell.errors import AuditUnavailable
-from relay_shell.governance.audit.writer import AuditSink
+from relay_shell.governance.audit.records import RecordSink
 from relay_shell.governance.redaction import redact
 
 log = logging.getLogger("relay_shell.oauth")
@@ -45,7 +45,7 @@ def request_ref(request_id: str) -> str:
 class OAuthAudit:
     """Writes OAuth events through the audit sink (or only logs them when there is none)."""
 
-    def __init__(self, sink: AuditSink | None, *, policy_mode: str = "", required: bool = True) -> None:
+    def __init__(self, sink: RecordSink | None, *, policy_mode: str = "", required: bool = True) -> None:
         """``required`` mirrors ``RELAY_SHELL_AUDIT_REQUIRED``: no new grant while the sink is broken."""
         self._sink = sink
         self._policy_mode = policy_mode

@@ -17,9 +17,9 @@ from relay_shell.governance.call import Call, Outcome, Plan
 from relay_shell.guidance import operating_guide as guide_text
 from relay_shell.guidance import tool_description
 from relay_shell.services import Services
-from relay_shell.tools.base import READ_ONLY, NoArguments, run_tool
+from relay_shell.tools.base import READ_ONLY, NoArguments, identity_of, run_tool
 from relay_shell.tools.models import AuditTailResult, ServerInfoResult
-from relay_shell.tools.server_info import describe
+from relay_shell.tools.server_info import describe, is_admin
 from relay_shell.vocabulary import Tier
 
 AUDIT_TAIL_MAX = 1000
@@ -30,6 +30,8 @@ MAIN_ARGUMENTS = ("command", "script", "data", "keys", "spec", "uri", "name")
 ERROR_CHARS = 120
 """What one audit_tail line shows of a failed call's (redacted) error message, at most."""
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+SINK_KINDS = frozenset({"header", "tamper", "recovery"})
+"""Records the audit sink writes about itself."""
 
 
 async def execute_server_info(svc: Services, call: Call) -> Outcome:
@@ -53,6 +55,8 @@ class AuditTail:
     tool: str
     outcome: str
     min_tier: int | None
+    principal: str | None = None
+    """Set for a caller that is not an admin: only that principal's records are read."""
 
 
 @dataclass(frozen=True)
@@ -64,11 +68,19 @@ class TailRead:
     tool: str | None
     outcome: str | None
     min_tier: int | None
+    principal: str | None
 
 
 async def execute_audit_tail(read: TailRead, call: Call) -> Outcome:
     path = read.svc.audit.path
-    records = tail_records(path, read.count, tool=read.tool, outcome=read.outcome, min_tier=read.min_tier)
+    records = tail_records(
+        path,
+        read.count,
+        tool=read.tool,
+        outcome=read.outcome,
+        min_tier=read.min_tier,
+        principal=read.principal,
+    )
     text = f"{len(records)} record(s) from {path}\n" + "\n".join(record_line(r) for r in records)
     return Outcome(text=text, data={"records": records, "count": len(records), "path": str(path)})
 
@@ -80,9 +92,18 @@ def record_line(record: dict[str, object]) -> str:
     was written; each line shows at most :data:`LINE_DETAIL_CHARS` of them and
     :data:`ERROR_CHARS` of the error, on one line (newlines shown as ``\\n``).
     """
+    kind = record.get("kind")
+    if kind in SINK_KINDS:  # the audit sink's own records: a file's header, a tamper, a recovery
+        facts = {
+            key: record.get(key) for key in ("reason", "instance_id", "pid", "lost_records") if key in record
+        }
+        return f"{record.get('ts')} #{record.get('seq')} audit {kind}: " + _bounded(
+            _one_line(json.dumps(facts)), LINE_DETAIL_CHARS
+        )
     tier = record.get("tier")
+    phase = f" {record['phase']}" if isinstance(record.get("phase"), str) else ""
     head = (
-        f"{record.get('ts')} #{record.get('seq')} {record.get('tool')} tier {'-' if tier is None else tier} "
+        f"{record.get('ts')} #{record.get('seq')} {record.get('tool')}{phase} tier {'-' if tier is None else tier} "
         f"{record.get('decision')}/{record.get('outcome')}"
     )
     if record.get("exit_code") is not None:
@@ -146,7 +167,9 @@ def _escaped(match: re.Match[str]) -> str:
 
 def plan_audit_tail(request: AuditTail, svc: Services) -> Plan[TailRead]:
     count = clamp_count(request.lines, 50, AUDIT_TAIL_MAX, argument="lines")
-    read = TailRead(svc, count.value, request.tool or None, request.outcome or None, request.min_tier)
+    read = TailRead(
+        svc, count.value, request.tool or None, request.outcome or None, request.min_tier, request.principal
+    )
     notes = [f"lines clamped to {AUDIT_TAIL_MAX}"] if count.clamped else []
     return Plan(execute_audit_tail, read, tier=Tier.READ_ONLY, notes=notes)
 
@@ -160,7 +183,10 @@ async def audit_tail(
     ] = "",
     min_tier: Annotated[int | None, Field(ge=0, le=3)] = None,
 ) -> Annotated[CallToolResult, AuditTailResult]:
-    request = AuditTail(lines, tool, outcome, min_tier)
+    caller = identity_of(ctx)
+    # An admin (no OAuth, or a token allowing tier 3) reads every record; any other principal
+    # only its own calls' records.
+    request = AuditTail(lines, tool, outcome, min_tier, None if is_admin(caller) else (caller.subject or ""))
     return await run_tool(ctx, "audit_tail", plan_audit_tail, request)
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import relay_shell
 from relay_shell.config import Settings
+from relay_shell.governance.audit.wiring import anchor_spec, kind_of
 from relay_shell.governance.call import Identity, Outcome
 from relay_shell.governance.patterns import PATTERNS_VERSION
 from relay_shell.services import Services
@@ -75,18 +76,7 @@ def describe(svc: Services, identity: Identity) -> Outcome:
         "jobs": {"count": counts.get("jobs", 0), "max": settings.max_jobs},
         "containment": mechanisms.containment,
         "tasks": mechanisms.tasks,
-        "audit": {
-            "path": str(audit.path),
-            "format": settings.audit_format.value,
-            "healthy": not audit.degraded,
-            "last_error": audit.last_error,
-            "chain": settings.audit_chain,
-            "chain_head": audit.chain_head,
-            "seq": audit.seq,
-            "required": settings.audit_required,
-            "anchor": mechanisms.anchor,
-            "ship": settings.audit_ship,
-        },
+        "audit": _audit(svc),
         "ssh": {
             "known_hosts": settings.ssh_known_hosts.value,
             "known_hosts_file": str(settings.ssh_known_hosts_file),
@@ -104,6 +94,31 @@ def describe(svc: Services, identity: Identity) -> Outcome:
         "counts": counts,
     }
     return Outcome(text="\n".join(_lines(svc, counts, runner, mechanisms, admin)), data=data)
+
+
+def _audit(svc: Services) -> dict[str, object]:
+    """The sink's state: health (``state``: healthy, unwritable or tampered), chain head, the
+    instance writing, and the anchor (``journald``, ``syslog`` or ``off``) and ship channels."""
+    settings, audit = svc.settings, svc.audit
+    anchor, warning = anchor_spec(settings)
+    status = audit.status()
+    return {
+        "path": str(audit.path),
+        "format": settings.audit_format.value,
+        "healthy": not audit.degraded,
+        "state": status["state"],
+        "last_error": audit.last_error,
+        "chain": settings.audit_chain,
+        "chain_head": audit.chain_head,
+        "seq": audit.seq,
+        "instance_id": status["instance_id"],
+        "required": settings.audit_required,
+        "anchor": kind_of(anchor),
+        "anchor_status": status.get("anchor"),
+        "ship": settings.audit_ship,
+        "ship_status": status.get("ship"),
+        "warning": warning,
+    }
 
 
 @dataclass(frozen=True)
@@ -217,11 +232,12 @@ def _recording(settings: Settings) -> str:
 
 def _audit_line(svc: Services, mechanisms: Mechanisms) -> str:
     s, audit = svc.settings, svc.audit
-    health = "ok" if not audit.degraded else f"DEGRADED ({audit.last_error})"
+    health = "ok" if not audit.degraded else f"DEGRADED, {audit.state.value} ({audit.last_error})"
     traits = [s.audit_format.value, "hash-chained" if s.audit_chain else "not chained"]
     if s.audit_required:
         traits.append("required: calls above tier 0 are refused while it cannot be written")
+    anchor, warning = anchor_spec(s)
     return (
         f"audit: {audit.path} {health}, record {audit.seq}; {', '.join(traits)}; "
-        f"anchor {mechanisms.shown('anchor', mechanisms.anchor)}; shipped to {s.audit_ship}"
+        f"anchor {kind_of(anchor)}; shipped to {s.audit_ship}" + (f"; warning: {warning}" if warning else "")
     )

@@ -1,21 +1,6 @@
-"""Audit trail: writer, formats, hash chain, verification, tail (docs/adr/0009-audit-sink.md)."""
+"""Audit trail: writer, file guard, formats, hash chain, anchors, verification, tail.
 
-from relay_shell.governance.audit.chain import GENESIS, canonical_json, link
-from relay_shell.governance.audit.formats import to_cef, to_jsonl, to_leef
-from relay_shell.governance.audit.tail import tail_records
-from relay_shell.governance.audit.verify import VerifyReport, verify_chain
-from relay_shell.governance.audit.writer import AuditSink, utc_now
-
-__all__ = [
-    "GENESIS",
-    "AuditSink",
-    "VerifyReport",
-    "canonical_json",
-    "link",
-    "tail_records",
-    "to_cef",
-    "to_jsonl",
-    "to_leef",
-    "utc_now",
-    "verify_chain",
-]
+Modules are imported directly (``relay_shell.governance.audit.writer`` ...): this package
+re-exports nothing, so ``--verify-audit`` loads only the verifier and not the settings
+model the writer needs.
+"""

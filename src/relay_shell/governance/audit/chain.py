@@ -6,7 +6,15 @@ Every chained record carries ``prev`` (the ``chain`` of the record before it, or
     chain = sha256_hex(prev_ascii || canonical_json(record without "chain"))
 
 The record hashed includes ``prev`` itself, so a record cannot be moved to another place in
-the chain. Canonical JSON is UTF-8, keys sorted at every level, compact separators, no
+the chain.
+
+A chained line is written as exactly the bytes that were hashed: the canonical JSON of the
+record without ``chain``, with ``,"chain":"<hex>"`` inserted before its closing brace
+(:func:`chained_line`). So a verifier can hash the line's own bytes instead of encoding
+the parsed record again (:func:`split_chained_line`); only lines holding characters the
+JSON Lines writer escapes (DEL, C1 controls, U+2028, U+2029) differ from the canonical
+bytes and need the slower re-encoding check. Older trails wrote keys in record order;
+they still verify through that slower check. Canonical JSON is UTF-8, keys sorted at every level, compact separators, no
 ASCII escaping, no NaN/Infinity. It is only defined for JSON-safe data: :func:`json_safe`
 turns any record into that shape, and the writer applies it before hashing, so what is
 hashed is exactly what is written and what a verifier parses back.
@@ -58,6 +66,38 @@ def link(prev: str, record_without_chain: Mapping[str, object]) -> str:
     return digest.hexdigest()
 
 
+_CHAIN_SUFFIX_LENGTH = len(',"chain":"') + 64 + len('"}')
+
+
+def chained_line(prev: str, record_without_chain: Mapping[str, object]) -> tuple[str, bytes]:
+    """The ``chain`` of a JSON-safe record (``prev`` field included) and its line (no newline).
+
+    The line is the canonical JSON that was hashed with the chain spliced in last, so the
+    keys are sorted except ``chain``, which ends the object.
+    """
+    body = canonical_json(record_without_chain)
+    digest = hashlib.sha256(prev.encode("ascii"))
+    digest.update(body)
+    chain = digest.hexdigest()
+    return chain, body[:-1] + b',"chain":"' + chain.encode("ascii") + b'"}'
+
+
+def split_chained_line(line: bytes) -> tuple[bytes, str] | None:
+    """For a line in the :func:`chained_line` layout: the hashed bytes and the chain; else None.
+
+    Only the layout is checked here (a closing ``,"chain":"<64 hex>"}``), not the hash.
+    """
+    if len(line) <= _CHAIN_SUFFIX_LENGTH or not line.endswith(b'"}'):
+        return None
+    suffix = line[-_CHAIN_SUFFIX_LENGTH:]
+    if not suffix.startswith(b',"chain":"'):
+        return None
+    chain = suffix[10:74].decode("ascii", "replace")
+    if _CHAIN_SHAPE.fullmatch(chain) is None:
+        return None
+    return line[:-_CHAIN_SUFFIX_LENGTH] + b"}", chain
+
+
 def is_chain_value(value: object) -> bool:
     """True for a 64-character lowercase hex string (the shape of ``prev`` and ``chain``)."""
     return isinstance(value, str) and _CHAIN_SHAPE.fullmatch(value) is not None
@@ -71,10 +111,37 @@ def json_safe(value: object) -> JsonValue:
     and strings holding lone surrogates (undecodable bytes from ``os.fsdecode``) get them
     replaced by a visible ``\\udcXX`` escape so the record can be UTF-8 encoded.
     """
+    if type(value) is str:  # exact types first: records are mostly these, and type() beats isinstance
+        return value if value.isascii() else _utf8_safe(value)
+    if type(value) is dict:
+        return {
+            key if type(key) is str and key.isascii() else _safe_key(key): json_safe(item)
+            for key, item in value.items()
+        }
+    if type(value) in _PLAIN_TYPES:
+        return value  # type: ignore[return-value]
+    if type(value) is list:
+        return [json_safe(item) for item in value]
+    return _general(value)
+
+
+_PLAIN_TYPES: frozenset[type] = frozenset({int, bool, type(None)})
+
+
+def _safe_key(key: object) -> str:
+    if type(key) is str and key.isascii():
+        return key
+    return _utf8_safe(key if isinstance(key, str) else str(key))
+
+
+def _general(value: object) -> JsonValue:
+    """json_safe for everything but the exact common types."""
     if isinstance(value, Enum):
-        value = value.value
+        return json_safe(value.value)
+    if isinstance(value, str):
+        return _utf8_safe(value)
     if isinstance(value, Mapping):
-        return {_utf8_safe(str(key)): json_safe(item) for key, item in value.items()}
+        return {_safe_key(key): json_safe(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
         return [json_safe(item) for item in value]
     if isinstance(value, set | frozenset):
@@ -95,6 +162,8 @@ def _scalar(value: object) -> JsonValue:
 
 
 def _utf8_safe(text: str) -> str:
+    if type(text) is str and text.isascii():
+        return text
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:

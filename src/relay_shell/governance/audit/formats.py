@@ -65,9 +65,16 @@ def to_jsonl(record: Mapping[str, object]) -> str:
 
 def dumps_jsonl(record: object) -> str:
     """:func:`to_jsonl` for a record already made JSON-safe (no copy is taken)."""
-    text = _JSONL_ENCODER.encode(record)
+    return escape_line_breakers(_JSONL_ENCODER.encode(record))
+
+
+def escape_line_breakers(text: str) -> str:
+    """``text`` with DEL, C1 controls, U+2028 and U+2029 written as ``\\uXXXX`` escapes.
+
+    Only valid for JSON text, where these characters can only occur inside strings.
+    """
     if text.isascii() and "\x7f" not in text:
-        return text  # nothing _JSON_UNSAFE could match: skip the regex scan
+        return text
     return _JSON_UNSAFE.sub(_json_escape, text)
 
 

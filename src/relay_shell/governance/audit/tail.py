@@ -29,11 +29,14 @@ def tail_records(
     tool: str | None = None,
     outcome: str | None = None,
     min_tier: int | None = None,
+    principal: str | None = None,
 ) -> list[dict[str, object]]:
     """The last ``lines`` records of ``path`` that match every given filter, oldest first.
 
     ``tool`` and ``outcome`` match exactly; ``min_tier`` keeps records whose integer
-    ``tier`` is at least that. A missing file has no records (``[]``). Raises
+    ``tier`` is at least that; ``principal``, when given, keeps only the records of that
+    principal (what a non-admin caller may see: not the sink's own records, not other
+    principals' calls). A missing file has no records (``[]``). Raises
     :class:`AuditUnavailable` when the file exists but cannot be read.
     """
     if lines <= 0:
@@ -49,6 +52,8 @@ def tail_records(
         for line in lines_backwards(fd, os.fstat(fd).st_size):
             record = parse_line(line) if line else None
             if record is None or not _matches(record, tool, outcome, min_tier):
+                continue
+            if principal is not None and record.get("principal") != principal:
                 continue
             found.append(record)
             if len(found) >= lines:

@@ -1,84 +1,92 @@
-"""The audit sink: one line per record, append-only, hash-chained, rotation-safe (ADR 0009).
+"""The audit sink: the only writer of its file, hash-chained, anchored outside the file (ADR 0019).
 
-File handling:
+- **One writer.** The file is opened and locked for the sink's life through
+  :class:`guard.GuardedFile`; a second sink gets :class:`ConfigError` naming the holder.
+  Every record carries the sink's ``instance_id``; each start and each new file begins with
+  a ``kind: header`` record.
+- **No change unnoticed.** Before each write (and in :meth:`AuditSink.check`) the path, size
+  and tail must be what the sink left. Anything else latches the sink *tampered*: a ``kind:
+  tamper`` record goes into the file it still holds, to stderr and to the anchor, and
+  :meth:`check` stays False until the process restarts. It never adopts foreign records.
+- **Rotation** only in logrotate's ``create`` style; the new file's header chains from the
+  old file. ``copytruncate`` is a truncation.
+- **Failure.** An unopenable file or a failed or short write makes the sink *unwritable*
+  at once (:meth:`write` raises :class:`AuditUnavailable`); when writes succeed again a
+  ``kind: recovery`` record counts the lost records and the bytes of a torn line.
+- **Records.** The sink owns ``ts``, ``seq``, ``instance_id`` and, for chained JSON Lines,
+  ``prev`` and ``chain``. :meth:`begin` / :meth:`end` write a call's ``phase: start`` and
+  ``phase: end`` records.
+- **Anchors and shipping** (:mod:`anchoring`): headers, tamper and recovery records and the
+  starts the caller asks for are anchored synchronously; the head by :meth:`anchor_head`
+  (every interval from :meth:`start_heartbeat`) and at :meth:`close`. A failing channel
+  makes :meth:`check` False; :meth:`begin` raises when its anchor or shipment fails.
 
-- The file and its directory are created when missing: the file 0600, the directory 0700
-  (only a directory we create; an existing one is left alone). The file is opened
-  ``O_APPEND``, so ``chattr +a`` files work.
-- Before every write the path is ``stat``-ed: when it vanished or now names another inode
-  (logrotate renamed it, with or without ``create``), the sink reopens (creating) it.
-- Writes hold a ``threading.Lock`` and an exclusive ``flock`` on the file. Under the
-  ``flock`` the sink compares the file size with the size its own last write left; when
-  another writer (another sink, another process) appended since, the last record is re-read
-  from the file's end and the sequence number and chain continue from it. So several
-  writers on one file neither interleave lines nor fork the chain.
-- Records are not ``fsync``-ed: a completed ``write(2)`` survives a crash of this process,
-  which is the failure that matters for an audit of what the process did; a power loss can
-  lose the last records still in the page cache. ``fsync`` per record would cost about a
-  millisecond on common disks, far above the per-record budget.
-
-Records: the sink owns ``ts`` (added when absent, UTC ISO-8601 with milliseconds and
-``Z``), ``seq`` (last sequence number in the file + 1, so it is monotonic across restarts
-and rotation), and for chained JSON Lines ``prev`` and ``chain`` (see :mod:`chain`).
-Caller values for ``seq``, ``prev`` and ``chain`` are dropped. With ``chain=False``, and
-always for CEF and LEEF, records carry no ``prev``/``chain``. The chain resumes from the
-file's last record at open; a brand-new file after a rotation continues from the head in
-memory, so its first ``prev`` points into the previous file.
-
-Failure: the constructor never raises; if the file cannot be opened the sink starts
-``degraded``. :meth:`AuditSink.write` raises :class:`AuditUnavailable` (and marks the sink
-degraded) when it cannot write; the next successful write or :meth:`AuditSink.check`
-clears the state. ``close`` closes the file; a later write reopens it.
+Records are not ``fsync``-ed (ADR 0009).
 """
 
 from __future__ import annotations
 
-import fcntl
+import contextlib
+import logging
 import os
+import secrets
 import sys
 import threading
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
-from datetime import UTC, datetime
+import time
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
 
+import relay_shell
 from relay_shell.config import AuditFormat
-from relay_shell.errors import AuditUnavailable
-from relay_shell.governance.audit.chain import (
-    CHAIN_FIELD,
-    GENESIS,
-    PREV_FIELD,
-    is_chain_value,
-    json_safe,
-    link,
+from relay_shell.errors import AuditUnavailable, ConfigError
+from relay_shell.governance.audit.anchoring import Anchoring
+from relay_shell.governance.audit.chain import CHAIN_FIELD, GENESIS, PREV_FIELD, chained_line, json_safe
+from relay_shell.governance.audit.formats import dumps_jsonl, escape_line_breakers, to_cef, to_leef
+from relay_shell.governance.audit.guard import (
+    DIRECTORY_MODE,
+    FILE_MODE,
+    Condition,
+    FileInUse,
+    GuardedFile,
+    UnsafeFile,
+    Verdict,
 )
-from relay_shell.governance.audit.formats import dumps_jsonl, parse_line, to_cef, to_leef
-from relay_shell.governance.audit.tail import lines_backwards
-from relay_shell.governance.audit.verify import MAX_LINE_BYTES
+from relay_shell.governance.audit.inbox import has_submissions, inbox_path, take_inbox
+from relay_shell.governance.audit.records import format_timestamp, new_call_id, utc_now
+from relay_shell.governance.audit.resume import Resumed, last_record_of, previous_generation
 
-FILE_MODE = 0o600
-DIRECTORY_MODE = 0o700
-RESUME_SCAN_BYTES = 2 * MAX_LINE_BYTES
-"""How far back from the end the sink looks for the last readable record."""
+__all__ = [
+    "DIRECTORY_MODE",
+    "FILE_MODE",
+    "AuditSink",
+    "SinkState",
+    "format_timestamp",
+    "new_call_id",
+    "utc_now",
+]
 
-_SINK_FIELDS = frozenset({"ts", "seq", PREV_FIELD, CHAIN_FIELD})
+log = logging.getLogger("relay_shell.audit")
+
+_SINK_FIELDS = frozenset({"ts", "seq", "instance_id", PREV_FIELD, CHAIN_FIELD})
+INBOX_POLL_S = 0.2
+"""How often the watcher thread looks for submitted records."""
 
 
-def utc_now() -> datetime:
-    """The current time, timezone-aware UTC."""
-    return datetime.now(UTC)
-
-
-def format_timestamp(moment: datetime) -> str:
-    """``2025-01-31T12:00:00.123Z``: UTC, millisecond precision. Naive times are taken as UTC."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    moment = moment.astimezone(UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+class SinkState(StrEnum):
+    HEALTHY = "healthy"
+    UNWRITABLE = "unwritable"
+    TAMPERED = "tampered"
 
 
 class AuditSink:
-    """Appends audit records to one file. Thread-safe; safe with other writers of the file."""
+    """Appends audit records to one file it alone writes. Thread-safe.
+
+    Raises :class:`ConfigError` at construction when another process holds the file or the
+    path is not a safe regular file; any other problem leaves it *unwritable* (see
+    :attr:`state`) instead.
+    """
 
     def __init__(
         self,
@@ -88,36 +96,55 @@ class AuditSink:
         chain: bool = True,
         echo_stderr: bool = False,
         clock: Callable[[], datetime] = utc_now,
+        anchoring: Callable[[str], Anchoring] | None = None,
     ) -> None:
         self._path = Path(path)
+        self._inbox = inbox_path(self._path)
         self._format = AuditFormat(fmt)
         self._chained = chain and self._format is AuditFormat.JSONL
         self._echo_stderr = echo_stderr
         self._clock = clock
-        self._lock = threading.Lock()
-        self._fd: int | None = None
-        self._identity: tuple[int, int] | None = None  # (st_dev, st_ino) of the open file
-        self._known_size: int | None = None  # file size after our last write; None: re-read
-        self._needs_newline = False  # the file ends in a torn line: start ours on a new one
+        self.instance_id = secrets.token_hex(12)
+        self._started = clock()
+        self._anchoring = anchoring(self.instance_id) if anchoring is not None else None
+        self._lock = threading.RLock()
+        self._file: GuardedFile | None = None
+        self._opened_once = False
         self._seq = 0
         self._head = GENESIS
-        self._degraded = False
+        self._state = SinkState.UNWRITABLE
         self._last_error: str | None = None
-        self.check()
+        self._lost = 0  # records that could not be written since the last success
+        self._torn = 0  # bytes of a short write left at the end of the file
+        self._anchored_head: tuple[int, str] | None = None
+        # (reason, resumed record, previous file name) of a header the current file still owes
+        self._pending_header: tuple[str, Resumed | None, str | None] | None = None
+        self._heartbeat: threading.Thread | None = None
+        self._stop = threading.Event()
+        with self._lock, contextlib.suppress(AuditUnavailable):  # unwritable: check() keeps trying
+            self._open(first=True)
+
+    # -- state ---------------------------------------------------------------------------
 
     @property
     def path(self) -> Path:
         return self._path
 
     @property
+    def state(self) -> SinkState:
+        return self._state
+
+    @property
     def degraded(self) -> bool:
-        """True while the file cannot be opened or written."""
-        return self._degraded
+        """True while the file cannot be written, was tampered with, or a channel fails."""
+        return self._state is not SinkState.HEALTHY or self._channel_error() is not None
 
     @property
     def last_error(self) -> str | None:
         """Why the sink is degraded; None when it is not."""
-        return self._last_error
+        if self._state is not SinkState.HEALTHY:
+            return self._last_error
+        return self._channel_error()
 
     @property
     def chain_head(self) -> str | None:
@@ -129,48 +156,298 @@ class AuditSink:
         """The ``seq`` of the last record written or found in the file (0 before any)."""
         return self._seq
 
+    def held_file(self) -> Path | None:
+        """A path that reads the file the sink holds open (``/proc/self/fd/N``), even after its
+        name was deleted or swapped; None while no file is open."""
+        return Path(f"/proc/self/fd/{self._file.fd}") if self._file is not None else None
+
+    def status(self) -> dict[str, object]:
+        """For server_info: state, instance, and the anchor and ship channels."""
+        status: dict[str, object] = {"state": self._state.value, "instance_id": self.instance_id}
+        if self._anchoring is not None:
+            status.update(self._anchoring.status())
+        return status
+
     def check(self) -> bool:
-        """(Re)open or create the file and re-read its end; True, and not degraded, on success."""
+        """Inspect the file (recording tampering, following a rotation, recovering after a
+        failure) and the channels; True when records can be written and anchored now."""
         with self._lock:
             try:
-                with self._locked_file():
-                    pass
-            except OSError as exc:
-                self._mark_degraded(exc)
+                self._ready()
+            except AuditUnavailable:
                 return False
-            self._degraded, self._last_error = False, None
-            return True
+            if self._state is not SinkState.HEALTHY:
+                return False
+            return self._anchoring is None or self._anchoring.healthy()
+
+    # -- writing -------------------------------------------------------------------------
 
     def write(self, record: Mapping[str, object]) -> dict[str, object]:
         """Append ``record`` as one line and return it as written (JSON-safe, sink fields added).
 
-        Raises :class:`AuditUnavailable` when the line cannot be written; nothing is then
-        half-recorded in memory (``seq`` and the chain head do not move).
+        Raises :class:`AuditUnavailable` when the line cannot be written; ``seq`` and the chain
+        head then do not move. A tampered sink still writes (into its own file, and to stderr).
         """
         with self._lock:
             try:
-                with self._locked_file() as fd:
-                    written, line = self._compose(record)
-                    data = (("\n" if self._needs_newline else "") + line + "\n").encode("utf-8")
-                    _write_all(fd, data)
-                    self._known_size = (self._known_size or 0) + len(data)
-                    self._needs_newline = False
-            except OSError as exc:
-                self._known_size = None
-                message = self._mark_degraded(exc)
-                raise AuditUnavailable(message) from exc
-            self._seq = _as_int(written["seq"])
-            if self._chained:
-                self._head = str(written[CHAIN_FIELD])
-            self._degraded, self._last_error = False, None
-            if self._echo_stderr:
-                _echo(line)
+                self._ready()
+            except AuditUnavailable:
+                self._lost += 1  # the caller's record was not written
+                raise
+            return self._append(record)
+
+    def begin(self, record: Mapping[str, object], *, anchor: bool) -> dict[str, object]:
+        """Write a call's ``phase: start`` record, anchored synchronously when ``anchor``.
+
+        Raises :class:`AuditUnavailable` when the record was not written, or was written but
+        could not be anchored or shipped (the caller then must not run the call).
+        """
+        with self._lock:
+            written = self.write({**record, "phase": "start"})
+            if anchor:
+                self._send_anchor("start", written)
+            problem = self._channel_error()
+            if problem is not None:
+                raise AuditUnavailable(
+                    f"the audit record of this call could not be anchored or shipped: {problem}"
+                )
             return written
 
-    def close(self) -> None:
-        """Close the file (idempotent). A later :meth:`write` reopens it."""
+    def end(self, record: Mapping[str, object]) -> dict[str, object]:
+        """Write a call's ``phase: end`` record (same ``call_id`` as its start)."""
+        return self.write({**record, "phase": "end"})
+
+    def anchor_head(self, kind: str = "head") -> None:
+        """Anchor the current head when it moved since the last anchor (always at shutdown)."""
         with self._lock:
-            self._close_fd()
+            if self._anchoring is None or not self._chained or self._file is None:
+                return
+            head = (self._seq, self._head)
+            if head == self._anchored_head and kind == "head":
+                return
+            self._send_anchor(kind, {"seq": self._seq, "chain": self._head})
+            self._anchored_head = head
+
+    def start_heartbeat(self, interval_s: float) -> None:
+        """Start the daemon thread that, until :meth:`close`, takes in submitted records a few
+        times a second and anchors the head every ``interval_s`` seconds."""
+        if self._heartbeat is not None:
+            return
+
+        def beat() -> None:
+            anchored_at = time.monotonic()
+            while not self._stop.wait(INBOX_POLL_S):
+                if has_submissions(self._inbox):
+                    with self._lock, contextlib.suppress(AuditUnavailable):
+                        self._ready()
+                if self._anchoring is None or time.monotonic() - anchored_at < interval_s:
+                    continue
+                anchored_at = time.monotonic()
+                try:
+                    self.anchor_head()
+                except AuditUnavailable as exc:  # kept as the channel error; the next beat retries
+                    log.warning("audit: the head was not anchored: %s", exc)
+
+        self._heartbeat = threading.Thread(target=beat, name="relay-shell-audit-anchor", daemon=True)
+        self._heartbeat.start()
+
+    def close(self) -> None:
+        """Anchor the head as ``shutdown``, close channels and the file (idempotent).
+
+        A later :meth:`write` reopens the file, with a new header.
+        """
+        self._stop.set()
+        if self._heartbeat is not None:
+            self._heartbeat.join(timeout=5)
+            self._heartbeat = None
+        with self._lock:
+            if self._file is not None:
+                try:
+                    self.anchor_head("shutdown")
+                except AuditUnavailable as exc:
+                    log.error("audit: the shutdown anchor was not sent: %s", exc)
+                self._file.close()
+                self._file = None
+            if self._anchoring is not None:
+                self._anchoring.close()
+            self._stop = threading.Event()
+
+    # -- the file ------------------------------------------------------------------------
+
+    def _ready(self) -> GuardedFile:
+        """The file, inspected: tampering recorded, rotation followed, what it owes written."""
+        if self._file is None:
+            self._open(first=False)
+        guarded = self._file
+        assert guarded is not None
+        try:
+            verdict = (
+                guarded.inspect() if self._state is not SinkState.TAMPERED else guarded.inspect_content()
+            )
+        except OSError as exc:
+            raise self._unwritable(exc) from exc
+        if verdict.condition is Condition.TAMPERED:
+            self._record_tamper(verdict)
+        elif verdict.condition is Condition.ROTATED:
+            self._rotate(guarded)
+        elif self._pending_header is not None or self._state is SinkState.UNWRITABLE:
+            self._catch_up()
+        if has_submissions(self._inbox):
+            self._take_submissions()
+        assert self._file is not None
+        return self._file
+
+    def _take_submissions(self) -> None:
+        """Write what other processes submitted (:mod:`inbox`) into the trail, marked as such."""
+        records, dropped = take_inbox(self._inbox)
+        for record in records:
+            self._append({**record, "submitted": "inbox"})
+        if dropped:
+            self._append({"tool": "audit_inbox", "tier": 0, "outcome": "error", "dropped_bytes": dropped})
+
+    def _open(self, *, first: bool) -> None:
+        """Open and lock the file, resume its chain, write this instance's header."""
+        try:
+            guarded = GuardedFile.open(self._path)
+        except (UnsafeFile, FileInUse) as exc:
+            if first:
+                raise ConfigError(f"RELAY_SHELL_AUDIT_PATH: {exc}") from exc
+            raise self._unwritable(OSError(str(exc))) from exc
+        except OSError as exc:
+            raise self._unwritable(exc) from exc
+        resumed = last_record_of(guarded)
+        if resumed is None and guarded.size == 0:
+            resumed = previous_generation(self._path)
+        if resumed is not None:
+            self._seq = max(self._seq, resumed.seq)
+            if self._chained and resumed.chain is not None:
+                self._head = resumed.chain
+        self._file = guarded
+        self._pending_header = ("start" if not self._opened_once else "reopen", resumed, None)
+        self._opened_once = True
+        self._catch_up()
+
+    def _rotate(self, old: GuardedFile) -> None:
+        """Continue in the new file at the path with a header chaining from the old one."""
+        try:
+            new = GuardedFile.open(self._path, require_empty=True)
+        except (UnsafeFile, FileInUse) as exc:
+            self._record_tamper(Verdict(Condition.TAMPERED, "unsafe new file", {"problem": str(exc)}))
+            return
+        except OSError as exc:
+            raise self._unwritable(exc) from exc
+        previous_name = _current_name(old.fd)
+        old.close()
+        self._file = new
+        resumed = Resumed(self._seq, self._head if self._chained else None)
+        self._pending_header = ("rotation", resumed, previous_name)
+        self._catch_up()
+
+    def _catch_up(self) -> None:
+        """Write what the file owes (its header, then a recovery record), then be healthy."""
+        if self._pending_header is not None:
+            reason, resumed, previous_name = self._pending_header
+            self._header(reason, resumed, previous_name)
+            self._pending_header = None
+        if self._lost or self._torn:
+            written = self._append(
+                {
+                    "kind": "recovery",
+                    "lost_records": self._lost,
+                    "torn_bytes": self._torn,
+                    "error": self._last_error,
+                }
+            )
+            self._lost, self._torn = 0, 0
+            self._try_anchor("recovery", written)
+        if self._state is SinkState.UNWRITABLE:
+            self._state, self._last_error = SinkState.HEALTHY, None
+
+    def _header(self, reason: str, resumed: Resumed | None, previous_file: str | None) -> None:
+        record: dict[str, object] = {
+            "kind": "header",
+            "reason": reason,
+            "pid": os.getpid(),
+            "started": format_timestamp(self._started),
+            "version": relay_shell.__version__,
+            "file": str(self._path),
+            "previous_chain": self._head if self._chained else None,
+            "previous_seq": resumed.seq if resumed is not None else None,
+        }
+        if previous_file is not None:
+            record["previous_file"] = previous_file
+        written = self._append(record)
+        self._try_anchor("header", written)
+
+    def _record_tamper(self, verdict: Verdict) -> None:
+        """Latch the tampered state and record the event in our own file, on stderr and as an anchor."""
+        first = self._state is not SinkState.TAMPERED
+        self._state = SinkState.TAMPERED
+        self._last_error = (
+            f"the audit file {self._path} was changed by another process ({verdict.reason}); "
+            "records continue in the file relay-shell holds open; restart relay-shell to reset"
+        )
+        log.error("audit: %s %s", self._last_error, verdict.detail or {})
+        guarded = self._file
+        assert guarded is not None
+        try:
+            guarded.rebaseline()
+            written = self._append(
+                {"kind": "tamper", "reason": verdict.reason, "detail": verdict.detail or {}}, settle=False
+            )
+        except AuditUnavailable:
+            return
+        self._try_anchor("tamper", written)
+        if first:
+            self._echo_stderr = True
+
+    def _append(self, record: Mapping[str, object], *, settle: bool = True) -> dict[str, object]:
+        """Compose, write and account one record (raises AuditUnavailable on failure).
+
+        With ``settle`` the file's size is checked afterwards, so an append racing ours is
+        recorded as tampering too.
+        """
+        guarded = self._file
+        if guarded is None:
+            raise AuditUnavailable(self._last_error or f"audit trail {self._path} is not open")
+        written, line = self._compose(record)
+        separator = "" if guarded.ends_with_newline() else "\n"
+        data = (separator + line + "\n").encode("utf-8")
+        try:
+            guarded.append(data)
+        except OSError as exc:
+            landed = getattr(exc, "written", 0)
+            if landed >= len(data) - 1:
+                self._advance(written)  # all but the newline: the record is there
+            elif landed:
+                # The unterminated line at the end is now this partial one (a separator that
+                # landed ended the previous torn line, which stays a malformed line).
+                self._torn = landed - len(separator)
+            if "kind" not in record:
+                self._lost += 1  # the sink's own records are not counted: the recovery record says it all
+            raise self._unwritable(exc) from exc
+        self._advance(written)
+        if self._echo_stderr:
+            _echo(line)
+        if self._anchoring is not None and self._anchoring.ships:
+            try:
+                self._anchoring.ship(line, written)
+            except OSError:
+                log.warning("audit: record %s not shipped: %s", written["seq"], self._anchoring.error)
+        if settle:
+            try:
+                settled = guarded.settle()
+            except OSError as exc:
+                raise self._unwritable(exc) from exc
+            if settled.condition is Condition.TAMPERED:
+                self._record_tamper(settled)
+        return written
+
+    def _advance(self, written: Mapping[str, object]) -> None:
+        seq = written["seq"]
+        self._seq = seq if isinstance(seq, int) else self._seq
+        if self._chained:
+            self._head = str(written[CHAIN_FIELD])
 
     def _compose(self, record: Mapping[str, object]) -> tuple[dict[str, object], str]:
         """The record as it will be written, and its line."""
@@ -180,6 +457,7 @@ class AuditSink:
         written: dict[str, object] = {
             "ts": format_timestamp(timestamp) if isinstance(timestamp, datetime) else json_safe(timestamp),
             "seq": self._seq + 1,
+            "instance_id": self.instance_id,
         }
         for key, value in record.items():
             if key not in _SINK_FIELDS:
@@ -191,109 +469,49 @@ class AuditSink:
             return written, to_cef(written)
         if self._format is AuditFormat.LEEF:
             return written, to_leef(written)
-        if self._chained:
-            written[PREV_FIELD] = self._head
-            written[CHAIN_FIELD] = link(self._head, written)
-        return written, dumps_jsonl(written)
+        if not self._chained:
+            return written, dumps_jsonl(written)
+        written[PREV_FIELD] = self._head
+        chain, body = chained_line(self._head, written)
+        written[CHAIN_FIELD] = chain
+        return written, escape_line_breakers(body.decode("utf-8"))
 
-    @contextmanager
-    def _locked_file(self) -> Iterator[int]:
-        """The open file, exclusively ``flock``-ed, with ``seq``/head in step with its end."""
-        fd = self._current_fd()
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        try:
-            self._sync(fd)
-            yield fd
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-
-    def _current_fd(self) -> int:
-        """The fd of the file the path names now, reopening after rotation or removal."""
-        if self._fd is not None:
-            try:
-                current = os.stat(self._path)
-            except FileNotFoundError:
-                current = None
-            if current is not None and (current.st_dev, current.st_ino) == self._identity:
-                return self._fd
-            # Rotated: first take what other writers appended to the old file before it moved.
-            old_fd = self._fd
-            fcntl.flock(old_fd, fcntl.LOCK_EX)
-            try:
-                self._sync(old_fd)
-            finally:
-                fcntl.flock(old_fd, fcntl.LOCK_UN)
-            self._close_fd()
-        fd = _open_append(self._path)
-        opened = os.fstat(fd)
-        self._fd, self._identity, self._known_size = fd, (opened.st_dev, opened.st_ino), None
-        return fd
-
-    def _sync(self, fd: int) -> None:
-        """Under the flock: if the file changed since our last write, continue from its end."""
-        size = os.fstat(fd).st_size
-        if size == self._known_size:
-            return
-        self._known_size = size
-        self._needs_newline = size > 0 and os.pread(fd, 1, size - 1) != b"\n"
-        if size == 0:
-            return  # a new (rotated) file: continue from the head in memory
-        for line in lines_backwards(fd, size, max_line=MAX_LINE_BYTES, max_scan=RESUME_SCAN_BYTES):
-            last = parse_line(line) if line else None
-            if last is None:
-                continue
-            seq = last.get("seq")
-            if isinstance(seq, int) and not isinstance(seq, bool):
-                self._seq = max(self._seq, seq)
-            if self._chained and is_chain_value(last.get(CHAIN_FIELD)):
-                self._head = str(last[CHAIN_FIELD])
-            return
-
-    def _close_fd(self) -> None:
-        if self._fd is not None:
-            fd, self._fd, self._identity, self._known_size = self._fd, None, None, None
-            os.close(fd)
-
-    def _mark_degraded(self, exc: OSError) -> str:
+    def _unwritable(self, exc: OSError) -> AuditUnavailable:
+        """Mark the sink unwritable (unless tampered, which wins) and build the error to raise."""
         message = f"audit trail {self._path} cannot be written: {exc.strerror or exc}"
         if exc.filename is not None and str(exc.filename) != str(self._path):
             message += f" ({exc.filename})"
-        self._degraded, self._last_error = True, message
-        return message
+        if self._state is not SinkState.TAMPERED:
+            self._state, self._last_error = SinkState.UNWRITABLE, message
+        return AuditUnavailable(message)
 
+    # -- channels ------------------------------------------------------------------------
 
-def _open_append(path: Path) -> int:
-    """Open ``path`` for append (and reading its end), creating it 0600 and its directory 0700."""
-    parent = path.parent
-    if not parent.is_dir():
-        os.makedirs(parent, mode=DIRECTORY_MODE, exist_ok=True)
-        os.chmod(parent, DIRECTORY_MODE)
-    flags = os.O_RDWR | os.O_APPEND | os.O_CLOEXEC
-    for _attempt in range(3):
+    def _send_anchor(self, kind: str, written: Mapping[str, object]) -> None:
+        if self._anchoring is None or not self._chained:
+            return
         try:
-            fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, FILE_MODE)
-        except FileExistsError:
-            pass
-        else:
-            os.fchmod(fd, FILE_MODE)  # the umask may only have narrowed it; make it exact
-            return fd
+            self._anchoring.anchor(kind, written)
+        except OSError as exc:
+            raise AuditUnavailable(f"audit anchor failed: {self._anchoring.error or exc}") from exc
+
+    def _try_anchor(self, kind: str, written: Mapping[str, object]) -> None:
+        """Anchor a sink event; a failure is kept as the channel error (check() is then False)."""
         try:
-            fd = os.open(path, flags)
-        except FileNotFoundError:
-            continue  # removed between the two opens: create it
-        return fd
-    raise FileNotFoundError(2, "the file keeps disappearing", str(path))
+            self._send_anchor(kind, written)
+        except AuditUnavailable as exc:
+            log.warning("audit: %s", exc)
+
+    def _channel_error(self) -> str | None:
+        return self._anchoring.error if self._anchoring is not None else None
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
-
-
-def _as_int(value: object) -> int:
-    return value if isinstance(value, int) else 0
+def _current_name(fd: int) -> str | None:
+    """Where an open file lives now (``/proc/self/fd``), e.g. the name logrotate gave it."""
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return None
 
 
 def _echo(line: str) -> None:

@@ -1,0 +1,339 @@
+"""Every secret form relay-shell must redact, with a fresh random secret each run.
+
+Each class has its own table of forms. A form is a template with ``{s}`` where the secret
+goes and the parts that must survive (the key, flag, program or user name: redaction
+hides values, not what ran). For each: the secret is gone, what must stay stays, and a
+second pass changes nothing. Look-alikes of every class must pass through untouched, and
+an empty value is never shown as ``[REDACTED]``.
+"""
+
+from __future__ import annotations
+
+import secrets
+import string
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from relay_shell.governance.redaction import (
+    REDACTED,
+    redact,
+    redact_session_input,
+    redact_text,
+    scrub_all_rules,
+)
+from tests.governance.test_redaction import ALL_CASES, FRAGMENTS
+from tests.governance.test_redaction import LOOK_ALIKES as FAMILY_LOOK_ALIKES
+
+_ALPHABET = string.ascii_letters + string.digits
+
+
+def fresh_secret() -> str:
+    """16-40 random letters and digits (at least one of each), different on every run."""
+    length = 16 + secrets.randbelow(25)
+    while True:
+        candidate = "".join(secrets.choice(_ALPHABET) for _ in range(length))
+        if any(char.isdigit() for char in candidate) and any(char.isalpha() for char in candidate):
+            return candidate
+
+
+# (template, parts that must survive)
+FORMS: dict[str, list[tuple[str, tuple[str, ...]]]] = {
+    "env names": [
+        ("STRIPE_KEY={s} ./run", ("STRIPE_KEY=", "./run")),
+        ("SMTP_PW={s} mail", ("SMTP_PW=",)),
+        ("RSYNC_PASS={s} rsync a b", ("RSYNC_PASS=", "rsync a b")),
+        ("GIT_AUTH={s} git fetch", ("GIT_AUTH=",)),
+        ("export AWS_CREDS='{s}'", ("export AWS_CREDS=",)),
+        ("SSHPASS={s} sshpass -e ssh host", ("SSHPASS=", "sshpass -e ssh host")),
+        ("DB_PASSWORD_URL={s} ./migrate", ("DB_PASSWORD_URL=",)),
+        ("export APP_PASSWORD_FILE_CONTENT={s}", ("APP_PASSWORD_FILE_CONTENT=",)),
+        ("PGPASSWORD={s} psql -h db", ("PGPASSWORD=", "psql -h db")),
+    ],
+    "client flags": [
+        ("redis-cli -h cache -a {s} ping", ("redis-cli -h cache -a ", "ping")),
+        ("redis-cli -a '{s}' --no-auth-warning", ("redis-cli -a '",)),
+        ("mongo -u admin -p {s} admin", ("mongo -u admin -p ", "admin")),
+        ("mongosh --username a -p {s} --authenticationDatabase admin", ("mongosh", "-p ")),
+        ("ldapsearch -x -D cn=admin,dc=x -w {s} -b dc=x", ("ldapsearch", "-w ", "-b dc=x")),
+        ("ldapmodify -x -w{s} -f change.ldif", ("ldapmodify", "-f change.ldif")),
+        ("ldappasswd -x -D cn=admin -w root -s {s} uid=alice", ("ldappasswd", "-s ", "uid=alice")),
+        ("openssl enc -aes-256-cbc -k {s} -in f -out f.enc", ("openssl enc", "-k ", "-in f")),
+        ("openssl rsa -passin pass:{s} -in k.pem", ("-passin pass:", "-in k.pem")),
+        ("openssl pkcs12 -export -passout 'pass:{s}' -out a.p12", ("-passout 'pass:", "-out a.p12")),
+        ("zip -r -P {s} backup.zip dir", ("zip -r -P ", "backup.zip dir")),
+        ("unzip -P {s} backup.zip", ("unzip -P ", "backup.zip")),
+        ("7z a -p{s} -mhe=on a.7z dir", ("7z a -p", "a.7z dir")),
+        ("smbclient //fs/share -U alice%{s} -c ls", ("smbclient //fs/share -U alice%", "-c ls")),
+        ("smbclient -U 'CORP\\alice%{s}' //fs/share", ("-U 'CORP\\alice%",)),
+        ("rpcclient -U admin%{s} dc1", ("rpcclient -U admin%", "dc1")),
+        ("htpasswd -b -c /etc/nginx/htpasswd alice {s}", ("htpasswd -b -c /etc/nginx/htpasswd alice ",)),
+        ("htpasswd -nbB alice {s}", ("htpasswd -nbB alice ",)),
+        ("curl -u alice:{s} https://api.example.com", ("curl -u alice:", "https://api.example.com")),
+        ("curl -b 'session={s}' https://x", ("curl -b '",)),
+        ('curl --cookie "sid={s}; theme=dark" https://x', ("curl --cookie ",)),
+        ("sshpass -p {s} ssh -p 2222 host", ("sshpass -p ", "ssh -p 2222 host")),
+        ("docker login -u me -p {s} registry.io", ("docker login -u me -p ", "registry.io")),
+        (
+            "java -Djavax.net.ssl.keyStorePassword={s} -jar app.jar",
+            ("-Djavax.net.ssl.keyStorePassword=", "-jar"),
+        ),
+        ("mvn -Ddb.password={s} -DskipTests verify", ("-Ddb.password=", "-DskipTests verify")),
+    ],
+    "sql": [
+        ("psql -c \"CREATE USER app WITH PASSWORD '{s}'\"", ("CREATE USER app WITH PASSWORD '",)),
+        ("ALTER ROLE app ENCRYPTED PASSWORD '{s}';", ("ALTER ROLE app ENCRYPTED PASSWORD '",)),
+        ("mysql -e \"ALTER USER 'u'@'%' IDENTIFIED BY '{s}'\"", ("IDENTIFIED BY '",)),
+        (
+            "CREATE USER u IDENTIFIED WITH mysql_native_password BY '{s}';",
+            ("IDENTIFIED WITH mysql_native_password BY",),
+        ),
+        ("SET PASSWORD FOR 'u'@'h' = PASSWORD('{s}');", ("SET PASSWORD FOR 'u'@'h' = PASSWORD('",)),
+        ("CREATE USER scott IDENTIFIED BY {s};", ("CREATE USER scott IDENTIFIED BY ",)),
+        ("alter user app password '{s}'", ("alter user app password '",)),
+    ],
+    "stdin readers": [
+        ("echo 'root:{s}' | chpasswd", ("echo ", "| chpasswd")),
+        ('chpasswd <<< "alice:{s}"', ("chpasswd <<< ",)),
+        (
+            "chpasswd <<EOF\nalice:{s}\nbob:{s}\nEOF\necho done",
+            ("chpasswd <<EOF\nalice:", "bob:", "EOF\necho done"),
+        ),
+        ("echo {s} | sudo -S apt-get update", ("| sudo -S apt-get update",)),
+        ("printf '%s\\n' '{s}' | sudo -k -S -u root true", ("printf '%s\\n'", "| sudo -k -S")),
+        (
+            "echo '{s}' | docker login -u me --password-stdin registry.io",
+            ("docker login -u me --password-stdin",),
+        ),
+        ("passwd --stdin alice <<< '{s}'", ("passwd --stdin alice <<< ",)),
+    ],
+    "headers and cookies": [
+        ("curl -H 'Cookie: session={s}; lang=en' https://x", ("curl -H 'Cookie: ", "' https://x")),
+        ("Set-Cookie: id={s}; HttpOnly; Secure", ("Set-Cookie: ",)),
+        ('{{"Cookie": "sid={s}"}}', ('{"Cookie": "',)),
+        ("curl -H 'Authorization: Basic {s}' https://x", ("Authorization: Basic ",)),
+    ],
+    "urls and hosts": [
+        (
+            "curl -X POST https://hooks.slack.com/services/T0123ABC/B0456DEF/{s}",
+            ("https://hooks.slack.com/services/",),
+        ),
+        ("https://discord.com/api/webhooks/123456789/{s}", ("https://discord.com/api/webhooks/",)),
+        ("git clone https://{s}@github.com/org/repo.git", ("git clone https://", "@github.com/org/repo.git")),
+        (
+            "git remote add o https://oauth2:{s}@gitlab.example.com/g/r.git",
+            ("https://oauth2:", "@gitlab.example.com"),
+        ),
+        ("admin:{s}@db1.example.com", ("admin:", "@db1.example.com")),
+        ("ssh_exec deploy:{s}@10.0.0.5 uptime", ("deploy:", "@10.0.0.5 uptime")),
+        ("redis://default:{s}@cache:6379/0", ("redis://default:", "@cache:6379/0")),
+    ],
+    "cloud and vault": [
+        (
+            "DefaultEndpointsProtocol=https;AccountName=acct;AccountKey={s};EndpointSuffix=core.windows.net",
+            ("AccountName=acct;AccountKey=", ";EndpointSuffix=core.windows.net"),
+        ),
+        ("https://acct.blob.core.windows.net/c/f?sv=2022-11-02&sr=b&sig={s}", ("sv=2022-11-02&sr=b&sig=",)),
+        (
+            "Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=root;SharedAccessKey={s}",
+            ("SharedAccessKey=",),
+        ),
+        ("vault login hvs.{s}", ("vault login hvs.",)),
+        ("curl -H 'X-Vault-Token: hvs.{s}' https://vault:8200/v1/secret", ("X-Vault-Token: ",)),
+        ("aws configure set aws_secret_access_key {s}", ("aws configure set aws_secret_access_key ",)),
+        ("aws configure set aws_session_token {s} --profile ci", ("aws_session_token ", "--profile ci")),
+        (
+            "aws --profile ci configure set aws_secret_access_key {s}",
+            ("configure set aws_secret_access_key ",),
+        ),
+    ],
+    "files": [
+        (
+            "machine api.example.com login alice password {s}",
+            ("machine api.example.com login alice password ",),
+        ),
+        ("machine h\n  login alice\n  password {s}\n", ("machine h\n  login alice\n  password ",)),
+        (
+            "PuTTY-User-Key-File-3: ssh-ed25519\nEncryption: none\nComment: k\nPublic-Lines: 2\nAAAAC3Nz\nAAAAI\n"
+            "Private-Lines: 1\n{s}\nPrivate-MAC: 0123abcd{s}\n",
+            ("PuTTY-User-Key-File-3: ssh-ed25519", "Public-Lines: 2\nAAAAC3Nz", "Private-Lines:"),
+        ),
+        (
+            "-----BEGIN OPENSSH PRIVATE KEY-----\n{s}\n-----END OPENSSH PRIVATE KEY-----",
+            ("-----END OPENSSH",),
+        ),
+    ],
+}
+
+CASES = [
+    pytest.param(template, keep, id=f"{family}-{index}")
+    for family, table in FORMS.items()
+    for index, (template, keep) in enumerate(table)
+]
+
+
+@pytest.mark.parametrize(("template", "keep"), CASES)
+def test_form_is_redacted_and_keeps_what_ran(template: str, keep: tuple[str, ...]) -> None:
+    secret = fresh_secret()
+    text = template.replace("{s}", secret)
+    redacted = redact_text(text)
+    assert secret not in redacted
+    assert REDACTED in redacted
+    for part in keep:
+        assert part in redacted, f"{part!r} was lost from {redacted!r}"
+    assert redact_text(redacted) == redacted
+
+
+LOOK_ALIKES = [
+    "ldapsearch -W -x -b dc=x",
+    "zip -r backup.zip dir; unzip -l backup.zip",
+    "redis-cli -h cache ping; mongo --port 27017",
+    "openssl req -new -keyout k.pem -passout env:KEYPASS -out r.csr",
+    "openssl enc -d -kfile keyfile -in f.enc",
+    "smbclient -L //fs -N; smbclient -U alice //fs/share",
+    "htpasswd -c /etc/nginx/htpasswd alice",
+    "curl -b cookies.txt -c cookies.txt https://x",
+    "aws configure set region eu-west-1; aws configure set output json",
+    "docker pull nginx:1.25@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+    "git clone git@github.com:org/repo.git; ssh deploy@host; scp f user@host:/tmp",
+    "echo hello | sudo tee /etc/motd; sudo -u root ls",
+    "CREATE USER app WITH LOGIN; SELECT password FROM users WHERE id = 1",
+    "java -Dfile.encoding=UTF-8 -Duser.timezone=UTC -jar a.jar",
+    "SORT_BUFFER=10 PATH=/usr/bin ./x",
+    "https://git@github.com/x and https://first.last@host/",
+    "docker run -p 6379:6379 redis; 7z x a.7z",
+    "the password policy requires twelve characters",
+    "echo $SSHPASS; read -s DB_PASSWORD",
+    "chpasswd --help",
+]
+
+
+@pytest.mark.parametrize("text", LOOK_ALIKES)
+def test_look_alike_left_alone(text: str) -> None:
+    assert redact_text(text) == text
+
+
+EMPTY = [
+    "STRIPE_KEY= ./run",
+    "--password ''",
+    "htpasswd -b f alice ''",
+    "CREATE USER app WITH PASSWORD ''",
+    "curl -u alice: https://x",
+    "machine h login alice password ''",
+]
+
+
+@pytest.mark.parametrize("text", EMPTY)
+def test_an_empty_value_is_never_shown_as_redacted(text: str) -> None:
+    assert REDACTED not in redact_text(text)
+
+
+def test_structures_keep_empty_values_and_the_names_that_ran() -> None:
+    secret = fresh_secret()
+    args = {
+        "command": "printenv",
+        "env": {"STRIPE_KEY": secret, "SSHPASS": secret, "EMPTY_PASSWORD": "", "PATH": "/bin"},
+        "cwd": f"/srv/app?token={secret}",
+        "host": f"admin:{secret}@db1",
+    }
+    redacted = redact(args)
+    assert secret not in repr(redacted)
+    assert redacted == {
+        "command": "printenv",
+        "env": {"STRIPE_KEY": REDACTED, "SSHPASS": REDACTED, "EMPTY_PASSWORD": "", "PATH": "/bin"},
+        "cwd": f"/srv/app?token={REDACTED}",
+        "host": f"admin:{REDACTED}@db1",
+    }
+
+
+def test_sudo_s_stdin_loses_only_its_first_line() -> None:
+    secret = fresh_secret()
+    redacted = redact({"command": "sudo -S -p '' apt-get install -y jq", "stdin": f"{secret}\nY\n"})
+    assert redacted == {"command": "sudo -S -p '' apt-get install -y jq", "stdin": f"{REDACTED}\nY\n"}
+
+
+def test_chpasswd_stdin_loses_every_secret_and_keeps_the_users() -> None:
+    first, second = fresh_secret(), fresh_secret()
+    redacted = redact({"command": "chpasswd", "stdin": f"alice:{first}\nbob:{second}\n"})
+    assert redacted == {"command": "chpasswd", "stdin": f"alice:{REDACTED}\nbob:{REDACTED}\n"}
+
+
+def test_stdin_of_an_ordinary_program_keeps_its_text() -> None:
+    assert redact({"command": "cat", "stdin": "alice:not-a-secret\n"}) == {
+        "command": "cat",
+        "stdin": "alice:not-a-secret\n",
+    }
+
+
+@pytest.mark.parametrize("typed", ["hunter2\r", "correct horse battery staple\n", "x"])
+def test_session_input_with_echo_off_is_redacted_whole(typed: str) -> None:
+    assert redact_session_input(typed, echo=False) == REDACTED
+    assert redact_session_input("", echo=False) == ""
+
+
+def test_session_input_with_echo_on_is_only_scanned() -> None:
+    # An agent that prints "Password:" itself cannot hide the command it types next.
+    assert redact_session_input("rm -rf /srv/data\r", echo=True) == "rm -rf /srv/data\r"
+    secret = fresh_secret()
+    assert redact_session_input(f"export API_TOKEN={secret}\r", echo=True) == f"export API_TOKEN={REDACTED}\r"
+
+
+MEBIBYTE = 1 << 20
+
+# Each new rule's trigger repeated over a mebibyte: every rule must stay linear.
+ADVERSARIAL = [
+    "redis-cli -a ",
+    "htpasswd -b ",
+    "echo a a a a a a a a a a a a a a a a a | ",
+    "echo x | sudo ",
+    "PASSWORD ",
+    "IDENTIFIED BY ",
+    "machine login ",
+    "\npassword ",
+    "a:b@",
+    "https://",
+    "Private-Lines: 1\n",
+    "-Da.password=",
+    "Cookie: ",
+    "hooks.slack.com/services/",
+    "chpasswd <<EOF\n",
+    "chpasswd <<< ",
+    "configure set ",
+    "smbclient -U a%",
+    "openssl -pass pass:",
+    "STRIPE_KEY= ",
+    "/token=",
+]
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("unit", ADVERSARIAL)
+def test_megabyte_of_a_trigger_stays_linear(unit: str) -> None:
+    text = unit * (MEBIBYTE // len(unit))
+    once = redact_text(text)
+    assert isinstance(once, str)
+    assert redact_text(once) == once
+
+
+# The pre-check that skips secret-free text must never skip a text a rule would change.
+EVERY_TEXT = (
+    [case.values[0] for case in ALL_CASES]
+    + FAMILY_LOOK_ALIKES
+    + LOOK_ALIKES
+    + [template.replace("{s}", "S3cr3tValue0123456") for table in FORMS.values() for template, _keep in table]
+)
+
+
+@pytest.mark.parametrize("text", EVERY_TEXT)
+def test_the_pre_check_skips_no_text_a_rule_changes(text: str) -> None:
+    assert redact_text(text) == redact_text(scrub_all_rules(text))
+    if scrub_all_rules(text) != text:
+        assert redact_text(text) != text
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.one_of(st.sampled_from(FRAGMENTS), st.text(max_size=6)), max_size=20).map("".join))
+def test_the_pre_check_agrees_with_the_rules(text: str) -> None:
+    if scrub_all_rules(text) != text:
+        assert redact_text(text) != text
