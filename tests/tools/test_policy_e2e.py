@@ -77,6 +77,7 @@ REWRITES: list[tuple[str, str, str]] = [
     ("running a file", "printf 'rm -rf {d}' > {d}.sh; sh {d}.sh", "printf 'chmod 600 {f}' > s; sh s"),
     ("line continuation", "r\\\nm -rf {d}", "ch\\\nmod 600 {f}"),
     ("ifs", "rm${{IFS}}-rf${{IFS}}{d}", "chmod${{IFS}}600${{IFS}}{f}"),
+    ("option that runs a command", "strace -o '|rm -rf {d}' true", "ed -s '!chmod 600 {f}' < /dev/null"),
 ]
 
 
