@@ -239,6 +239,66 @@ async def test_tier0_git_runs_with_code_running_configuration_off(
     assert not (tmp_path / "hook-ran").exists()
 
 
+def _repo_with_drivers(root: Path) -> Path:
+    """A repository whose textconv and clean-filter drivers each create a proof file."""
+    repo = root / "drivers"
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+    (repo / "file").write_text("one\n")
+    subprocess.run([*git, "add", "file"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "one"], check=True)
+    (repo / ".gitattributes").write_text("* diff=proof filter=proof\n")
+    textconv = f"sh -c 'touch {root / 'textconv-ran'}; cat \"$0\"'"
+    subprocess.run([*git[:3], "config", "diff.proof.textconv", textconv], check=True)
+    subprocess.run(
+        [*git[:3], "config", "filter.proof.clean", f"sh -c 'touch {root / 'clean-ran'}; cat'"], check=True
+    )
+    (repo / "file").write_text("two\n")
+    return repo
+
+
+async def test_tier0_git_is_refused_where_the_configuration_names_a_driver(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    """Textconv and filter drivers have names of the repository's choosing: no override switches
+    them all off, so a local git read in such a repository is not a known-safe read."""
+    repo = _repo_with_drivers(tmp_path)
+    # Control: without the relay, git status runs the clean filter and git log -p the textconv.
+    subprocess.run(["git", "-C", str(repo), "status"], check=True, capture_output=True)
+    subprocess.run(["git", "-C", str(repo), "log", "-p"], check=True, capture_output=True)
+    assert (tmp_path / "clean-ran").exists() and (tmp_path / "textconv-ran").exists()
+    (tmp_path / "clean-ran").unlink()
+    (tmp_path / "textconv-ran").unlink()
+    server = build_server(make_settings(policy_mode="readonly"))
+    async with connected(server) as client:
+        for command in ("git status", "git diff", "git log -p", "git show", "git diff --stat"):
+            result = await client.call_tool("shell_exec", {"command": command, "cwd": str(repo)})
+            assert sc(result)["error"]["kind"] == "denied", command
+            assert sc(result)["error"]["mode"] == "readonly"
+    await server.services.aclose()
+    assert not (tmp_path / "clean-ran").exists()
+    assert not (tmp_path / "textconv-ran").exists()
+
+
+async def test_tier0_git_diff_shows_the_change(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    repo = tmp_path / "plain"
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    (repo / "file").write_text("one\n")
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "add", "file"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "one"], check=True)
+    (repo / "file").write_text("two\n")
+    server = build_server(make_settings(policy_mode="readonly"))
+    async with connected(server) as client:
+        result = await client.call_tool("shell_exec", {"command": "git diff", "cwd": str(repo)})
+    await server.services.aclose()
+    assert result.is_error is False, result.content[0].text
+    assert (sc(result)["tier"], sc(result)["exit_code"]) == (0, 0)
+    assert "-one\n+two" in sc(result)["output"]
+
+
 DENIED_SPELLINGS = [
     "touch {p}",
     "to''uch {p}",
