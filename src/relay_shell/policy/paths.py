@@ -200,7 +200,7 @@ class Protected:
 
         audit = settings.expand(settings.audit_path)
         add(audit, "the audit file")
-        add(audit.parent, "the audit directory")
+        add(audit.parent, "the audit directory", tree=True)
         for sibling in (f"{audit.name}.*", f"{audit.stem}.*"):
             entries.append(
                 ProtectedEntry(str(collapse(str(audit.parent / sibling), workdir)), "the audit file")
@@ -271,6 +271,12 @@ class Protected:
     def glob_names(self, pattern: str, cwd: str | None) -> str | None:
         """The label of a protected file a glob ``pattern`` could match, or None."""
         absolute = pattern if pattern.startswith("/") else (f"{cwd}/{pattern}" if cwd else None)
+        if absolute is not None:
+            # a glob under a protected directory names what is in it, as a literal path does
+            # (``audit.jsonl?1`` matches the rotated ``audit.jsonl.1``)
+            mentioned = self.mentions(strip_proc_root(posixpath.normpath(absolute)))
+            if mentioned is not None:
+                return mentioned
         for entry in self.entries:
             target = entry.path.replace("*", "x")
             if absolute is None:
