@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from relay_shell.governance.call import Identity, Outcome, Reply
 from relay_shell.governance.patterns import PATTERNS_VERSION
-from relay_shell.governance.redaction import redact, removed_values, scrub_removed
+from relay_shell.governance.redaction import REDACTED, redact, removed_values, scrub_removed
 from relay_shell.policy.model import Analysis
 from relay_shell.vocabulary import AuditDecision, AuditOutcome, Confirmation, ErrorKind, Tier
 
@@ -95,7 +95,7 @@ def start_record(state: CallState, policy_mode: str) -> dict[str, object]:
         "args": state.audited_args,
         "target": _echo_safe(state, _target_field(state.targets)),
         "opaque": state.opaque,
-        "commands": bounded(list(state.commands)),  # command names, not their arguments
+        "commands": _command_names(state),
         "rules": bounded(list(state.rules)),
         "request_id": state.identity.request_id,
         "client_id": state.identity.client_id,
@@ -144,6 +144,36 @@ def compose_record(
         if isinstance(extra, dict):
             record.update(extra)
     return record
+
+
+def _command_names(state: CallState) -> object:
+    """The parse's command names, without the ones redaction took out of the arguments.
+
+    Text that does not parse (SQL's ``PASSWORD('...')``, a PuTTY key block given as a
+    command) yields "names" that are words of a secret: a name found inside what redaction
+    removed and nowhere in the redacted arguments is a secret, not what ran."""
+    names = bounded(list(state.commands))
+    if not state.removed or not isinstance(names, list):
+        return names
+    kept = "\n".join(_strings(state.audited_args, 0))
+    return [
+        REDACTED
+        if isinstance(name, str) and name not in kept and any(name in gone for gone in state.removed)
+        else name
+        for name in names
+    ]
+
+
+def _strings(value: object, depth: int) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if depth >= MAX_AUDIT_DEPTH:
+        return []
+    if isinstance(value, Mapping):
+        return [text for key, item in value.items() for text in (str(key), *_strings(item, depth + 1))]
+    if isinstance(value, list | tuple):
+        return [text for item in value for text in _strings(item, depth + 1)]
+    return []
 
 
 def _echo_safe(state: CallState, value: object) -> object:
