@@ -55,7 +55,10 @@ def sc(result: Any) -> dict[str, Any]:
 
 
 async def test_a_full_filesystem_refuses_calls_above_tier_0(tmp_path: Path, small_filesystem: Path) -> None:
-    audit = small_filesystem / "audit.jsonl"
+    # The audit directory is protected (a write into it is refused): the agent fills the same
+    # small filesystem from beside it.
+    audit = small_filesystem / "audit" / "audit.jsonl"
+    audit.parent.mkdir(mode=0o700)
     with running_relay(tmp_path / "state", RELAY_SHELL_AUDIT_PATH=str(audit)) as relay:
         async with Client(relay.mcp_url, read_timeout_seconds=30) as client:
             assert (await client.call_tool("shell_exec", {"command": "echo before"})).is_error is False
