@@ -54,7 +54,6 @@ from tests.policy.conftest import Classify
         "cat {audit}?",
         "mv {audit}?1 /tmp/x",
         "cd {root}/audit && mv audit.jsonl?1.gz /tmp/x",
-        "cat {root}/a*/rotated",
         "cat {root}/audit/other-file",
     ],
 )

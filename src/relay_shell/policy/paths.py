@@ -200,7 +200,7 @@ class Protected:
 
         audit = settings.expand(settings.audit_path)
         add(audit, "the audit file")
-        add(audit.parent, "the audit directory", tree=True)
+        add(audit.parent, "the audit directory")
         for sibling in (f"{audit.name}.*", f"{audit.stem}.*"):
             entries.append(
                 ProtectedEntry(str(collapse(str(audit.parent / sibling), workdir)), "the audit file")
@@ -271,14 +271,13 @@ class Protected:
     def glob_names(self, pattern: str, cwd: str | None) -> str | None:
         """The label of a protected file a glob ``pattern`` could match, or None."""
         absolute = pattern if pattern.startswith("/") else (f"{cwd}/{pattern}" if cwd else None)
-        if absolute is not None:
-            # a glob under a protected directory names what is in it, as a literal path does
-            # (``audit.jsonl?1`` matches the rotated ``audit.jsonl.1``)
-            mentioned = self.mentions(strip_proc_root(posixpath.normpath(absolute)))
+        if pattern.startswith("/"):
+            # a protected path written inside the glob counts as it does in a literal word
+            mentioned = self.mentions(strip_proc_root(posixpath.normpath(pattern)))
             if mentioned is not None:
                 return mentioned
         for entry in self.entries:
-            target = entry.path.replace("*", "x")
+            target = entry.path
             if absolute is None:
                 if _suffix_could_match(pattern, target):
                     return entry.label
@@ -308,9 +307,17 @@ def _could_match(pattern: str, target: str, tree: bool) -> bool:
 
 
 def _component(name: str, pattern: str) -> bool:
-    """Shell glob matching of one path component (a leading dot is only matched literally)."""
+    """Shell glob matching of one path component (a leading dot is only matched literally).
+
+    A protected ``name`` may itself hold ``*`` (``audit.jsonl.*``, the rotated files): the glob
+    could match one of them when their literal beginnings agree (``audit.jsonl?1`` matches
+    ``audit.jsonl.1``), which rounds up."""
     if name.startswith(".") and not pattern.startswith("."):
         return False
+    if "*" in name:
+        fixed = name.split("*", 1)[0]
+        literal = _GLOB_CHARS.split(pattern, 1)[0]
+        return fixed.startswith(literal) or literal.startswith(fixed)
     return fnmatch.fnmatchcase(name, pattern)
 
 
