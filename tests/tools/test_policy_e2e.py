@@ -438,3 +438,35 @@ async def test_transfers_naming_protected_local_files_are_refused_before_connect
     assert (tmp_path / "oauth" / "state.json").read_text() == "{}"
     records = [r for r in read_audit(audit) if r["tool"] in ("ssh_upload", "ssh_download")]
     assert [(r["decision"], r["rule"]) for r in records] == [("denied", "protected")] * 3
+
+
+async def test_signal_spellings_and_task_runners_are_refused_and_do_nothing(
+    guarded: tuple[Client, Settings], tmp_path: Path
+) -> None:
+    """The classes of rewrites the table above does not hold: a process to signal, a Makefile."""
+    client, _ = guarded
+    victim, target = proofs(tmp_path)
+    (tmp_path / "Makefile").write_text(f"all:\n\trm -rf {victim}\n\tchmod 600 {target}\n")
+    sleeper = subprocess.Popen(["sleep", "300"])
+    try:
+        for command in (
+            f"kill -sKILL {sleeper.pid}",
+            f"kill -09 {sleeper.pid}",
+            f"/bin/kill --signal=kill {sleeper.pid}",
+            f"kill -s sigkill {sleeper.pid}",
+            f"timeout 5 kill -TERM {sleeper.pid}",
+            "make",
+            "make -f Makefile all",
+            "env make -C . all",
+            "nice make",
+        ):
+            result = await client.call_tool("shell_exec", {"command": command, "cwd": str(tmp_path)})
+            error = sc(result)["error"]
+            assert (error["kind"], error["mode"]) == ("denied", "guarded"), command
+            assert error["subcommand"] and error["rule"], command
+        assert sleeper.poll() is None
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert (victim / "keep").exists()
+    assert mode_of(target) == 0o644
