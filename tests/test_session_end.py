@@ -10,7 +10,7 @@ import pytest
 
 from relay_shell.sessions import SessionRegistry
 from relay_shell.sessions.recording import RecordingSettings
-from relay_shell.sessions.registry import SessionEnd
+from relay_shell.sessions.model import SessionEnd
 from tests.test_sessions import FakeClock, ScriptedTransport
 
 
