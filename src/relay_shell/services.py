@@ -30,8 +30,8 @@ from relay_shell.local.containment import ContainmentService
 from relay_shell.metrics import Metrics
 from relay_shell.sessions import SessionRegistry
 from relay_shell.sessions.jobs import JobStore
-from relay_shell.sessions.recording import RecordingSettings
 from relay_shell.sessions.model import SessionEnd
+from relay_shell.sessions.recording import RecordingSettings
 from relay_shell.ssh.fleet import FanoutHistory
 from relay_shell.ssh.inventory import Inventory
 
