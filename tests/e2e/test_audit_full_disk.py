@@ -55,10 +55,7 @@ def sc(result: Any) -> dict[str, Any]:
 
 
 async def test_a_full_filesystem_refuses_calls_above_tier_0(tmp_path: Path, small_filesystem: Path) -> None:
-    # The audit directory is protected (a write into it is refused): the agent fills the same
-    # small filesystem from beside it.
-    audit = small_filesystem / "audit" / "audit.jsonl"
-    audit.parent.mkdir(mode=0o700)
+    audit = small_filesystem / "audit" / "audit.jsonl"  # its directory is protected: fill beside it
     with running_relay(tmp_path / "state", RELAY_SHELL_AUDIT_PATH=str(audit)) as relay:
         async with Client(relay.mcp_url, read_timeout_seconds=30) as client:
             assert (await client.call_tool("shell_exec", {"command": "echo before"})).is_error is False

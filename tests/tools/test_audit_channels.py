@@ -44,10 +44,10 @@ async def test_shipping_with_the_collector_down_refuses_calls_above_tier_0(
         server = build_server(settings)
         try:
             async with connected(server) as client:
-                # a tier-1 call (a tier-0 one has no start record)
-                shipped_file = tmp_path / "shipped"
-                ran = await client.call_tool("shell_exec", {"command": f"touch {shipped_file}"})
-                assert ran.is_error is False and shipped_file.exists()
+                ran = await client.call_tool(
+                    "shell_exec", {"command": f"touch {tmp_path / 'shipped'}"}
+                )  # tier 1
+                assert ran.is_error is False
                 collector.wait_for(3, 'kind="record"')  # header, start, end stored by the collector
                 collector.stop()
                 refused = await client.call_tool("shell_exec", {"command": f"touch {victim}"})

@@ -86,8 +86,7 @@ def audit_arguments(state: CallState) -> None:
     audited = redact(kept)
     if state.hidden_arguments and isinstance(audited, dict):
         audited = {
-            key: REDACTED if key in state.hidden_arguments and value else value
-            for key, value in audited.items()
+            key: REDACTED if key in state.hidden_arguments and value else value for key, value in audited.items()
         }
     state.audited_args = audited
     state.removed = removed_values(kept, state.audited_args)
@@ -103,7 +102,7 @@ def start_record(state: CallState, policy_mode: str) -> dict[str, object]:
         "args": state.audited_args,
         "target": _echo_safe(state, _target_field(state.targets)),
         "opaque": state.opaque,
-        "commands": _command_names(state),
+        "commands": _names_shown(state),
         "rules": bounded(list(state.rules)),
         "request_id": state.identity.request_id,
         "client_id": state.identity.client_id,
@@ -154,41 +153,34 @@ def compose_record(
     return record
 
 
-def _command_names(state: CallState) -> object:
-    """The parse's command names, without the ones redaction took out of the arguments.
-
-    Text that does not parse (SQL's ``PASSWORD('...')``, a PuTTY key block given as a
-    command) yields "names" that are words of a secret: a name found inside what redaction
-    removed and nowhere in the redacted arguments is a secret, not what ran."""
-    names = bounded(list(state.commands))
-    if not state.removed or not isinstance(names, list):
-        return names
-    kept = "\n".join(_strings(state.audited_args, 0))
-    return [
-        REDACTED
-        if isinstance(name, str) and name not in kept and any(name in gone for gone in state.removed)
-        else name
-        for name in names
-    ]
-
-
-def _strings(value: object, depth: int) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if depth >= MAX_AUDIT_DEPTH:
-        return []
-    if isinstance(value, Mapping):
-        return [text for key, item in value.items() for text in (str(key), *_strings(item, depth + 1))]
-    if isinstance(value, list | tuple):
-        return [text for item in value for text in _strings(item, depth + 1)]
-    return []
-
-
 def _echo_safe(state: CallState, value: object) -> object:
     """A value that may echo the arguments: bounded, redacted, rid of what redaction removed."""
     if value is None:
         return None
     return scrub_removed(scrubbed(value), state.removed)
+
+
+def _names_shown(state: CallState) -> list[str]:
+    """The parse's command names, each only where the redacted arguments show it.
+
+    A name is a word of the caller's text: when the text is not shell (a key file, a SQL
+    statement), a secret can parse as a command name. A name the recorded arguments do not
+    contain (redacted, or past the 2048-character bound) is recorded as ``[REDACTED]``.
+    """
+    shown = "\n".join(_strings(state.audited_args))
+    return [name if name in shown else REDACTED for name in state.commands]
+
+
+def _strings(value: object, depth: int = 0) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if depth > 8:
+        return []
+    if isinstance(value, Mapping):
+        return [text for item in value.values() for text in _strings(item, depth + 1)]
+    if isinstance(value, list | tuple):
+        return [text for item in value for text in _strings(item, depth + 1)]
+    return []
 
 
 def scrubbed(value: object) -> object:
