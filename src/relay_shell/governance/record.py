@@ -86,7 +86,8 @@ def audit_arguments(state: CallState) -> None:
     audited = redact(kept)
     if state.hidden_arguments and isinstance(audited, dict):
         audited = {
-            key: REDACTED if key in state.hidden_arguments and value else value for key, value in audited.items()
+            key: REDACTED if key in state.hidden_arguments and value else value
+            for key, value in audited.items()
         }
     state.audited_args = audited
     state.removed = removed_values(kept, state.audited_args)
