@@ -159,8 +159,45 @@ class SessionRow(BaseModel):
     )
 
 
-class SessionResult(ToolOutput, SessionRow):
-    bytes_sent: int | SkipJsonSchema[None] = Field(default=None, description="session_send only: bytes typed")
+class SessionStarted(ToolOutput):
+    """What shell_spawn and ssh_spawn started: the session, where and what it runs, its terminal.
+
+    Its counters (age, bytes) start at zero and are read with session_list."""
+
+    session_id: str
+    kind: str = Field(description="local, ssh")
+    host: str | None = Field(description="user@host:port of an SSH session; null locally")
+    command: str
+    cols: int
+    rows: int
+    state: str
+
+
+class SessionSent(ToolOutput):
+    """What session_send did: the bytes it typed, and the session's state after them."""
+
+    session_id: str
+    bytes_sent: int = Field(description="Bytes typed (data, Enter, keys)")
+    state: str
+
+
+class SessionResized(ToolOutput):
+    """What session_resize did: the terminal's new size."""
+
+    session_id: str
+    cols: int
+    rows: int
+
+
+class SessionKilled(ToolOutput):
+    """What session_kill did: the session's or job's state after the signal (or the close)."""
+
+    session_id: str
+    state: str = Field(description="ended once closed; a signalled session kept open may still run")
+    exit_code: int | None
+    outcome: str | SkipJsonSchema[None] = Field(
+        default=None, description="A job: how it ended (ok, failed, timeout, cancelled, error)"
+    )
 
 
 class CursorPosition(BaseModel):
@@ -375,10 +412,36 @@ class ForwardRow(BaseModel):
     last_error: str | None
 
 
-class ForwardOutput(ToolOutput, ForwardRow):
-    pass
+class ForwardOpened(ToolOutput):
+    """What ssh_forward opened: the forward, where it listens and where it leads.
+
+    Its counters (traffic, connections) start at zero and are read with ssh_forward_list."""
+
+    forward_id: str
+    kind: str = Field(description="L (local), R (remote) or D (SOCKS5)")
+    spec: str = Field(description="The spec with the actual listening port")
+    bind: str
+    listen_port: int
+    host: str
+    target: str | None = Field(description="dhost:dport; null for SOCKS")
+    state: str = Field(description="open")
+
+
+class ForwardClosed(ToolOutput):
+    """What ssh_forward_close did: the forward's final state and traffic."""
+
+    forward_id: str
+    state: str = Field(description="closed")
+    bytes_sent: int = Field(description="Bytes from the listening side to the destination, in all")
+    bytes_received: int = Field(description="Bytes from the destination back, in all")
+    connections: int = Field(description="Connections it carried, in all")
 
 
 class ForwardListOutput(ToolOutput):
     forwards: list[ForwardRow]
     count: int
+
+
+def own_fields(model: type[ToolOutput]) -> tuple[str, ...]:
+    """The fields ``model`` declares beyond the common ones: what a shaper copies from a row."""
+    return tuple(name for name in model.model_fields if name not in ToolOutput.model_fields)

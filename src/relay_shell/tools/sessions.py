@@ -39,14 +39,24 @@ from relay_shell.tools.jobs import (
     job_fields,
     job_line,
     kill_job,
+    killed_fields,
     recv_job,
     refuse_input,
     visible_jobs,
 )
-from relay_shell.tools.models import SessionListResult, SessionRecvResult, SessionResult
+from relay_shell.tools.models import (
+    SessionKilled,
+    SessionListResult,
+    SessionRecvResult,
+    SessionResized,
+    SessionSent,
+    SessionStarted,
+    own_fields,
+)
 from relay_shell.vocabulary import Tier
 
 MAX_RECV_BYTES = 1_048_576
+STARTED_FIELDS = own_fields(SessionStarted)
 MAX_UNTIL = 1000
 MAX_QUIET_MS = 600_000
 
@@ -81,14 +91,21 @@ def info_fields(info: SessionInfo) -> dict[str, object]:
     }
 
 
-def session_outcome(info: SessionInfo, verb: str) -> Outcome:
+def started_fields(info: SessionInfo) -> dict[str, object]:
+    """What shell_spawn and ssh_spawn report of the new session (:class:`SessionStarted`)."""
+    row = info_fields(info)
+    return {name: row[name] for name in STARTED_FIELDS}
+
+
+def session_outcome(info: SessionInfo, verb: str, data: dict[str, object]) -> Outcome:
+    """The text of a session action (the whole session in one line) and its structured ``data``."""
     where = f" on {info.host}" if info.host else ""
     text = f"{verb} {info.session_id} ({info.kind}{where}, {info.cols}x{info.rows}): {info.command} · {info.state}"
     if info.exit_code is not None:
         text += f" · exit {info.exit_code}"
     return Outcome(
         text=text,
-        data=info_fields(info),
+        data=data,
         exit_code=info.exit_code,
         audit_extra={"session_id": info.session_id},
     )
@@ -163,7 +180,7 @@ async def execute_shell_spawn(spawn: LocalSpawn, call: Call) -> Outcome:
     )
     bash = "bash" in (shell_argv(spawn.command)[0] or "")
     spawn.registry.set_line_state(info.session_id, initial_state(spawn.command, ssh=False, bash=bash))
-    return session_outcome(info, "started")
+    return session_outcome(info, "started", started_fields(info))
 
 
 def plan_shell_spawn(request: ShellSpawn, svc: Services) -> Plan[LocalSpawn]:
@@ -194,7 +211,7 @@ async def shell_spawn(
     cwd: Annotated[str, Field(max_length=4096)] = "",
     env: Annotated[dict[str, str | None] | None, Field(description="null unsets a variable")] = None,
     confirm_token: ConfirmToken = "",
-) -> Annotated[CallToolResult, SessionResult]:
+) -> Annotated[CallToolResult, SessionStarted]:
     return await run_tool(ctx, "shell_spawn", plan_shell_spawn, ShellSpawn(command, cols, rows, cwd, env))
 
 
@@ -229,9 +246,9 @@ async def execute_session_send(keystrokes: Keystrokes, call: Call) -> Outcome:
     keystrokes.registry.set_line_state(
         keystrokes.session_id, after_send(keystrokes.typed, call.analysis, ssh=keystrokes.ssh)
     )
-    outcome = session_outcome(keystrokes.registry.info(keystrokes.session_id), "sent to")
-    outcome.data["bytes_sent"] = len(keystrokes.payload)
-    return outcome
+    info = keystrokes.registry.info(keystrokes.session_id)
+    sent = {"session_id": info.session_id, "bytes_sent": len(keystrokes.payload), "state": info.state}
+    return session_outcome(info, "sent to", sent)
 
 
 def plan_session_send(request: SessionSend, svc: Services) -> Plan[Keystrokes]:
@@ -266,7 +283,7 @@ async def session_send(
     enter: bool = True,
     keys: list[str] | None = None,
     confirm_token: ConfirmToken = "",
-) -> Annotated[CallToolResult, SessionResult]:
+) -> Annotated[CallToolResult, SessionSent]:
     request = SessionSend(session_id, data, enter, keys)
     return await run_tool(ctx, "session_send", plan_session_send, request)
 
@@ -417,7 +434,10 @@ class Resize:
 async def execute_session_resize(resize: Resize, call: Call) -> Outcome:
     request = resize.request
     await resize.registry.resize(request.session_id, request.cols, request.rows)
-    return session_outcome(resize.registry.info(request.session_id), "resized")
+    info = resize.registry.info(request.session_id)
+    return session_outcome(
+        info, "resized", {"session_id": info.session_id, "cols": info.cols, "rows": info.rows}
+    )
 
 
 def plan_session_resize(request: SessionResize, svc: Services) -> Plan[Resize]:
@@ -434,7 +454,7 @@ def plan_session_resize(request: SessionResize, svc: Services) -> Plan[Resize]:
 
 async def session_resize(
     ctx: Context, session_id: SessionId, cols: Cols, rows: Rows
-) -> Annotated[CallToolResult, SessionResult]:
+) -> Annotated[CallToolResult, SessionResized]:
     return await run_tool(ctx, "session_resize", plan_session_resize, SessionResize(session_id, cols, rows))
 
 
@@ -462,7 +482,8 @@ async def execute_session_kill(kill: Kill, call: Call) -> Outcome:
     if is_job(kill.session_id):
         return await kill_job(kill.jobs, kill.session_id, call)
     final = await kill.registry.kill(kill.session_id, kill.signal, kill.close)
-    return session_outcome(final, "closed" if kill.close else f"sent SIG{kill.signal} to")
+    verb = "closed" if kill.close else f"sent SIG{kill.signal} to"
+    return session_outcome(final, verb, killed_fields(info_fields(final)))
 
 
 def plan_session_kill(request: SessionKill, svc: Services) -> Plan[Kill]:
@@ -485,7 +506,7 @@ async def session_kill(
     session_id: SessionId,
     signal: Annotated[str, Field(max_length=16)] = "TERM",
     close: bool = True,
-) -> Annotated[CallToolResult, SessionResult]:
+) -> Annotated[CallToolResult, SessionKilled]:
     return await run_tool(ctx, "session_kill", plan_session_kill, SessionKill(session_id, signal, close))
 
 
