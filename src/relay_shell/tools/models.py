@@ -12,9 +12,9 @@ real results, successes and failures, against the wire schemas closed.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, WithJsonSchema
 from pydantic.json_schema import SkipJsonSchema
 
 from relay_shell.vocabulary import ErrorKind
@@ -41,7 +41,9 @@ class ErrorInfo(BaseModel):
 
 class ToolOutput(BaseModel):
     tier: int | None = Field(description="Tier the call was classified as (0-3); null when refused before")
-    notes: list[str] = Field(default_factory=list, description="Clamped bounds and other remarks")
+    notes: Annotated[list[str], WithJsonSchema({"type": "array"})] = Field(
+        default_factory=list, description="Clamped bounds and other remarks (strings)"
+    )
     error: ErrorInfo | SkipJsonSchema[None] = Field(default=None, description="Set when isError is true")
 
 
@@ -124,10 +126,8 @@ class JobsInfo(BaseModel):
 class ServerInfoResult(ToolOutput):
     version: str
     transport: str
-    policy_mode: str
-    confirm_tier3: str
     patterns_version: str
-    policy: PolicyInfo
+    policy: PolicyInfo = Field(description="mode, confirm_tier3, the deny and allow lists")
     limits: dict[str, float | int]
     jobs: JobsInfo
     containment: str = Field(description="cgroup or subreaper: how call processes are contained")
@@ -215,6 +215,9 @@ class ScreenView(BaseModel):
     height: int = Field(description="Terminal rows")
 
 
+ROWS_OF_ANOTHER_TOOL = {"type": "array", "items": {"type": "object"}}
+"""The wire schema of rows whose fields another tool's schema declares (docs/adr/0020-tool-listing-budget.md)."""
+
 HostStatusName = Literal["ok", "failed", "timeout", "unreachable", "denied", "skipped"]
 RECAP_DESCRIPTION = (
     "Host count per status; when the rollout stopped (max_fail exceeded, a canary failed) also "
@@ -265,8 +268,8 @@ class SessionRecvResult(ToolOutput):
     stream_sha256: str | None = Field(
         default=None, description="An ended job: SHA-256 of its whole raw stream"
     )
-    results: list[FanoutHostRow] | SkipJsonSchema[None] = Field(
-        default=None, description="An ended fan-out job: its per-host rows"
+    results: Annotated[list[FanoutHostRow], WithJsonSchema(ROWS_OF_ANOTHER_TOOL)] | SkipJsonSchema[None] = (
+        Field(default=None, description="An ended fan-out job: its per-host rows, as ssh_fanout returns them")
     )
 
 
