@@ -209,7 +209,9 @@ async def test_session_kill_ends_the_job_and_its_processes(client: Client, serve
     assert pids_with_marker(duration)
     killed = await client.call_tool("session_kill", {"session_id": first["job_id"]})
     assert killed.is_error is False
-    assert (sc(killed)["kind"], sc(killed)["state"], sc(killed)["outcome"]) == ("job", "ended", "cancelled")
+    assert sc(killed) == {
+        "session_id": first["job_id"], "state": "ended", "exit_code": None, "outcome": "cancelled", "tier": 1,
+    }  # fmt: skip
     await wait_gone(duration)
     _, last = await read_to_end(client, first["job_id"])
     assert (last["outcome"], last["exit_code"]) == ("cancelled", None)

@@ -40,13 +40,27 @@ from relay_shell.tools.jobs import (
     job_fields,
     job_line,
     kill_job,
+    killed_fields,
     recv_job,
     refuse_input,
     visible_jobs,
 )
-from relay_shell.tools.models import SessionListResult, SessionRecvResult, SessionResult
+from relay_shell.tools.models import (
+    SessionKilled,
+    SessionListResult,
+    SessionRecvResult,
+    SessionResized,
+    SessionSent,
+    SessionStarted,
+)
 from relay_shell.tools.owned import owned_session, visible_sessions
-from relay_shell.tools.session_rows import info_fields, session_line, session_outcome, session_targets
+from relay_shell.tools.session_rows import (
+    info_fields,
+    session_line,
+    session_outcome,
+    session_targets,
+    started_fields,
+)
 from relay_shell.vocabulary import Tier
 
 MAX_RECV_BYTES = 1_048_576
@@ -123,7 +137,7 @@ async def execute_shell_spawn(spawn: LocalSpawn, call: Call) -> Outcome:
     )
     bash = "bash" in (shell_argv(spawn.command)[0] or "")
     spawn.registry.set_line_state(info.session_id, initial_state(spawn.command, ssh=False, bash=bash))
-    return session_outcome(info, "started")
+    return session_outcome(info, "started", started_fields(info))
 
 
 def plan_shell_spawn(request: ShellSpawn, svc: Services) -> Plan[LocalSpawn]:
@@ -154,7 +168,7 @@ async def shell_spawn(
     cwd: Annotated[str, Field(max_length=4096)] = "",
     env: Annotated[dict[str, str | None] | None, Field(description="null unsets a variable")] = None,
     confirm_token: ConfirmToken = "",
-) -> Annotated[CallToolResult, SessionResult]:
+) -> Annotated[CallToolResult, SessionStarted]:
     return await run_tool(ctx, "shell_spawn", plan_shell_spawn, ShellSpawn(command, cols, rows, cwd, env))
 
 
@@ -190,9 +204,9 @@ async def execute_session_send(keystrokes: Keystrokes, call: Call) -> Outcome:
     keystrokes.registry.set_line_state(
         keystrokes.session_id, after_send(keystrokes.typed, call.analysis, ssh=keystrokes.ssh)
     )
-    outcome = session_outcome(keystrokes.registry.info(keystrokes.session_id), "sent to")
-    outcome.data["bytes_sent"] = len(keystrokes.payload)
-    return outcome
+    info = keystrokes.registry.info(keystrokes.session_id)
+    sent = {"session_id": info.session_id, "bytes_sent": len(keystrokes.payload), "state": info.state}
+    return session_outcome(info, "sent to", sent)
 
 
 def plan_session_send(request: SessionSend, svc: Services) -> Plan[Keystrokes]:
@@ -227,7 +241,7 @@ async def session_send(
     enter: bool = True,
     keys: list[str] | None = None,
     confirm_token: ConfirmToken = "",
-) -> Annotated[CallToolResult, SessionResult]:
+) -> Annotated[CallToolResult, SessionSent]:
     request = SessionSend(session_id, data, enter, keys, identity_of(ctx))
     return await run_tool(ctx, "session_send", plan_session_send, request)
 
@@ -384,7 +398,10 @@ class Resize:
 async def execute_session_resize(resize: Resize, call: Call) -> Outcome:
     request = resize.request
     await resize.registry.resize(request.session_id, request.cols, request.rows)
-    return session_outcome(resize.registry.info(request.session_id), "resized")
+    info = resize.registry.info(request.session_id)
+    return session_outcome(
+        info, "resized", {"session_id": info.session_id, "cols": info.cols, "rows": info.rows}
+    )
 
 
 def plan_session_resize(request: SessionResize, svc: Services) -> Plan[Resize]:
@@ -401,7 +418,7 @@ def plan_session_resize(request: SessionResize, svc: Services) -> Plan[Resize]:
 
 async def session_resize(
     ctx: Context, session_id: SessionId, cols: Cols, rows: Rows
-) -> Annotated[CallToolResult, SessionResult]:
+) -> Annotated[CallToolResult, SessionResized]:
     request = SessionResize(session_id, cols, rows, identity_of(ctx))
     return await run_tool(ctx, "session_resize", plan_session_resize, request)
 
@@ -431,7 +448,8 @@ async def execute_session_kill(kill: Kill, call: Call) -> Outcome:
     if is_job(kill.session_id):
         return await kill_job(kill.jobs, kill.session_id, call)
     final = await kill.registry.kill(kill.session_id, kill.signal, kill.close)
-    return session_outcome(final, "closed" if kill.close else f"sent SIG{kill.signal} to")
+    verb = "closed" if kill.close else f"sent SIG{kill.signal} to"
+    return session_outcome(final, verb, killed_fields(info_fields(final)))
 
 
 def plan_session_kill(request: SessionKill, svc: Services) -> Plan[Kill]:
@@ -454,7 +472,7 @@ async def session_kill(
     session_id: SessionId,
     signal: Annotated[str, Field(max_length=16)] = "TERM",
     close: bool = True,
-) -> Annotated[CallToolResult, SessionResult]:
+) -> Annotated[CallToolResult, SessionKilled]:
     request = SessionKill(session_id, signal, close, identity_of(ctx))
     return await run_tool(ctx, "session_kill", plan_session_kill, request)
 
