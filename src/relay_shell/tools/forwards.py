@@ -2,7 +2,9 @@
 
 Each SOCKS destination of a D forward is decided by the pipeline
 (:meth:`~relay_shell.governance.pipeline.Pipeline.admit_side_channel`) as a tier-2 call of
-``ssh_forward``, before its channel opens; every decision is audited.
+``ssh_forward``, for the principal that opened the forward, before its channel opens; every
+decision is audited. A forward belongs to that principal: only it or an admin may close it,
+and ``ssh_forward_list`` shows a caller only its own (``tools/owned.py``).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Annotated
 
 from mcp.server.mcpserver import Context, MCPServer
@@ -28,8 +31,9 @@ from relay_shell.tools.base import (
     ConfirmToken,
     Listing,
     NoArguments,
+    execute_listing,
     hints,
-    listing_plan,
+    identity_of,
     run_tool,
 )
 from relay_shell.tools.hosts import (
@@ -44,6 +48,8 @@ from relay_shell.tools.hosts import (
     resolve_host,
 )
 from relay_shell.tools.models import ForwardListOutput, ForwardOutput
+from relay_shell.tools.owned import owned_forward, visible_forwards
+from relay_shell.tools.session_rows import owner_note
 from relay_shell.vocabulary import Tier
 
 if TYPE_CHECKING:
@@ -60,7 +66,7 @@ def forward_fields(info: ForwardInfo) -> dict[str, object]:
         "listen_port": info.listen_port, "host": info.host, "target": info.target,
         "bytes_sent": info.bytes_sent, "bytes_received": info.bytes_received,
         "connections": info.connections, "active_connections": info.active_connections,
-        "age_s": info.age_s, "state": info.state, "last_error": info.last_error,
+        "age_s": info.age_s, "state": info.state, "last_error": info.last_error, "owner": info.owner,
     }  # fmt: skip
 
 
@@ -71,7 +77,7 @@ def forward_line(info: ForwardInfo) -> str:
         f"{info.forward_id} {info.spec} · listening {listening} -> {route} via {info.host} · {info.state} · "
         f"{info.connections} connections, {info.bytes_sent} bytes sent, {info.bytes_received} received"
     )
-    return text + (f" · last error: {info.last_error}" if info.last_error else "")
+    return text + (f" · last error: {info.last_error}" if info.last_error else "") + owner_note(info.owner)
 
 
 @dataclass(frozen=True)
@@ -128,6 +134,7 @@ async def execute_ssh_forward(opening: Opening, call: Call) -> Outcome:
         bind=opening.bind,
         deadline=asyncio.get_running_loop().time() + opening.timeout_s,
         destination_check=gate,
+        owner=call.identity.subject,
     )
     return Outcome(
         text=f"opened {forward_line(info)}",
@@ -179,8 +186,20 @@ async def ssh_forward(
     return await run_tool(ctx, "ssh_forward", plan_ssh_forward, ForwardArguments(target, spec, bind))
 
 
-def plan_ssh_forward_list(request: NoArguments, svc: Services) -> Plan[Listing[ForwardInfo]]:
-    return listing_plan(Listing("forward", "forwards", svc.forwards.get().list, forward_line, forward_fields))
+async def execute_ssh_forward_list(forwards: LazyForwards, call: Call) -> Outcome:
+    """The forwards the caller may see: its own, or every one for an admin."""
+    listing = Listing(
+        "forward",
+        "forwards",
+        partial(visible_forwards, forwards.get(), call.identity),
+        forward_line,
+        forward_fields,
+    )
+    return await execute_listing(listing, call)
+
+
+def plan_ssh_forward_list(request: NoArguments, svc: Services) -> Plan[LazyForwards]:
+    return Plan(execute_ssh_forward_list, svc.forwards, tier=Tier.READ_ONLY)
 
 
 async def ssh_forward_list(ctx: Context) -> Annotated[CallToolResult, ForwardListOutput]:
@@ -189,9 +208,10 @@ async def ssh_forward_list(ctx: Context) -> Annotated[CallToolResult, ForwardLis
 
 @dataclass(frozen=True)
 class ForwardClose:
-    """ssh_forward_close's arguments."""
+    """ssh_forward_close's arguments, and who closes."""
 
     forward_id: str
+    caller: Identity
 
 
 @dataclass(frozen=True)
@@ -210,7 +230,7 @@ async def execute_ssh_forward_close(closing: Closing, call: Call) -> Outcome:
 
 
 def plan_ssh_forward_close(request: ForwardClose, svc: Services) -> Plan[Closing]:
-    info = svc.forwards.get().info(request.forward_id)
+    info = owned_forward(svc.forwards.get(), request.forward_id, request.caller, Tier.REVERSIBLE)
     closing = Closing(svc.forwards, request.forward_id)
     return Plan(execute_ssh_forward_close, closing, tier=Tier.REVERSIBLE, targets=[info.host])
 
@@ -219,7 +239,8 @@ async def ssh_forward_close(
     ctx: Context,
     forward_id: Annotated[str, Field(max_length=64)],
 ) -> Annotated[CallToolResult, ForwardOutput]:
-    return await run_tool(ctx, "ssh_forward_close", plan_ssh_forward_close, ForwardClose(forward_id))
+    request = ForwardClose(forward_id, identity_of(ctx))
+    return await run_tool(ctx, "ssh_forward_close", plan_ssh_forward_close, request)
 
 
 def register(server: MCPServer) -> None:

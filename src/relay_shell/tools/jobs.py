@@ -17,6 +17,7 @@ from relay_shell.governance.call import Call, Identity, Outcome, Reply
 from relay_shell.governance.ownership import may_access, require_owner
 from relay_shell.linear_regex import LinearRegex
 from relay_shell.sessions.jobs import Job, JobInfo, JobRead, JobStore
+from relay_shell.tools.session_rows import owner_note
 
 
 def is_job(session_id: str) -> bool:
@@ -120,6 +121,7 @@ def job_fields(info: JobInfo) -> dict[str, object]:
         "rows": 0, "age_s": info.age_s, "idle_s": 0.0, "bytes_buffered": info.bytes_buffered,
         "bytes_produced": info.bytes_produced, "bytes_dropped": info.bytes_dropped, "state": info.state,
         "exit_code": end.exit_code if end else None, "outcome": end.outcome if end else None,
+        "owner": info.owner,
     }  # fmt: skip
 
 
@@ -129,5 +131,5 @@ def job_line(info: JobInfo) -> str:
     state = info.state if info.end is None else f"ended ({info.end.outcome}, exit {info.end.exit_code})"
     return (
         f"{info.job_id} job{where} {state} age {info.age_s:.0f}s "
-        f"buffered {info.bytes_buffered}B: {info.tool}: {info.command}"
+        f"buffered {info.bytes_buffered}B{owner_note(info.owner)}: {info.tool}: {info.command}"
     )

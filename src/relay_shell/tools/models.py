@@ -138,6 +138,9 @@ class ServerInfoResult(ToolOutput):
     counts: dict[str, int]
 
 
+OWNER_DESCRIPTION = "The principal that opened it; null without OAuth"
+
+
 class SessionRow(BaseModel):
     """One session, as shell_spawn, ssh_spawn and the session_* tools report it."""
 
@@ -157,6 +160,7 @@ class SessionRow(BaseModel):
     outcome: str | None = Field(
         default=None, description="A job's end: ok, failed, timeout, cancelled, error"
     )
+    owner: str | None = Field(default=None, description=OWNER_DESCRIPTION)
 
 
 class SessionResult(ToolOutput, SessionRow):
@@ -373,6 +377,7 @@ class ForwardRow(BaseModel):
     age_s: float
     state: str = Field(description="open, broken (SSH connection lost) or closed")
     last_error: str | None
+    owner: str | None = Field(default=None, description=OWNER_DESCRIPTION)
 
 
 class ForwardOutput(ToolOutput, ForwardRow):

@@ -15,7 +15,7 @@ from pydantic import Field
 
 from relay_shell.errors import ExecFailed, InvalidInput
 from relay_shell.governance.bounds import Clamped, clamp_timeout
-from relay_shell.governance.call import Call, Outcome, Plan, Reply
+from relay_shell.governance.call import Call, Identity, Outcome, Plan, Reply
 from relay_shell.guidance import tool_description
 from relay_shell.linear_regex import LinearRegex, compile_caller_regex
 from relay_shell.local.containment import ContainmentService
@@ -23,7 +23,7 @@ from relay_shell.local.environment import validate_cwd, validate_env_overlay
 from relay_shell.policy.model import CallText
 from relay_shell.policy.session import Feed, LineState, after_send, feed, initial_state
 from relay_shell.services import Services
-from relay_shell.sessions import RecvResult, SessionInfo, SessionRegistry
+from relay_shell.sessions import RecvResult, SessionRegistry
 from relay_shell.sessions.jobs import JobStore
 from relay_shell.sessions.terminal import keys_to_bytes, parse_signal
 from relay_shell.tools.base import (
@@ -32,6 +32,7 @@ from relay_shell.tools.base import (
     RUNS_COMMANDS,
     ConfirmToken,
     NoArguments,
+    identity_of,
     run_tool,
 )
 from relay_shell.tools.jobs import (
@@ -44,6 +45,8 @@ from relay_shell.tools.jobs import (
     visible_jobs,
 )
 from relay_shell.tools.models import SessionListResult, SessionRecvResult, SessionResult
+from relay_shell.tools.owned import owned_session, visible_sessions
+from relay_shell.tools.session_rows import info_fields, session_line, session_outcome, session_targets
 from relay_shell.vocabulary import Tier
 
 MAX_RECV_BYTES = 1_048_576
@@ -61,50 +64,6 @@ def local_term(overlay: Mapping[str, str | None]) -> str:
 
     term = overlay["TERM"] if "TERM" in overlay else os.environ.get("TERM")
     return term or PTY_DEFAULTS["TERM"]
-
-
-def info_fields(info: SessionInfo) -> dict[str, object]:
-    return {
-        "session_id": info.session_id,
-        "kind": info.kind,
-        "host": info.host,
-        "command": info.command,
-        "cols": info.cols,
-        "rows": info.rows,
-        "age_s": round(info.age_s, 3),
-        "idle_s": round(info.idle_s, 3),
-        "bytes_buffered": info.bytes_buffered,
-        "bytes_produced": info.bytes_produced,
-        "bytes_dropped": info.bytes_dropped,
-        "state": info.state,
-        "exit_code": info.exit_code,
-    }
-
-
-def session_outcome(info: SessionInfo, verb: str) -> Outcome:
-    where = f" on {info.host}" if info.host else ""
-    text = f"{verb} {info.session_id} ({info.kind}{where}, {info.cols}x{info.rows}): {info.command} · {info.state}"
-    if info.exit_code is not None:
-        text += f" · exit {info.exit_code}"
-    return Outcome(
-        text=text,
-        data=info_fields(info),
-        exit_code=info.exit_code,
-        audit_extra={"session_id": info.session_id},
-    )
-
-
-def session_targets(info: SessionInfo) -> list[str]:
-    return [info.host] if info.host else []
-
-
-def session_line(info: SessionInfo) -> str:
-    """One session in the text of ``session_list``."""
-    return (
-        f"{info.session_id} {info.kind}{'@' + info.host if info.host else ''} {info.state} "
-        f"{info.cols}x{info.rows} age {info.age_s:.0f}s idle {info.idle_s:.0f}s "
-        f"buffered {info.bytes_buffered}B: {info.command}"
-    )
 
 
 # --- shell_spawn ----------------------------------------------------------------------------------
@@ -160,6 +119,7 @@ async def execute_shell_spawn(spawn: LocalSpawn, call: Call) -> Outcome:
         cols=spawn.cols,
         rows=spawn.rows,
         term=local_term(spawn.env),
+        owner=call.identity.subject,
     )
     bash = "bash" in (shell_argv(spawn.command)[0] or "")
     spawn.registry.set_line_state(info.session_id, initial_state(spawn.command, ssh=False, bash=bash))
@@ -203,12 +163,13 @@ async def shell_spawn(
 
 @dataclass(frozen=True)
 class SessionSend:
-    """session_send's arguments."""
+    """session_send's arguments, and who sends them."""
 
     session_id: str
     data: str
     enter: bool
     keys: list[str] | None
+    caller: Identity
 
 
 @dataclass(frozen=True)
@@ -268,7 +229,7 @@ async def execute_session_send(keystrokes: Keystrokes, call: Call) -> Outcome:
 def plan_session_send(request: SessionSend, svc: Services) -> Plan[Keystrokes]:
     if is_job(request.session_id):
         raise refuse_input(request.session_id, "typed into")
-    info = svc.sessions.info(request.session_id)
+    info = owned_session(svc.sessions, request.session_id, request.caller, Tier.READ_ONLY)
     keys = request.keys or []
     payload = request.data.encode() + (b"\r" if request.enter else b"") + keys_to_bytes(keys)
     registry = svc.sessions
@@ -299,13 +260,13 @@ async def session_send(
     keys: list[str] | None = None,
     confirm_token: ConfirmToken = "",
 ) -> Annotated[CallToolResult, SessionResult]:
-    request = SessionSend(session_id, data, enter, keys)
+    request = SessionSend(session_id, data, enter, keys, identity_of(ctx))
     return await run_tool(ctx, "session_send", plan_session_send, request)
 
 
 @dataclass(frozen=True)
 class SessionRecv:
-    """session_recv's arguments."""
+    """session_recv's arguments, and who reads."""
 
     session_id: str
     timeout: float | None
@@ -314,6 +275,7 @@ class SessionRecv:
     strip_ansi: bool
     screen: Literal["auto", "always", "never"]
     quiet_ms: int | None
+    caller: Identity
 
 
 @dataclass(frozen=True)
@@ -399,7 +361,9 @@ def plan_session_recv(request: SessionRecv, svc: Services) -> Plan[Read]:
         svc.jobs.get(request.session_id)  # an unknown job is invalid before anything waits
         targets: list[str] = []
     else:
-        targets = session_targets(svc.sessions.info(request.session_id))
+        targets = session_targets(
+            owned_session(svc.sessions, request.session_id, request.caller, Tier.READ_ONLY)
+        )
     wait = clamp_timeout(2.0 if request.timeout is None else request.timeout, svc.settings)
     pattern = compile_caller_regex("until", request.until) if request.until else None
     quiet_s = None if request.quiet_ms is None else request.quiet_ms / 1000
@@ -427,17 +391,20 @@ async def session_recv(
     screen: Literal["auto", "always", "never"] = "auto",
     quiet_ms: Annotated[int | None, Field(ge=0, le=MAX_QUIET_MS)] = None,
 ) -> Annotated[CallToolResult, SessionRecvResult]:
-    request = SessionRecv(session_id, timeout, max_bytes, until, strip_ansi, screen, quiet_ms)
+    request = SessionRecv(
+        session_id, timeout, max_bytes, until, strip_ansi, screen, quiet_ms, identity_of(ctx)
+    )
     return await run_tool(ctx, "session_recv", plan_session_recv, request)
 
 
 @dataclass(frozen=True)
 class SessionResize:
-    """session_resize's arguments (validated by the schema)."""
+    """session_resize's arguments (validated by the schema), and who resizes."""
 
     session_id: str
     cols: int
     rows: int
+    caller: Identity
 
 
 @dataclass(frozen=True)
@@ -455,7 +422,7 @@ async def execute_session_resize(resize: Resize, call: Call) -> Outcome:
 def plan_session_resize(request: SessionResize, svc: Services) -> Plan[Resize]:
     if is_job(request.session_id):
         raise refuse_input(request.session_id, "resized")
-    info = svc.sessions.info(request.session_id)
+    info = owned_session(svc.sessions, request.session_id, request.caller, Tier.REVERSIBLE)
     return Plan(
         execute_session_resize,
         Resize(svc.sessions, request),
@@ -467,16 +434,18 @@ def plan_session_resize(request: SessionResize, svc: Services) -> Plan[Resize]:
 async def session_resize(
     ctx: Context, session_id: SessionId, cols: Cols, rows: Rows
 ) -> Annotated[CallToolResult, SessionResult]:
-    return await run_tool(ctx, "session_resize", plan_session_resize, SessionResize(session_id, cols, rows))
+    request = SessionResize(session_id, cols, rows, identity_of(ctx))
+    return await run_tool(ctx, "session_resize", plan_session_resize, request)
 
 
 @dataclass(frozen=True)
 class SessionKill:
-    """session_kill's arguments."""
+    """session_kill's arguments, and who kills."""
 
     session_id: str
     signal: str
     close: bool
+    caller: Identity
 
 
 @dataclass(frozen=True)
@@ -507,7 +476,7 @@ def plan_session_kill(request: SessionKill, svc: Services) -> Plan[Kill]:
             )
         kill = Kill(svc.sessions, request.session_id, signal, True, svc.jobs)
         return Plan(execute_session_kill, kill, tier=Tier.REVERSIBLE)
-    info = svc.sessions.info(request.session_id)
+    info = owned_session(svc.sessions, request.session_id, request.caller, Tier.REVERSIBLE)
     kill = Kill(svc.sessions, request.session_id, signal, request.close, svc.jobs)
     return Plan(execute_session_kill, kill, tier=Tier.REVERSIBLE, targets=session_targets(info))
 
@@ -518,7 +487,8 @@ async def session_kill(
     signal: Annotated[str, Field(max_length=16)] = "TERM",
     close: bool = True,
 ) -> Annotated[CallToolResult, SessionResult]:
-    return await run_tool(ctx, "session_kill", plan_session_kill, SessionKill(session_id, signal, close))
+    request = SessionKill(session_id, signal, close, identity_of(ctx))
+    return await run_tool(ctx, "session_kill", plan_session_kill, request)
 
 
 @dataclass(frozen=True)
@@ -530,8 +500,8 @@ class Everything:
 
 
 async def execute_session_list(source: Everything, call: Call) -> Outcome:
-    """Every PTY session, then the jobs the caller may see (its own; all of them for an admin)."""
-    sessions = source.registry.list()
+    """The PTY sessions, then the jobs, the caller may see (its own; all of them for an admin)."""
+    sessions = visible_sessions(source.registry, call.identity)
     jobs = visible_jobs(source.jobs, call.identity)
     lines = [session_line(info) for info in sessions] + [job_line(info) for info in jobs]
     rows = [info_fields(info) for info in sessions] + [job_fields(info) for info in jobs]

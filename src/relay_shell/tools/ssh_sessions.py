@@ -33,7 +33,8 @@ from relay_shell.tools.hosts import (
     resolve_host,
 )
 from relay_shell.tools.models import SessionResult
-from relay_shell.tools.sessions import Cols, Rows, session_outcome
+from relay_shell.tools.session_rows import session_outcome
+from relay_shell.tools.sessions import Cols, Rows
 
 DEFAULT_TERM = "xterm-256color"
 """TERM of an ssh_spawn terminal when none is given (the value of relay_shell.ssh.pty.DEFAULT_TERM)."""
@@ -81,6 +82,7 @@ async def execute_ssh_spawn(spawn: RemoteSpawn, call: Call) -> Outcome:
     info = await spawn.registry.add(
         transport, kind="ssh", host=spawn.spec.display(), command=spawn.command or "login shell",
         cols=spawn.cols, rows=spawn.rows, on_close=transport.release, term=spawn.term,
+        owner=call.identity.subject,
     )  # fmt: skip
     spawn.registry.set_line_state(info.session_id, initial_state(spawn.command, ssh=True))
     outcome = session_outcome(info, "started")
