@@ -1,5 +1,5 @@
 """The session tools on jobs (``job-...``): what ``session_recv``, ``session_kill`` and
-``session_list`` do when the id names a job (docs/adr/0014-jobs-and-tasks.md).
+``session_list`` do when the id names a job (docs/adr/0017-jobs-and-tasks.md).
 
 A job is read like a session (output since the last read, ``until``, ``max_bytes``) and,
 once it has ended and everything was read, reports how it ended: ``exit_code``,

@@ -13,7 +13,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import CallToolResult
 from pydantic import Field
 
-from relay_shell.errors import InvalidInput
+from relay_shell.errors import ExecFailed, InvalidInput
 from relay_shell.governance.bounds import Clamped, clamp_timeout
 from relay_shell.governance.call import Call, Identity, Outcome, Plan, Reply
 from relay_shell.guidance import tool_description
@@ -21,7 +21,7 @@ from relay_shell.linear_regex import LinearRegex, compile_caller_regex
 from relay_shell.local.containment import ContainmentService
 from relay_shell.local.environment import validate_cwd, validate_env_overlay
 from relay_shell.policy.model import CallText
-from relay_shell.policy.session import Feed, after_send, feed, initial_state
+from relay_shell.policy.session import Feed, LineState, after_send, feed, initial_state
 from relay_shell.services import Services
 from relay_shell.sessions import RecvResult, SessionRegistry
 from relay_shell.sessions.jobs import JobStore
@@ -189,22 +189,53 @@ class SessionSend:
 @dataclass(frozen=True)
 class Keystrokes:
     """Validated bytes to type into a live session, and the line the shell will hold after them
-    (``typed``: the session's line model fed with them, which the classifier read)."""
+    (``typed``: the session's line model fed with them, which the classifier read; ``before``:
+    the line state it was fed from)."""
 
     registry: SessionRegistry
     session_id: str
     payload: bytes
     typed: Feed
     ssh: bool
+    before: LineState
+
+
+DELIVERING = "another send to this session was still being typed"
+"""Why a send checked while an earlier one is being typed is opaque (the marker's taint)."""
 
 
 async def execute_session_send(keystrokes: Keystrokes, call: Call) -> Outcome:
-    """Type the bytes, then keep the line model's state for the next send (tainted by what ran)."""
-    await keystrokes.registry.send(keystrokes.session_id, keystrokes.payload)
-    keystrokes.registry.set_line_state(
-        keystrokes.session_id, after_send(keystrokes.typed, call.analysis, ssh=keystrokes.ssh)
-    )
-    info = keystrokes.registry.info(keystrokes.session_id)
+    """Type the bytes, then keep the line model's state for the next send (tainted by what ran).
+
+    The line state is taken like a compare-and-set, so that concurrent sends to one session
+    can never be judged against a line the shell does not hold: a send is typed only if the
+    state it was classified from is still the session's (else nothing is typed and it fails:
+    another send was typed meanwhile); while it is being typed the session holds a tainted
+    marker, so a send checked meanwhile is opaque; a send cut short (timeout, cancellation,
+    the terminal gone) leaves the session tainted, since the shell may hold part of it.
+
+    Raises:
+        ExecFailed: another send was typed after this one was checked (nothing was typed).
+    """
+    registry, session_id = keystrokes.registry, keystrokes.session_id
+    if registry.line_state(session_id) is not keystrokes.before:
+        raise ExecFailed(
+            "another send to this session was typed after this one was checked, so it was judged "
+            "against a line the shell no longer holds: nothing was typed; send it again"
+        )
+    after = after_send(keystrokes.typed, call.analysis, ssh=keystrokes.ssh)
+    marker = after.taint(DELIVERING)
+    registry.set_line_state(session_id, marker)
+    try:
+        await registry.send(session_id, keystrokes.payload)
+    except BaseException:
+        registry.set_line_state(
+            session_id, after.taint("a send was cut short: the shell may hold part of it")
+        )
+        raise
+    if registry.line_state(session_id) is marker:
+        registry.set_line_state(session_id, after)
+    info = registry.info(session_id)
     sent = {"session_id": info.session_id, "bytes_sent": len(keystrokes.payload), "state": info.state}
     return session_outcome(info, "sent to", sent)
 
@@ -216,15 +247,16 @@ def plan_session_send(request: SessionSend, svc: Services) -> Plan[Keystrokes]:
     keys = request.keys or []
     payload = request.data.encode() + (b"\r" if request.enter else b"") + keys_to_bytes(keys)
     registry = svc.sessions
+    before = registry.line_state(request.session_id)
     typed = feed(  # the line the shell will run, assembled across sends (the classifier reads it)
-        registry.line_state(request.session_id),
+        before,
         payload.decode("utf-8", errors="replace"),
         foreground_is_shell=registry.foreground_is_shell(request.session_id),
     )
     ssh = info.kind == "ssh"
     return Plan(
         execute_session_send,
-        Keystrokes(registry, request.session_id, payload, typed, ssh),
+        Keystrokes(registry, request.session_id, payload, typed, ssh, before),
         text="\n".join(p for p in (request.data, " ".join(keys)) if p),
         call=CallText(typed=typed.units, remote=ssh),
         min_tier=Tier.READ_ONLY,
