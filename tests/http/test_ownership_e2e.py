@@ -166,7 +166,8 @@ async def test_grants_own_their_sessions_and_forwards(
             )
         )
         assert seen["matched"] is True
-        assert ok(await admin.call_tool("session_kill", {"session_id": sid}))["owner"] == alice_grant
+        killed = ok(await admin.call_tool("session_kill", {"session_id": sid}))
+        assert (killed["session_id"], killed["state"]) == (sid, "ended")
         assert ok(await admin.call_tool("ssh_forward_close", {"forward_id": fid}))["state"] == "closed"
         assert await wait_refused(forward["listen_port"])
         assert ok(await alice.call_tool("session_list", {}))["count"] == 0

@@ -186,9 +186,14 @@ async def test_an_admin_sees_and_acts_on_every_session(server: RelayServer, sett
                 )
             )
             assert seen["matched"] is True
-            ok(await admin.call_tool("session_resize", {"session_id": sid, "cols": 90, "rows": 20}))
+            resized = ok(await admin.call_tool("session_resize", {"session_id": sid, "cols": 90, "rows": 20}))
+            assert (resized["session_id"], resized["cols"]) == (sid, 90)
+            listed = ok(await admin.call_tool("session_list", {}))
+            assert [(r["owner"], r["cols"]) for r in listed["sessions"] if r["session_id"] == sid] == [
+                ("alice", 90)
+            ]
             closed = ok(await admin.call_tool("session_kill", {"session_id": sid}))
-            assert (closed["owner"], closed["cols"]) == ("alice", 90)
+            assert (closed["session_id"], closed["state"]) == (sid, "ended")
             ok(await admin.call_tool("session_kill", {"session_id": bobs}))
     assert not [r for r in read_audit(settings.audit_path) if r.get("decision") == "denied"]
     ends = [r for r in read_audit(settings.audit_path) if r["tool"] == "session_end"]

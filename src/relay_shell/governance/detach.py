@@ -1,4 +1,4 @@
-"""The execute stage of a call that may outlive its request: yield to a job (docs/adr/0014-jobs-and-tasks.md).
+"""The execute stage of a call that may outlive its request: yield to a job (docs/adr/0017-jobs-and-tasks.md).
 
 A plan with a :class:`~relay_shell.governance.call.Background` runs its executor in a task
 of its own and waits up to ``yield_after``. If the work ends in time the call answers as
@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import secrets
 import time
 from collections.abc import Callable
 
@@ -38,6 +39,11 @@ from relay_shell.vocabulary import AuditOutcome, ErrorKind, Tier
 log = logging.getLogger("relay_shell.pipeline")
 
 TIMEOUT_SAFETY_MARGIN_S = 10.0
+JOB_CALL_ID_BYTES = 12
+"""The size of the ``call_id`` a tier-0 call gets when it becomes a job (as every call id: 96 bits).
+
+Calls above tier 0 have theirs from the pipeline before they run; a tier-0 call has none
+until it yields: its record and its ``job_end`` record must then be tied together."""
 
 type RecordFn = Callable[[CallState, float, Reply | None], None]
 type FailFn = Callable[[CallState, RelayError], Reply]
@@ -118,7 +124,8 @@ class Detacher:
         output: LiveOutput,
         task: bool,
     ) -> Outcome:
-        assert state.call_id is not None, "a call above tier 0 has its id before it executes"
+        if state.call_id is None:  # a tier-0 read (find, tail -f) outlived yield_after too
+            state.call_id = secrets.token_hex(JOB_CALL_ID_BYTES)
         meta = JobMeta(
             tool=state.tool, call_id=state.call_id, owner=call.identity.subject, label=background.label,
             host=background.host, split=background.split, task=task, timeout_s=plan.timeout_s,
@@ -132,7 +139,7 @@ class Detacher:
         with anyio.CancelScope(shield=True):
             try:
                 ticket = await self.jobs.adopt(meta, output, work.cancel, finish)
-            except RelayError:  # the store is shutting down: the work must not run on unowned
+            except Exception:  # the store is shutting down (or broke): the work must not run on unowned
                 work.cancel()
                 await asyncio.wait({work})
                 raise

@@ -47,7 +47,7 @@ from relay_shell.tools.hosts import (
     host_targets,
     resolve_host,
 )
-from relay_shell.tools.models import ForwardListOutput, ForwardOutput
+from relay_shell.tools.models import ForwardClosed, ForwardListOutput, ForwardOpened, own_fields
 from relay_shell.tools.owned import owned_forward, visible_forwards
 from relay_shell.tools.session_rows import owner_note
 from relay_shell.vocabulary import Tier
@@ -60,6 +60,12 @@ if TYPE_CHECKING:
 OPENS_FORWARD = hints(read_only=False, destructive=False, idempotent=False, open_world=True)
 
 
+OPENED_FIELDS = own_fields(ForwardOpened)
+"""What ssh_forward reports of the new forward's row (where it listens, where it leads)."""
+CLOSED_FIELDS = own_fields(ForwardClosed)
+"""What ssh_forward_close reports of the closed forward's row (its final state and traffic)."""
+
+
 def forward_fields(info: ForwardInfo) -> dict[str, object]:
     return {
         "forward_id": info.forward_id, "kind": info.kind, "spec": info.spec, "bind": info.bind,
@@ -68,6 +74,12 @@ def forward_fields(info: ForwardInfo) -> dict[str, object]:
         "connections": info.connections, "active_connections": info.active_connections,
         "age_s": info.age_s, "state": info.state, "last_error": info.last_error, "owner": info.owner,
     }  # fmt: skip
+
+
+def forward_part(info: ForwardInfo, names: Sequence[str]) -> dict[str, object]:
+    """The fields ``names`` of a forward's row: what an open or a close reports."""
+    row = forward_fields(info)
+    return {name: row[name] for name in names}
 
 
 def forward_line(info: ForwardInfo) -> str:
@@ -138,7 +150,7 @@ async def execute_ssh_forward(opening: Opening, call: Call) -> Outcome:
     )
     return Outcome(
         text=f"opened {forward_line(info)}",
-        data=forward_fields(info),
+        data=forward_part(info, OPENED_FIELDS),
         audit_extra={"forward_id": info.forward_id, "listen_port": info.listen_port},
     )
 
@@ -181,7 +193,7 @@ async def ssh_forward(
     known_hosts: KnownHosts = "",
     jump: Jump = "",
     confirm_token: ConfirmToken = "",
-) -> Annotated[CallToolResult, ForwardOutput]:
+) -> Annotated[CallToolResult, ForwardOpened]:
     target = HostArguments(host, user, port, key_path, known_hosts, jump)
     return await run_tool(ctx, "ssh_forward", plan_ssh_forward, ForwardArguments(target, spec, bind))
 
@@ -224,7 +236,7 @@ async def execute_ssh_forward_close(closing: Closing, call: Call) -> Outcome:
     closed = await closing.forwards.get().close(closing.forward_id)
     return Outcome(
         text=f"closed {forward_line(closed)}",
-        data=forward_fields(closed),
+        data=forward_part(closed, CLOSED_FIELDS),
         audit_extra={"forward_id": closing.forward_id},
     )
 
@@ -238,7 +250,7 @@ def plan_ssh_forward_close(request: ForwardClose, svc: Services) -> Plan[Closing
 async def ssh_forward_close(
     ctx: Context,
     forward_id: Annotated[str, Field(max_length=64)],
-) -> Annotated[CallToolResult, ForwardOutput]:
+) -> Annotated[CallToolResult, ForwardClosed]:
     request = ForwardClose(forward_id, identity_of(ctx))
     return await run_tool(ctx, "ssh_forward_close", plan_ssh_forward_close, request)
 

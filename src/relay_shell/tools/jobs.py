@@ -1,5 +1,5 @@
 """The session tools on jobs (``job-...``): what ``session_recv``, ``session_kill`` and
-``session_list`` do when the id names a job (docs/adr/0014-jobs-and-tasks.md).
+``session_list`` do when the id names a job (docs/adr/0017-jobs-and-tasks.md).
 
 A job is read like a session (output since the last read, ``until``, ``max_bytes``) and,
 once it has ended and everything was read, reports how it ended: ``exit_code``,
@@ -105,7 +105,18 @@ async def kill_job(jobs: JobStore[Reply], job_id: str, call: Call) -> Outcome:
     was_running = owned_job(jobs, job_id, call).running
     info = jobs.info(await jobs.kill(job_id))
     verb = "stopped" if was_running else "removed"
-    return Outcome(text=f"{verb} {job_line(info)}", data=job_fields(info), exit_code=None)
+    return Outcome(text=f"{verb} {job_line(info)}", data=killed_fields(job_fields(info)), exit_code=None)
+
+
+def killed_fields(row: dict[str, object]) -> dict[str, object]:
+    """What ``session_kill`` reports of a session's or a job's row: its state after the kill.
+
+    ``outcome`` (a job's end) only when set: the result carries it as a string or not at all.
+    """
+    killed = {name: row[name] for name in ("session_id", "state", "exit_code")}
+    if row.get("outcome") is not None:
+        killed["outcome"] = row["outcome"]
+    return killed
 
 
 def visible_jobs(jobs: JobStore[Reply], identity: Identity) -> list[JobInfo]:
@@ -114,7 +125,7 @@ def visible_jobs(jobs: JobStore[Reply], identity: Identity) -> list[JobInfo]:
 
 
 def job_fields(info: JobInfo) -> dict[str, object]:
-    """One job as a row of ``session_list`` (the fields of ``SessionResult``)."""
+    """One job as a row of ``session_list`` (the fields of ``SessionRow``)."""
     end = info.end
     return {
         "session_id": info.job_id, "kind": "job", "host": info.host, "command": info.command, "cols": 0,

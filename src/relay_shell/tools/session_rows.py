@@ -1,14 +1,17 @@
-"""How a PTY session is shown: the fields of ``SessionResult``, a line of ``session_list``,
+"""How a PTY session is shown: a row of ``session_list`` and a line of its text,
 the result of a call that started or acted on one, and its policy targets."""
 
 from __future__ import annotations
 
 from relay_shell.governance.call import Outcome
 from relay_shell.sessions import SessionInfo
+from relay_shell.tools.models import SessionStarted, own_fields
+
+STARTED_FIELDS = own_fields(SessionStarted)
 
 
 def info_fields(info: SessionInfo) -> dict[str, object]:
-    """One session as the fields of ``SessionResult`` (a row of ``session_list``)."""
+    """One session as a row of ``session_list``."""
     return {
         "session_id": info.session_id,
         "kind": info.kind,
@@ -27,15 +30,22 @@ def info_fields(info: SessionInfo) -> dict[str, object]:
     }
 
 
-def session_outcome(info: SessionInfo, verb: str) -> Outcome:
-    """The result of a call that started or acted on a session: a line of text and its fields."""
+def started_fields(info: SessionInfo) -> dict[str, object]:
+    """What shell_spawn and ssh_spawn report of the new session (:class:`SessionStarted`)."""
+    row = info_fields(info)
+    return {name: row[name] for name in STARTED_FIELDS}
+
+
+def session_outcome(info: SessionInfo, verb: str, data: dict[str, object]) -> Outcome:
+    """The result of a call that started or acted on a session: the whole session in one line
+    of text, and the structured ``data`` the action reports."""
     where = f" on {info.host}" if info.host else ""
     text = f"{verb} {info.session_id} ({info.kind}{where}, {info.cols}x{info.rows}): {info.command} · {info.state}"
     if info.exit_code is not None:
         text += f" · exit {info.exit_code}"
     return Outcome(
         text=text,
-        data=info_fields(info),
+        data=data,
         exit_code=info.exit_code,
         audit_extra={"session_id": info.session_id},
     )

@@ -32,8 +32,8 @@ from relay_shell.tools.hosts import (
     host_targets,
     resolve_host,
 )
-from relay_shell.tools.models import SessionResult
-from relay_shell.tools.session_rows import session_outcome
+from relay_shell.tools.models import SessionStarted
+from relay_shell.tools.session_rows import session_outcome, started_fields
 from relay_shell.tools.sessions import Cols, Rows
 
 DEFAULT_TERM = "xterm-256color"
@@ -85,7 +85,7 @@ async def execute_ssh_spawn(spawn: RemoteSpawn, call: Call) -> Outcome:
         owner=call.identity.subject,
     )  # fmt: skip
     spawn.registry.set_line_state(info.session_id, initial_state(spawn.command, ssh=True))
-    outcome = session_outcome(info, "started")
+    outcome = session_outcome(info, "started", started_fields(info))
     outcome.audit_extra["known_hosts"] = spawn.spec.known_hosts.value
     return outcome
 
@@ -126,7 +126,7 @@ async def ssh_spawn(
     known_hosts: KnownHosts = "",
     jump: Jump = "",
     confirm_token: ConfirmToken = "",
-) -> Annotated[CallToolResult, SessionResult]:
+) -> Annotated[CallToolResult, SessionStarted]:
     target = HostArguments(host, user, port, key_path, known_hosts, jump)
     return await run_tool(ctx, "ssh_spawn", plan_ssh_spawn, SshSpawn(target, command, cols, rows, term))
 
