@@ -780,6 +780,26 @@ OPAQUE: list[tuple[str, str]] = [
     ("container", "docker exec web ls *"),
     ("container", "kubectl exec pod -c app ls -la"),
     # remote-style globs are handled in the remote tests
+    # options that run a program, in the spellings the program itself accepts
+    ("option", "git grep -O'rm -rf /srv/x' pattern"),
+    ("option", "git grep -iO'rm -rf /srv/x' pattern"),
+    ("option", "git grep --open-files='rm -rf /srv/x' pattern"),
+    ("option", "git grep --open=x pattern"),
+    ("option", "git fetch --upload-p='rm -rf /srv/x' origin"),
+    ("option", "git ls-remote --upload='rm -rf /srv/x' origin"),
+    ("option", "git push --receive-p=x origin"),
+    ("option", "git log --show-sig"),
+    ("option", "strace -o '|rm -rf /srv/x' true"),
+    ("option", "strace -o'!rm -rf /srv/x' true"),
+    ("option", "strace -fo '|sh' true"),
+    ("option", "ltrace -o '|sh' true"),
+    ("option", "ed -s '!rm -rf /srv/x' < /dev/null"),
+    ("option", "ed '!rm -rf /srv/x'"),
+    ("option", "red '!sh'"),
+    ("option", "ex -c '!rm -rf /srv/x' -c q"),
+    ("option", "ex +'!rm -rf /srv/x' f"),
+    ("option", "ex -S script.vim f"),
+    ("option", "ex --cmd '!sh' f"),
 ]
 
 SAFE: list[tuple[str, str]] = [
@@ -873,6 +893,9 @@ SAFE: list[tuple[str, str]] = [
     ("read", "git branch"),
     ("read", "git grep -n x"),
     ("read", "git -C /tmp status"),
+    ("read", "git diff --text"),
+    ("read", "git grep -eOops"),
+    ("read", "git grep -n -e Open x"),
 ]
 
 LOOKALIKES: list[tuple[str, str]] = [
@@ -880,6 +903,7 @@ LOOKALIKES: list[tuple[str, str]] = [
     ("lookalike", "rm -- -rf"),
     ("lookalike", "rm ./-rf"),
     ("lookalike", "rmdir x"),
+    ("lookalike", "strace -o trace.log true"),
     ("lookalike", "touch x"),
     ("lookalike", "mkdir -p x/y"),
     ("lookalike", "cp a b"),

@@ -50,6 +50,11 @@ from tests.policy.conftest import Classify
         "python -m relay_shell.cli",
         "cat /proc/{pid}/environ",
         "cat /proc/{pid}/fd/3",
+        # globs under the audit directory that miss the live file but match what is beside it
+        "cat {audit}?",
+        "mv {audit}?1 /tmp/x",
+        "cd {root}/audit && mv audit.jsonl?1.gz /tmp/x",
+        "cat {root}/audit/other-file",
     ],
 )
 def test_protected_files_are_named_in_every_spelling(

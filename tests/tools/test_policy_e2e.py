@@ -77,6 +77,7 @@ REWRITES: list[tuple[str, str, str]] = [
     ("running a file", "printf 'rm -rf {d}' > {d}.sh; sh {d}.sh", "printf 'chmod 600 {f}' > s; sh s"),
     ("line continuation", "r\\\nm -rf {d}", "ch\\\nmod 600 {f}"),
     ("ifs", "rm${{IFS}}-rf${{IFS}}{d}", "chmod${{IFS}}600${{IFS}}{f}"),
+    ("option that runs a command", "strace -o '|rm -rf {d}' true", "ed -s '!chmod 600 {f}' < /dev/null"),
 ]
 
 
@@ -238,6 +239,66 @@ async def test_tier0_git_runs_with_code_running_configuration_off(
     assert not (tmp_path / "hook-ran").exists()
 
 
+def _repo_with_drivers(root: Path) -> Path:
+    """A repository whose textconv and clean-filter drivers each create a proof file."""
+    repo = root / "drivers"
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+    (repo / "file").write_text("one\n")
+    subprocess.run([*git, "add", "file"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "one"], check=True)
+    (repo / ".gitattributes").write_text("* diff=proof filter=proof\n")
+    textconv = f"sh -c 'touch {root / 'textconv-ran'}; cat \"$0\"'"
+    subprocess.run([*git[:3], "config", "diff.proof.textconv", textconv], check=True)
+    subprocess.run(
+        [*git[:3], "config", "filter.proof.clean", f"sh -c 'touch {root / 'clean-ran'}; cat'"], check=True
+    )
+    (repo / "file").write_text("two\n")
+    return repo
+
+
+async def test_tier0_git_is_refused_where_the_configuration_names_a_driver(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    """Textconv and filter drivers have names of the repository's choosing: no override switches
+    them all off, so a local git read in such a repository is not a known-safe read."""
+    repo = _repo_with_drivers(tmp_path)
+    # Control: without the relay, git status runs the clean filter and git log -p the textconv.
+    subprocess.run(["git", "-C", str(repo), "status"], check=True, capture_output=True)
+    subprocess.run(["git", "-C", str(repo), "log", "-p"], check=True, capture_output=True)
+    assert (tmp_path / "clean-ran").exists() and (tmp_path / "textconv-ran").exists()
+    (tmp_path / "clean-ran").unlink()
+    (tmp_path / "textconv-ran").unlink()
+    server = build_server(make_settings(policy_mode="readonly"))
+    async with connected(server) as client:
+        for command in ("git status", "git diff", "git log -p", "git show", "git diff --stat"):
+            result = await client.call_tool("shell_exec", {"command": command, "cwd": str(repo)})
+            assert sc(result)["error"]["kind"] == "denied", command
+            assert sc(result)["error"]["mode"] == "readonly"
+    await server.services.aclose()
+    assert not (tmp_path / "clean-ran").exists()
+    assert not (tmp_path / "textconv-ran").exists()
+
+
+async def test_tier0_git_diff_shows_the_change(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    repo = tmp_path / "plain"
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    (repo / "file").write_text("one\n")
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "add", "file"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "one"], check=True)
+    (repo / "file").write_text("two\n")
+    server = build_server(make_settings(policy_mode="readonly"))
+    async with connected(server) as client:
+        result = await client.call_tool("shell_exec", {"command": "git diff", "cwd": str(repo)})
+    await server.services.aclose()
+    assert result.is_error is False, result.content[0].text
+    assert (sc(result)["tier"], sc(result)["exit_code"]) == (0, 0)
+    assert "-one\n+two" in sc(result)["output"]
+
+
 DENIED_SPELLINGS = [
     "touch {p}",
     "to''uch {p}",
@@ -377,3 +438,35 @@ async def test_transfers_naming_protected_local_files_are_refused_before_connect
     assert (tmp_path / "oauth" / "state.json").read_text() == "{}"
     records = [r for r in read_audit(audit) if r["tool"] in ("ssh_upload", "ssh_download")]
     assert [(r["decision"], r["rule"]) for r in records] == [("denied", "protected")] * 3
+
+
+async def test_signal_spellings_and_task_runners_are_refused_and_do_nothing(
+    guarded: tuple[Client, Settings], tmp_path: Path
+) -> None:
+    """The classes of rewrites the table above does not hold: a process to signal, a Makefile."""
+    client, _ = guarded
+    victim, target = proofs(tmp_path)
+    (tmp_path / "Makefile").write_text(f"all:\n\trm -rf {victim}\n\tchmod 600 {target}\n")
+    sleeper = subprocess.Popen(["sleep", "300"])
+    try:
+        for command in (
+            f"kill -sKILL {sleeper.pid}",
+            f"kill -09 {sleeper.pid}",
+            f"/bin/kill --signal=kill {sleeper.pid}",
+            f"kill -s sigkill {sleeper.pid}",
+            f"timeout 5 kill -TERM {sleeper.pid}",
+            "make",
+            "make -f Makefile all",
+            "env make -C . all",
+            "nice make",
+        ):
+            result = await client.call_tool("shell_exec", {"command": command, "cwd": str(tmp_path)})
+            error = sc(result)["error"]
+            assert (error["kind"], error["mode"]) == ("denied", "guarded"), command
+            assert error["subcommand"] and error["rule"], command
+        assert sleeper.poll() is None
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert (victim / "keep").exists()
+    assert mode_of(target) == 0o644

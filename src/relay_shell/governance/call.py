@@ -171,6 +171,9 @@ class Plan[R]:
     """Set by the command-running tools: the work may go on as a job past ``yield_after``."""
     call: CallText | None = None
     """What the executor will run, by channel, for the parse (built once by the planner)."""
+    hidden_arguments: tuple[str, ...] = ()
+    """Arguments typed where the terminal hides them (a password prompt): audited whole as
+    ``[REDACTED]``, and so are the parse's command names found in them."""
 
 
 type Planner[R] = Callable[[], Plan[R]]

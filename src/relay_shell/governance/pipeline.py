@@ -169,6 +169,7 @@ class Pipeline:
                 raise ShuttingDown("the server is shutting down; no new calls are accepted")
             plan = planner()
             state.targets = list(plan.targets)
+            state.hidden_arguments = plan.hidden_arguments
             await self._classify(state, plan)
             if self._tier(state) > Tier.READ_ONLY:
                 state.call_id = secrets.token_hex(CALL_ID_BYTES)

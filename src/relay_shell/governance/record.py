@@ -58,6 +58,8 @@ class CallState:
     extra: dict[str, object] = field(default_factory=dict)
     audited_args: object = None
     """The arguments already bounded and redacted (done off the loop for large ones), or None."""
+    hidden_arguments: tuple[str, ...] = ()
+    """Argument names whose values are secrets as a whole (:attr:`Plan.hidden_arguments`)."""
     removed: set[str] = field(default_factory=set)
     """What redaction took out of the arguments (hunted down where the record echoes them)."""
     call_id: str | None = None
@@ -81,7 +83,13 @@ def audit_arguments(state: CallState) -> None:
     if state.audited_args is not None:
         return
     kept = bounded(state.args)
-    state.audited_args = redact(kept)
+    audited = redact(kept)
+    if state.hidden_arguments and isinstance(audited, dict):
+        audited = {
+            key: REDACTED if key in state.hidden_arguments and value else value
+            for key, value in audited.items()
+        }
+    state.audited_args = audited
     state.removed = removed_values(kept, state.audited_args)
 
 

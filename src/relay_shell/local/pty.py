@@ -222,15 +222,22 @@ class LocalPtyTransport:
         return 128 - code if code < 0 else code
 
     def echo_enabled(self) -> bool | None:
-        """Whether the terminal echoes input now (its ECHO flag, read on the master); ``None``
-        once it is closed. Off at password prompts, and while a line editor (readline) or a
-        full-screen program draws the input itself."""
+        """Whether typed text is shown now, from the terminal's flags (read on the master).
+
+        True with ECHO on; False with ECHO off in canonical mode: a password prompt (``read
+        -s``, sudo, passwd, ssh, getpass keep ICANON and turn ECHO off), where what is typed
+        is a secret. ``None`` when it cannot be told: ECHO and ICANON both off (a line editor
+        such as readline or a full-screen program draws the text itself, or a raw-mode
+        prompt hides it), and once the terminal is closed."""
         if self._released:
             return None
         try:
-            return bool(termios.tcgetattr(self._master_fd)[3] & termios.ECHO)
+            flags = termios.tcgetattr(self._master_fd)[3]
         except termios.error:
             return None
+        if flags & termios.ECHO:
+            return True
+        return False if flags & termios.ICANON else None
 
     async def read(self) -> bytes:
         """The next chunk of output; ``b""`` once the terminal is closed and the child exited.

@@ -62,7 +62,21 @@ GIT_SAFE_ENV: Mapping[str, str | None] = MappingProxyType({
     "GIT_OPTIONAL_LOCKS": "0", "GIT_PAGER": "cat", "PAGER": "cat", "LESSSECURE": "1",
     "GIT_EXTERNAL_DIFF": None, "GIT_CONFIG_PARAMETERS": None,
 })  # fmt: skip
-"""The overlay a tier-0 run of git gets: configuration that would run code switched off."""
+"""The overlay a tier-0 run of git gets on a remote host: configuration that would run code
+switched off (an empty ``diff.external`` makes ``git diff`` fail rather than run a program)."""
+LOCAL_GIT_SAFE_ENV: Mapping[str, str | None] = MappingProxyType({
+    "GIT_CONFIG_COUNT": "5",
+    "GIT_CONFIG_KEY_0": "core.fsmonitor", "GIT_CONFIG_VALUE_0": "false",
+    "GIT_CONFIG_KEY_1": "core.hooksPath", "GIT_CONFIG_VALUE_1": "/dev/null",
+    "GIT_CONFIG_KEY_2": "core.pager", "GIT_CONFIG_VALUE_2": "cat",
+    "GIT_CONFIG_KEY_3": "log.showSignature", "GIT_CONFIG_VALUE_3": "false",
+    "GIT_CONFIG_KEY_4": "gpg.program", "GIT_CONFIG_VALUE_4": "false",
+    "GIT_OPTIONAL_LOCKS": "0", "GIT_PAGER": "cat", "PAGER": "cat", "LESSSECURE": "1",
+    "GIT_EXTERNAL_DIFF": None, "GIT_CONFIG_PARAMETERS": None,
+})  # fmt: skip
+"""The overlay of a local tier-0 git: a local read is tier 0 only when no configuration file
+it loads names a driver or an external diff (:mod:`relay_shell.policy.rules.git_config`),
+so ``diff.external`` needs no override and ``git diff`` works."""
 
 
 _SESSION_GIT = SimpleCommand(
@@ -547,7 +561,9 @@ class Analyzer:
                 driver = command
         tier = driver.tier if driver else READ_ONLY
         is_opaque = any(command.opaque for command in commands)
-        exec_env: Mapping[str, str | None] = GIT_SAFE_ENV if run.flags.uses_git and tier == READ_ONLY else {}
+        exec_env: Mapping[str, str | None] = {}
+        if run.flags.uses_git and tier == READ_ONLY:
+            exec_env = GIT_SAFE_ENV if call.remote else LOCAL_GIT_SAFE_ENV
         with_deny = self.environment.spellings  # addresses, like spellings, only serve a deny list
         addresses = tuple(addresses_in_text("\n".join(texts))) if with_deny and any(texts) else ()
         return Analysis(
@@ -735,6 +751,7 @@ def analyze_text(text: str, environment: PolicyEnvironment | None = None, **call
 
 __all__ = [
     "GIT_SAFE_ENV",
+    "LOCAL_GIT_SAFE_ENV",
     "MAX_COMMANDS",
     "MAX_DEPTH",
     "Analyzer",

@@ -271,8 +271,13 @@ class Protected:
     def glob_names(self, pattern: str, cwd: str | None) -> str | None:
         """The label of a protected file a glob ``pattern`` could match, or None."""
         absolute = pattern if pattern.startswith("/") else (f"{cwd}/{pattern}" if cwd else None)
+        if pattern.startswith("/"):
+            # a protected path written inside the glob counts as it does in a literal word
+            mentioned = self.mentions(strip_proc_root(posixpath.normpath(pattern)))
+            if mentioned is not None:
+                return mentioned
         for entry in self.entries:
-            target = entry.path.replace("*", "x")
+            target = entry.path
             if absolute is None:
                 if _suffix_could_match(pattern, target):
                     return entry.label
@@ -302,9 +307,17 @@ def _could_match(pattern: str, target: str, tree: bool) -> bool:
 
 
 def _component(name: str, pattern: str) -> bool:
-    """Shell glob matching of one path component (a leading dot is only matched literally)."""
+    """Shell glob matching of one path component (a leading dot is only matched literally).
+
+    A protected ``name`` may itself hold ``*`` (``audit.jsonl.*``, the rotated files): the glob
+    could match one of them when their literal beginnings agree (``audit.jsonl?1`` matches
+    ``audit.jsonl.1``), which rounds up."""
     if name.startswith(".") and not pattern.startswith("."):
         return False
+    if "*" in name:
+        fixed = name.split("*", 1)[0]
+        literal = _GLOB_CHARS.split(pattern, 1)[0]
+        return fixed.startswith(literal) or literal.startswith(fixed)
     return fnmatch.fnmatchcase(name, pattern)
 
 

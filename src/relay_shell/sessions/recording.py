@@ -10,9 +10,10 @@ with ``RELAY_SHELL_SESSION_RECORD_INPUT``, ``"i"`` input. Times come from a mono
 and never decrease.
 
 Input is written only when the terminal's echo mode is known (:class:`EchoProbe`, local
-PTYs: ``tcgetattr`` on the master); input typed while ECHO is off is replaced whole by
-``[REDACTED]`` (a password prompt: ``sudo``, ``passwd``, ``ssh``, ``read -s``; also a line
-editor such as readline, which echoes the text itself, so it is still seen in the output).
+PTYs: ``tcgetattr`` on the master); input typed while ECHO is off in canonical mode is
+replaced whole by ``[REDACTED]`` (a password prompt: ``sudo``, ``passwd``, ``ssh``, ``read
+-s``); with ECHO and ICANON both off (a line editor such as readline, or a full-screen
+program, draws the text itself and it is seen in the output) nothing is written.
 An SSH terminal's mode is not visible from the client, so SSH input is never recorded.
 
 Size: at ``max_bytes`` the recording stops, with a last output event saying so. Writes are

@@ -254,6 +254,8 @@ def plan_session_send(request: SessionSend, svc: Services) -> Plan[Keystrokes]:
         foreground_is_shell=registry.foreground_is_shell(request.session_id),
     )
     ssh = info.kind == "ssh"
+    hidden = registry.echo_enabled(request.session_id) is False  # a password prompt reads it
+    shown = "[REDACTED] (typed at a prompt that hides it)" if hidden else f"`{request.data[:300]}`"
     return Plan(
         execute_session_send,
         Keystrokes(registry, request.session_id, payload, typed, ssh, before),
@@ -262,7 +264,8 @@ def plan_session_send(request: SessionSend, svc: Services) -> Plan[Keystrokes]:
         min_tier=Tier.READ_ONLY,
         targets=session_targets(info),
         timeout_s=svc.settings.default_timeout,  # a child that never reads cannot block the call
-        confirm_summary=f"type `{request.data[:300]}` into session {request.session_id} ({info.command})",
+        confirm_summary=f"type {shown} into session {request.session_id} ({info.command})",
+        hidden_arguments=("data",) if hidden else (),
     )
 
 

@@ -422,7 +422,19 @@ def sed(invocation: Invocation) -> Verdict:
 
 @rule("ed", "red", "ex")
 def line_editor(invocation: Invocation) -> Verdict:
+    """``ed``/``red``/``ex``: in-place edits (tier 2); opaque when they can run a shell command:
+    ``!`` in the commands they read, a file argument ``!CMD`` (ed reads the command's output),
+    and ``ex`` (vim) options that carry commands (``-c``, ``+CMD``, ``-S``, ``--cmd``, ``-u``)."""
     verdict = Verdict(STATEFUL, "inplace_edit.ed")
+    for word in invocation.args:
+        if not word.literal or word.text.startswith("!"):
+            return verdict.worst(opaque("opaque.editor", f"{invocation.name} !FILE runs a shell command"))
+        if (
+            invocation.name == "ex"
+            and word.text.startswith(("+", "-"))
+            and word.text not in ("-", "-s", "--")
+        ):
+            return verdict.worst(opaque("opaque.editor", f"ex {word.text[:2]} runs editor commands"))
     stdin = invocation.stdin
     if stdin.text is not None:
         if "!" in stdin.text:

@@ -238,13 +238,9 @@ def subcommand(invocation: Invocation, name: str, args: list[Word]) -> Verdict:
         return opaque("opaque.git", f"git {name} with expansions among its arguments", IRREVERSIBLE)
     verdict = _history(name, texts)
     for text in texts:
-        option = text.split("=", 1)[0]
-        if (
-            option in _CODE_OPTIONS
-            and not (option == "-x" and name != "rebase")
-            and not (option == "-O" and name != "grep")
-        ):
-            verdict = verdict.worst(opaque("opaque.git", _CODE_OPTIONS[option]))
+        reason = _code_option(name, text)
+        if reason:
+            verdict = verdict.worst(opaque("opaque.git", reason))
     if name in HOOK_COMMANDS:
         verdict = verdict.worst(opaque("opaque.git_hooks", f"git {name} runs repository hooks"))
     elif name not in QUIET_COMMANDS:
@@ -256,6 +252,37 @@ def subcommand(invocation: Invocation, name: str, args: list[Word]) -> Verdict:
             )
         )
     return verdict.worst(_runs_commands(invocation, name, args))
+
+
+_GREP_SHORT_VALUES = "ABCefm"
+"""``git grep`` short options that take the rest of a cluster as their value (``-e``, ``-A3``...)."""
+_EXACT_LONG = {"--text"}
+"""Real options that are also prefixes of an option in ``_CODE_OPTIONS`` (``diff --text``)."""
+
+
+def _code_option(name: str, text: str) -> str | None:
+    """Why ``text``, an argument of ``git NAME``, makes git run a program (None: it does not).
+
+    git's parse-options reads any unambiguous prefix of a long option (``--open-files`` is
+    ``--open-files-in-pager``, ``--upload-p`` is ``--upload-pack``) and clusters short ones
+    with an attached value (``git grep -iOcmd``): both spellings count as the option."""
+    option = text.split("=", 1)[0]
+    if option in _CODE_OPTIONS:
+        if (option == "-x" and name != "rebase") or (option == "-O" and name != "grep"):
+            return None
+        return _CODE_OPTIONS[option]
+    if option.startswith("--") and len(option) > 2 and option not in _EXACT_LONG:
+        for candidate, reason in _CODE_OPTIONS.items():
+            if candidate.startswith(option):
+                return reason
+        return None
+    if name == "grep" and option.startswith("-") and not option.startswith("--"):
+        for letter in text[1:]:
+            if letter == "O":
+                return _CODE_OPTIONS["-O"]
+            if letter in _GREP_SHORT_VALUES:
+                break
+    return None
 
 
 def _has_short(texts: list[str], letters: str) -> bool:

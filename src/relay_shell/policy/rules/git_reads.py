@@ -2,7 +2,9 @@
 
 Each has an allowlist of options (no ``--output``, no ``-O``, no ``--ext-diff``, no
 ``--textconv``, no ``-c``); the executor also runs tier-0 git with configuration that
-would run code switched off (:data:`relay_shell.policy.analyze.GIT_SAFE_ENV`).
+would run code switched off (:data:`relay_shell.policy.analyze.GIT_SAFE_ENV`). Locally, a
+read is tier 0 only when no configuration git loads names a driver program (textconv,
+filters, external diff: :mod:`relay_shell.policy.rules.git_config`).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 from relay_shell.policy.options import OptionSpec, Parsed, parse_options, spec
 from relay_shell.policy.rules.base import Invocation
 from relay_shell.policy.rules.git import global_options
+from relay_shell.policy.rules.git_config import may_run_configured_programs
 
 _SAFE_GLOBALS = {
     "-C",
@@ -126,5 +129,10 @@ def git_read(invocation: Invocation) -> bool:
         return False
     if name == "branch":
         listing = parsed.has("--list", "-l", "--show-current")
-        return listing or not parsed.operands
-    return all(word.plain for word in rest)
+        if not (listing or not parsed.operands):
+            return False
+    elif not all(word.plain for word in rest):
+        return False
+    return invocation.remote or not may_run_configured_programs(
+        invocation.cwd, globals_.options, invocation.home
+    )

@@ -356,6 +356,11 @@ def tracer(invocation: Invocation) -> Unwrapped:
         if name is not None:
             unwrapped.assignments.append((name, Word(value.partition("=")[2], True)))
     for value in parsed.values("-o"):
+        if value.startswith(("|", "!")):
+            # strace -o '|CMD' / '!CMD' pipes the trace into a shell command
+            reason = f"{invocation.name} -o {value[:1]}COMMAND pipes its output into a shell command"
+            unwrapped.verdict = unwrapped.verdict.worst(opaque("opaque.trace_pipe", reason))
+            continue
         unwrapped.verdict = unwrapped.verdict.worst(invocation.write(Word(value, True)))
     return unwrapped
 
