@@ -182,7 +182,7 @@ async def test_yield_after_zero_never_yields(make_server: Callable[..., RelaySer
     assert default["status"] == "running"  # RELAY_SHELL_YIELD_AFTER applies when omitted
 
 
-@pytest.mark.parametrize("bad", [-1, -0.5, "soon", "3 minutes", [5]])
+@pytest.mark.parametrize("bad", [-1, -0.5, "soon", "3 minutes", [5], "5", True])
 async def test_bad_yield_after_is_invalid_naming_it(client: Client, server: RelayServer, bad: object) -> None:
     result = await client.call_tool("shell_exec", {"command": "true", "yield_after": bad})
     assert result.is_error is True
