@@ -31,7 +31,7 @@ import anyio
 from relay_shell.background import JobEnd, JobHost, JobMeta, JobOutcome, LiveOutput
 from relay_shell.errors import ExecTimeout, JobStopped, RelayError
 from relay_shell.governance.call import Background, Call, Outcome, Plan, ProgressFn, Reply
-from relay_shell.governance.record import CallState
+from relay_shell.governance.record import CallState, new_call_id
 from relay_shell.governance.shaping import shape_success
 from relay_shell.vocabulary import AuditOutcome, ErrorKind, Tier
 
@@ -106,7 +106,14 @@ class Detacher:
             )
             return outcome
         gate.open = False
-        return await self._adopt(state, plan, call, background, work, output, task)
+        try:
+            return await self._adopt(state, plan, call, background, work, output, task)
+        except BaseException:  # not adopted: the work must not outlive the call that answers
+            if not work.done():
+                work.cancel()
+                with anyio.CancelScope(shield=True):
+                    await asyncio.wait({work})
+            raise
 
     async def _adopt[R](
         self,
@@ -118,7 +125,8 @@ class Detacher:
         output: LiveOutput,
         task: bool,
     ) -> Outcome:
-        assert state.call_id is not None, "a call above tier 0 has its id before it executes"
+        if state.call_id is None:  # a tier-0 call: named now, for its record, its job_end and the reply
+            state.call_id = new_call_id()
         meta = JobMeta(
             tool=state.tool, call_id=state.call_id, owner=call.identity.subject, label=background.label,
             host=background.host, split=background.split, task=task, timeout_s=plan.timeout_s,
@@ -129,13 +137,9 @@ class Detacher:
             return await self._finish_job(state, plan, job_id, work, output)
 
         # Shielded: once the store holds the job a cancellation must not leave it unannounced.
+        # A refusal (the store is shutting down) propagates: execute() then stops the work.
         with anyio.CancelScope(shield=True):
-            try:
-                ticket = await self.jobs.adopt(meta, output, work.cancel, finish)
-            except RelayError:  # the store is shutting down: the work must not run on unowned
-                work.cancel()
-                await asyncio.wait({work})
-                raise
+            ticket = await self.jobs.adopt(meta, output, work.cancel, finish)
         elapsed_ms = round((time.monotonic() - state.started) * 1000)
         data: dict[str, object] = {
             "status": "running", "job_id": ticket.job_id, "call_id": state.call_id, "elapsed_ms": elapsed_ms,
