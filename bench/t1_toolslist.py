@@ -58,10 +58,10 @@ def wire_listing(capture: Path) -> Listing:
     return Listing(total, tools)
 
 
-def _error_schema(tool: dict[str, object]) -> object:
+def _presence(tool: dict[str, object]) -> object:
+    """The output schema's ``anyOf``: what a success carries, or ``error`` (docs/adr/0020)."""
     output = tool.get("outputSchema")
-    properties = output.get("properties") if isinstance(output, dict) else None
-    return properties.get("error", {}) if isinstance(properties, dict) else {}
+    return output.get("anyOf", []) if isinstance(output, dict) else []
 
 
 def visible_note(listing: Listing) -> str:
@@ -98,8 +98,10 @@ def breakdown(listing: Listing) -> str:
     }
     parts["names, keys and envelope"] = listing.wire_bytes - sum(parts.values())
     shares = ", ".join(f"{name} {size:,} B" for name, size in parts.items())
-    errors = sum(compact(_error_schema(tool)) for tool in listing.tools)
-    shares += f" (of the output schemas, the error object declared once per tool: {errors:,} B)"
+    presence = sum(compact(_presence(tool)) for tool in listing.tools)
+    shares += (
+        f" (of the output schemas, the anyOf lists of what a success or a failure carries: {presence:,} B)"
+    )
     largest = sorted(listing.tools, key=compact, reverse=True)[:5]
     tops = ", ".join(
         f"{tool['name']} {compact(tool):,} B (output schema {compact(tool.get('outputSchema', {})):,} B)"

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from relay_shell.sessions import SessionRegistry
+from relay_shell.sessions.model import SessionEnd
 from relay_shell.sessions.recording import RecordingSettings
-from relay_shell.sessions.registry import SessionEnd
 from tests.test_sessions import FakeClock, ScriptedTransport
 
 

@@ -2,7 +2,7 @@
 
 A command-running call that passes its ``yield_after`` hands its work to a **job**: the
 executor's task keeps running, its output streams into a live buffer, and the call returns
-``status: "running"`` with the job id (docs/adr/0014-jobs-and-tasks.md). The pipeline
+``status: "running"`` with the job id (docs/adr/0017-jobs-and-tasks.md). The pipeline
 (``governance``) decides when that happens and writes the audit records; the job store
 (``sessions/jobs.py``) keeps the job, its output and its end. Neither layer imports the
 other: they meet here, in plain data and one protocol (:class:`JobHost`).

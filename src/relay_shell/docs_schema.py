@@ -190,6 +190,16 @@ def _success_fields(schema: Schema) -> set[str]:
     return names
 
 
+def _failure_fields(schema: Schema) -> set[str]:
+    """The fields the failure branch of the schema's ``anyOf`` names (``error``, described once)."""
+    return {
+        str(name)
+        for branch in _list(schema.get("anyOf"))
+        if (listed := _list(_mapping(branch).get("required"))) == ["error"]
+        for name in listed
+    }
+
+
 def _list(value: object) -> list[object]:
     return value if isinstance(value, list) else []
 
@@ -224,7 +234,9 @@ def output_rows(output_schema: Schema | None, descriptions: Mapping[str, str]) -
     if not output_schema:
         return ["No declared output schema."]
     properties = _mapping(output_schema.get("properties"))
-    common = all(name in properties for name in COMMON_OUTPUT_FIELDS)
+    common = all(
+        name in properties or name in _failure_fields(output_schema) for name in COMMON_OUTPUT_FIELDS
+    )
     always = _success_fields(output_schema)
     rows = ["| Field | Type | In every result | Description |", "|---|---|---|---|"]
     nested: list[str] = []

@@ -30,8 +30,8 @@ from relay_shell.local.containment import ContainmentService
 from relay_shell.metrics import Metrics
 from relay_shell.sessions import SessionRegistry
 from relay_shell.sessions.jobs import JobStore
+from relay_shell.sessions.model import SessionEnd
 from relay_shell.sessions.recording import RecordingSettings
-from relay_shell.sessions.registry import SessionEnd
 from relay_shell.ssh.fleet import FanoutHistory
 from relay_shell.ssh.inventory import Inventory
 
@@ -251,7 +251,8 @@ def build_services(settings: Settings) -> Services:
 
 
 def session_end_fields(end: SessionEnd) -> dict[str, object]:
-    """The audit fields of a session's end (written as a ``session_end`` record)."""
+    """The audit fields of a session's end (written as a ``session_end`` record): ``principal``
+    is the session's owner, so a principal's audit_tail shows the ends of its own sessions."""
     fields: dict[str, object] = {
         "session_id": end.session_id,
         "session_kind": end.kind,
@@ -260,6 +261,7 @@ def session_end_fields(end: SessionEnd) -> dict[str, object]:
         "exit_code": end.exit_code,
         "duration_ms": round(end.duration_s * 1000),
         "stream_len": end.bytes_produced,
+        "principal": end.owner,
     }
     if end.recording is not None:
         fields["recording"] = {

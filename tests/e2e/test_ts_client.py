@@ -33,7 +33,12 @@ CALLS: list[tuple[str, dict[str, object], str | None]] = [
     ("shell_exec", {"command": "sleep 5", "timeout": 0.3}, "timeout"),
     ("shell_exec", {"command": "true", "timout": 5}, "invalid"),
     ("shell_script", {"script": "echo script", "interpreter": "sh"}, None),
+    ("shell_spawn", {"command": ""}, None),  # a shell: what is typed into it is classified
+    ("session_send", {"session_id": "$session", "data": "echo typed"}, None),
+    ("session_resize", {"session_id": "$session", "cols": 90, "rows": 30}, None),
     ("session_list", {}, None),
+    ("session_kill", {"session_id": "$session"}, None),
+    ("session_kill", {"session_id": "$session"}, "invalid"),
     ("session_recv", {"session_id": "sh-000000000000"}, "invalid"),
     ("ssh_hosts", {}, None),
     ("ssh_forward_list", {}, None),

@@ -7,6 +7,7 @@ import pytest
 from relay_shell.policy.analyze import analyze_text
 from relay_shell.policy.model import CallText
 from relay_shell.policy.session import LineState, after_send, feed, incomplete, initial_state
+from relay_shell.sessions.terminal import KEYS
 
 READLINE = LineState()
 BASIC = LineState(editor="basic")
@@ -69,6 +70,36 @@ def test_keys_the_model_does_not_follow_are_opaque(key: str) -> None:
 def test_an_ssh_session_only_follows_backspace_and_enter(key: str) -> None:
     assert any(unit.opaque for unit in feed(BASIC, "ls" + key).units)
     assert not any(unit.opaque for unit in feed(READLINE, "ls" + key).units)
+
+
+FOLLOWED_BY_READLINE = frozenset(
+    {
+        "Enter",
+        "Backspace",
+        "Left",
+        "Right",
+        "Home",
+        "End",
+        "C-a",
+        "C-e",
+        "C-h",
+        "C-j",
+        "C-k",
+        "C-m",
+        "C-u",
+        "C-w",
+    }
+)
+FOLLOWED_BY_BASIC = frozenset({"Enter", "Backspace", "C-h", "C-j", "C-m"})
+
+
+@pytest.mark.parametrize("name", sorted(KEYS))
+def test_every_named_key_is_followed_or_opaque(name: str) -> None:
+    """The whole key table of session_send: a key the line model does not emulate makes the
+    send uncertain (opaque, and the session tainted once delivered), whatever its bytes."""
+    typed = "ls" + KEYS[name].decode()
+    assert feed(READLINE, typed).uncertain is (name not in FOLLOWED_BY_READLINE)
+    assert feed(BASIC, typed).uncertain is (name not in FOLLOWED_BY_BASIC)
 
 
 @pytest.mark.parametrize("line", ["!!", "sudo !!", "echo !$", "!rm", "^a^b", "ls; !-2"])

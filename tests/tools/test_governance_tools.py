@@ -165,7 +165,8 @@ async def test_unwritable_audit_refuses_above_tier0(
 
 async def test_server_info_fields(client: Client, settings: Settings) -> None:
     data = sc(await client.call_tool("server_info", {}))
-    assert data["policy_mode"] == "open"
+    assert (data["policy"]["mode"], data["policy"]["confirm_tier3"]) == ("open", settings.confirm_tier3.value)
+    assert "policy_mode" not in data  # said once, in policy
     assert data["limits"]["max_output"] == settings.max_output
     assert data["audit"]["path"] == str(settings.audit_path)
     assert data["identity"]["uid"] >= 0

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -162,6 +164,39 @@ async def test_a_call_that_ends_in_time_is_done(client: Client, server: RelaySer
     assert len(record["call_id"]) == 24
 
 
+async def test_a_read_only_command_that_outlives_yield_after_becomes_a_job_too(
+    client: Client, server: RelayServer, tmp_path: Path
+) -> None:
+    """A tier-0 read (no call id of its own: it has one record) that is still running yields
+    like any call: it gets a call id, its record says running, its job_end has the same id."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    result = await client.call_tool("shell_exec", {"command": f"cat {fifo}", "yield_after": 0.3})
+    assert result.is_error is False, result.content[0].text
+    first = sc(result)
+    assert first["status"] == "running"
+    assert len(first["call_id"]) == 24
+
+    def write() -> None:  # opening a FIFO for writing waits for its reader: off the loop
+        with fifo.open("w") as writer:
+            writer.write("through-the-fifo\n")
+
+    await asyncio.to_thread(write)
+    output, last = await read_to_end(client, first["job_id"])
+    assert first["output"] + output == "through-the-fifo\n"
+    assert (last["outcome"], last["exit_code"]) == ("ok", 0)
+    records = read_audit(server.services.settings.audit_path)
+    call = next(r for r in records if r["tool"] == "shell_exec")
+    end = next(r for r in records if r["tool"] == "job_end")
+    assert (call["tier"], call["outcome"], call["call_id"], call["job_id"]) == (
+        0,
+        "running",
+        first["call_id"],
+        first["job_id"],
+    )
+    assert (end["call_id"], end["job_id"], end["outcome"]) == (first["call_id"], first["job_id"], "ok")
+
+
 async def test_yield_after_zero_never_yields(make_server: Callable[..., RelayServer]) -> None:
     server = make_server(yield_after=0.2)
     async with connected(server) as client:
@@ -234,7 +269,9 @@ async def test_session_kill_ends_the_job_and_its_processes(client: Client, serve
     assert pids_with_marker(duration)
     killed = await client.call_tool("session_kill", {"session_id": first["job_id"]})
     assert killed.is_error is False
-    assert (sc(killed)["kind"], sc(killed)["state"], sc(killed)["outcome"]) == ("job", "ended", "cancelled")
+    assert sc(killed) == {
+        "session_id": first["job_id"], "state": "ended", "exit_code": None, "outcome": "cancelled", "tier": 1,
+    }  # fmt: skip
     await wait_gone(duration)
     _, last = await read_to_end(client, first["job_id"])
     assert (last["outcome"], last["exit_code"]) == ("cancelled", None)

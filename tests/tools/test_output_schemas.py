@@ -2,9 +2,10 @@
 
 The schemas are closed for the check (``additionalProperties: false`` on every object that
 lists its properties), so a field a tool adds without declaring it fails here. The wire
-schemas declare the ``error`` object by the fields every error carries and leave the rest
-open; the check puts the whole :class:`ErrorInfo` model in its place, closed, so every
-field of a real error is checked (its type, and that the model declares it). Results are
+schemas name the ``error`` object in their failure branch without declaring it (it is the
+same in every tool, described once in docs/tools.md); the check declares the whole
+:class:`ErrorInfo` model in each result schema, closed, so every field of a real error is
+checked (its type, and that the model declares it). Results are
 built as plain data on the hot path; this walk is what keeps them honest. The walk must
 cover every tool the server lists, with a success and with a failure each: a failure's
 ``error`` object and partial output share the schema, and the schema's ``required`` holds
@@ -47,24 +48,27 @@ def _error_schema() -> dict[str, Any]:
 
 
 ERROR_SCHEMA = _error_schema()
+NOTES_SCHEMA = {"type": "array", "items": {"type": "string"}}
+"""``notes`` as its model types it (the wire schema says only ``array``)."""
 
 
-def closed(schema: Any) -> Any:
+def closed(schema: Any, top: bool = True) -> Any:
     """``schema`` with ``additionalProperties: false`` on every object that lists properties.
 
-    A result's ``error`` is checked against the whole error model (closed), not the part of it
-    the wire schema declares.
+    A result's ``error``, which the wire schema only names, is checked against the whole error
+    model (closed), and its ``notes`` as strings.
     """
     if isinstance(schema, dict):
-        result = {key: closed(value) for key, value in schema.items()}
+        result = {key: closed(value, top=False) for key, value in schema.items()}
         properties = result.get("properties")
-        if isinstance(properties, dict) and "error" in properties and "tier" in properties:
-            result["properties"] = {**properties, "error": closed(ERROR_SCHEMA)}
+        if top and isinstance(properties, dict):
+            strict = {"error": closed(ERROR_SCHEMA, top=False), "notes": NOTES_SCHEMA}
+            result["properties"] = {**properties, **strict}
         if "properties" in result and result.get("additionalProperties") in (None, True):
             result["additionalProperties"] = False
         return result
     if isinstance(schema, list):
-        return [closed(item) for item in schema]
+        return [closed(item, top=False) for item in schema]
     return schema
 
 
@@ -99,6 +103,7 @@ class Walk:
         self.schemas = schemas
         self.called: set[str] = set()
         self.failed: set[str] = set()
+        self.fanout_rows_read = False
 
     async def call(self, tool: str, arguments: dict[str, Any], *, error: str | None = None) -> dict[str, Any]:
         result = await self.client.call_tool(tool, arguments)
@@ -111,6 +116,11 @@ class Walk:
         else:
             self.called.add(tool)
         jsonschema.validate(data, closed(self.schemas[tool]))
+        if tool == "session_recv" and "results" in data:  # a fan-out job's rows: ssh_fanout declares them
+            self.fanout_rows_read = True
+            row = self.schemas["ssh_fanout"]["properties"]["results"]["items"]
+            for each in data["results"]:
+                jsonschema.validate(each, closed(row, top=False))
         return dict(data)
 
 
@@ -148,6 +158,8 @@ async def test_every_tool_answers_within_its_schema(walk: Walk, tmp_path: Path, 
             {"tier": None, "error": {"kind": "invalid", "message": "m", "argument": 1}},
             closed(walk.schemas["ssh_exec"]),
         )
+    with pytest.raises(jsonschema.ValidationError):  # ... and a note that is not a string
+        jsonschema.validate({"tier": 1, "notes": [1], "hosts": []}, closed(walk.schemas["ssh_keyscan"]))
     await _local_tools(walk)
     await _session_tools(walk, "shell_spawn", {"command": ""})
     await _ssh_tools(walk, tmp_path, remote_dir)
@@ -161,6 +173,7 @@ async def test_every_tool_answers_within_its_schema(walk: Walk, tmp_path: Path, 
         assert refused["tier"] is None and refused["error"]["argument"] == "bogus"
     assert walk.called == set(walk.schemas)
     assert walk.failed == set(walk.schemas)
+    assert walk.fanout_rows_read
 
 
 def test_a_result_must_carry_what_its_schema_requires(schemas: dict[str, dict[str, Any]]) -> None:
@@ -171,7 +184,10 @@ def test_a_result_must_carry_what_its_schema_requires(schemas: dict[str, dict[st
                 jsonschema.validate(hollow, closed(schema))
         failure = {"tier": None, "error": {"kind": "invalid", "message": "m", "argument": "x"}}
         jsonschema.validate(failure, closed(schema))
+        jsonschema.validate(failure, schema)  # as a client validates it (TypeScript SDK 1.x: isError too)
         assert schema["required"] == ["tier"], tool
+        assert schema["anyOf"][-1] == {"required": ["error"]}, tool  # named, described in docs/tools.md
+        assert "error" not in schema["properties"], tool
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ from relay_shell.app import build_server
 from relay_shell.config import Settings
 from relay_shell.docs_schema import length_limits
 from relay_shell.tools.base import HINT_DEFAULTS, hint, hints
-from relay_shell.tools.models import ToolOutput
+from relay_shell.tools.models import ErrorInfo
 from relay_shell.tools.schemas import ALWAYS_PRESENT, compact_input, compact_output
 from relay_shell.vocabulary import ErrorKind
 from tests.conftest import connected
@@ -184,18 +184,24 @@ def test_output_required_says_what_every_result_carries() -> None:
             jsonschema.validate(hollow, schema)
 
 
-def test_the_error_object_declares_what_every_error_carries() -> None:
-    """``kind`` and ``message`` are declared and required; the other error fields are left open."""
-    error = compact_output(ToolOutput.model_json_schema())["properties"]["error"]
-    assert error == {
-        "type": "object",
-        "required": ["kind", "message"],
-        "properties": {"kind": {"enum": [kind.value for kind in ErrorKind]}, "message": {"type": "string"}},
-    }
-    jsonschema.validate({"kind": "denied", "message": "m", "rule": None, "argument": "x"}, error)
-    for broken in ({"kind": "denied"}, {"kind": "other", "message": "m"}, {"kind": "denied", "message": 1}):
-        with pytest.raises(jsonschema.ValidationError):
-            jsonschema.validate(broken, error)
+def test_the_error_is_named_by_the_failure_branch_and_described_once() -> None:
+    """No schema declares the error object (it is the same in every tool): the failure branch names
+    it, the open schema admits every error the model allows, and docs/tools.md describes it."""
+    schema = compact_output(_Result.model_json_schema())
+    assert "error" not in schema["properties"]
+    assert schema["anyOf"][-1] == {"required": ["error"]}
+    assert "additionalProperties" not in schema  # open: an error result validates with every client
+    every_field = {
+        "kind": "denied", "message": "m", "tier": 3, "reason": "r", "rule": "deny", "mode": "guarded",
+        "subcommand": "rm -rf /", "opaque": False, "argument": "command", "confirm_token": "t",
+    }  # fmt: skip
+    assert set(every_field) == set(ErrorInfo.model_fields)
+    for kind in ErrorKind:
+        jsonschema.validate({"tier": None, "error": {**every_field, "kind": kind.value}}, schema)
+    with pytest.raises(jsonschema.ValidationError):  # a failure still carries its tier
+        jsonschema.validate({"error": every_field}, schema)
+    with pytest.raises(jsonschema.ValidationError):  # and a success every success field
+        jsonschema.validate({"tier": 1, "rows": []}, schema)
 
 
 @pytest.mark.parametrize("stated", list(itertools.product([False, True], repeat=4)))

@@ -94,6 +94,27 @@ async def test_resize_seen_by_stty(client: Client) -> None:
     await recv_until(client, sid, r"27 91")
 
 
+async def test_actions_report_what_they_changed(client: Client) -> None:
+    """A spawn reports the new session; send, resize and kill what they did, not the whole row."""
+    started = await client.call_tool("shell_spawn", {"command": "cat", "cols": 100, "rows": 30})
+    row = sc(started)
+    sid = row["session_id"]
+    assert row == {
+        "session_id": sid, "kind": "local", "host": None, "command": "cat", "cols": 100, "rows": 30,
+        "state": "running", "owner": None, "tier": row["tier"],
+    }  # fmt: skip
+    typed = {"session_id": sid, "data": "héllo", "keys": ["Backspace"]}
+    sent = sc(await client.call_tool("session_send", typed))
+    assert sent == {"session_id": sid, "bytes_sent": len("héllo".encode()) + 2, "state": "running", "tier": 2}
+    resized = sc(await client.call_tool("session_resize", {"session_id": sid, "cols": 81, "rows": 25}))
+    assert resized == {"session_id": sid, "cols": 81, "rows": 25, "tier": 1}
+    listed = sc(await client.call_tool("session_list", {}))["sessions"]
+    assert [(r["cols"], r["rows"]) for r in listed if r["session_id"] == sid] == [(81, 25)]
+    killed = sc(await client.call_tool("session_kill", {"session_id": sid, "signal": "KILL"}))
+    assert killed == {"session_id": sid, "state": "ended", "exit_code": 128 + 9, "tier": 1}
+    assert sc(await client.call_tool("session_list", {}))["count"] == 0
+
+
 async def test_child_exit_reports_ended_and_code(client: Client) -> None:
     sid = await spawn(client, command="sh -c 'echo bye; exit 3'")
     data = await recv_until(client, sid, "bye")

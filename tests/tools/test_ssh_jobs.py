@@ -144,6 +144,11 @@ async def test_killing_a_fanout_job_stops_every_host(client: Client) -> None:
         )
     )
     assert first["status"] == "running"
+    for host in ("web2", "web3"):  # the command runs on both before the kill (else it proves nothing)
+        deadline = time.monotonic() + 10
+        while await remote_pids(client, host, marker) == "none":
+            assert time.monotonic() < deadline, f"{host}: the command never started"
+            await asyncio.sleep(0.1)
     await client.call_tool("session_kill", {"session_id": first["job_id"]})
     for host in ("web2", "web3"):
         deadline = time.monotonic() + 10

@@ -298,6 +298,8 @@ async def test_transfer_errors_are_clear(
 
 # --- forwards -------------------------------------------------------------------------------------
 
+OPENED = ("forward_id", "kind", "spec", "bind", "listen_port", "host", "target", "state", "owner")
+
 
 async def test_local_socks_and_remote_forwards(
     client: Client, server: RelayServer, sshd: SshdInstance, echo_port: int, settings: Settings
@@ -310,7 +312,12 @@ async def test_local_socks_and_remote_forwards(
         assert opened["listen_port"] > 0
         assert opened["bind"] == "127.0.0.1"
         assert opened["tier"] == 2
+        assert (opened["host"], opened["state"]) == (sshd.target(), "open")
+        # an open reports where it listens and leads; its counters are ssh_forward_list's
+        assert set(opened) == {*OPENED, "tier"}
     assert local["spec"] == f"L:{local['listen_port']}:127.0.0.1:{echo_port}"
+    assert (local["kind"], local["target"]) == ("L", f"127.0.0.1:{echo_port}")
+    assert (socks["kind"], socks["target"]) == ("D", None)
 
     assert await round_trip(local["listen_port"], b"over L") == b"over L"
     assert await round_trip(socks["listen_port"], b"over D", socks_to=echo_port) == b"over D"
@@ -329,7 +336,11 @@ async def test_local_socks_and_remote_forwards(
 
     for opened in (local, socks, remote):
         closed = ok(await client.call_tool("ssh_forward_close", {"forward_id": opened["forward_id"]}))
-        assert closed["state"] == "closed"
+        row = rows[opened["forward_id"]]
+        assert closed == {  # a close reports the forward's final state and traffic
+            "forward_id": opened["forward_id"], "state": "closed", "bytes_sent": row["bytes_sent"],
+            "bytes_received": row["bytes_received"], "connections": 1, "tier": 1,
+        }  # fmt: skip
         assert await wait_refused(opened["listen_port"])
     assert ok(await client.call_tool("ssh_forward_list", {}))["count"] == 0
     assert pool(server).stats().in_use == 0

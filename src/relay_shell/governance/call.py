@@ -100,7 +100,7 @@ class Outcome:
 
 @dataclass(frozen=True)
 class Background:
-    """How a command-running call may hand its work to a job (docs/adr/0014-jobs-and-tasks.md).
+    """How a command-running call may hand its work to a job (docs/adr/0017-jobs-and-tasks.md).
 
     ``after_s`` is the call's ``yield_after`` (``None``: never yield); ``label`` and ``host``
     describe the job in ``session_list``; ``split`` keeps stdout and stderr apart in its

@@ -1,4 +1,4 @@
-"""The execute stage of a call that may outlive its request: yield to a job (docs/adr/0014-jobs-and-tasks.md).
+"""The execute stage of a call that may outlive its request: yield to a job (docs/adr/0017-jobs-and-tasks.md).
 
 A plan with a :class:`~relay_shell.governance.call.Background` runs its executor in a task
 of its own and waits up to ``yield_after``. If the work ends in time the call answers as
@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import secrets
 import time
 from collections.abc import Callable
 
@@ -31,13 +32,18 @@ import anyio
 from relay_shell.background import JobEnd, JobHost, JobMeta, JobOutcome, LiveOutput
 from relay_shell.errors import ExecTimeout, JobStopped, RelayError
 from relay_shell.governance.call import Background, Call, Outcome, Plan, ProgressFn, Reply
-from relay_shell.governance.record import CallState, new_call_id
+from relay_shell.governance.record import CallState
 from relay_shell.governance.shaping import shape_success
 from relay_shell.vocabulary import AuditOutcome, ErrorKind, Tier
 
 log = logging.getLogger("relay_shell.pipeline")
 
 TIMEOUT_SAFETY_MARGIN_S = 10.0
+JOB_CALL_ID_BYTES = 12
+"""The size of the ``call_id`` a tier-0 call gets when it becomes a job (as every call id: 96 bits).
+
+Calls above tier 0 have theirs from the pipeline before they run; a tier-0 call has none
+until it yields: its record and its ``job_end`` record must then be tied together."""
 
 type RecordFn = Callable[[CallState, float, Reply | None], None]
 type FailFn = Callable[[CallState, RelayError], Reply]
@@ -106,14 +112,7 @@ class Detacher:
             )
             return outcome
         gate.open = False
-        try:
-            return await self._adopt(state, plan, call, background, work, output, task)
-        except BaseException:  # not adopted: the work must not outlive the call that answers
-            if not work.done():
-                work.cancel()
-                with anyio.CancelScope(shield=True):
-                    await asyncio.wait({work})
-            raise
+        return await self._adopt(state, plan, call, background, work, output, task)
 
     async def _adopt[R](
         self,
@@ -125,8 +124,8 @@ class Detacher:
         output: LiveOutput,
         task: bool,
     ) -> Outcome:
-        if state.call_id is None:  # a tier-0 call: named now, for its record, its job_end and the reply
-            state.call_id = new_call_id()
+        if state.call_id is None:  # a tier-0 read (find, tail -f) outlived yield_after too
+            state.call_id = secrets.token_hex(JOB_CALL_ID_BYTES)
         meta = JobMeta(
             tool=state.tool, call_id=state.call_id, owner=call.identity.subject, label=background.label,
             host=background.host, split=background.split, task=task, timeout_s=plan.timeout_s,
@@ -137,9 +136,13 @@ class Detacher:
             return await self._finish_job(state, plan, job_id, work, output)
 
         # Shielded: once the store holds the job a cancellation must not leave it unannounced.
-        # A refusal (the store is shutting down) propagates: execute() then stops the work.
         with anyio.CancelScope(shield=True):
-            ticket = await self.jobs.adopt(meta, output, work.cancel, finish)
+            try:
+                ticket = await self.jobs.adopt(meta, output, work.cancel, finish)
+            except Exception:  # the store is shutting down (or broke): the work must not run on unowned
+                work.cancel()
+                await asyncio.wait({work})
+                raise
         elapsed_ms = round((time.monotonic() - state.started) * 1000)
         data: dict[str, object] = {
             "status": "running", "job_id": ticket.job_id, "call_id": state.call_id, "elapsed_ms": elapsed_ms,

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -60,7 +61,6 @@ from relay_shell.governance.record import (
     audit_arguments,
     bounded,
     compose_record,
-    new_call_id,
     scrubbed,
     start_record,
     text_size,
@@ -80,6 +80,8 @@ from relay_shell.vocabulary import (
 
 log = logging.getLogger("relay_shell.pipeline")
 
+CALL_ID_BYTES = 12
+"""96 random bits per call id."""
 OFF_LOOP_SCAN_BYTES = 64 * 1024
 """Text longer than this is classified and deny-listed in a worker thread, off the event loop."""
 
@@ -169,7 +171,7 @@ class Pipeline:
             state.targets = list(plan.targets)
             await self._classify(state, plan)
             if self._tier(state) > Tier.READ_ONLY:
-                state.call_id = new_call_id()
+                state.call_id = secrets.token_hex(CALL_ID_BYTES)
             await self._admit_targets(state, plan)
             await self._admit(state, plan)
             if await self._confirm(state, plan, confirmer):

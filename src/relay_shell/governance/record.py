@@ -17,7 +17,6 @@ message, the targets and the tool's extras.
 from __future__ import annotations
 
 import hashlib
-import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -31,13 +30,6 @@ MAX_AUDIT_STRING = 2048
 MAX_AUDIT_ITEMS = 200
 MAX_AUDIT_DEPTH = 8
 MAX_TARGETS = 1000
-CALL_ID_BYTES = 12
-"""96 random bits per call id."""
-
-
-def new_call_id() -> str:
-    """A fresh server-made call id (:data:`CALL_ID_BYTES` random bytes, in hex)."""
-    return secrets.token_hex(CALL_ID_BYTES)
 
 
 @dataclass
@@ -69,8 +61,7 @@ class CallState:
     removed: set[str] = field(default_factory=set)
     """What redaction took out of the arguments (hunted down where the record echoes them)."""
     call_id: str | None = None
-    """Server-made id of a call above tier 0, or of any call that became a job: on its records,
-    its job's ``job_end`` and a yielded result."""
+    """Server-made id of a call above tier 0: on its records, its job's ``job_end`` and a yielded result."""
     start_written: bool = False
     """The call's ``phase: start`` record was written: its outcome is then its ``phase: end``."""
     started: float = 0.0

@@ -1,7 +1,8 @@
 """The session registry: local and SSH PTYs behind one :class:`Transport` interface.
 
-A :class:`Transport` is one running terminal (a local PTY or an SSH channel with a PTY).
-The :class:`SessionRegistry` owns every transport handed to it: a reader task per session
+A :class:`Transport` is one running terminal (a local PTY or an SSH channel with a PTY); it
+and what the registry reports (:class:`SessionInfo`, :class:`SessionEnd`) are defined in
+:mod:`relay_shell.sessions.model`. The :class:`SessionRegistry` owns every transport handed to it: a reader task per session
 copies output into a bounded ring buffer (:class:`relay_shell.sessions.output.OutputBuffer`),
 ``recv`` wakes on new output (event-driven, no polling), and a sweep reaps sessions that are idle too long or too old. Closing a session,
 by ``kill``, a sweep or ``aclose``, closes its transport: the processes are signalled
@@ -24,14 +25,22 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, runtime_checkable
 
 from relay_shell.errors import InvalidInput, LimitReached, SessionEnded, SessionNotFound, SpawnFailed
 from relay_shell.linear_regex import LinearRegex
 from relay_shell.policy.session import LineState
+from relay_shell.sessions.model import (
+    KILL_GRACE_S,
+    EndReason,
+    ForegroundProbe,
+    SessionEnd,
+    SessionInfo,
+    SessionKind,
+    Transport,
+)
 from relay_shell.sessions.output import OutputBuffer, RecvResult
 from relay_shell.sessions.reading import SCREEN_MODES, ReadRequest, ScreenMode, read_session
-from relay_shell.sessions.recording import EchoProbe, Recording, RecordingSettings, RecordingSummary
+from relay_shell.sessions.recording import EchoProbe, Recording, RecordingSettings
 from relay_shell.sessions.screen import ScreenTracker
 from relay_shell.sessions.terminal import (
     parse_signal,
@@ -40,98 +49,7 @@ from relay_shell.sessions.terminal import (
 
 log = logging.getLogger("relay_shell.sessions")
 
-KILL_GRACE_S = 2.0
-
-SessionKind = Literal["local", "ssh"]
-SessionState = Literal["running", "ended"]
-EndReason = Literal["exited", "killed", "reaped", "shutdown"]
 _ID_PREFIXES: Mapping[str, str] = {"local": "sh-", "ssh": "ssh-"}
-
-
-@runtime_checkable
-class Transport(Protocol):
-    """One running terminal. Implemented by the local PTY and the SSH channel.
-
-    ``read`` is called by one task at a time (the registry's reader); the other methods may
-    run concurrently with it.
-    """
-
-    async def write(self, data: bytes) -> None:
-        """Send bytes to the terminal's input. Raises SessionEnded once it is closed."""
-
-    async def resize(self, cols: int, rows: int) -> None:
-        """Change the window size (the foreground job gets SIGWINCH)."""
-
-    async def signal(self, name: str) -> None:
-        """Deliver the canonical signal ``name`` (a key of :data:`SIGNALS`)."""
-
-    async def read(self) -> bytes:
-        """The next chunk of output, waiting (without polling) until there is one.
-
-        ``b""`` once the output is over and the process has exited (``exit_status`` is then
-        final, ``None`` only when it cannot be known), and always ``b""`` after ``close()``,
-        which must wake a pending read. Any other failure raises; the registry then treats
-        the session as ended.
-        """
-
-    async def close(self, grace_s: float = KILL_GRACE_S) -> None:
-        """TERM the processes, KILL them after ``grace_s``, release every fd. Idempotent."""
-
-    @property
-    def exit_status(self) -> int | None:
-        """``None`` while running; the exit code, or 128+n when killed by signal n."""
-
-    @property
-    def pid(self) -> int | None:
-        """Local: the child's pid (== its process group and session id). SSH: ``None``."""
-
-
-@runtime_checkable
-class ForegroundProbe(Protocol):
-    """A transport that can tell whether its shell is the terminal's foreground (local PTYs)."""
-
-    def foreground_is_child(self) -> bool | None:
-        """True when the foreground process group is the child's own; None when unknown."""
-
-
-# ---------------------------------------------------------------------------------------
-# Registry
-
-
-@dataclass(frozen=True)
-class SessionInfo:
-    """One row of ``session_list``. ``idle_s`` counts from the last send/recv/resize/kill."""
-
-    session_id: str
-    kind: SessionKind
-    host: str | None
-    command: str
-    cols: int
-    rows: int
-    age_s: float
-    idle_s: float
-    bytes_buffered: int
-    bytes_produced: int
-    bytes_dropped: int
-    state: SessionState
-    exit_code: int | None
-
-
-@dataclass(frozen=True)
-class SessionEnd:
-    """A session is over: its output ended (``exited``) or it was closed (``killed`` by
-    session_kill, ``reaped`` by the sweep, ``shutdown``), whichever came first. Reported once,
-    after its recording (if any) was closed."""
-
-    session_id: str
-    kind: SessionKind
-    host: str | None
-    command: str
-    reason: EndReason
-    exit_code: int | None
-    duration_s: float
-    bytes_produced: int
-    recording: RecordingSummary | None
 
 
 @dataclass(eq=False)
@@ -155,6 +73,7 @@ class _Session:
     end_reason: EndReason | None = None
     ending: asyncio.Future[None] | None = None
     line: LineState = field(default_factory=LineState)
+    owner: str | None = None
 
     @property
     def ended(self) -> bool:
@@ -218,8 +137,12 @@ class SessionRegistry:
         rows: int,
         on_close: Callable[[], Awaitable[None]] | None = None,
         term: str = "xterm-256color",
+        owner: str | None = None,
     ) -> SessionInfo:
         """Register a running transport and start its reader; returns the new session's info.
+
+        ``owner`` is the principal opening it (shown in its info and its end; the tools let
+        only it or an admin use the session).
 
         The registry owns ``transport`` from this call on: if it cannot be added (full,
         shutting down, or its recording cannot be created) it is closed and ``on_close`` runs
@@ -262,6 +185,7 @@ class SessionRegistry:
             OutputBuffer(self._buffer_bytes),
             ScreenTracker(cols, rows),
             recording,
+            owner=owner,
         )
         self._sessions[session_id] = session
         session.reader = asyncio.create_task(self._pump(session), name=f"relay-shell reader {session_id}")
@@ -476,6 +400,7 @@ class SessionRegistry:
             bytes_dropped=session.output.dropped,
             state="ended" if ended else "running",
             exit_code=session.transport.exit_status if ended else None,
+            owner=session.owner,
         )
 
     async def _pump(self, session: _Session) -> None:
@@ -514,6 +439,7 @@ class SessionRegistry:
                         session.session_id, session.kind, session.host, session.command,
                         session.end_reason or "exited", session.transport.exit_status,
                         round(max(0.0, self._clock() - session.created), 3), session.output.produced, summary,
+                        session.owner,
                     )
                 )  # fmt: skip
         except Exception:

@@ -18,5 +18,6 @@ Modules, in dependency order::
     fanout     run_fanout -> FanoutReport of FanoutHostResult, group_identical
     keyscan    keyscan -> ScannedKey
     socks      the server side of a SOCKS5 CONNECT handshake (for D forwards)
+    forward_spec  forward specs (L/R/D) and ForwardInfo, the row a forward reports; pure
     pty, sftp, forwards   remote PTY sessions, transfers and port forwards on pinned leases
 """

@@ -85,7 +85,7 @@ ConfirmToken = Annotated[str, Field(description="Token from a tier-3 refusal", m
 """The ``confirm_token`` parameter every tool that can be tier 3 takes."""
 
 YieldAfter = Annotated[float | None, Field(ge=0)]
-"""The ``yield_after`` parameter of the command-running tools (docs/adr/0014-jobs-and-tasks.md).
+"""The ``yield_after`` parameter of the command-running tools (docs/adr/0017-jobs-and-tasks.md).
 
 Described once, in shell_exec's description (the others say they yield as shell_exec does).
 """

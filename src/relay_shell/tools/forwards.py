@@ -2,7 +2,9 @@
 
 Each SOCKS destination of a D forward is decided by the pipeline
 (:meth:`~relay_shell.governance.pipeline.Pipeline.admit_side_channel`) as a tier-2 call of
-``ssh_forward``, before its channel opens; every decision is audited.
+``ssh_forward``, for the principal that opened the forward, before its channel opens; every
+decision is audited. A forward belongs to that principal: only it or an admin may close it,
+and ``ssh_forward_list`` shows a caller only its own (``tools/owned.py``).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Annotated
 
 from mcp.server.mcpserver import Context, MCPServer
@@ -28,8 +31,9 @@ from relay_shell.tools.base import (
     ConfirmToken,
     Listing,
     NoArguments,
+    execute_listing,
     hints,
-    listing_plan,
+    identity_of,
     run_tool,
 )
 from relay_shell.tools.hosts import (
@@ -43,7 +47,9 @@ from relay_shell.tools.hosts import (
     host_targets,
     resolve_host,
 )
-from relay_shell.tools.models import ForwardListOutput, ForwardOutput
+from relay_shell.tools.models import ForwardClosed, ForwardListOutput, ForwardOpened, own_fields
+from relay_shell.tools.owned import owned_forward, visible_forwards
+from relay_shell.tools.session_rows import owner_note
 from relay_shell.vocabulary import Tier
 
 if TYPE_CHECKING:
@@ -54,14 +60,26 @@ if TYPE_CHECKING:
 OPENS_FORWARD = hints(read_only=False, destructive=False, idempotent=False, open_world=True)
 
 
+OPENED_FIELDS = own_fields(ForwardOpened)
+"""What ssh_forward reports of the new forward's row (where it listens, where it leads)."""
+CLOSED_FIELDS = own_fields(ForwardClosed)
+"""What ssh_forward_close reports of the closed forward's row (its final state and traffic)."""
+
+
 def forward_fields(info: ForwardInfo) -> dict[str, object]:
     return {
         "forward_id": info.forward_id, "kind": info.kind, "spec": info.spec, "bind": info.bind,
         "listen_port": info.listen_port, "host": info.host, "target": info.target,
         "bytes_sent": info.bytes_sent, "bytes_received": info.bytes_received,
         "connections": info.connections, "active_connections": info.active_connections,
-        "age_s": info.age_s, "state": info.state, "last_error": info.last_error,
+        "age_s": info.age_s, "state": info.state, "last_error": info.last_error, "owner": info.owner,
     }  # fmt: skip
+
+
+def forward_part(info: ForwardInfo, names: Sequence[str]) -> dict[str, object]:
+    """The fields ``names`` of a forward's row: what an open or a close reports."""
+    row = forward_fields(info)
+    return {name: row[name] for name in names}
 
 
 def forward_line(info: ForwardInfo) -> str:
@@ -71,7 +89,7 @@ def forward_line(info: ForwardInfo) -> str:
         f"{info.forward_id} {info.spec} · listening {listening} -> {route} via {info.host} · {info.state} · "
         f"{info.connections} connections, {info.bytes_sent} bytes sent, {info.bytes_received} received"
     )
-    return text + (f" · last error: {info.last_error}" if info.last_error else "")
+    return text + (f" · last error: {info.last_error}" if info.last_error else "") + owner_note(info.owner)
 
 
 @dataclass(frozen=True)
@@ -128,10 +146,11 @@ async def execute_ssh_forward(opening: Opening, call: Call) -> Outcome:
         bind=opening.bind,
         deadline=asyncio.get_running_loop().time() + opening.timeout_s,
         destination_check=gate,
+        owner=call.identity.subject,
     )
     return Outcome(
         text=f"opened {forward_line(info)}",
-        data=forward_fields(info),
+        data=forward_part(info, OPENED_FIELDS),
         audit_extra={"forward_id": info.forward_id, "listen_port": info.listen_port},
     )
 
@@ -174,13 +193,25 @@ async def ssh_forward(
     known_hosts: KnownHosts = "",
     jump: Jump = "",
     confirm_token: ConfirmToken = "",
-) -> Annotated[CallToolResult, ForwardOutput]:
+) -> Annotated[CallToolResult, ForwardOpened]:
     target = HostArguments(host, user, port, key_path, known_hosts, jump)
     return await run_tool(ctx, "ssh_forward", plan_ssh_forward, ForwardArguments(target, spec, bind))
 
 
-def plan_ssh_forward_list(request: NoArguments, svc: Services) -> Plan[Listing[ForwardInfo]]:
-    return listing_plan(Listing("forward", "forwards", svc.forwards.get().list, forward_line, forward_fields))
+async def execute_ssh_forward_list(forwards: LazyForwards, call: Call) -> Outcome:
+    """The forwards the caller may see: its own, or every one for an admin."""
+    listing = Listing(
+        "forward",
+        "forwards",
+        partial(visible_forwards, forwards.get(), call.identity),
+        forward_line,
+        forward_fields,
+    )
+    return await execute_listing(listing, call)
+
+
+def plan_ssh_forward_list(request: NoArguments, svc: Services) -> Plan[LazyForwards]:
+    return Plan(execute_ssh_forward_list, svc.forwards, tier=Tier.READ_ONLY)
 
 
 async def ssh_forward_list(ctx: Context) -> Annotated[CallToolResult, ForwardListOutput]:
@@ -189,9 +220,10 @@ async def ssh_forward_list(ctx: Context) -> Annotated[CallToolResult, ForwardLis
 
 @dataclass(frozen=True)
 class ForwardClose:
-    """ssh_forward_close's arguments."""
+    """ssh_forward_close's arguments, and who closes."""
 
     forward_id: str
+    caller: Identity
 
 
 @dataclass(frozen=True)
@@ -204,13 +236,13 @@ async def execute_ssh_forward_close(closing: Closing, call: Call) -> Outcome:
     closed = await closing.forwards.get().close(closing.forward_id)
     return Outcome(
         text=f"closed {forward_line(closed)}",
-        data=forward_fields(closed),
+        data=forward_part(closed, CLOSED_FIELDS),
         audit_extra={"forward_id": closing.forward_id},
     )
 
 
 def plan_ssh_forward_close(request: ForwardClose, svc: Services) -> Plan[Closing]:
-    info = svc.forwards.get().info(request.forward_id)
+    info = owned_forward(svc.forwards.get(), request.forward_id, request.caller, Tier.REVERSIBLE)
     closing = Closing(svc.forwards, request.forward_id)
     return Plan(execute_ssh_forward_close, closing, tier=Tier.REVERSIBLE, targets=[info.host])
 
@@ -218,8 +250,9 @@ def plan_ssh_forward_close(request: ForwardClose, svc: Services) -> Plan[Closing
 async def ssh_forward_close(
     ctx: Context,
     forward_id: Annotated[str, Field(max_length=64)],
-) -> Annotated[CallToolResult, ForwardOutput]:
-    return await run_tool(ctx, "ssh_forward_close", plan_ssh_forward_close, ForwardClose(forward_id))
+) -> Annotated[CallToolResult, ForwardClosed]:
+    request = ForwardClose(forward_id, identity_of(ctx))
+    return await run_tool(ctx, "ssh_forward_close", plan_ssh_forward_close, request)
 
 
 def register(server: MCPServer) -> None:

@@ -1,5 +1,5 @@
 """The session tools on jobs (``job-...``): what ``session_recv``, ``session_kill`` and
-``session_list`` do when the id names a job (docs/adr/0014-jobs-and-tasks.md).
+``session_list`` do when the id names a job (docs/adr/0017-jobs-and-tasks.md).
 
 A job is read like a session (output since the last read, ``until``, ``max_bytes``) and,
 once it has ended and everything was read, reports how it ended: ``exit_code``,
@@ -17,6 +17,7 @@ from relay_shell.governance.call import Call, Identity, Outcome, Reply
 from relay_shell.governance.ownership import may_access, require_owner
 from relay_shell.linear_regex import LinearRegex
 from relay_shell.sessions.jobs import Job, JobInfo, JobRead, JobStore
+from relay_shell.tools.session_rows import owner_note
 
 
 def is_job(session_id: str) -> bool:
@@ -104,7 +105,18 @@ async def kill_job(jobs: JobStore[Reply], job_id: str, call: Call) -> Outcome:
     was_running = owned_job(jobs, job_id, call).running
     info = jobs.info(await jobs.kill(job_id))
     verb = "stopped" if was_running else "removed"
-    return Outcome(text=f"{verb} {job_line(info)}", data=job_fields(info), exit_code=None)
+    return Outcome(text=f"{verb} {job_line(info)}", data=killed_fields(job_fields(info)), exit_code=None)
+
+
+def killed_fields(row: dict[str, object]) -> dict[str, object]:
+    """What ``session_kill`` reports of a session's or a job's row: its state after the kill.
+
+    ``outcome`` (a job's end) only when set: the result carries it as a string or not at all.
+    """
+    killed = {name: row[name] for name in ("session_id", "state", "exit_code")}
+    if row.get("outcome") is not None:
+        killed["outcome"] = row["outcome"]
+    return killed
 
 
 def visible_jobs(jobs: JobStore[Reply], identity: Identity) -> list[JobInfo]:
@@ -113,13 +125,14 @@ def visible_jobs(jobs: JobStore[Reply], identity: Identity) -> list[JobInfo]:
 
 
 def job_fields(info: JobInfo) -> dict[str, object]:
-    """One job as a row of ``session_list`` (the fields of ``SessionResult``)."""
+    """One job as a row of ``session_list`` (the fields of ``SessionRow``)."""
     end = info.end
     return {
         "session_id": info.job_id, "kind": "job", "host": info.host, "command": info.command, "cols": 0,
         "rows": 0, "age_s": info.age_s, "idle_s": 0.0, "bytes_buffered": info.bytes_buffered,
         "bytes_produced": info.bytes_produced, "bytes_dropped": info.bytes_dropped, "state": info.state,
         "exit_code": end.exit_code if end else None, "outcome": end.outcome if end else None,
+        "owner": info.owner,
     }  # fmt: skip
 
 
@@ -129,5 +142,5 @@ def job_line(info: JobInfo) -> str:
     state = info.state if info.end is None else f"ended ({info.end.outcome}, exit {info.end.exit_code})"
     return (
         f"{info.job_id} job{where} {state} age {info.age_s:.0f}s "
-        f"buffered {info.bytes_buffered}B: {info.tool}: {info.command}"
+        f"buffered {info.bytes_buffered}B{owner_note(info.owner)}: {info.tool}: {info.command}"
     )

@@ -12,9 +12,9 @@ real results, successes and failures, against the wire schemas closed.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, WithJsonSchema
 from pydantic.json_schema import SkipJsonSchema
 
 from relay_shell.vocabulary import ErrorKind
@@ -41,7 +41,9 @@ class ErrorInfo(BaseModel):
 
 class ToolOutput(BaseModel):
     tier: int | None = Field(description="Tier the call was classified as (0-3); null when refused before")
-    notes: list[str] = Field(default_factory=list, description="Clamped bounds and other remarks")
+    notes: Annotated[list[str], WithJsonSchema({"type": "array"})] = Field(
+        default_factory=list, description="Clamped bounds and other remarks (strings)"
+    )
     error: ErrorInfo | SkipJsonSchema[None] = Field(default=None, description="Set when isError is true")
 
 
@@ -124,10 +126,8 @@ class JobsInfo(BaseModel):
 class ServerInfoResult(ToolOutput):
     version: str
     transport: str
-    policy_mode: str
-    confirm_tier3: str
     patterns_version: str
-    policy: PolicyInfo
+    policy: PolicyInfo = Field(description="mode, confirm_tier3, the deny and allow lists")
     limits: dict[str, float | int]
     jobs: JobsInfo
     containment: str = Field(description="cgroup or subreaper: how call processes are contained")
@@ -136,6 +136,9 @@ class ServerInfoResult(ToolOutput):
     ssh: dict[str, object]
     identity: dict[str, object]
     counts: dict[str, int]
+
+
+OWNER_DESCRIPTION = "The principal that opened it; null without OAuth"
 
 
 class SessionRow(BaseModel):
@@ -157,10 +160,49 @@ class SessionRow(BaseModel):
     outcome: str | None = Field(
         default=None, description="A job's end: ok, failed, timeout, cancelled, error"
     )
+    owner: str | None = Field(default=None, description=OWNER_DESCRIPTION)
 
 
-class SessionResult(ToolOutput, SessionRow):
-    bytes_sent: int | SkipJsonSchema[None] = Field(default=None, description="session_send only: bytes typed")
+class SessionStarted(ToolOutput):
+    """What shell_spawn and ssh_spawn started: the session, where and what it runs, its terminal.
+
+    Its counters (age, bytes) start at zero and are read with session_list."""
+
+    session_id: str
+    kind: str = Field(description="local, ssh")
+    host: str | None = Field(description="user@host:port of an SSH session; null locally")
+    command: str
+    cols: int
+    rows: int
+    state: str
+    owner: str | None
+
+
+class SessionSent(ToolOutput):
+    """What session_send did: the bytes it typed, and the session's state after them."""
+
+    session_id: str
+    bytes_sent: int = Field(description="Bytes typed (data, Enter, keys)")
+    state: str
+
+
+class SessionResized(ToolOutput):
+    """What session_resize did: the terminal's new size."""
+
+    session_id: str
+    cols: int
+    rows: int
+
+
+class SessionKilled(ToolOutput):
+    """What session_kill did: the session's or job's state after the signal (or the close)."""
+
+    session_id: str
+    state: str = Field(description="ended once closed; a signalled session kept open may still run")
+    exit_code: int | None
+    outcome: str | SkipJsonSchema[None] = Field(
+        default=None, description="A job: how it ended (ok, failed, timeout, cancelled, error)"
+    )
 
 
 class CursorPosition(BaseModel):
@@ -177,6 +219,9 @@ class ScreenView(BaseModel):
     width: int = Field(description="Terminal columns")
     height: int = Field(description="Terminal rows")
 
+
+ROWS_OF_ANOTHER_TOOL = {"type": "array", "items": {"type": "object"}}
+"""The wire schema of rows whose fields another tool's schema declares (docs/adr/0020-tool-listing-budget.md)."""
 
 HostStatusName = Literal["ok", "failed", "timeout", "unreachable", "denied", "skipped"]
 RECAP_DESCRIPTION = (
@@ -228,8 +273,8 @@ class SessionRecvResult(ToolOutput):
     stream_sha256: str | None = Field(
         default=None, description="An ended job: SHA-256 of its whole raw stream"
     )
-    results: list[FanoutHostRow] | SkipJsonSchema[None] = Field(
-        default=None, description="An ended fan-out job: its per-host rows"
+    results: Annotated[list[FanoutHostRow], WithJsonSchema(ROWS_OF_ANOTHER_TOOL)] | SkipJsonSchema[None] = (
+        Field(default=None, description="An ended fan-out job: its per-host rows, as ssh_fanout returns them")
     )
 
 
@@ -373,12 +418,40 @@ class ForwardRow(BaseModel):
     age_s: float
     state: str = Field(description="open, broken (SSH connection lost) or closed")
     last_error: str | None
+    owner: str | None = Field(default=None, description=OWNER_DESCRIPTION)
 
 
-class ForwardOutput(ToolOutput, ForwardRow):
-    pass
+class ForwardOpened(ToolOutput):
+    """What ssh_forward opened: the forward, where it listens and where it leads.
+
+    Its counters (traffic, connections) start at zero and are read with ssh_forward_list."""
+
+    forward_id: str
+    kind: str = Field(description="L (local), R (remote) or D (SOCKS5)")
+    spec: str = Field(description="The spec with the actual listening port")
+    bind: str
+    listen_port: int
+    host: str
+    target: str | None = Field(description="dhost:dport; null for SOCKS")
+    state: str = Field(description="open")
+    owner: str | None
+
+
+class ForwardClosed(ToolOutput):
+    """What ssh_forward_close did: the forward's final state and traffic."""
+
+    forward_id: str
+    state: str = Field(description="closed")
+    bytes_sent: int = Field(description="Bytes from the listening side to the destination, in all")
+    bytes_received: int = Field(description="Bytes from the destination back, in all")
+    connections: int = Field(description="Connections it carried, in all")
 
 
 class ForwardListOutput(ToolOutput):
     forwards: list[ForwardRow]
     count: int
+
+
+def own_fields(model: type[ToolOutput]) -> tuple[str, ...]:
+    """The fields ``model`` declares beyond the common ones: what a shaper copies from a row."""
+    return tuple(name for name in model.model_fields if name not in ToolOutput.model_fields)

@@ -30,10 +30,12 @@ added later is compacted the same way:
   lists the fields every result carries, failures included (:data:`ALWAYS_PRESENT`), and
   an ``anyOf`` says that a result carries either every field its model declares without a
   default (a success) or ``error`` (a failure, with whatever partial output it has). The
-  ``error`` object declares the fields every error carries (``kind``, ``message``); the
-  others (``argument``, ``rule``...) are left open, as docs/tools.md lists them from
-  :class:`~relay_shell.tools.models.ErrorInfo`: the same object in every tool's schema
-  is worth declaring once, compactly.
+  ``error`` object is the same in every tool, so it is not declared in each schema: the
+  failure branch names it, and the object is described once, in docs/tools.md (from
+  :class:`~relay_shell.tools.models.ErrorInfo`) and in the server's instructions. The
+  schemas stay open (no ``additionalProperties: false``), so an error result validates
+  with every client, including those that validate ``isError`` results
+  (docs/adr/0020-tool-listing-budget.md).
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ ALWAYS_PRESENT = tuple(name for name, field in ToolOutput.model_fields.items() i
 """Fields every result carries, a failure included (``tier``: null when refused before classification)."""
 
 ERROR_FIELD = "error"
-"""The result field set on a failure: declared by the fields every error carries, the rest left open."""
+"""The result field set on a failure: named by the failure branch of ``anyOf``, described in docs/tools.md."""
 
 _TYPE_KEYWORDS: dict[str, frozenset[str]] = {
     "string": frozenset({"minLength", "maxLength", "pattern", "format"}),
@@ -111,11 +113,15 @@ def compact_input(schema: Json, hidden: Collection[str] = ()) -> Json:
 
 
 def compact_output(schema: Json) -> Json:
-    """An output schema, compacted, whose ``required`` and ``anyOf`` say what results carry."""
+    """An output schema, compacted, whose ``required`` and ``anyOf`` say what results carry.
+
+    ``error`` is left out of ``properties`` and named by the failure branch of ``anyOf``
+    (a model without success fields has no ``anyOf``: its schema is open, so an error still fits).
+    """
     compacted = _Compactor(schema, "output").top()
     properties = compacted.get("properties")
-    if isinstance(properties, dict) and isinstance(properties.get(ERROR_FIELD), dict):
-        properties[ERROR_FIELD] = _required_part(properties[ERROR_FIELD])
+    if isinstance(properties, dict):
+        properties.pop(ERROR_FIELD, None)
     declared = compacted.pop("required", [])
     names = [str(name) for name in declared] if isinstance(declared, list) else []
     always = [name for name in names if name in ALWAYS_PRESENT]
@@ -123,7 +129,7 @@ def compact_output(schema: Json) -> Json:
     if always:
         compacted["required"] = always
     if on_success:
-        compacted["anyOf"] = [{"required": on_success}, {"required": ["error"]}]
+        compacted["anyOf"] = [{"required": on_success}, {"required": [ERROR_FIELD]}]
     return compacted
 
 
@@ -195,17 +201,6 @@ class _Compactor:
             expanded.pop("description", None)  # the class docstring; the field's own description wins
         siblings = {key: value for key, value in schema.items() if key != "$ref"}
         return {**expanded, **siblings}, (*inlining, name)
-
-
-def _required_part(schema: Json) -> Json:
-    """An object schema that declares only its required properties and leaves the others open."""
-    required = schema.get("required")
-    properties = schema.get("properties")
-    if not isinstance(required, list) or not isinstance(properties, dict):
-        return schema
-    kept = {name: properties[name] for name in required if name in properties}
-    rest = {key: value for key, value in schema.items() if key not in ("properties", "additionalProperties")}
-    return {**rest, "properties": kept}
 
 
 def _json(value: object) -> Json:

@@ -68,8 +68,6 @@ def describe(svc: Services, identity: Identity) -> Outcome:
     data: dict[str, object] = {
         "version": relay_shell.__version__,
         "transport": settings.transport.value,
-        "policy_mode": settings.policy_mode.value,
-        "confirm_tier3": settings.confirm_tier3.value,
         "patterns_version": PATTERNS_VERSION,
         "policy": _policy(settings, admin),
         "limits": _limits(settings),

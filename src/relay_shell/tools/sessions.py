@@ -13,17 +13,17 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import CallToolResult
 from pydantic import Field
 
-from relay_shell.errors import InvalidInput
+from relay_shell.errors import ExecFailed, InvalidInput
 from relay_shell.governance.bounds import Clamped, clamp_timeout
-from relay_shell.governance.call import Call, Outcome, Plan, Reply
+from relay_shell.governance.call import Call, Identity, Outcome, Plan, Reply
 from relay_shell.guidance import tool_description
 from relay_shell.linear_regex import LinearRegex, compile_caller_regex
 from relay_shell.local.containment import ContainmentService
 from relay_shell.local.environment import validate_cwd, validate_env_overlay
 from relay_shell.policy.model import CallText
-from relay_shell.policy.session import Feed, after_send, feed, initial_state
+from relay_shell.policy.session import Feed, LineState, after_send, feed, initial_state
 from relay_shell.services import Services
-from relay_shell.sessions import RecvResult, SessionInfo, SessionRegistry
+from relay_shell.sessions import RecvResult, SessionRegistry
 from relay_shell.sessions.jobs import JobStore
 from relay_shell.sessions.terminal import keys_to_bytes, parse_signal
 from relay_shell.tools.base import (
@@ -32,6 +32,7 @@ from relay_shell.tools.base import (
     RUNS_COMMANDS,
     ConfirmToken,
     NoArguments,
+    identity_of,
     run_tool,
 )
 from relay_shell.tools.jobs import (
@@ -39,11 +40,27 @@ from relay_shell.tools.jobs import (
     job_fields,
     job_line,
     kill_job,
+    killed_fields,
     recv_job,
     refuse_input,
     visible_jobs,
 )
-from relay_shell.tools.models import SessionListResult, SessionRecvResult, SessionResult
+from relay_shell.tools.models import (
+    SessionKilled,
+    SessionListResult,
+    SessionRecvResult,
+    SessionResized,
+    SessionSent,
+    SessionStarted,
+)
+from relay_shell.tools.owned import owned_session, visible_sessions
+from relay_shell.tools.session_rows import (
+    info_fields,
+    session_line,
+    session_outcome,
+    session_targets,
+    started_fields,
+)
 from relay_shell.vocabulary import Tier
 
 MAX_RECV_BYTES = 1_048_576
@@ -61,50 +78,6 @@ def local_term(overlay: Mapping[str, str | None]) -> str:
 
     term = overlay["TERM"] if "TERM" in overlay else os.environ.get("TERM")
     return term or PTY_DEFAULTS["TERM"]
-
-
-def info_fields(info: SessionInfo) -> dict[str, object]:
-    return {
-        "session_id": info.session_id,
-        "kind": info.kind,
-        "host": info.host,
-        "command": info.command,
-        "cols": info.cols,
-        "rows": info.rows,
-        "age_s": round(info.age_s, 3),
-        "idle_s": round(info.idle_s, 3),
-        "bytes_buffered": info.bytes_buffered,
-        "bytes_produced": info.bytes_produced,
-        "bytes_dropped": info.bytes_dropped,
-        "state": info.state,
-        "exit_code": info.exit_code,
-    }
-
-
-def session_outcome(info: SessionInfo, verb: str) -> Outcome:
-    where = f" on {info.host}" if info.host else ""
-    text = f"{verb} {info.session_id} ({info.kind}{where}, {info.cols}x{info.rows}): {info.command} · {info.state}"
-    if info.exit_code is not None:
-        text += f" · exit {info.exit_code}"
-    return Outcome(
-        text=text,
-        data=info_fields(info),
-        exit_code=info.exit_code,
-        audit_extra={"session_id": info.session_id},
-    )
-
-
-def session_targets(info: SessionInfo) -> list[str]:
-    return [info.host] if info.host else []
-
-
-def session_line(info: SessionInfo) -> str:
-    """One session in the text of ``session_list``."""
-    return (
-        f"{info.session_id} {info.kind}{'@' + info.host if info.host else ''} {info.state} "
-        f"{info.cols}x{info.rows} age {info.age_s:.0f}s idle {info.idle_s:.0f}s "
-        f"buffered {info.bytes_buffered}B: {info.command}"
-    )
 
 
 # --- shell_spawn ----------------------------------------------------------------------------------
@@ -160,10 +133,11 @@ async def execute_shell_spawn(spawn: LocalSpawn, call: Call) -> Outcome:
         cols=spawn.cols,
         rows=spawn.rows,
         term=local_term(spawn.env),
+        owner=call.identity.subject,
     )
     bash = "bash" in (shell_argv(spawn.command)[0] or "")
     spawn.registry.set_line_state(info.session_id, initial_state(spawn.command, ssh=False, bash=bash))
-    return session_outcome(info, "started")
+    return session_outcome(info, "started", started_fields(info))
 
 
 def plan_shell_spawn(request: ShellSpawn, svc: Services) -> Plan[LocalSpawn]:
@@ -194,7 +168,7 @@ async def shell_spawn(
     cwd: Annotated[str, Field(max_length=4096)] = "",
     env: Annotated[dict[str, str | None] | None, Field(description="null unsets a variable")] = None,
     confirm_token: ConfirmToken = "",
-) -> Annotated[CallToolResult, SessionResult]:
+) -> Annotated[CallToolResult, SessionStarted]:
     return await run_tool(ctx, "shell_spawn", plan_shell_spawn, ShellSpawn(command, cols, rows, cwd, env))
 
 
@@ -203,53 +177,86 @@ async def shell_spawn(
 
 @dataclass(frozen=True)
 class SessionSend:
-    """session_send's arguments."""
+    """session_send's arguments, and who sends them."""
 
     session_id: str
     data: str
     enter: bool
     keys: list[str] | None
+    caller: Identity
 
 
 @dataclass(frozen=True)
 class Keystrokes:
     """Validated bytes to type into a live session, and the line the shell will hold after them
-    (``typed``: the session's line model fed with them, which the classifier read)."""
+    (``typed``: the session's line model fed with them, which the classifier read; ``before``:
+    the line state it was fed from)."""
 
     registry: SessionRegistry
     session_id: str
     payload: bytes
     typed: Feed
     ssh: bool
+    before: LineState
+
+
+DELIVERING = "another send to this session was still being typed"
+"""Why a send checked while an earlier one is being typed is opaque (the marker's taint)."""
 
 
 async def execute_session_send(keystrokes: Keystrokes, call: Call) -> Outcome:
-    """Type the bytes, then keep the line model's state for the next send (tainted by what ran)."""
-    await keystrokes.registry.send(keystrokes.session_id, keystrokes.payload)
-    keystrokes.registry.set_line_state(
-        keystrokes.session_id, after_send(keystrokes.typed, call.analysis, ssh=keystrokes.ssh)
-    )
-    outcome = session_outcome(keystrokes.registry.info(keystrokes.session_id), "sent to")
-    outcome.data["bytes_sent"] = len(keystrokes.payload)
-    return outcome
+    """Type the bytes, then keep the line model's state for the next send (tainted by what ran).
+
+    The line state is taken like a compare-and-set, so that concurrent sends to one session
+    can never be judged against a line the shell does not hold: a send is typed only if the
+    state it was classified from is still the session's (else nothing is typed and it fails:
+    another send was typed meanwhile); while it is being typed the session holds a tainted
+    marker, so a send checked meanwhile is opaque; a send cut short (timeout, cancellation,
+    the terminal gone) leaves the session tainted, since the shell may hold part of it.
+
+    Raises:
+        ExecFailed: another send was typed after this one was checked (nothing was typed).
+    """
+    registry, session_id = keystrokes.registry, keystrokes.session_id
+    if registry.line_state(session_id) is not keystrokes.before:
+        raise ExecFailed(
+            "another send to this session was typed after this one was checked, so it was judged "
+            "against a line the shell no longer holds: nothing was typed; send it again"
+        )
+    after = after_send(keystrokes.typed, call.analysis, ssh=keystrokes.ssh)
+    marker = after.taint(DELIVERING)
+    registry.set_line_state(session_id, marker)
+    try:
+        await registry.send(session_id, keystrokes.payload)
+    except BaseException:
+        registry.set_line_state(
+            session_id, after.taint("a send was cut short: the shell may hold part of it")
+        )
+        raise
+    if registry.line_state(session_id) is marker:
+        registry.set_line_state(session_id, after)
+    info = registry.info(session_id)
+    sent = {"session_id": info.session_id, "bytes_sent": len(keystrokes.payload), "state": info.state}
+    return session_outcome(info, "sent to", sent)
 
 
 def plan_session_send(request: SessionSend, svc: Services) -> Plan[Keystrokes]:
     if is_job(request.session_id):
         raise refuse_input(request.session_id, "typed into")
-    info = svc.sessions.info(request.session_id)
+    info = owned_session(svc.sessions, request.session_id, request.caller, Tier.READ_ONLY)
     keys = request.keys or []
     payload = request.data.encode() + (b"\r" if request.enter else b"") + keys_to_bytes(keys)
     registry = svc.sessions
+    before = registry.line_state(request.session_id)
     typed = feed(  # the line the shell will run, assembled across sends (the classifier reads it)
-        registry.line_state(request.session_id),
+        before,
         payload.decode("utf-8", errors="replace"),
         foreground_is_shell=registry.foreground_is_shell(request.session_id),
     )
     ssh = info.kind == "ssh"
     return Plan(
         execute_session_send,
-        Keystrokes(registry, request.session_id, payload, typed, ssh),
+        Keystrokes(registry, request.session_id, payload, typed, ssh, before),
         text="\n".join(p for p in (request.data, " ".join(keys)) if p),
         call=CallText(typed=typed.units, remote=ssh),
         min_tier=Tier.READ_ONLY,
@@ -266,14 +273,14 @@ async def session_send(
     enter: bool = True,
     keys: list[str] | None = None,
     confirm_token: ConfirmToken = "",
-) -> Annotated[CallToolResult, SessionResult]:
-    request = SessionSend(session_id, data, enter, keys)
+) -> Annotated[CallToolResult, SessionSent]:
+    request = SessionSend(session_id, data, enter, keys, identity_of(ctx))
     return await run_tool(ctx, "session_send", plan_session_send, request)
 
 
 @dataclass(frozen=True)
 class SessionRecv:
-    """session_recv's arguments."""
+    """session_recv's arguments, and who reads."""
 
     session_id: str
     timeout: float | None
@@ -282,6 +289,7 @@ class SessionRecv:
     strip_ansi: bool
     screen: Literal["auto", "always", "never"]
     quiet_ms: int | None
+    caller: Identity
 
 
 @dataclass(frozen=True)
@@ -367,7 +375,9 @@ def plan_session_recv(request: SessionRecv, svc: Services) -> Plan[Read]:
         svc.jobs.get(request.session_id)  # an unknown job is invalid before anything waits
         targets: list[str] = []
     else:
-        targets = session_targets(svc.sessions.info(request.session_id))
+        targets = session_targets(
+            owned_session(svc.sessions, request.session_id, request.caller, Tier.READ_ONLY)
+        )
     wait = clamp_timeout(2.0 if request.timeout is None else request.timeout, svc.settings)
     pattern = compile_caller_regex("until", request.until) if request.until else None
     quiet_s = None if request.quiet_ms is None else request.quiet_ms / 1000
@@ -395,17 +405,20 @@ async def session_recv(
     screen: Literal["auto", "always", "never"] = "auto",
     quiet_ms: Annotated[int | None, Field(ge=0, le=MAX_QUIET_MS)] = None,
 ) -> Annotated[CallToolResult, SessionRecvResult]:
-    request = SessionRecv(session_id, timeout, max_bytes, until, strip_ansi, screen, quiet_ms)
+    request = SessionRecv(
+        session_id, timeout, max_bytes, until, strip_ansi, screen, quiet_ms, identity_of(ctx)
+    )
     return await run_tool(ctx, "session_recv", plan_session_recv, request)
 
 
 @dataclass(frozen=True)
 class SessionResize:
-    """session_resize's arguments (validated by the schema)."""
+    """session_resize's arguments (validated by the schema), and who resizes."""
 
     session_id: str
     cols: int
     rows: int
+    caller: Identity
 
 
 @dataclass(frozen=True)
@@ -417,13 +430,16 @@ class Resize:
 async def execute_session_resize(resize: Resize, call: Call) -> Outcome:
     request = resize.request
     await resize.registry.resize(request.session_id, request.cols, request.rows)
-    return session_outcome(resize.registry.info(request.session_id), "resized")
+    info = resize.registry.info(request.session_id)
+    return session_outcome(
+        info, "resized", {"session_id": info.session_id, "cols": info.cols, "rows": info.rows}
+    )
 
 
 def plan_session_resize(request: SessionResize, svc: Services) -> Plan[Resize]:
     if is_job(request.session_id):
         raise refuse_input(request.session_id, "resized")
-    info = svc.sessions.info(request.session_id)
+    info = owned_session(svc.sessions, request.session_id, request.caller, Tier.REVERSIBLE)
     return Plan(
         execute_session_resize,
         Resize(svc.sessions, request),
@@ -434,17 +450,19 @@ def plan_session_resize(request: SessionResize, svc: Services) -> Plan[Resize]:
 
 async def session_resize(
     ctx: Context, session_id: SessionId, cols: Cols, rows: Rows
-) -> Annotated[CallToolResult, SessionResult]:
-    return await run_tool(ctx, "session_resize", plan_session_resize, SessionResize(session_id, cols, rows))
+) -> Annotated[CallToolResult, SessionResized]:
+    request = SessionResize(session_id, cols, rows, identity_of(ctx))
+    return await run_tool(ctx, "session_resize", plan_session_resize, request)
 
 
 @dataclass(frozen=True)
 class SessionKill:
-    """session_kill's arguments."""
+    """session_kill's arguments, and who kills."""
 
     session_id: str
     signal: str
     close: bool
+    caller: Identity
 
 
 @dataclass(frozen=True)
@@ -462,7 +480,8 @@ async def execute_session_kill(kill: Kill, call: Call) -> Outcome:
     if is_job(kill.session_id):
         return await kill_job(kill.jobs, kill.session_id, call)
     final = await kill.registry.kill(kill.session_id, kill.signal, kill.close)
-    return session_outcome(final, "closed" if kill.close else f"sent SIG{kill.signal} to")
+    verb = "closed" if kill.close else f"sent SIG{kill.signal} to"
+    return session_outcome(final, verb, killed_fields(info_fields(final)))
 
 
 def plan_session_kill(request: SessionKill, svc: Services) -> Plan[Kill]:
@@ -475,7 +494,7 @@ def plan_session_kill(request: SessionKill, svc: Services) -> Plan[Kill]:
             )
         kill = Kill(svc.sessions, request.session_id, signal, True, svc.jobs)
         return Plan(execute_session_kill, kill, tier=Tier.REVERSIBLE)
-    info = svc.sessions.info(request.session_id)
+    info = owned_session(svc.sessions, request.session_id, request.caller, Tier.REVERSIBLE)
     kill = Kill(svc.sessions, request.session_id, signal, request.close, svc.jobs)
     return Plan(execute_session_kill, kill, tier=Tier.REVERSIBLE, targets=session_targets(info))
 
@@ -485,8 +504,9 @@ async def session_kill(
     session_id: SessionId,
     signal: Annotated[str, Field(max_length=16)] = "TERM",
     close: bool = True,
-) -> Annotated[CallToolResult, SessionResult]:
-    return await run_tool(ctx, "session_kill", plan_session_kill, SessionKill(session_id, signal, close))
+) -> Annotated[CallToolResult, SessionKilled]:
+    request = SessionKill(session_id, signal, close, identity_of(ctx))
+    return await run_tool(ctx, "session_kill", plan_session_kill, request)
 
 
 @dataclass(frozen=True)
@@ -498,8 +518,8 @@ class Everything:
 
 
 async def execute_session_list(source: Everything, call: Call) -> Outcome:
-    """Every PTY session, then the jobs the caller may see (its own; all of them for an admin)."""
-    sessions = source.registry.list()
+    """The PTY sessions, then the jobs, the caller may see (its own; all of them for an admin)."""
+    sessions = visible_sessions(source.registry, call.identity)
     jobs = visible_jobs(source.jobs, call.identity)
     lines = [session_line(info) for info in sessions] + [job_line(info) for info in jobs]
     rows = [info_fields(info) for info in sessions] + [job_fields(info) for info in jobs]

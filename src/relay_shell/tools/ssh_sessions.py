@@ -32,8 +32,9 @@ from relay_shell.tools.hosts import (
     host_targets,
     resolve_host,
 )
-from relay_shell.tools.models import SessionResult
-from relay_shell.tools.sessions import Cols, Rows, session_outcome
+from relay_shell.tools.models import SessionStarted
+from relay_shell.tools.session_rows import session_outcome, started_fields
+from relay_shell.tools.sessions import Cols, Rows
 
 DEFAULT_TERM = "xterm-256color"
 """TERM of an ssh_spawn terminal when none is given (the value of relay_shell.ssh.pty.DEFAULT_TERM)."""
@@ -81,9 +82,10 @@ async def execute_ssh_spawn(spawn: RemoteSpawn, call: Call) -> Outcome:
     info = await spawn.registry.add(
         transport, kind="ssh", host=spawn.spec.display(), command=spawn.command or "login shell",
         cols=spawn.cols, rows=spawn.rows, on_close=transport.release, term=spawn.term,
+        owner=call.identity.subject,
     )  # fmt: skip
     spawn.registry.set_line_state(info.session_id, initial_state(spawn.command, ssh=True))
-    outcome = session_outcome(info, "started")
+    outcome = session_outcome(info, "started", started_fields(info))
     outcome.audit_extra["known_hosts"] = spawn.spec.known_hosts.value
     return outcome
 
@@ -124,7 +126,7 @@ async def ssh_spawn(
     known_hosts: KnownHosts = "",
     jump: Jump = "",
     confirm_token: ConfirmToken = "",
-) -> Annotated[CallToolResult, SessionResult]:
+) -> Annotated[CallToolResult, SessionStarted]:
     target = HostArguments(host, user, port, key_path, known_hosts, jump)
     return await run_tool(ctx, "ssh_spawn", plan_ssh_spawn, SshSpawn(target, command, cols, rows, term))
 

@@ -1,4 +1,4 @@
-"""MCP Tasks, protocol 2026-07-28: the ``io.modelcontextprotocol/tasks`` extension (docs/adr/0014-jobs-and-tasks.md).
+"""MCP Tasks, protocol 2026-07-28: the ``io.modelcontextprotocol/tasks`` extension (docs/adr/0017-jobs-and-tasks.md).
 
 Built on the SDK's ``Extension`` API: advertised in ``server/discover``, ``tasks/get``,
 ``tasks/update`` and ``tasks/cancel`` bound at 2026-07-28, and ``intercept_tool_call``.

@@ -1,4 +1,4 @@
-"""MCP Tasks, protocol 2025-11-25 (experimental core tasks), from the same job store (docs/adr/0014-jobs-and-tasks.md).
+"""MCP Tasks, protocol 2025-11-25 (experimental core tasks), from the same job store (docs/adr/0017-jobs-and-tasks.md).
 
 A ``ServerMiddleware`` (``MCPServer(middleware=...)``), because the SDK validates a
 2025-11-25 ``tools/call`` result as a ``CallToolResult`` after any interceptor, so only a

@@ -1,4 +1,4 @@
-"""What both MCP Tasks generations share: one store (the jobs), one way to read it (docs/adr/0014-jobs-and-tasks.md).
+"""What both MCP Tasks generations share: one store (the jobs), one way to read it (docs/adr/0017-jobs-and-tasks.md).
 
 A task is a job with a task id. The Tasks layers (``tools/tasks.py`` for 2026-07-28,
 ``tools/tasks_legacy.py`` for 2025-11-25) mark a ``tools/call`` with a :class:`TaskIntent`;
