@@ -66,6 +66,7 @@ class RelayServer(MCPServer[Services]):
         try:
             check_input_size(arguments, self.services.settings.max_input_bytes)
             _check_known(arguments, tool.parameters)
+            _check_no_stray_booleans(arguments, tool.parameters)
             validated = tool.fn_metadata.validate_arguments(arguments)
         except InvalidInput as exc:
             return _refused(self.services.pipeline.reject(name, raw, identity, exc))
@@ -226,6 +227,17 @@ def _check_known(arguments: dict[str, Any], schema: dict[str, Any]) -> None:
         accepted = ", ".join(sorted(known)) or "none"
         more = f" (also unknown: {', '.join(unknown[1:])})" if len(unknown) > 1 else ""
         raise InvalidInput(unknown[0], f"unknown argument{more}; this tool accepts: {accepted}")
+
+
+def _check_no_stray_booleans(arguments: dict[str, Any], schema: dict[str, Any]) -> None:
+    """Raises InvalidInput naming an argument sent as ``true``/``false`` where its schema declares
+    a type without ``boolean`` (validation would read ``timeout: true`` as 1 second)."""
+    properties = schema.get("properties", {})
+    for name, value in arguments.items():
+        declared = properties.get(name, {}).get("type") if isinstance(properties.get(name), dict) else None
+        types = [declared] if isinstance(declared, str) else declared
+        if isinstance(value, bool) and isinstance(types, list) and "boolean" not in types:
+            raise InvalidInput(name, f"must be of type {' or '.join(map(str, types))}, not a boolean")
 
 
 def _first_problem(exc: ValidationError) -> tuple[str, str]:

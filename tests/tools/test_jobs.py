@@ -128,6 +128,31 @@ async def test_a_long_command_yields_a_job_read_to_its_end(client: Client, serve
     assert end["tier"] == call["tier"] == 1
 
 
+async def test_a_tier_0_command_yields_a_job_with_its_own_call_id(
+    client: Client, server: RelayServer
+) -> None:
+    """A read that outlives yield_after (tail -f) is a job like any other; the call is named then."""
+    marker = marker_duration()
+    result = await client.call_tool(
+        "shell_exec", {"command": f"tail -s {marker} -f /dev/null", "yield_after": 0.3}
+    )
+    first = sc(result)
+    assert result.is_error is False, first
+    assert (first["status"], first["tier"]) == ("running", 0)
+    assert len(first["call_id"]) >= 24
+    assert pids_with_marker(marker)
+    listed = sc(await client.call_tool("session_list", {}))
+    assert [row["state"] for row in listed["sessions"] if row["session_id"] == first["job_id"]] == ["running"]
+    assert (await client.call_tool("session_kill", {"session_id": first["job_id"]})).is_error is False
+    await wait_gone(marker)
+    records = read_audit(server.services.settings.audit_path)
+    call = next(r for r in records if r["tool"] == "shell_exec")
+    end = next(r for r in records if r["tool"] == "job_end")
+    assert (call["tier"], call["outcome"], call["job_id"]) == (0, "running", first["job_id"])
+    assert call["call_id"] == end["call_id"] == first["call_id"]
+    assert end["outcome"] == "cancelled"
+
+
 async def test_a_call_that_ends_in_time_is_done(client: Client, server: RelayServer) -> None:
     # sleep makes it tier 1 (echo alone is a tier-0 read, which has no call_id)
     result = sc(await client.call_tool("shell_exec", {"command": "sleep 0; echo quick", "yield_after": 5}))

@@ -167,6 +167,21 @@ async def test_cancel_kills_the_task_and_get_reports_it(client: Client, server: 
     assert end["outcome"] == "cancelled"
 
 
+async def test_a_tier_0_command_becomes_a_task_too(client: Client, server: RelayServer) -> None:
+    marker = marker_duration()
+    created = await start_task(client, {"command": f"tail -s {marker} -f /dev/null", "yield_after": 0.2})
+    assert (await get_task(client, created.task_id))["status"] == "working"
+    assert pids_with_marker(marker)
+    cancel = CancelTaskRequest(params=CancelTaskRequestParams(task_id=created.task_id))
+    assert (await client.session.send_request(cancel, RAW))["resultType"] == "complete"
+    await wait_gone(marker)
+    records = read_audit(server.services.settings.audit_path)
+    call = next(r for r in records if r["tool"] == "shell_exec")
+    end = next(r for r in records if r["tool"] == "job_end")
+    assert (call["tier"], call["outcome"]) == (0, "running")
+    assert (end["call_id"], end["outcome"]) == (call["call_id"], "cancelled")
+
+
 async def test_unknown_task_ids_are_invalid_params(client: Client, server: RelayServer) -> None:
     for task_id in ("0" * 32, "", "x" * 500):
         with pytest.raises(MCPError) as refused:
