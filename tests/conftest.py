@@ -15,11 +15,24 @@ from mcp import Client
 
 from relay_shell.app import RelayServer, build_server
 from relay_shell.config import Settings, load_settings
+from tests.components import need, require_sshd
 from tests.netutil import start_echo_server
 
 # Tests must not pick up a developer's .env or RELAY_SHELL_* variables.
 for _name in [name for name in os.environ if name.upper().startswith("RELAY_SHELL_")]:
     del os.environ[_name]
+
+
+@pytest.fixture(scope="session")
+def sshd_installed() -> None:
+    """Fails every test that uses it when OpenSSH's sshd is missing (session scope: checked first)."""
+    require_sshd()
+
+
+@pytest.fixture(scope="session")
+def git_installed() -> None:
+    """Fails every test that uses it when git is missing."""
+    need("git", "git")
 
 
 @pytest.fixture
@@ -55,6 +68,12 @@ async def server(settings: Settings) -> AsyncIterator[RelayServer]:
         yield srv
     finally:
         await srv.services.aclose()
+
+
+def sc(result: Any) -> dict[str, Any]:
+    """A tool result's structured content (asserted present), as a plain dict."""
+    assert result.structured_content is not None
+    return dict(result.structured_content)
 
 
 @asynccontextmanager

@@ -32,11 +32,9 @@ from relay_shell.config import Settings
 from relay_shell.tools.models import ErrorInfo
 from tests.conftest import connected
 from tests.netutil import start_echo_server
-from tests.sshd import TEST_USER, ClientKey, SshdInstance, sshd_available, start_sshd
+from tests.sshd import TEST_USER, ClientKey, SshdInstance
 
-pytestmark = pytest.mark.skipif(
-    not sshd_available(), reason="SKIPPED: /usr/sbin/sshd missing (scripts/check installs openssh-server)"
-)
+pytestmark = pytest.mark.usefixtures("sshd_installed")
 
 
 def _error_schema() -> dict[str, Any]:
@@ -66,20 +64,6 @@ def closed(schema: Any) -> Any:
     if isinstance(schema, list):
         return [closed(item) for item in schema]
     return schema
-
-
-@pytest.fixture(scope="module")
-def key() -> Iterator[ClientKey]:
-    created = ClientKey.create()
-    yield created
-    created.remove()
-
-
-@pytest.fixture(scope="module")
-def host(key: ClientKey) -> Iterator[SshdInstance]:
-    instance = start_sshd(key)
-    yield instance
-    instance.remove()
 
 
 @pytest.fixture

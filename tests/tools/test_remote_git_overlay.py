@@ -23,32 +23,10 @@ import pytest
 
 from relay_shell.app import RelayServer, build_server
 from relay_shell.config import Settings
-from tests.conftest import connected
-from tests.sshd import TEST_USER, ClientKey, SshdInstance, sshd_available, start_sshd
+from tests.conftest import connected, sc
+from tests.sshd import TEST_USER, ClientKey, SshdInstance
 
-pytestmark = pytest.mark.skipif(
-    not sshd_available() or shutil.which("git") is None,
-    reason="SKIPPED: /usr/sbin/sshd or git missing (scripts/check installs them)",
-)
-
-
-def sc(result: Any) -> dict[str, Any]:
-    assert result.structured_content is not None
-    return dict(result.structured_content)
-
-
-@pytest.fixture(scope="module")
-def key() -> Iterator[ClientKey]:
-    created = ClientKey.create()
-    yield created
-    created.remove()
-
-
-@pytest.fixture(scope="module")
-def host(key: ClientKey) -> Iterator[SshdInstance]:
-    instance = start_sshd(key)
-    yield instance
-    instance.remove()
+pytestmark = pytest.mark.usefixtures("sshd_installed", "git_installed")
 
 
 @pytest.fixture

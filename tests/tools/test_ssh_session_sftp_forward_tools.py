@@ -21,9 +21,10 @@ from relay_shell.app import RelayServer, build_server
 from relay_shell.config import Settings
 from relay_shell.services import LazyForwards, LazyPool
 from relay_shell.ssh.pool import ConnectionPool
-from tests.conftest import pids_with_marker, read_audit
+from tests.components import require_sshd
+from tests.conftest import pids_with_marker, read_audit, sc
 from tests.netutil import round_trip, wait_refused
-from tests.sshd import TEST_USER, ClientKey, SshdInstance, sshd_available, start_sshd
+from tests.sshd import TEST_USER, ClientKey, SshdInstance, start_sshd
 
 PROMPT = r"\$ $"
 WAIT_S = 10.0
@@ -32,8 +33,7 @@ MIB = 1024 * 1024
 
 @pytest.fixture(scope="module")
 def sshd() -> Iterator[SshdInstance]:
-    if not sshd_available():
-        pytest.skip("SKIPPED: /usr/sbin/sshd is not installed (apt-get install -y openssh-server)")
+    require_sshd()
     instance = start_sshd(ClientKey.create())
     yield instance
     instance.remove()
@@ -76,11 +76,6 @@ async def server(settings: Settings) -> AsyncIterator[RelayServer]:
 
 def pool(server: RelayServer) -> ConnectionPool:
     return server.services.pool.get()
-
-
-def sc(result: Any) -> dict[str, Any]:
-    assert result.structured_content is not None
-    return dict(result.structured_content)
 
 
 def ok(result: Any) -> dict[str, Any]:
