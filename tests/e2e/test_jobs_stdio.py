@@ -13,20 +13,14 @@ import signal
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 from mcp import Client, StdioServerParameters
 
-from tests.conftest import connected, pids_with_marker, read_audit
+from tests.conftest import connected, pids_with_marker, read_audit, sc
 from tests.e2e.test_stdio import RELAY, server_env
 
 GONE_DEADLINE_S = 15.0
-
-
-def sc(result: Any) -> dict[str, Any]:
-    assert result.structured_content is not None
-    return dict(result.structured_content)
 
 
 def marker_duration() -> str:

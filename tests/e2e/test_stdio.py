@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from mcp import Client, StdioServerParameters
 
-from tests.conftest import connected, pids_with_marker, read_audit, read_trail
+from tests.conftest import connected, pids_with_marker, read_audit, read_trail, sc
 
 RELAY = str(Path(sys.executable).parent / "relay-shell")
 
@@ -39,11 +39,6 @@ async def stdio_client(tmp_path: Path) -> AsyncIterator[Client]:
     params = StdioServerParameters(command=RELAY, args=[], env=server_env(tmp_path), cwd=str(tmp_path))
     async with connected(params, read_timeout_seconds=60) as client:
         yield client
-
-
-def sc(result: Any) -> dict[str, Any]:
-    assert result.structured_content is not None
-    return dict(result.structured_content)
 
 
 async def test_tools_listed_with_descriptions_and_annotations(stdio_client: Client) -> None:

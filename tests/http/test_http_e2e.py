@@ -28,7 +28,7 @@ from mcp.client.context import ClientRequestContext
 from mcp_types import ElicitRequestParams, ElicitResult
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import pids_with_marker, read_audit, read_trail
+from tests.conftest import pids_with_marker, read_audit, read_trail, sc
 from tests.netutil import listens_on
 
 RELAY = str(Path(sys.executable).parent / "relay-shell")
@@ -175,11 +175,6 @@ def relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RelayProcess]:
     """One server for the tests that need no configuration of their own (tier 3 confirms by elicitation)."""
     with running_relay(tmp_path_factory.mktemp("relay-http"), RELAY_SHELL_CONFIRM_TIER3="elicit") as server:
         yield server
-
-
-def sc(result: Any) -> dict[str, Any]:
-    assert result.structured_content is not None
-    return dict(result.structured_content)
 
 
 def scrape(relay: RelayProcess) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:

@@ -7,7 +7,6 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 from mcp import Client
@@ -15,7 +14,7 @@ from mcp import Client
 from relay_shell.app import RelayServer, build_server
 from relay_shell.config import Settings
 from relay_shell.local.containment import cgroup_unavailable
-from tests.conftest import connected, pids_with_marker, read_audit
+from tests.conftest import connected, pids_with_marker, read_audit, sc
 
 
 def mechanisms() -> list[object]:
@@ -50,11 +49,6 @@ async def contained_server(
 async def client(contained_server: RelayServer) -> AsyncIterator[Client]:
     async with connected(contained_server) as connected_client:
         yield connected_client
-
-
-def sc(result: Any) -> dict[str, Any]:
-    assert result.structured_content is not None
-    return dict(result.structured_content)
 
 
 def sleeper() -> str:

@@ -22,14 +22,9 @@ from relay_shell.app import RelayServer, build_server
 from relay_shell.config import Settings
 from relay_shell.errors import InvalidInput
 from relay_shell.governance.bounds import yield_after_seconds
-from tests.conftest import connected, pids_with_marker, read_audit
+from tests.conftest import connected, pids_with_marker, read_audit, sc
 
 COUNT_LOOP = "for i in $(seq 1 {n}); do echo $i; sleep {pause}; done"
-
-
-def sc(result: Any) -> dict[str, Any]:
-    assert result.structured_content is not None
-    return dict(result.structured_content)
 
 
 def marker_duration() -> str:

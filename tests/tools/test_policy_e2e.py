@@ -11,19 +11,13 @@ import stat
 import subprocess
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 from mcp import Client
 
 from relay_shell.app import build_server
 from relay_shell.config import Settings
-from tests.conftest import connected, read_audit
-
-
-def sc(result: Any) -> dict[str, Any]:
-    assert result.structured_content is not None
-    return dict(result.structured_content)
+from tests.conftest import connected, read_audit, sc
 
 
 @pytest.fixture
