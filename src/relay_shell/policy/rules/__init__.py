@@ -10,7 +10,9 @@ from __future__ import annotations
 import re
 
 from relay_shell.policy.rules import (  # noqa: F401 (fill RULES)
+    builtins,
     daemons,
+    databases,
     execution,
     files,
     git,
