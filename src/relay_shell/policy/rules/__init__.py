@@ -11,6 +11,7 @@ import re
 
 from relay_shell.policy.rules import (  # noqa: F401 (fill RULES)
     builtins,
+    containers,
     daemons,
     databases,
     execution,

@@ -13,8 +13,8 @@ from collections.abc import Callable
 
 from relay_shell.policy.options import OptionSpec, Parsed, canonical_signal, parse_options, spec
 from relay_shell.policy.rules.base import Invocation
+from relay_shell.policy.rules.containers import CONTAINER_READS, KUBE_READS
 from relay_shell.policy.rules.network import IP_READ_VERBS
-from relay_shell.policy.rules.packages import CONTAINER_READS, KUBE_READS
 from relay_shell.policy.rules.system import SYSTEMCTL_READS
 from relay_shell.policy.words import Word
 
