@@ -19,6 +19,7 @@ from relay_shell.policy.rules import (  # noqa: F401 (fill RULES)
     git,
     network,
     packages,
+    runners,
     system,
     tools,
 )

@@ -153,7 +153,7 @@ def packages(invocation: Invocation) -> Verdict:
     if name not in _TABLE:  # a versioned name (pip3.11)
         name = name.rstrip("0123456789.") if name.rstrip("0123456789.") in _TABLE else "pip"
     if name in ("cargo", "go", "uv"):
-        from relay_shell.policy.rules.tools import runner_subcommand
+        from relay_shell.policy.rules.runners import runner_subcommand
 
         special = runner_subcommand(invocation)
         if special is not None:
