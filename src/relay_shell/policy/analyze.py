@@ -26,7 +26,7 @@ from tree_sitter import Tree
 
 from relay_shell.config import Settings
 from relay_shell.policy.addresses import addresses_in_text
-from relay_shell.policy.classify import CommandClassifier, Context, Flags, forget_resolutions, render
+from relay_shell.policy.classify import CommandClassifier, Context, Flags
 from relay_shell.policy.env import CodeVariables, env_verdict, is_harmless, loads_code
 from relay_shell.policy.model import (
     IRREVERSIBLE,
@@ -44,7 +44,9 @@ from relay_shell.policy.model import (
 from relay_shell.policy.parse import RawCommand, RawRedirect, ShellParse, ShellParser, encode, parse_tree
 from relay_shell.policy.paths import Protected, collapse, protected_rule
 from relay_shell.policy.regex_floor import classify_text
+from relay_shell.policy.resolution import forget_resolutions
 from relay_shell.policy.rules import Nested, Stdin
+from relay_shell.policy.spellings import render
 from relay_shell.policy.words import Word, WordScanner, literal_word
 
 log = logging.getLogger("relay_shell.policy")
