@@ -2,7 +2,7 @@
 
 Each has an allowlist of options (no ``--output``, no ``-O``, no ``--ext-diff``, no
 ``--textconv``, no ``-c``); the executor also runs tier-0 git with configuration that
-would run code switched off (:data:`relay_shell.policy.analyze.GIT_SAFE_ENV`).
+would run code switched off (:data:`relay_shell.policy.environment.GIT_SAFE_ENV`).
 """
 
 from __future__ import annotations
