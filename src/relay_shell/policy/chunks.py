@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from tree_sitter import Tree
 
-from relay_shell.policy.parse import encode, parse_tree
+from relay_shell.policy.grammar import encode, parse_tree
 
 CHUNK_CHARS = 64 * 1024
 

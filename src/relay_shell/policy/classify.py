@@ -24,7 +24,6 @@ from relay_shell.policy.model import (
     Verdict,
     opaque,
 )
-from relay_shell.policy.parse import RawRedirect
 from relay_shell.policy.paths import (
     VARIABLE_REFERENCE,
     Protected,
@@ -33,6 +32,7 @@ from relay_shell.policy.paths import (
     protected_rule,
     word_names_protected,
 )
+from relay_shell.policy.raw import RawRedirect
 from relay_shell.policy.relay_verbs import SELF_NAMES, acts_as_the_relay
 from relay_shell.policy.resolution import PLACE_VERDICTS, SHELL_BUILTINS, resolve, system_file
 from relay_shell.policy.rules import (

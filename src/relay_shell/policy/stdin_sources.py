@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from relay_shell.policy.parse import RawCommand, RawRedirect
+from relay_shell.policy.raw import RawCommand, RawRedirect
 from relay_shell.policy.rules import Stdin
 
 

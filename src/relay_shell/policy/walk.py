@@ -23,8 +23,8 @@ from relay_shell.policy.model import (
     opaque,
     worst_of,
 )
-from relay_shell.policy.parse import RawCommand, ShellParse
 from relay_shell.policy.paths import collapse
+from relay_shell.policy.raw import RawCommand, ShellParse
 from relay_shell.policy.regex_floor import classify_text
 from relay_shell.policy.rules import Nested
 from relay_shell.policy.stdin_sources import stdin_of
