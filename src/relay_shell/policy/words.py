@@ -437,6 +437,17 @@ def _skip_quoted(source: str, index: int) -> int:
 
 def _paren_end(source: str, index: int, depth: int = 1) -> int:
     """Index after the ``)`` closing a ``$(``/``<(`` whose body starts at ``index``; -1 if none."""
+    return _group_end(source, index, "(", ")", depth)
+
+
+def _brace_end(source: str, index: int) -> int:
+    """Index after the ``}`` closing a ``${`` whose body starts at ``index``; -1 if none."""
+    return _group_end(source, index, "{", "}", 1)
+
+
+def _group_end(source: str, index: int, opening: str, closing: str, depth: int) -> int:
+    """Index after the ``closing`` that brings ``depth`` open groups to 0 (quotes and backslash
+    escapes skipped); -1 if the text ends first."""
     length = len(source)
     while index < length:
         char = source[index]
@@ -446,30 +457,9 @@ def _paren_end(source: str, index: int, depth: int = 1) -> int:
         if char == "\\":
             index += 2
             continue
-        if char == "(":
+        if char == opening:
             depth += 1
-        elif char == ")":
-            depth -= 1
-            if depth == 0:
-                return index + 1
-        index += 1
-    return -1
-
-
-def _brace_end(source: str, index: int) -> int:
-    """Index after the ``}`` closing a ``${`` whose body starts at ``index``; -1 if none."""
-    depth, length = 1, len(source)
-    while index < length:
-        char = source[index]
-        if char in "'\"":
-            index = _skip_quoted(source, index)
-            continue
-        if char == "\\":
-            index += 2
-            continue
-        if char == "{":
-            depth += 1
-        elif char == "}":
+        elif char == closing:
             depth -= 1
             if depth == 0:
                 return index + 1
