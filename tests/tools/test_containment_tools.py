@@ -13,22 +13,11 @@ from mcp import Client
 
 from relay_shell.app import RelayServer, build_server
 from relay_shell.config import Settings
-from relay_shell.local.containment import cgroup_unavailable
-from tests.conftest import connected, pids_with_marker, read_audit, sc
+from tests.components import containment_mechanisms
+from tests.conftest import connected, live_command_lines, pids_with_marker, read_audit, sc
 
 
-def mechanisms() -> list[object]:
-    reason = cgroup_unavailable()
-    cgroup = pytest.param(
-        "cgroup",
-        marks=pytest.mark.skipif(
-            reason is not None, reason=f"no usable cgroup v2 here: {reason}; subreaper is tested"
-        ),
-    )
-    return [cgroup, "subreaper"]
-
-
-@pytest.fixture(params=mechanisms())
+@pytest.fixture(params=containment_mechanisms())
 def mechanism(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
@@ -93,19 +82,10 @@ def survivors(markers: list[str]) -> dict[str, list[int]]:
     in) has every marker in its argv too, and would satisfy a wait before they ran.
     """
     found: dict[str, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\x00", b" ").decode(errors="replace")
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        if stat[stat.rfind(")") + 2] in ("Z", "X"):
-            continue
+    for pid, cmdline in live_command_lines():
         for marker in markers:
             if cmdline.strip() == f"sleep {marker}":
-                found.setdefault(marker, []).append(int(entry.name))
+                found.setdefault(marker, []).append(pid)
     return found
 
 

@@ -14,11 +14,8 @@ for both (``tier`` always; every success field, or ``error``).
 from __future__ import annotations
 
 import json
-import os
-import pwd
-import shutil
 import tempfile
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +29,7 @@ from relay_shell.config import Settings
 from relay_shell.tools.models import ErrorInfo
 from tests.conftest import connected
 from tests.netutil import start_echo_server
-from tests.sshd import TEST_USER, ClientKey, SshdInstance
+from tests.sshd import ClientKey, SshdInstance
 
 pytestmark = pytest.mark.usefixtures("sshd_installed")
 
@@ -64,15 +61,6 @@ def closed(schema: Any) -> Any:
     if isinstance(schema, list):
         return [closed(item) for item in schema]
     return schema
-
-
-@pytest.fixture
-def remote_dir() -> Iterator[Path]:
-    directory = Path(tempfile.mkdtemp(prefix="relay-schema-"))
-    user = pwd.getpwnam(TEST_USER)
-    os.chown(directory, user.pw_uid, user.pw_gid)
-    yield directory
-    shutil.rmtree(directory, ignore_errors=True)
 
 
 class Walk:
