@@ -8,12 +8,15 @@ import json
 import os
 import shutil
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 from mcp import Client
+from mcp.server.auth.middleware.auth_context import auth_context_var
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+from mcp.server.auth.provider import AccessToken
 
 from relay_shell.app import RelayServer, build_server
 from relay_shell.config import Settings, load_settings
@@ -63,14 +66,20 @@ def settings(make_settings: Callable[..., Settings]) -> Settings:
     return make_settings()
 
 
+@asynccontextmanager
+async def started(server: RelayServer) -> AsyncIterator[RelayServer]:
+    """``server`` with its services started, and closed (sessions, jobs, audit) at the end."""
+    await server.services.start()
+    try:
+        yield server
+    finally:
+        await server.services.aclose()
+
+
 @pytest.fixture
 async def server(settings: Settings) -> AsyncIterator[RelayServer]:
-    srv = build_server(settings)
-    await srv.services.start()
-    try:
+    async with started(build_server(settings)) as srv:
         yield srv
-    finally:
-        await srv.services.aclose()
 
 
 def sc(result: Any) -> dict[str, Any]:
@@ -209,3 +218,14 @@ def tree_hashes(root: Path) -> dict[str, str]:
     return {
         str(path.relative_to(root)): sha256_of(path) for path in sorted(root.rglob("*")) if path.is_file()
     }
+
+
+@contextmanager
+def principal(subject: str, scope: str) -> Iterator[None]:
+    """Calls from clients connected inside this block come from ``subject`` with ``scope``."""
+    token = AccessToken(token=f"t-{subject}", client_id=f"client-{subject}", scopes=[scope], subject=subject)
+    reset = auth_context_var.set(AuthenticatedUser(token))
+    try:
+        yield
+    finally:
+        auth_context_var.reset(reset)

@@ -27,7 +27,7 @@ from mcp import Client
 from relay_shell.app import RelayServer, build_server
 from relay_shell.config import Settings
 from tests.audit_peers import Journald, Rsyslog
-from tests.conftest import connected, read_audit
+from tests.conftest import connected, read_audit, started
 from tests.sshd import ClientKey, SshdInstance
 
 RELAY = str(Path(sys.executable).parent / "relay-shell")
@@ -95,12 +95,8 @@ class Harness:
     @contextlib.asynccontextmanager
     async def server(self) -> AsyncIterator[RelayServer]:
         """The server these settings build, started, torn down afterwards."""
-        server = build_server(self.settings)
-        await server.services.start()
-        try:
+        async with started(build_server(self.settings)) as server:
             yield server
-        finally:
-            await server.services.aclose()
 
     @contextlib.asynccontextmanager
     async def client(self) -> AsyncIterator[Client]:

@@ -14,7 +14,7 @@ from mcp import Client
 from relay_shell.app import RelayServer, build_server
 from relay_shell.config import Settings
 from tests.components import containment_mechanisms
-from tests.conftest import connected, live_command_lines, pids_with_marker, read_audit, sc
+from tests.conftest import connected, live_command_lines, pids_with_marker, read_audit, sc, started
 
 
 @pytest.fixture(params=containment_mechanisms())
@@ -26,12 +26,8 @@ def mechanism(request: pytest.FixtureRequest) -> str:
 async def contained_server(
     make_settings: Callable[..., Settings], mechanism: str
 ) -> AsyncIterator[RelayServer]:
-    server = build_server(make_settings(containment=mechanism))
-    await server.services.start()
-    try:
+    async with started(build_server(make_settings(containment=mechanism))) as server:
         yield server
-    finally:
-        await server.services.aclose()
 
 
 @pytest.fixture

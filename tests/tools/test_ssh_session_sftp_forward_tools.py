@@ -19,7 +19,7 @@ from relay_shell.config import Settings
 from relay_shell.services import LazyForwards, LazyPool
 from relay_shell.ssh.pool import ConnectionPool
 from tests.components import require_sshd
-from tests.conftest import pids_with_marker, read_audit, sc, sha256_of, tree_hashes
+from tests.conftest import pids_with_marker, read_audit, sc, sha256_of, started, tree_hashes
 from tests.netutil import round_trip, wait_refused
 from tests.sshd import ClientKey, SshdInstance, start_sshd
 
@@ -63,12 +63,8 @@ def build_ssh_server(settings: Settings) -> RelayServer:
 
 @pytest.fixture
 async def server(settings: Settings) -> AsyncIterator[RelayServer]:
-    srv = build_ssh_server(settings)
-    await srv.services.start()
-    try:
+    async with started(build_ssh_server(settings)) as srv:
         yield srv
-    finally:
-        await srv.services.aclose()
 
 
 def pool(server: RelayServer) -> ConnectionPool:
