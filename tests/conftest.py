@@ -66,6 +66,25 @@ def settings(make_settings: Callable[..., Settings]) -> Settings:
     return make_settings()
 
 
+def initialize_message(protocol: str = "2025-11-25") -> dict[str, Any]:
+    """The ``initialize`` request (id 1) a raw JSON-RPC client sends first."""
+    return {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": protocol,
+            "capabilities": {},
+            "clientInfo": {"name": "relay-tests", "version": "1"},
+        },
+    }
+
+
+def initialize_line(protocol: str = "2025-06-18") -> bytes:
+    """:func:`initialize_message` as one stdio line."""
+    return (json.dumps(initialize_message(protocol)) + "\n").encode()
+
+
 @asynccontextmanager
 async def started(server: RelayServer) -> AsyncIterator[RelayServer]:
     """``server`` with its services started, and closed (sessions, jobs, audit) at the end."""

@@ -19,19 +19,10 @@ import pytest
 from relay_shell.local import cgroups
 from relay_shell.local.containment import cgroup_unavailable
 from tests.components import cgroup_mechanism
-from tests.conftest import pids_with_marker, read_audit
+from tests.conftest import initialize_message, pids_with_marker, read_audit
 from tests.e2e.test_stdio import RELAY, server_env
 
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-06-18",
-        "capabilities": {},
-        "clientInfo": {"name": "t", "version": "1"},
-    },
-}
+INITIALIZE = initialize_message("2025-06-18")
 
 
 class StdioServer:

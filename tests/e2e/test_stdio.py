@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from mcp import Client, StdioServerParameters
 
-from tests.conftest import connected, pids_with_marker, read_audit, read_trail, sc
+from tests.conftest import connected, initialize_line, pids_with_marker, read_audit, read_trail, sc
 
 RELAY = str(Path(sys.executable).parent / "relay-shell")
 
@@ -182,11 +182,7 @@ def test_orderly_exit(tmp_path: Path, how: str) -> None:
         stderr=subprocess.PIPE,
     )
     assert proc.stdin is not None
-    init = (
-        b'{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18",'
-        b'"capabilities":{},"clientInfo":{"name":"t","version":"1"}}}\n'
-    )
-    proc.stdin.write(init)
+    proc.stdin.write(initialize_line())
     proc.stdin.flush()
     assert proc.stdout is not None
     first = proc.stdout.readline()
@@ -218,11 +214,7 @@ def test_an_oversized_line_is_refused_unparsed_and_serving_goes_on(tmp_path: Pat
     assert proc.stdin is not None
     assert proc.stdout is not None
     try:
-        proc.stdin.write(
-            b'{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18",'
-            b'"capabilities":{},"clientInfo":{"name":"t","version":"1"}}}\n'
-            b'{"jsonrpc":"2.0","method":"notifications/initialized"}\n'
-        )
+        proc.stdin.write(initialize_line() + b'{"jsonrpc":"2.0","method":"notifications/initialized"}\n')
         huge = "x" * (8 * 1024 * 1024)
         proc.stdin.write(
             b'{"jsonrpc":"2.0","id":"big","method":"tools/call","params":{"name":"shell_exec",'
