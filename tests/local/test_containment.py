@@ -20,6 +20,7 @@ from relay_shell.local.contained import RELEASE_LINE, CgroupContained, attribute
 from relay_shell.local.containment import ContainmentService, cgroup_unavailable
 from relay_shell.local.processes import ProcessEntry, parse_stat
 from relay_shell.local.runner import ProcessSpec, run_process
+from tests.components import containment_mechanisms
 from tests.conftest import pids_with_marker
 
 REPO = Path(__file__).resolve().parents[2]
@@ -38,18 +39,7 @@ MOUNTINFO_NAMESPACED = "50 40 0:26 /system.slice /run/my\\040cgroup rw - cgroup2
 PROC_CGROUP_V1_AND_V2 = "9:name=systemd:/\n4:memory:/process_api/42\n0::/system.slice/relay-shell.service\n"
 
 
-def mechanisms() -> list[object]:
-    reason = cgroup_unavailable()
-    cgroup = pytest.param(
-        "cgroup",
-        marks=pytest.mark.skipif(
-            reason is not None, reason=f"no usable cgroup v2 here: {reason}; subreaper is tested"
-        ),
-    )
-    return [cgroup, "subreaper"]
-
-
-@pytest.fixture(params=mechanisms())
+@pytest.fixture(params=containment_mechanisms())
 async def service(request: pytest.FixtureRequest) -> AsyncIterator[ContainmentService]:
     containment = ContainmentService(ContainmentMode(request.param))
     assert containment.mechanism == request.param
