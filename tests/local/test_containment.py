@@ -437,3 +437,33 @@ def test_an_odd_name_without_bash_is_refused(monkeypatch: pytest.MonkeyPatch) ->
     assert contained.hold_program({"PATH": "/bin", "A_1": "x"}) == contained.HOLD_PROGRAM
     with pytest.raises(SpawnFailed, match=r"'A\.B' is not a shell identifier"):
         contained.hold_program({"PATH": "/bin", "A.B": "x"})
+
+
+async def test_a_call_after_the_server_directory_was_released_makes_it_again() -> None:
+    # Each call makes only its own cgroup; the server's directory is made again when it is gone
+    # (a shutdown released it while this process goes on serving, as tests and restarts do).
+    if cgroup_unavailable() is not None:
+        pytest.skip("no usable cgroup v2 here; only the cgroup mechanism has the directory")
+    service = ContainmentService(ContainmentMode.CGROUP)
+    try:
+        first = service.open("exec")
+        assert isinstance(first, CgroupContained)
+        server_directory = first.directory.path.parent
+        await first.close(1.0)
+        assert not first.directory.path.exists()
+        assert cgroups.CgroupDir(server_directory).remove()  # as a shutdown's release does
+        assert not server_directory.exists()
+        async with service.contain("exec") as second:
+            assert isinstance(second, CgroupContained)
+            assert second.directory.path.parent == server_directory
+            report = await run_process(
+                ProcessSpec(argv=["cat", "/proc/self/cgroup"], env=dict(os.environ)),
+                timeout_s=10,
+                budget=4096,
+                contained=second,
+            )
+        assert report.exit_code == 0
+        assert render_capture(report.capture).strip().endswith(second.directory.path.name)
+        assert not second.directory.path.exists()
+    finally:
+        await service.aclose()
