@@ -35,7 +35,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from common import PYTHON, RELAY, Figure, emit, measure, percentile, profile_summary, py_spy
+from common import PYTHON, RELAY, Figure, _stat_fields, emit, measure, percentile, profile_summary, py_spy
 
 BARE_SERVER = str(Path(__file__).resolve().parent / "bare_server.py")
 START_DEADLINE_S = 30.0
@@ -50,6 +50,12 @@ class Tally:
     latencies_s: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     elapsed_s: float = 0.0
+    server_cpu_s: float = 0.0
+    """CPU of the server process and of the children it reaped (the commands) during the round."""
+
+    @property
+    def cpu_per_call_ms(self) -> float:
+        return self.server_cpu_s / len(self.latencies_s) * 1000 if self.latencies_s else 0.0
 
     @property
     def throughput(self) -> float:
@@ -206,17 +212,27 @@ async def one_client(
             line.arrive()
 
 
-async def run_load(url: str, mode: str, workload: Workload, clients: int, calls: int) -> Tally:
-    """CLIENTS sessions released together, CALLS sequential calls each; wall time from the release."""
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of ``pid`` and of its reaped children (cutime + cstime), from /proc."""
+    fields = _stat_fields(pid)
+    if fields is None:
+        return 0.0
+    return sum(int(value) for value in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+async def run_load(url: str, mode: str, workload: Workload, clients: int, calls: int, pid: int = 0) -> Tally:
+    """CLIENTS sessions released together, CALLS sequential calls each; wall time from the release
+    (and the server's CPU over the same span when ``pid`` is given)."""
     tally = Tally()
     line = StartLine(clients)
     tasks = [asyncio.create_task(one_client(url, mode, workload, calls, line, tally)) for _ in range(clients)]
     async with asyncio.timeout(START_DEADLINE_S * 4):
         await line.all_arrived.wait()
-    started = time.perf_counter()
+    started, cpu_before = time.perf_counter(), cpu_seconds(pid) if pid else 0.0
     line.go.set()
     await asyncio.gather(*tasks)
     tally.elapsed_s = time.perf_counter() - started
+    tally.server_cpu_s = cpu_seconds(pid) - cpu_before if pid else 0.0
     return tally
 
 
@@ -227,7 +243,8 @@ def describe(label: str, tally: Tally, expected: int) -> str:
     return (
         f"{label}: {len(values)}/{expected} calls, p50 {tally.p(0.5) * 1000:.1f} ms, "
         f"p99 {tally.p(0.99) * 1000:.1f} ms, max {values[-1] * 1000:.1f} ms, "
-        f"mean {statistics.fmean(values) * 1000:.1f} ms, {tally.throughput:.0f} calls/s, errors {len(tally.errors)}"
+        f"mean {statistics.fmean(values) * 1000:.1f} ms, {tally.throughput:.0f} calls/s, errors {len(tally.errors)}, "
+        f"server CPU {tally.cpu_per_call_ms:.2f} ms/call"
     )
 
 
@@ -245,9 +262,9 @@ async def p8(figure: Figure, clients: int, calls: int, rounds: int, mode: str) -
             relay_rounds: list[Tally] = []
             bare_rounds: list[Tally] = []
             for index in range(rounds):
-                bare_rounds.append(await run_load(bare.url, mode, BARE_TRUE, clients, calls))
+                bare_rounds.append(await run_load(bare.url, mode, BARE_TRUE, clients, calls, bare.pid))
                 print(describe(f"round {index + 1} bare spawn_true", bare_rounds[-1], expected), flush=True)
-                relay_rounds.append(await run_load(relay.url, mode, RELAY_TRUE, clients, calls))
+                relay_rounds.append(await run_load(relay.url, mode, RELAY_TRUE, clients, calls, relay.pid))
                 print(describe(f"round {index + 1} relay shell_exec", relay_rounds[-1], expected), flush=True)
             measured, floor = _median_round(relay_rounds), _median_round(bare_rounds)
             errors = sum(len(tally.errors) for tally in relay_rounds)
@@ -266,14 +283,19 @@ async def p8(figure: Figure, clients: int, calls: int, rounds: int, mode: str) -
                 "rounds": [describe("relay", tally, expected) for tally in relay_rounds]
                 + [describe("bare", tally, expected) for tally in bare_rounds],
                 "throughput_ratio": round(throughput_ratio, 3),
+                "server_cpu_ms_per_call": {
+                    "relay": round(measured.cpu_per_call_ms, 2),
+                    "bare": round(floor.cpu_per_call_ms, 2),
+                },
                 "first_errors": [error[:200] for tally in relay_rounds for error in tally.errors[:3]],
             }
             figure.note = (
                 f"{clients} streamable-HTTP sessions x {calls} sequential calls, {rounds} alternating rounds per "
                 f"server, median round shown; relay-shell throughput {throughput_ratio:.2f}x the bare server's "
                 f"(ratio column: bare / relay time per call), worst relay p99 {worst_p99 * 1000:.0f} ms, "
-                f"errors {errors}/{expected * rounds}; the {clients} clients run in the bench process on the same "
-                "2 CPUs as the server."
+                f"errors {errors}/{expected * rounds}; server CPU per call (the process and the commands it reaped) "
+                f"{measured.cpu_per_call_ms:.2f} ms vs {floor.cpu_per_call_ms:.2f} ms; the {clients} clients run in "
+                "the bench process on the same 2 CPUs as the servers."
             )
             if figure.holds == "no":
                 raw = state / "p8.pyspy"
