@@ -6,7 +6,7 @@ MCPServer whose ``spawn_true`` tool runs ``true`` with pipes, nothing else). For
 CLIENTS MCP sessions (clients on this machine, in this process) are opened, released together,
 and each makes CALLS sequential calls: ``shell_exec {"command": "true"}`` on relay-shell,
 ``spawn_true`` on the bare server. Rounds alternate between the two servers (ROUNDS each), so a
-change of load hits both; the figure takes the median round of each.
+change of load hits both; the figure takes the median round of each (of two: the slower).
 
 Target: 0 errors (an ``isError`` result, a wrong answer or an exception), p99 <= 1 s, and
 relay-shell's throughput >= 0.9x the bare server's under the same load in the same run.
@@ -291,7 +291,7 @@ async def p8(figure: Figure, clients: int, calls: int, rounds: int, mode: str) -
             }
             figure.note = (
                 f"{clients} streamable-HTTP sessions x {calls} sequential calls, {rounds} alternating rounds per "
-                f"server, median round shown; relay-shell throughput {throughput_ratio:.2f}x the bare server's "
+                f"server, the median round of each shown (of two: the slower); relay-shell throughput {throughput_ratio:.2f}x the bare server's "
                 f"(ratio column: bare / relay time per call), worst relay p99 {worst_p99 * 1000:.0f} ms, "
                 f"errors {errors}/{expected * rounds}; server CPU per call (the process and the commands it reaped) "
                 f"{measured.cpu_per_call_ms:.2f} ms vs {floor.cpu_per_call_ms:.2f} ms; the {clients} clients run in "
