@@ -105,7 +105,7 @@ def scrub_all_rules(text: str) -> str:
 # path or command in the next call is not scanned again; cleared whole when full.
 _CLEAN: Final[dict[str, None]] = {}
 _CLEAN_ENTRIES: Final = 4096
-_CLEAN_LONGEST: Final = 4096
+_CLEAN_LONGEST: Final = 1024  # at most about 4 MiB remembered
 
 
 def redact_text(text: str) -> str:
