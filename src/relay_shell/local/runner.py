@@ -135,10 +135,10 @@ async def _spawn(spec: ProcessSpec, contained: Contained) -> asyncio.subprocess.
     except (OSError, ValueError) as exc:
         raise SpawnFailed(f"cannot start {spec.argv[0]!r}: {exc}") from exc
     try:
-        contained.adopt(process.pid)
-    except SpawnFailed:
+        await contained.adopt_off_loop(process.pid)
+    except BaseException:  # not contained (or cancelled meanwhile): still held, nothing of the command ran
         with anyio.CancelScope(shield=True):
-            _signal_group(process.pid, signal.SIGKILL)  # still held: nothing of the command ran
+            _signal_group(process.pid, signal.SIGKILL)
             await process.wait()
         raise
     if launch.held and process.stdin is not None:
