@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.lowlevel.helper_types import ReadResourceContents
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.context import Context
@@ -40,6 +41,7 @@ from relay_shell.vocabulary import Tier
 __all__ = ["RelayServer", "Services", "build_server", "build_services"]
 
 MAX_NAME_IN_AUDIT = 200
+HANDSHAKE_METHODS = frozenset({"initialize", "server/discover"})
 
 
 class RelayServer(MCPServer[Services]):
@@ -239,6 +241,25 @@ def _first_problem(exc: ValidationError) -> tuple[str, str]:
     return argument or "arguments", problem
 
 
+class WarmSshAfterHandshake:
+    """Middleware: the first message after the handshake starts loading the SSH layer
+    (:meth:`Services.warm_ssh`, only when SSH hosts are configured).
+
+    Not earlier: the handshake's answer (cold start to ``initialize``) never shares the CPU
+    with the imports. Every message passes through unchanged.
+    """
+
+    def __init__(self, services: Services) -> None:
+        self._services = services
+        self._armed = True
+
+    async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        if self._armed and ctx.method not in HANDSHAKE_METHODS:
+            self._armed = False
+            self._services.warm_ssh()
+        return await call_next(ctx)
+
+
 def build_server(
     settings: Settings,
     svc: Services | None = None,
@@ -268,7 +289,7 @@ def build_server(
         log_level="WARNING",
         lifespan=lifespan,
         extensions=[TasksExtension(services, task_tools)],
-        middleware=[LegacyTasks(services, task_tools)],
+        middleware=[WarmSshAfterHandshake(services), LegacyTasks(services, task_tools)],
         **server_kwargs,
     )
     server.services = services
