@@ -14,9 +14,10 @@ concurrency 49 (the whole width at once):
 
 The SSH layer is loaded in the background once the handshake is over and the server is
 quiet (only when SSH hosts are configured); the P3a note also gives the first local call
-(``shell_exec true``) sent LOCAL_AFTER_S after the handshake, while that load runs, on a
-fresh server with the 49-host inventory vs one without any inventory (no load), LOCAL_REPS
-fresh servers each, alternated: what the load costs a call that meets it.
+(``shell_exec true``) sent LOCAL_AFTER_S after tools/list, while that load runs, and THINK_S
+after it, on a fresh server with the 49-host inventory vs one without any inventory (no
+load), LOCAL_REPS fresh servers each, alternated: what the load costs a call that meets it,
+and that a call after it pays nothing.
 
 P3c: 1,000 hosts served by in-process asyncssh servers (``asyncssh.create_server``, one
 listener per loopback port, all in this process, accepting the bench key and answering any
@@ -123,11 +124,11 @@ def connect(instance: SshdInstance) -> asyncssh.connection._ConnectionManager:  
     )
 
 
-async def first_local_call(state: Path, env: dict[str, str]) -> float:
-    """Wall seconds of the first ``shell_exec true`` of a fresh server, sent right after the handshake."""
+async def first_local_call(state: Path, env: dict[str, str], after_s: float) -> float:
+    """Wall seconds of the first ``shell_exec true`` of a fresh server, sent ``after_s`` after tools/list."""
     async with relay_stdio(state, **env) as relay:
         await list_tools(relay)
-        await asyncio.sleep(LOCAL_AFTER_S)
+        await asyncio.sleep(after_s)
         started = time.perf_counter()
         result = await relay.call("shell_exec", {"command": "true"})
         elapsed = time.perf_counter() - started
@@ -136,12 +137,12 @@ async def first_local_call(state: Path, env: dict[str, str]) -> float:
         return elapsed
 
 
-async def first_local_calls(state: Path, env: dict[str, str]) -> tuple[float, float]:
-    """Median first local call with the inventory (SSH layer loading) and without any, alternated."""
+async def first_local_calls(state: Path, env: dict[str, str], after_s: float) -> tuple[float, float]:
+    """Median first local call with the inventory (SSH layer loaded ahead) and without any, alternated."""
     with_hosts, without = [], []
     for _ in range(LOCAL_REPS):
-        with_hosts.append(await first_local_call(state, env))
-        without.append(await first_local_call(state, {}))
+        with_hosts.append(await first_local_call(state, env, after_s))
+        without.append(await first_local_call(state, {}, after_s))
     return statistics.median(with_hosts), statistics.median(without)
 
 
@@ -208,7 +209,8 @@ async def p3_small(cold: Figure, warm: Figure) -> None:
                             for _ in range(WARM_REPS):
                                 await fanout_once(relay, WIDTH, WIDTH)
                         profile = profile_summary(raw)
-        local_with, local_without = await first_local_calls(state, env)
+        local_with, local_without = await first_local_calls(state, env, LOCAL_AFTER_S)
+        later_with, later_without = await first_local_calls(state, env, THINK_S)
         for figure, samples, floors in ((cold, cold_samples, cold_floors), (warm, warm_samples, warm_floors)):
             value, floor = statistics.median(samples), statistics.median(floors)
             figure.value, figure.floor = f"{value * 1000:.0f} ms", f"{floor * 1000:.0f} ms"
@@ -230,11 +232,15 @@ async def p3_small(cold: Figure, warm: Figure) -> None:
             f"({ratio(statistics.median(immediate), statistics.median(cold_floors)):.2f}x). First local call "
             f"(shell_exec true) {LOCAL_AFTER_S * 1000:.0f} ms after tools/list, median of {LOCAL_REPS} fresh "
             f"servers: {local_with * 1000:.1f} ms with the {WIDTH}-host inventory (SSH layer loading) vs "
-            f"{local_without * 1000:.1f} ms without an inventory ({ratio(local_with, local_without):.2f}x)."
+            f"{local_without * 1000:.1f} ms without an inventory ({ratio(local_with, local_without):.2f}x); sent "
+            f"{THINK_S:g} s after tools/list (load over): {later_with * 1000:.1f} ms vs {later_without * 1000:.1f} ms "
+            f"({ratio(later_with, later_without):.2f}x)."
         )
         cold.details["first_local_call_ms"] = {
             "with_inventory": round(local_with * 1000, 1),
             "without_inventory": round(local_without * 1000, 1),
+            "with_inventory_after_think": round(later_with * 1000, 1),
+            "without_inventory_after_think": round(later_without * 1000, 1),
         }
         warm.note = (
             f"median of {len(warm_samples)} calls on pooled connections vs a gather of run() on held "
