@@ -55,7 +55,7 @@ def sc(result: Any) -> dict[str, Any]:
 
 
 async def test_a_full_filesystem_refuses_calls_above_tier_0(tmp_path: Path, small_filesystem: Path) -> None:
-    audit = small_filesystem / "audit.jsonl"
+    audit = small_filesystem / "audit" / "audit.jsonl"  # its directory is protected: fill beside it
     with running_relay(tmp_path / "state", RELAY_SHELL_AUDIT_PATH=str(audit)) as relay:
         async with Client(relay.mcp_url, read_timeout_seconds=30) as client:
             assert (await client.call_tool("shell_exec", {"command": "echo before"})).is_error is False

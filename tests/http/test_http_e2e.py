@@ -398,7 +398,8 @@ async def test_concurrent_clients_lose_no_response(relay: RelayProcess) -> None:
 
             async def one_call(call: int) -> tuple[str, str]:
                 expected = f"load-{index}-{call}"
-                result = await client.call_tool("shell_exec", {"command": f"echo {expected}"})
+                command = f"sleep 0; echo {expected}"  # tier 1: a start and an end record each
+                result = await client.call_tool("shell_exec", {"command": command})
                 assert result.is_error is False, result.content
                 return expected, sc(result)["output"]
 
@@ -411,7 +412,7 @@ async def test_concurrent_clients_lose_no_response(relay: RelayProcess) -> None:
     assert len({expected for expected, _ in answers}) == clients * calls_each
     new_records = [record for record in read_audit(relay.audit_path) if record["seq"] > seq_before]
     assert sorted(record["args"]["command"] for record in new_records) == sorted(
-        f"echo {expected}" for expected, _ in answers
+        f"sleep 0; echo {expected}" for expected, _ in answers
     )
     trail = [record for record in read_trail(relay.audit_path) if record["seq"] > seq_before]
     assert [record["seq"] for record in trail] == list(range(seq_before + 1, seq_before + 401))  # no gap

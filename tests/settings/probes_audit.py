@@ -39,7 +39,7 @@ async def audit_anchor_interval(
 async def audit_ship(h: Harness) -> None:  # RELAY_SHELL_AUDIT_SHIP=syslog+tcp://127.0.0.1:<collector>
     assert h.peers.collector is not None
     marker = f"relay-shipped-{time.monotonic_ns()}"
-    data = await h.one_call("shell_exec", {"command": f"echo {marker}"})
+    data = await h.one_call("shell_exec", {"command": f"touch {h.tmp / marker}"})  # tier 1
     assert data["is_error"] is False
     assert h.peers.collector.wait_for(2, marker)  # start and end records, in full
 
@@ -47,6 +47,6 @@ async def audit_ship(h: Harness) -> None:  # RELAY_SHELL_AUDIT_SHIP=syslog+tcp:/
 async def audit_tls_ca(h: Harness) -> None:  # RELAY_SHELL_AUDIT_TLS_CA=<test CA> (ship: syslog+tls)
     assert h.peers.tls_collector is not None
     marker = f"relay-shipped-tls-{time.monotonic_ns()}"
-    data = await h.one_call("shell_exec", {"command": f"echo {marker}"})
+    data = await h.one_call("shell_exec", {"command": f"touch {h.tmp / marker}"})  # tier 1
     assert data["is_error"] is False, data  # without the CA the collector's certificate is refused
     assert h.peers.tls_collector.wait_for(2, marker)

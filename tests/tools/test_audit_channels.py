@@ -44,7 +44,9 @@ async def test_shipping_with_the_collector_down_refuses_calls_above_tier_0(
         server = build_server(settings)
         try:
             async with connected(server) as client:
-                ran = await client.call_tool("shell_exec", {"command": "echo shipped"})
+                ran = await client.call_tool(
+                    "shell_exec", {"command": f"touch {tmp_path / 'shipped'}"}
+                )  # tier 1
                 assert ran.is_error is False
                 collector.wait_for(3, 'kind="record"')  # header, start, end stored by the collector
                 collector.stop()

@@ -72,7 +72,7 @@ async def test_no_form_of_secret_reaches_the_audit_file(
 
     assert_nowhere(settings.audit_path, planted)
     trail = read_trail(settings.audit_path)
-    ran = [record["args"]["command"] for record in trail if record.get("phase") == "start"]
+    ran = [record["args"]["command"] for record in trail if record.get("tool") == "shell_exec"]
     assert ran[0].startswith(": STRIPE_KEY=")  # what ran is still there, only values went
     errors = [record for record in trail if record.get("error_kind")]
     assert {record["tool"] for record in errors} >= {"shell_exec", "ssh_exec"}

@@ -173,8 +173,8 @@ async def test_server_info_fields(client: Client, settings: Settings) -> None:
 
 
 async def test_audit_tail_filters(client: Client) -> None:
-    await client.call_tool("shell_exec", {"command": "true"})
-    await client.call_tool("shell_exec", {"command": "true", "timeout": -1})
+    await client.call_tool("shell_exec", {"command": "sleep 0"})  # tier 1: start and end records
+    await client.call_tool("shell_exec", {"command": "sleep 0", "timeout": -1})
     await client.call_tool("server_info", {})
     data = sc(await client.call_tool("audit_tail", {"lines": 10, "tool": "shell_exec"}))
     records = data["records"]
@@ -249,10 +249,13 @@ async def test_audit_tail_shows_a_non_admin_only_its_own_records(
     await server.services.start()  # held open across the principals' sessions
     try:
         await _as_principal(
-            server, "alice", ["relay-shell:operate"], [("shell_exec", {"command": "echo alice-secret-work"})]
+            server,
+            "alice",
+            ["relay-shell:operate"],
+            [("shell_exec", {"command": "sleep 0 # alice-secret-work"})],
         )
         await _as_principal(
-            server, "bob", ["relay-shell:operate"], [("shell_exec", {"command": "echo bob-work"})]
+            server, "bob", ["relay-shell:operate"], [("shell_exec", {"command": "sleep 0 # bob-work"})]
         )
         bob = sc(
             await _as_principal(server, "bob", ["relay-shell:operate"], [("audit_tail", {"lines": 100})])
@@ -267,7 +270,7 @@ async def test_audit_tail_shows_a_non_admin_only_its_own_records(
         await server.services.aclose()
     assert {record["principal"] for record in bob["records"]} == {"bob"}
     assert "alice-secret-work" not in json.dumps(bob["records"])
-    assert [r["args"]["command"] for r in bob["records"] if r.get("phase") == "end"] == ["echo bob-work"]
+    assert [r["args"]["command"] for r in bob["records"] if r.get("phase") == "end"] == ["sleep 0 # bob-work"]
     assert not any("kind" in record for record in bob["records"])  # not the sink's own records either
     assert {record.get("principal") for record in admin["records"]} >= {"alice", "bob", None}
     assert reader["records"] == []  # carol ran nothing (her own audit_tail is written after it answered)

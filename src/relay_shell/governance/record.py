@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from relay_shell.governance.call import Identity, Outcome, Reply
 from relay_shell.governance.patterns import PATTERNS_VERSION
-from relay_shell.governance.redaction import redact, removed_values, scrub_removed
+from relay_shell.governance.redaction import REDACTED, redact, removed_values, scrub_removed
 from relay_shell.policy.model import Analysis
 from relay_shell.vocabulary import AuditDecision, AuditOutcome, Confirmation, ErrorKind, Tier
 
@@ -95,7 +95,7 @@ def start_record(state: CallState, policy_mode: str) -> dict[str, object]:
         "args": state.audited_args,
         "target": _echo_safe(state, _target_field(state.targets)),
         "opaque": state.opaque,
-        "commands": bounded(list(state.commands)),  # command names, not their arguments
+        "commands": _names_shown(state),
         "rules": bounded(list(state.rules)),
         "request_id": state.identity.request_id,
         "client_id": state.identity.client_id,
@@ -151,6 +151,29 @@ def _echo_safe(state: CallState, value: object) -> object:
     if value is None:
         return None
     return scrub_removed(scrubbed(value), state.removed)
+
+
+def _names_shown(state: CallState) -> list[str]:
+    """The parse's command names, each only where the redacted arguments show it.
+
+    A name is a word of the caller's text: when the text is not shell (a key file, a SQL
+    statement), a secret can parse as a command name. A name the recorded arguments do not
+    contain (redacted, or past the 2048-character bound) is recorded as ``[REDACTED]``.
+    """
+    shown = "\n".join(_strings(state.audited_args))
+    return [name if name in shown else REDACTED for name in state.commands]
+
+
+def _strings(value: object, depth: int = 0) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if depth > 8:
+        return []
+    if isinstance(value, Mapping):
+        return [text for item in value.values() for text in _strings(item, depth + 1)]
+    if isinstance(value, list | tuple):
+        return [text for item in value for text in _strings(item, depth + 1)]
+    return []
 
 
 def scrubbed(value: object) -> object:
