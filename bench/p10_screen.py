@@ -31,6 +31,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import http_load
 from common import (
     Figure,
     children_of,
@@ -44,7 +45,6 @@ from common import (
     state_dir,
     summarize,
 )
-from http_load import relay_server
 from mcp import Client
 
 MIB = 1024 * 1024
@@ -95,8 +95,13 @@ def cpu_seconds(pid: int) -> float:
 
 @contextlib.contextmanager
 def server(state: Path) -> Iterator[tuple[str, int]]:
+    """relay-shell over streamable HTTP: its MCP URL and pid (either form of bench/http_load.py)."""
+    if hasattr(http_load, "relay_http"):  # yields the URL and the pid itself
+        with http_load.relay_http(state) as started:
+            yield started.url, started.pid
+        return
     before = set(children_of(os.getpid()))
-    with relay_server(state) as url:
+    with http_load.relay_server(state) as url:
         [pid] = [child for child in children_of(os.getpid()) if child not in before]
         yield f"{url}/mcp", pid
 
