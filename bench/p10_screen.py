@@ -130,7 +130,8 @@ async def sample_rss(pid: int, run: Run, stop: asyncio.Event) -> None:
 
 async def drive(url: str, pid: int, state: Path, total: int, screen: str) -> Run:
     """Client A: the session and its reads, while B probes; returns the measurements."""
-    script = state / "frames.py"
+    script = state / "programs" / "frames.py"  # not beside the audit file: its directory is protected
+    script.parent.mkdir(exist_ok=True)
     script.write_text(FRAMES)
     run = Run()
     stop = asyncio.Event()
