@@ -26,6 +26,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -130,8 +131,8 @@ async def sample_rss(pid: int, run: Run, stop: asyncio.Event) -> None:
 
 async def drive(url: str, pid: int, state: Path, total: int, screen: str) -> Run:
     """Client A: the session and its reads, while B probes; returns the measurements."""
-    script = state / "programs" / "frames.py"  # not beside the audit file: its directory is protected
-    script.parent.mkdir(exist_ok=True)
+    # Outside the server's own state directory (which holds its audit file: protected).
+    script = Path(tempfile.mkdtemp(prefix="relay-bench-p10-programs-")) / "frames.py"
     script.write_text(FRAMES)
     run = Run()
     stop = asyncio.Event()
@@ -172,6 +173,7 @@ async def drive(url: str, pid: int, state: Path, total: int, screen: str) -> Run
         await asyncio.gather(prober, sampler)
         if hwm:
             run.rss_peak_kib = max(run.rss_peak_kib, memory_kib(pid)["VmHWM"])
+    remove_tree(script.parent)
     return run
 
 
