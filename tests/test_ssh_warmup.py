@@ -60,6 +60,13 @@ async def test_without_hosts_nothing_is_loaded_ahead(make_settings: Callable[...
     await server.services.start()
     try:
         assert server.services.inventory_size() == 0
+        middleware = WarmSshWhenQuiet(server.services, quiet_s=0.01)
+
+        async def quick(ctx: Any) -> HandlerResult:
+            return {}
+
+        await middleware(SimpleNamespace(method="initialize"), quick)  # type: ignore[arg-type]
+        assert not middleware.armed  # no quiet period is even timed
         async with connected(server) as client:
             result = await client.call_tool("shell_exec", {"command": "true"})
             assert not result.is_error

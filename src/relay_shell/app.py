@@ -259,7 +259,7 @@ class WarmSshWhenQuiet:
         self._quiet_s = quiet_s
         self._in_progress = 0
         self._timer: asyncio.TimerHandle | None = None
-        self._done = False
+        self._done = not services.inventory_size()  # no SSH hosts: nothing to load, nothing to time
 
     @property
     def armed(self) -> bool:
