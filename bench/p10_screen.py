@@ -26,11 +26,13 @@ import argparse
 import asyncio
 import contextlib
 import os
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import http_load
 from common import (
     Figure,
     children_of,
@@ -44,7 +46,6 @@ from common import (
     state_dir,
     summarize,
 )
-from http_load import relay_server
 from mcp import Client
 
 MIB = 1024 * 1024
@@ -95,8 +96,13 @@ def cpu_seconds(pid: int) -> float:
 
 @contextlib.contextmanager
 def server(state: Path) -> Iterator[tuple[str, int]]:
+    """relay-shell over streamable HTTP: its MCP URL and pid (either form of bench/http_load.py)."""
+    if hasattr(http_load, "relay_http"):  # yields the URL and the pid itself
+        with http_load.relay_http(state) as started:
+            yield started.url, started.pid
+        return
     before = set(children_of(os.getpid()))
-    with relay_server(state) as url:
+    with http_load.relay_server(state) as url:
         [pid] = [child for child in children_of(os.getpid()) if child not in before]
         yield f"{url}/mcp", pid
 
@@ -125,7 +131,8 @@ async def sample_rss(pid: int, run: Run, stop: asyncio.Event) -> None:
 
 async def drive(url: str, pid: int, state: Path, total: int, screen: str) -> Run:
     """Client A: the session and its reads, while B probes; returns the measurements."""
-    script = state / "frames.py"
+    # Outside the server's own state directory (which holds its audit file: protected).
+    script = Path(tempfile.mkdtemp(prefix="relay-bench-p10-programs-")) / "frames.py"
     script.write_text(FRAMES)
     run = Run()
     stop = asyncio.Event()
@@ -166,6 +173,7 @@ async def drive(url: str, pid: int, state: Path, total: int, screen: str) -> Run
         await asyncio.gather(prober, sampler)
         if hwm:
             run.rss_peak_kib = max(run.rss_peak_kib, memory_kib(pid)["VmHWM"])
+    remove_tree(script.parent)
     return run
 
 

@@ -6,9 +6,18 @@ concurrency 49 (the whole width at once):
 
 - P3a cold: the first ``ssh_fanout`` of a fresh relay-shell (every connection dialled),
   median of COLD_REPS servers, vs ``asyncio.gather`` of 49 x (``asyncssh.connect`` +
-  ``run("true")`` + close);
+  ``run("true")`` + close). The client lists the tools after the handshake and sends the
+  call THINK_S later, as a model's first turn would (the server loads the SSH layer once it
+  has been quiet for a moment); the note also gives the call sent straight after the list;
 - P3b warm: later calls on the pooled connections, median of WARM_REPS, vs a gather of
   ``conn.run("true")`` on 49 held connections.
+
+The SSH layer is loaded in the background once the handshake is over and the server is
+quiet (only when SSH hosts are configured); the P3a note also gives the first local call
+(``shell_exec true``) sent LOCAL_AFTER_S after tools/list, while that load runs, and THINK_S
+after it, on a fresh server with the 49-host inventory vs one without any inventory (no
+load), LOCAL_REPS fresh servers each, alternated: what the load costs a call that meets it,
+and that a call after it pays nothing.
 
 P3c: 1,000 hosts served by in-process asyncssh servers (``asyncssh.create_server``, one
 listener per loopback port, all in this process, accepting the bench key and answering any
@@ -49,6 +58,9 @@ from tests.sshd import ClientKey, SshdInstance, start_many, stop_all
 WIDTH = 49
 COLD_REPS = 3
 WARM_REPS = 10
+LOCAL_REPS = 3
+THINK_S = 1.0
+LOCAL_AFTER_S = 0.15
 BIG_FLEET = 1000
 BIG_CONCURRENCY = 256
 TARGET_RATIO = 1.3
@@ -77,6 +89,20 @@ def fleet_env(inventory: Path, hosts: int) -> dict[str, str]:
     }
 
 
+async def list_tools(relay: RelayStdio) -> None:
+    from mcp import Client
+
+    assert isinstance(relay.client, Client)
+    await relay.client.list_tools()
+
+
+async def first_fanout(relay: RelayStdio, think_s: float) -> float:
+    """The first fan-out of a fresh server: list the tools, ``think_s`` later send the call."""
+    await list_tools(relay)
+    await asyncio.sleep(think_s)
+    return await fanout_once(relay, WIDTH, WIDTH)
+
+
 async def fanout_once(relay: RelayStdio, hosts: int, concurrency: int) -> float:
     """Wall seconds of one ``ssh_fanout true`` over the whole inventory; raises unless all are ok."""
     started = time.perf_counter()
@@ -96,6 +122,28 @@ def connect(instance: SshdInstance) -> asyncssh.connection._ConnectionManager:  
         client_keys=[str(instance.client_key.private_path)],
         known_hosts=None,
     )
+
+
+async def first_local_call(state: Path, env: dict[str, str], after_s: float) -> float:
+    """Wall seconds of the first ``shell_exec true`` of a fresh server, sent ``after_s`` after tools/list."""
+    async with relay_stdio(state, **env) as relay:
+        await list_tools(relay)
+        await asyncio.sleep(after_s)
+        started = time.perf_counter()
+        result = await relay.call("shell_exec", {"command": "true"})
+        elapsed = time.perf_counter() - started
+        if result.is_error:
+            raise RuntimeError(f"shell_exec true failed: {result.text[:300]}")
+        return elapsed
+
+
+async def first_local_calls(state: Path, env: dict[str, str], after_s: float) -> tuple[float, float]:
+    """Median first local call with the inventory (SSH layer loaded ahead) and without any, alternated."""
+    with_hosts, without = [], []
+    for _ in range(LOCAL_REPS):
+        with_hosts.append(await first_local_call(state, env, after_s))
+        without.append(await first_local_call(state, {}, after_s))
+    return statistics.median(with_hosts), statistics.median(without)
 
 
 async def raw_cold(instances: Sequence[SshdInstance]) -> float:
@@ -141,13 +189,16 @@ async def p3_small(cold: Figure, warm: Figure) -> None:
             inventory, [(i.address, i.port) for i in instances], instances[0].user, key.private_path
         )
         env = fleet_env(inventory, WIDTH)
-        cold_samples, warm_samples, cold_floors, warm_floors = [], [], [], []
+        cold_samples, warm_samples, cold_floors, warm_floors, immediate = [], [], [], [], []
         profile = "no profile"
         async with held_connections(instances) as raw_warm:
             for rep in range(COLD_REPS):
                 cold_floors.append(await raw_cold(instances))
                 async with relay_stdio(state, **env) as relay:
-                    cold_samples.append(await fanout_once(relay, WIDTH, WIDTH))
+                    immediate.append(await first_fanout(relay, 0.0))
+                cold_floors.append(await raw_cold(instances))
+                async with relay_stdio(state, **env) as relay:
+                    cold_samples.append(await first_fanout(relay, THINK_S))
                     for _ in range(WARM_REPS):
                         warm_floors.append(await raw_warm())
                         warm_samples.append(await fanout_once(relay, WIDTH, WIDTH))
@@ -158,6 +209,8 @@ async def p3_small(cold: Figure, warm: Figure) -> None:
                             for _ in range(WARM_REPS):
                                 await fanout_once(relay, WIDTH, WIDTH)
                         profile = profile_summary(raw)
+        local_with, local_without = await first_local_calls(state, env, LOCAL_AFTER_S)
+        later_with, later_without = await first_local_calls(state, env, THINK_S)
         for figure, samples, floors in ((cold, cold_samples, cold_floors), (warm, warm_samples, warm_floors)):
             value, floor = statistics.median(samples), statistics.median(floors)
             figure.value, figure.floor = f"{value * 1000:.0f} ms", f"{floor * 1000:.0f} ms"
@@ -166,12 +219,29 @@ async def p3_small(cold: Figure, warm: Figure) -> None:
             figure.details = {
                 "samples_ms": [round(s * 1000) for s in samples],
                 "floor_samples_ms": [round(s * 1000) for s in floors],
+                **(
+                    {"straight_after_list_ms": [round(s * 1000) for s in immediate]} if figure is cold else {}
+                ),
                 "hosts": WIDTH,
             }
         cold.note = (
             f"median of {COLD_REPS} fresh servers (all {WIDTH} connections dialled in the call) vs a raw "
-            f"gather of connect+run+close, alternated; max {max(cold_samples) * 1000:.0f} ms."
+            f"gather of connect+run+close, alternated; the call sent {THINK_S:g} s after tools/list; max "
+            f"{max(cold_samples) * 1000:.0f} ms. Sent straight after tools/list (SSH layer not loaded ahead): "
+            f"median {statistics.median(immediate) * 1000:.0f} ms "
+            f"({ratio(statistics.median(immediate), statistics.median(cold_floors)):.2f}x). First local call "
+            f"(shell_exec true) {LOCAL_AFTER_S * 1000:.0f} ms after tools/list, median of {LOCAL_REPS} fresh "
+            f"servers: {local_with * 1000:.1f} ms with the {WIDTH}-host inventory (SSH layer loading) vs "
+            f"{local_without * 1000:.1f} ms without an inventory ({ratio(local_with, local_without):.2f}x); sent "
+            f"{THINK_S:g} s after tools/list (load over): {later_with * 1000:.1f} ms vs {later_without * 1000:.1f} ms "
+            f"({ratio(later_with, later_without):.2f}x)."
         )
+        cold.details["first_local_call_ms"] = {
+            "with_inventory": round(local_with * 1000, 1),
+            "without_inventory": round(local_without * 1000, 1),
+            "with_inventory_after_think": round(later_with * 1000, 1),
+            "without_inventory_after_think": round(later_without * 1000, 1),
+        }
         warm.note = (
             f"median of {len(warm_samples)} calls on pooled connections vs a gather of run() on held "
             "connections, one of each in turn."

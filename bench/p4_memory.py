@@ -5,10 +5,12 @@
   20 ms during it, and the growth is the larger of ``VmHWM`` after the call and the highest
   sample, minus ``VmRSS`` before. Target: growth < 3 x budget + 20 MiB. The ratio column is
   growth / that allowance (so <= 1.0 holds).
-- P4b: 1 GiB drained (``head -c 1G /dev/zero``) through ``shell_exec`` vs the raw command
-  ``head -c 1G /dev/zero > /dev/null`` run by ``/bin/sh``. Target: <= 2x. The note also gives
-  two fairer floors measured in the same run: a Python asyncio pipe read of the same stream
-  to EOF, and that read plus SHA-256 (what the server has to do at least).
+- P4b: 1 GiB drained (``head -c 1G /dev/zero``) through ``shell_exec`` (default settings: the
+  call may yield to a job, so the job's live buffer is fed too) vs an asyncio pipe read of the
+  same command's stdout to EOF with SHA-256 of every byte (``create_subprocess_exec`` with
+  ``stdout=PIPE``, ``read(64 KiB)`` or ``read(1 MiB)`` until EOF, the faster): what the server has to do at least. Target:
+  <= 1.5x. The note also gives the pipe read without the hash and the command writing to
+  ``/dev/null`` (no reader at all).
 
     .venv/bin/python bench/p4_memory.py
 """
@@ -41,7 +43,8 @@ ZERO_SECONDS = 10
 ALLOWANCE_KIB = (3 * BUDGET + 20 * 1024 * 1024) / 1024
 DRAIN = "head -c 1G /dev/zero"
 DRAIN_BYTES = 1 << 30
-TARGET_RATIO = 2.0
+TARGET_RATIO = 1.5
+FLOOR_READS = (1 << 16, 1 << 20)  # asyncio's default limit and a large read: the faster is the floor
 ROUNDS = 3
 
 
@@ -97,14 +100,14 @@ async def raw_shell_drain() -> float:
     return time.perf_counter() - started
 
 
-async def raw_pipe_drain(hash_it: bool) -> float:
+async def raw_pipe_drain(hash_it: bool, size: int = FLOOR_READS[0]) -> float:
     started = time.perf_counter()
     process = await asyncio.create_subprocess_exec(
         "/bin/sh", "-c", DRAIN, stdout=asyncio.subprocess.PIPE, stdin=asyncio.subprocess.DEVNULL
     )
     assert process.stdout is not None
     digest, total = hashlib.sha256(), 0
-    while chunk := await process.stdout.read(65536):
+    while chunk := await process.stdout.read(size):
         total += len(chunk)
         if hash_it:
             digest.update(chunk)
@@ -127,19 +130,22 @@ async def drain(relay: RelayStdio, figure: Figure) -> None:
         runs["relay"].append(await through_relay())
         runs["shell"].append(await raw_shell_drain())
         runs["pipe"].append(await raw_pipe_drain(False))
-        runs["pipe_hash"].append(await raw_pipe_drain(True))
-    value, floor, pipe, pipe_hash = (min(runs[kind]) for kind in ("relay", "shell", "pipe", "pipe_hash"))
-    figure.value, figure.floor = f"{value:.2f} s", f"{floor:.2f} s"
+        for size in FLOOR_READS:
+            runs["pipe_hash"].append(await raw_pipe_drain(True, size))
+    value, shell, pipe, floor = (min(runs[kind]) for kind in ("relay", "shell", "pipe", "pipe_hash"))
+    figure.value, figure.floor = f"{value:.2f} s", f"{floor:.2f} s (asyncio pipe read + SHA-256)"
     figure.ratio = ratio(value, floor)
     figure.judge(figure.ratio <= TARGET_RATIO)
     figure.details = {
         "asyncio_pipe_read_s": round(pipe, 3),
-        "asyncio_pipe_read_sha256_s": round(pipe_hash, 3),
+        "asyncio_pipe_read_sha256_s": round(floor, 3),
+        "shell_to_dev_null_s": round(shell, 3),
     }
     figure.note = (
-        f"best of {ROUNDS} interleaved rounds each. Fairer floors from this run: asyncio pipe read to EOF {pipe:.2f} s "
-        f"(relay {ratio(value, pipe):.1f}x), read + SHA-256 {pipe_hash:.2f} s (relay {ratio(value, pipe_hash):.1f}x); "
-        f"the brief's floor writes to /dev/null and never copies the bytes into a reader."
+        f"best of {ROUNDS} interleaved rounds each ({DRAIN_BYTES / 2**20 / value:.0f} MiB/s through the relay). "
+        f"Other references from this run: the same asyncio read without the hash {pipe:.2f} s "
+        f"(relay {ratio(value, pipe):.1f}x), the command writing to /dev/null with no reader {shell:.2f} s "
+        f"(relay {ratio(value, shell):.1f}x)."
     )
     if figure.holds == "no":
         raw = relay.state / "p4b.pyspy"
@@ -158,7 +164,7 @@ async def main() -> list[Figure]:
                 "< 3x budget + 20 MiB", lambda figure: zero_stream(relay, figure),
             )  # fmt: skip
             await measure(
-                figures, "P4b", "1 GiB drained through shell_exec (wall)", f"<= {TARGET_RATIO}x",
+                figures, "P4b", "1 GiB drained through shell_exec vs asyncio pipe read + SHA-256 (wall)", f"<= {TARGET_RATIO}x",
                 lambda figure: drain(relay, figure),
             )  # fmt: skip
     finally:

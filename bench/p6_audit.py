@@ -30,7 +30,7 @@ from tests.audit_peers import journald
 from relay_shell.governance.audit.anchoring import Anchoring
 from relay_shell.governance.audit.channels import JournaldChannel
 from relay_shell.governance.audit.writer import AuditSink, new_call_id
-from relay_shell.governance.pipeline import MAX_AUDIT_STRING
+from relay_shell.governance.record import MAX_AUDIT_STRING
 from relay_shell.governance.redaction import redact
 
 RECORDS = 100_000

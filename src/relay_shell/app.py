@@ -8,10 +8,12 @@ calls. Replies reach the wire through ``relay_shell.tools.adapter``.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.lowlevel.helper_types import ReadResourceContents
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.context import Context
@@ -48,6 +50,8 @@ from relay_shell.vocabulary import Tier
 __all__ = ["RelayServer", "Services", "build_server", "build_services"]
 
 MAX_NAME_IN_AUDIT = 200
+WARM_SSH_QUIET_S = 0.1
+"""How long the server must have had nothing to do before it loads the SSH layer ahead of use."""
 
 
 class RelayServer(MCPServer[Services]):
@@ -284,6 +288,50 @@ def _first_problem(exc: ValidationError) -> tuple[str, str]:
     return argument or "arguments", problem
 
 
+class WarmSshWhenQuiet:
+    """Middleware: once the client's handshake is answered and the server has been quiet
+    (no message in progress) for ``quiet_s``, load the SSH layer in the background
+    (:meth:`Services.warm_ssh`, which does nothing unless SSH hosts are configured).
+
+    The handshake's answer (cold start to ``initialize``) never shares the CPU with the
+    imports, nor does a call the client sends straight after it; a real client's first
+    remote call, which comes after its model's first turn, finds asyncssh loaded. Every
+    message passes through unchanged.
+    """
+
+    def __init__(self, services: Services, quiet_s: float = WARM_SSH_QUIET_S) -> None:
+        self._services = services
+        self._quiet_s = quiet_s
+        self._in_progress = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._done = not services.inventory_size()  # no SSH hosts: nothing to load, nothing to time
+
+    @property
+    def armed(self) -> bool:
+        """A quiet period is being timed (the load starts when it ends without a message)."""
+        return self._timer is not None
+
+    async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        if self._done:
+            return await call_next(ctx)
+        self._in_progress += 1
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        try:
+            return await call_next(ctx)
+        finally:
+            self._in_progress -= 1
+            if not self._in_progress and not self._done:
+                self._timer = asyncio.get_running_loop().call_later(self._quiet_s, self._quiet)
+
+    def _quiet(self) -> None:
+        self._timer = None
+        if not self._in_progress and not self._done:
+            self._done = True
+            self._services.warm_ssh()
+
+
 def build_server(
     settings: Settings,
     svc: Services | None = None,
@@ -313,7 +361,7 @@ def build_server(
         log_level="WARNING",
         lifespan=lifespan,
         extensions=[TasksExtension(services, task_tools)],
-        middleware=[LegacyTasks(services, task_tools)],
+        middleware=[WarmSshWhenQuiet(services), LegacyTasks(services, task_tools)],
         **server_kwargs,
     )
     server.services = services

@@ -3,7 +3,9 @@
 :class:`Services` is built once per server (:func:`build_services`) and handed to tools as
 the SDK's lifespan state. The SSH connection pool and the forward manager are created on
 first use (:class:`LazyPool`, :class:`LazyForwards`), so answering ``initialize`` or
-``tools/list`` never imports asyncssh.
+``tools/list`` never imports asyncssh. When SSH hosts are configured, the SSH layer is loaded
+in a worker thread once the handshake is over (:meth:`Services.warm_ssh`), so the first
+remote call does not pay for the imports.
 
 Shutdown order (:meth:`Services.aclose`): the calls in flight are cancelled first (each kills
 what it started and writes its record), then forwards, then jobs (each killed job writes its
@@ -14,6 +16,9 @@ then sessions (SSH terminals likewise), then the SSH pool, then every containmen
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import importlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -43,6 +48,19 @@ log = logging.getLogger("relay_shell")
 
 CANCEL_IN_FLIGHT_S = 10.0
 """How long shutdown waits for cancelled calls to kill what they started and write their records."""
+SSH_LAYER = (
+    "relay_shell.ssh.pool",
+    "relay_shell.ssh.remote_exec",
+    "relay_shell.ssh.fanout",
+    "relay_shell.ssh.fleet_report",
+)
+"""The modules a first remote call imports (asyncssh with them), loaded ahead by :meth:`LazyPool.preload`."""
+
+
+def import_ssh_layer() -> None:
+    """Import :data:`SSH_LAYER` (blocking; run in a worker thread)."""
+    for name in SSH_LAYER:
+        importlib.import_module(name)
 
 
 class LazyPool:
@@ -51,6 +69,29 @@ class LazyPool:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._pool: ConnectionPool | None = None
+        self._preload: asyncio.Task[None] | None = None
+
+    def preload(self) -> asyncio.Task[None] | None:
+        """Start importing the SSH layer in a worker thread (once); the task, or None if already started.
+
+        The event loop keeps serving meanwhile; a remote call that arrives first imports
+        what it needs itself (Python's import lock makes the two wait for one another).
+        """
+        if self._preload is not None or self._pool is not None:
+            return None
+        self._preload = asyncio.get_running_loop().create_task(self._load(), name="relay-shell ssh preload")
+        return self._preload
+
+    @property
+    def preloading(self) -> asyncio.Task[None] | None:
+        """The preload started by :meth:`preload`, if any (done once the imports are)."""
+        return self._preload
+
+    async def _load(self) -> None:
+        try:
+            await asyncio.to_thread(import_ssh_layer)
+        except Exception:  # a broken install shows on the first remote call, with its own error
+            log.exception("loading the SSH layer ahead of use failed")
 
     def get(self) -> ConnectionPool:
         if self._pool is None:
@@ -64,7 +105,11 @@ class LazyPool:
         return 0 if self._pool is None else self._pool.stats().connections
 
     async def aclose(self) -> None:
-        """Close the pool if it was ever created."""
+        """Close the pool if it was ever created; stop waiting for a preload still running."""
+        if self._preload is not None and not self._preload.done():
+            self._preload.cancel()  # the worker thread finishes its imports on its own
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._preload
         if self._pool is not None:
             await self._pool.aclose()
 
@@ -133,6 +178,13 @@ class Services:
 
     def inventory_size(self) -> int:
         return len(self.inventory.hosts())
+
+    def warm_ssh(self) -> bool:
+        """Load the SSH layer in the background when SSH hosts are configured (called once the
+        client's handshake is answered). True when this call started the preload."""
+        if self._closed or not self.inventory_size():
+            return False
+        return self.pool.preload() is not None
 
     async def start(self) -> None:
         """Start the background work (the session sweeper) and hold the services open.

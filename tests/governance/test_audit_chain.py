@@ -221,3 +221,20 @@ def test_any_arguments_round_trip_through_the_chain(
     sink.close()
     assert [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()][1:] == written
     assert verify_chain(path).ok
+
+
+def test_a_line_that_is_not_utf8_is_refused_even_when_its_bytes_hash_to_its_chain(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    write_trail(path, 3)
+    lines = path.read_bytes().split(b"\n")[:-1]
+    last = lines[-1]
+    suffix = len(b',"chain":"') + 64 + len(b'"}')
+    body = last[:-suffix].replace(b"echo 2", b"echo \xff")  # inside a JSON string: parses when replaced
+    prev = json.loads(last)["prev"]
+    chain = hashlib.sha256(prev.encode("ascii") + body + b"}").hexdigest()
+    lines[-1] = body + b',"chain":"' + chain.encode("ascii") + b'"}'
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    report = verify_chain(path)
+    assert (report.ok, report.first_bad_line) == (False, len(lines))
+    assert [finding.kind for finding in report.findings] == ["malformed"]
+    assert report.problem == "not valid UTF-8"

@@ -32,10 +32,9 @@ from relay_shell.capture import (
 )
 from relay_shell.errors import ExecTimeout, PartialOutput, SpawnFailed
 from relay_shell.local.contained import RELEASE_LINE, Contained
+from relay_shell.local.pipes import OutputPipe, drain_pipe
 from relay_shell.report import ExecReport, signal_name
 
-READ_CHUNK = 256 * 1024
-"""Largest read from a child's pipe, also the StreamReader limit (it buffers up to 2x this)."""
 KILL_GRACE_S = 2.0
 DRAIN_AFTER_EXIT_S = 1.0
 PROGRESS_INTERVAL_S = 1.0
@@ -82,15 +81,15 @@ async def run_process(
     """
     capture = new_capture(budget, merge=spec.merge_stderr, tap=tap)
     started = time.monotonic()
-    process = await _spawn(spec, contained)
+    process, outputs = await _spawn(spec, contained)
     try:
         async with asyncio.timeout(timeout_s):
             pipe_held, left_running = await _pump(
-                process, spec.stdin, capture, started, on_progress, contained, kill_grace_s
+                process, outputs, spec.stdin, capture, started, on_progress, contained, kill_grace_s
             )
     except TimeoutError:
         with anyio.CancelScope(shield=True):
-            await _stop(process, contained, kill_grace_s, capture)
+            await _stop(process, outputs, contained, kill_grace_s, capture)
         elapsed = time.monotonic() - started
         raise ExecTimeout(
             f"timed out after {elapsed:.1f} s (limit {timeout_s:g} s); everything it started was killed",
@@ -98,8 +97,11 @@ async def run_process(
         ) from None
     except BaseException:
         with anyio.CancelScope(shield=True):
-            await _stop(process, contained, kill_grace_s, capture)
+            await _stop(process, outputs, contained, kill_grace_s, capture)
         raise
+    finally:
+        for pipe in outputs:  # the drains close them; this is for an exit before they started
+            pipe.close()
     returncode = process.returncode if process.returncode is not None else -1
     return ExecReport(
         exit_code=128 - returncode if returncode < 0 else returncode,
@@ -112,8 +114,13 @@ async def run_process(
     )
 
 
-async def _spawn(spec: ProcessSpec, contained: Contained) -> asyncio.subprocess.Process:
+async def _spawn(
+    spec: ProcessSpec, contained: Contained
+) -> tuple[asyncio.subprocess.Process, list[OutputPipe]]:
     """Start the child, move it into ``contained``, then let a held child run.
+
+    Returns the process and its output pipes (stdout, then stderr when the streams are kept
+    apart) for :func:`drain_pipe`; the caller closes them.
 
     Raises:
         SpawnFailed: the program could not be started, or the child could not be contained
@@ -121,35 +128,47 @@ async def _spawn(spec: ProcessSpec, contained: Contained) -> asyncio.subprocess.
     """
     launch = contained.launch(spec.argv, env=spec.env, cwd=spec.cwd, input_follows=spec.stdin is not None)
     stdin_pipe = launch.held or spec.stdin is not None
+    pipes: list[OutputPipe] = []
     try:
+        pipes.extend(OutputPipe() for _ in range(1 if spec.merge_stderr else 2))
         process = await asyncio.create_subprocess_exec(
             *launch.argv,
             stdin=asyncio.subprocess.PIPE if stdin_pipe else asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT if spec.merge_stderr else asyncio.subprocess.PIPE,
+            stdout=pipes[0].write_fd,
+            stderr=asyncio.subprocess.STDOUT if spec.merge_stderr else pipes[1].write_fd,
             env=spec.env,
             cwd=spec.cwd,
             start_new_session=True,
-            limit=READ_CHUNK,
         )
     except (OSError, ValueError) as exc:
+        for pipe in pipes:
+            pipe.close()
         raise SpawnFailed(f"cannot start {spec.argv[0]!r}: {exc}") from exc
+    except BaseException:
+        for pipe in pipes:
+            pipe.close()
+        raise
+    for pipe in pipes:  # the child has its copies: end of file comes when it (and its heirs) close them
+        pipe.close_write()
     try:
         await contained.adopt_off_loop(process.pid)
     except BaseException:  # not contained (or cancelled meanwhile): still held, nothing of the command ran
         with anyio.CancelScope(shield=True):
             _signal_group(process.pid, signal.SIGKILL)
             await process.wait()
+        for pipe in pipes:
+            pipe.close()
         raise
     if launch.held and process.stdin is not None:
         process.stdin.write(RELEASE_LINE)
         if spec.stdin is None:
             process.stdin.close()
-    return process
+    return process, pipes
 
 
 async def _pump(
     process: asyncio.subprocess.Process,
+    outputs: list[OutputPipe],
     stdin: bytes | None,
     capture: OutputCapture | SplitCapture,
     started: float,
@@ -164,15 +183,10 @@ async def _pump(
     async with asyncio.TaskGroup() as tasks:
         if stdin is not None and process.stdin is not None:
             tasks.create_task(_feed_stdin(process.stdin, stdin))
-        readers = []
-        if isinstance(capture, SplitCapture):
-            assert process.stdout is not None
-            assert process.stderr is not None
-            readers.append(tasks.create_task(_read_stream(process.stdout, capture.feed_stdout)))
-            readers.append(tasks.create_task(_read_stream(process.stderr, capture.feed_stderr)))
-        else:
-            assert process.stdout is not None
-            readers.append(tasks.create_task(_read_stream(process.stdout, capture.feed)))
+        readers = [
+            tasks.create_task(drain_pipe(pipe, sink))
+            for pipe, sink in zip(outputs, _sinks(capture), strict=True)
+        ]
         ticker = tasks.create_task(_tick(capture, started, on_progress)) if on_progress else None
         # Process.wait() also waits for the pipes to close, which a background child holding
         # them would postpone: watch the exit itself, then kill what the command left running
@@ -180,10 +194,8 @@ async def _pump(
         await _child_exited(process.pid)
         left_running = await contained.kill(kill_grace_s)
         _, pending = await asyncio.wait(readers, timeout=DRAIN_AFTER_EXIT_S)
-        for reader in pending:
+        for reader in pending:  # held by something outside the containment: stop reading
             reader.cancel()
-        if pending:  # held by something outside the containment: stop reading
-            _close_output_pipes(process)
         await process.wait()
         if ticker is not None:
             ticker.cancel()
@@ -211,17 +223,6 @@ async def _child_exited(pid: int) -> None:
         os.close(pidfd)
 
 
-def _close_output_pipes(process: asyncio.subprocess.Process) -> None:
-    """Close our read ends of stdout/stderr so the transport (and wait()) can finish."""
-    transport = getattr(process, "_transport", None)
-    if transport is None:
-        return
-    for fd in (1, 2):
-        pipe = transport.get_pipe_transport(fd)
-        if pipe is not None:
-            pipe.close()
-
-
 async def _feed_stdin(writer: asyncio.StreamWriter, data: bytes) -> None:
     with contextlib.suppress(BrokenPipeError, ConnectionResetError):
         writer.write(data)
@@ -231,15 +232,17 @@ async def _feed_stdin(writer: asyncio.StreamWriter, data: bytes) -> None:
         await writer.wait_closed()
 
 
-async def _read_stream(reader: asyncio.StreamReader, sink: Callable[[bytes], None]) -> None:
-    while chunk := await reader.read(READ_CHUNK):
-        sink(chunk)
-
-
 async def _tick(capture: OutputCapture | SplitCapture, started: float, on_progress: ProgressCallback) -> None:
     while True:
         await asyncio.sleep(PROGRESS_INTERVAL_S)
         await on_progress(time.monotonic() - started, capture.total)
+
+
+def _sinks(capture: OutputCapture | SplitCapture) -> list[Callable[[bytes], None]]:
+    """Where each output pipe's bytes go, in the order of the pipes (stdout, then stderr)."""
+    if isinstance(capture, SplitCapture):
+        return [capture.feed_stdout, capture.feed_stderr]
+    return [capture.feed]
 
 
 def _signal_group(group: int, number: int) -> None:
@@ -249,6 +252,7 @@ def _signal_group(group: int, number: int) -> None:
 
 async def _stop(
     process: asyncio.subprocess.Process,
+    outputs: list[OutputPipe],
     contained: Contained,
     grace_s: float,
     capture: OutputCapture | SplitCapture,
@@ -266,15 +270,8 @@ async def _stop(
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(grace_s):
                 await process.wait()
-    if isinstance(capture, SplitCapture):
-        left = [(process.stdout, capture.feed_stdout), (process.stderr, capture.feed_stderr)]
-    else:
-        left = [(process.stdout, capture.feed)]
     with contextlib.suppress(TimeoutError, OSError):
         async with asyncio.timeout(DRAIN_AFTER_EXIT_S):
-            for stream, sink in left:
-                if stream is not None:
-                    await _read_stream(stream, sink)
-    for stream in (process.stdout, process.stderr):
-        if stream is not None:
-            stream.feed_eof()
+            for pipe, sink in zip(outputs, _sinks(capture), strict=True):
+                if pipe.read_fd >= 0:
+                    await drain_pipe(pipe, sink)

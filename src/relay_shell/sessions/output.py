@@ -103,10 +103,15 @@ class OutputBuffer:
         """Add a chunk from the reader, dropping the oldest bytes beyond ``capacity``."""
         self.produced += len(chunk)
         self.last_output_at = asyncio.get_running_loop().time()
-        self._buffer += chunk
-        excess = len(self._buffer) - self._capacity
+        if len(chunk) >= self._capacity:  # the chunk alone fills the buffer: copy only what is kept
+            excess = len(self._buffer) + len(chunk) - self._capacity
+            self._buffer[:] = memoryview(chunk)[-self._capacity :]
+        else:
+            self._buffer += chunk
+            excess = len(self._buffer) - self._capacity
+            if excess > 0:
+                del self._buffer[:excess]  # O(1): bytearray advances its start
         if excess > 0:
-            del self._buffer[:excess]  # O(1): bytearray advances its start
             # Do not leave the tail of a cut character at the head of the buffer.
             partial = leading_continuation_bytes(self._buffer)
             del self._buffer[:partial]

@@ -29,7 +29,7 @@ import json
 import re
 from collections.abc import Mapping
 
-from relay_shell import __version__
+import relay_shell
 from relay_shell.governance.audit.chain import json_safe
 
 VENDOR = "relay-shell"
@@ -90,7 +90,7 @@ def to_cef(record: Mapping[str, object]) -> str:
         "CEF:0",
         _escape_header(VENDOR),
         _escape_header(PRODUCT),
-        _escape_header(__version__),
+        _escape_header(relay_shell.__version__),
         _escape_header(tool),
         _escape_header(f"{tool} {outcome}".strip()),
         str(_severity(record.get("tier"))),
@@ -105,7 +105,7 @@ def to_leef(record: Mapping[str, object]) -> str:
         "LEEF:1.0",
         _escape_header(VENDOR),
         _escape_header(PRODUCT),
-        _escape_header(__version__),
+        _escape_header(relay_shell.__version__),
         _escape_header(_text(record.get("tool", "unknown"))),
     ]
     attributes = "\t".join(f"{key}={_escape_value(value, '=')}" for key, value in _fields(record))

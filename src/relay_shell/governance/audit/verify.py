@@ -220,11 +220,11 @@ class _Walker:
                 line += 1
                 previous = None if self._first_in_file else self._previous  # a file's first line: full check
                 if previous is not None and raw[-_SUFFIX:-_CHAIN_END] == b',"chain":"' and raw[-2:] == b'"}':
-                    text = raw.decode("utf-8", "replace")
                     try:
+                        text = raw.decode("utf-8")  # strict: the sink never writes anything else
                         record, end = scan(text, 0)
-                    except StopIteration:
-                        record, end = None, -1
+                    except (UnicodeDecodeError, StopIteration):
+                        record, end, text = None, -1, ""
                     if type(record) is dict and end == len(text):
                         prev, seq, chain = (
                             record.get(PREV_FIELD),
