@@ -9,29 +9,20 @@ import asyncio
 import hashlib
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from mcp import Client
-from mcp.server.auth.middleware.auth_context import auth_context_var
-from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
-from mcp.server.auth.provider import AccessToken
 
 from relay_shell.app import RelayServer, build_server
 from relay_shell.config import Settings
 from relay_shell.errors import InvalidInput
 from relay_shell.governance.bounds import yield_after_seconds
-from tests.conftest import connected, pids_with_marker, read_audit
+from tests.conftest import connected, pids_with_marker, principal, read_audit, sc
 
 COUNT_LOOP = "for i in $(seq 1 {n}); do echo $i; sleep {pause}; done"
-
-
-def sc(result: Any) -> dict[str, Any]:
-    assert result.structured_content is not None
-    return dict(result.structured_content)
 
 
 def marker_duration() -> str:
@@ -361,17 +352,6 @@ async def test_shutdown_cancels_running_jobs_with_records(make_server: Callable[
     assert pids_with_marker(duration) == []
     end = next(r for r in read_audit(server.services.settings.audit_path) if r["tool"] == "job_end")
     assert (end["outcome"], end["call_id"], end["job_id"]) == ("cancelled", first["call_id"], first["job_id"])
-
-
-@contextmanager
-def principal(subject: str, scope: str) -> Iterator[None]:
-    """Calls from clients connected inside this block come from ``subject`` with ``scope``."""
-    token = AccessToken(token=f"t-{subject}", client_id=f"client-{subject}", scopes=[scope], subject=subject)
-    reset = auth_context_var.set(AuthenticatedUser(token))
-    try:
-        yield
-    finally:
-        auth_context_var.reset(reset)
 
 
 async def test_jobs_belong_to_their_principal(server: RelayServer) -> None:

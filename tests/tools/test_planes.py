@@ -24,15 +24,10 @@ from relay_shell.governance import record as record_module
 from relay_shell.governance.patterns import classify_text
 from relay_shell.governance.record import MAX_AUDIT_STRING
 from relay_shell.policy.model import Analysis, CallText
-from tests.conftest import connected, read_audit
+from tests.conftest import connected, read_audit, sc
 
 INVALID_PARAMS = -32602
 INTERNAL_ERROR = -32603
-
-
-def sc(result: Any) -> dict[str, Any]:
-    assert result.structured_content is not None
-    return dict(result.structured_content)
 
 
 @pytest.fixture

@@ -30,8 +30,8 @@ from pydantic import TypeAdapter
 
 from relay_shell.app import RelayServer, build_server
 from relay_shell.config import Settings
-from tests.conftest import connected, pids_with_marker, read_audit
-from tests.tools.test_jobs import marker_duration, principal, wait_gone
+from tests.conftest import connected, pids_with_marker, principal, read_audit
+from tests.tools.test_jobs import marker_duration, wait_gone
 
 RAW: TypeAdapter[dict[str, Any]] = TypeAdapter(dict[str, Any])
 ISO = re.compile(r"\A\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z\Z")
