@@ -27,18 +27,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
-import signal
-import subprocess
 import time
 import traceback
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from common import Figure, measure, ratio, remove_tree, run_main, state_dir, summarize
-from http_load import RELAY, START_DEADLINE_S, STOP_DEADLINE_S, free_port, healthy
+from http_load import relay_http
 from mcp import Client
 
 MB = 1_000_000
@@ -56,46 +53,6 @@ OVER_LIMIT_BYTES = 1_500_000  # over the default 1 MiB limit, under the /mcp bod
 
 
 # --- server and the probing client ---------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def relay_http(state: Path, **extra_env: str) -> Iterator[str]:
-    """relay-shell over streamable HTTP on a free loopback port; yields the ``/mcp`` URL."""
-    port = free_port()
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(state),
-        "RELAY_SHELL_TRANSPORT": "http",
-        "RELAY_SHELL_HTTP_PORT": str(port),
-        "RELAY_SHELL_AUDIT_PATH": str(state / "audit.jsonl"),
-        "RELAY_SHELL_SSH_CONFIG": str(state / "ssh_config"),
-        "RELAY_SHELL_SSH_KNOWN_HOSTS_FILE": str(state / "known_hosts"),
-        "RELAY_SHELL_AUTH_STATE_DIR": str(state / "oauth"),
-        **extra_env,
-    }
-    log_path = state / "server.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [RELAY], env=env, cwd=state, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + START_DEADLINE_S
-        while not healthy(base):
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"relay-shell did not start:\n{log_path.read_text(errors='replace')[-2000:]}"
-                )
-            time.sleep(0.05)
-        yield f"{base}/mcp"
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=STOP_DEADLINE_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=STOP_DEADLINE_S)
 
 
 @dataclass
@@ -376,13 +333,15 @@ async def collect(state: Path, rounds: int) -> Results:
     default_state, big_state = state / "default", state / "big"
     default_state.mkdir()
     big_state.mkdir()
-    with relay_http(default_state) as url:
+    with relay_http(default_state) as default_server:
+        url = default_server.url
         idle_default = await attempt(idle_floor(url))
         recv = await attempt(evil_recv(url))
         over_limit = await attempt(refused(url, OVER_LIMIT_BYTES))
         refusal = await attempt(refused(url, REFUSED_BYTES))
         edge = await attempt(edge_status(url, REFUSED_BYTES))
-    with relay_http(big_state, RELAY_SHELL_MAX_INPUT_BYTES=str(BIG_INPUT_BYTES)) as url:
+    with relay_http(big_state, RELAY_SHELL_MAX_INPUT_BYTES=str(BIG_INPUT_BYTES)) as big_server:
+        url = big_server.url
         idle_big = await attempt(idle_floor(url))
         plain = await attempt(stdin_run(url, plain_stdin(), rounds))
         secret = await attempt(stdin_run(url, secret_stdin(), rounds))
