@@ -89,7 +89,7 @@ class Journald:
         )
         return [json.loads(line) for line in done.stdout.splitlines() if line.startswith(b"{")]
 
-    def wait_for(self, count: int, **match: str) -> list[dict[str, str]]:
+    def wait_for(self, count: int, timeout_s: float = 20.0, **match: str) -> list[dict[str, str]]:
         """Entries once at least ``count`` of them have every field of ``match``."""
 
         def probe() -> list[dict[str, str]] | None:
@@ -97,7 +97,7 @@ class Journald:
             hits = [entry for entry in found if all(entry.get(key) == value for key, value in match.items())]
             return found if len(hits) >= count else None
 
-        return wait_until(probe, f"{count} journal entries matching {match}")
+        return wait_until(probe, f"{count} journal entries matching {match}", timeout_s)
 
     def stop(self) -> None:
         _stop(self.process)
@@ -148,14 +148,14 @@ class Rsyslog:
     def lines(self) -> list[str]:
         return self.output.read_text(encoding="utf-8").splitlines() if self.output.exists() else []
 
-    def wait_for(self, count: int, needle: str = "relay-shell-audit") -> list[str]:
+    def wait_for(self, count: int, needle: str = "relay-shell-audit", timeout_s: float = 20.0) -> list[str]:
         """The received lines once at least ``count`` of them contain ``needle``."""
 
         def probe() -> list[str] | None:
             lines = self.lines()
             return lines if sum(needle in line for line in lines) >= count else None
 
-        return wait_until(probe, f"{count} collector lines with {needle!r}")
+        return wait_until(probe, f"{count} collector lines with {needle!r}", timeout_s)
 
     def start(self) -> None:
         config = self.directory / "rsyslog.conf"

@@ -6,13 +6,19 @@ import time
 
 from tests.settings.harness import Harness
 
+PEER_WAIT_S = 8.0
+"""A record reaches a local journald or collector in milliseconds; without the setting
+nothing comes, and the probe's wait is all the run without it costs."""
+
 
 async def audit_anchor(h: Harness) -> None:  # RELAY_SHELL_AUDIT_ANCHOR=journald:<a test namespace's socket>
     assert h.peers.journal is not None
     async with h.client() as client:
         await h.call(client, "shell_exec", {"command": "chmod 600 ./relay-anchored-file"})  # tier 2: anchored
     instance = str(h.audit()[0]["instance_id"])
-    entries = h.peers.journal.wait_for(1, RELAY_AUDIT_INSTANCE=instance, RELAY_AUDIT_KIND="shutdown")
+    entries = h.peers.journal.wait_for(
+        1, PEER_WAIT_S, RELAY_AUDIT_INSTANCE=instance, RELAY_AUDIT_KIND="shutdown"
+    )
     kinds = [entry["RELAY_AUDIT_KIND"] for entry in entries if entry.get("RELAY_AUDIT_INSTANCE") == instance]
     assert kinds[0] == "header" and "start" in kinds
 
@@ -41,7 +47,7 @@ async def audit_ship(h: Harness) -> None:  # RELAY_SHELL_AUDIT_SHIP=syslog+tcp:/
     marker = f"relay-shipped-{time.monotonic_ns()}"
     data = await h.one_call("shell_exec", {"command": f"touch {h.tmp / marker}"})  # tier 1
     assert data["is_error"] is False
-    assert h.peers.collector.wait_for(2, marker)  # start and end records, in full
+    assert h.peers.collector.wait_for(2, marker, PEER_WAIT_S)  # start and end records, in full
 
 
 async def audit_tls_ca(h: Harness) -> None:  # RELAY_SHELL_AUDIT_TLS_CA=<test CA> (ship: syslog+tls)
@@ -49,4 +55,4 @@ async def audit_tls_ca(h: Harness) -> None:  # RELAY_SHELL_AUDIT_TLS_CA=<test CA
     marker = f"relay-shipped-tls-{time.monotonic_ns()}"
     data = await h.one_call("shell_exec", {"command": f"touch {h.tmp / marker}"})  # tier 1
     assert data["is_error"] is False, data  # without the CA the collector's certificate is refused
-    assert h.peers.tls_collector.wait_for(2, marker)
+    assert h.peers.tls_collector.wait_for(2, marker, PEER_WAIT_S)

@@ -27,10 +27,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from relay_shell.background import JobHost
-from relay_shell.config import ConfirmMode, Settings
+from relay_shell.config import Settings
 from relay_shell.errors import (
     AuditUnavailable,
-    ConfirmationRequired,
     Decision,
     ExecTimeout,
     PolicyDenied,
@@ -52,7 +51,8 @@ from relay_shell.governance.call import (
     Reply,
     TargetGroup,
 )
-from relay_shell.governance.confirm import Confirmer, ConfirmTokens, call_binding
+from relay_shell.governance.confirm import Confirmer, ConfirmTokens
+from relay_shell.governance.confirm_call import confirm_call
 from relay_shell.governance.detach import Detacher, run_bounded
 from relay_shell.governance.patterns import PATTERNS_VERSION, classify_text
 from relay_shell.governance.policy import PolicyConfig, build_probe, decide
@@ -71,7 +71,6 @@ from relay_shell.policy.analyze import Analyzer, PolicyEnvironment
 from relay_shell.vocabulary import (
     AuditDecision,
     AuditOutcome,
-    Confirmation,
     ErrorKind,
     Tier,
     decision_of,
@@ -84,14 +83,6 @@ CALL_ID_BYTES = 12
 """96 random bits per call id."""
 OFF_LOOP_SCAN_BYTES = 64 * 1024
 """Text longer than this is classified and deny-listed in a worker thread, off the event loop."""
-
-_ELICIT_STATES = {
-    "accept": Confirmation.ELICIT_ACCEPT,
-    "decline": Confirmation.ELICIT_DECLINE,
-    "cancel": Confirmation.ELICIT_CANCEL,
-    "unsupported": Confirmation.ELICIT_UNSUPPORTED,
-    "pending": Confirmation.ELICIT_PENDING,
-}
 
 
 class Pipeline:
@@ -376,66 +367,10 @@ class Pipeline:
         self.metrics.record_denial(tool=state.tool, reason=decision.rule or "policy")
 
     async def _confirm[R](self, state: CallState, plan: Plan[R], confirmer: Confirmer | None) -> bool:
-        """Tier 3 and opaque calls under ``CONFIRM_TIER3``: a token, or the human's answer through the client.
-
-        Returns True when the question is pending in the client (the call ends now).
-
-        Raises:
-            ConfirmationRequired: no confirmation (a token was issued, or the human said no).
-        """
-        mode = self.settings.confirm_tier3
-        irreversible = self._tier(state) >= Tier.IRREVERSIBLE
-        opaque = state.analysis is not None and state.analysis.opaque
-        if not (irreversible or opaque) or mode is ConfirmMode.OFF:
-            return False
+        """Tier 3 and opaque calls under ``CONFIRM_TIER3`` (:func:`confirm_call`)."""
         summary = plan.confirm_summary or f"{state.tool}: {plan.text[:200]}"
-        what = (
-            "tier 3 (IRREVERSIBLE)"
-            if irreversible
-            else "an opaque call (its effect cannot be checked before it runs)"
-        )
-        if mode is ConfirmMode.TOKEN:
-            self._confirm_token(state, summary, what)
-            return False
-        answer = (
-            await confirmer.ask(
-                f"Run this {'tier-3 (irreversible)' if irreversible else 'opaque'} call? {summary}"
-            )
-            if confirmer
-            else "unsupported"
-        )
-        state.confirmation = _ELICIT_STATES[answer]
-        if answer == "accept":
-            return False
-        state.decision = AuditDecision.CONFIRM_REQUIRED
-        if answer == "pending":
-            state.outcome_kind = AuditOutcome.DENIED
-            return True
-        if answer == "unsupported":
-            raise ConfirmationRequired(
-                f"{what} needs a human confirmation but this client does not support elicitation; "
-                "ask the operator to run it or to connect with a client that can confirm"
-            )
-        raise ConfirmationRequired(f"the operator did not approve this call ({answer}); do not retry it")
-
-    def _confirm_token(self, state: CallState, summary: str, what: str) -> None:
-        binding = call_binding(state.tool, state.binding, state.identity.who())
-        offered = state.binding.get("confirm_token")
-        if isinstance(offered, str) and offered:
-            if self.confirm_tokens.consume(offered, binding):
-                state.confirmation = Confirmation.TOKEN_ACCEPTED
-                return
-            state.decision = AuditDecision.CONFIRM_REQUIRED
-            raise ConfirmationRequired("the confirm_token is unknown, expired, spent or for a different call")
-        token = self.confirm_tokens.issue(binding)
-        state.decision = AuditDecision.CONFIRM_REQUIRED
-        state.confirmation = Confirmation.TOKEN_ISSUED
-        raise ConfirmationRequired(
-            f"{what} needs confirmation: show the operator exactly this call ({summary}) and, "
-            "only if they approve, re-issue the identical call with confirm_token set to the token "
-            "(single use, expires in 5 minutes)",
-            token=token,
-        )
+        mode = self.settings.confirm_tier3
+        return await confirm_call(state, self._tier(state), summary, mode, self.confirm_tokens, confirmer)
 
     async def _begin(self, state: CallState) -> None:
         """Record the intent of a call above tier 0 before it runs (``phase: start``).
