@@ -44,6 +44,7 @@ def _opts(flags: str, mode: Mode = "whole") -> dict[str, Mode]:
     return dict.fromkeys(flags.split(), mode)
 
 
+_BW_VALUES: Final = frozenset({"--passwordenv", "--passwordfile", "--session", "--method", "--code"})
 _SNMP = Rule(options=_opts("-c -A -X --community"))
 _SQLCMD = Rule(options=_opts("-P"))
 _DASH_P = Rule(options=_opts("-p"))
@@ -106,7 +107,14 @@ PROGRAMS: Final[dict[str, tuple[Rule, ...]]] = {
     "wpa_passphrase": (Rule(positionals=(Positional((), 1),)),),
     "az": (Rule(options=_opts("-p"), when=frozenset({"login"})),),
     "vault": (Rule(positionals=(Positional(("login",), 0, takes_value=frozenset({"-method"})),)),),
-    "bw": (Rule(positionals=(Positional(("unlock",), 0), Positional(("login",), 1))),),
+    "bw": (
+        Rule(
+            positionals=(
+                Positional(("unlock",), 0, takes_value=_BW_VALUES),
+                Positional(("login",), 1, takes_value=_BW_VALUES),
+            )
+        ),
+    ),
     "op": (Rule(positionals=(Positional(("signin",), -1),), when=frozenset({"--raw-password"})),),
     **dict.fromkeys(("useradd", "usermod", "groupadd", "groupmod"), (_DASH_P,)),
     "mysqladmin": (Rule(positionals=(Positional(("password",), 0),)),),
@@ -155,7 +163,9 @@ WRAPPERS: Final[dict[str, tuple[frozenset[str], int]]] = {
     "runuser": (frozenset({"-u", "-g", "-G"}), 0),
     "stdbuf": (frozenset({"-i", "-o", "-e"}), 0),
     "watch": (frozenset({"-n", "-d"}), 0),
-    **dict.fromkeys(("nohup", "command", "exec", "time", "builtin", "setsid", "torsocks"), (frozenset(), 0)),
+    **dict.fromkeys(
+        (":", "nohup", "command", "exec", "time", "builtin", "setsid", "torsocks"), (frozenset(), 0)
+    ),
 }
 
 # Programs that read a secret on standard input when it is not a terminal, and how: "line"

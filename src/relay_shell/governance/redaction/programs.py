@@ -59,7 +59,10 @@ _SECRET_PART: Final = re.compile(
     r"|[a-z]*(?:pass|passw(?:or)?d|secret|token|apikey|authkey|accesskey|secretkey|privatekey)"
 )
 _KEY_PAIR_FIRST: Final = frozenset(
-    {"api", "access", "secret", "private", "auth", "master", "signing", "shared"}
+    {
+        *("api", "access", "secret", "private", "auth", "master", "signing", "shared", "encryption"),
+        *("decryption", "license", "client", "storage", "account", "session", "hmac", "root", "admin"),
+    }
 )
 _METADATA_PART: Final = re.compile(
     r"files?|paths?|fd|stdin|env|type|name|url|uri|id|method|mode|dir|helper|command|cmd|prompt|length"
@@ -86,6 +89,11 @@ _NAME_SEPARATOR: Final = re.compile(r"[-_.]")
 _NAME_VALUE: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*+=")
 _COUNTING_PARTS: Final = frozenset({"max", "min", "num"})
 _MAX_DEPTH: Final = 3
+# A program named further on in a command (after ssh, docker exec, xargs...) is read with its
+# rules too, unless its name is short or an ordinary word (then only as the command's program).
+_MIN_INNER_PROGRAM: Final = 4
+_MAX_PROGRAMS_PER_COMMAND: Final = 8
+_COMMAND_POSITION_ONLY: Final = frozenset({"open", "http", "https", "security", "isql", "mkpasswd", "dotnet"})
 _MIN_NESTED: Final = 3  # a quoted argument shorter than this holds no command worth scanning
 
 
@@ -183,7 +191,7 @@ def _stdin_mode(words: list[_Word]) -> StdinMode | None:
         return "line"  # sudo -S
     if start >= len(words):
         return None
-    program = words[start].value.rsplit("/", 1)[-1].lower()
+    program = _base_name(words[start].value)
     args = [word.value for word in words[start + 1 :]]
     if program in STDIN_PROGRAMS:
         return STDIN_PROGRAMS[program] if _reads_stdin(program, args) else None
@@ -238,15 +246,24 @@ def _program_index(words: list[_Word]) -> int:
 
 
 def _scrub_command(words: list[_Word], depth: int) -> Iterator[_Edit]:
+    """The edits of one simple command: its program's rules, also for a program it runs
+    further on (``ssh h sqlcmd -P x``, ``kubectl exec p -- ipmitool -P x``), the generic
+    option rules, and the commands inside its quoted arguments."""
     start = _program_index(words)
     if start >= len(words):
         return
-    program = words[start].value.rsplit("/", 1)[-1].lower()
+    program = _base_name(words[start].value)
+    read = 0  # programs read in this command: bounded, each reading costs a pass over the rest
+    for index in range(start, len(words)):
+        name = program if index == start else _base_name(words[index].value)
+        inner = len(name) >= _MIN_INNER_PROGRAM and name not in _COMMAND_POSITION_ONLY
+        if (index == start or inner) and name in PROGRAMS and read < _MAX_PROGRAMS_PER_COMMAND:
+            read += 1
+            args = words[index + 1 :]
+            for rule in PROGRAMS[name]:
+                if not rule.when or any(word.value in rule.when for word in args):
+                    yield from _rule_edits(rule, args)
     args = words[start + 1 :]
-    for rule in PROGRAMS.get(program, ()):
-        if rule.when and not any(word.value in rule.when for word in args):
-            continue
-        yield from _rule_edits(rule, args)
     yield from _generic_edits(program, args)
     yield from _config_edits(args)
     if depth < _MAX_DEPTH:
@@ -255,6 +272,10 @@ def _scrub_command(words: list[_Word], depth: int) -> Iterator[_Edit]:
                 offset = word.start + 1
                 for start_at, end_at, replacement in _scan(word.value, depth + 1):
                     yield (offset + start_at, offset + end_at, replacement)
+
+
+def _base_name(word: str) -> str:
+    return word.rsplit("/", 1)[-1].lower()
 
 
 def _redact_value(word: str, mode: Mode) -> str:
