@@ -42,7 +42,7 @@ from relay_shell.governance.redaction.generic import (
 )
 from relay_shell.governance.redaction.names import is_secret_name
 from relay_shell.governance.redaction.program_table import StdinMode
-from relay_shell.governance.redaction.programs import PROGRAM_NEEDLES, scrub_programs, stdin_mode
+from relay_shell.governance.redaction.programs import may_name_program, scrub_programs, stdin_mode
 from relay_shell.governance.redaction.words import REDACTED
 
 __all__ = [
@@ -90,7 +90,7 @@ _MAY_HOLD_SECRET: Final = re.compile(
 
 
 def _scrub_once(text: str) -> str:
-    if _MAY_HOLD_SECRET.search(text) is None and PROGRAM_NEEDLES.search(text) is None:
+    if _MAY_HOLD_SECRET.search(text) is None and not may_name_program(text):
         return text
     for rule in _TEXT_RULES:
         text = rule(text)
