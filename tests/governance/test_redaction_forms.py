@@ -189,6 +189,14 @@ FORMS: dict[str, list[tuple[str, tuple[str, ...]]]] = {
         ("yes {s} | passwd bob", ("yes ", "| passwd bob")),
         ("echo {s} | vault login -", ("| vault login -",)),
         ("echo {s} | wpa_passphrase HomeNet", ("| wpa_passphrase HomeNet",)),
+        ("(echo {s}; echo {s}) | passwd", ("(echo ", "; echo ", ") | passwd")),
+        ("{ echo {s}; echo {s}; } | sudo passwd bob", ("{ echo ", "; } | sudo passwd bob")),
+        ("passwd bob <<EOF\n{s}\n{s}\nEOF\necho done", ("passwd bob <<EOF\n", "\nEOF\necho done")),
+        (
+            "cat <<EOF | chpasswd\nalice:{s}\nbob:{s}\nEOF",
+            ("cat <<EOF | chpasswd\nalice:", "\nbob:", "\nEOF"),
+        ),
+        ("cat <<< {s} | passwd", ("cat <<< ", " | passwd")),
     ],
     "sql": [
         ("psql -c \"CREATE USER app WITH PASSWORD '{s}'\"", ("CREATE USER app WITH PASSWORD '",)),
@@ -334,6 +342,7 @@ LOOK_ALIKES = [
     "npm config set registry https://registry.example.com; poetry config virtualenvs.in-project true",
     "openssl passwd -help; wpa_passphrase -h",
     "sqlplus / as sysdba; sqlplus -s /nolog",
+    "cat <<EOF > notes.txt\nhello world\nEOF\n(cd /tmp; ls) | grep x; find . -exec rm {} \\;",
 ]
 
 

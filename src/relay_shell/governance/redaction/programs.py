@@ -91,6 +91,7 @@ _NAME_SEPARATOR: Final = re.compile(r"[-_.]")
 _NAME_VALUE: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*+=")
 _COUNTING_PARTS: Final = frozenset({"max", "min", "num"})
 _MAX_DEPTH: Final = 3
+_MAX_FEEDERS: Final = 16
 # A program named further on in a command (after ssh, docker exec, xargs...) is read with its
 # rules too, unless its name is short or an ordinary word (then only as the command's program).
 _MIN_INNER_PROGRAM: Final = 4
@@ -115,12 +116,14 @@ type _Edit = tuple[int, int, str]
 
 @dataclass
 class _Command:
-    """A simple command: its words, the words given as here-strings (``<<< WORD``), and
-    whether its standard input is the previous command's output (``a | b``)."""
+    """A simple command: its words, what it is given on stdin by redirection (here-string
+    words, here-document body spans), and the commands whose output it reads (``a | b``,
+    ``(a; b) | c``: empty when it reads no pipe)."""
 
     words: list[_Word] = field(default_factory=list)
     here_strings: list[_Word] = field(default_factory=list)
-    piped: bool = False
+    here_docs: list[tuple[int, int]] = field(default_factory=list)
+    feeders: list[_Command] = field(default_factory=list)
 
 
 def scrub_programs(text: str) -> str:
@@ -131,39 +134,101 @@ def scrub_programs(text: str) -> str:
 
 
 def _scan(text: str, depth: int) -> Iterator[_Edit]:
-    previous: _Command | None = None
     for command in _commands(text):
         yield from _scrub_command(command.words, depth)
         mode = _stdin_mode(command.words)
-        if mode is not None:
-            for word in command.here_strings:
-                yield from _edit(word, ":" if mode == "pairs" else "whole")
-            if command.piped and previous is not None:
-                yield from _fed_words(previous.words, mode)
-        previous = command
+        if mode is None:
+            continue
+        yield from _given_edits(text, command, mode)
+        for feeder in command.feeders[:_MAX_FEEDERS]:
+            yield from _fed_words(feeder.words, mode)
+            yield from _given_edits(text, feeder, mode)
+
+
+def _given_edits(text: str, command: _Command, mode: StdinMode) -> Iterator[_Edit]:
+    """The here-strings and here-document lines a command is given, redacted as ``mode`` reads them."""
+    for word in command.here_strings:
+        yield from _edit(word, ":" if mode == "pairs" and ":" in word.value else "whole")
+    for start, end in command.here_docs:
+        position = start
+        for line in text[start:end].split("\n"):
+            secret_start = position
+            if mode == "pairs":
+                colon = line.find(":")
+                secret_start = position + colon + 1 if colon >= 0 else position + len(line)
+            secret = text[secret_start : position + len(line)]
+            if secret.strip() and REDACTED not in secret:
+                yield (secret_start, position + len(line), REDACTED)
+            if mode == "line" and line.strip():
+                break
+            position += len(line) + 1
+
+
+_GROUP_OPEN: Final = frozenset({"(", "{", "$("})
+_GROUP_CLOSE: Final = frozenset({")", "}"})
 
 
 def _commands(text: str) -> Iterator[_Command]:
-    """The simple commands of ``text``; redirection targets are not words of their command."""
+    """The simple commands of ``text``; redirection targets are not words of their command,
+    here-document bodies are not commands."""
     command = _Command()
     redirect = ""
+    all_commands: list[_Command] = []
+    groups: list[int] = []  # where each open group's commands start in all_commands
+    last_unit: list[_Command] = []  # the last simple command or group: what a pipe reads
+    pending_tags: list[str] = []
+    skip_until = 0
     for token in _TOKEN.finditer(text):
-        if token["word"] is not None:
-            word = _Word(token.start(), token.end(), token.group())
-            if redirect == "<<<":
-                command.here_strings.append(word)
-            elif not redirect:
-                command.words.append(word)
+        if token.start() < skip_until:
+            continue
+        separator = token["sep"]
+        if token["word"] is not None and token.group() in ("{", "}"):
+            separator = token.group()
+        if token["word"] is not None and separator is None:
+            _take_word(command, _Word(token.start(), token.end(), token.group()), redirect, pending_tags)
             redirect = ""
-        elif token["sep"] is not None:
+        elif separator is not None:
+            if separator == "\n" and pending_tags:
+                skip_until = _read_here_docs(text, token.end(), pending_tags, command)
+                pending_tags = []
             if command.words:
+                all_commands.append(command)
+                last_unit = [command]
                 yield command
-            command = _Command(piped=token["sep"] == "|")
+            if separator in _GROUP_OPEN:
+                groups.append(len(all_commands))
+            elif separator in _GROUP_CLOSE and groups:
+                last_unit = all_commands[groups.pop() :]
+            command = _Command(feeders=last_unit if separator == "|" else [])
             redirect = ""
         elif token["redirect"] is not None:
             redirect = token["redirect"].lstrip("0123456789")
     if command.words:
         yield command
+
+
+def _take_word(command: _Command, word: _Word, redirect: str, pending_tags: list[str]) -> None:
+    """A word is an argument, a here-string, a here-document's tag, or a redirection target."""
+    if redirect == "<<<":
+        command.here_strings.append(word)
+    elif redirect == "<<":
+        pending_tags.append(word.value.lstrip("-"))
+    elif not redirect:
+        command.words.append(word)
+
+
+def _read_here_docs(text: str, body_start: int, tags: list[str], command: _Command) -> int:
+    """Record the bodies of the here-documents opened on a line; return where the text resumes."""
+    position = body_start
+    for tag in tags[:_MAX_FEEDERS]:
+        end = text.find(f"\n{tag}", position - 1)
+        while end >= 0 and text[end + 1 + len(tag) : end + 2 + len(tag)].strip(" \t") not in ("", "\n"):
+            end = text.find(f"\n{tag}", end + 1)
+        body_end = end if end >= 0 else len(text)
+        command.here_docs.append((position, body_end))
+        line_end = text.find("\n", body_end + 1) if end >= 0 else len(text)
+        position = len(text) if line_end < 0 else line_end + 1
+    return position
 
 
 # Options that make any program read its secret on standard input.
