@@ -379,8 +379,14 @@ def profile_command(argv: Sequence[str], output: Path, rate: int = 500) -> str:
 
 
 _FRAME = re.compile(r"^(?P<function>.*) \((?P<file>[^:()]+)(?::(?P<line>\d+))?\)$")
-IDLE_LEAVES = ("EpollSelector.select", "Condition.wait", "WorkerThread.run")
-"""Leaf frames that are waiting, not working: the event loop's poll, idle threads, blocking reads."""
+IDLE_LEAVES = (
+    "EpollSelector.select",
+    "Condition.wait",
+    "WorkerThread.run",
+    "_worker (concurrent/futures/thread.py:89)",
+)
+"""Leaf frames that are waiting, not working: the event loop's poll, idle threads (anyio's, and the
+default executor's waiting on its queue), blocking reads."""
 HINTS = {
     "Condition.notify": "the SDK's stdio transport hands every message to and from a worker thread "
     "(anyio to_thread); reading and writing the pipes on the event loop would remove that hand-off (SDK side)",

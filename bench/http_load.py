@@ -1,16 +1,19 @@
-"""Load on the streamable HTTP transport: latency of concurrent tool calls against a real server.
+"""P8: concurrent streamable-HTTP clients calling ``shell_exec true``, against a bare MCPServer floor.
 
-Starts ``.venv/bin/relay-shell`` over HTTP on a free loopback port (state in a temp dir), then
-for each workload opens CLIENTS MCP sessions, releases them together and has each make CALLS
-sequential calls: ``server_info`` (a no-op through the whole pipeline: the floor) and
-``shell_exec true`` (one process spawn per call). Prints p50/p99/max latency, throughput and
-the error count (an ``isError`` result, a wrong answer or an exception), then stops the server
-with SIGTERM. Exit status 1 when any call failed or the server did not stop cleanly.
+Starts ``.venv/bin/relay-shell`` over HTTP on a free loopback port (state in a temp dir,
+default settings: containment on, audit on) and ``bench/bare_server.py --http`` (a bare
+MCPServer whose ``spawn_true`` tool runs ``true`` with pipes, nothing else). For each server,
+CLIENTS MCP sessions (clients on this machine, in this process) are opened, released together,
+and each makes CALLS sequential calls: ``shell_exec {"command": "true"}`` on relay-shell,
+``spawn_true`` on the bare server. Rounds alternate between the two servers (ROUNDS each), so a
+change of load hits both; the figure takes the median round of each (of two: the slower).
 
-    .venv/bin/python bench/http_load.py [--clients 20] [--calls 10] [--mode auto|legacy]
+Target: 0 errors (an ``isError`` result, a wrong answer or an exception), p99 <= 1 s, and
+relay-shell's throughput >= 0.9x the bare server's under the same load in the same run.
 
-Numbers are for comparing runs on the same machine (see TESTING-NOTES: HTTP no-op is about 2x
-a stdio no-op), not thresholds.
+    .venv/bin/python bench/http_load.py [--clients 100] [--calls 20] [--rounds 2] [--mode auto|legacy]
+
+Also imported by ``p1_exec.py`` for P1H (:func:`relay_http`, :func:`bare_http`).
 """
 
 from __future__ import annotations
@@ -28,26 +31,46 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mcp import Client
+from common import PYTHON, RELAY, Figure, _stat_fields, emit, measure, percentile, profile_summary, py_spy
 
-RELAY = str(Path(sys.executable).parent / "relay-shell")
+BARE_SERVER = str(Path(__file__).resolve().parent / "bare_server.py")
 START_DEADLINE_S = 30.0
 STOP_DEADLINE_S = 20.0
 CALL_TIMEOUT_S = 60.0
-WORKLOADS: dict[str, tuple[str, dict[str, object]]] = {
-    "no-op (server_info)": ("server_info", {}),
-    "shell_exec true": ("shell_exec", {"command": "true"}),
-}
+TARGET_P99_S = 1.0
+TARGET_THROUGHPUT = 0.9
 
 
 @dataclass
 class Tally:
     latencies_s: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    elapsed_s: float = 0.0
+    server_cpu_s: float = 0.0
+    """CPU of the server process and of the children it reaped (the commands) during the round."""
+
+    @property
+    def cpu_per_call_ms(self) -> float:
+        return self.server_cpu_s / len(self.latencies_s) * 1000 if self.latencies_s else 0.0
+
+    @property
+    def throughput(self) -> float:
+        return len(self.latencies_s) / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    def p(self, fraction: float) -> float:
+        return percentile(sorted(self.latencies_s), fraction) if self.latencies_s else float("inf")
+
+
+@dataclass(frozen=True)
+class HttpServer:
+    """A server under test: its MCP URL and pid."""
+
+    url: str
+    pid: int
 
 
 def free_port() -> int:
@@ -56,7 +79,13 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def healthy(url: str) -> bool:
+def _listening(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.settimeout(1)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _healthy(url: str) -> bool:
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
         with opener.open(f"{url}/healthz", timeout=2) as response:
@@ -66,34 +95,23 @@ def healthy(url: str) -> bool:
 
 
 @contextlib.contextmanager
-def relay_server(state: Path) -> Iterator[str]:
-    """A relay-shell HTTP server for the duration of the block; yields its base URL."""
-    port = free_port()
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(state),
-        "RELAY_SHELL_TRANSPORT": "http",
-        "RELAY_SHELL_HTTP_PORT": str(port),
-        "RELAY_SHELL_AUDIT_PATH": str(state / "audit.jsonl"),
-        "RELAY_SHELL_SSH_CONFIG": str(state / "ssh_config"),
-        "RELAY_SHELL_SSH_KNOWN_HOSTS_FILE": str(state / "known_hosts"),
-        "RELAY_SHELL_AUTH_STATE_DIR": str(state / "oauth"),
-    }
-    log_path = state / "server.log"
+def _server(
+    argv: Sequence[str], env: dict[str, str], state: Path, port: int, name: str
+) -> Iterator[HttpServer]:
+    """Start ``argv``, wait until it answers on ``port``, stop it with SIGTERM afterwards."""
+    log_path = state / f"{name}.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [RELAY], env=env, cwd=state, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+            list(argv), env=env, cwd=state, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
         )
-    url = f"http://127.0.0.1:{port}"
+    base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + START_DEADLINE_S
-        while not healthy(url):
+        while not (_healthy(base) if name == "relay" else _listening(port)):
             if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"relay-shell did not start:\n{log_path.read_text(errors='replace')[-2000:]}"
-                )
+                raise RuntimeError(f"{name} did not start:\n{log_path.read_text(errors='replace')[-2000:]}")
             time.sleep(0.05)
-        yield url
+        yield HttpServer(f"{base}/mcp", process.pid)
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
@@ -103,9 +121,33 @@ def relay_server(state: Path) -> Iterator[str]:
             process.kill()
             process.wait(timeout=STOP_DEADLINE_S)
             code = -signal.SIGKILL
-        print(f"server stopped with exit status {code}")
-        if code != 0:
+        if name == "relay" and code != 0:
             raise RuntimeError(f"relay-shell exited {code} on SIGTERM")
+
+
+def relay_http(state: Path, **extra_env: str) -> contextlib.AbstractContextManager[HttpServer]:
+    """relay-shell over streamable HTTP with its state under ``state`` (default settings otherwise)."""
+    port = free_port()
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(state),
+        "RELAY_SHELL_TRANSPORT": "http",
+        "RELAY_SHELL_HTTP_PORT": str(port),
+        "RELAY_SHELL_AUDIT_PATH": str(state / "audit.jsonl"),
+        "RELAY_SHELL_AUDIT_ANCHOR": "off",
+        "RELAY_SHELL_SSH_CONFIG": str(state / "ssh_config"),
+        "RELAY_SHELL_SSH_KNOWN_HOSTS_FILE": str(state / "known_hosts"),
+        "RELAY_SHELL_AUTH_STATE_DIR": str(state / "oauth"),
+        **extra_env,
+    }
+    return _server([RELAY], env, state, port, "relay")
+
+
+def bare_http(state: Path) -> contextlib.AbstractContextManager[HttpServer]:
+    """``bench/bare_server.py`` over streamable HTTP."""
+    port = free_port()
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(state)}
+    return _server([PYTHON, BARE_SERVER, "--http", str(port)], env, state, port, "bare")
 
 
 class StartLine:
@@ -122,28 +164,46 @@ class StartLine:
             self.all_arrived.set()
 
 
+@dataclass(frozen=True)
+class Workload:
+    """The tool a client calls and how its answer is checked."""
+
+    tool: str
+    arguments: dict[str, object]
+
+    def correct(self, structured: dict[str, object]) -> bool:
+        if self.tool == "shell_exec":
+            return structured.get("exit_code") == 0
+        return structured.get("result") == 0
+
+
+RELAY_TRUE = Workload("shell_exec", {"command": "true"})
+BARE_TRUE = Workload("spawn_true", {})
+
+
 async def one_client(
-    url: str, mode: str, workload: tuple[str, dict[str, object]], calls: int, line: StartLine, tally: Tally
+    url: str, mode: str, workload: Workload, calls: int, line: StartLine, tally: Tally
 ) -> None:
     """One MCP session: connect and warm up, wait at the line, then ``calls`` sequential calls."""
-    tool, arguments = workload
+    from mcp import Client
+
     arrived = False
     try:
-        async with Client(f"{url}/mcp", mode=mode, read_timeout_seconds=CALL_TIMEOUT_S) as client:
-            await client.call_tool(tool, arguments)  # not measured
+        async with Client(url, mode=mode, read_timeout_seconds=CALL_TIMEOUT_S) as client:
+            await client.call_tool(workload.tool, workload.arguments)  # not measured
             line.arrive()
             arrived = True
             await line.go.wait()
             for _ in range(calls):
                 started = time.perf_counter()
                 try:
-                    result = await client.call_tool(tool, arguments)
+                    result = await client.call_tool(workload.tool, workload.arguments)
                 except Exception as exc:
                     tally.errors.append(f"{type(exc).__name__}: {exc}")
                     continue
                 tally.latencies_s.append(time.perf_counter() - started)
-                structured = result.structured_content or {}
-                if result.is_error or (tool == "shell_exec" and structured.get("exit_code") != 0):
+                structured = dict(result.structured_content or {})
+                if result.is_error or not workload.correct(structured):
                     tally.errors.append(f"isError or wrong answer: {structured}")
     except Exception as exc:
         tally.errors.append(f"session failed: {type(exc).__name__}: {exc}")
@@ -152,60 +212,116 @@ async def one_client(
             line.arrive()
 
 
-async def run_workload(url: str, mode: str, label: str, clients: int, calls: int) -> Tally:
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of ``pid`` and of its reaped children (cutime + cstime), from /proc."""
+    fields = _stat_fields(pid)
+    if fields is None:
+        return 0.0
+    return sum(int(value) for value in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+async def run_load(url: str, mode: str, workload: Workload, clients: int, calls: int, pid: int = 0) -> Tally:
+    """CLIENTS sessions released together, CALLS sequential calls each; wall time from the release
+    (and the server's CPU over the same span when ``pid`` is given)."""
     tally = Tally()
     line = StartLine(clients)
-    tasks = [
-        asyncio.create_task(one_client(url, mode, WORKLOADS[label], calls, line, tally))
-        for _ in range(clients)
-    ]
-    async with asyncio.timeout(START_DEADLINE_S):
+    tasks = [asyncio.create_task(one_client(url, mode, workload, calls, line, tally)) for _ in range(clients)]
+    async with asyncio.timeout(START_DEADLINE_S * 4):
         await line.all_arrived.wait()
-    started = time.perf_counter()
+    started, cpu_before = time.perf_counter(), cpu_seconds(pid) if pid else 0.0
     line.go.set()
     await asyncio.gather(*tasks)
-    report(label, tally, time.perf_counter() - started, clients * calls)
+    tally.elapsed_s = time.perf_counter() - started
+    tally.server_cpu_s = cpu_seconds(pid) - cpu_before if pid else 0.0
     return tally
 
 
-def percentile(sorted_values: list[float], fraction: float) -> float:
-    index = min(len(sorted_values) - 1, max(0, round(fraction * len(sorted_values)) - 1))
-    return sorted_values[index]
-
-
-def report(label: str, tally: Tally, elapsed_s: float, expected: int) -> None:
+def describe(label: str, tally: Tally, expected: int) -> str:
     values = sorted(tally.latencies_s)
-    if values:
-        print(
-            f"{label:22} {len(values):4d}/{expected} calls  "
-            f"p50 {percentile(values, 0.50) * 1000:7.1f} ms  p99 {percentile(values, 0.99) * 1000:7.1f} ms  "
-            f"max {values[-1] * 1000:7.1f} ms  mean {statistics.fmean(values) * 1000:7.1f} ms  "
-            f"{len(values) / elapsed_s:6.0f} calls/s  errors {len(tally.errors)}"
-        )
-    else:
-        print(f"{label:22} no call completed, errors {len(tally.errors)}")
-    for error in tally.errors[:5]:
-        print(f"    {error[:200]}")
+    if not values:
+        return f"{label}: no call completed, errors {len(tally.errors)}"
+    return (
+        f"{label}: {len(values)}/{expected} calls, p50 {tally.p(0.5) * 1000:.1f} ms, "
+        f"p99 {tally.p(0.99) * 1000:.1f} ms, max {values[-1] * 1000:.1f} ms, "
+        f"mean {statistics.fmean(values) * 1000:.1f} ms, {tally.throughput:.0f} calls/s, errors {len(tally.errors)}, "
+        f"server CPU {tally.cpu_per_call_ms:.2f} ms/call"
+    )
 
 
-async def bench(url: str, mode: str, clients: int, calls: int) -> int:
-    print(f"{clients} concurrent clients x {calls} sequential calls, protocol mode {mode}")
-    errors = 0
-    for label in WORKLOADS:
-        errors += len((await run_workload(url, mode, label, clients, calls)).errors)
-    return errors
+def _median_round(tallies: list[Tally]) -> Tally:
+    return sorted(tallies, key=lambda tally: tally.throughput)[(len(tallies) - 1) // 2]
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clients", type=int, default=20)
-    parser.add_argument("--calls", type=int, default=10)
-    parser.add_argument("--mode", choices=("auto", "legacy"), default="auto")
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="relay-bench-") as temp, relay_server(Path(temp)) as url:
-        errors = asyncio.run(bench(url, args.mode, args.clients, args.calls))
-    return 1 if errors else 0
+async def p8(figure: Figure, clients: int, calls: int, rounds: int, mode: str) -> None:
+    expected = clients * calls
+    with tempfile.TemporaryDirectory(prefix="relay-bench-") as temp:
+        state = Path(temp)
+        (state / "relay").mkdir()
+        (state / "bare").mkdir()
+        with relay_http(state / "relay") as relay, bare_http(state / "bare") as bare:
+            relay_rounds: list[Tally] = []
+            bare_rounds: list[Tally] = []
+            for index in range(rounds):
+                bare_rounds.append(await run_load(bare.url, mode, BARE_TRUE, clients, calls, bare.pid))
+                print(describe(f"round {index + 1} bare spawn_true", bare_rounds[-1], expected), flush=True)
+                relay_rounds.append(await run_load(relay.url, mode, RELAY_TRUE, clients, calls, relay.pid))
+                print(describe(f"round {index + 1} relay shell_exec", relay_rounds[-1], expected), flush=True)
+            measured, floor = _median_round(relay_rounds), _median_round(bare_rounds)
+            errors = sum(len(tally.errors) for tally in relay_rounds)
+            throughput_ratio = measured.throughput / floor.throughput if floor.throughput else 0.0
+            figure.value = (
+                f"{measured.throughput:.0f} calls/s, p50 {measured.p(0.5) * 1000:.1f} ms, "
+                f"p99 {measured.p(0.99) * 1000:.1f} ms, {errors} errors"
+            )
+            figure.floor = f"{floor.throughput:.0f} calls/s, p50 {floor.p(0.5) * 1000:.1f} ms, p99 {floor.p(0.99) * 1000:.1f} ms"
+            figure.ratio = floor.throughput / measured.throughput if measured.throughput else None
+            worst_p99 = max(tally.p(0.99) for tally in relay_rounds)
+            figure.judge(errors == 0 and worst_p99 <= TARGET_P99_S and throughput_ratio >= TARGET_THROUGHPUT)
+            figure.details = {
+                "clients": clients,
+                "calls_per_client": calls,
+                "rounds": [describe("relay", tally, expected) for tally in relay_rounds]
+                + [describe("bare", tally, expected) for tally in bare_rounds],
+                "throughput_ratio": round(throughput_ratio, 3),
+                "server_cpu_ms_per_call": {
+                    "relay": round(measured.cpu_per_call_ms, 2),
+                    "bare": round(floor.cpu_per_call_ms, 2),
+                },
+                "first_errors": [error[:200] for tally in relay_rounds for error in tally.errors[:3]],
+            }
+            figure.note = (
+                f"{clients} streamable-HTTP sessions x {calls} sequential calls, {rounds} alternating rounds per "
+                f"server, the median round of each shown (of two: the slower); relay-shell throughput {throughput_ratio:.2f}x the bare server's "
+                f"(ratio column: bare / relay time per call), worst relay p99 {worst_p99 * 1000:.0f} ms, "
+                f"errors {errors}/{expected * rounds}; server CPU per call (the process and the commands it reaped) "
+                f"{measured.cpu_per_call_ms:.2f} ms vs {floor.cpu_per_call_ms:.2f} ms; the {clients} clients run in "
+                "the bench process on the same 2 CPUs as the servers."
+            )
+            if figure.holds == "no":
+                raw = state / "p8.pyspy"
+                with py_spy(relay.pid, raw):
+                    await run_load(relay.url, mode, RELAY_TRUE, clients, calls)
+                figure.note += " Profile of the server during one more round: " + profile_summary(raw)
+
+
+async def main(clients: int, calls: int, rounds: int, mode: str) -> list[Figure]:
+    figures: list[Figure] = []
+    await measure(
+        figures,
+        "P8",
+        f"HTTP: {clients} clients x {calls} calls, shell_exec true vs a bare server spawning true",
+        f"0 errors, p99 <= {TARGET_P99_S:g} s, throughput >= {TARGET_THROUGHPUT}x",
+        lambda figure: p8(figure, clients, calls, rounds, mode),
+    )
+    return figures
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--clients", type=int, default=100)
+    parser.add_argument("--calls", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--mode", choices=("auto", "legacy"), default="auto")
+    args = parser.parse_args()
+    emit(asyncio.run(main(args.clients, args.calls, args.rounds, args.mode)))
+    sys.exit(0)

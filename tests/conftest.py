@@ -3,23 +3,42 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+import shutil
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 from mcp import Client
+from mcp.server.auth.middleware.auth_context import auth_context_var
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+from mcp.server.auth.provider import AccessToken
 
 from relay_shell.app import RelayServer, build_server
 from relay_shell.config import Settings, load_settings
+from tests.components import need, require_sshd
 from tests.netutil import start_echo_server
+from tests.sshd import user_directory
 
 # Tests must not pick up a developer's .env or RELAY_SHELL_* variables.
 for _name in [name for name in os.environ if name.upper().startswith("RELAY_SHELL_")]:
     del os.environ[_name]
+
+
+@pytest.fixture(scope="session")
+def sshd_installed() -> None:
+    """Fails every test that uses it when OpenSSH's sshd is missing (session scope: checked first)."""
+    require_sshd()
+
+
+@pytest.fixture(scope="session")
+def git_installed() -> None:
+    """Fails every test that uses it when git is missing."""
+    need("git", "git")
 
 
 @pytest.fixture
@@ -47,14 +66,45 @@ def settings(make_settings: Callable[..., Settings]) -> Settings:
     return make_settings()
 
 
+def initialize_message(protocol: str = "2025-11-25") -> dict[str, Any]:
+    """The ``initialize`` request (id 1) a raw JSON-RPC client sends first."""
+    return {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": protocol,
+            "capabilities": {},
+            "clientInfo": {"name": "relay-tests", "version": "1"},
+        },
+    }
+
+
+def initialize_line(protocol: str = "2025-06-18") -> bytes:
+    """:func:`initialize_message` as one stdio line."""
+    return (json.dumps(initialize_message(protocol)) + "\n").encode()
+
+
+@asynccontextmanager
+async def started(server: RelayServer) -> AsyncIterator[RelayServer]:
+    """``server`` with its services started, and closed (sessions, jobs, audit) at the end."""
+    await server.services.start()
+    try:
+        yield server
+    finally:
+        await server.services.aclose()
+
+
 @pytest.fixture
 async def server(settings: Settings) -> AsyncIterator[RelayServer]:
-    srv = build_server(settings)
-    await srv.services.start()
-    try:
+    async with started(build_server(settings)) as srv:
         yield srv
-    finally:
-        await srv.services.aclose()
+
+
+def sc(result: Any) -> dict[str, Any]:
+    """A tool result's structured content (asserted present), as a plain dict."""
+    assert result.structured_content is not None
+    return dict(result.structured_content)
 
 
 @asynccontextmanager
@@ -140,20 +190,24 @@ def live_group_members(pgid: int) -> list[int]:
     return members
 
 
-def pids_with_marker(marker: str) -> list[int]:
-    """Live (non-zombie) processes whose command line contains ``marker``."""
-    found = []
+def live_command_lines() -> Iterator[tuple[int, str]]:
+    """``(pid, command line)`` of every live (non-zombie) process, from one read of /proc."""
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+        if not entry.name.isdigit():
             continue
         try:
             cmdline = (entry / "cmdline").read_bytes().replace(b"\x00", b" ").decode(errors="replace")
             stat = (entry / "stat").read_text()
         except OSError:
             continue
-        if marker in cmdline and stat[stat.rfind(")") + 2] not in ("Z", "X"):
-            found.append(int(entry.name))
-    return found
+        if stat[stat.rfind(")") + 2] not in ("Z", "X"):
+            yield int(entry.name), cmdline
+
+
+def pids_with_marker(marker: str) -> list[int]:
+    """Live (non-zombie) processes other than this one whose command line contains ``marker``."""
+    me = os.getpid()
+    return [pid for pid, cmdline in live_command_lines() if marker in cmdline and pid != me]
 
 
 @pytest.fixture
@@ -163,3 +217,34 @@ async def echo_port() -> AsyncIterator[int]:
     yield port
     server.close()
     await server.wait_closed()
+
+
+@pytest.fixture
+def remote_dir() -> Iterator[Path]:
+    """A directory the SSH test user owns, removed afterwards (see ``tests/sshd.py``)."""
+    directory = user_directory("relay-remote-")
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def sha256_of(path: Path) -> str:
+    """The SHA-256 of a file's bytes, in hex."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def tree_hashes(root: Path) -> dict[str, str]:
+    """Every file under ``root`` (relative path) with its SHA-256."""
+    return {
+        str(path.relative_to(root)): sha256_of(path) for path in sorted(root.rglob("*")) if path.is_file()
+    }
+
+
+@contextmanager
+def principal(subject: str, scope: str) -> Iterator[None]:
+    """Calls from clients connected inside this block come from ``subject`` with ``scope``."""
+    token = AccessToken(token=f"t-{subject}", client_id=f"client-{subject}", scopes=[scope], subject=subject)
+    reset = auth_context_var.set(AuthenticatedUser(token))
+    try:
+        yield
+    finally:
+        auth_context_var.reset(reset)

@@ -13,6 +13,7 @@ API::
     sshd_available() -> bool                is the binary installed?
     ensure_test_user(name=TEST_USER) -> str create the account if missing (idempotent), unlock it
     free_port(address="127.0.0.1") -> int   a TCP port nothing listens on right now
+    user_directory(prefix, user=TEST_USER) -> Path  a fresh directory the user owns (remote paths are local)
     ClientKey.create(directory=None) -> ClientKey     an ed25519 key pair written to files
         .private_path, .public_path, .public_line     (files readable by the test user)
         .remove()                                     delete the key files
@@ -100,6 +101,14 @@ def _shared_directory(prefix: str) -> Path:
     """A fresh directory the test user can traverse (pytest's tmp_path is root-only)."""
     directory = Path(tempfile.mkdtemp(prefix=prefix))
     directory.chmod(0o755)
+    return directory
+
+
+def user_directory(prefix: str, user: str = TEST_USER) -> Path:
+    """A fresh directory ``user`` owns: the sshd runs on this machine, so its remote paths are local paths."""
+    directory = Path(tempfile.mkdtemp(prefix=prefix))
+    account = pwd.getpwnam(user)
+    os.chown(directory, account.pw_uid, account.pw_gid)
     return directory
 
 

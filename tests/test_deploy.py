@@ -30,6 +30,7 @@ from relay_shell.deploy_check import (
     templates_root,
     verify_deploy,
 )
+from tests.components import need
 
 REPO = Path(__file__).resolve().parents[1]
 DEPLOY = REPO / "deploy"
@@ -44,12 +45,6 @@ UNIT = "etc/systemd/system/relay-shell.service"
 DROPIN = "etc/systemd/system/relay-shell.service.d/hardening.conf"
 LOGROTATE = "etc/logrotate.d/relay-shell"
 CADDYFILE = "etc/caddy/Caddyfile"
-
-
-def need(tool: str, package: str) -> str:
-    path = shutil.which(tool)
-    assert path is not None, f"{tool} is missing: apt-get install {package} (scripts/setup --dev does)"
-    return path
 
 
 def run(argv: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

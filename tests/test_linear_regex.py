@@ -38,6 +38,27 @@ def test_patterns_re2_cannot_run_are_invalid_naming_the_argument(source: str) ->
     assert "RE2" in raised.value.message
 
 
+def test_a_pattern_over_the_length_cap_is_invalid_before_re2_parses_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    longest = "a" * linear_regex.MAX_PATTERN_CHARS
+    assert compile_caller_regex("until", longest).search_inline(longest) is True
+    parsed: list[int] = []
+    real = linear_regex.re2._Regexp
+
+    def spy(source: str, options: object) -> object:
+        parsed.append(len(source))
+        return real(source, options)
+
+    monkeypatch.setattr(linear_regex.re2, "_Regexp", spy)
+    for source in (longest + "a", "a" * 1_000_000, r"\p{Greek}" * 100_000):
+        with pytest.raises(InvalidInput) as raised:
+            compile_caller_regex("until", source)
+        assert raised.value.argument == "until"
+        assert f"at most {linear_regex.MAX_PATTERN_CHARS}" in raised.value.message
+    assert parsed == []
+
+
 def test_the_argument_named_is_the_callers() -> None:
     with pytest.raises(InvalidInput) as raised:
         compile_caller_regex("filter", r"(?<=x)")

@@ -15,8 +15,16 @@ from typing import Any
 from mcp.server.lowlevel.helper_types import ReadResourceContents
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.context import Context
-from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
+from mcp.server.mcpserver.exceptions import (
+    ResourceError,
+    ResourceNotFoundError,
+    ToolError,
+    UnexpectedResourceError,
+    UnexpectedToolError,
+)
+from mcp.server.mcpserver.tools.base import Tool
 from mcp.server.stdio import stdio_server
+from mcp.shared.exceptions import MCPError
 from mcp_types import CallToolResult, GetPromptResult, InputRequiredResult
 from pydantic import AnyUrl, ValidationError
 
@@ -66,6 +74,7 @@ class RelayServer(MCPServer[Services]):
         try:
             check_input_size(arguments, self.services.settings.max_input_bytes)
             _check_known(arguments, tool.parameters)
+            _check_no_stray_booleans(arguments, tool.parameters)
             validated = tool.fn_metadata.validate_arguments(arguments)
         except InvalidInput as exc:
             return _refused(self.services.pipeline.reject(name, raw, identity, exc))
@@ -79,8 +88,8 @@ class RelayServer(MCPServer[Services]):
             # convert_result=False: the tool already returns the wire result, built as plain data;
             # its structured content is not validated again on every call (the output-schema
             # tests check every tool's results instead).
-            result: CallToolResult | InputRequiredResult = await self._tool_manager.call_tool(
-                name, arguments, context, convert_result=False
+            result: CallToolResult | InputRequiredResult = await _run_validated(
+                tool, arguments, validated, context
             )
             return result
         finally:
@@ -206,6 +215,31 @@ async def execute_prompt_fetch(fetch: PromptFetch, call: Call) -> Outcome:
     return Outcome(text=prompt.model_dump_json() if isinstance(prompt, GetPromptResult) else "")
 
 
+async def _run_validated(
+    tool: Tool, arguments: dict[str, Any], validated: dict[str, Any], context: Context[Any, Any]
+) -> Any:
+    """Run ``tool``'s body with the arguments :meth:`RelayServer.call_tool` already validated.
+
+    The SDK's ``Tool.run`` would validate them a second time; this does what it does after
+    that step (the context passed in, failures wrapped as ``ToolError`` or
+    ``UnexpectedToolError`` under the tool's name, ``MCPError`` passed through). A tool with
+    resolvers goes through ``Tool.run`` itself.
+    """
+    if tool.resolved_params:
+        return await tool.run(arguments, context, convert_result=False)
+    direct = {tool.context_kwarg: context} if tool.context_kwarg is not None else None
+    try:
+        return await tool.fn_metadata.call_fn(tool.fn, tool.is_async, validated, direct)
+    except MCPError:
+        raise
+    except (UnexpectedToolError, UnexpectedResourceError) as exc:
+        raise UnexpectedToolError(f"Error executing tool {tool.name}: {exc}") from exc
+    except (ToolError, ResourceError) as exc:
+        raise ToolError(f"Error executing tool {tool.name}: {exc}") from exc
+    except Exception as exc:
+        raise UnexpectedToolError(f"Error executing tool {tool.name}") from exc
+
+
 def _refused(reply: Reply) -> CallToolResult:
     """A call refused before its body ran; a Tasks layer waiting on it learns why."""
     intent = TASK_INTENT.get()
@@ -226,6 +260,17 @@ def _check_known(arguments: dict[str, Any], schema: dict[str, Any]) -> None:
         accepted = ", ".join(sorted(known)) or "none"
         more = f" (also unknown: {', '.join(unknown[1:])})" if len(unknown) > 1 else ""
         raise InvalidInput(unknown[0], f"unknown argument{more}; this tool accepts: {accepted}")
+
+
+def _check_no_stray_booleans(arguments: dict[str, Any], schema: dict[str, Any]) -> None:
+    """Raises InvalidInput naming an argument sent as ``true``/``false`` where its schema declares
+    a type without ``boolean`` (validation would read ``timeout: true`` as 1 second)."""
+    properties = schema.get("properties", {})
+    for name, value in arguments.items():
+        declared = properties.get(name, {}).get("type") if isinstance(properties.get(name), dict) else None
+        types = [declared] if isinstance(declared, str) else declared
+        if isinstance(value, bool) and isinstance(types, list) and "boolean" not in types:
+            raise InvalidInput(name, f"must be of type {' or '.join(map(str, types))}, not a boolean")
 
 
 def _first_problem(exc: ValidationError) -> tuple[str, str]:

@@ -7,7 +7,8 @@ loop that serves every client. So every caller-supplied pattern goes through thi
 - :func:`compile_caller_regex` compiles with RE2 (``google-re2``): search time is linear in
   the text for every pattern, and the compiled program and its automata are bounded by
   :data:`PATTERN_MEMORY` (which also bounds the compile time, a few milliseconds, that still
-  runs where the caller is). A pattern RE2 cannot run (look-around, backreferences,
+  runs where the caller is); a pattern longer than :data:`MAX_PATTERN_CHARS` is ``invalid``
+  before it is parsed (the budget does not bound the parse). A pattern RE2 cannot run (look-around, backreferences,
   possessive or atomic groups, a program over the budget) is ``invalid`` naming the argument;
   there is no fallback to ``re``. Python's ``\\Z`` is accepted as RE2's ``\\z``. With
   ``multiline`` (the default) ``^`` and ``$`` match at line boundaries.
@@ -32,6 +33,10 @@ import re2  # type: ignore[import-untyped]  # google-re2 ships no type informati
 
 from relay_shell.errors import InvalidInput
 
+MAX_PATTERN_CHARS = 4096
+"""The longest caller pattern compiled. Longer ones are ``invalid`` before RE2 parses them: the
+memory budget bounds the program built, not the parse, and a 1 MB pattern took RE2 0.4-1.2 s
+to refuse, on the caller's thread (the event loop)."""
 PATTERN_MEMORY = 1 << 20
 """RE2 ``max_mem`` per pattern: program plus DFA caches. Bounds compile time (~20 ms worst measured)."""
 INLINE_SEARCH_CHARS = 256
@@ -113,10 +118,15 @@ def compile_caller_regex(argument: str, source: str, *, multiline: bool = True) 
     """Compile a caller-supplied pattern with RE2 (see the module docstring).
 
     Raises:
-        InvalidInput: (``argument``) RE2 cannot compile or run the pattern, or it is too large.
+        InvalidInput: (``argument``) RE2 cannot compile or run the pattern, or it is too large
+            (over :data:`MAX_PATTERN_CHARS` characters, or its program over the memory budget).
     """
     if not isinstance(source, str):
         raise InvalidInput(argument, "must be a regular expression (a string)")
+    if len(source) > MAX_PATTERN_CHARS:
+        raise InvalidInput(
+            argument, f"a pattern of {len(source)} characters; at most {MAX_PATTERN_CHARS} are accepted"
+        )
     options = re2.Options()
     options.max_mem = PATTERN_MEMORY
     options.log_errors = False

@@ -9,7 +9,7 @@
 // (the "cancel" scenario then waits for a line "cancel" on stdin), and a last line {"event":
 // "done", ...}. Anything else is a failure (exit 1).
 
-import { createInterface } from "node:readline";
+import { emit, waitForLine } from "./lines.mjs";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
@@ -20,21 +20,6 @@ const config = JSON.parse(process.argv[2]);
 function transport() {
   if (config.transport === "http") return new StreamableHTTPClientTransport(new URL(config.url));
   return new StdioClientTransport({ command: config.command, args: config.args ?? [], env: config.env, stderr: "inherit" });
-}
-
-function emit(event) {
-  process.stdout.write(`${JSON.stringify(event)}\n`);
-}
-
-async function waitForLine(expected) {
-  const lines = createInterface({ input: process.stdin });
-  for await (const line of lines) {
-    if (line.trim() === expected) {
-      lines.close();
-      return;
-    }
-  }
-  throw new Error(`stdin closed before "${expected}"`);
 }
 
 async function main() {

@@ -13,7 +13,7 @@
 // shapes): DivertingTransport wraps the SDK's transport, sends raw requests with ids of its own and
 // diverts their responses before the Client sees them.
 
-import { createInterface } from "node:readline";
+import { emit, waitForLine } from "./lines.mjs";
 import { Client, StreamableHTTPClientTransport } from "@modelcontextprotocol/client";
 import { StdioClientTransport } from "@modelcontextprotocol/client/stdio";
 import { createTaskSessionFromClient } from "@modelcontextprotocol/ext-tasks/client";
@@ -86,21 +86,6 @@ class DivertingTransport {
 function innerTransport() {
   if (config.transport === "http") return new StreamableHTTPClientTransport(new URL(config.url));
   return new StdioClientTransport({ command: config.command, args: config.args ?? [], env: config.env, stderr: "inherit" });
-}
-
-function emit(event) {
-  process.stdout.write(`${JSON.stringify(event)}\n`);
-}
-
-async function waitForLine(expected) {
-  const lines = createInterface({ input: process.stdin });
-  for await (const line of lines) {
-    if (line.trim() === expected) {
-      lines.close();
-      return;
-    }
-  }
-  throw new Error(`stdin closed before "${expected}"`);
 }
 
 async function main() {

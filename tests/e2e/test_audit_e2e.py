@@ -26,7 +26,7 @@ from mcp import Client, StdioServerParameters
 
 from relay_shell.governance.audit.channels import DEFAULT_JOURNAL_SOCKET, journal_listening
 from tests.audit_peers import Journald, journald, wait_until
-from tests.conftest import connected, pids_with_marker, read_trail
+from tests.conftest import connected, initialize_message, pids_with_marker, read_trail, sc
 
 RELAY = str(Path(sys.executable).parent / "relay-shell")
 
@@ -72,11 +72,6 @@ async def agent(tmp_path: Path, journal: Journald) -> AsyncIterator[Client]:
     )
     async with connected(params, read_timeout_seconds=60) as client:
         yield client
-
-
-def sc(result: Any) -> dict[str, Any]:
-    assert result.structured_content is not None
-    return dict(result.structured_content)
 
 
 def verify(tmp_path: Path, journal: Journald, *extra: str) -> subprocess.CompletedProcess[str]:
@@ -178,19 +173,7 @@ def test_kill_9_mid_call_leaves_one_unfinished_call(tmp_path: Path, journal: Jou
         stderr=subprocess.DEVNULL,
     )
     try:
-        _send(
-            process,
-            {
-                "jsonrpc": "2.0",
-                "id": 1,
-                "method": "initialize",
-                "params": {
-                    "protocolVersion": "2025-06-18",
-                    "capabilities": {},
-                    "clientInfo": {"name": "t", "version": "1"},
-                },
-            },
-        )
+        _send(process, initialize_message("2025-06-18"))
         assert process.stdout is not None
         assert b'"result"' in process.stdout.readline()
         _send(process, {"jsonrpc": "2.0", "method": "notifications/initialized"})

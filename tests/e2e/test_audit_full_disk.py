@@ -13,11 +13,11 @@ import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from mcp import Client
 
+from tests.conftest import sc
 from tests.http.test_http_e2e import RELAY, running_relay, scrape
 
 
@@ -47,11 +47,6 @@ def _is_json(line: bytes) -> bool:
     except ValueError:
         return False  # the torn end of a short write
     return True
-
-
-def sc(result: Any) -> dict[str, Any]:
-    assert result.structured_content is not None
-    return dict(result.structured_content)
 
 
 async def test_a_full_filesystem_refuses_calls_above_tier_0(tmp_path: Path, small_filesystem: Path) -> None:

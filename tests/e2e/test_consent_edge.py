@@ -17,18 +17,16 @@ from pathlib import Path
 
 import pytest
 from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
 from tests.e2e.test_caddy_edge import DOMAIN, PinnedToLoopback, free_port, start_caddy, stop
 from tests.http.consent_flow import PASSPHRASE, cheap_hash
 from tests.http.test_consent_browser import (
-    CHROMEDRIVER,
-    CHROMIUM,
     OPERATE,
     READ,
     WAIT_S,
     Callback,
+    start_chromium,
     start_login,
     submit,
 )
@@ -46,24 +44,11 @@ def callback() -> Iterator[Callback]:
 
 @contextlib.contextmanager
 def edge_browser(profile: Path) -> Iterator[webdriver.Chrome]:
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for argument in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
+    driver = start_chromium(
+        profile,
         "--ignore-certificate-errors",  # Caddy's local CA, for this browser only
         f"--host-resolver-rules=MAP {DOMAIN} 127.0.0.1",
-        f"--user-data-dir={profile}",
-    ):
-        options.add_argument(argument)
-    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
-    driver.set_page_load_timeout(WAIT_S)
+    )
     try:
         yield driver
     finally:

@@ -13,20 +13,14 @@ import signal
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 from mcp import Client, StdioServerParameters
 
-from tests.conftest import connected, pids_with_marker, read_audit
+from tests.conftest import connected, initialize_message, pids_with_marker, read_audit, sc
 from tests.e2e.test_stdio import RELAY, server_env
 
 GONE_DEADLINE_S = 15.0
-
-
-def sc(result: Any) -> dict[str, Any]:
-    assert result.structured_content is not None
-    return dict(result.structured_content)
 
 
 def marker_duration() -> str:
@@ -102,8 +96,7 @@ def test_a_server_stop_ends_running_jobs(tmp_path: Path, how: str) -> None:
     )  # fmt: skip
     assert proc.stdin is not None and proc.stdout is not None
     messages = [
-        {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-            "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}},
+        initialize_message("2025-11-25"),
         {"jsonrpc": "2.0", "method": "notifications/initialized"},
         {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
             "name": "shell_exec", "arguments": {"command": f"sleep {duration}", "yield_after": 0.3}}},

@@ -19,13 +19,12 @@ import sysconfig
 import venv
 from pathlib import Path
 
+from tests.conftest import initialize_line
+
 ROOT = Path(__file__).resolve().parents[2]
 LOCK_FILES = ("requirements.txt", "pyproject.toml")  # what scripts/setup hashes for the runtime tree
 STAMP = ".venv/.relay-shell-installed"
-INITIALIZE = (
-    b'{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18",'
-    b'"capabilities":{},"clientInfo":{"name":"second-start","version":"1"}}}\n'
-)
+INITIALIZE = initialize_line("2025-06-18")
 PIP_TRAP = """import pathlib, sys
 pathlib.Path({marker!r}).write_text(" ".join(sys.argv))
 sys.exit("pip must not run on a second start")

@@ -18,29 +18,11 @@ import pytest
 
 from relay_shell.local import cgroups
 from relay_shell.local.containment import cgroup_unavailable
-from tests.conftest import pids_with_marker, read_audit
+from tests.components import cgroup_mechanism
+from tests.conftest import initialize_message, pids_with_marker, read_audit
 from tests.e2e.test_stdio import RELAY, server_env
 
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-06-18",
-        "capabilities": {},
-        "clientInfo": {"name": "t", "version": "1"},
-    },
-}
-
-
-def cgroup_param() -> Any:
-    reason = cgroup_unavailable()
-    return pytest.param(
-        "cgroup",
-        marks=pytest.mark.skipif(
-            reason is not None, reason=f"no usable cgroup v2 here: {reason}; subreaper is tested"
-        ),
-    )
+INITIALIZE = initialize_message("2025-06-18")
 
 
 class StdioServer:
@@ -133,7 +115,7 @@ def wait_for(predicate: Any, what: str, timeout_s: float = 20.0) -> None:
         time.sleep(0.02)
 
 
-@pytest.mark.parametrize("mechanism", [cgroup_param(), "subreaper"])
+@pytest.mark.parametrize("mechanism", [cgroup_mechanism(), "subreaper"])
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_a_signal_mid_call_cancels_it_kills_its_processes_and_audits_it(
     tmp_path: Path, servers: list[StdioServer], mechanism: str, signum: signal.Signals
@@ -153,7 +135,7 @@ def test_a_signal_mid_call_cancels_it_kills_its_processes_and_audits_it(
     assert "cancelled 1 call(s) in flight" in server.stderr()
 
 
-@pytest.mark.parametrize("mechanism", [cgroup_param(), "subreaper"])
+@pytest.mark.parametrize("mechanism", [cgroup_mechanism(), "subreaper"])
 def test_a_call_that_arrives_during_shutdown_is_refused(
     tmp_path: Path, servers: list[StdioServer], mechanism: str
 ) -> None:
@@ -181,7 +163,7 @@ def test_a_call_that_arrives_during_shutdown_is_refused(
     assert "shutting down" in refused["error"]
 
 
-@pytest.mark.parametrize("mechanism", [cgroup_param()])
+@pytest.mark.parametrize("mechanism", [cgroup_mechanism()])
 def test_stale_cgroups_of_a_killed_server_are_swept_at_the_next_start(
     tmp_path: Path, servers: list[StdioServer], mechanism: str
 ) -> None:

@@ -11,13 +11,11 @@ from pathlib import Path
 
 import relay_shell
 from relay_shell.local.containment import cgroup_unavailable
+from tests.conftest import initialize_line
 from tests.e2e.test_stdio import RELAY, server_env
 from tests.http.test_http_e2e import running_relay
 
-INITIALIZE = (
-    b'{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18",'
-    b'"capabilities":{},"clientInfo":{"name":"t","version":"1"}}}\n'
-)
+INITIALIZE = initialize_line("2025-06-18")
 LINE_DEADLINE_S = 20.0
 
 

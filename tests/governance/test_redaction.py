@@ -507,3 +507,20 @@ def test_planted_secret_never_survives(template: str, key: str, secret: str) -> 
     text = template.format(key=key, secret=secret)
     assume(secret not in template.format(key=key, secret=""))
     assert secret not in redact_text(text)
+
+
+def test_remembered_clean_texts_never_hide_a_secret() -> None:
+    # A clean text is remembered so the next call does not scan it again; a text with a secret
+    # is scanned every time, and a clean text that differs by one character is scanned too.
+    clean = "relaytest@127.0.0.1:2222"
+    secret = "mysql -u root -phunter2secret db"
+    for _ in range(3):
+        assert redact_text(clean) == clean
+        assert "hunter2secret" not in redact_text(secret)
+        assert REDACTED in redact_text(secret)
+    near = "curl -u admin:s3cr3tvalue https://relaytest@127.0.0.1:2222"
+    assert "s3cr3tvalue" not in redact_text(near)
+    for index in range(5000):  # more than the memory holds: it is emptied, results are the same
+        assert redact_text(f"plain text {index}") == f"plain text {index}"
+    assert "hunter2secret" not in redact_text(secret)
+    assert redact_text(clean) == clean

@@ -34,12 +34,11 @@ from tests.conftest import read_audit
 from tests.http.conftest import FakeClock
 from tests.http.consent_flow import PASSPHRASE, ConsentPage, cheap_hash, dict_list, form_data, parse_page
 from tests.http.test_oauth_builtin import (
-    ACCESS_TTL,
     ISSUER,
     REDIRECT,
-    REFRESH_TTL,
     Driver,
     build_app,
+    make_provider,
     pkce_pair,
 )
 
@@ -135,16 +134,7 @@ async def make_bench(tmp_path: Path, clock: FakeClock) -> AsyncIterator[BenchFac
             audit_path = audit_path or tmp_path / "audit.jsonl"
             events = OAuthAudit(AuditSink(audit_path), policy_mode="open", required=True)
             state_dir = tmp_path / "oauth"
-            provider = FileOAuthProvider(
-                state_dir,
-                issuer=ISSUER,
-                access_ttl=ACCESS_TTL,
-                refresh_ttl=REFRESH_TTL,
-                code_ttl=CODE_TTL,
-                clock=clock,
-                max_scope=max_scope,
-                events=events,
-            )
+            provider = make_provider(state_dir, clock, code_ttl=CODE_TTL, max_scope=max_scope, events=events)
             verifier = CountingVerifier(operator_hash or OPERATOR_HASH)
             bucket = TokenBucket(capacity=capacity, refill_s=6.0, clock=clock)
             service = ConsentService(provider, verifier=verifier if operator_hash else None, bucket=bucket)
@@ -625,15 +615,7 @@ def test_tokens_issued_before_consent_are_revoked_on_upgrade(tmp_path: Path, clo
     (state_dir / "state.json").write_text(json.dumps(legacy))
     audit_path = tmp_path / "audit.jsonl"
     events = OAuthAudit(AuditSink(audit_path))  # one writer per audit file: both starts share it
-    provider = FileOAuthProvider(
-        state_dir,
-        issuer=ISSUER,
-        access_ttl=ACCESS_TTL,
-        refresh_ttl=REFRESH_TTL,
-        code_ttl=CODE_TTL,
-        clock=clock,
-        events=events,
-    )
+    provider = make_provider(state_dir, clock, code_ttl=CODE_TTL, events=events)
     assert asyncio.run(provider.load_access_token(token)) is None
     stored = json.loads((state_dir / "state.json").read_text())
     assert stored["version"] == STATE_VERSION

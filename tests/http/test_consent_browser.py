@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import queue
 import secrets
 import subprocess
@@ -29,6 +30,7 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.wait import WebDriverWait
 
+from tests.components import missing
 from tests.conftest import read_audit
 from tests.http.consent_flow import PASSPHRASE
 from tests.http.test_auth_e2e import bearer_client
@@ -211,25 +213,38 @@ def capped(
     )
 
 
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[webdriver.Chrome]:
+HEADLESS_ARGUMENTS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+)
+
+
+def start_chromium(profile: Path, *extra: str) -> webdriver.Chrome:
+    """Headless Chromium with a private profile, driven through chromedriver (both fail the test,
+    naming the package, when missing)."""
+    if not os.access(CHROMIUM, os.X_OK):
+        missing(CHROMIUM, "apt-get install chromium")
+    if not os.access(CHROMEDRIVER, os.X_OK):
+        missing(CHROMEDRIVER, "apt-get install chromium-driver")
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for argument in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
-    ):
+    for argument in (*HEADLESS_ARGUMENTS, *extra, f"--user-data-dir={profile}"):
         options.add_argument(argument)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
     driver.set_page_load_timeout(WAIT_S)
+    return driver
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[webdriver.Chrome]:
+    driver = start_chromium(tmp_path_factory.mktemp("chromium-profile"))
     yield driver
     driver.quit()
 

@@ -28,7 +28,7 @@ from mcp.client.context import ClientRequestContext
 from mcp_types import ElicitRequestParams, ElicitResult
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import pids_with_marker, read_audit, read_trail
+from tests.conftest import initialize_message, pids_with_marker, read_audit, read_trail, sc
 from tests.netutil import listens_on
 
 RELAY = str(Path(sys.executable).parent / "relay-shell")
@@ -38,16 +38,7 @@ PORT_ATTEMPTS = 5
 # The 2026-07-28 protocol the client negotiates by default, and the handshake-era one
 # (2025-11-25) that most deployed MCP clients still speak.
 MODES = ("auto", "legacy")
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-11-25",
-        "capabilities": {},
-        "clientInfo": {"name": "relay-e2e", "version": "1"},
-    },
-}
+INITIALIZE = initialize_message("2025-11-25")
 
 
 def server_env(tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -175,11 +166,6 @@ def relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RelayProcess]:
     """One server for the tests that need no configuration of their own (tier 3 confirms by elicitation)."""
     with running_relay(tmp_path_factory.mktemp("relay-http"), RELAY_SHELL_CONFIRM_TIER3="elicit") as server:
         yield server
-
-
-def sc(result: Any) -> dict[str, Any]:
-    assert result.structured_content is not None
-    return dict(result.structured_content)
 
 
 def scrape(relay: RelayProcess) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:

@@ -20,6 +20,7 @@ import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx2
@@ -208,14 +209,18 @@ class Driver:
         return tokens
 
 
-def make_provider(state_dir: Path, clock: FakeClock) -> FileOAuthProvider:
+def make_provider(
+    state_dir: Path, clock: FakeClock, *, code_ttl: int = CODE_TTL, **options: Any
+) -> FileOAuthProvider:
+    """The provider of these tests (their issuer and lifetimes); ``options`` go to its constructor."""
     return FileOAuthProvider(
         state_dir,
         issuer=ISSUER,
         access_ttl=ACCESS_TTL,
         refresh_ttl=REFRESH_TTL,
-        code_ttl=CODE_TTL,
+        code_ttl=code_ttl,
         clock=clock,
+        **options,
     )
 
 

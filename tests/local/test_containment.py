@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,6 +22,7 @@ from relay_shell.local.contained import RELEASE_LINE, CgroupContained, attribute
 from relay_shell.local.containment import ContainmentService, cgroup_unavailable
 from relay_shell.local.processes import ProcessEntry, parse_stat
 from relay_shell.local.runner import ProcessSpec, run_process
+from tests.components import containment_mechanisms
 from tests.conftest import pids_with_marker
 
 REPO = Path(__file__).resolve().parents[2]
@@ -38,18 +41,7 @@ MOUNTINFO_NAMESPACED = "50 40 0:26 /system.slice /run/my\\040cgroup rw - cgroup2
 PROC_CGROUP_V1_AND_V2 = "9:name=systemd:/\n4:memory:/process_api/42\n0::/system.slice/relay-shell.service\n"
 
 
-def mechanisms() -> list[object]:
-    reason = cgroup_unavailable()
-    cgroup = pytest.param(
-        "cgroup",
-        marks=pytest.mark.skipif(
-            reason is not None, reason=f"no usable cgroup v2 here: {reason}; subreaper is tested"
-        ),
-    )
-    return [cgroup, "subreaper"]
-
-
-@pytest.fixture(params=mechanisms())
+@pytest.fixture(params=containment_mechanisms())
 async def service(request: pytest.FixtureRequest) -> AsyncIterator[ContainmentService]:
     containment = ContainmentService(ContainmentMode(request.param))
     assert containment.mechanism == request.param
@@ -437,3 +429,107 @@ def test_an_odd_name_without_bash_is_refused(monkeypatch: pytest.MonkeyPatch) ->
     assert contained.hold_program({"PATH": "/bin", "A_1": "x"}) == contained.HOLD_PROGRAM
     with pytest.raises(SpawnFailed, match=r"'A\.B' is not a shell identifier"):
         contained.hold_program({"PATH": "/bin", "A.B": "x"})
+
+
+async def test_a_call_after_the_server_directory_was_released_makes_it_again() -> None:
+    # Each call makes only its own cgroup; the server's directory is made again when it is gone
+    # (a shutdown released it while this process goes on serving, as tests and restarts do).
+    if cgroup_unavailable() is not None:
+        pytest.skip("no usable cgroup v2 here; only the cgroup mechanism has the directory")
+    service = ContainmentService(ContainmentMode.CGROUP)
+    try:
+        first = service.open("exec")
+        assert isinstance(first, CgroupContained)
+        server_directory = first.directory.path.parent
+        await first.close(1.0)
+        assert not first.directory.path.exists()
+        assert cgroups.CgroupDir(server_directory).remove()  # as a shutdown's release does
+        assert not server_directory.exists()
+        async with service.contain("exec") as second:
+            assert isinstance(second, CgroupContained)
+            assert second.directory.path.parent == server_directory
+            report = await run_process(
+                ProcessSpec(argv=["cat", "/proc/self/cgroup"], env=dict(os.environ)),
+                timeout_s=10,
+                budget=4096,
+                contained=second,
+            )
+        assert report.exit_code == 0
+        assert render_capture(report.capture).strip().endswith(second.directory.path.name)
+        assert not second.directory.path.exists()
+    finally:
+        await service.aclose()
+
+
+def _cgroup_service() -> ContainmentService:
+    if cgroup_unavailable() is not None:
+        pytest.skip("no usable cgroup v2 here; only the cgroup mechanism moves a process")
+    return ContainmentService(ContainmentMode.CGROUP)
+
+
+async def test_the_move_into_the_cgroup_leaves_the_event_loop_free(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The write to cgroup.procs can wait for the kernel (an RCU grace period): it runs in a
+    # worker thread, so the loop serves other calls meanwhile.
+    service = _cgroup_service()
+    loop_thread = threading.get_ident()
+    movers: list[int] = []
+    real_add = cgroups.CgroupDir.add
+
+    def add(directory: cgroups.CgroupDir, pid: int) -> None:
+        movers.append(threading.get_ident())
+        real_add(directory, pid)
+
+    monkeypatch.setattr(cgroups.CgroupDir, "add", add)
+    try:
+        async with service.contain("exec") as contained:
+            report = await run_process(
+                ProcessSpec(argv=["cat", "/proc/self/cgroup"], env=dict(os.environ)),
+                timeout_s=10,
+                budget=4096,
+                contained=contained,
+            )
+            name = contained.directory.path.name if isinstance(contained, CgroupContained) else "?"
+        assert render_capture(report.capture).strip().endswith(name)
+        assert len(movers) == 1
+        assert movers[0] != loop_thread
+    finally:
+        await service.aclose()
+
+
+async def test_a_call_cancelled_while_its_child_is_moved_runs_nothing(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    service = _cgroup_service()
+    moving, release = threading.Event(), threading.Event()
+    real_add = cgroups.CgroupDir.add
+
+    def slow_add(directory: cgroups.CgroupDir, pid: int) -> None:
+        moving.set()
+        release.wait(10)
+        real_add(directory, pid)
+
+    monkeypatch.setattr(cgroups.CgroupDir, "add", slow_add)
+    witness = tmp_path / "ran"
+    marker = unique_sleep()
+    try:
+        async with service.contain("exec") as contained:
+            call = asyncio.create_task(
+                run_process(
+                    ProcessSpec(
+                        argv=["/bin/sh", "-c", f"touch {witness}; sleep {marker}"], env=dict(os.environ)
+                    ),
+                    timeout_s=30,
+                    budget=4096,
+                    contained=contained,
+                )
+            )
+            assert await asyncio.to_thread(moving.wait, 10)
+            call.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await call
+            release.set()
+        assert not witness.exists()
+        assert pids_with_marker(marker) == []
+    finally:
+        release.set()
+        await service.aclose()

@@ -113,8 +113,9 @@ def test_long_texts_are_cut_in_order_and_each_piece_is_parsed_once(classify: Cla
     budget is spent no further piece is parsed."""
     import pytest
 
-    from relay_shell.policy import analyze, parse
-    from relay_shell.policy.analyze import CHUNK_CHARS, chunks
+    from relay_shell.policy import chunks as chunking
+    from relay_shell.policy import parse
+    from relay_shell.policy.chunks import CHUNK_CHARS, chunks
 
     filler = "echo a\n" * (CHUNK_CHARS // 7 - 3)
     text = filler + "cat <<'EOF'\n" + "x\n" * 40 + "EOF\necho 'multi\nline'\n" + filler * 3 + "rm -rf /x\n"
@@ -136,7 +137,7 @@ def test_long_texts_are_cut_in_order_and_each_piece_is_parsed_once(classify: Cla
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(parse, "parse_tree", counting)
-        patch.setattr(analyze, "parse_tree", counting)
+        patch.setattr(chunking, "parse_tree", counting)
         block = "\n".join(text for _, text in SAFE if "\n" not in text) + "\n"
         script = block * (1_048_576 // len(block)) + "rm -rf /srv/x\n"  # the budget is spent early
         analysis = classify(script)

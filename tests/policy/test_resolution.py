@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from relay_shell.policy import classify
+from relay_shell.policy import resolution
 from relay_shell.policy.analyze import Analyzer, PolicyEnvironment
 from relay_shell.policy.model import CallText
 
@@ -17,7 +17,7 @@ def test_a_program_written_into_a_path_directory_by_an_earlier_call_is_seen(tmp_
     analyzer = Analyzer(environment)
 
     def run(text: str) -> tuple[int, bool]:
-        classify._CHECKED[0] = -1e9  # as if the check interval had passed
+        resolution._CHECKED[0] = -1e9  # as if the check interval had passed
         analysis = analyzer.analyze(CallText(shell=text))
         return analysis.tier, analysis.opaque
 

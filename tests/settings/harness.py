@@ -27,7 +27,7 @@ from mcp import Client
 from relay_shell.app import RelayServer, build_server
 from relay_shell.config import Settings
 from tests.audit_peers import Journald, Rsyslog
-from tests.conftest import connected, read_audit
+from tests.conftest import connected, initialize_message, read_audit, started
 from tests.sshd import ClientKey, SshdInstance
 
 RELAY = str(Path(sys.executable).parent / "relay-shell")
@@ -35,16 +35,7 @@ START_DEADLINE_S = 30.0
 STOP_DEADLINE_S = 20.0
 BASE_URL = "http://127.0.0.1:8080"
 SERVING = re.compile(r"relay-shell \S+ serving (\S+) .*")
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-11-25",
-        "capabilities": {},
-        "clientInfo": {"name": "t", "version": "1"},
-    },
-}
+INITIALIZE = initialize_message("2025-11-25")
 MCP_HEADERS = {"accept": "application/json, text/event-stream"}
 
 
@@ -95,12 +86,8 @@ class Harness:
     @contextlib.asynccontextmanager
     async def server(self) -> AsyncIterator[RelayServer]:
         """The server these settings build, started, torn down afterwards."""
-        server = build_server(self.settings)
-        await server.services.start()
-        try:
+        async with started(build_server(self.settings)) as server:
             yield server
-        finally:
-            await server.services.aclose()
 
     @contextlib.asynccontextmanager
     async def client(self) -> AsyncIterator[Client]:

@@ -31,13 +31,14 @@ from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 from relay_shell.config import ENV_PREFIX, load_settings
 from relay_shell.config_env import SettingsInvalid
 from tests.audit_peers import Journald, Rsyslog, journald, rsyslog
+from tests.components import require_sshd
 from tests.http.consent_flow import cheap_hash
 from tests.settings import probes_audit as audit
 from tests.settings import probes_http as web
 from tests.settings import probes_local as local
 from tests.settings import probes_remote as remote
 from tests.settings.harness import Harness, Peers, base_env, free_port
-from tests.sshd import ClientKey, SshdInstance, sshd_available, start_sshd
+from tests.sshd import ClientKey, SshdInstance, start_sshd
 
 EXAMPLE = Path(__file__).resolve().parents[2] / ".env.example"
 
@@ -199,8 +200,7 @@ def test_every_variable_has_a_row_or_is_implemented_elsewhere() -> None:
 
 @pytest.fixture(scope="module")
 def sshd_peer() -> Iterator[tuple[SshdInstance, ClientKey]]:
-    if not sshd_available():
-        pytest.skip("SKIPPED: /usr/sbin/sshd is not installed; SSH settings are shown against a real sshd")
+    require_sshd()
     key = ClientKey.create()
     instance = start_sshd(key, extra_config=("LogLevel DEBUG1",))  # keepalive requests are logged
     yield instance, key

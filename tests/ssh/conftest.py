@@ -7,7 +7,7 @@ Session-scoped daemons (started once, killed with their whole process tree at th
 - ``sshd_jump``: a second wide sshd used as a jump host;
 - ``sshd_farm``: FARM_SIZE daemons, one per address from 127.0.0.2 (fan-out width).
 
-Tests skip (loudly) only when /usr/sbin/sshd is not installed.
+Without /usr/sbin/sshd every test that needs one fails, naming the package to install.
 """
 
 from __future__ import annotations
@@ -19,17 +19,10 @@ import pytest
 
 from relay_shell.config import Settings
 from relay_shell.ssh.pool import ConnectionPool
-from tests.sshd import ClientKey, SshdInstance, sshd_available, start_many, start_sshd, stop_all
+from tests.components import require_sshd
+from tests.sshd import ClientKey, SshdInstance, start_many, start_sshd, stop_all
 
 FARM_SIZE = 20
-
-
-def _require_sshd() -> None:
-    if not sshd_available():
-        pytest.skip(
-            "SKIPPED: /usr/sbin/sshd is not installed; the SSH layer is tested against a real "
-            "OpenSSH server (apt-get install -y openssh-server)"
-        )
 
 
 @pytest.fixture(scope="session")
@@ -41,7 +34,7 @@ def client_key() -> Iterator[ClientKey]:
 
 @pytest.fixture(scope="session")
 def sshd(client_key: ClientKey) -> Iterator[SshdInstance]:
-    _require_sshd()
+    require_sshd()
     instance = start_sshd(client_key)
     yield instance
     instance.remove()
@@ -49,7 +42,7 @@ def sshd(client_key: ClientKey) -> Iterator[SshdInstance]:
 
 @pytest.fixture(scope="session")
 def sshd_default(client_key: ClientKey) -> Iterator[SshdInstance]:
-    _require_sshd()
+    require_sshd()
     instance = start_sshd(client_key, max_startups=None, max_sessions=None)
     yield instance
     instance.remove()
@@ -57,7 +50,7 @@ def sshd_default(client_key: ClientKey) -> Iterator[SshdInstance]:
 
 @pytest.fixture(scope="session")
 def sshd_jump(client_key: ClientKey) -> Iterator[SshdInstance]:
-    _require_sshd()
+    require_sshd()
     instance = start_sshd(client_key)
     yield instance
     instance.remove()
@@ -65,7 +58,7 @@ def sshd_jump(client_key: ClientKey) -> Iterator[SshdInstance]:
 
 @pytest.fixture(scope="session")
 def sshd_farm(client_key: ClientKey) -> Iterator[list[SshdInstance]]:
-    _require_sshd()
+    require_sshd()
     instances = start_many(client_key, FARM_SIZE, first_address="127.0.0.2")
     yield instances
     stop_all(instances)

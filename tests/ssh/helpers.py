@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from relay_shell.config import Settings
@@ -16,22 +15,6 @@ def spec_for(target: SshdInstance | str, settings: Settings, key: ClientKey, **o
     overrides.setdefault("key_path", key.private_path)
     text = target if isinstance(target, str) else target.target()
     return Inventory.load(settings).resolve(text, ConnectOverrides(**overrides))
-
-
-def pids_matching(marker: str) -> list[int]:
-    """Live processes whose command line contains ``marker`` (zombies excluded)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\x00", b" ").decode(errors="replace")
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        if marker in cmdline and stat[stat.rfind(")") + 2] not in ("Z", "X"):
-            found.append(int(entry.name))
-    return found
 
 
 def trust(settings: Settings, *instances: SshdInstance) -> None:

@@ -18,8 +18,9 @@ from relay_shell.errors import RemoteUnreachable
 from relay_shell.ssh.hostkeys import KnownHostsFile, fingerprint, known_hosts_line
 from relay_shell.ssh.pool import ConnectionPool
 from relay_shell.ssh.remote_exec import run_remote
+from tests.components import require_sshd
 from tests.ssh.helpers import spec_for
-from tests.sshd import ClientKey, SshdInstance, sshd_available, start_sshd
+from tests.sshd import ClientKey, SshdInstance, start_sshd
 
 
 def _key() -> asyncssh.SSHKey:
@@ -95,8 +96,7 @@ def test_record_keeps_lines_separate_when_the_file_lacks_a_final_newline(tmp_pat
 @pytest.fixture
 def own_sshd(client_key: ClientKey) -> Iterator[SshdInstance]:
     """A private sshd this test may restart with a new host key."""
-    if not sshd_available():
-        pytest.skip("SKIPPED: /usr/sbin/sshd is not installed (apt-get install -y openssh-server)")
+    require_sshd()
     instance = start_sshd(client_key)
     yield instance
     instance.remove()

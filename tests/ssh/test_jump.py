@@ -17,8 +17,9 @@ from relay_shell.ssh.connect import Dialer
 from relay_shell.ssh.inventory import Inventory
 from relay_shell.ssh.pool import ConnectionPool
 from relay_shell.ssh.remote_exec import run_remote
+from tests.components import require_sshd
 from tests.ssh.helpers import spec_for
-from tests.sshd import ClientKey, SshdInstance, sshd_available, start_sshd
+from tests.sshd import ClientKey, SshdInstance, start_sshd
 
 
 def _stdout(result_capture: object) -> str:
@@ -76,8 +77,7 @@ async def test_ssh_config_proxyjump_alias(
 
 @pytest.fixture
 def no_forwarding_jump(client_key: ClientKey) -> Iterator[SshdInstance]:
-    if not sshd_available():
-        pytest.skip("SKIPPED: /usr/sbin/sshd is not installed (apt-get install -y openssh-server)")
+    require_sshd()
     instance = start_sshd(client_key, extra_config=["AllowTcpForwarding no"])
     yield instance
     instance.remove()

@@ -16,8 +16,9 @@ from relay_shell.config import KnownHostsMode, Settings
 from relay_shell.errors import LimitReached, RemoteFailed, RemoteUnreachable
 from relay_shell.ssh.pool import ConnectionPool, Lease
 from relay_shell.ssh.remote_exec import run_remote
+from tests.components import require_sshd
 from tests.ssh.helpers import spec_for
-from tests.sshd import ClientKey, SshdInstance, descendants, free_port, sshd_available, start_sshd
+from tests.sshd import ClientKey, SshdInstance, descendants, free_port, start_sshd
 
 
 class FakeClock:
@@ -232,8 +233,7 @@ async def test_closed_pool_refuses_new_leases(pool: ConnectionPool, sshd: SshdIn
 
 @pytest.fixture
 def frozen_sshd(client_key: ClientKey) -> Iterator[SshdInstance]:
-    if not sshd_available():
-        pytest.skip("SKIPPED: /usr/sbin/sshd is not installed (apt-get install -y openssh-server)")
+    require_sshd()
     instance = start_sshd(client_key)
     try:
         yield instance

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 import pwd
 import re
@@ -12,7 +11,7 @@ import shutil
 import socket
 import stat
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -24,8 +23,9 @@ from relay_shell.ssh.pool import ConnectionPool
 from relay_shell.ssh.pty import SshPtyTransport, spawn_ssh_pty
 from relay_shell.ssh.sftp import download, upload
 from relay_shell.ssh.targets import HostSpec
+from tests.conftest import pids_with_marker, sha256_of, tree_hashes
 from tests.netutil import round_trip, wait_refused
-from tests.ssh.helpers import pids_matching, spec_for
+from tests.ssh.helpers import spec_for
 from tests.sshd import TEST_USER, ClientKey, SshdInstance
 
 PROMPT = re.compile(rb"\$ $")
@@ -65,13 +65,13 @@ async def read_to_end(transport: SshPtyTransport) -> bytes:
 
 async def wait_until_gone(marker: str) -> None:
     async with asyncio.timeout(WAIT_S):
-        while pids_matching(marker):
+        while pids_with_marker(marker):
             await asyncio.sleep(0.02)
 
 
 async def wait_until_running(marker: str) -> None:
     async with asyncio.timeout(WAIT_S):
-        while not pids_matching(marker):
+        while not pids_with_marker(marker):
             await asyncio.sleep(0.02)
 
 
@@ -155,24 +155,6 @@ async def test_kill_signal_reports_128_plus_signal(pool: ConnectionPool, spec: H
 # --- SFTP -----------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def remote_dir() -> Iterator[Path]:
-    """A directory the test user owns (the sshd runs on this machine: remote paths are local paths)."""
-    directory = Path(tempfile.mkdtemp(prefix="relay-sftp-"))
-    user = pwd.getpwnam(TEST_USER)
-    os.chown(directory, user.pw_uid, user.pw_gid)
-    yield directory
-    shutil.rmtree(directory, ignore_errors=True)
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def tree_hashes(root: Path) -> dict[str, str]:
-    return {str(path.relative_to(root)): sha256(path) for path in sorted(root.rglob("*")) if path.is_file()}
-
-
 def make_tree(root: Path, files: int) -> None:
     for index in range(files):
         path = root / f"d{index % 4}" / f"sub{index % 3}" / f"file{index}.bin"
@@ -194,7 +176,7 @@ async def test_five_mib_file_round_trips_with_progress(
 
     sent = await upload(pool, spec, source, str(remote_dir / "copy.bin"), timeout_s=30, on_progress=progress)
     assert (sent.file_count, sent.bytes, sent.bytes_total) == (1, 5 * 1024 * 1024, 5 * 1024 * 1024)
-    assert sent.sha256 == sha256(source)
+    assert sent.sha256 == sha256_of(source)
     assert sent.destination == str(remote_dir / "copy.bin")
     assert reports[0] == (0, 5 * 1024 * 1024)
     assert reports[-1] == (5 * 1024 * 1024, 5 * 1024 * 1024)
@@ -206,7 +188,7 @@ async def test_five_mib_file_round_trips_with_progress(
 
     back = tmp_path / "back.bin"
     received = await download(pool, spec, str(remote_dir / "copy.bin"), back, timeout_s=30)
-    assert received.sha256 == sha256(back) == sha256(source)
+    assert received.sha256 == sha256_of(back) == sha256_of(source)
     assert back.read_bytes() == source.read_bytes()
 
 
@@ -241,7 +223,7 @@ async def test_tree_of_fifty_files_round_trips(
         assert not (parent / "tree" / "tree").exists()
         assert tree_hashes(parent / "tree") == {
             **tree_hashes(source),
-            "extra.txt": sha256(parent / "tree" / "extra.txt"),
+            "extra.txt": sha256_of(parent / "tree" / "extra.txt"),
         }
         assert os.readlink(parent / "tree" / "d0" / "link") == "sub0"
 

@@ -15,7 +15,8 @@ from relay_shell.errors import ExecTimeout, RemoteFailed
 from relay_shell.ssh.pool import ConnectionPool
 from relay_shell.ssh.remote_exec import run_remote
 from relay_shell.ssh.targets import HostSpec
-from tests.ssh.helpers import pids_matching, spec_for
+from tests.conftest import pids_with_marker
+from tests.ssh.helpers import spec_for
 from tests.sshd import ClientKey, SshdInstance
 
 
@@ -109,7 +110,7 @@ async def test_timeout_leaves_no_remote_process(
     assert caught.value.partial.text.startswith("started")
     assert caught.value.partial.fields["output_bytes"] == len("started\n")
     assert await _remote_survivors(sshd, client_key, pattern) == ""
-    assert pids_matching(marker) == []
+    assert pids_with_marker(marker) == []
     # The pooled connection is still healthy afterwards.
     again = await run_remote(pool, spec, "echo ok", timeout_s=10, budget=4096)
     assert again.exit_code == 0
@@ -122,14 +123,14 @@ async def test_cancellation_leaves_no_remote_process(
     task = asyncio.create_task(run_remote(pool, spec, command, timeout_s=60, budget=4096))
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 10
-    while not pids_matching(marker):  # wait (bounded) until the remote sleep runs
+    while not pids_with_marker(marker):  # wait (bounded) until the remote sleep runs
         assert loop.time() < deadline, "the remote command never started"
         await asyncio.sleep(0.01)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
     assert await _remote_survivors(sshd, client_key, pattern) == ""
-    assert pids_matching(marker) == []
+    assert pids_with_marker(marker) == []
     assert pool.stats().in_use == 0
 
 

@@ -7,19 +7,13 @@ import json
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from relay_shell.app import build_server
 from relay_shell.config import Settings
 from tests.audit_peers import rsyslog
-from tests.conftest import connected, read_trail
-
-
-def sc(result: Any) -> dict[str, Any]:
-    assert result.structured_content is not None
-    return dict(result.structured_content)
+from tests.conftest import connected, read_trail, sc
 
 
 async def test_server_info_names_the_anchor_and_ship_channels(make_settings: Callable[..., Settings]) -> None:

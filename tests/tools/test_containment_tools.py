@@ -7,29 +7,17 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 from mcp import Client
 
 from relay_shell.app import RelayServer, build_server
 from relay_shell.config import Settings
-from relay_shell.local.containment import cgroup_unavailable
-from tests.conftest import connected, pids_with_marker, read_audit
+from tests.components import containment_mechanisms
+from tests.conftest import connected, live_command_lines, pids_with_marker, read_audit, sc, started
 
 
-def mechanisms() -> list[object]:
-    reason = cgroup_unavailable()
-    cgroup = pytest.param(
-        "cgroup",
-        marks=pytest.mark.skipif(
-            reason is not None, reason=f"no usable cgroup v2 here: {reason}; subreaper is tested"
-        ),
-    )
-    return [cgroup, "subreaper"]
-
-
-@pytest.fixture(params=mechanisms())
+@pytest.fixture(params=containment_mechanisms())
 def mechanism(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
@@ -38,23 +26,14 @@ def mechanism(request: pytest.FixtureRequest) -> str:
 async def contained_server(
     make_settings: Callable[..., Settings], mechanism: str
 ) -> AsyncIterator[RelayServer]:
-    server = build_server(make_settings(containment=mechanism))
-    await server.services.start()
-    try:
+    async with started(build_server(make_settings(containment=mechanism))) as server:
         yield server
-    finally:
-        await server.services.aclose()
 
 
 @pytest.fixture
 async def client(contained_server: RelayServer) -> AsyncIterator[Client]:
     async with connected(contained_server) as connected_client:
         yield connected_client
-
-
-def sc(result: Any) -> dict[str, Any]:
-    assert result.structured_content is not None
-    return dict(result.structured_content)
 
 
 def sleeper() -> str:
@@ -99,19 +78,10 @@ def survivors(markers: list[str]) -> dict[str, list[int]]:
     in) has every marker in its argv too, and would satisfy a wait before they ran.
     """
     found: dict[str, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\x00", b" ").decode(errors="replace")
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        if stat[stat.rfind(")") + 2] in ("Z", "X"):
-            continue
+    for pid, cmdline in live_command_lines():
         for marker in markers:
             if cmdline.strip() == f"sleep {marker}":
-                found.setdefault(marker, []).append(int(entry.name))
+                found.setdefault(marker, []).append(pid)
     return found
 
 

@@ -13,33 +13,18 @@ import secrets
 import signal
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from mcp import Client
 
 from relay_shell.app import RelayServer, build_server
 from relay_shell.config import Settings
-from tests.conftest import connected, pids_with_marker, read_audit
-from tests.sshd import ClientKey, SshdInstance, descendants, sshd_available, start_sshd
+from tests.conftest import connected, pids_with_marker, read_audit, sc
+from tests.sshd import ClientKey, SshdInstance, descendants, start_sshd
 
-pytestmark = pytest.mark.skipif(
-    not sshd_available(), reason="SKIPPED: /usr/sbin/sshd missing (scripts/check installs openssh-server)"
-)
+pytestmark = pytest.mark.usefixtures("sshd_installed")
 
 WAIT_S = 20.0
-
-
-def sc(result: Any) -> dict[str, Any]:
-    assert result.structured_content is not None
-    return dict(result.structured_content)
-
-
-@pytest.fixture(scope="module")
-def key() -> Iterator[ClientKey]:
-    created = ClientKey.create()
-    yield created
-    created.remove()
 
 
 @pytest.fixture

@@ -28,22 +28,19 @@ from mcp import Client
 
 from relay_shell.app import RelayServer, build_server
 from relay_shell.config import Settings
-from tests.conftest import connected, read_audit
+from tests.conftest import connected, read_audit, sc
 from tests.sshd import (
     TEST_USER,
     ClientKey,
     SshdInstance,
     ensure_test_user,
     free_port,
-    sshd_available,
     start_many,
     start_sshd,
     stop_all,
 )
 
-pytestmark = pytest.mark.skipif(
-    not sshd_available(), reason="SKIPPED: /usr/sbin/sshd missing (scripts/check installs openssh-server)"
-)
+pytestmark = pytest.mark.usefixtures("sshd_installed")
 
 VERBOSE = ("LogLevel VERBOSE",)
 SECOND_USER = "relayfleet"  # web1 logs in as another non-root user: its own home, its own permissions
@@ -57,11 +54,6 @@ TAGS = {
     **{name: ["db"] for name in DB[2:]},
 }
 SERVER_ADDRESS = '"$(echo $SSH_CONNECTION | cut -d" " -f3)"'  # the address the client connected to
-
-
-def sc(result: Any) -> dict[str, Any]:
-    assert result.structured_content is not None
-    return dict(result.structured_content)
 
 
 @dataclass
@@ -87,13 +79,6 @@ class Fleet:
                 if b"Connection from " in log.read():
                     contacted.add(alias)
         return contacted
-
-
-@pytest.fixture(scope="module")
-def key() -> Iterator[ClientKey]:
-    client_key = ClientKey.create()
-    yield client_key
-    client_key.remove()
 
 
 @pytest.fixture(scope="module")

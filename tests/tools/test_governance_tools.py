@@ -14,12 +14,7 @@ from mcp_types import ElicitRequestParams, ElicitResult
 
 from relay_shell.app import build_server
 from relay_shell.config import Settings
-from tests.conftest import connected, read_audit
-
-
-def sc(result: Any) -> dict[str, Any]:
-    assert result.structured_content is not None
-    return dict(result.structured_content)
+from tests.conftest import connected, read_audit, sc
 
 
 async def call(settings: Settings, tool: str, args: dict[str, Any], **client_kwargs: Any) -> Any:

@@ -9,29 +9,20 @@ import asyncio
 import hashlib
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from mcp import Client
-from mcp.server.auth.middleware.auth_context import auth_context_var
-from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
-from mcp.server.auth.provider import AccessToken
 
 from relay_shell.app import RelayServer, build_server
 from relay_shell.config import Settings
 from relay_shell.errors import InvalidInput
 from relay_shell.governance.bounds import yield_after_seconds
-from tests.conftest import connected, pids_with_marker, read_audit
+from tests.conftest import connected, pids_with_marker, principal, read_audit, sc
 
 COUNT_LOOP = "for i in $(seq 1 {n}); do echo $i; sleep {pause}; done"
-
-
-def sc(result: Any) -> dict[str, Any]:
-    assert result.structured_content is not None
-    return dict(result.structured_content)
 
 
 def marker_duration() -> str:
@@ -128,6 +119,31 @@ async def test_a_long_command_yields_a_job_read_to_its_end(client: Client, serve
     assert end["tier"] == call["tier"] == 1
 
 
+async def test_a_tier_0_command_yields_a_job_with_its_own_call_id(
+    client: Client, server: RelayServer
+) -> None:
+    """A read that outlives yield_after (tail -f) is a job like any other; the call is named then."""
+    marker = marker_duration()
+    result = await client.call_tool(
+        "shell_exec", {"command": f"tail -s {marker} -f /dev/null", "yield_after": 0.3}
+    )
+    first = sc(result)
+    assert result.is_error is False, first
+    assert (first["status"], first["tier"]) == ("running", 0)
+    assert len(first["call_id"]) >= 24
+    assert pids_with_marker(marker)
+    listed = sc(await client.call_tool("session_list", {}))
+    assert [row["state"] for row in listed["sessions"] if row["session_id"] == first["job_id"]] == ["running"]
+    assert (await client.call_tool("session_kill", {"session_id": first["job_id"]})).is_error is False
+    await wait_gone(marker)
+    records = read_audit(server.services.settings.audit_path)
+    call = next(r for r in records if r["tool"] == "shell_exec")
+    end = next(r for r in records if r["tool"] == "job_end")
+    assert (call["tier"], call["outcome"], call["job_id"]) == (0, "running", first["job_id"])
+    assert call["call_id"] == end["call_id"] == first["call_id"]
+    assert end["outcome"] == "cancelled"
+
+
 async def test_a_call_that_ends_in_time_is_done(client: Client, server: RelayServer) -> None:
     # sleep makes it tier 1 (echo alone is a tier-0 read, which has no call_id)
     result = sc(await client.call_tool("shell_exec", {"command": "sleep 0; echo quick", "yield_after": 5}))
@@ -182,7 +198,7 @@ async def test_yield_after_zero_never_yields(make_server: Callable[..., RelaySer
     assert default["status"] == "running"  # RELAY_SHELL_YIELD_AFTER applies when omitted
 
 
-@pytest.mark.parametrize("bad", [-1, -0.5, "soon", "3 minutes", [5]])
+@pytest.mark.parametrize("bad", [-1, -0.5, "soon", "3 minutes", [5], "5", True])
 async def test_bad_yield_after_is_invalid_naming_it(client: Client, server: RelayServer, bad: object) -> None:
     result = await client.call_tool("shell_exec", {"command": "true", "yield_after": bad})
     assert result.is_error is True
@@ -336,17 +352,6 @@ async def test_shutdown_cancels_running_jobs_with_records(make_server: Callable[
     assert pids_with_marker(duration) == []
     end = next(r for r in read_audit(server.services.settings.audit_path) if r["tool"] == "job_end")
     assert (end["outcome"], end["call_id"], end["job_id"]) == ("cancelled", first["call_id"], first["job_id"])
-
-
-@contextmanager
-def principal(subject: str, scope: str) -> Iterator[None]:
-    """Calls from clients connected inside this block come from ``subject`` with ``scope``."""
-    token = AccessToken(token=f"t-{subject}", client_id=f"client-{subject}", scopes=[scope], subject=subject)
-    reset = auth_context_var.set(AuthenticatedUser(token))
-    try:
-        yield
-    finally:
-        auth_context_var.reset(reset)
 
 
 async def test_jobs_belong_to_their_principal(server: RelayServer) -> None:

@@ -16,12 +16,7 @@ from mcp import Client
 from relay_shell.app import build_server
 from relay_shell.config import Settings
 from relay_shell.tools.base import hint
-from tests.conftest import live_group_members, pids_with_marker, read_audit
-
-
-def sc(result: Any) -> dict[str, Any]:
-    assert result.structured_content is not None
-    return dict(result.structured_content)
+from tests.conftest import live_group_members, pids_with_marker, read_audit, sc
 
 
 def text_of(result: Any) -> str:

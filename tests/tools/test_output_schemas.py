@@ -15,11 +15,8 @@ for both (``tier`` always; every success field, or ``error``).
 from __future__ import annotations
 
 import json
-import os
-import pwd
-import shutil
 import tempfile
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +30,9 @@ from relay_shell.config import Settings
 from relay_shell.tools.models import ErrorInfo
 from tests.conftest import connected
 from tests.netutil import start_echo_server
-from tests.sshd import TEST_USER, ClientKey, SshdInstance, sshd_available, start_sshd
+from tests.sshd import ClientKey, SshdInstance
 
-pytestmark = pytest.mark.skipif(
-    not sshd_available(), reason="SKIPPED: /usr/sbin/sshd missing (scripts/check installs openssh-server)"
-)
+pytestmark = pytest.mark.usefixtures("sshd_installed")
 
 
 def _error_schema() -> dict[str, Any]:
@@ -70,29 +65,6 @@ def closed(schema: Any, top: bool = True) -> Any:
     if isinstance(schema, list):
         return [closed(item, top=False) for item in schema]
     return schema
-
-
-@pytest.fixture(scope="module")
-def key() -> Iterator[ClientKey]:
-    created = ClientKey.create()
-    yield created
-    created.remove()
-
-
-@pytest.fixture(scope="module")
-def host(key: ClientKey) -> Iterator[SshdInstance]:
-    instance = start_sshd(key)
-    yield instance
-    instance.remove()
-
-
-@pytest.fixture
-def remote_dir() -> Iterator[Path]:
-    directory = Path(tempfile.mkdtemp(prefix="relay-schema-"))
-    user = pwd.getpwnam(TEST_USER)
-    os.chown(directory, user.pw_uid, user.pw_gid)
-    yield directory
-    shutil.rmtree(directory, ignore_errors=True)
 
 
 class Walk:

@@ -17,9 +17,10 @@ from mcp import Client
 
 from relay_shell.app import RelayServer, build_server
 from relay_shell.config import Settings
+from tests.components import require_sshd
 from tests.conftest import connected, read_audit
 from tests.netutil import round_trip, wait_refused
-from tests.sshd import ClientKey, SshdInstance, sshd_available, start_sshd
+from tests.sshd import ClientKey, SshdInstance, start_sshd
 from tests.tools.test_jobs import principal
 
 OPERATE = "relay-shell:operate"
@@ -223,8 +224,7 @@ async def test_without_oauth_there_is_one_principal(server: RelayServer) -> None
 
 @pytest.fixture(scope="module")
 def sshd() -> Iterator[SshdInstance]:
-    if not sshd_available():
-        pytest.skip("SKIPPED: /usr/sbin/sshd is not installed (apt-get install -y openssh-server)")
+    require_sshd()
     instance = start_sshd(ClientKey.create())
     yield instance
     instance.remove()

@@ -24,15 +24,10 @@ from relay_shell.governance import record as record_module
 from relay_shell.governance.patterns import classify_text
 from relay_shell.governance.record import MAX_AUDIT_STRING
 from relay_shell.policy.model import Analysis, CallText
-from tests.conftest import connected, read_audit
+from tests.conftest import connected, read_audit, sc
 
 INVALID_PARAMS = -32602
 INTERNAL_ERROR = -32603
-
-
-def sc(result: Any) -> dict[str, Any]:
-    assert result.structured_content is not None
-    return dict(result.structured_content)
 
 
 @pytest.fixture
@@ -139,6 +134,35 @@ async def test_a_misspelled_argument_is_invalid_naming_it(
     assert not marker.exists()
     record = read_audit(server.services.settings.audit_path)[-1]
     assert (record["tool"], record["error_kind"], record["args"]["timout"]) == ("shell_exec", "invalid", 5)
+
+
+@pytest.mark.parametrize(
+    ("tool", "arguments", "argument"),
+    [
+        ("shell_exec", {"command": "touch {marker}", "timeout": True}, "timeout"),  # not 1 second
+        ("shell_exec", {"command": "touch {marker}", "max_output": False}, "max_output"),
+        ("shell_exec", {"command": "touch {marker}", "yield_after": True}, "yield_after"),
+        ("shell_exec", {"command": True}, "command"),
+        ("ssh_fanout", {"command": "touch {marker}", "hosts": "h", "batch": True}, "batch"),
+    ],
+)
+async def test_a_boolean_where_the_schema_wants_no_boolean_is_invalid_naming_it(
+    served: Callable[..., RelayServer], tmp_path: Path, tool: str, arguments: dict[str, Any], argument: str
+) -> None:
+    server = served()
+    marker = tmp_path / "ran"
+    sent = {
+        name: value.format(marker=marker) if isinstance(value, str) else value
+        for name, value in arguments.items()
+    }
+    async with connected(server) as client:
+        result = await client.call_tool(tool, sent)
+        kept = await client.call_tool("shell_exec", {"command": "true", "merge_stderr": False})
+    error = sc(result)["error"]
+    assert (result.is_error, error["kind"], error["argument"]) == (True, "invalid", argument)
+    assert "boolean" in error["message"]
+    assert not marker.exists()
+    assert kept.is_error is False  # a boolean where one is declared still passes
 
 
 async def test_every_input_schema_is_closed(served: Callable[..., RelayServer]) -> None:

@@ -11,19 +11,13 @@ import stat
 import subprocess
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 from mcp import Client
 
 from relay_shell.app import build_server
 from relay_shell.config import Settings
-from tests.conftest import connected, read_audit
-
-
-def sc(result: Any) -> dict[str, Any]:
-    assert result.structured_content is not None
-    return dict(result.structured_content)
+from tests.conftest import connected, read_audit, sc
 
 
 @pytest.fixture
@@ -209,7 +203,8 @@ async def test_readonly_refuses_and_leaves_no_file(
     assert (tmp_path / "file").read_text() == "a"
 
 
-def _repo_with_fsmonitor(root: Path) -> Path:
+def repo_with_fsmonitor(root: Path) -> Path:
+    """A repository under ``root`` whose ``core.fsmonitor`` hook touches ``root/hook-ran`` (git runs it)."""
     repo = root / "repo"
     repo.mkdir()
     subprocess.run(["git", "init", "-q", str(repo)], check=True)
@@ -224,7 +219,7 @@ def _repo_with_fsmonitor(root: Path) -> Path:
 async def test_tier0_git_runs_with_code_running_configuration_off(
     make_settings: Callable[..., Settings], tmp_path: Path
 ) -> None:
-    repo = _repo_with_fsmonitor(tmp_path)
+    repo = repo_with_fsmonitor(tmp_path)
     # Control: without the overlay, git status runs the repository's fsmonitor hook.
     subprocess.run(["git", "-C", str(repo), "status"], check=True, capture_output=True)
     assert (tmp_path / "hook-ran").exists()

@@ -3,34 +3,12 @@ opaque calls, jobs that are never made for a refused call, what a parsed call le
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
-
-from mcp.server.auth.middleware.auth_context import auth_context_var
-from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
-from mcp.server.auth.provider import AccessToken
 
 from relay_shell.app import RelayServer, build_server
 from relay_shell.config import Settings
-from tests.conftest import connected, read_audit
-
-
-def sc(result: Any) -> dict[str, Any]:
-    assert result.structured_content is not None
-    return dict(result.structured_content)
-
-
-@contextmanager
-def principal(subject: str, scope: str) -> Iterator[None]:
-    """Calls from clients connected inside this block come from ``subject`` with ``scope``."""
-    token = AccessToken(token=f"t-{subject}", client_id=f"client-{subject}", scopes=[scope], subject=subject)
-    reset = auth_context_var.set(AuthenticatedUser(token))
-    try:
-        yield
-    finally:
-        auth_context_var.reset(reset)
+from tests.conftest import connected, principal, read_audit, sc
 
 
 async def test_the_operate_scope_refuses_opaque_calls_and_admin_runs_them(

@@ -18,15 +18,13 @@ from typing import Any
 import pytest
 
 from relay_shell.app import RelayServer
-from tests.conftest import connected
-from tests.sshd import TEST_USER, sshd_available
-from tests.tools.test_remote_git_overlay import host, key, remote_server, sc
+from tests.conftest import connected, sc
+from tests.sshd import TEST_USER
+from tests.tools.test_remote_git_overlay import remote_server
 
-__all__ = ["host", "key", "remote_server"]  # module fixtures shared with the git overlay tests
+__all__ = ["remote_server"]  # the git overlay tests' server fixture (key and host: tests/tools/conftest.py)
 
-pytestmark = pytest.mark.skipif(
-    not sshd_available(), reason="SKIPPED: /usr/sbin/sshd missing (scripts/check installs it)"
-)
+pytestmark = pytest.mark.usefixtures("sshd_installed")  # a missing sshd fails, naming it
 
 # One tier-3 and one tier-2 rewrite per class, as the remote /bin/sh would read them;
 # {d} is a directory the remote user owns, {f} a 0644 file of theirs.

@@ -12,14 +12,9 @@ from mcp import Client
 
 from relay_shell.app import build_server
 from relay_shell.config import Settings
-from tests.conftest import connected
+from tests.conftest import connected, sc
 
 PROMPT = r"\$ $"
-
-
-def sc(result: Any) -> dict[str, Any]:
-    assert result.structured_content is not None
-    return dict(result.structured_content)
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ import json
 import os
 import pwd
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,45 +22,18 @@ import pytest
 
 from relay_shell.app import RelayServer, build_server
 from relay_shell.config import Settings
-from tests.conftest import connected
-from tests.sshd import TEST_USER, ClientKey, SshdInstance, sshd_available, start_sshd
+from tests.conftest import connected, sc
+from tests.sshd import TEST_USER, ClientKey, SshdInstance
+from tests.tools.test_policy_e2e import repo_with_fsmonitor
 
-pytestmark = pytest.mark.skipif(
-    not sshd_available() or shutil.which("git") is None,
-    reason="SKIPPED: /usr/sbin/sshd or git missing (scripts/check installs them)",
-)
-
-
-def sc(result: Any) -> dict[str, Any]:
-    assert result.structured_content is not None
-    return dict(result.structured_content)
-
-
-@pytest.fixture(scope="module")
-def key() -> Iterator[ClientKey]:
-    created = ClientKey.create()
-    yield created
-    created.remove()
-
-
-@pytest.fixture(scope="module")
-def host(key: ClientKey) -> Iterator[SshdInstance]:
-    instance = start_sshd(key)
-    yield instance
-    instance.remove()
+pytestmark = pytest.mark.usefixtures("sshd_installed", "git_installed")
 
 
 @pytest.fixture
 def remote_repo() -> Iterator[Path]:
     """A repository owned by the remote user whose ``core.fsmonitor`` touches ``hook-ran``."""
     root = Path(tempfile.mkdtemp(prefix="relay-remote-git-"))
-    repo = root / "repo"
-    subprocess.run(["git", "init", "-q", str(repo)], check=True)
-    hook = root / "fsmonitor.sh"
-    hook.write_text(f"#!/bin/sh\ntouch {root / 'hook-ran'}\nexit 1\n")
-    hook.chmod(0o755)
-    subprocess.run(["git", "-C", str(repo), "config", "core.fsmonitor", str(hook)], check=True)
-    (repo / "file").write_text("x")
+    repo = repo_with_fsmonitor(root)
     user = pwd.getpwnam(TEST_USER)
     for directory, _, files in os.walk(root):
         os.chown(directory, user.pw_uid, user.pw_gid)

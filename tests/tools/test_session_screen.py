@@ -7,7 +7,7 @@ from typing import Any
 
 from mcp import Client
 
-from tests.tools.test_session_tools import sc
+from tests.conftest import sc
 
 PROMPT = r"\$ $"
 

@@ -14,14 +14,9 @@ from mcp import Client
 
 from relay_shell.app import build_server
 from relay_shell.config import Settings
-from tests.conftest import connected, live_group_members, pids_with_marker, read_audit
+from tests.conftest import connected, live_group_members, pids_with_marker, read_audit, sc
 
 PROMPT = r"\$ $"
-
-
-def sc(result: Any) -> dict[str, Any]:
-    assert result.structured_content is not None
-    return dict(result.structured_content)
 
 
 async def spawn(client: Client, **args: Any) -> str:

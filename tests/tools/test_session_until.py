@@ -11,8 +11,8 @@ from mcp import Client
 
 from relay_shell.app import RelayServer
 from relay_shell.config import Settings
-from tests.conftest import connected, read_audit
-from tests.tools.test_session_tools import sc, spawn
+from tests.conftest import connected, read_audit, sc
+from tests.tools.test_session_tools import spawn
 
 
 async def wait_buffered(client: Client, session_id: str, at_least: int) -> None:

@@ -11,32 +11,17 @@ import json
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from mcp import Client
 
 from relay_shell.app import RelayServer, build_server
 from relay_shell.config import Settings
-from tests.conftest import connected, read_audit
-from tests.sshd import ClientKey, SshdInstance, sshd_available, start_many, start_sshd, stop_all
+from tests.conftest import connected, read_audit, sc
+from tests.sshd import ClientKey, SshdInstance, start_many, start_sshd, stop_all
 from tests.tools.test_jobs import read_to_end
 
-pytestmark = pytest.mark.skipif(
-    not sshd_available(), reason="SKIPPED: /usr/sbin/sshd missing (scripts/check installs openssh-server)"
-)
-
-
-def sc(result: Any) -> dict[str, Any]:
-    assert result.structured_content is not None
-    return dict(result.structured_content)
-
-
-@pytest.fixture(scope="module")
-def key() -> Iterator[ClientKey]:
-    created = ClientKey.create()
-    yield created
-    created.remove()
+pytestmark = pytest.mark.usefixtures("sshd_installed")
 
 
 @pytest.fixture(scope="module")

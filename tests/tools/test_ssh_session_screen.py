@@ -10,7 +10,7 @@ from mcp import Client
 
 from relay_shell.app import RelayServer
 from relay_shell.config import Settings
-from tests.conftest import connected
+from tests.conftest import connected, started
 from tests.sshd import SshdInstance
 from tests.tools.test_session_recording import session_end, validate_asciicast
 from tests.tools.test_ssh_session_sftp_forward_tools import (  # noqa: F401  (fixtures)
@@ -34,12 +34,8 @@ def recorded_settings(make_ssh_settings: Callable[..., Settings], tmp_path: Path
 
 @pytest.fixture
 async def recorded_server(recorded_settings: Settings) -> AsyncIterator[RelayServer]:
-    server = build_ssh_server(recorded_settings)
-    await server.services.start()
-    try:
+    async with started(build_ssh_server(recorded_settings)) as server:
         yield server
-    finally:
-        await server.services.aclose()
 
 
 async def test_remote_vim_screen_and_a_recording_without_input(

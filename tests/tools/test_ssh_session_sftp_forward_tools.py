@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import os
-import pwd
 import secrets
 import shutil
 import socket
@@ -21,9 +18,10 @@ from relay_shell.app import RelayServer, build_server
 from relay_shell.config import Settings
 from relay_shell.services import LazyForwards, LazyPool
 from relay_shell.ssh.pool import ConnectionPool
-from tests.conftest import pids_with_marker, read_audit
+from tests.components import require_sshd
+from tests.conftest import pids_with_marker, read_audit, sc, sha256_of, started, tree_hashes
 from tests.netutil import round_trip, wait_refused
-from tests.sshd import TEST_USER, ClientKey, SshdInstance, sshd_available, start_sshd
+from tests.sshd import ClientKey, SshdInstance, start_sshd
 
 PROMPT = r"\$ $"
 WAIT_S = 10.0
@@ -32,8 +30,7 @@ MIB = 1024 * 1024
 
 @pytest.fixture(scope="module")
 def sshd() -> Iterator[SshdInstance]:
-    if not sshd_available():
-        pytest.skip("SKIPPED: /usr/sbin/sshd is not installed (apt-get install -y openssh-server)")
+    require_sshd()
     instance = start_sshd(ClientKey.create())
     yield instance
     instance.remove()
@@ -66,21 +63,12 @@ def build_ssh_server(settings: Settings) -> RelayServer:
 
 @pytest.fixture
 async def server(settings: Settings) -> AsyncIterator[RelayServer]:
-    srv = build_ssh_server(settings)
-    await srv.services.start()
-    try:
+    async with started(build_ssh_server(settings)) as srv:
         yield srv
-    finally:
-        await srv.services.aclose()
 
 
 def pool(server: RelayServer) -> ConnectionPool:
     return server.services.pool.get()
-
-
-def sc(result: Any) -> dict[str, Any]:
-    assert result.structured_content is not None
-    return dict(result.structured_content)
 
 
 def ok(result: Any) -> dict[str, Any]:
@@ -182,23 +170,6 @@ async def test_spawn_refused_for_an_unknown_host_key(
 # --- ssh_upload / ssh_download --------------------------------------------------------------------
 
 
-@pytest.fixture
-def remote_dir() -> Iterator[Path]:
-    directory = Path(tempfile.mkdtemp(prefix="relay-sftp-tool-"))
-    user = pwd.getpwnam(TEST_USER)
-    os.chown(directory, user.pw_uid, user.pw_gid)
-    yield directory
-    shutil.rmtree(directory, ignore_errors=True)
-
-
-def digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def tree_hashes(root: Path) -> dict[str, str]:
-    return {str(path.relative_to(root)): digest(path) for path in sorted(root.rglob("*")) if path.is_file()}
-
-
 async def test_file_and_tree_round_trip_with_progress(
     client: Client, sshd: SshdInstance, tmp_path: Path, remote_dir: Path, settings: Settings
 ) -> None:
@@ -214,7 +185,7 @@ async def test_file_and_tree_round_trip_with_progress(
         "ssh_upload", target(sshd, local_path=str(source), remote_path=remote_file), progress_callback=on_progress
     ))  # fmt: skip
     assert (sent["bytes"], sent["file_count"], sent["destination"]) == (5 * MIB, 1, remote_file)
-    assert sent["sha256"] == digest(source)
+    assert sent["sha256"] == sha256_of(source)
     assert sent["tier"] == 2
     assert progress, "no progress notification reached the client"
     assert progress[-1][:2] == (5 * MIB, 5 * MIB)
@@ -224,7 +195,7 @@ async def test_file_and_tree_round_trip_with_progress(
     fetched = ok(
         await client.call_tool("ssh_download", target(sshd, remote_path=remote_file, local_path=str(back)))
     )
-    assert fetched["sha256"] == digest(back) == digest(source)
+    assert fetched["sha256"] == sha256_of(back) == sha256_of(source)
 
     tree = tmp_path / "tree"
     for index in range(50):
@@ -244,7 +215,7 @@ async def test_file_and_tree_round_trip_with_progress(
 
     records = [r for r in read_audit(settings.audit_path) if r["tool"] == "ssh_upload"]
     assert records[0]["args"]["remote_path"] == remote_file
-    assert records[0]["sha256"] == digest(source)
+    assert records[0]["sha256"] == sha256_of(source)
     assert records[0]["tier"] == 2
 
 

@@ -16,29 +16,10 @@ from mcp import Client
 
 from relay_shell.app import RelayServer, build_server
 from relay_shell.config import Settings
-from tests.conftest import connected, read_audit
-from tests.sshd import ClientKey, SshdInstance, free_port, sshd_available, start_many, start_sshd, stop_all
+from tests.conftest import connected, read_audit, sc
+from tests.sshd import ClientKey, SshdInstance, free_port, start_many, stop_all
 
-pytestmark = pytest.mark.skipif(
-    not sshd_available(), reason="SKIPPED: /usr/sbin/sshd missing (scripts/check installs openssh-server)"
-)
-
-
-def sc(result: Any) -> dict[str, Any]:
-    assert result.structured_content is not None
-    return dict(result.structured_content)
-
-
-@pytest.fixture(scope="module")
-def key() -> ClientKey:
-    return ClientKey.create()
-
-
-@pytest.fixture(scope="module")
-def host(key: ClientKey) -> Iterator[SshdInstance]:
-    instance = start_sshd(key)
-    yield instance
-    instance.remove()
+pytestmark = pytest.mark.usefixtures("sshd_installed")
 
 
 @pytest.fixture(scope="module")

@@ -30,8 +30,8 @@ from pydantic import TypeAdapter
 
 from relay_shell.app import RelayServer, build_server
 from relay_shell.config import Settings
-from tests.conftest import connected, pids_with_marker, read_audit
-from tests.tools.test_jobs import marker_duration, principal, wait_gone
+from tests.conftest import connected, pids_with_marker, principal, read_audit
+from tests.tools.test_jobs import marker_duration, wait_gone
 
 RAW: TypeAdapter[dict[str, Any]] = TypeAdapter(dict[str, Any])
 ISO = re.compile(r"\A\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z\Z")
@@ -165,6 +165,21 @@ async def test_cancel_kills_the_task_and_get_reports_it(client: Client, server: 
     assert (await get_task(client, created.task_id))["status"] == "cancelled"
     end = next(r for r in read_audit(server.services.settings.audit_path) if r["tool"] == "job_end")
     assert end["outcome"] == "cancelled"
+
+
+async def test_a_tier_0_command_becomes_a_task_too(client: Client, server: RelayServer) -> None:
+    marker = marker_duration()
+    created = await start_task(client, {"command": f"tail -s {marker} -f /dev/null", "yield_after": 0.2})
+    assert (await get_task(client, created.task_id))["status"] == "working"
+    assert pids_with_marker(marker)
+    cancel = CancelTaskRequest(params=CancelTaskRequestParams(task_id=created.task_id))
+    assert (await client.session.send_request(cancel, RAW))["resultType"] == "complete"
+    await wait_gone(marker)
+    records = read_audit(server.services.settings.audit_path)
+    call = next(r for r in records if r["tool"] == "shell_exec")
+    end = next(r for r in records if r["tool"] == "job_end")
+    assert (call["tier"], call["outcome"]) == (0, "running")
+    assert (end["call_id"], end["outcome"]) == (call["call_id"], "cancelled")
 
 
 async def test_unknown_task_ids_are_invalid_params(client: Client, server: RelayServer) -> None:

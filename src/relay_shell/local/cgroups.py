@@ -66,6 +66,19 @@ def locate_own_cgroup(mountinfo: str, proc_cgroup: str) -> Path | None:
     return None
 
 
+def _read_small(path: str) -> bytes:
+    """The whole of a small cgroupfs file, read with plain system calls (checked on every call,
+    so no buffered text file object is built for it). Raises OSError."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
 @dataclass
 class CgroupDir:
     """One cgroup directory: its members, ``cgroup.kill``, removal."""
@@ -75,14 +88,14 @@ class CgroupDir:
     def procs(self) -> list[int]:
         """Pids in this cgroup (not its children); zombies are not listed."""
         try:
-            text = (self.path / "cgroup.procs").read_text()
+            text = _read_small(os.path.join(self.path, "cgroup.procs"))
         except FileNotFoundError:
             return []
         return [int(word) for word in text.split()]
 
     def add(self, pid: int) -> None:
         """Move process ``pid`` (all its threads) into this cgroup. Raises OSError."""
-        fd = os.open(self.path / "cgroup.procs", os.O_WRONLY | os.O_CLOEXEC)
+        fd = os.open(os.path.join(self.path, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC)
         try:
             os.write(fd, str(pid).encode())
         finally:
@@ -91,10 +104,10 @@ class CgroupDir:
     def populated(self) -> bool:
         """True while a live process is in this cgroup or below it."""
         try:
-            text = (self.path / "cgroup.events").read_text()
+            text = _read_small(os.path.join(self.path, "cgroup.events"))
         except FileNotFoundError:
             return False
-        return "populated 1" in text
+        return b"populated 1" in text
 
     def kill(self) -> None:
         """SIGKILL every process in this cgroup and below, forks racing with it included."""

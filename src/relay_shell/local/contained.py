@@ -122,6 +122,14 @@ class Contained(ABC):
     def adopt(self, pid: int) -> None:
         """Take the freshly spawned ``pid`` (this containment's root) in. Raises SpawnFailed."""
 
+    async def adopt_off_loop(self, pid: int) -> None:
+        """:meth:`adopt`, without holding the event loop where the kernel makes it wait.
+
+        The base adopts in place (no system call); see :meth:`CgroupContained.adopt_off_loop`.
+        Raises SpawnFailed.
+        """
+        self.adopt(pid)
+
     def joiner(self) -> Callable[[], None] | None:
         """For a child started with a ``preexec_fn`` anyway: a callable that joins from inside it.
 
@@ -218,6 +226,12 @@ class CgroupContained(Contained):
             ) from exc
         self.root = pid
         LIVE_ROOTS[pid] = self
+
+    async def adopt_off_loop(self, pid: int) -> None:
+        """The move into the cgroup in a worker thread: a write to ``cgroup.procs`` takes the
+        kernel's cgroup lock, which waits for an RCU grace period (milliseconds) when no other
+        move happened just before; other calls are served meanwhile. Raises SpawnFailed."""
+        await asyncio.to_thread(self.adopt, pid)
 
     def joiner(self) -> Callable[[], None]:
         fd = os.open(self.directory.path / "cgroup.procs", os.O_WRONLY | os.O_CLOEXEC)

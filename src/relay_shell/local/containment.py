@@ -154,10 +154,18 @@ class CgroupHost:
         self.pid = os.getpid()
 
     def new_dir(self, name: str) -> cgroups.CgroupDir:
-        """A new empty cgroup ``name`` in this process's directory. Raises OSError."""
-        self.directory.mkdir(exist_ok=True)  # released at an earlier shutdown: made again
+        """A new empty cgroup ``name`` in this process's directory. Raises OSError.
+
+        One ``mkdir`` per call: this process's directory is made again only when it is gone
+        (released at an earlier shutdown), since a ``mkdir`` in cgroupfs is not free even when
+        it fails with EEXIST.
+        """
         path = self.directory / name
-        path.mkdir()
+        try:
+            os.mkdir(path)
+        except FileNotFoundError:
+            self.directory.mkdir(exist_ok=True)
+            os.mkdir(path)
         return cgroups.CgroupDir(path)
 
     def release(self) -> None:

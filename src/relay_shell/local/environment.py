@@ -50,7 +50,7 @@ def build_child_env(
 
     A ``None`` value in the overlay removes the variable.
     """
-    env = dict(os.environ)
+    env = _SERVER_ENVIRONMENT.copy() if extra_defaults is None else dict(os.environ)
     for name, value in {**NONINTERACTIVE_DEFAULTS, **(extra_defaults or {})}.items():
         env.setdefault(name, value)
     for name, override in overlay.items():
@@ -59,6 +59,33 @@ def build_child_env(
         else:
             env[name] = override
     return env
+
+
+class _ServerEnvironment:
+    """The server's environment (``os.environ``), decoded once and again only when it changed.
+
+    Decoding ``os.environ`` costs one Python call per variable on every child; this keeps
+    the bytes it last decoded and compares them (one C-level comparison), so a variable set
+    while the server runs is still seen by the next child.
+    """
+
+    def __init__(self) -> None:
+        self._cached: tuple[dict[bytes, bytes], dict[str, str]] | None = None
+        """The bytes last decoded and their decoded copy (one attribute: threads read it too)."""
+
+    def copy(self) -> dict[str, str]:
+        """A fresh copy of the environment, as ``dict(os.environ)`` gives it."""
+        raw = getattr(os.environ, "_data", None)
+        if not isinstance(raw, dict):
+            return dict(os.environ)
+        cached = self._cached
+        if cached is None or cached[0] != raw:
+            cached = (dict(raw), dict(os.environ))
+            self._cached = cached
+        return dict(cached[1])
+
+
+_SERVER_ENVIRONMENT = _ServerEnvironment()
 
 
 def apply_overlay(env: Mapping[str, str], overlay: Mapping[str, str | None]) -> dict[str, str]:

@@ -90,7 +90,7 @@ async def run_process(
             )
     except TimeoutError:
         with anyio.CancelScope(shield=True):
-            await _stop(process, contained, kill_grace_s)
+            await _stop(process, contained, kill_grace_s, capture)
         elapsed = time.monotonic() - started
         raise ExecTimeout(
             f"timed out after {elapsed:.1f} s (limit {timeout_s:g} s); everything it started was killed",
@@ -98,7 +98,7 @@ async def run_process(
         ) from None
     except BaseException:
         with anyio.CancelScope(shield=True):
-            await _stop(process, contained, kill_grace_s)
+            await _stop(process, contained, kill_grace_s, capture)
         raise
     returncode = process.returncode if process.returncode is not None else -1
     return ExecReport(
@@ -135,10 +135,10 @@ async def _spawn(spec: ProcessSpec, contained: Contained) -> asyncio.subprocess.
     except (OSError, ValueError) as exc:
         raise SpawnFailed(f"cannot start {spec.argv[0]!r}: {exc}") from exc
     try:
-        contained.adopt(process.pid)
-    except SpawnFailed:
+        await contained.adopt_off_loop(process.pid)
+    except BaseException:  # not contained (or cancelled meanwhile): still held, nothing of the command ran
         with anyio.CancelScope(shield=True):
-            _signal_group(process.pid, signal.SIGKILL)  # still held: nothing of the command ran
+            _signal_group(process.pid, signal.SIGKILL)
             await process.wait()
         raise
     if launch.held and process.stdin is not None:
@@ -247,8 +247,18 @@ def _signal_group(group: int, number: int) -> None:
         os.killpg(group, number)
 
 
-async def _stop(process: asyncio.subprocess.Process, contained: Contained, grace_s: float) -> None:
-    """Kill the child's process group and everything in its containment: TERM, a grace, KILL."""
+async def _stop(
+    process: asyncio.subprocess.Process,
+    contained: Contained,
+    grace_s: float,
+    capture: OutputCapture | SplitCapture,
+) -> None:
+    """Kill the child's process group and everything in its containment: TERM, a grace, KILL.
+
+    Then read what the killed processes had written and nobody read yet (at most
+    ``DRAIN_AFTER_EXIT_S``: the writers are gone, so the pipes end at once unless something
+    outside the containment holds them), so a timed-out or cancelled call reports all of it.
+    """
     _signal_group(process.pid, signal.SIGTERM)  # start_new_session: the child leads its group
     await contained.kill(grace_s)
     _signal_group(process.pid, signal.SIGKILL)
@@ -256,6 +266,15 @@ async def _stop(process: asyncio.subprocess.Process, contained: Contained, grace
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(grace_s):
                 await process.wait()
+    if isinstance(capture, SplitCapture):
+        left = [(process.stdout, capture.feed_stdout), (process.stderr, capture.feed_stderr)]
+    else:
+        left = [(process.stdout, capture.feed)]
+    with contextlib.suppress(TimeoutError, OSError):
+        async with asyncio.timeout(DRAIN_AFTER_EXIT_S):
+            for stream, sink in left:
+                if stream is not None:
+                    await _read_stream(stream, sink)
     for stream in (process.stdout, process.stderr):
         if stream is not None:
             stream.feed_eof()

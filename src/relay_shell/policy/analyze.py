@@ -16,18 +16,15 @@ Text that does not parse is opaque with the regex table as its floor. After
 from __future__ import annotations
 
 import logging
-import os
-import re
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from types import MappingProxyType
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 
-from tree_sitter import Tree
-
-from relay_shell.config import Settings
 from relay_shell.policy.addresses import addresses_in_text
-from relay_shell.policy.classify import CommandClassifier, Context, Flags, forget_resolutions, render
+from relay_shell.policy.chunks import chunks
+from relay_shell.policy.classify import CommandClassifier, Context
 from relay_shell.policy.env import CodeVariables, env_verdict, is_harmless, loads_code
+from relay_shell.policy.environment import GIT_SAFE_ENV, LOCAL_GIT_SAFE_ENV, PolicyEnvironment
+from relay_shell.policy.floors import missing_commands, opaque_floor
 from relay_shell.policy.model import (
     IRREVERSIBLE,
     READ_ONLY,
@@ -41,42 +38,19 @@ from relay_shell.policy.model import (
     opaque,
     worst_of,
 )
-from relay_shell.policy.parse import RawCommand, RawRedirect, ShellParse, ShellParser, encode, parse_tree
-from relay_shell.policy.paths import Protected, collapse, protected_rule
+from relay_shell.policy.parse import ShellParser
+from relay_shell.policy.paths import collapse, protected_rule
 from relay_shell.policy.regex_floor import classify_text
+from relay_shell.policy.resolution import forget_resolutions
 from relay_shell.policy.rules import Nested, Stdin
+from relay_shell.policy.spellings import render
+from relay_shell.policy.walk import ParseWalk, Run
 from relay_shell.policy.words import Word, WordScanner, literal_word
 
 log = logging.getLogger("relay_shell.policy")
 
 MAX_DEPTH = 8
 MAX_COMMANDS = 20_000
-GIT_SAFE_ENV: Mapping[str, str | None] = MappingProxyType({
-    "GIT_CONFIG_COUNT": "6",
-    "GIT_CONFIG_KEY_0": "core.fsmonitor", "GIT_CONFIG_VALUE_0": "false",
-    "GIT_CONFIG_KEY_1": "core.hooksPath", "GIT_CONFIG_VALUE_1": "/dev/null",
-    "GIT_CONFIG_KEY_2": "core.pager", "GIT_CONFIG_VALUE_2": "cat",
-    "GIT_CONFIG_KEY_3": "diff.external", "GIT_CONFIG_VALUE_3": "",
-    "GIT_CONFIG_KEY_4": "log.showSignature", "GIT_CONFIG_VALUE_4": "false",
-    "GIT_CONFIG_KEY_5": "gpg.program", "GIT_CONFIG_VALUE_5": "false",
-    "GIT_OPTIONAL_LOCKS": "0", "GIT_PAGER": "cat", "PAGER": "cat", "LESSSECURE": "1",
-    "GIT_EXTERNAL_DIFF": None, "GIT_CONFIG_PARAMETERS": None,
-})  # fmt: skip
-"""The overlay a tier-0 run of git gets on a remote host: configuration that would run code
-switched off (an empty ``diff.external`` makes ``git diff`` fail rather than run a program)."""
-LOCAL_GIT_SAFE_ENV: Mapping[str, str | None] = MappingProxyType({
-    "GIT_CONFIG_COUNT": "5",
-    "GIT_CONFIG_KEY_0": "core.fsmonitor", "GIT_CONFIG_VALUE_0": "false",
-    "GIT_CONFIG_KEY_1": "core.hooksPath", "GIT_CONFIG_VALUE_1": "/dev/null",
-    "GIT_CONFIG_KEY_2": "core.pager", "GIT_CONFIG_VALUE_2": "cat",
-    "GIT_CONFIG_KEY_3": "log.showSignature", "GIT_CONFIG_VALUE_3": "false",
-    "GIT_CONFIG_KEY_4": "gpg.program", "GIT_CONFIG_VALUE_4": "false",
-    "GIT_OPTIONAL_LOCKS": "0", "GIT_PAGER": "cat", "PAGER": "cat", "LESSSECURE": "1",
-    "GIT_EXTERNAL_DIFF": None, "GIT_CONFIG_PARAMETERS": None,
-})  # fmt: skip
-"""The overlay of a local tier-0 git: a local read is tier 0 only when no configuration file
-it loads names a driver or an external diff (:mod:`relay_shell.policy.rules.git_config`),
-so ``diff.external`` needs no override and ``git diff`` works."""
 
 
 _SESSION_GIT = SimpleCommand(
@@ -93,42 +67,8 @@ _SESSION_GIT = SimpleCommand(
 """Typed into a session, a git read is not tier 0 (``GIT_SAFE_ENV`` needs a process of its own)."""
 
 
-@dataclass(frozen=True)
-class PolicyEnvironment:
-    """What classification is measured against: protected files, the server's PATH, HOME, cwd."""
-
-    protected: Protected | None
-    search_path: str
-    home: str | None
-    cwd: str
-    spellings: bool = True  # a deny list is configured: spellings (paths resolved, globs expanded), addresses
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> PolicyEnvironment:
-        """The environment of a server started with ``settings`` (in this process)."""
-        return cls(
-            Protected.from_settings(settings),
-            os.environ.get("PATH", os.defpath),
-            os.path.expanduser("~"),
-            os.getcwd(),
-            spellings=settings.policy_deny is not None,
-        )
-
-    @classmethod
-    def bare(cls) -> PolicyEnvironment:
-        """No protected files (tests and tools that only want the parse)."""
-        return cls(None, os.environ.get("PATH", os.defpath), os.path.expanduser("~"), os.getcwd())
-
-
-@dataclass
-class _Run:
-    commands: list[SimpleCommand] = field(default_factory=list)
-    flags: Flags = field(default_factory=Flags)
-    exhausted: bool = False
-
-
 class _NestedCode(Nested):
-    def __init__(self, analyzer: Analyzer, run: _Run, context: Context) -> None:
+    def __init__(self, analyzer: Analyzer, run: Run, context: Context) -> None:
         self._analyzer = analyzer
         self._run = run
         self._context = context
@@ -165,7 +105,7 @@ class Analyzer:
 
     def analyze(self, call: CallText) -> Analysis:
         """Classify everything ``call`` will run. Never raises."""
-        run = _Run()
+        run = Run()
         try:
             forget_resolutions()
             if self.environment.protected is not None:
@@ -188,7 +128,7 @@ class Analyzer:
 
     # -- channels ---------------------------------------------------------------------------
 
-    def _channels(self, run: _Run, call: CallText) -> None:
+    def _channels(self, run: Run, call: CallText) -> None:
         cwd = collapse(call.cwd, self.environment.cwd) if call.cwd else self.environment.cwd
         env_safe = self._env_channel(run, call, cwd)
         known = {name: value for name, value in call.env.items() if value is not None}
@@ -252,7 +192,7 @@ class Analyzer:
         for path in call.paths:
             self._local_path(run, path, cwd)
 
-    def _env_channel(self, run: _Run, call: CallText, cwd: str | None) -> bool:
+    def _env_channel(self, run: Run, call: CallText, cwd: str | None) -> bool:
         """Classify the env overlay; return whether it still allows a known-safe read."""
         safe = True
         for name, value in call.env.items():
@@ -282,7 +222,7 @@ class Analyzer:
                 )
         return safe
 
-    def _python_script(self, run: _Run, script: str) -> None:
+    def _python_script(self, run: Run, script: str) -> None:
         floor = classify_text(script)
         tier = max(STATEFUL, floor.tier)
         rule = floor.rule if floor.tier > STATEFUL and floor.rule else "opaque.inline_code"
@@ -299,7 +239,7 @@ class Analyzer:
             )
         )
 
-    def _local_path(self, run: _Run, path: str, cwd: str | None) -> None:
+    def _local_path(self, run: Run, path: str, cwd: str | None) -> None:
         classifier = self._classifier(run)
         label = classifier.protected_word(Word(path, True), cwd, False)
         if label is not None:
@@ -321,7 +261,7 @@ class Analyzer:
 
     def _shell(
         self,
-        run: _Run,
+        run: Run,
         text: str,
         *,
         origin: str,
@@ -358,14 +298,16 @@ class Analyzer:
                 if parse.errors:
                     self._unparsed(run, chunk.text, origin, depth)
                 context.integer_safe = parse.integers.safe
-                self._commands(run, parse, context)
+                ParseWalk(run, self._classifier(run), self._nested(run), MAX_COMMANDS).commands(
+                    parse, context
+                )
                 if parse.truncated_at is not None or run.exhausted:
                     rest = parse.rest(parse.truncated_at) if parse.truncated_at is not None else ""
                     self._exhausted(run, rest + reading[consumed:], origin, depth)
                     break
         return worst_of(_verdicts(run.commands[before:]), Verdict(REVERSIBLE, "shell.empty"))
 
-    def _unparsed(self, run: _Run, text: str, origin: str, depth: int) -> None:
+    def _unparsed(self, run: Run, text: str, origin: str, depth: int) -> None:
         floor = classify_text(text)
         run.commands.append(
             SimpleCommand(
@@ -381,120 +323,11 @@ class Analyzer:
             )
         )
 
-    def _commands(self, run: _Run, parse: ShellParse, context: Context) -> None:
-        classifier = self._classifier(run)
-        for raw in parse.commands:
-            if len(run.commands) >= MAX_COMMANDS:
-                run.exhausted = True
-                parse.truncated_at = raw.position
-                return
-            extra = self._raw_verdicts(raw, context)
-            for redirect in raw.redirects:
-                classifier.redirect(redirect, context)
-            if raw.kind == "function":
-                context.functions.add(raw.name)  # a call site before the definition runs the program
-                run.flags.taints |= context.same_shell
-                bomb = _fork_bomb(raw.name, raw.source)
-                run.commands.append(
-                    SimpleCommand(
-                        "definition",
-                        f"{raw.name}() {{ ... }}",
-                        raw.name,
-                        IRREVERSIBLE if bomb else REVERSIBLE,
-                        "forkbomb.shell" if bomb else "shell.function_definition",
-                        False,
-                        "a function that runs itself twice or in the background (a fork bomb)"
-                        if bomb
-                        else "defines a shell function",
-                        context.origin,
-                        context.depth,
-                    )
-                )
-            elif raw.kind in ("arith", "test"):
-                self._test_or_arith(run, raw, context, extra)
-            elif raw.kind == "assignment":
-                self._assignment(run, raw, context, extra)
-            elif raw.kind in ("command", "declaration", "unset"):
-                if raw.kind == "declaration" and context.same_shell and _declares_code(raw):
-                    run.flags.taints = True
-                stdin = _stdin_of(raw, parse.commands, context)
-                classifier.command(raw.words, raw.assignments, stdin, context, extra)
-                self._track_cwd(raw, context)
-            elif extra:
-                classifier.command([], [], context.stdin, context, extra, kind="redirect")
-
-    def _raw_verdicts(self, raw: RawCommand, context: Context) -> list[Verdict]:
-        verdicts = [opaque("opaque.unparsed", reason) for reason in raw.reasons]
-        for name, position in raw.arith.items():
-            if not context.integer_safe(name, position):
-                verdicts.append(
-                    opaque(
-                        "opaque.arithmetic",
-                        f"arithmetic evaluates the value of ${name} "
-                        "(an array subscript in a value runs code)",
-                    )
-                )
-                break
-        return verdicts
-
-    def _test_or_arith(self, run: _Run, raw: RawCommand, context: Context, extra: list[Verdict]) -> None:
-        safe = not extra and all(word.plain for word in raw.words)
-        verdict = (
-            Verdict(READ_ONLY, "read.known_safe")
-            if safe and raw.kind == "test"
-            else Verdict(REVERSIBLE, "shell.arithmetic" if raw.kind == "arith" else "shell.test")
-        )
-        verdict = worst_of([verdict, *extra], verdict)
-        run.commands.append(
-            SimpleCommand(
-                "command",
-                raw.source[:300],
-                raw.name,
-                verdict.tier,
-                verdict.rule,
-                verdict.opaque is not None,
-                verdict.opaque or verdict.rule,
-                context.origin,
-                context.depth,
-                known_safe=verdict.tier == READ_ONLY,
-            )
-        )
-
-    def _assignment(self, run: _Run, raw: RawCommand, context: Context, extra: list[Verdict]) -> None:
-        nested = _NestedCode(self, run, context)
-        verdicts = list(extra)
-        for name, value in raw.assignments:
-            verdict = env_verdict(name, value, nested, "an assignment")
-            verdicts.append(verdict)
-            if (loads_code(name) or name in CodeVariables.TAINTING) and context.same_shell:
-                run.flags.taints = True
-            if value.literal:
-                context.known_values[name] = value.text
-            else:
-                context.known_values.pop(name, None)
-            if value.code:
-                verdicts.append(opaque("opaque.expansion", value.code))
-        self._classifier(run).command([], raw.assignments, context.stdin, context, verdicts)
-
-    def _track_cwd(self, raw: RawCommand, context: Context) -> None:
-        words = raw.words
-        if not words or not words[0].literal or words[0].text not in ("cd", "pushd", "popd"):
-            return
-        operands = [word for word in words[1:] if not (word.literal and word.text.startswith("-"))]
-        # A cd can fail or run in a subshell: the directory before it stays a candidate.
-        context.other_cwds = ((context.cwd, *context.other_cwds))[:4]
-        if words[0].text == "popd" or (operands and not operands[0].literal):
-            context.cwd = None
-        elif not operands:
-            context.cwd = context.home
-        else:
-            context.cwd = collapse(operands[0].text, context.cwd)
-
     # -- helpers ----------------------------------------------------------------------------
 
     def _context(
         self,
-        run: _Run,
+        run: Run,
         cwd: str | None,
         remote: bool,
         depth: int,
@@ -507,18 +340,21 @@ class Analyzer:
         home = self.environment.home if not remote else None
         return Context(cwd, remote, home, depth, origin, stdin, functions, known, env_safe=env_safe)
 
-    def _classifier(self, run: _Run) -> CommandClassifier:
+    def _nested(self, run: Run) -> Callable[[Context], Nested]:
+        return lambda context: _NestedCode(self, run, context)
+
+    def _classifier(self, run: Run) -> CommandClassifier:
         return CommandClassifier(
             self.environment.protected,
             self.environment.search_path,
             run.commands.append,
             run.flags,
-            lambda context: _NestedCode(self, run, context),
+            self._nested(run),
             lambda: len(run.commands),
             spellings=self.environment.spellings,
         )
 
-    def _too_deep(self, run: _Run, origin: str, depth: int) -> Verdict:
+    def _too_deep(self, run: Run, origin: str, depth: int) -> Verdict:
         verdict = opaque("opaque.depth", f"code nested deeper than {MAX_DEPTH} levels")
         run.commands.append(
             SimpleCommand(
@@ -527,7 +363,7 @@ class Analyzer:
         )
         return verdict
 
-    def _exhausted(self, run: _Run, text: str, origin: str, depth: int) -> Verdict:
+    def _exhausted(self, run: Run, text: str, origin: str, depth: int) -> Verdict:
         run.exhausted = True
         floor = classify_text(text)
         verdict = Verdict(
@@ -550,10 +386,10 @@ class Analyzer:
         )
         return verdict
 
-    def _result(self, run: _Run, call: CallText) -> Analysis:
-        _missing_commands(run)
+    def _result(self, run: Run, call: CallText) -> Analysis:
+        missing_commands(run.commands, run.flags.missing)
         texts = [call.shell or "", call.stdin, " ".join(call.argv or ()), *(unit.text for unit in call.typed)]
-        _opaque_floor(run, [*texts, *(value for value in call.env.values() if value)])
+        opaque_floor(run.commands, [*texts, *(value for value in call.env.values() if value)])
         commands = tuple(run.commands)
         driver: SimpleCommand | None = None
         for command in commands:
@@ -579,169 +415,11 @@ class Analyzer:
         )
 
 
-CHUNK_CHARS = 64 * 1024
-
-
-@dataclass(frozen=True)
-class Chunk:
-    """A piece of a long text, and the grammar's tree of it when choosing the cut built one."""
-
-    text: str
-    tree: Tree | None = None
-
-
-def chunks(text: str) -> Iterator[Chunk]:
-    """``text`` cut at line ends into pieces of about :data:`CHUNK_CHARS` that each parse on
-    their own (the grammar's cost grows faster than linearly with one long program).
-
-    A cut is only made where the piece before it parses without error or missing part and
-    does not end with a line continuation, so no quote, here-document, compound command or
-    continued line is split; otherwise the piece grows until it does (at worst: the rest).
-    The pieces come one at a time, in order and without gaps, each with the tree its cut was
-    checked on (parsed once): a caller that stops (the command budget) parses nothing more.
-    """
-    if len(text) <= CHUNK_CHARS:
-        yield Chunk(text)
-        return
-    start = 0
-    while start < len(text):
-        end = start + CHUNK_CHARS
-        while True:
-            cut = text.find("\n", end)
-            if cut < 0:
-                yield Chunk(text[start:])
-                return
-            piece = text[start : cut + 1]
-            if not piece.rstrip("\n").endswith("\\"):
-                tree = parse_tree(encode(piece))
-                if not tree.root_node.has_error:
-                    yield Chunk(piece, tree)
-                    start = cut + 1
-                    break
-            end = cut + 1 + CHUNK_CHARS // 4
-
-
-_CREATES = (
-    "writes.",
-    "redirect.write",
-    "files.",
-    "etc_writes.",
-    "permissions.",
-    "disk.",
-    "deletion.",
-    "remote.copy",
-    "network.http",
-    "tools.",
-    "git.",
-)
-
-
-def _opaque_floor(run: _Run, texts: list[str]) -> None:
-    """Opaque code is read with the regex table too: what it says rounds its tier up
-    (``awk 'BEGIN{system("rm -rf /x")}'``, ``"$@"`` after ``set -- rm -rf /x``)."""
-    worst = max((command.tier for command in run.commands), default=READ_ONLY)
-    if worst >= IRREVERSIBLE or not any(command.opaque for command in run.commands):
-        return
-    floor = classify_text("\n".join(text for text in texts if text))
-    if floor.tier <= worst or floor.rule is None:
-        return
-    run.commands.append(
-        SimpleCommand(
-            "floor",
-            "",
-            "",
-            floor.tier,
-            floor.rule,
-            True,
-            f"opaque: the call runs code the classifier cannot follow, and its text reads as {floor.rule}",
-            "regex table",
-        )
-    )
-
-
-def _declares_code(raw: RawCommand) -> bool:
-    """Whether a declaration (``export``, ``declare -x``...) sets or exports a name that loads code."""
-    for word in raw.words[1:]:
-        if not word.literal:
-            return True
-        name = word.text.partition("=")[0]
-        if loads_code(name) or name in CodeVariables.TAINTING:
-            return True
-    return any(loads_code(name) or name in CodeVariables.TAINTING for name, _ in raw.assignments)
-
-
-def _fork_bomb(name: str, source: str) -> bool:
-    """Whether a function body runs the function itself in a pipeline or in the background."""
-    opening = min((i for i in (source.find("{"), source.find("(", len(name))) if i >= 0), default=-1)
-    body = source[opening + 1 :] if opening >= 0 else source
-    call = rf"(?<![\w./-]){re.escape(name)}(?![\w./-])"
-    pattern = rf"{call}[^;&|\n]*(?:\|(?!\|)|&(?![&>]))|(?:(?<!\|)\|&?|\(|`)[ \t]*{call}"
-    return re.search(pattern, body) is not None or classify_text(source).family == "forkbomb"
-
-
-def _missing_commands(run: _Run) -> None:
-    """A name on no PATH is a typo, or a file this very call creates: when the call also
-    writes files (or runs opaque code), running that name is opaque."""
-    if not run.flags.missing:
-        return
-    missing = set(run.flags.missing)
-    creates = any(
-        index not in missing and not command.remote and (command.opaque or command.rule.startswith(_CREATES))
-        for index, command in enumerate(run.commands)
-    )
-    if not creates:
-        return
-    for index in missing:
-        command = run.commands[index]
-        reason = f"opaque: {command.name} is on no PATH and this call writes files (it could create it)"
-        run.commands[index] = replace(
-            command, tier=max(STATEFUL, command.tier), opaque=True, rule="opaque.not_found", reason=reason
-        )
-
-
 def _verdicts(commands: Sequence[SimpleCommand]) -> list[Verdict]:
     return [
         Verdict(command.tier, command.rule, command.reason if command.opaque else None)
         for command in commands
     ]
-
-
-def _stdin_of(raw: RawCommand, commands: Sequence[RawCommand], context: Context) -> Stdin:
-    """Where this command's stdin comes from, with its text when the text is known."""
-    for redirect in reversed(raw.redirects):
-        if redirect.fd in (None, 0) and (redirect.reads or redirect.operator == "<>"):
-            return _redirected_stdin(redirect)
-    if raw.stdin == "pipe":
-        source = commands[raw.pipe_source] if raw.pipe_source is not None else None
-        return Stdin("pipe", _output_of(source) if source is not None else None)
-    if raw.stdin in ("text", "file"):
-        return Stdin(raw.stdin, raw.stdin_text)
-    return context.stdin
-
-
-def _redirected_stdin(redirect: RawRedirect) -> Stdin:
-    if redirect.operator in ("<<", "<<-", "<<<"):
-        return Stdin("text", redirect.body if redirect.body_literal else None)
-    if redirect.target is not None and redirect.target.literal and redirect.target.text == "/dev/null":
-        return Stdin("empty")
-    return Stdin("file") if redirect.operator in ("<", "<>") else Stdin("unknown")
-
-
-def _output_of(source: RawCommand) -> str | None:
-    """The literal output of ``echo``/``printf`` words or of ``cat`` fed a here-document."""
-    words = source.words
-    if not words or not all(word.literal for word in words):
-        return None
-    name = words[0].text.rsplit("/", 1)[-1]
-    if name == "echo":
-        return " ".join(word.text for word in words[1:] if word.text not in ("-n", "-e", "-E")) + "\n"
-    if name == "printf":
-        return " ".join(word.text for word in words[1:]).replace("\\n", "\n")
-    if name == "cat" and len(words) == 1:
-        for redirect in source.redirects:
-            if redirect.body is not None and redirect.body_literal:
-                return redirect.body
-    return None
 
 
 def analyze_text(text: str, environment: PolicyEnvironment | None = None, **call: object) -> Analysis:

@@ -9,16 +9,9 @@ a harmless environment, no protected path named.
 
 from __future__ import annotations
 
-import glob
-import os
-import posixpath
 import re
-import shlex
-import stat
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
 
 from relay_shell.policy.env import CodeVariables, env_verdict, is_harmless
 from relay_shell.policy.model import (
@@ -31,17 +24,17 @@ from relay_shell.policy.model import (
     Verdict,
     opaque,
 )
-from relay_shell.policy.options import signal_spellings
-from relay_shell.policy.parse import RawRedirect
 from relay_shell.policy.paths import (
-    SYSTEM_DIRS,
+    VARIABLE_REFERENCE,
     Protected,
     collapse,
     is_system_path,
     protected_rule,
-    relative_names,
+    word_names_protected,
 )
+from relay_shell.policy.raw import RawRedirect
 from relay_shell.policy.relay_verbs import SELF_NAMES, acts_as_the_relay
+from relay_shell.policy.resolution import PLACE_VERDICTS, SHELL_BUILTINS, resolve, system_file
 from relay_shell.policy.rules import (
     BUILTINS,
     RULES,
@@ -55,105 +48,15 @@ from relay_shell.policy.rules import (
 )
 from relay_shell.policy.rules.base import text_floor
 from relay_shell.policy.rules.readonly import SAFE as _SAFE_READS
-from relay_shell.policy.rules.system import kill_signals
 from relay_shell.policy.rules.wrappers import PLAIN_WRAPPER
+from relay_shell.policy.spellings import deny_spellings, render
 from relay_shell.policy.words import Word
 
 _PAGING = {
-    "systemctl",
-    "journalctl",
-    "loginctl",
-    "git",
-    "man",
-    "coredumpctl",
-    "busctl",
-    "psql",
-    "mysql",
-    "less",
-    "more",
-    "most",
-    "top",
-    "htop",
-    "watch",
-    "vi",
-    "vim",
-    "nano",
-    "emacs",
-    "ed",
-}
-_MAX_GLOB_MATCHES = 32
+    "systemctl", "journalctl", "loginctl", "git", "man", "coredumpctl", "busctl", "psql", "mysql", "less",
+    "more", "most", "top", "htop", "watch", "vi", "vim", "nano", "emacs", "ed",
+}  # fmt: skip
 _IFS = re.compile(r"\$\{?IFS\}?")
-_VARIABLE = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?")
-SHELL_BUILTINS = frozenset(
-    [
-        "alias",
-        "bg",
-        "bind",
-        "break",
-        "builtin",
-        "caller",
-        "cd",
-        "command",
-        "compgen",
-        "complete",
-        "compopt",
-        "continue",
-        "declare",
-        "dirs",
-        "disown",
-        "echo",
-        "enable",
-        "eval",
-        "exec",
-        "exit",
-        "export",
-        "false",
-        "fc",
-        "fg",
-        "getopts",
-        "hash",
-        "help",
-        "history",
-        "jobs",
-        "kill",
-        "let",
-        "local",
-        "logout",
-        "mapfile",
-        "popd",
-        "printf",
-        "pushd",
-        "pwd",
-        "read",
-        "readarray",
-        "readonly",
-        "return",
-        "set",
-        "shift",
-        "shopt",
-        "source",
-        "suspend",
-        "test",
-        "times",
-        "trap",
-        "true",
-        "type",
-        "typeset",
-        "ulimit",
-        "umask",
-        "unalias",
-        "unset",
-        "wait",
-        ".",
-        ":",
-        "[",
-        "[[",
-        "{",
-        "}",
-        "coproc",
-        "time",
-    ]
-)
 _IN_SHELL = frozenset({"opaque.dynamic_name", "opaque.unparsed", "opaque.history"})
 _NOT_PATHS = {"echo", "printf", "test", "[", "expr", "seq", "sleep", "kill", "true", "false", ":"}
 
@@ -193,135 +96,9 @@ class Flags:
     named: dict[tuple[object, ...], str | None] = field(default_factory=dict)  # protected_word, this call
 
 
-Resolution = Literal["system", "trusted", "untrusted", "missing", "relative"]
-
-
-_RESOLVED: dict[tuple[str, str], Resolution] = {}
-_PLACED: dict[str, Resolution] = {}
-_WATCHED: dict[str, tuple[int, ...] | None] = {}  # directory -> its signature when last read
-
-
-def _signature(directory: str) -> tuple[int, ...] | None:
-    try:
-        status = os.stat(directory)
-    except (OSError, ValueError):
-        return None
-    return (status.st_ino, status.st_mtime_ns, status.st_ctime_ns)
-
-
-def _watch(directory: str) -> None:
-    if directory not in _WATCHED:
-        _WATCHED[directory] = _signature(directory)
-
-
-_CHECKED = [-1e9]
-CHECK_INTERVAL = 0.1  # seconds
-
-
-def forget_resolutions() -> None:
-    """Called before each call is classified: when a directory a resolution read has changed
-    since (a file an earlier call wrote into a PATH directory, a replaced link, a chmod: each
-    changes the directory's mtime or ctime), every resolution is read again.
-
-    Checked at most every :data:`CHECK_INTERVAL` (a dozen ``stat`` calls would cost a quarter
-    of a typical classification); calls sent together are classified before any of them runs
-    anyway, so a file written by one and run by the next is out of reach either way."""
-    now = time.monotonic()
-    if now - _CHECKED[0] < CHECK_INTERVAL:
-        return
-    _CHECKED[0] = now
-    if any(_signature(directory) != signature for directory, signature in list(_WATCHED.items())):
-        _RESOLVED.clear()
-        _PLACED.clear()
-        _WATCHED.clear()
-
-
-def resolve(name: str, search_path: str) -> Resolution:
-    """Where ``name`` resolves with ``search_path``.
-
-    ``system``: a root-owned system directory (``/usr/bin``, ``/bin``, ``/usr/sbin``,
-    ``/sbin``); ``trusted``: another root-owned directory nobody else can write;
-    ``untrusted``: a directory another user (or group) could write; ``missing``: nowhere;
-    ``relative``: the search reaches a relative or empty entry (the working directory).
-    """
-    key = (name, search_path)
-    found = _RESOLVED.get(key)
-    if found is None:
-        found = _RESOLVED[key] = _resolve(name, search_path)
-    return found
-
-
-def _resolve(name: str, search_path: str) -> Resolution:
-    for entry in search_path.split(os.pathsep):
-        if not entry.startswith("/"):
-            return "relative"
-        _watch(entry)
-        candidate = f"{entry.rstrip('/')}/{name}"
-        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
-            return _place(candidate)
-    return "missing"
-
-
-def _place(path: str) -> Resolution:
-    found = _PLACED.get(path)
-    if found is None:
-        found = _PLACED[path] = _placed(path)
-    return found
-
-
-def _placed(path: str) -> Resolution:
-    real = os.path.realpath(path)
-    directory = os.path.dirname(real)
-    _watch(directory)
-    try:
-        status = os.stat(directory)
-    except OSError:
-        return "untrusted"
-    if status.st_uid != 0 or status.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        return "untrusted"
-    system = {os.path.realpath(d) for d in SYSTEM_DIRS}
-    return "system" if directory in SYSTEM_DIRS or directory in system else "trusted"
-
-
-_PLACES: dict[Resolution, Callable[[str], Verdict | None]] = {
-    "system": lambda name: None,
-    "trusted": lambda name: Verdict(REVERSIBLE, "resolution.not_system"),
-    "missing": lambda name: Verdict(REVERSIBLE, "resolution.missing"),
-    "untrusted": lambda name: opaque(
-        "opaque.run_file", f"{name} resolves into a directory that is not root-owned"
-    ),
-    "relative": lambda name: opaque("opaque.run_file", f"{name} is looked up in a relative PATH entry"),
-}
-
-
-def _system_file(path: str) -> bool:
-    return _place(path) == "system"
-
-
 def known_safe_name(name: str) -> bool:
     """Whether ``name`` is on the known-safe list (a read that never runs its arguments)."""
     return name in _SAFE_READS
-
-
-def render(words: Sequence[Word]) -> str:
-    """Words as normalised text: literal words shell-quoted only when needed (absolute paths with
-    ``//`` and ``/./`` collapsed), expansions as written."""
-    return " ".join(shlex.quote(_tidy(word.text)) if word.literal else word.text for word in words)
-
-
-_DOUBLE_SLASH = re.compile(r"/(?:\.?/)+")
-
-
-def _tidy(text: str) -> str:
-    """``/etc//x`` and ``/etc/./x`` as ``/etc/x`` (always the same file); ``..`` is kept."""
-    return _DOUBLE_SLASH.sub("/", text) if text.startswith("/") else text
-
-
-def _resolved(word: Word) -> str:
-    """An absolute path with ``..`` collapsed and symlinks resolved (for the deny list)."""
-    if not word.literal or not word.text.startswith("/") or "\x00" in word.text:
-        return word.text
-    return os.path.realpath(posixpath.normpath(word.text))
 
 
 class CommandClassifier:
@@ -466,7 +243,9 @@ class CommandClassifier:
             verdicts,
             verdict,
             context,
-            self._spellings(name, current, core, None if context.remote else cwd),
+            deny_spellings(name, current, core, None if context.remote else cwd, lambda: self._nested(_QUIET))
+            if self._with_spellings
+            else (),
             verdict is SAFE,
         )
         if missing:
@@ -521,17 +300,17 @@ class CommandClassifier:
         if "/" not in text:
             if text in BUILTINS or text in SHELL_BUILTINS or context.remote or text in context.functions:
                 return text, None
-            return text, _PLACES[resolve(text, self._search_path)](text)
+            return text, PLACE_VERDICTS[resolve(text, self._search_path)](text)
         path = collapse(text, context.cwd) if not context.remote else text
         base = text.rstrip("/").rsplit("/", 1)[-1]
-        if path is not None and is_system_path(path) and (context.remote or _system_file(path)):
+        if path is not None and is_system_path(path) and (context.remote or system_file(path)):
             return base, Verdict(READ_ONLY, "resolution.system_path")
         return base, opaque("opaque.run_file", f"runs the file {text} (not a system command)")
 
     def _dynamic_name(self, head: Word, words: list[Word], context: Context) -> list[Verdict]:
         what = "a glob" if head.glob and not head.may_split else "an expansion"
         verdicts = [opaque("opaque.dynamic_name", f"the command name {head.text[:60]} is {what}")]
-        match = _VARIABLE.fullmatch(head.text)
+        match = VARIABLE_REFERENCE.fullmatch(head.text)
         if match and match.group(1) in context.known_values:
             value = context.known_values[match.group(1)]
             value_words = [Word(part, True, may_be_option=part.startswith("-")) for part in value.split()]
@@ -599,57 +378,10 @@ class CommandClassifier:
         key = (word.text, word.literal, word.glob, word.may_split, cwd, remote, literal_only)
         memo = self._flags.named
         if key not in memo:
-            memo[key] = self._protected_word(protected, word, cwd, remote, literal_only)
+            memo[key] = word_names_protected(protected, word, cwd, remote, literal_only=literal_only)
         return memo[key]
 
-    def _protected_word(
-        self, protected: Protected, word: Word, cwd: str | None, remote: bool, literal_only: bool
-    ) -> str | None:
-        text = _known_expansions(word)
-        if text is None:
-            return protected.glob_names(word.text, cwd if not remote else None) if word.glob else None
-        mentioned = protected.mentions(text) if "/" in text else None
-        if mentioned is not None or literal_only:
-            return mentioned
-        candidates = [text, text.split("=", 1)[1]] if "=" in text else [text]
-        for candidate in candidates:
-            if candidate and not candidate.startswith("-") and candidate != ".":
-                label = _protected_path(protected, candidate, cwd, remote)
-                if label is not None:
-                    return label
-        return None
-
     # -- recording --------------------------------------------------------------------------
-
-    def _spellings(
-        self, name: str, current: list[Word], core: list[Word], cwd: str | None
-    ) -> tuple[str, ...]:
-        """Further normalised forms for the deny list: without wrappers, by base name, with
-        globs expanded against the files that exist now, and for ``kill`` every spelling of
-        its signal (``-9``, ``-KILL``, ``-SIGKILL``)."""
-        if not self._with_spellings:
-            return ()
-        spellings = [render(core), " ".join(word.text for word in core)]
-        if any(word.literal and word.text.startswith("/") for word in core):
-            spellings.append(" ".join(_resolved(word) for word in core))
-        if any(word.glob for word in core):
-            spellings.append(" ".join(_expand_glob(word, cwd) for word in core))
-        if name == "kill" and len(current) > 1:
-            invocation = Invocation(
-                "kill", list(current[1:]), Stdin("empty"), self._nested(_QUIET), None, False, None
-            )
-            signals, _ = kill_signals(invocation)
-            targets: list[str] = []
-            skip = False
-            for word in current[1:]:
-                if skip or word.text.startswith("-"):
-                    skip = word.text in ("-s", "-n", "--signal")
-                    continue
-                targets.append(word.text)
-            for signal in signals:
-                for spelling in signal_spellings(signal):
-                    spellings.append(" ".join(["kill", f"-{spelling}", *targets]))
-        return tuple(dict.fromkeys(spellings))
 
     def _finish(
         self,
@@ -741,38 +473,6 @@ class CommandClassifier:
                 extra.append(Verdict(IRREVERSIBLE, protected_rule(label)))
                 self._flags.protected = True
         return self._finish("redirect", text.strip(), "", (), extra, verdict, context, (), verdict is SAFE)
-
-
-def _known_expansions(word: Word) -> str | None:
-    """The word's text with ``$HOME``/``$PWD`` filled in; None for a glob or other expansions."""
-    if word.literal:
-        return word.text
-    if word.glob and not word.may_split:
-        return None
-    text = _VARIABLE.sub(
-        lambda m: os.environ.get(m.group(1), m.group(0)) if m.group(1) in ("HOME", "PWD") else m.group(0),
-        word.text,
-    )
-    return None if "$" in text or "`" in text else text
-
-
-def _protected_path(protected: Protected, candidate: str, cwd: str | None, remote: bool) -> str | None:
-    if remote:
-        return protected.lexical(candidate) if candidate.startswith("/") else None
-    path = collapse(candidate, cwd)
-    return relative_names(protected, candidate) if path is None else protected.names(path)
-
-
-def _expand_glob(word: Word, cwd: str | None) -> str:
-    """A glob word as the paths it matches now (at most 32), or as written."""
-    if not word.safe_glob or cwd is None:
-        return word.text
-    matches = []
-    for match in glob.iglob(word.text, root_dir=None if word.text.startswith("/") else cwd):
-        matches.append(shlex.quote(match))
-        if len(matches) >= _MAX_GLOB_MATCHES:
-            break
-    return " ".join(matches) or word.text
 
 
 _QUIET = Context(None, False, None, 0, "", Stdin("empty"))

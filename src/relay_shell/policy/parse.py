@@ -17,24 +17,34 @@ the previous stage, a file, a here-document or here-string text), which is what 
 from __future__ import annotations
 
 import re
-import threading
-from dataclasses import dataclass, field
-from typing import Literal, NamedTuple
+from dataclasses import dataclass
+from typing import NamedTuple
 
-import tree_sitter_bash
-from tree_sitter import Language, Node, Parser, Tree
+from tree_sitter import Node, Tree
 
+from relay_shell.policy.grammar import (
+    LEAVES,
+    NESTED_REDIRECTS,
+    encode,
+    flatten_redirects,
+    heredoc_substitutions,
+    parse_tree,
+    walked_contents,
+)
+from relay_shell.policy.raw import (
+    INPUT_OPERATORS,
+    INTEGER,
+    IntegerTable,
+    RawCommand,
+    RawKind,
+    RawRedirect,
+    ShellParse,
+    StdinKind,
+)
 from relay_shell.policy.words import Word, WordScanner, arith_assignments, arith_uses
 
-RawKind = Literal["command", "declaration", "unset", "test", "assignment", "function", "arith", "redirects"]
-StdinKind = Literal["inherited", "pipe", "file", "text", "unknown"]
-
-_LANGUAGE = Language(tree_sitter_bash.language())
-_LOCAL = threading.local()
-_INPUT_OPERATORS = {"<", "<<", "<<-", "<<<", "<&", "<>"}
 _ARITH_TEST_OPERATORS = {"-eq", "-ne", "-lt", "-le", "-gt", "-ge"}
 _SUBSCRIPT_TEST_OPERATORS = {"-v", "-R"}
-_INTEGER = re.compile(r"-?[0-9]+")
 _NAMING_BUILTINS = {
     "read",
     "mapfile",
@@ -47,137 +57,6 @@ _NAMING_BUILTINS = {
     "local",
 }
 _NAMING_BUILTINS |= {"export", "readonly", "unset"}
-_BUILTIN_INTEGERS = {"RANDOM", "SRANDOM", "SECONDS", "LINENO", "BASHPID", "PPID", "UID", "EUID", "OPTIND"}
-_BUILTIN_INTEGERS |= {"EPOCHSECONDS", "HISTCMD", "#", "?", "$", "!"}
-
-
-def _parser() -> Parser:
-    parser: Parser | None = getattr(_LOCAL, "parser", None)
-    if parser is None:
-        parser = _LOCAL.parser = Parser(_LANGUAGE)
-    return parser
-
-
-_ASCII_ONLY = bytes(range(128)) + b"." * 128
-
-
-def encode(text: str) -> bytes:
-    """The bytes the shell will read (``surrogateescape`` keeps bytes that are not UTF-8);
-    text holding lone surrogates cannot be run at all and is read with them replaced."""
-    try:
-        return text.encode("utf-8", "surrogateescape")
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "replace")
-
-
-def parse_tree(data: bytes) -> Tree:
-    """The grammar's tree of ``data``, parsed with every byte above 127 read as ``.``.
-
-    tree-sitter-bash 0.25 can crash the process (SIGSEGV) on a ``{`` followed by a 4-byte
-    UTF-8 sequence (tree-sitter/tree-sitter-bash#337), and any input text reaches the
-    parser. Bash itself reads bytes above 127 as ordinary word characters (never as
-    operators or in names), which is what ``.`` is to the grammar; offsets are unchanged,
-    and words are read from the original bytes.
-    """
-    return _parser().parse(data.translate(_ASCII_ONLY))
-
-
-@dataclass
-class RawRedirect:
-    """One redirection: ``operator`` (``>``, ``>>``, ``<``, ``&>``, ``<<``, ``<<<``...)."""
-
-    operator: str
-    fd: int | None
-    target: Word | None
-    body: str | None = None
-    body_literal: bool = False
-    source: str = ""
-
-    @property
-    def reads(self) -> bool:
-        return self.operator in _INPUT_OPERATORS and self.operator != "<>"
-
-    @property
-    def duplicates(self) -> bool:
-        """``>&2``, ``2>&1``, ``<&3``, ``>&-``: no file is named."""
-        if self.operator in (">&", "<&", ">&-", "<&-"):
-            return self.target is None or (self.target.literal and self.target.text.rstrip("-").isdigit())
-        return False
-
-
-@dataclass
-class IntegerTable:
-    """Where each variable is assigned, and whether it only ever holds integers.
-
-    Arithmetic (``$((x))``, ``((..))``, ``[[ x -eq 1 ]]``, ``${a[x]}``, ``${s:x}``, ``let``)
-    evaluates a variable's *value* as an expression, and a subscript in that value runs
-    command substitutions: ``x='a[$(cmd)]'; echo $((x))`` runs ``cmd``. A variable is safe
-    in arithmetic at a position only if an integer was assigned to it earlier in the same
-    text and nothing else is ever assigned to it there (loops can carry a later value back).
-    """
-
-    first_integer: dict[str, int] = field(default_factory=dict)
-    other: set[str] = field(default_factory=set)
-
-    def integer(self, name: str, position: int) -> None:
-        if position < self.first_integer.get(name, position + 1):
-            self.first_integer[name] = position
-
-    def assigned(self, name: str, value: str | None, position: int) -> None:
-        if value is not None and _INTEGER.fullmatch(value):
-            self.integer(name, position)
-        else:
-            self.other.add(name)
-
-    def safe(self, name: str, position: int) -> bool:
-        if name in self.other:
-            return False
-        if name in _BUILTIN_INTEGERS:
-            return True
-        return self.first_integer.get(name, position) < position
-
-
-@dataclass
-class RawCommand:
-    """A simple command (or declaration, test, assignment...) before classification."""
-
-    kind: RawKind
-    position: int
-    source: str
-    words: list[Word] = field(default_factory=list)
-    assignments: list[tuple[str, Word]] = field(default_factory=list)
-    redirects: list[RawRedirect] = field(default_factory=list)
-    stdin: StdinKind = "inherited"
-    stdin_text: str | None = None
-    pipe_source: int | None = None
-    arith: dict[str, int] = field(default_factory=dict)
-    reasons: list[str] = field(default_factory=list)
-    name: str = ""
-
-    def uses(self, names: dict[str, int] | frozenset[str], position: int) -> None:
-        """Record variables evaluated arithmetically (at ``position`` + their offset)."""
-        if isinstance(names, frozenset):
-            for name in names:
-                self.arith.setdefault(name, position)
-        else:
-            for name, offset in names.items():
-                self.arith.setdefault(name, position + offset)
-
-
-@dataclass
-class ShellParse:
-    """The commands of one text, whether it parsed cleanly, and what it defines."""
-
-    commands: list[RawCommand]
-    errors: bool
-    functions: set[str]
-    integers: IntegerTable
-    source: bytes = b""
-    truncated_at: int | None = None  # byte offset where the command budget ran out
-
-    def rest(self, position: int) -> str:
-        """The text from byte ``position`` on (what is left when the command budget runs out)."""
-        return self.source[position:].decode("utf-8", "replace")
 
 
 class _Ctx(NamedTuple):
@@ -224,7 +103,7 @@ class ShellParser:
         self._walk(tree.root_node)
         commands = [self._finish(pending) for pending in self._pending]
         for command, start, body in self._heredocs:
-            if any(start + offset not in self._substitutions for offset in _heredoc_substitutions(body)):
+            if any(start + offset not in self._substitutions for offset in heredoc_substitutions(body)):
                 command.reasons.append("a here-document substitution the parser did not read")
         truncated = self.truncated_at if self.truncated_at < len(self._data) else None
         return ShellParse(
@@ -267,12 +146,12 @@ class ShellParser:
             return [(child, _BASE) for child in self._standalone_assignment(node)]
         if kind in ("comment", "heredoc_body"):
             return [] if kind == "comment" else [(child, _BASE) for child in node.named_children]
-        if kind in _NESTED_REDIRECTS and node.id not in self._attached:
+        if kind in NESTED_REDIRECTS and node.id not in self._attached:
             # a redirection the grammar hung somewhere no command took it from: still a write
             raw = RawCommand("redirects", node.start_byte, self._text(node))
-            self._add(raw, node, [], [], list(_flatten((node,))), None)
+            self._add(raw, node, [], [], list(flatten_redirects((node,))), None)
         self._record(node, kind)
-        return [(child, ctx) for child in node.named_children if child.type not in _LEAVES]
+        return [(child, ctx) for child in node.named_children if child.type not in LEAVES]
 
     def _record(self, node: Node, kind: str) -> None:
         """Record what a structural node means on its own (tests, functions, arithmetic, loops)."""
@@ -303,7 +182,7 @@ class ShellParser:
 
     def _redirected(self, node: Node, ctx: _Ctx) -> list[tuple[Node, _Ctx]]:
         body = node.child_by_field_name("body")
-        redirects = _flatten(tuple(node.children_by_field_name("redirect")))
+        redirects = flatten_redirects(tuple(node.children_by_field_name("redirect")))
         children: list[tuple[Node, _Ctx]] = []
         # ``a && cat <<EOF``: the grammar hangs the here-document on the list; bash gives it to cat.
         while body is not None and body.type == "list" and body.named_children:
@@ -326,7 +205,7 @@ class ShellParser:
                     "heredoc_start",
                     "heredoc_end",
                     "file_descriptor",
-                    *_NESTED_REDIRECTS,
+                    *NESTED_REDIRECTS,
                 ):
                     children.append((child, _BASE))
         return children
@@ -335,7 +214,7 @@ class ShellParser:
         result: tuple[StdinKind | None, str | None] = (None, None)
         for redirect in redirects:
             operator, fd = self._operator(redirect)
-            if operator in _INPUT_OPERATORS and fd in (None, 0):
+            if operator in INPUT_OPERATORS and fd in (None, 0):
                 if redirect.type == "heredoc_redirect":
                     body, literal = self._heredoc(redirect)
                     result = ("text", body if literal else None)
@@ -391,7 +270,7 @@ class ShellParser:
                 start = name_start if kind == "command_name" and name_start is not None else child.start_byte
                 words.append((start, child.end_byte))
         self._add(raw, node, words, assignments, redirects, ctx.pipe_from)
-        return [(child, _BASE) for child in _contents(children) if child.type not in _LEAVES]
+        return [(child, _BASE) for child in walked_contents(children) if child.type not in LEAVES]
 
     def _declaration(self, node: Node, kind: RawKind) -> list[tuple[Node, _Ctx]]:
         raw = RawCommand(kind, node.start_byte, self._text(node))
@@ -409,7 +288,7 @@ class ShellParser:
                 if child.type in ("word", "variable_name"):
                     self._integers.other.add(self._text(child).split("=", 1)[0].split("[", 1)[0])
         self._add(raw, node, words, assignments, [], None)
-        return [(child, _BASE) for child in _contents(node.named_children)]
+        return [(child, _BASE) for child in walked_contents(node.named_children)]
 
     def _test(self, node: Node) -> None:
         raw = RawCommand("test", node.start_byte, self._text(node), name="[[")
@@ -448,7 +327,7 @@ class ShellParser:
         nodes = [node] if node.type == "variable_assignment" else list(node.named_children)
         assignments = [child for child in nodes if child.type == "variable_assignment"]
         self._add(raw, node, [], assignments, [], None)
-        return _contents(assignments)
+        return walked_contents(assignments)
 
     def _arithmetic(self, node: Node) -> None:
         raw = RawCommand("arith", node.start_byte, self._text(node), name="((")
@@ -470,7 +349,7 @@ class ShellParser:
             return
         values = [self._text(child) for child in node.children_by_field_name("value")]
         name = self._text(variable)
-        if values and all(_INTEGER.fullmatch(value) for value in values):
+        if values and all(INTEGER.fullmatch(value) for value in values):
             self._integers.integer(name, node.start_byte)
         else:
             self._integers.other.add(name)
@@ -605,63 +484,9 @@ class ShellParser:
         return self._data[node.start_byte : node.end_byte].decode("utf-8", "surrogateescape")
 
 
-_LEAVES = frozenset({
-    "word", "number", "raw_string", "ansi_c_string", "variable_name", "special_variable_name",
-    "simple_expansion", "file_descriptor", "heredoc_start", "heredoc_end", "comment", "string_content",
-    "test_operator", "regex", "extglob_pattern",
-})  # fmt: skip
-"""Node types that never hold a command (nothing to walk into)."""
-
-
-def _contents(nodes: list[Node]) -> list[Node]:
-    """The nodes to walk for nested commands: an assignment is walked through its parts."""
-    result: list[Node] = []
-    for node in nodes:
-        if node.type == "variable_assignment":
-            result.extend(node.named_children)
-        else:
-            result.append(node)
-    return result
-
-
 def _operand_uses(text: str) -> dict[str, int]:
     """Variables an arithmetic operand evaluates: a bare name, ``$x`` or an expression."""
     stripped = text.strip().strip("\"'")
     if re.fullmatch(r"[A-Za-z_]\w*", stripped):
         return {stripped: 0}
     return arith_uses(text)
-
-
-_NESTED_REDIRECTS = ("file_redirect", "herestring_redirect", "heredoc_redirect")
-
-
-def _flatten(redirects: tuple[Node, ...]) -> tuple[Node, ...]:
-    """``cat <<EOF > f``: the grammar nests the redirections written after a here-document
-    operator inside it; bash gives them to the command like the others."""
-    result: list[Node] = []
-    for redirect in redirects:
-        result.append(redirect)
-        if redirect.type == "heredoc_redirect":
-            result.extend(_flatten(tuple(c for c in redirect.named_children if c.type in _NESTED_REDIRECTS)))
-    return tuple(result)
-
-
-def _heredoc_substitutions(body: str) -> list[int]:
-    """Offsets of ``$(`` and backticks in an unquoted here-document body (bash runs them)."""
-    offsets: list[int] = []
-    index = 0
-    while index < len(body):
-        char = body[index]
-        if char == "\\":
-            index += 2
-            continue
-        if char == "`" or (
-            char == "$" and body.startswith("$(", index) and not body.startswith("$((", index)
-        ):
-            offsets.append(index)
-            if char == "`":
-                end = body.find("`", index + 1)
-                index = len(body) if end < 0 else end + 1
-                continue
-        index += 1
-    return offsets

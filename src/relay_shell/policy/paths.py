@@ -29,8 +29,11 @@ from pathlib import Path
 
 from relay_shell.config import Settings
 from relay_shell.policy.model import IRREVERSIBLE, READ_ONLY, REVERSIBLE, STATEFUL, Verdict
+from relay_shell.policy.words import Word
 
 SYSTEM_DIRS = ("/usr/bin", "/bin", "/usr/sbin", "/sbin")
+VARIABLE_REFERENCE = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?")
+"""``$NAME`` or ``${NAME}`` (group 1: the name)."""
 _HARMLESS_DEVICES = re.compile(r"/dev/(?:null|zero|full|stdout|stderr|stdin|tty\w*|pts/\w+|fd/[0-2])")
 _OTHER_SAFE_DEVICES = re.compile(r"/dev/(?:u?random|console|kmsg|log|fd/\d+|shm/.*|tcp/.*|udp/.*|mqueue/.*)")
 _SYSTEM_TREES = (
@@ -351,3 +354,47 @@ def protected_rule(label: str) -> str:
 def labels(entries: Iterable[ProtectedEntry]) -> list[str]:
     """The labels of ``entries`` without repeats, for documentation and ``--explain``."""
     return list(dict.fromkeys(entry.label for entry in entries))
+
+
+def _known_expansions(word: Word) -> str | None:
+    """The word's text with ``$HOME``/``$PWD`` filled in; None for a glob or other expansions."""
+    if word.literal:
+        return word.text
+    if word.glob and not word.may_split:
+        return None
+    text = VARIABLE_REFERENCE.sub(
+        lambda m: os.environ.get(m.group(1), m.group(0)) if m.group(1) in ("HOME", "PWD") else m.group(0),
+        word.text,
+    )
+    return None if "$" in text or "`" in text else text
+
+
+def _protected_path(protected: Protected, candidate: str, cwd: str | None, remote: bool) -> str | None:
+    """The protected file ``candidate`` names, read from ``cwd`` (lexically on a remote host)."""
+    if remote:
+        return protected.lexical(candidate) if candidate.startswith("/") else None
+    path = collapse(candidate, cwd)
+    return relative_names(protected, candidate) if path is None else protected.names(path)
+
+
+def word_names_protected(
+    protected: Protected, word: Word, cwd: str | None, remote: bool, *, literal_only: bool = False
+) -> str | None:
+    """The label of the protected file a word names (a path, ``--opt=path``, a glob), or None.
+
+    ``literal_only``: only a protected path written inside the word counts (the argument of
+    ``echo`` is not opened).
+    """
+    text = _known_expansions(word)
+    if text is None:
+        return protected.glob_names(word.text, cwd if not remote else None) if word.glob else None
+    mentioned = protected.mentions(text) if "/" in text else None
+    if mentioned is not None or literal_only:
+        return mentioned
+    candidates = [text, text.split("=", 1)[1]] if "=" in text else [text]
+    for candidate in candidates:
+        if candidate and not candidate.startswith("-") and candidate != ".":
+            label = _protected_path(protected, candidate, cwd, remote)
+            if label is not None:
+                return label
+    return None

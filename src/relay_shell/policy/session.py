@@ -22,8 +22,8 @@ import re
 from dataclasses import dataclass, replace
 from typing import Literal
 
+from relay_shell.policy.grammar import encode, parse_tree
 from relay_shell.policy.model import Analysis, TypedUnit
-from relay_shell.policy.parse import encode, parse_tree
 
 EditorKind = Literal["readline", "basic"]
 MAX_PENDING = 1_000_000

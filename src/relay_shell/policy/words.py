@@ -20,15 +20,11 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-MAX_BRACE_WORDS = 4096
-MAX_BRACE_DEPTH = 64
+from relay_shell.policy.braces import expand_braces
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _SIMPLE_WORD = re.compile(r"[A-Za-z0-9_./:=+%@^-]+")
 _ARITH_NAME = re.compile(r"(?<![0-9A-Za-z_#.@])[A-Za-z_][A-Za-z0-9_]*")
-_SEQUENCE = re.compile(
-    r"(-?\d{1,9})\.\.(-?\d{1,9})(?:\.\.(-?\d{1,9}))?|([A-Za-z])\.\.([A-Za-z])(?:\.\.(-?\d{1,9}))?"
-)
 _SUBSCRIPT_BODY = r"(?:\[[^\]]*\])?"
 _PLAIN_ASSIGNMENT = re.compile(_SUBSCRIPT_BODY + r"\s*=(?!=)")
 _DOLLAR_NAME = re.compile(r"\$\{?([0-9@*]|[A-Za-z_][A-Za-z0-9_]*)")
@@ -441,6 +437,17 @@ def _skip_quoted(source: str, index: int) -> int:
 
 def _paren_end(source: str, index: int, depth: int = 1) -> int:
     """Index after the ``)`` closing a ``$(``/``<(`` whose body starts at ``index``; -1 if none."""
+    return _group_end(source, index, "(", ")", depth)
+
+
+def _brace_end(source: str, index: int) -> int:
+    """Index after the ``}`` closing a ``${`` whose body starts at ``index``; -1 if none."""
+    return _group_end(source, index, "{", "}", 1)
+
+
+def _group_end(source: str, index: int, opening: str, closing: str, depth: int) -> int:
+    """Index after the ``closing`` that brings ``depth`` open groups to 0 (quotes and backslash
+    escapes skipped); -1 if the text ends first."""
     length = len(source)
     while index < length:
         char = source[index]
@@ -450,30 +457,9 @@ def _paren_end(source: str, index: int, depth: int = 1) -> int:
         if char == "\\":
             index += 2
             continue
-        if char == "(":
+        if char == opening:
             depth += 1
-        elif char == ")":
-            depth -= 1
-            if depth == 0:
-                return index + 1
-        index += 1
-    return -1
-
-
-def _brace_end(source: str, index: int) -> int:
-    """Index after the ``}`` closing a ``${`` whose body starts at ``index``; -1 if none."""
-    depth, length = 1, len(source)
-    while index < length:
-        char = source[index]
-        if char in "'\"":
-            index = _skip_quoted(source, index)
-            continue
-        if char == "\\":
-            index += 2
-            continue
-        if char == "{":
-            depth += 1
-        elif char == "}":
+        elif char == closing:
             depth -= 1
             if depth == 0:
                 return index + 1
@@ -490,87 +476,3 @@ def _backtick_end(source: str, index: int) -> int:
             return index + 1
         index += 1
     return -1
-
-
-# -- brace expansion --------------------------------------------------------------------------
-
-
-def expand_braces(tokens: list[Token]) -> tuple[list[list[Token]], bool]:
-    """Bash brace expansion (``{a,b}``, nested, ``{1..5}``, ``{a..e..2}``) over unquoted braces.
-
-    Returns the expanded token lists and whether the expansion was cut at
-    :data:`MAX_BRACE_WORDS` words or :data:`MAX_BRACE_DEPTH` groups.
-    """
-    results: list[list[Token]] = []
-    overflow = _expand(tokens, results, 0)
-    return results, overflow
-
-
-def _expand(tokens: list[Token], results: list[list[Token]], depth: int) -> bool:
-    if depth > MAX_BRACE_DEPTH:
-        results.append(tokens)
-        return True
-    for start, token in enumerate(tokens):
-        if token != ("u", "{"):
-            continue
-        alternatives = _alternatives(tokens, start)
-        if alternatives is None:
-            continue
-        close, choices = alternatives
-        for choice in choices:
-            if len(results) >= MAX_BRACE_WORDS:
-                return True
-            if _expand(tokens[:start] + choice + tokens[close + 1 :], results, depth + 1):
-                return True
-        return False
-    results.append(tokens)
-    return False
-
-
-def _alternatives(tokens: list[Token], start: int) -> tuple[int, list[list[Token]]] | None:
-    """The matching close and the alternatives of the brace group at ``start``, or None."""
-    depth = 0
-    commas: list[int] = []
-    for index in range(start, len(tokens)):
-        kind, value = tokens[index]
-        if kind != "u":
-            continue
-        if value == "{":
-            depth += 1
-        elif value == "}":
-            depth -= 1
-            if depth == 0:
-                if commas:
-                    edges = [start, *commas, index]
-                    return index, [tokens[edges[i] + 1 : edges[i + 1]] for i in range(len(edges) - 1)]
-                return _sequence(tokens, start, index)
-        elif value == "," and depth == 1:
-            commas.append(index)
-    return None
-
-
-def _sequence(tokens: list[Token], start: int, close: int) -> tuple[int, list[list[Token]]] | None:
-    inner = tokens[start + 1 : close]
-    if not inner or any(kind != "u" for kind, _ in inner):
-        return None
-    match = _SEQUENCE.fullmatch("".join(str(value) for _, value in inner))
-    if match is None:
-        return None
-    if match.group(1) is not None:
-        first, last, step = int(match.group(1)), int(match.group(2)), abs(int(match.group(3) or 1)) or 1
-        width = (
-            max(len(match.group(1)), len(match.group(2))) if match.group(1).lstrip("-").startswith("0") else 0
-        )
-        values = [str(n).zfill(width) for n in _steps(first, last, step)]
-    else:
-        first, last = ord(match.group(4)), ord(match.group(5))
-        step = abs(int(match.group(6) or 1)) or 1
-        values = [chr(n) for n in _steps(first, last, step)]
-    return close, [[("q", value)] for value in values]
-
-
-def _steps(first: int, last: int, step: int) -> range:
-    count = abs(last - first) // step + 1
-    if count > MAX_BRACE_WORDS:
-        last = first + (MAX_BRACE_WORDS - 1) * step * (1 if last >= first else -1)
-    return range(first, last + (1 if last >= first else -1), step if last >= first else -step)

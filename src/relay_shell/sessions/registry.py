@@ -215,9 +215,9 @@ class SessionRegistry:
             session.recording.input(data, echo)
 
     def echo_enabled(self, session_id: str) -> bool | None:
-        """Whether the session's terminal echoes input now: False at a password prompt (and
-        under a line editor such as readline, which echoes by itself); None when it cannot be
-        known (SSH terminals). Raises SessionNotFound."""
+        """Whether the session's terminal echoes input now: False at a password prompt (echo
+        off, canonical mode); None when it cannot be told (raw mode: readline and full-screen
+        programs echo by themselves; SSH terminals). Raises SessionNotFound."""
         transport = self._get(session_id).transport
         return transport.echo_enabled() if isinstance(transport, EchoProbe) else None
 

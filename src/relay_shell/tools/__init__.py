@@ -1,7 +1,8 @@
 """The thin MCP surface: one module per tool family, each with ``register()``.
 
 ``local`` (shell_exec, shell_script), ``sessions`` (shell_spawn, session_*), ``ssh`` (ssh_exec,
-ssh_check, ssh_fanout, ssh_keyscan, ssh_hosts, the inventory resources), ``ssh_sessions``
+ssh_check, ssh_fanout, ssh_keyscan; it registers ``inventory``'s ssh_hosts and the inventory
+resources), ``ssh_sessions``
 (ssh_spawn), ``sftp`` (ssh_upload, ssh_download), ``forwards`` (ssh_forward*),
 ``diagnostics`` (server_info, audit_tail, the operating_guide prompt). ``base`` hands a
 call to the pipeline, ``adapter`` maps the pipeline's replies to the wire, ``hosts`` and

@@ -84,7 +84,7 @@ RUNS_REMOTE = hints(read_only=False, destructive=True, idempotent=False, open_wo
 ConfirmToken = Annotated[str, Field(description="Token from a tier-3 refusal", max_length=200)]
 """The ``confirm_token`` parameter every tool that can be tier 3 takes."""
 
-YieldAfter = Annotated[float | None, Field(ge=0)]
+YieldAfter = Annotated[float | None, Field(ge=0, strict=True)]  # "5" is invalid, not coerced
 """The ``yield_after`` parameter of the command-running tools (docs/adr/0017-jobs-and-tasks.md).
 
 Described once, in shell_exec's description (the others say they yield as shell_exec does).

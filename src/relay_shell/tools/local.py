@@ -117,6 +117,23 @@ def _local_plan(run: LocalRun, label: str, summary: str) -> Plan[LocalRun]:
     )
 
 
+def _bounded(
+    prepared: PreparedCommand,
+    timeout: float | None,
+    max_output: int | None,
+    yield_after: float | None,
+    svc: Services,
+) -> LocalRun:
+    """``prepared`` with its deadline, output budget and yield point clamped by the settings."""
+    return LocalRun(
+        prepared,
+        clamp_timeout(timeout, svc.settings),
+        clamp_output(max_output, svc.settings),
+        svc.containment,
+        yield_after_seconds(yield_after, svc.settings),
+    )
+
+
 def plan_shell_exec(request: ShellExec, svc: Services) -> Plan[LocalRun]:
     prepared = prepare_exec(
         request.command,
@@ -126,13 +143,7 @@ def plan_shell_exec(request: ShellExec, svc: Services) -> Plan[LocalRun]:
         use_shell=request.use_shell,
         merge_stderr=request.merge_stderr,
     )
-    run = LocalRun(
-        prepared,
-        clamp_timeout(request.timeout, svc.settings),
-        clamp_output(request.max_output, svc.settings),
-        svc.containment,
-        yield_after_seconds(request.yield_after, svc.settings),
-    )
+    run = _bounded(prepared, request.timeout, request.max_output, request.yield_after, svc)
     return _local_plan(run, request.command, f"run `{request.command[:300]}` on this host")
 
 
@@ -145,13 +156,7 @@ def plan_shell_script(request: ShellScript, svc: Services) -> Plan[LocalRun]:
         cwd=request.cwd,
         merge_stderr=request.merge_stderr,
     )
-    run = LocalRun(
-        prepared,
-        clamp_timeout(request.timeout, svc.settings),
-        clamp_output(request.max_output, svc.settings),
-        svc.containment,
-        yield_after_seconds(request.yield_after, svc.settings),
-    )
+    run = _bounded(prepared, request.timeout, request.max_output, request.yield_after, svc)
     first_line = request.script.strip().splitlines()[0] if request.script.strip() else ""
     return _local_plan(
         run,

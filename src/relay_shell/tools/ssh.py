@@ -1,4 +1,5 @@
-"""ssh_exec, ssh_check, ssh_fanout, ssh_keyscan, ssh_hosts and the inventory resources (docs/tools.md).
+"""ssh_exec, ssh_check, ssh_fanout and ssh_keyscan (docs/tools.md); registers ssh_hosts and the
+inventory resources of ``tools/inventory.py`` with them.
 
 Every tool that takes several hosts reads them as a host pattern (``relay_shell.ssh.hostpatterns``);
 ssh_fanout rolls out under batches, a failure budget and canaries (``relay_shell.ssh.fleet``).
@@ -6,7 +7,6 @@ ssh_fanout rolls out under batches, a failure budget and canaries (``relay_shell
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -36,9 +36,7 @@ from relay_shell.tools.base import (
     READ_ONLY_REMOTE,
     RUNS_REMOTE,
     ConfirmToken,
-    Listing,
     YieldAfter,
-    listing_plan,
     run_tool,
 )
 from relay_shell.tools.fleet import (
@@ -63,7 +61,8 @@ from relay_shell.tools.hosts import (
     resolve_host,
     resolve_many,
 )
-from relay_shell.tools.models import ExecResult, FanoutResult, HostCheckResult, HostsResult, KeyscanResult
+from relay_shell.tools.inventory import register_inventory_resources, ssh_hosts
+from relay_shell.tools.models import ExecResult, FanoutResult, HostCheckResult, KeyscanResult
 from relay_shell.tools.shape import MORE_OUTPUT, bound_notes, exec_outcome
 from relay_shell.vocabulary import Tier
 
@@ -441,74 +440,12 @@ async def ssh_keyscan(
     return await run_tool(ctx, "ssh_keyscan", plan_ssh_keyscan, SshKeyscan(hosts, port, key_types, timeout))
 
 
-# --- ssh_hosts and the inventory resources --------------------------------------------------------
-
-
-def spec_fields(spec: HostSpec) -> dict[str, object]:
-    return {
-        "alias": spec.alias, "hostname": spec.hostname, "user": spec.user, "port": spec.port,
-        "identity_files": [str(p) for p in spec.identity_files], "known_hosts": spec.known_hosts.value,
-        "jump": [hop.display() for hop in spec.jump], "tags": list(spec.tags), "source": spec.source,
-    }  # fmt: skip
-
-
-def host_line(spec: HostSpec) -> str:
-    """One host in the text of ``ssh_hosts``: alias, user@host:port and the jump chain."""
-    via = f" via {','.join(hop.display() for hop in spec.jump)}" if spec.jump else ""
-    return f"{spec.alias}: {spec.display()}{via}"
-
-
-@dataclass(frozen=True)
-class SshHosts:
-    """ssh_hosts's arguments."""
-
-    pattern: str | list[str]
-
-
-def plan_ssh_hosts(request: SshHosts, svc: Services) -> Plan[Listing[HostSpec]]:
-    """The whole inventory, or exactly what ``pattern`` selects (resolved, nothing dialled)."""
-    if not split_terms(request.pattern, argument="pattern"):
-        return listing_plan(Listing("host", "hosts", svc.inventory.hosts, host_line, spec_fields))
-    names = resolve_many(svc, request.pattern, argument="pattern")
-    specs = [resolve_selected(svc.inventory, name, argument="pattern") for name in names]
-    return listing_plan(Listing("host", "hosts", lambda: specs, host_line, spec_fields))
-
-
-async def ssh_hosts(
-    ctx: Context,
-    pattern: Hosts = "",
-) -> Annotated[CallToolResult, HostsResult]:
-    return await run_tool(ctx, "ssh_hosts", plan_ssh_hosts, SshHosts(pattern))
-
-
 def register(server: MCPServer, svc: Services) -> None:
     """Register the five tools and the inventory resources (which read ``svc.inventory``)."""
-    inventory = svc.inventory
     server.add_tool(ssh_exec, description=tool_description("ssh_exec"), annotations=RUNS_REMOTE)
     server.add_tool(ssh_check, description=tool_description("ssh_check"), annotations=READ_ONLY_REMOTE)
     server.add_tool(ssh_fanout, description=tool_description("ssh_fanout"), annotations=RUNS_REMOTE)
     server.add_tool(ssh_keyscan, description=tool_description("ssh_keyscan"), annotations=READ_ONLY_REMOTE)
     server.add_tool(ssh_hosts, description=tool_description("ssh_hosts"), annotations=READ_ONLY)
 
-    @server.resource("relay-shell://inventory", name="inventory", mime_type="application/json",
-                     description="All hosts of the resolved inventory (ssh_config + JSON inventory).")  # fmt: skip
-    def inventory_resource() -> str:
-        return json.dumps([spec_fields(s) for s in inventory.hosts()], indent=2)
-
-    @server.resource("relay-shell://inventory/{host}", name="inventory-host", mime_type="application/json",
-                     description="One host's resolved connection spec.")  # fmt: skip
-    def inventory_host_resource(host: str) -> str:
-        return json.dumps(spec_fields(inventory.resolve(host)), indent=2)
-
-    @server.resource("relay-shell://ssh-config", name="ssh-config", mime_type="application/json",
-                     description="The ssh_config path in use and its Host aliases.")  # fmt: skip
-    def ssh_config_resource() -> str:
-        inventory_path = str(inventory.inventory_path) if inventory.inventory_path else None
-        return json.dumps(
-            {
-                "path": str(inventory.ssh_config_path),
-                "inventory": inventory_path,
-                "aliases": inventory.aliases(),
-            },
-            indent=2,
-        )
+    register_inventory_resources(server, svc)

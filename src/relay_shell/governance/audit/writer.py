@@ -14,7 +14,7 @@
   at once (:meth:`write` raises :class:`AuditUnavailable`); when writes succeed again a
   ``kind: recovery`` record counts the lost records and the bytes of a torn line.
 - **Records.** The sink owns ``ts``, ``seq``, ``instance_id`` and, for chained JSON Lines,
-  ``prev`` and ``chain``. :meth:`begin` / :meth:`end` write a call's ``phase: start`` and
+  ``prev`` and ``chain`` (:mod:`compose` turns a record into its line). :meth:`begin` / :meth:`end` write a call's ``phase: start`` and
   ``phase: end`` records.
 - **Anchors and shipping** (:mod:`anchoring`): headers, tamper and recovery records and the
   starts the caller asks for are anchored synchronously; the head by :meth:`anchor_head`
@@ -42,8 +42,8 @@ import relay_shell
 from relay_shell.config import AuditFormat
 from relay_shell.errors import AuditUnavailable, ConfigError
 from relay_shell.governance.audit.anchoring import Anchoring
-from relay_shell.governance.audit.chain import CHAIN_FIELD, GENESIS, PREV_FIELD, chained_line, json_safe
-from relay_shell.governance.audit.formats import dumps_jsonl, escape_line_breakers, to_cef, to_leef
+from relay_shell.governance.audit.chain import CHAIN_FIELD, GENESIS
+from relay_shell.governance.audit.compose import LineFormat, compose
 from relay_shell.governance.audit.guard import (
     DIRECTORY_MODE,
     FILE_MODE,
@@ -69,7 +69,6 @@ __all__ = [
 
 log = logging.getLogger("relay_shell.audit")
 
-_SINK_FIELDS = frozenset({"ts", "seq", "instance_id", PREV_FIELD, CHAIN_FIELD})
 INBOX_POLL_S = 0.2
 """How often the watcher thread looks for submitted records."""
 
@@ -103,10 +102,10 @@ class AuditSink:
         self._format = AuditFormat(fmt)
         self._chained = chain and self._format is AuditFormat.JSONL
         self._echo_stderr = echo_stderr
-        self._clock = clock
         self.instance_id = secrets.token_hex(12)
         self._started = clock()
         self._anchoring = anchoring(self.instance_id) if anchoring is not None else None
+        self._line_format = LineFormat(self._format, self._chained, self.instance_id, clock)
         self._lock = threading.RLock()
         self._file: GuardedFile | None = None
         self._opened_once = False
@@ -410,7 +409,7 @@ class AuditSink:
         guarded = self._file
         if guarded is None:
             raise AuditUnavailable(self._last_error or f"audit trail {self._path} is not open")
-        written, line = self._compose(record)
+        written, line = compose(record, self._line_format, seq=self._seq + 1, head=self._head)
         separator = "" if guarded.ends_with_newline() else "\n"
         data = (separator + line + "\n").encode("utf-8")
         try:
@@ -448,33 +447,6 @@ class AuditSink:
         self._seq = seq if isinstance(seq, int) else self._seq
         if self._chained:
             self._head = str(written[CHAIN_FIELD])
-
-    def _compose(self, record: Mapping[str, object]) -> tuple[dict[str, object], str]:
-        """The record as it will be written, and its line."""
-        timestamp = record.get("ts")
-        if timestamp is None:
-            timestamp = self._clock()
-        written: dict[str, object] = {
-            "ts": format_timestamp(timestamp) if isinstance(timestamp, datetime) else json_safe(timestamp),
-            "seq": self._seq + 1,
-            "instance_id": self.instance_id,
-        }
-        for key, value in record.items():
-            if key not in _SINK_FIELDS:
-                written[str(key)] = value
-        safe = json_safe(written)
-        assert isinstance(safe, dict)
-        written = dict(safe)
-        if self._format is AuditFormat.CEF:
-            return written, to_cef(written)
-        if self._format is AuditFormat.LEEF:
-            return written, to_leef(written)
-        if not self._chained:
-            return written, dumps_jsonl(written)
-        written[PREV_FIELD] = self._head
-        chain, body = chained_line(self._head, written)
-        written[CHAIN_FIELD] = chain
-        return written, escape_line_breakers(body.decode("utf-8"))
 
     def _unwritable(self, exc: OSError) -> AuditUnavailable:
         """Mark the sink unwritable (unless tampered, which wins) and build the error to raise."""

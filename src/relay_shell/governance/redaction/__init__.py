@@ -104,18 +104,32 @@ def scrub_all_rules(text: str) -> str:
     return text
 
 
+# Texts seen to hold nothing to redact (they are audited verbatim anyway), so the same host,
+# path or command in the next call is not scanned again; cleared whole when full.
+_CLEAN: Final[dict[str, None]] = {}
+_CLEAN_ENTRIES: Final = 4096
+_CLEAN_LONGEST: Final = 1024  # at most about 4 MiB remembered
+
+
 def redact_text(text: str) -> str:
     """Return ``text`` with every recognised secret replaced by :data:`REDACTED`.
 
     Keys, flags, schemes and token prefixes are kept so the audit still says what was
-    there. Pure, never raises on any ``str``, linear in ``len(text)``, idempotent.
+    there. Pure, never raises on any ``str``, linear in ``len(text)``, idempotent. A short
+    text found clean is remembered (never one that held a secret).
     """
+    if text in _CLEAN:
+        return text
     current = text
     for _ in range(_MAX_PASSES):
         scrubbed = _scrub_once(current)
         if scrubbed == current:
             break
         current = scrubbed
+    if current == text and len(text) <= _CLEAN_LONGEST:
+        if len(_CLEAN) >= _CLEAN_ENTRIES:
+            _CLEAN.clear()
+        _CLEAN[text] = None
     return current
 
 

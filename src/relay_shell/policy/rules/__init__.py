@@ -9,7 +9,20 @@ from __future__ import annotations
 
 import re
 
-from relay_shell.policy.rules import daemons, execution, files, git, packages, system, tools  # noqa: F401 (fill RULES)
+from relay_shell.policy.rules import (  # noqa: F401 (fill RULES)
+    builtins,
+    containers,
+    daemons,
+    databases,
+    execution,
+    files,
+    git,
+    network,
+    packages,
+    runners,
+    system,
+    tools,
+)
 from relay_shell.policy.rules.base import RULES, WORST, Invocation, Nested, Rule, Stdin
 from relay_shell.policy.rules.execution import interpreter_base
 from relay_shell.policy.rules.readonly import BUILTINS, known_safe

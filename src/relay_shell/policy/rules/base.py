@@ -11,12 +11,12 @@ runs), ``interactive`` (a program that reads the terminal itself), ``uses_git``.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from relay_shell.policy.model import IRREVERSIBLE, REVERSIBLE, STATEFUL, Verdict, opaque
-from relay_shell.policy.options import OptionSpec, Parsed, parse_options
+from relay_shell.policy.options import OptionSpec, Parsed, parse_options, spec
 from relay_shell.policy.paths import collapse, write_verdict
 from relay_shell.policy.regex_floor import classify_text
 from relay_shell.policy.words import Word
@@ -199,3 +199,22 @@ def text_floor(invocation: Invocation, verdict: Verdict) -> Verdict:
     if floor.rule is None or floor.tier <= verdict.tier:
         return verdict
     return Verdict(floor.tier, floor.rule)
+
+
+def subcommand(invocation: Invocation, option_spec: OptionSpec) -> tuple[str | None, Parsed]:
+    """The first operand (the subcommand) and the parse; ``"?"`` when it is an expansion."""
+    parsed = invocation.options(option_spec)
+    if not parsed.operands:
+        return None, parsed
+    first = parsed.operands[0]
+    return (first.text if first.literal else "?"), parsed
+
+
+def any_of(words: Iterable[str], names: Collection[str]) -> bool:
+    """True when one of ``words`` is one of ``names``."""
+    return any(word in names for word in words)
+
+
+ANY_OPTIONS = spec("", "")
+"""An option spec that knows no option: a word starting with ``-`` is an option without a value,
+so :func:`subcommand` finds the first other word."""

@@ -1,6 +1,6 @@
 """Whether the configuration a local ``git`` read will load can name a program to run.
 
-The overlay a tier-0 git gets (:data:`relay_shell.policy.analyze.GIT_SAFE_ENV`) switches off
+The overlay a tier-0 git gets (:data:`relay_shell.policy.environment.GIT_SAFE_ENV`) switches off
 the configuration keys git reads by a fixed name (``core.fsmonitor``, ``core.pager``...).
 Drivers are different: ``.gitattributes`` (or ``.git/info/attributes``) gives a path a driver
 name of the author's choice and the configuration gives that name a program:

@@ -2,7 +2,7 @@
 
 Each has an allowlist of options (no ``--output``, no ``-O``, no ``--ext-diff``, no
 ``--textconv``, no ``-c``); the executor also runs tier-0 git with configuration that
-would run code switched off (:data:`relay_shell.policy.analyze.GIT_SAFE_ENV`). Locally, a
+would run code switched off (:data:`relay_shell.policy.environment.GIT_SAFE_ENV`). Locally, a
 read is tier 0 only when no configuration git loads names a driver program (textconv,
 filters, external diff: :mod:`relay_shell.policy.rules.git_config`).
 """

@@ -13,8 +13,10 @@ from collections.abc import Callable
 
 from relay_shell.policy.options import OptionSpec, Parsed, canonical_signal, parse_options, spec
 from relay_shell.policy.rules.base import Invocation
-from relay_shell.policy.rules.packages import CONTAINER_READS, KUBE_READS
-from relay_shell.policy.rules.system import IP_READ_VERBS, SYSTEMCTL_READS
+from relay_shell.policy.rules.containers import CONTAINER_READS, KUBE_READS
+from relay_shell.policy.rules.find_reads import find_read
+from relay_shell.policy.rules.network import IP_READ_VERBS
+from relay_shell.policy.rules.system import SYSTEMCTL_READS
 from relay_shell.policy.words import Word
 
 Checker = Callable[[Invocation], bool]
@@ -344,102 +346,6 @@ def _env(invocation: Invocation) -> bool:
     return all(word.text in ("-0", "--null") for word in invocation.args)
 
 
-def _find(invocation: Invocation) -> bool:
-    tests = {
-        "-name",
-        "-iname",
-        "-path",
-        "-ipath",
-        "-wholename",
-        "-iwholename",
-        "-regex",
-        "-iregex",
-        "-type",
-        "-xtype",
-        "-size",
-        "-mtime",
-        "-mmin",
-        "-atime",
-        "-amin",
-        "-ctime",
-        "-cmin",
-        "-newer",
-        "-anewer",
-        "-cnewer",
-        "-perm",
-        "-user",
-        "-group",
-        "-uid",
-        "-gid",
-        "-links",
-        "-inum",
-        "-samefile",
-        "-lname",
-        "-ilname",
-        "-used",
-        "-fstype",
-        "-maxdepth",
-        "-mindepth",
-        "-regextype",
-        "-newermt",
-        "-newerct",
-        "-newerat",
-        "-newermm",
-        "-printf",
-        "-context",
-        "-files0-from",
-    }
-    flags = {
-        "-print",
-        "-print0",
-        "-ls",
-        "-empty",
-        "-readable",
-        "-writable",
-        "-executable",
-        "-nouser",
-        "-nogroup",
-        "-true",
-        "-false",
-        "-prune",
-        "-quit",
-        "-depth",
-        "-xdev",
-        "-mount",
-        "-follow",
-        "-daystart",
-        "-ignore_readdir_race",
-        "-noleaf",
-        "!",
-        "-not",
-        "-a",
-        "-and",
-        "-o",
-        "-or",
-        "(",
-        ")",
-        ",",
-        "-L",
-        "-H",
-        "-P",
-        "-help",
-        "--help",
-        "-version",
-        "--version",
-    }
-    args = invocation.args
-    index = 0
-    while index < len(args):
-        text = args[index].text
-        if text in tests:
-            index += 2
-            continue
-        if text.startswith("-") and text not in flags and not text.startswith(("-O", "-D")):
-            return False
-        index += 1
-    return _anything(invocation)
-
-
 def _top(invocation: Invocation) -> bool:
     texts = [word.text for word in invocation.args]
     return any(text.startswith("-") and "b" in text for text in texts) and allow(_TOP, max_operands=0)(
@@ -488,7 +394,7 @@ def _kill_list(invocation: Invocation) -> bool:
 
 SAFE.update({
     "printf": _printf, "test": _test, "[": _test, "[[": lambda inv: True, "command": _command, "env": _env,
-    "find": _find, "top": _top, "ip": _ip, "mount": _mount, "systemctl": _systemctl,
+    "find": find_read, "top": _top, "ip": _ip, "mount": _mount, "systemctl": _systemctl,
 })  # fmt: skip
 
 
