@@ -18,7 +18,13 @@ Whatever the program, a long option whose name reads as a secret (pass, secret, 
 community, psk, credentials, a secret key...; not ``--password-file``, ``--token-type``)
 loses its value, ``--user``/``--auth user:secret`` loses the part after ``:``, and
 ``<tool> config [set] NAME VALUE`` loses VALUE when NAME reads as a secret. Quoted arguments
-with spaces (``bash -c '...'``, ``ssh host '...'``) are scanned as commands of their own.
+with spaces (``bash -c '...'``, ``ssh host '...'``) are scanned as commands of their own, and
+a program named further on in a command (``ssh h sqlcmd -P x``) is read with its rules.
+
+A program that reads a secret on stdin (``passwd``, ``chpasswd``, ``kinit``, ``sudo -S``,
+``--password-stdin``...) has it redacted wherever it comes from: the words ``echo``,
+``printf`` or ``yes`` pipe into it (also from a group, ``(echo a; echo a) | passwd``), a
+here-string, or a here-document (given to it or to the ``cat`` piped into it).
 Every pattern is compiled at import; the scan is one forward pass over the tokens.
 """
 
