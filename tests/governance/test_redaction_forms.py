@@ -81,6 +81,123 @@ FORMS: dict[str, list[tuple[str, tuple[str, ...]]]] = {
         ),
         ("mvn -Ddb.password={s} -DskipTests verify", ("-Ddb.password=", "-DskipTests verify")),
     ],
+    "program options": [
+        ("sqlcmd -S db -U sa -P {s} -Q 'select 1'", ("sqlcmd -S db -U sa -P ", "-Q 'select 1'")),
+        ("sqlcmd -S db -U sa -P'{s}'", ("sqlcmd -S db -U sa -P'",)),
+        ("mssql-cli -S db -U sa -P {s}", ("mssql-cli -S db -U sa -P ",)),
+        ("bcp dbo.t out t.dat -S db -U sa -P{s} -c", ("bcp dbo.t out t.dat -S db -U sa -P", "-c")),
+        (
+            "ipmitool -I lanplus -H 10.0.0.9 -U admin -P {s} chassis status",
+            ("-U admin -P ", "chassis status"),
+        ),
+        ("sudo -u ops ipmitool -H bmc -U root -P '{s}' power cycle", ("sudo -u ops ipmitool", "power cycle")),
+        ("snmpwalk -v2c -c {s} 10.0.0.1 system", ("snmpwalk -v2c -c ", "10.0.0.1 system")),
+        ("snmpget -v 2c -c'{s}' sw1 sysName.0", ("snmpget -v 2c -c'", "sw1 sysName.0")),
+        (
+            "snmpget -v3 -l authPriv -u mon -a SHA -A {s} -x AES -X {s} sw1 sysUpTime.0",
+            ("-a SHA -A ", "-x AES -X ", "sw1 sysUpTime.0"),
+        ),
+        ("snmpset -v2c -c {s} rtr ifAdminStatus.2 i 2", ("snmpset -v2c -c ", "rtr ifAdminStatus.2 i 2")),
+        ("az login -u me@example.com -p {s}", ("az login -u me@example.com -p ",)),
+        (
+            "az login --service-principal -u app -p={s} --tenant t",
+            ("az login --service-principal -u app -p=",),
+        ),
+        ("useradd -m -s /bin/bash -p '{s}' alice", ("useradd -m -s /bin/bash -p '", "' alice")),
+        ("usermod -p {s} bob", ("usermod -p ", "bob")),
+        ("ssh-keygen -t ed25519 -N '{s}' -f ~/.ssh/k", ("ssh-keygen -t ed25519 -N '", "-f ~/.ssh/k")),
+        (
+            "mosquitto_pub -h broker -u dev -P {s} -t a -m b",
+            ("mosquitto_pub -h broker -u dev -P ", "-t a -m b"),
+        ),
+        ("xfreerdp /v:host /u:admin /p:{s} /cert:ignore", ("xfreerdp /v:host /u:admin /p:", "/cert:ignore")),
+        ("rar a -p{s} backup.rar dir", ("rar a -p", "backup.rar dir")),
+        ("smbpasswd -w {s}", ("smbpasswd -w ",)),
+        ("ssh db1 sqlcmd -U sa -P {s} -Q q", ("ssh db1 sqlcmd -U sa -P ", "-Q q")),
+        (
+            "bash -c 'ipmitool -H bmc -U admin -P {s} sel list'",
+            ("bash -c 'ipmitool -H bmc -U admin -P ", "sel list'"),
+        ),
+    ],
+    "long options": [
+        ("tool --db-pass {s} --verbose", ("tool --db-pass ", "--verbose")),
+        ("app --community={s} --host sw1", ("app --community=", "--host sw1")),
+        ("nmap --script snmp-info --script-args-community {s} h", ("--script-args-community ",)),
+        ("wifi --psk '{s}' --ssid home", ("wifi --psk '", "--ssid home")),
+        ("deploy --client-secret={s} --region eu", ("deploy --client-secret=", "--region eu")),
+        ("snmpcheck --authpass {s} --privpass {s} sw1", ("--authpass ", "--privpass ", "sw1")),
+        ("gh-tool --secret-key {s}", ("gh-tool --secret-key ",)),
+        ("backup --encryption-key={s} /srv", ("backup --encryption-key=", "/srv")),
+    ],
+    "positional secrets": [
+        ("rabbitmqctl add_user deploy {s}", ("rabbitmqctl add_user deploy ",)),
+        ("rabbitmqctl change_password deploy '{s}'", ("rabbitmqctl change_password deploy '",)),
+        ("sudo rabbitmqctl -n rabbit@mq1 authenticate_user ops {s}", ("authenticate_user ops ",)),
+        ("wpa_passphrase HomeNet {s} > /etc/wpa.conf", ("wpa_passphrase HomeNet ", "> /etc/wpa.conf")),
+        ("wpa_passphrase 'My Net' \"{s}\"", ("wpa_passphrase 'My Net' \"",)),
+        ("vault login {s}", ("vault login ",)),
+        ("VAULT_ADDR=https://v:8200 vault login -no-print {s}", ("vault login -no-print ",)),
+        ("bw unlock {s} --raw", ("bw unlock ", "--raw")),
+        ("bw login me@example.com {s}", ("bw login me@example.com ",)),
+        ("mysqladmin -u root password {s}", ("mysqladmin -u root password ",)),
+        ("net user alice {s} /add /domain", ("net user alice ", "/add /domain")),
+        ("nmcli dev wifi connect HomeNet password {s}", ("nmcli dev wifi connect HomeNet password ",)),
+        ("nmcli con modify home wifi-sec.psk '{s}'", ("nmcli con modify home wifi-sec.psk '",)),
+        ("nmcli connection add type wifi ssid X 802-1x.password {s}", ("802-1x.password ",)),
+        ("wpa_cli set_network 0 psk '\"{s}\"'", ("wpa_cli set_network 0 psk '",)),
+        ("redis-cli -h cache CONFIG SET requirepass {s}", ("CONFIG SET requirepass ",)),
+        ("redis-cli AUTH default {s}", ("redis-cli AUTH default ",)),
+        (
+            "npm config set //registry.example.com/:_authToken {s}",
+            ("npm config set //registry.example.com/:_authToken ",),
+        ),
+        ("poetry config pypi-token.pypi {s}", ("poetry config pypi-token.pypi ",)),
+        ("ipmitool user set password 2 {s}", ("ipmitool user set password 2 ",)),
+        ("openssl passwd -6 -salt abc {s}", ("openssl passwd -6 -salt abc ",)),
+        ("dotnet user-secrets set Db:Password {s}", ("dotnet user-secrets set Db:Password ",)),
+    ],
+    "user and secret pairs": [
+        ("lftp -u deploy,{s} ftp.example.com", ("lftp -u deploy,", "ftp.example.com")),
+        ("lftp -u 'deploy,{s}' -e 'mirror -R . /www; quit' ftp", ("lftp -u 'deploy,", "mirror -R")),
+        (
+            "lftp -c 'open -u deploy,{s} ftp.example.com; ls'",
+            ("lftp -c 'open -u deploy,", "ftp.example.com; ls'"),
+        ),
+        ("tool --user admin:{s} https://api", ("tool --user admin:", "https://api")),
+        ("http -a alice:{s} GET https://api/x", ("http -a alice:", "GET https://api/x")),
+        ("http --auth=alice:{s} https://api/x", ("http --auth=alice:",)),
+        ("wget --user=alice --password={s} https://x/f", ("wget --user=alice --password=", "https://x/f")),
+        ("wget --http-user alice --http-password '{s}' https://x/f", ("--http-password '",)),
+        ("sqlplus -s scott/{s}@orcl @report.sql", ("sqlplus -s scott/", "@orcl @report.sql")),
+        ("expdp system/{s} directory=dp dumpfile=x.dmp", ("expdp system/", "directory=dp dumpfile=x.dmp")),
+    ],
+    "fed on stdin": [
+        ("echo -e '{s}\\n{s}' | passwd", ("echo -e '", "' | passwd")),
+        ("printf '%s\\n%s\\n' {s} {s} | passwd alice", ("printf '%s\\n%s\\n' ", "| passwd alice")),
+        ("echo {s} | sudo passwd --stdin alice", ("| sudo passwd --stdin alice",)),
+        ("passwd alice <<< '{s}'", ("passwd alice <<< '",)),
+        ("sudo chpasswd <<< alice:{s}", ("sudo chpasswd <<< ",)),
+        ("echo {s} | smbpasswd -s -a bob", ("| smbpasswd -s -a bob",)),
+        ("echo '{s}' | kinit admin@EXAMPLE.COM", ("| kinit admin@EXAMPLE.COM",)),
+        (
+            "echo -n {s} | cryptsetup luksOpen /dev/sdb1 vault -",
+            ("echo -n ", "| cryptsetup luksOpen /dev/sdb1"),
+        ),
+        ("echo {s} | gh auth login --with-token", ("| gh auth login --with-token",)),
+        ("echo {s} | az acr login -n reg --password-stdin", ("| az acr login -n reg --password-stdin",)),
+        ("echo {s} | gpg --batch --passphrase-fd 0 -d f.gpg", ("| gpg --batch --passphrase-fd 0 -d f.gpg",)),
+        ("yes {s} | passwd bob", ("yes ", "| passwd bob")),
+        ("echo {s} | vault login -", ("| vault login -",)),
+        ("echo {s} | wpa_passphrase HomeNet", ("| wpa_passphrase HomeNet",)),
+        ("(echo {s}; echo {s}) | passwd", ("(echo ", "; echo ", ") | passwd")),
+        ("{ echo {s}; echo {s}; } | sudo passwd bob", ("{ echo ", "; } | sudo passwd bob")),
+        ("passwd bob <<EOF\n{s}\n{s}\nEOF\necho done", ("passwd bob <<EOF\n", "\nEOF\necho done")),
+        (
+            "cat <<EOF | chpasswd\nalice:{s}\nbob:{s}\nEOF",
+            ("cat <<EOF | chpasswd\nalice:", "\nbob:", "\nEOF"),
+        ),
+        ("cat <<< {s} | passwd", ("cat <<< ", " | passwd")),
+    ],
     "sql": [
         ("psql -c \"CREATE USER app WITH PASSWORD '{s}'\"", ("CREATE USER app WITH PASSWORD '",)),
         ("ALTER ROLE app ENCRYPTED PASSWORD '{s}';", ("ALTER ROLE app ENCRYPTED PASSWORD '",)),
@@ -206,6 +323,26 @@ LOOK_ALIKES = [
     "the password policy requires twelve characters",
     "echo $SSHPASS; read -s DB_PASSWORD",
     "chpasswd --help",
+    # look-alikes of the program-aware rules: same flags for other programs, metadata options
+    "sqlcmd -S db -E -Q 'select 1'; mkdir -p /srv/x; ssh -p 2222 h",
+    "snmpd -c /etc/snmp/snmpd.conf; snmptrapd -c /etc/snmp/trap.conf",
+    "ipmitool -I lanplus -H bmc -U admin -E chassis status",
+    "useradd -m -s /bin/bash alice; usermod -aG docker bob",
+    "rabbitmqctl list_users; rabbitmqctl add_vhost prod; rabbitmqctl delete_user bob",
+    "vault login -method=oidc; vault login -; bw unlock --passwordenv BW_PW",
+    "nmcli dev wifi connect HomeNet; nmcli con show home",
+    "net user alice /delete; net user; net use Z: /delete",
+    "lftp -u deploy ftp.example.com; open -a Safari",
+    "docker run --user 1000:1000 img; docker exec --user www-data:www-data c ls",
+    "python train.py --max-tokens 100 --num-tokens 5 --token-type jwt --password-file /run/pw",
+    "gpg --passphrase-fd 0 --batch -d f; tool --auth-method oidc --key-id abc --auth-type basic",
+    "echo hello | grep passwd /etc/nsswitch.conf; cat /etc/passwd | wc -l",
+    "echo done | tee log; printf '%s\\n' a | sort",
+    "git commit -m 'rotate the community string'; git config user.name alice",
+    "npm config set registry https://registry.example.com; poetry config virtualenvs.in-project true",
+    "openssl passwd -help; wpa_passphrase -h",
+    "sqlplus / as sysdba; sqlplus -s /nolog",
+    "cat <<EOF > notes.txt\nhello world\nEOF\n(cd /tmp; ls) | grep x; find . -exec rm {} \\;",
 ]
 
 
@@ -259,6 +396,23 @@ def test_chpasswd_stdin_loses_every_secret_and_keeps_the_users() -> None:
     assert redacted == {"command": "chpasswd", "stdin": f"alice:{REDACTED}\nbob:{REDACTED}\n"}
 
 
+def test_passwd_stdin_loses_every_line() -> None:
+    first, second = fresh_secret(), fresh_secret()
+    redacted = redact({"command": "sudo passwd alice", "stdin": f"{first}\n{second}\n"})
+    assert redacted == {"command": "sudo passwd alice", "stdin": f"{REDACTED}\n{REDACTED}\n"}
+
+
+@pytest.mark.parametrize(
+    "command", ["kinit admin", "gh auth login --with-token", "cryptsetup open /dev/sdb1 x -"]
+)
+def test_stdin_of_a_program_reading_a_secret_loses_its_first_line(command: str) -> None:
+    secret = fresh_secret()
+    assert redact({"command": command, "stdin": f"{secret}\nnext\n"}) == {
+        "command": command,
+        "stdin": f"{REDACTED}\nnext\n",
+    }
+
+
 def test_stdin_of_an_ordinary_program_keeps_its_text() -> None:
     assert redact({"command": "cat", "stdin": "alice:not-a-secret\n"}) == {
         "command": "cat",
@@ -304,6 +458,16 @@ ADVERSARIAL = [
     "openssl -pass pass:",
     "STRIPE_KEY= ",
     "/token=",
+    "sqlcmd -P ",
+    "ipmitool user set password ",
+    "rabbitmqctl add_user ",
+    "nmcli password ",
+    "echo x | passwd ",
+    "--community ",
+    "bash -c 'sqlcmd ",
+    "sqlplus a/b@c ",
+    "net user a ",
+    "passwd <<< ",
 ]
 
 

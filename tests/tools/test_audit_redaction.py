@@ -60,6 +60,18 @@ async def test_no_form_of_secret_reaches_the_audit_file(
             await client.call_tool(
                 "shell_exec", {"command": "chpasswd --help", "stdin": plant("alice:{s}") + "\n"}
             )
+            # passwd reads the new password twice: every line of its stdin is secret
+            await client.call_tool(
+                "shell_exec",
+                {"command": ": passwd alice", "stdin": plant("{s}") + "\n" + plant("{s}") + "\n"},
+            )
+            for reader in (": kinit admin@EXAMPLE.COM", ": gh auth login --with-token", ": sudo -S true"):
+                await client.call_tool("shell_exec", {"command": reader, "stdin": plant("{s}") + "\n"})
+            # a secret inside a command that is itself an argument, and after a wrapper
+            await client.call_tool("shell_exec", {"command": plant(": bash -c 'sqlcmd -U sa -P {s} -Q q'")})
+            await client.call_tool(
+                "shell_exec", {"command": plant(": timeout 5 sudo -u ops ipmitool -P {s} power status")}
+            )
             missing = tmp_path / plant("token={s}")
             bad_cwd = await client.call_tool("shell_exec", {"command": "true", "cwd": str(missing)})
             assert bad_cwd.is_error  # its error message names the cwd: redacted in the record too

@@ -41,6 +41,8 @@ from relay_shell.governance.redaction.generic import (
     scrub_urls,
 )
 from relay_shell.governance.redaction.names import is_secret_name
+from relay_shell.governance.redaction.program_table import StdinMode
+from relay_shell.governance.redaction.programs import may_name_program, scrub_programs, stdin_mode
 from relay_shell.governance.redaction.words import REDACTED
 
 __all__ = [
@@ -72,6 +74,7 @@ _TEXT_RULES: Final[tuple[Callable[[str], str], ...]] = (
     scrub_netrc,
     scrub_key_values,
     scrub_token_shapes,
+    scrub_programs,
 )
 
 
@@ -87,7 +90,7 @@ _MAY_HOLD_SECRET: Final = re.compile(
 
 
 def _scrub_once(text: str) -> str:
-    if _MAY_HOLD_SECRET.search(text) is None:
+    if _MAY_HOLD_SECRET.search(text) is None and not may_name_program(text):
         return text
     for rule in _TEXT_RULES:
         text = rule(text)
@@ -186,7 +189,7 @@ def _redact_dict(value: Mapping[object, object], depth: int) -> dict[object, obj
     redacted: dict[object, object] = {}
     for key, item in value.items():
         fed = (
-            redact_stdin(item, every_line=reader)
+            _redact_fed(item, reader)
             if reader is not None and key in _STDIN_KEYS and isinstance(item, str)
             else item
         )
@@ -195,18 +198,32 @@ def _redact_dict(value: Mapping[object, object], depth: int) -> dict[object, obj
     return redacted
 
 
-def _stdin_reader(value: Mapping[object, object]) -> bool | None:
-    """None when no string of the dict names a secret stdin reader; else whether every line of
-    the stdin is ``name:secret`` (chpasswd) rather than only the first line being the secret."""
+def _stdin_reader(value: Mapping[object, object]) -> StdinMode | None:
+    """None when no string of the dict names a secret stdin reader; else how it reads the
+    stdin: every line ``name:secret`` (chpasswd), every line a secret (passwd), or the first."""
     if not any(key in _STDIN_KEYS for key in value):
         return None
-    found: bool | None = None
+    found: StdinMode | None = None
     for key, item in value.items():
         if key in _STDIN_KEYS or not isinstance(item, str):
             continue
-        if STDIN_READER_PATTERN.search(item):
-            found = found or LINE_SECRETS.search(item) is not None
+        mode = stdin_mode(item)
+        if mode is None and STDIN_READER_PATTERN.search(item):
+            mode = "pairs" if LINE_SECRETS.search(item) else "line"
+        if mode is not None and (found is None or _STDIN_STRENGTH[mode] > _STDIN_STRENGTH[found]):
+            found = mode
     return found
+
+
+_STDIN_STRENGTH: Final[dict[StdinMode, int]] = {"line": 0, "pairs": 1, "all": 2}
+
+
+def _redact_fed(text: str, mode: StdinMode) -> str:
+    """The stdin of a secret reader: every non-blank line (``all``), every ``name:secret``
+    line's secret (``pairs``), or the first line (``line``)."""
+    if mode == "all":
+        return "\n".join(REDACTED if line.strip() else line for line in text.split("\n"))
+    return redact_stdin(text, every_line=mode == "pairs")
 
 
 def _redact_entry(key: object, item: object, depth: int) -> tuple[object, object]:
