@@ -25,7 +25,6 @@ from mcp.server.mcpserver.exceptions import (
     UnexpectedToolError,
 )
 from mcp.server.mcpserver.tools.base import Tool
-from mcp.server.stdio import stdio_server
 from mcp.shared.exceptions import MCPError
 from mcp_types import CallToolResult, GetPromptResult, InputRequiredResult
 from pydantic import AnyUrl, ValidationError
@@ -37,7 +36,8 @@ from relay_shell.governance.bounds import check_input_size
 from relay_shell.governance.call import Call, CallArguments, Identity, Outcome, Plan, Reply
 from relay_shell.guidance import instructions
 from relay_shell.services import Services, build_services
-from relay_shell.stdio import RefusingReadStream, claimed_stdin, line_limit
+from relay_shell.stdio import RefusingReadStream, line_limit
+from relay_shell.stdio_pipes import stdio_streams
 from relay_shell.tools import register_all
 from relay_shell.tools.adapter import protocol_error, raise_for_protocol, tool_result
 from relay_shell.tools.base import CURRENT_ARGUMENTS, TASK_INTENT, identity_of
@@ -134,16 +134,16 @@ class RelayServer(MCPServer[Services]):
         return fetch.fetched
 
     async def run_stdio_async(self) -> None:
-        """Serve over stdio with a bounded line reader (``relay_shell.stdio``); the lifespan
-        starts the services and, at stdin EOF, tears them down."""
+        """Serve over stdio, from the event loop where stdin and stdout are pipes
+        (``relay_shell.stdio_pipes``), with bounded lines (``relay_shell.stdio``); the lifespan
+        starts the services and, at stdin EOF or when the client closes stdout, tears them down."""
         limit = line_limit(self.services.settings.max_input_bytes)
-        with claimed_stdin(limit) as stdin:
-            async with stdio_server(stdin=stdin) as (read_stream, write_stream):
-                await self._lowlevel_server.run(
-                    RefusingReadStream(read_stream, write_stream),
-                    write_stream,
-                    self._lowlevel_server.create_initialization_options(),
-                )
+        async with stdio_streams(limit) as (read_stream, write_stream):
+            await self._lowlevel_server.run(
+                RefusingReadStream(read_stream, write_stream),
+                write_stream,
+                self._lowlevel_server.create_initialization_options(),
+            )
 
     async def _sdk_read(
         self, uri: str, context: Context[Any, Any] | None
