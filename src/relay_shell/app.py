@@ -67,12 +67,11 @@ class RelayServer(MCPServer[Services]):
         An unknown tool is a JSON-RPC error (invalid params); an oversized, unknown or
         malformed argument is an ``invalid`` result naming it.
         """
-        identity = _identity(context)
         tool = self._tool_manager.get_tool(name)
         if tool is None:
             shown = name[:MAX_NAME_IN_AUDIT]
             error = InvalidInput("name", f"no tool named {shown!r} (see tools/list)")
-            self.services.pipeline.reject(shown, CallArguments.same(arguments), identity, error)
+            self.services.pipeline.reject(shown, CallArguments.same(arguments), _identity(context), error)
             raise protocol_error(error, message=f"Unknown tool: {shown}", name=shown)
         raw = CallArguments.same(arguments)
         try:
@@ -81,10 +80,10 @@ class RelayServer(MCPServer[Services]):
             _check_no_stray_booleans(arguments, tool.parameters)
             validated = tool.fn_metadata.validate_arguments(arguments)
         except InvalidInput as exc:
-            return _refused(self.services.pipeline.reject(name, raw, identity, exc))
+            return _refused(self.services.pipeline.reject(name, raw, _identity(context), exc))
         except ValidationError as exc:
             error = InvalidInput(*_first_problem(exc))
-            return _refused(self.services.pipeline.reject(name, raw, identity, error))
+            return _refused(self.services.pipeline.reject(name, raw, _identity(context), error))
         token = CURRENT_ARGUMENTS.set(CallArguments(raw=arguments, effective=validated))
         if context is None:
             context = Context(mcp_server=self, subscriptions=self._subscriptions)
