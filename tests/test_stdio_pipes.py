@@ -112,6 +112,19 @@ def answers_by_id(text: bytes) -> dict[object, dict[str, Any]]:
     return {message.get("id"): message for message in map(json.loads, text.splitlines())}
 
 
+def read_answers(fd: int, count: int, timeout_s: float = 30.0) -> list[dict[str, Any]]:
+    """Exactly ``count`` answer lines read from ``fd`` within ``timeout_s``."""
+    received = b""
+    deadline = time.monotonic() + timeout_s
+    while received.count(b"\n") < count:
+        remaining = deadline - time.monotonic()
+        assert remaining > 0 and select.select([fd], [], [], remaining)[0], "no answer from the server"
+        chunk = os.read(fd, 1 << 16)
+        assert chunk, "the server closed stdout"
+        received += chunk
+    return [json.loads(line) for line in received.splitlines()]
+
+
 def wait_exit(process: subprocess.Popen[bytes], timeout_s: float = 30.0) -> int:
     try:
         return process.wait(timeout=timeout_s)
@@ -127,7 +140,7 @@ def test_pipelined_requests_and_a_line_cut_across_writes_are_all_answered(tmp_pa
     stderr_path = tmp_path / "stderr"
     with stderr_path.open("wb") as stderr:
         process = subprocess.Popen(
-            [RELAY], env=server_env(tmp_path), cwd=tmp_path,
+            [RELAY], env=server_env(tmp_path), cwd=tmp_path, bufsize=0,
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
         )  # fmt: skip
     assert process.stdin is not None and process.stdout is not None
@@ -139,12 +152,7 @@ def test_pipelined_requests_and_a_line_cut_across_writes_are_all_answered(tmp_pa
         process.stdin.flush()
         process.stdin.write(cut[17:] + request(31, "ping"))
         process.stdin.flush()
-        answers: list[dict[str, Any]] = []
-        while len(answers) < 31:
-            assert select.select([process.stdout], [], [], 30)[0], "no answer from the server"
-            line = process.stdout.readline()
-            assert line, "the server closed stdout"
-            answers.append(json.loads(line))
+        answers = read_answers(process.stdout.fileno(), 31)
         fds = Path(f"/proc/{process.pid}/fd")
         assert (os.readlink(fds / "0"), os.readlink(fds / "1")) == ("/dev/null", str(stderr_path))
         wire = {os.readlink(fd) for fd in fds.iterdir() if int(fd.name) > 2}

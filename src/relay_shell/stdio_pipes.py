@@ -10,7 +10,8 @@ duplicates, made non-blocking, read through ``loop.connect_read_pipe`` and writt
 - no line longer than the limit is ever held whole (:class:`LineSplitter` keeps at most
   ``limit`` bytes of a line, then only counts it) and an oversized line becomes the same
   notice :class:`relay_shell.stdio.BoundedLineReader` yields;
-- lines waiting for the server are bounded (:data:`PENDING_HIGH`; reading pauses above it),
+- lines waiting for the server are bounded (:data:`PENDING_HIGH` bytes, :data:`PENDING_LINES`
+  lines; reading pauses above either),
   and so are answers waiting for the client (the write transport's limits; the writer
   waits for it to drain);
 - while serving, fd 0 points at ``/dev/null`` and fd 1 at stderr, so children and stray
@@ -46,6 +47,8 @@ from relay_shell.stdio import ID_WINDOW, claimed_stdin, oversized_notice
 
 PENDING_HIGH = 256 * 1024
 """Bytes of complete lines the server has not taken yet above which reading pauses."""
+PENDING_LINES = 1024
+"""Complete lines the server has not taken yet above which reading pauses (however short)."""
 FLUSH_S = 5.0
 """How long the end of serving waits for the last answers to reach a client that reads slowly."""
 
@@ -143,7 +146,8 @@ class PipeLines(asyncio.Protocol):
             return
         self._lines.extend(lines)
         self._pending += sum(map(len, lines))
-        if self._pending > PENDING_HIGH and not self._paused and self._transport is not None:
+        crowded = self._pending > PENDING_HIGH or len(self._lines) > PENDING_LINES
+        if crowded and not self._paused and self._transport is not None:
             self._paused = True
             self._transport.pause_reading()
         self._wake()
