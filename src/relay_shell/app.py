@@ -25,7 +25,6 @@ from mcp.server.mcpserver.exceptions import (
     UnexpectedToolError,
 )
 from mcp.server.mcpserver.tools.base import Tool
-from mcp.server.stdio import stdio_server
 from mcp.shared.exceptions import MCPError
 from mcp_types import CallToolResult, GetPromptResult, InputRequiredResult
 from pydantic import AnyUrl, ValidationError
@@ -37,7 +36,8 @@ from relay_shell.governance.bounds import check_input_size
 from relay_shell.governance.call import Call, CallArguments, Identity, Outcome, Plan, Reply
 from relay_shell.guidance import instructions
 from relay_shell.services import Services, build_services
-from relay_shell.stdio import RefusingReadStream, claimed_stdin, line_limit
+from relay_shell.stdio import RefusingReadStream, line_limit
+from relay_shell.stdio_pipes import stdio_streams
 from relay_shell.tools import register_all
 from relay_shell.tools.adapter import protocol_error, raise_for_protocol, tool_result
 from relay_shell.tools.base import CURRENT_ARGUMENTS, TASK_INTENT, identity_of
@@ -67,12 +67,11 @@ class RelayServer(MCPServer[Services]):
         An unknown tool is a JSON-RPC error (invalid params); an oversized, unknown or
         malformed argument is an ``invalid`` result naming it.
         """
-        identity = _identity(context)
         tool = self._tool_manager.get_tool(name)
         if tool is None:
             shown = name[:MAX_NAME_IN_AUDIT]
             error = InvalidInput("name", f"no tool named {shown!r} (see tools/list)")
-            self.services.pipeline.reject(shown, CallArguments.same(arguments), identity, error)
+            self.services.pipeline.reject(shown, CallArguments.same(arguments), _identity(context), error)
             raise protocol_error(error, message=f"Unknown tool: {shown}", name=shown)
         raw = CallArguments.same(arguments)
         try:
@@ -81,10 +80,10 @@ class RelayServer(MCPServer[Services]):
             _check_no_stray_booleans(arguments, tool.parameters)
             validated = tool.fn_metadata.validate_arguments(arguments)
         except InvalidInput as exc:
-            return _refused(self.services.pipeline.reject(name, raw, identity, exc))
+            return _refused(self.services.pipeline.reject(name, raw, _identity(context), exc))
         except ValidationError as exc:
             error = InvalidInput(*_first_problem(exc))
-            return _refused(self.services.pipeline.reject(name, raw, identity, error))
+            return _refused(self.services.pipeline.reject(name, raw, _identity(context), error))
         token = CURRENT_ARGUMENTS.set(CallArguments(raw=arguments, effective=validated))
         if context is None:
             context = Context(mcp_server=self, subscriptions=self._subscriptions)
@@ -134,16 +133,16 @@ class RelayServer(MCPServer[Services]):
         return fetch.fetched
 
     async def run_stdio_async(self) -> None:
-        """Serve over stdio with a bounded line reader (``relay_shell.stdio``); the lifespan
-        starts the services and, at stdin EOF, tears them down."""
+        """Serve over stdio, from the event loop where stdin and stdout are pipes
+        (``relay_shell.stdio_pipes``), with bounded lines (``relay_shell.stdio``); the lifespan
+        starts the services and, at stdin EOF or when the client closes stdout, tears them down."""
         limit = line_limit(self.services.settings.max_input_bytes)
-        with claimed_stdin(limit) as stdin:
-            async with stdio_server(stdin=stdin) as (read_stream, write_stream):
-                await self._lowlevel_server.run(
-                    RefusingReadStream(read_stream, write_stream),
-                    write_stream,
-                    self._lowlevel_server.create_initialization_options(),
-                )
+        async with stdio_streams(limit) as (read_stream, write_stream):
+            await self._lowlevel_server.run(
+                RefusingReadStream(read_stream, write_stream),
+                write_stream,
+                self._lowlevel_server.create_initialization_options(),
+            )
 
     async def _sdk_read(
         self, uri: str, context: Context[Any, Any] | None

@@ -15,6 +15,7 @@ reports them; otherwise the configured value is shown and marked as configured.
 
 from __future__ import annotations
 
+import functools
 import getpass
 import os
 import shutil
@@ -129,7 +130,15 @@ class Runner:
 
     @classmethod
     def current(cls) -> Runner:
-        return cls(os.geteuid(), getpass.getuser(), shutil.which("sudo") is not None)
+        """The server's user, and whether ``sudo`` is on its PATH, as found at the first call:
+        neither changes while it serves (the user never does, and a PATH scan per call is
+        most of what ``server_info`` costs)."""
+        return _runner()
+
+
+@functools.cache
+def _runner() -> Runner:
+    return Runner(os.geteuid(), getpass.getuser(), shutil.which("sudo") is not None)
 
 
 def _policy(settings: Settings, admin: bool) -> dict[str, object]:
