@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import importlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -154,6 +154,9 @@ class Services:
     containment: ContainmentService
     jobs: JobStore[Reply]
     on_started: Callable[[], None] | None = field(default=None, repr=False)
+    watchers: list[Callable[[], Coroutine[object, object, None]]] = field(default_factory=list, repr=False)
+    """Background loops run from start to :meth:`aclose` (the HTTP server's grant watch)."""
+    _watching: list[asyncio.Task[None]] = field(default_factory=list, repr=False)
     _holders: int = field(default=0, repr=False)
     _started: bool = field(default=False, repr=False)
     _closed: bool = field(default=False, repr=False)
@@ -201,6 +204,9 @@ class Services:
             await self.sessions.start()
             self.audit.start_heartbeat(self.settings.audit_anchor_interval)
             await self.jobs.start()
+            self._watching = [
+                asyncio.create_task(watch(), name="relay-shell watcher") for watch in self.watchers
+            ]
             if self.on_started is not None:
                 self.on_started()
 
@@ -230,6 +236,11 @@ class Services:
         if self._closed:
             return
         self._closed = True
+        for task in self._watching:
+            task.cancel()
+        for task in self._watching:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         cancelled = await self.pipeline.cancel_in_flight(CANCEL_IN_FLIGHT_S)
         if cancelled:
             log.warning("shutdown: cancelled %d call(s) in flight", cancelled)
