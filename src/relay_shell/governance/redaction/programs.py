@@ -59,7 +59,7 @@ from relay_shell.governance.redaction.words import (
 _ASSIGNMENT: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*+\+?=")
 # The parts of an option name, a config key or an nmcli keyword that make its value a secret.
 _SECRET_PART: Final = re.compile(
-    r"pass(?:w(?:or)?d|phrase)?|pwd?|secrets?|tokens?|community|psk|creds?|credentials?|wep-?key[0-3]?|key[0-3]"
+    r"pass(?:w(?:or)?d|phrase)?|pwd?|secrets?|tokens?|bearer|community|psk|creds?|credentials?|wep-?key[0-3]?|key[0-3]"
     r"|[a-z]*(?:pass|passw(?:or)?d|secret|token|apikey|authkey|accesskey|secretkey|privatekey)"
 )
 _KEY_PAIR_FIRST: Final = frozenset(
@@ -282,7 +282,8 @@ def _edit(word: Word, mode: Mode, offset: int = 0) -> Iterator[_Edit]:
 
 
 def _rule_edits(rule: Rule, args: list[Word]) -> Iterator[_Edit]:
-    yield from _option_edits(rule, args)
+    if rule.options or rule.prefixes:
+        yield from _option_edits(rule, args)
     for positional in rule.positionals:
         yield from _positional_edits(positional, args)
     if rule.keywords:
@@ -294,11 +295,12 @@ def _rule_edits(rule: Rule, args: list[Word]) -> Iterator[_Edit]:
 
 def _option_edits(rule: Rule, args: list[Word]) -> Iterator[_Edit]:
     for index, word in enumerate(args):
-        value = word.value
+        value = word.value.lower() if rule.ignore_case else word.value
         following = args[index + 1] if index + 1 < len(args) else None
         for prefix, mode in rule.prefixes.items():
             if value.startswith(prefix) and len(value) > len(prefix):
-                yield from _edit(word, mode, word.raw.index(prefix) + len(prefix))
+                raw = word.raw.lower() if rule.ignore_case else word.raw
+                yield from _edit(word, mode, raw.index(prefix) + len(prefix))
         if not rule.options:
             continue
         if value in rule.options:
@@ -324,17 +326,32 @@ def _cluster_edits(rule: Rule, word: Word, following: Word | None) -> Iterator[_
         yield from _edit(following, last)
 
 
-def _positional_edits(positional: Positional, args: list[Word]) -> Iterator[_Edit]:
+def _positional_window(positional: Positional, args: list[Word]) -> list[Word]:
+    """The words a positional secret is counted in: past the subcommand ``path``, and past
+    the ``after`` anchor (only the next word when ``adjacent``); empty when one is missing."""
     index = 0
     for step in positional.path:
         while index < len(args) and args[index].value.lower() != step:
             index += 1
         index += 1
     if index > len(args):
-        return
+        return []
+    if positional.after:
+        anchor = next(
+            (n for n in range(index, len(args)) if args[n].value.startswith(positional.after)), None
+        )
+        if anchor is None:
+            return []
+        index = anchor + 1
+        if positional.adjacent:
+            return args[index : index + 1]
+    return args[index:]
+
+
+def _positional_edits(positional: Positional, args: list[Word]) -> Iterator[_Edit]:
     operands: list[Word] = []
     skip = False
-    for word in args[index:]:
+    for word in _positional_window(positional, args):
         value = word.value
         if skip:
             skip = False
@@ -351,7 +368,8 @@ def _positional_edits(positional: Positional, args: list[Word]) -> Iterator[_Edi
     if not operands or positional.index >= len(operands):
         return
     secret = operands[positional.index]
-    if secret.value not in ("-", "*"):
+    # "-" and "*" read the secret from stdin or a prompt; "$VAR" names where it is, not what it is
+    if secret.value not in ("-", "*") and not secret.raw.lstrip('"').startswith("$"):
         yield from _edit(secret, positional.mode)
 
 
