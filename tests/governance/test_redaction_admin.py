@@ -49,6 +49,8 @@ ADDED: list[tuple[str, tuple[str, ...]]] = [
     ),
     ("mc alias set minio http://h:9000 admin {s}", ("mc alias set minio http://h:9000 admin ",)),
     ("mc config host add s3 https://s3 AKIA {s}", ("mc config host add s3 https://s3 AKIA ",)),
+    # cmd.exe expands no $: a password spelled with one is still the password
+    ("net use \\\\fs\\share ${s} /user:alice", ("net use \\\\fs\\share ", " /user:alice")),
     ("curl --oauth2-bearer {s} https://api", ("curl --oauth2-bearer ", " https://api")),
 ]
 
@@ -99,7 +101,6 @@ def test_admin_password_is_redacted_and_keeps_what_ran(template: str, keep: tupl
 LOOK_ALIKES = [
     "net use; net use \\\\fs\\share /delete; net use Z: /delete /y; net view \\\\fs",
     "net use \\\\fs\\share * /user:alice; net use \\\\fs\\share /user:alice /persistent:yes",
-    'net use \\\\fs\\share $PW /user:alice; net use \\\\fs\\share "$PW" /user:alice',
     "smbclient -L //fs -N; smbclient //fs/share -U alice -c 'get f'; smbclient //fs/share -N -c ls",
     "mongodump --db x --out /backup; mongoexport -d db -c coll -o out.json",
     "plink -ssh user@host -P 22 uptime; pscp -P 2222 f user@host:/tmp",
@@ -108,6 +109,7 @@ LOOK_ALIKES = [
     "certutil -hashfile f SHA256; certutil -urlcache -split -f http://x/f f",
     "mc alias list; mc cp a b; mc alias set minio http://h:9000",
     "ConvertTo-SecureString $enc; $p = ConvertTo-SecureString $plain -AsPlainText -Force",
+    '$p = ConvertTo-SecureString "$env:DB_PW" -AsPlainText -Force',
     "enum4linux -a host; smbmap -H host; curl --oauth2-bearer-file f https://x",
 ]
 

@@ -31,6 +31,7 @@ class Positional:
     slash_options: bool = False  # Windows: /add, /domain are options
     after: tuple[str, ...] = ()
     adjacent: bool = False
+    variables: bool = False  # PowerShell: a bare $name is a variable, not the secret itself
 
 
 @dataclass(frozen=True)
@@ -162,7 +163,7 @@ PROGRAMS: Final[dict[str, tuple[Rule, ...]]] = {
     **dict.fromkeys(("smbmap", "enum4linux", "enum4linux-ng"), (_DASH_P,)),
     "convertto-securestring": (
         Rule(
-            positionals=(Positional((), 0, takes_value=_SECURE_STRING_KEYS),),
+            positionals=(Positional((), 0, takes_value=_SECURE_STRING_KEYS, variables=True),),
             when=frozenset({"-AsPlainText", "-asplaintext", "-ASPLAINTEXT", "-asPlainText"}),
         ),
     ),

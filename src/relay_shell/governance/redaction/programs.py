@@ -91,6 +91,7 @@ _USER_EXEMPT_PROGRAMS: Final = frozenset(
 )
 _NAME_SEPARATOR: Final = re.compile(r"[-_.]")
 _NAME_VALUE: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*+=")
+_POWERSHELL_VARIABLE: Final = re.compile(r"\$[A-Za-z_][A-Za-z0-9_:]*+")
 _COUNTING_PARTS: Final = frozenset({"max", "min", "num"})
 _MAX_DEPTH: Final = 3
 _MAX_FEEDERS: Final = 16
@@ -368,8 +369,9 @@ def _positional_edits(positional: Positional, args: list[Word]) -> Iterator[_Edi
     if not operands or positional.index >= len(operands):
         return
     secret = operands[positional.index]
-    # "-" and "*" read the secret from stdin or a prompt; "$VAR" names where it is, not what it is
-    if secret.value not in ("-", "*") and not secret.raw.lstrip('"').startswith("$"):
+    # "-" and "*" read the secret from stdin or a prompt; in PowerShell "$name" is a variable
+    variable = positional.variables and _POWERSHELL_VARIABLE.fullmatch(secret.raw.strip('"')) is not None
+    if secret.value not in ("-", "*") and not variable:
         yield from _edit(secret, positional.mode)
 
 
