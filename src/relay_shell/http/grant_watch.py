@@ -16,10 +16,10 @@ left to the usual limits (idle timeout, lifetime, job retention) and to an admin
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from relay_shell.http.oauth_state import OAuthStateUnavailable, StateStore
+from relay_shell.periodic import Periodic
 from relay_shell.principals import end_owned, live_owners
 from relay_shell.services import Services
 
@@ -57,11 +57,6 @@ class GrantWatch:
             await end_owned(self._services, grant, f"oauth_revoke:{revoked[grant].via}")
         return ended
 
-    async def run(self) -> None:
-        """Check every ``interval_s`` until cancelled (server shutdown); a failed check is logged."""
-        while True:
-            await asyncio.sleep(self._interval_s)
-            try:
-                await self.check()
-            except Exception:
-                log.exception("grant watch: ending a revoked grant's work failed")
+    def periodic(self) -> Periodic:
+        """:meth:`check` every ``interval_s`` while the services run (a failed check is logged)."""
+        return Periodic("grant watch", self._interval_s, self.check, log)

@@ -83,7 +83,9 @@ def build_builtin(settings: Settings, services: Services) -> BuiltinAuth | None:
     from relay_shell.http.grant_watch import GrantWatch
 
     builtin = build_builtin_auth(settings, services.audit)
-    services.watchers.append(GrantWatch(builtin.provider.store, services).run)  # a revoked grant's work ends
+    services.watchers.append(
+        GrantWatch(builtin.provider.store, services).periodic()
+    )  # a revoked grant's work ends
     return builtin
 
 
