@@ -8,12 +8,9 @@ end-to-end test is in ``test_ownership_e2e.py``).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
-
-from relay_shell.app import RelayServer, build_server
+from relay_shell.app import RelayServer
 from relay_shell.config import Settings
 from relay_shell.http.grant_watch import GrantWatch
 from relay_shell.http.oauth_state import MAX_REVOKED, GrantRecord, OAuthState, StateStore
@@ -39,16 +36,6 @@ def test_revoking_a_grant_remembers_why_and_only_the_newest() -> None:
     assert state.revoked[newest].via == "replay"
     assert max(state.revoked.values(), key=lambda record: record.serial) == state.revoked[newest]
     assert newest not in state.grants
-
-
-@pytest.fixture
-async def server(settings: Settings) -> AsyncIterator[RelayServer]:
-    srv = build_server(settings)
-    await srv.services.start()
-    try:
-        yield srv
-    finally:
-        await srv.services.aclose()
 
 
 async def test_the_watch_ends_only_the_revoked_grants_work(

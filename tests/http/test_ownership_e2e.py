@@ -19,19 +19,24 @@ from typing import Any
 import pytest
 from mcp import Client
 
-from tests.conftest import read_audit
+from tests.conftest import ok, read_audit, sc
 from tests.http.test_auth_e2e import (
     OPERATOR_HASH,
     bearer_client,
     client_id,  # noqa: F401  (a fixture: registers the one client with this module's server)
     token_for,
 )
-from tests.http.test_http_e2e import RELAY, RelayProcess, _wait_ready, free_port, server_env
+from tests.http.test_http_e2e import RELAY, RelayProcess, running_relay, server_env
 from tests.netutil import round_trip, wait_refused
 from tests.sshd import ClientKey, SshdInstance, sshd_available, start_sshd
 
 PROMPT = r"\$ $"
 OPERATE = "relay-shell:operate"
+RELAY_ENV = {
+    "RELAY_SHELL_AUTH_ENABLED": "true",
+    "RELAY_SHELL_AUTH_ISSUER": "http://127.0.0.1:{port}",
+    "RELAY_SHELL_AUTH_OPERATOR_HASH": OPERATOR_HASH,
+}
 
 
 @pytest.fixture(scope="module")
@@ -48,42 +53,8 @@ def relay(tmp_path_factory: pytest.TempPathFactory, sshd: SshdInstance) -> Itera
     """The server with builtin OAuth, trusting the test sshd's host key (strict checking)."""
     state_dir = tmp_path_factory.mktemp("relay-ownership")
     (state_dir / "known_hosts").write_text(sshd.known_hosts_line())
-    for _attempt in range(5):
-        port = free_port()
-        log_path = state_dir / f"server-{port}.log"
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(
-                [RELAY],
-                env=server_env(
-                    state_dir,
-                    RELAY_SHELL_TRANSPORT="http",
-                    RELAY_SHELL_HTTP_PORT=str(port),
-                    RELAY_SHELL_AUTH_ENABLED="true",
-                    RELAY_SHELL_AUTH_ISSUER=f"http://127.0.0.1:{port}",
-                    RELAY_SHELL_AUTH_OPERATOR_HASH=OPERATOR_HASH,
-                    RELAY_SHELL_SSH_KNOWN_HOSTS="strict",
-                ),
-                cwd=state_dir,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        server = RelayProcess(process, port, state_dir, log_path)
-        if _wait_ready(server):
-            yield server
-            assert server.stop() == 0
-            return
-    pytest.fail("no free port for the ownership server")
-
-
-def sc(result: Any) -> dict[str, Any]:
-    assert result.structured_content is not None
-    return dict(result.structured_content)
-
-
-def ok(result: Any) -> dict[str, Any]:
-    assert result.is_error is False, result.content[0].text
-    return sc(result)
+    with running_relay(state_dir, **RELAY_ENV, RELAY_SHELL_SSH_KNOWN_HOSTS="strict") as server:
+        yield server
 
 
 def refused_as_not_owner(result: Any, object_id: str) -> None:
@@ -229,9 +200,7 @@ def operator_cli(relay: RelayProcess, *argv: str) -> subprocess.CompletedProcess
     """``relay-shell`` run by the operator beside the server, on the same state and audit file."""
     env = server_env(
         relay.state_dir,
-        RELAY_SHELL_AUTH_ENABLED="true",
-        RELAY_SHELL_AUTH_ISSUER=relay.base_url,
-        RELAY_SHELL_AUTH_OPERATOR_HASH=OPERATOR_HASH,
+        **{name: value.replace("{port}", str(relay.port)) for name, value in RELAY_ENV.items()},
     )
     return subprocess.run(
         [RELAY, *argv], env=env, cwd=relay.state_dir, capture_output=True, text=True, timeout=60

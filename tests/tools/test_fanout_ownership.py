@@ -11,43 +11,20 @@ closed loopback port, so its one host ends ``unreachable`` without any sshd.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from relay_shell.app import RelayServer, build_server
+from relay_shell.app import RelayServer
 from relay_shell.config import Settings
-from tests.conftest import connected, principal, read_audit
+from tests.conftest import connected, ok, principal, read_audit, sc
 from tests.sshd import free_port
 
 OPERATE = "relay-shell:operate"
 ADMIN = "relay-shell:admin"
 
 
-def sc(result: Any) -> dict[str, Any]:
-    assert result.structured_content is not None
-    return dict(result.structured_content)
-
-
-def ok(result: Any) -> dict[str, Any]:
-    assert result.is_error is False, result.content[0].text
-    return sc(result)
-
-
 def endpoints(listed: dict[str, Any]) -> list[tuple[str, int]]:
     return [(row["hostname"], row["port"]) for row in listed["hosts"]]
-
-
-@pytest.fixture
-async def server(settings: Settings) -> AsyncIterator[RelayServer]:
-    srv = build_server(settings)
-    await srv.services.start()
-    try:
-        yield srv
-    finally:
-        await srv.services.aclose()
 
 
 def pattern_calls(fanout_id: str, host: str, upload: Path) -> list[tuple[str, dict[str, Any]]]:
