@@ -107,6 +107,12 @@ def sc(result: Any) -> dict[str, Any]:
     return dict(result.structured_content)
 
 
+def ok(result: Any) -> dict[str, Any]:
+    """The structured content of a tool result that must have succeeded (its text shown if not)."""
+    assert result.is_error is False, result.content[0].text
+    return sc(result)
+
+
 @asynccontextmanager
 async def connected(target: Any, **kwargs: Any) -> AsyncIterator[Client]:
     """An MCP client whose context is entered and exited in one task of its own.

@@ -366,7 +366,9 @@ appearance and names each host once. A term that selects nothing (a glob or tag 
 match, an exclusion that matches no known host, an unknown fan-out) is `invalid` and the
 error names it; so is a selection that ends up empty. `ssh_fanout` and a multi-host
 `ssh_upload` return a `fanout_id`; the last `RELAY_SHELL_FANOUT_HISTORY` of them are
-remembered for `failed:`, `ok:` and `skipped:` terms. Example: `@web,&@prod,!web3`.
+remembered for `failed:`, `ok:` and `skipped:` terms. A fan-out belongs to the principal that
+ran it: a term naming another principal's fan-out is refused (`denied`, rule `owner`; an
+admin may use any). Example: `@web,&@prod,!web3`.
 """
 
 

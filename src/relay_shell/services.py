@@ -33,6 +33,7 @@ from relay_shell.governance.call import Reply
 from relay_shell.governance.pipeline import Pipeline
 from relay_shell.local.containment import ContainmentService
 from relay_shell.metrics import Metrics
+from relay_shell.periodic import Periodic
 from relay_shell.sessions import SessionRegistry
 from relay_shell.sessions.jobs import JobStore
 from relay_shell.sessions.model import SessionEnd
@@ -154,6 +155,8 @@ class Services:
     containment: ContainmentService
     jobs: JobStore[Reply]
     on_started: Callable[[], None] | None = field(default=None, repr=False)
+    watchers: list[Periodic] = field(default_factory=list, repr=False)
+    """Background rounds run from start to :meth:`aclose` (the HTTP server's grant watch)."""
     _holders: int = field(default=0, repr=False)
     _started: bool = field(default=False, repr=False)
     _closed: bool = field(default=False, repr=False)
@@ -201,6 +204,8 @@ class Services:
             await self.sessions.start()
             self.audit.start_heartbeat(self.settings.audit_anchor_interval)
             await self.jobs.start()
+            for watcher in self.watchers:
+                watcher.start()
             if self.on_started is not None:
                 self.on_started()
 
@@ -230,6 +235,8 @@ class Services:
         if self._closed:
             return
         self._closed = True
+        for watcher in self.watchers:
+            await watcher.stop()
         cancelled = await self.pipeline.cancel_in_flight(CANCEL_IN_FLIGHT_S)
         if cancelled:
             log.warning("shutdown: cancelled %d call(s) in flight", cancelled)

@@ -8,7 +8,6 @@ import base64
 import contextlib
 import hashlib
 import secrets
-import subprocess
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -20,7 +19,7 @@ from mcp.client.streamable_http import streamable_http_client
 
 from tests.conftest import read_audit
 from tests.http.consent_flow import cheap_hash, consent_sync
-from tests.http.test_http_e2e import RELAY, RelayProcess, _wait_ready, free_port, server_env
+from tests.http.test_http_e2e import RelayProcess, running_relay
 
 REDIRECT = "http://127.0.0.1:9/callback"
 DENY = "relay-e2e-never-[0-9]+"
@@ -30,33 +29,14 @@ OPERATOR_HASH = cheap_hash()
 
 @pytest.fixture(scope="module")
 def relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RelayProcess]:
-    state_dir = tmp_path_factory.mktemp("relay-auth")
-    for _attempt in range(5):
-        port = free_port()
-        log_path = state_dir / f"server-{port}.log"
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(
-                [RELAY],
-                env=server_env(
-                    state_dir,
-                    RELAY_SHELL_TRANSPORT="http",
-                    RELAY_SHELL_HTTP_PORT=str(port),
-                    RELAY_SHELL_AUTH_ENABLED="true",
-                    RELAY_SHELL_AUTH_ISSUER=f"http://127.0.0.1:{port}",
-                    RELAY_SHELL_POLICY_DENY=DENY,
-                    RELAY_SHELL_AUTH_OPERATOR_HASH=OPERATOR_HASH,
-                ),
-                cwd=state_dir,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        server = RelayProcess(process, port, state_dir, log_path)
-        if _wait_ready(server):
-            yield server
-            assert server.stop() == 0
-            return
-    pytest.fail("no free port for the auth server")
+    with running_relay(
+        tmp_path_factory.mktemp("relay-auth"),
+        RELAY_SHELL_AUTH_ENABLED="true",
+        RELAY_SHELL_AUTH_ISSUER="http://127.0.0.1:{port}",
+        RELAY_SHELL_POLICY_DENY=DENY,
+        RELAY_SHELL_AUTH_OPERATOR_HASH=OPERATOR_HASH,
+    ) as server:
+        yield server
 
 
 def pkce() -> tuple[str, str]:

@@ -9,26 +9,34 @@ lists them with their owner and can use and close them.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from mcp import Client
 
-from tests.conftest import read_audit
+from tests.conftest import ok, read_audit, sc
 from tests.http.test_auth_e2e import (
     OPERATOR_HASH,
     bearer_client,
     client_id,  # noqa: F401  (a fixture: registers the one client with this module's server)
     token_for,
 )
-from tests.http.test_http_e2e import RELAY, RelayProcess, _wait_ready, free_port, server_env
+from tests.http.test_http_e2e import RELAY, RelayProcess, running_relay, server_env
 from tests.netutil import round_trip, wait_refused
 from tests.sshd import ClientKey, SshdInstance, sshd_available, start_sshd
 
 PROMPT = r"\$ $"
 OPERATE = "relay-shell:operate"
+RELAY_ENV = {
+    "RELAY_SHELL_AUTH_ENABLED": "true",
+    "RELAY_SHELL_AUTH_ISSUER": "http://127.0.0.1:{port}",
+    "RELAY_SHELL_AUTH_OPERATOR_HASH": OPERATOR_HASH,
+}
 
 
 @pytest.fixture(scope="module")
@@ -45,42 +53,8 @@ def relay(tmp_path_factory: pytest.TempPathFactory, sshd: SshdInstance) -> Itera
     """The server with builtin OAuth, trusting the test sshd's host key (strict checking)."""
     state_dir = tmp_path_factory.mktemp("relay-ownership")
     (state_dir / "known_hosts").write_text(sshd.known_hosts_line())
-    for _attempt in range(5):
-        port = free_port()
-        log_path = state_dir / f"server-{port}.log"
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(
-                [RELAY],
-                env=server_env(
-                    state_dir,
-                    RELAY_SHELL_TRANSPORT="http",
-                    RELAY_SHELL_HTTP_PORT=str(port),
-                    RELAY_SHELL_AUTH_ENABLED="true",
-                    RELAY_SHELL_AUTH_ISSUER=f"http://127.0.0.1:{port}",
-                    RELAY_SHELL_AUTH_OPERATOR_HASH=OPERATOR_HASH,
-                    RELAY_SHELL_SSH_KNOWN_HOSTS="strict",
-                ),
-                cwd=state_dir,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        server = RelayProcess(process, port, state_dir, log_path)
-        if _wait_ready(server):
-            yield server
-            assert server.stop() == 0
-            return
-    pytest.fail("no free port for the ownership server")
-
-
-def sc(result: Any) -> dict[str, Any]:
-    assert result.structured_content is not None
-    return dict(result.structured_content)
-
-
-def ok(result: Any) -> dict[str, Any]:
-    assert result.is_error is False, result.content[0].text
-    return sc(result)
+    with running_relay(state_dir, **RELAY_ENV, RELAY_SHELL_SSH_KNOWN_HOSTS="strict") as server:
+        yield server
 
 
 def refused_as_not_owner(result: Any, object_id: str) -> None:
@@ -192,3 +166,102 @@ async def test_grants_own_their_sessions_and_forwards(
     )
     ends = [r for r in read_audit(relay.audit_path) if r["tool"] == "session_end" and r["session_id"] == sid]
     assert [(r["principal"], r["reason"]) for r in ends] == [(alice_grant, "killed")]
+
+
+# --- a revoked grant ---------------------------------------------------------------------------------
+
+SESSION_MARK = "31337.25"  # sleep durations nothing else on the machine uses: their processes are ours
+JOB_MARK = "31338.25"
+WAIT_S = 30.0
+
+
+def processes_running(mark: str) -> list[int]:
+    """Pids whose command line is ``sleep <mark>``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if (entry / "cmdline").read_bytes().split(b"\0")[:2] == [b"sleep", mark.encode()]:
+                    found.append(int(entry.name))
+    return found
+
+
+async def until(check: Callable[[], Awaitable[bool]], what: str) -> None:
+    """Poll ``check`` until it holds, within a bounded deadline."""
+    try:
+        async with asyncio.timeout(WAIT_S):
+            while not await check():
+                await asyncio.sleep(0.05)
+    except TimeoutError:
+        pytest.fail(f"no {what} within {WAIT_S} s")
+
+
+def operator_cli(relay: RelayProcess, *argv: str) -> subprocess.CompletedProcess[str]:
+    """``relay-shell`` run by the operator beside the server, on the same state and audit file."""
+    env = server_env(
+        relay.state_dir,
+        **{name: value.replace("{port}", str(relay.port)) for name, value in RELAY_ENV.items()},
+    )
+    return subprocess.run(
+        [RELAY, *argv], env=env, cwd=relay.state_dir, capture_output=True, text=True, timeout=60
+    )
+
+
+async def test_revoking_a_grant_ends_what_it_left_running(
+    relay: RelayProcess,
+    client_id: str,  # noqa: F811
+    sshd: SshdInstance,
+    echo_port: int,
+) -> None:
+    """The operator revokes a grant: its tokens stop working, and the server kills its session
+    and its running job and closes its forward, audited with the operator's revocation as
+    actor; until then the admin sees them; the admin keeps the ended job readable."""
+    carol_token = token_for(relay, client_id, OPERATE)
+    admin_token = token_for(relay, client_id, "relay-shell:admin")
+    target = {"host": sshd.target(), "key_path": str(sshd.client_key.private_path)}
+    async with (
+        bearer_client(relay, carol_token["access_token"]) as carol,
+        bearer_client(relay, admin_token["access_token"]) as admin,
+    ):
+        session = ok(await carol.call_tool("shell_spawn", {"command": f"sleep {SESSION_MARK}"}))
+        job = ok(await carol.call_tool("shell_exec", {"command": f"sleep {JOB_MARK}", "yield_after": 0.2}))
+        forward = ok(await carol.call_tool("ssh_forward", {**target, "spec": f"L:0:127.0.0.1:{echo_port}"}))
+        grant = session["owner"]
+        sid, jid, fid = session["session_id"], job["job_id"], forward["forward_id"]
+        assert processes_running(SESSION_MARK) and processes_running(JOB_MARK)
+        rows = ok(await admin.call_tool("session_list", {}))["sessions"]
+        mine = {(row["session_id"], row["kind"], row["owner"], row["state"]) for row in rows}
+        assert mine >= {(sid, "local", grant, "running"), (jid, "job", grant, "running")}
+
+        revoked = operator_cli(relay, "--revoke-grant", grant)
+        assert revoked.returncode == 0, revoked.stderr
+
+        async def all_ended() -> bool:
+            return not processes_running(SESSION_MARK) and not processes_running(JOB_MARK)
+
+        await until(all_ended, "end of the revoked grant's processes")
+        assert await wait_refused(forward["listen_port"])
+        rows = ok(await admin.call_tool("session_list", {}))["sessions"]
+        after = {row["session_id"]: (row["owner"], row["state"], row["outcome"]) for row in rows}
+        assert sid not in after  # closed
+        assert after[jid] == (grant, "ended", "cancelled")  # stays readable by an admin until read
+        assert fid not in {
+            row["forward_id"] for row in ok(await admin.call_tool("ssh_forward_list", {}))["forwards"]
+        }
+
+    with relay.http() as http:
+        ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+        bearer = {"Authorization": f"Bearer {carol_token['access_token']}"}
+        assert http.post("/mcp", json=ping, headers=bearer).status_code == 401
+    records = read_audit(relay.audit_path)
+    (ended,) = [r for r in records if r["tool"] == "principal_end" and r["principal"] == grant]
+    assert (ended["actor"], ended["sessions"], ended["jobs"], ended["forwards"]) == (
+        "oauth_revoke:operator",
+        [sid],
+        [jid],
+        [fid],
+    )
+    session_end = [r for r in records if r["tool"] == "session_end" and r["session_id"] == sid]
+    assert [(r["principal"], r["reason"]) for r in session_end] == [(grant, "killed")]
+    job_end = [r for r in records if r["tool"] == "job_end" and r.get("job_id") == jid]
+    assert [r["outcome"] for r in job_end] == ["cancelled"]

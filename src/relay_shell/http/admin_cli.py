@@ -268,7 +268,7 @@ def revoke_grant(settings: Settings, grant_id: str) -> int:
         grant = state.grants.get(grant_id)
         client_id = grant.client_id if grant else None
         known = grant is not None
-        revoked = state.revoke_family(grant_id)
+        revoked = state.revoke_family(grant_id, via="operator")
         return known or revoked > 0, revoked, client_id
 
     known, revoked, client_id = asyncio.run(store.update(change))

@@ -47,6 +47,7 @@ MAX_PENDING_CODES = 32
 MAX_PENDING_REQUESTS = 32
 MAX_GRANTS = 32
 MAX_SPENT = 2048
+MAX_REVOKED = 64
 MAX_CSRF_TOKENS = 8
 LOCK_WAIT_S = 5.0
 LOCK_POLL_S = 0.01
@@ -155,6 +156,14 @@ class GrantRecord(BaseModel):
     method: ConsentMethod
 
 
+class RevokedRecord(BaseModel):
+    """Why a grant was revoked (``via``: ``operator``, ``revoke_endpoint``, ``replay``,
+    ``capacity``) and in which order (``serial``: the newest is the highest)."""
+
+    via: str
+    serial: int
+
+
 Table = dict[str, CodeRecord] | dict[str, TokenRecord] | dict[str, SpentRecord] | dict[str, PendingRecord]
 
 
@@ -169,6 +178,7 @@ class OAuthState(BaseModel):
     access: dict[str, TokenRecord] = Field(default_factory=dict)
     refresh: dict[str, TokenRecord] = Field(default_factory=dict)
     spent: dict[str, SpentRecord] = Field(default_factory=dict)
+    revoked: dict[str, RevokedRecord] = Field(default_factory=dict)
 
     def prune(self, now: float) -> None:
         """Drop everything expired, then the oldest entries of any table over its cap.
@@ -189,21 +199,31 @@ class OAuthState(BaseModel):
                 del capped[key]
         for key in _oldest(self.refresh, len(self.refresh) - MAX_GRANTS):
             if key in self.refresh:
-                self.revoke_family(self.refresh[key].family)
+                self.revoke_family(self.refresh[key].family, via="capacity")
         live = {
             record.family for table in (self.codes, self.access, self.refresh) for record in table.values()
         }
         for grant_id in [grant_id for grant_id in self.grants if grant_id not in live]:
             del self.grants[grant_id]
 
-    def revoke_family(self, family: str) -> int:
-        """Revoke the grant ``family`` and every live code and token of it; how many codes and tokens went."""
+    def revoke_family(self, family: str, *, via: str) -> int:
+        """Revoke the grant ``family`` and every live code and token of it; how many codes and tokens went.
+
+        A grant that existed is remembered in ``revoked`` with ``via`` (the last
+        :data:`MAX_REVOKED`), so a running server can tell why a principal's access ended.
+        """
         revoked = 0
         for table in (self.codes, self.access, self.refresh):
             for key in [key for key, record in table.items() if record.family == family]:
                 del table[key]
                 revoked += 1
-        self.grants.pop(family, None)
+        known = self.grants.pop(family, None) is not None
+        if known or revoked:
+            serial = max((record.serial for record in self.revoked.values()), default=0) + 1
+            self.revoked.pop(family, None)
+            self.revoked[family] = RevokedRecord(via=via, serial=serial)
+            for old in sorted(self.revoked, key=lambda key: self.revoked[key].serial)[:-MAX_REVOKED]:
+                del self.revoked[old]
         return revoked
 
     def replayed(self, digest: str) -> str | None:
@@ -211,7 +231,7 @@ class OAuthState(BaseModel):
         spent = self.spent.get(digest)
         if spent is None:
             return None
-        self.revoke_family(spent.family)
+        self.revoke_family(spent.family, via="replay")
         logger.warning("a spent OAuth code or refresh token was presented again: its grant is revoked")
         return spent.family
 

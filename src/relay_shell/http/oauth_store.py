@@ -420,7 +420,7 @@ class FileOAuthProvider(OAuthAuthorizationServerProvider[AuthorizationCode, Refr
         def change(state: OAuthState) -> TokenRecord | None:
             record = state.access.get(digest) or state.refresh.get(digest)
             if record is not None:
-                state.revoke_family(record.family)
+                state.revoke_family(record.family, via=via)
             return record
 
         record = await self._store.update(change)

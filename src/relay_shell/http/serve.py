@@ -71,7 +71,8 @@ def metrics_authorized(token: str | None, authorization: str | None) -> bool:
 
 
 def build_builtin(settings: Settings, services: Services) -> BuiltinAuth | None:
-    """The builtin authorization server when OAuth is on in ``builtin`` mode, else ``None``.
+    """The builtin authorization server when OAuth is on in ``builtin`` mode, else ``None``; it
+    also gives ``services`` the watch that ends a revoked grant's work (``http/grant_watch.py``).
 
     Raises:
         ConfigError: the OAuth state, the issuer or the operator hash is unusable.
@@ -79,8 +80,13 @@ def build_builtin(settings: Settings, services: Services) -> BuiltinAuth | None:
     if not settings.auth_enabled or settings.auth_mode is not AuthMode.BUILTIN:
         return None
     from relay_shell.http.builtin_auth import build_builtin_auth
+    from relay_shell.http.grant_watch import GrantWatch
 
-    return build_builtin_auth(settings, services.audit)
+    builtin = build_builtin_auth(settings, services.audit)
+    services.watchers.append(
+        GrantWatch(builtin.provider.store, services).periodic()
+    )  # a revoked grant's work ends
+    return builtin
 
 
 def build_http_server(

@@ -34,6 +34,7 @@ from relay_shell.background import JOB_PREFIX, JobEnd, JobFinisher, JobMeta, Job
 from relay_shell.capture import OutputCapture, SplitCapture
 from relay_shell.errors import InvalidInput, LimitReached, SessionNotFound, SpawnFailed
 from relay_shell.linear_regex import LinearRegex
+from relay_shell.periodic import Periodic
 from relay_shell.sessions.output import OutputBuffer, RecvResult
 
 log = logging.getLogger("relay_shell.jobs")
@@ -187,11 +188,10 @@ class JobStore[R]:
         self._buffer_bytes = buffer_bytes
         self._clock = clock
         self._wall_clock = wall_clock
-        self._sweep_interval_s = sweep_interval_s
+        self._sweeper = Periodic("job sweep", sweep_interval_s, self.sweep, log)
         self._kill_wait_s = kill_wait_s
         self._jobs: dict[str, Job[R]] = {}
         self._tasks: dict[str, str] = {}
-        self._sweeper: asyncio.Task[None] | None = None
         self._shut_down = False
 
     # -- the pipeline's side (relay_shell.background.JobHost) ------------------------------------
@@ -339,17 +339,12 @@ class JobStore[R]:
 
     async def start(self) -> None:
         """Start the background sweep. Idempotent."""
-        if self._sweeper is None or self._sweeper.done():
-            self._sweeper = asyncio.create_task(self._sweep_forever(), name="relay-shell job sweeper")
+        self._sweeper.start()
 
     async def aclose(self) -> None:
         """Shutdown: refuse new jobs, kill every running one and wait (bounded) for their records."""
         self._shut_down = True
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
-            self._sweeper = None
+        await self._sweeper.stop()
         running = [job for job in self._jobs.values() if job.running]
         await asyncio.gather(*(self._stop(job) for job in running), return_exceptions=True)
 
@@ -456,14 +451,6 @@ class JobStore[R]:
             candidate = prefix + secrets.token_hex(nbytes)
             if candidate not in taken:
                 return candidate
-
-    async def _sweep_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self._sweep_interval_s)
-            try:
-                await self.sweep()
-            except Exception:
-                log.exception("job sweep failed")
 
 
 def _no_status() -> int | None:

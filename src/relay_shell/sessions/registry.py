@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import contextlib
 import logging
 import math
 import secrets
@@ -28,6 +27,7 @@ from dataclasses import dataclass, field
 
 from relay_shell.errors import InvalidInput, LimitReached, SessionEnded, SessionNotFound, SpawnFailed
 from relay_shell.linear_regex import LinearRegex
+from relay_shell.periodic import Periodic
 from relay_shell.policy.session import LineState
 from relay_shell.sessions.model import (
     KILL_GRACE_S,
@@ -112,10 +112,9 @@ class SessionRegistry:
         self._idle_timeout_s = idle_timeout_s
         self._max_lifetime_s = max_lifetime_s
         self._clock = clock
-        self._sweep_interval_s = sweep_interval_s
+        self._sweeper = Periodic("session sweep", sweep_interval_s, self.sweep, log)
         self._kill_grace_s = kill_grace_s
         self._sessions: dict[str, _Session] = {}
-        self._sweeper: asyncio.Task[None] | None = None
         self._shut_down = False
 
     def __len__(self) -> int:
@@ -352,17 +351,12 @@ class SessionRegistry:
 
     async def start(self) -> None:
         """Start the background sweep (every ``sweep_interval_s``). Idempotent."""
-        if self._sweeper is None or self._sweeper.done():
-            self._sweeper = asyncio.create_task(self._sweep_forever(), name="relay-shell session sweeper")
+        self._sweeper.start()
 
     async def aclose(self) -> None:
         """Stop the sweeper and close every session (processes gone, fds released)."""
         self._shut_down = True
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
-            self._sweeper = None
+        await self._sweeper.stop()
         await asyncio.gather(
             *(self._close_session(session, "shutdown") for session in list(self._sessions.values()))
         )
@@ -472,14 +466,6 @@ class SessionRegistry:
                     await session.on_close()
                 except Exception:
                     log.exception("on_close of session %s failed", session.session_id)
-
-    async def _sweep_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self._sweep_interval_s)
-            try:
-                await self.sweep()
-            except Exception:
-                log.exception("session sweep failed")
 
 
 async def _close_quietly(

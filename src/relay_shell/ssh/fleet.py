@@ -286,17 +286,28 @@ async def run_targets[Result: HasStatus, Spec](
     )
 
 
+@dataclass(frozen=True)
+class FanoutEntry:
+    """One remembered fan-out: the principal that ran it (``None`` without OAuth) and its
+    ``(host, status)`` pairs in input order."""
+
+    owner: str | None
+    outcomes: tuple[tuple[str, str], ...]
+
+
 class FanoutHistory:
     """The per-host outcomes of the last ``capacity`` fan-outs, for ``failed:``/``ok:``/``skipped:`` terms.
 
     In memory only; the oldest entry is forgotten when a new one would exceed the capacity.
+    Each entry keeps its owner: who may read it back is the tools' decision (``entry``);
+    ``lookup`` reads any entry and is for callers that have already decided.
     """
 
     def __init__(self, capacity: int) -> None:
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
         self.capacity = capacity
-        self._entries: OrderedDict[str, tuple[tuple[str, str], ...]] = OrderedDict()
+        self._entries: OrderedDict[str, FanoutEntry] = OrderedDict()
 
     def new_id(self) -> str:
         """A fresh ``fo-`` + 12 hex digits id, not in the history."""
@@ -305,15 +316,22 @@ class FanoutHistory:
             if fanout_id not in self._entries:
                 return fanout_id
 
-    def record(self, fanout_id: str, outcomes: Sequence[tuple[str, str]]) -> None:
-        """Keep ``(host, status)`` pairs (in order) under ``fanout_id``; forget the oldest beyond capacity."""
-        self._entries[fanout_id] = tuple(outcomes)
+    def record(self, fanout_id: str, outcomes: Sequence[tuple[str, str]], owner: str | None = None) -> None:
+        """Keep ``(host, status)`` pairs (in order) under ``fanout_id``, owned by ``owner``; forget
+        the oldest beyond capacity."""
+        self._entries[fanout_id] = FanoutEntry(owner, tuple(outcomes))
         self._entries.move_to_end(fanout_id)
         while len(self._entries) > self.capacity:
             self._entries.popitem(last=False)
 
-    def lookup(self, fanout_id: str) -> tuple[tuple[str, str], ...] | None:
+    def entry(self, fanout_id: str) -> FanoutEntry | None:
+        """The fan-out with its owner, or ``None`` when unknown or forgotten."""
         return self._entries.get(fanout_id)
+
+    def lookup(self, fanout_id: str) -> tuple[tuple[str, str], ...] | None:
+        """The outcomes of ``fanout_id`` whoever ran it (no ownership check)."""
+        found = self._entries.get(fanout_id)
+        return None if found is None else found.outcomes
 
     def __len__(self) -> int:
         return len(self._entries)

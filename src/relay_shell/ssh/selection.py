@@ -3,21 +3,32 @@
 The glue between :mod:`relay_shell.ssh.hostpatterns` (pure grammar and evaluation) and the
 loaded :class:`~relay_shell.ssh.inventory.Inventory`: aliases and tags come from the
 inventory, endpoints from its resolution rules, ``failed:``/``ok:``/``skipped:`` terms from
-a :class:`~relay_shell.ssh.fleet.FanoutHistory`. Nothing here connects anywhere.
+a :class:`HistorySource` (the :class:`~relay_shell.ssh.fleet.FanoutHistory`, or the tools' view
+of it that lets a caller read only its own fan-outs). Nothing here connects anywhere.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Protocol
 
 from relay_shell.errors import InvalidInput, LimitReached
-from relay_shell.ssh.fleet import FanoutHistory
 from relay_shell.ssh.hostpatterns import Catalog, Endpoint, canonical_host, select
 from relay_shell.ssh.inventory import ConnectOverrides, HostSpec, Inventory
 from relay_shell.ssh.targets import format_host_port
 
 
-def inventory_catalog(inventory: Inventory, history: FanoutHistory | None, *, argument: str) -> Catalog:
+class HistorySource(Protocol):
+    """Where ``failed:``/``ok:``/``skipped:`` terms read earlier fan-outs from.
+
+    ``lookup`` returns the ``(host, status)`` pairs of a fan-out, ``None`` when unknown; it may
+    raise to refuse a fan-out the caller may not use (the error propagates unchanged).
+    """
+
+    def lookup(self, fanout_id: str) -> Sequence[tuple[str, str]] | None: ...
+
+
+def inventory_catalog(inventory: Inventory, history: HistorySource | None, *, argument: str) -> Catalog:
     """The :class:`Catalog` of ``inventory``; an unresolvable name is ``invalid`` naming ``argument``."""
     specs = inventory.hosts()
 
@@ -39,7 +50,7 @@ def inventory_catalog(inventory: Inventory, history: FanoutHistory | None, *, ar
 def select_hosts(
     inventory: Inventory,
     pattern: str | Sequence[str],
-    history: FanoutHistory | None,
+    history: HistorySource | None,
     *,
     limit: int,
     argument: str = "hosts",

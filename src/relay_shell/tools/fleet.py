@@ -79,9 +79,10 @@ def rollout_outcome[R: Row](
     )
 
 
-def record_history(history: FanoutHistory, fanout_id: str, rows: Sequence[Row]) -> None:
-    """Keep every host's status for ``failed:``/``ok:``/``skipped:`` terms of later calls."""
-    history.record(fanout_id, [(row.host, row.status) for row in rows])
+def record_history(history: FanoutHistory, fanout_id: str, rows: Sequence[Row], owner: str | None) -> None:
+    """Keep every host's status for ``failed:``/``ok:``/``skipped:`` terms of later calls by
+    ``owner`` (the calling principal) or an admin (``tools/hosts.py``)."""
+    history.record(fanout_id, [(row.host, row.status) for row in rows], owner)
 
 
 def notes_room(notes: Sequence[str]) -> int:

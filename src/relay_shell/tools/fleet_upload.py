@@ -14,7 +14,7 @@ from pathlib import Path
 
 from relay_shell.errors import InvalidInput
 from relay_shell.governance.bounds import Clamped, clamp_count
-from relay_shell.governance.call import Call, Outcome, Plan, TargetGroup
+from relay_shell.governance.call import Call, Identity, Outcome, Plan, TargetGroup
 from relay_shell.policy.model import CallText
 from relay_shell.services import LazyPool, Services
 from relay_shell.ssh.fleet import FanoutHistory, plan_rollout
@@ -81,7 +81,7 @@ async def execute_fleet_upload(upload: FleetUpload, call: Call) -> Outcome:
         upload.pool.get(), targets, upload.source, upload.destination, recursive=upload.recursive,
         timeout_s=upload.timeout.value, concurrency=upload.concurrency, rollout=rollout, on_progress=progress,
     )  # fmt: skip
-    record_history(upload.history, upload.fanout_id, report.results)
+    record_history(upload.history, upload.fanout_id, report.results, call.identity.subject)
     outcome = rollout_outcome(
         fanout_id=upload.fanout_id, rows=report.results, batches=report.batches, rollout=rollout,
         abort_reason=report.reason, detail=upload_detail, fields=UploadHostResult.fields,
@@ -99,6 +99,7 @@ def plan_fleet_upload(
     destination: str,
     recursive: bool,
     hosts: str | list[str],
+    caller: Identity,
     rollout: RolloutArguments,
     concurrency: int,
     wait: Clamped[float],
@@ -106,7 +107,7 @@ def plan_fleet_upload(
 ) -> Plan[FleetUpload]:
     """At least tier 2; each host is a target group of its own; the rollout is validated now."""
     text = f"upload {source} to {destination}"
-    names = resolve_many(svc, hosts)
+    names = resolve_many(svc, hosts, caller)
     specs = [(name, resolve_selected(svc.inventory, name, overrides)) for name in names]
     width = clamp_count(concurrency, 16, svc.settings.fanout_max_concurrency, argument="concurrency")
     checked = plan_rollout(*rollout, len(specs))

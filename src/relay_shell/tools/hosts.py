@@ -16,10 +16,14 @@ from pydantic import Field
 
 from relay_shell.config import KnownHostsMode
 from relay_shell.errors import InvalidInput
+from relay_shell.governance.call import Identity
+from relay_shell.governance.ownership import require_owner
 from relay_shell.services import Services
+from relay_shell.ssh.fleet import FanoutHistory
 from relay_shell.ssh.inventory import ConnectOverrides, HostSpec
 from relay_shell.ssh.selection import select_hosts
 from relay_shell.ssh.targets import parse_target
+from relay_shell.vocabulary import Tier
 
 Host = Annotated[str, Field(max_length=512)]
 User = Annotated[str, Field(max_length=256)]
@@ -78,16 +82,41 @@ def host_targets(host: str, spec: HostSpec) -> list[str]:
     return list(dict.fromkeys(targets))
 
 
+@dataclass(frozen=True)
+class OwnedHistory:
+    """The fan-out history as ``caller`` may read it: its own fan-outs, or every one for an admin.
+
+    A ``failed:``/``ok:``/``skipped:`` term (selected, ``&`` or ``!``) naming another
+    principal's fan-out is refused as ``denied`` (rule ``owner``), so no host pattern learns
+    which hosts another principal reached or how they ended. An unknown id stays ``None``
+    (the pattern then names it as not in the history: ``invalid``).
+    """
+
+    history: FanoutHistory
+    caller: Identity
+
+    def lookup(self, fanout_id: str) -> tuple[tuple[str, str], ...] | None:
+        """Raises PolicyDenied: the fan-out belongs to another principal and the caller is no admin."""
+        entry = self.history.entry(fanout_id)
+        if entry is None:
+            return None
+        require_owner(entry.owner, self.caller, f"fan-out {fanout_id}", Tier.READ_ONLY)
+        return entry.outcomes
+
+
 def resolve_many(
-    svc: Services, hosts: str | list[str], limit: int | None = None, argument: str = "hosts"
+    svc: Services, hosts: str | list[str], caller: Identity, limit: int | None = None, argument: str = "hosts"
 ) -> list[str]:
     """The host names a host pattern selects (empty = the whole inventory), in order, capped at
     ``limit`` (default ``RELAY_SHELL_FANOUT_MAX_HOSTS``). See ``relay_shell.ssh.hostpatterns``.
+    Fan-out terms read only ``caller``'s own fan-outs (:class:`OwnedHistory`).
 
     Raises:
         InvalidInput: a bad term, a term that selects nothing, an empty selection (or no hosts
             given and an empty inventory), naming ``argument``.
         LimitReached: more than ``limit`` hosts.
+        PolicyDenied: a fan-out term names another principal's fan-out (rule ``owner``).
     """
     cap = svc.settings.fanout_max_hosts if limit is None else limit
-    return select_hosts(svc.inventory, hosts, svc.fanout_history, limit=cap, argument=argument)
+    history = OwnedHistory(svc.fanout_history, caller)
+    return select_hosts(svc.inventory, hosts, history, limit=cap, argument=argument)

@@ -12,12 +12,12 @@ from typing import Annotated
 from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import CallToolResult
 
-from relay_shell.governance.call import Plan
+from relay_shell.governance.call import Identity, Plan
 from relay_shell.services import Services
 from relay_shell.ssh.hostpatterns import split_terms
 from relay_shell.ssh.inventory import HostSpec
 from relay_shell.ssh.selection import resolve_selected
-from relay_shell.tools.base import Listing, listing_plan, run_tool
+from relay_shell.tools.base import Listing, identity_of, listing_plan, run_tool
 from relay_shell.tools.hosts import Hosts, resolve_many
 from relay_shell.tools.models import HostsResult
 
@@ -41,13 +41,14 @@ class SshHosts:
     """ssh_hosts's arguments."""
 
     pattern: str | list[str]
+    caller: Identity
 
 
 def plan_ssh_hosts(request: SshHosts, svc: Services) -> Plan[Listing[HostSpec]]:
     """The whole inventory, or exactly what ``pattern`` selects (resolved, nothing dialled)."""
     if not split_terms(request.pattern, argument="pattern"):
         return listing_plan(Listing("host", "hosts", svc.inventory.hosts, host_line, spec_fields))
-    names = resolve_many(svc, request.pattern, argument="pattern")
+    names = resolve_many(svc, request.pattern, request.caller, argument="pattern")
     specs = [resolve_selected(svc.inventory, name, argument="pattern") for name in names]
     return listing_plan(Listing("host", "hosts", lambda: specs, host_line, spec_fields))
 
@@ -56,7 +57,7 @@ async def ssh_hosts(
     ctx: Context,
     pattern: Hosts = "",
 ) -> Annotated[CallToolResult, HostsResult]:
-    return await run_tool(ctx, "ssh_hosts", plan_ssh_hosts, SshHosts(pattern))
+    return await run_tool(ctx, "ssh_hosts", plan_ssh_hosts, SshHosts(pattern, identity_of(ctx)))
 
 
 def register_inventory_resources(server: MCPServer, svc: Services) -> None:

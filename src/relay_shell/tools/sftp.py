@@ -12,12 +12,12 @@ from pydantic import Field
 
 from relay_shell.errors import InvalidInput
 from relay_shell.governance.bounds import Clamped, clamp_timeout
-from relay_shell.governance.call import Call, Outcome, Plan
+from relay_shell.governance.call import Call, Identity, Outcome, Plan
 from relay_shell.guidance import tool_description
 from relay_shell.policy.model import CallText
 from relay_shell.services import LazyPool, Services
 from relay_shell.ssh.targets import HostSpec
-from relay_shell.tools.base import RUNS_REMOTE, ConfirmToken, run_tool
+from relay_shell.tools.base import RUNS_REMOTE, ConfirmToken, identity_of, run_tool
 from relay_shell.tools.fleet import Batch, Canary, Concurrency, MaxFail
 from relay_shell.tools.fleet_upload import (
     NO_ROLLOUT,
@@ -70,6 +70,7 @@ class Copy:
     remote_path: str
     recursive: bool
     timeout: float | None
+    caller: Identity
     hosts: str | list[str] = ""
     concurrency: int = 16
     rollout: RolloutArguments = NO_ROLLOUT
@@ -196,7 +197,7 @@ def plan_upload_many(request: Copy, svc: Services) -> Plan[FleetUpload]:
     connect = overrides(target.user, target.port, target.key_path, target.known_hosts, target.jump)
     return plan_fleet_upload(
         svc, source=local, destination=remote, recursive=request.recursive, hosts=request.hosts,
-        rollout=request.rollout, concurrency=request.concurrency, wait=wait, overrides=connect,
+        caller=request.caller, rollout=request.rollout, concurrency=request.concurrency, wait=wait, overrides=connect,
     )  # fmt: skip
 
 
@@ -221,7 +222,7 @@ async def ssh_upload(
 ) -> Annotated[CallToolResult, UploadOutput]:
     target = HostArguments(host, user, port, key_path, known_hosts, jump)
     request = Copy(
-        "upload", target, local_path, remote_path, recursive, timeout, hosts, concurrency,
+        "upload", target, local_path, remote_path, recursive, timeout, identity_of(ctx), hosts, concurrency,
         (batch, max_fail, canary),
     )  # fmt: skip
     if hosts:  # which planner; both check that exactly one of host and hosts is given
@@ -244,7 +245,7 @@ async def ssh_download(
     confirm_token: ConfirmToken = "",
 ) -> Annotated[CallToolResult, TransferOutput]:
     target = HostArguments(host, user, port, key_path, known_hosts, jump)
-    request = Copy("download", target, local_path, remote_path, recursive, timeout)
+    request = Copy("download", target, local_path, remote_path, recursive, timeout, identity_of(ctx))
     return await run_tool(ctx, "ssh_download", plan_transfer, request)
 
 

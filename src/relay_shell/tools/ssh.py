@@ -22,7 +22,7 @@ from relay_shell.governance.bounds import (
     clamp_timeout,
     yield_after_seconds,
 )
-from relay_shell.governance.call import Background, Call, Outcome, Plan, TargetGroup
+from relay_shell.governance.call import Background, Call, Identity, Outcome, Plan, TargetGroup
 from relay_shell.guidance import tool_description
 from relay_shell.policy.model import CallText
 from relay_shell.services import LazyPool, Services
@@ -37,6 +37,7 @@ from relay_shell.tools.base import (
     RUNS_REMOTE,
     ConfirmToken,
     YieldAfter,
+    identity_of,
     run_tool,
 )
 from relay_shell.tools.fleet import (
@@ -182,6 +183,7 @@ class SshCheck:
     hosts: str | list[str]
     timeout: float | None
     fresh: bool
+    caller: Identity
 
 
 @dataclass(frozen=True)
@@ -226,7 +228,7 @@ def plan_ssh_check(request: SshCheck, svc: Services) -> Plan[Probe]:
     """Tier 0 when every host is an inventory or ssh_config host on its configured port and
     route; any other host or port is a probe of the caller's own (tier 1)."""
     wait = clamp_timeout(5.0 if request.timeout is None else request.timeout, svc.settings)
-    names = resolve_many(svc, request.hosts)
+    names = resolve_many(svc, request.hosts, request.caller)
     specs = [resolve_selected(svc.inventory, name) for name in names]
     targets = [t for name, spec in zip(names, specs, strict=True) for t in host_targets(name, spec)]
     width = svc.settings.fanout_max_concurrency
@@ -246,7 +248,7 @@ async def ssh_check(
     timeout: Annotated[float | None, Field(description="Seconds per host (default 5)")] = None,
     fresh: bool = False,
 ) -> Annotated[CallToolResult, HostCheckResult]:
-    return await run_tool(ctx, "ssh_check", plan_ssh_check, SshCheck(hosts, timeout, fresh))
+    return await run_tool(ctx, "ssh_check", plan_ssh_check, SshCheck(hosts, timeout, fresh, identity_of(ctx)))
 
 
 # --- ssh_fanout -----------------------------------------------------------------------------------
@@ -264,6 +266,7 @@ class SshFanout:
     batch: int | str | None
     max_fail: int | str | None
     canary: int
+    caller: Identity
     yield_after: float | None = None
 
 
@@ -305,7 +308,7 @@ async def execute_ssh_fanout(fleet: Fleet, call: Call) -> Outcome:
         fleet.pool.get(), targets, remote_text(fleet.command, call), timeout_s=fleet.timeout_s,
         concurrency=fleet.concurrency, budget=fleet.budget, rollout=rollout, on_progress=progress,
     )  # fmt: skip
-    record_history(fleet.history, fleet.fanout_id, report.results)
+    record_history(fleet.history, fleet.fanout_id, report.results, call.identity.subject)
     outcome = rollout_outcome(
         fanout_id=fleet.fanout_id, rows=report.results, batches=report.batches, rollout=rollout,
         abort_reason=report.reason, detail=group_text, fields=FanoutHostResult.fields, budget=fleet.text_budget,
@@ -325,7 +328,7 @@ def plan_ssh_fanout(request: SshFanout, svc: Services) -> Plan[Fleet]:
     settings = svc.settings
     wait, budget = clamp_timeout(request.timeout, settings), clamp_output(request.max_output, settings)
     width = clamp_count(request.concurrency, 16, settings.fanout_max_concurrency, argument="concurrency")
-    names = resolve_many(svc, request.hosts)
+    names = resolve_many(svc, request.hosts, request.caller)
     hosts = [(name, resolve_selected(svc.inventory, name)) for name in names]
     arguments = (request.batch, request.max_fail, request.canary)
     rollout: Rollout = plan_rollout(*arguments, len(hosts))  # validated now; percentages again at run time
@@ -363,7 +366,16 @@ async def ssh_fanout(
     confirm_token: ConfirmToken = "",
 ) -> Annotated[CallToolResult, FanoutResult]:
     request = SshFanout(
-        command, hosts, timeout, concurrency, max_output, batch, max_fail, canary, yield_after
+        command,
+        hosts,
+        timeout,
+        concurrency,
+        max_output,
+        batch,
+        max_fail,
+        canary,
+        identity_of(ctx),
+        yield_after,
     )
     return await run_tool(ctx, "ssh_fanout", plan_ssh_fanout, request)
 
@@ -379,6 +391,7 @@ class SshKeyscan:
     port: int | None
     key_types: str
     timeout: float | None
+    caller: Identity
 
 
 @dataclass(frozen=True)
@@ -417,7 +430,7 @@ def plan_ssh_keyscan(request: SshKeyscan, svc: Services) -> Plan[Scan]:
     wait = clamp_timeout(10.0 if request.timeout is None else request.timeout, svc.settings)
     if not split_terms(request.hosts):
         raise InvalidInput("hosts", "at least one host is required")
-    names = resolve_many(svc, request.hosts)
+    names = resolve_many(svc, request.hosts, request.caller)
     if len(names) > MAX_KEYSCAN_HOSTS:
         raise LimitReached("ssh_keyscan hosts", MAX_KEYSCAN_HOSTS, f"{len(names)} hosts requested")
     addresses, targets = keyscan_addresses(svc.inventory, names, request.port)
@@ -437,7 +450,9 @@ async def ssh_keyscan(
     key_types: Annotated[str, Field(max_length=512)] = DEFAULT_KEY_TYPES,
     timeout: Annotated[float | None, Field(description="Seconds per host (default 10)")] = None,
 ) -> Annotated[CallToolResult, KeyscanResult]:
-    return await run_tool(ctx, "ssh_keyscan", plan_ssh_keyscan, SshKeyscan(hosts, port, key_types, timeout))
+    return await run_tool(
+        ctx, "ssh_keyscan", plan_ssh_keyscan, SshKeyscan(hosts, port, key_types, timeout, identity_of(ctx))
+    )
 
 
 def register(server: MCPServer, svc: Services) -> None:

@@ -19,25 +19,33 @@ type Mode = Literal["whole", ":", ",", "%", "/"]
 class Positional:
     """The secret is the ``index``-th (``-1``: last) non-option word after ``path`` (the
     subcommand words, matched case-insensitively, in order); ``takes_value`` options skip
-    their value when counting."""
+    their value when counting. With ``after``, counting starts past the first such word that
+    begins with one of these prefixes (a share: ``net use \\\\h\\s PW``); with
+    ``adjacent`` too, the secret is the word right after it, if that is no option
+    (``smbclient //h/s PW``)."""
 
     path: tuple[str, ...]
     index: int
     mode: Mode = "whole"
     takes_value: frozenset[str] = frozenset()
     slash_options: bool = False  # Windows: /add, /domain are options
+    after: tuple[str, ...] = ()
+    adjacent: bool = False
+    variables: bool = False  # PowerShell: a bare $name is a variable, not the secret itself
 
 
 @dataclass(frozen=True)
 class Rule:
     """The secret forms of one program. ``when``: a word that must be among the arguments
-    for the options to apply (``az login -p``), empty for always."""
+    for the options to apply (``az login -p``), empty for always. ``ignore_case``: options
+    and prefixes (written in lower case) match in any case (Windows: ``/PASSWORD:``)."""
 
     options: dict[str, Mode] = field(default_factory=dict)
     prefixes: dict[str, Mode] = field(default_factory=dict)
     positionals: tuple[Positional, ...] = ()
     keywords: bool = False
     when: frozenset[str] = frozenset()
+    ignore_case: bool = False
 
 
 def _opts(flags: str, mode: Mode = "whole") -> dict[str, Mode]:
@@ -52,9 +60,14 @@ _NET = Rule(
     positionals=(
         Positional(("user",), 1, slash_options=True),
         Positional(("rpc", "password"), 1, slash_options=True),
+        # net use [Z: | *] \\host\share [PW | *] [/user:NAME] [/persistent:no]: PW may follow the options
+        Positional(("use",), 0, slash_options=True, after=("\\\\", "//")),
     ),
     options=_opts("-U --user", "%"),
 )
+_SMBCLIENT = Rule(positionals=(Positional((), 0, after=("//", "\\\\"), adjacent=True),))  # //host/share PW
+_PUTTY = Rule(options=_opts("-pw"))
+_SECURE_STRING_KEYS: Final = frozenset({"-key", "-Key", "-KEY", "-securekey", "-SecureKey", "-SECUREKEY"})
 _ORACLE = Rule(positionals=(Positional((), 0, "/", frozenset({"-L", "-M", "-R"})),))
 _FREERDP = Rule(prefixes={"/p:": "whole", "/password:": "whole", "/pth:": "whole", "/gp:": "whole"})
 
@@ -118,7 +131,43 @@ PROGRAMS: Final[dict[str, tuple[Rule, ...]]] = {
     "op": (Rule(positionals=(Positional(("signin",), -1),), when=frozenset({"--raw-password"})),),
     **dict.fromkeys(("useradd", "usermod", "groupadd", "groupmod"), (_DASH_P,)),
     "mysqladmin": (Rule(positionals=(Positional(("password",), 0),)),),
-    "net": (_NET,),
+    **dict.fromkeys(("net", "net.exe"), (_NET,)),
+    "smbclient": (_SMBCLIENT,),
+    **dict.fromkeys(
+        ("mongodump", "mongorestore", "mongoexport", "mongoimport", "mongostat", "mongotop", "mongofiles"),
+        (_DASH_P,),
+    ),
+    **dict.fromkeys(("plink", "pscp", "psftp", "plink.exe", "pscp.exe", "psftp.exe"), (_PUTTY,)),
+    **dict.fromkeys(
+        ("winrs", "winrs.exe"),
+        (
+            Rule(
+                prefixes=dict.fromkeys(("-p:", "-password:", "/p:", "/password:"), "whole"), ignore_case=True
+            ),
+        ),
+    ),
+    **dict.fromkeys(("wmic", "wmic.exe"), (Rule(prefixes={"/password:": "whole"}, ignore_case=True),)),
+    **dict.fromkeys(
+        ("sc", "sc.exe"), (Rule(options={"password=": "whole"}, ignore_case=True),)
+    ),  # password= PW
+    **dict.fromkeys(
+        ("netdom", "netdom.exe"),
+        (
+            Rule(
+                prefixes=dict.fromkeys(("/passwordd:", "/passwordo:", "/pd:", "/po:"), "whole"),
+                ignore_case=True,
+            ),
+        ),
+    ),
+    **dict.fromkeys(("certutil", "certutil.exe"), (Rule(options=_opts("-p"), ignore_case=True),)),
+    **dict.fromkeys(("smbmap", "enum4linux", "enum4linux-ng"), (_DASH_P,)),
+    "convertto-securestring": (
+        Rule(
+            positionals=(Positional((), 0, takes_value=_SECURE_STRING_KEYS, variables=True),),
+            when=frozenset({"-AsPlainText", "-asplaintext", "-ASPLAINTEXT", "-asPlainText"}),
+        ),
+    ),
+    "mc": (Rule(positionals=(Positional(("alias", "set"), 3), Positional(("config", "host", "add"), 3))),),
     "smbpasswd": (Rule(options=_opts("-w")),),
     "ssh-keygen": (Rule(options=_opts("-N -P")),),
     **dict.fromkeys(("rar", "unrar"), (Rule(prefixes={"-p": "whole"}),)),

@@ -1,7 +1,7 @@
 """Redaction by the program a command runs: a shell-aware scan plus a table of secret forms.
 
-The text is cut into simple commands (at newlines, ``;``, ``|``, ``&``, parentheses and
-backquotes, outside quotes) and each command's program is resolved past environment
+The text is cut into simple commands by :mod:`.shell_words` (at newlines, ``;``, ``|``,
+``&``, parentheses and backquotes, outside quotes) and each command's program is resolved past environment
 assignments and wrappers (``sudo -u root``, ``env X=1``, ``timeout 5``, ``nice -n 5``...).
 Its arguments are then read with the program's rules (:data:`PROGRAMS`):
 
@@ -33,7 +33,6 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Final, Protocol, cast
 
 import re2  # type: ignore[import-untyped]  # google-re2 ships no type information
@@ -48,22 +47,19 @@ from relay_shell.governance.redaction.program_table import (
     Rule,
     StdinMode,
 )
+from relay_shell.governance.redaction.shell_words import Command, Word, commands
 from relay_shell.governance.redaction.words import (
     REDACTED,
-    SHELL_WORD,
     redact_after,
     redact_word,
     splice,
     word_value,
 )
 
-_TOKEN: Final = re.compile(
-    rf"(?P<word>{SHELL_WORD})|(?P<sep>\|\||&&|[\n;|&()`{{}}])|(?P<redirect>[0-9]{{0,2}}[<>]{{1,3}}[&|]?)|\s++"
-)
 _ASSIGNMENT: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*+\+?=")
 # The parts of an option name, a config key or an nmcli keyword that make its value a secret.
 _SECRET_PART: Final = re.compile(
-    r"pass(?:w(?:or)?d|phrase)?|pwd?|secrets?|tokens?|community|psk|creds?|credentials?|wep-?key[0-3]?|key[0-3]"
+    r"pass(?:w(?:or)?d|phrase)?|pwd?|secrets?|tokens?|bearer|community|psk|creds?|credentials?|wep-?key[0-3]?|key[0-3]"
     r"|[a-z]*(?:pass|passw(?:or)?d|secret|token|apikey|authkey|accesskey|secretkey|privatekey)"
 )
 _KEY_PAIR_FIRST: Final = frozenset(
@@ -95,6 +91,7 @@ _USER_EXEMPT_PROGRAMS: Final = frozenset(
 )
 _NAME_SEPARATOR: Final = re.compile(r"[-_.]")
 _NAME_VALUE: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*+=")
+_POWERSHELL_VARIABLE: Final = re.compile(r"\$[A-Za-z_][A-Za-z0-9_:]*+")
 _COUNTING_PARTS: Final = frozenset({"max", "min", "num"})
 _MAX_DEPTH: Final = 3
 _MAX_FEEDERS: Final = 16
@@ -106,30 +103,7 @@ _COMMAND_POSITION_ONLY: Final = frozenset({"open", "http", "https", "security", 
 _MIN_NESTED: Final = 3  # a quoted argument shorter than this holds no command worth scanning
 
 
-@dataclass(frozen=True)
-class _Word:
-    start: int
-    end: int
-    raw: str
-
-    @property
-    def value(self) -> str:
-        return word_value(self.raw)
-
-
 type _Edit = tuple[int, int, str]
-
-
-@dataclass
-class _Command:
-    """A simple command: its words, what it is given on stdin by redirection (here-string
-    words, here-document body spans), and the commands whose output it reads (``a | b``,
-    ``(a; b) | c``: empty when it reads no pipe)."""
-
-    words: list[_Word] = field(default_factory=list)
-    here_strings: list[_Word] = field(default_factory=list)
-    here_docs: list[tuple[int, int]] = field(default_factory=list)
-    feeders: list[_Command] = field(default_factory=list)
 
 
 def scrub_programs(text: str) -> str:
@@ -140,7 +114,7 @@ def scrub_programs(text: str) -> str:
 
 
 def _scan(text: str, depth: int) -> Iterator[_Edit]:
-    for command in _commands(text):
+    for command in commands(text):
         yield from _scrub_command(command.words, depth)
         mode = _stdin_mode(command.words)
         if mode is None:
@@ -151,7 +125,7 @@ def _scan(text: str, depth: int) -> Iterator[_Edit]:
             yield from _given_edits(text, feeder, mode)
 
 
-def _given_edits(text: str, command: _Command, mode: StdinMode) -> Iterator[_Edit]:
+def _given_edits(text: str, command: Command, mode: StdinMode) -> Iterator[_Edit]:
     """The here-strings and here-document lines a command is given, redacted as ``mode`` reads them."""
     for word in command.here_strings:
         yield from _edit(word, ":" if mode == "pairs" and ":" in word.value else "whole")
@@ -170,73 +144,6 @@ def _given_edits(text: str, command: _Command, mode: StdinMode) -> Iterator[_Edi
             position += len(line) + 1
 
 
-_GROUP_OPEN: Final = frozenset({"(", "{", "$("})
-_GROUP_CLOSE: Final = frozenset({")", "}"})
-
-
-def _commands(text: str) -> Iterator[_Command]:
-    """The simple commands of ``text``; redirection targets are not words of their command,
-    here-document bodies are not commands."""
-    command = _Command()
-    redirect = ""
-    all_commands: list[_Command] = []
-    groups: list[int] = []  # where each open group's commands start in all_commands
-    last_unit: list[_Command] = []  # the last simple command or group: what a pipe reads
-    pending_tags: list[str] = []
-    skip_until = 0
-    for token in _TOKEN.finditer(text):
-        if token.start() < skip_until:
-            continue
-        separator = token["sep"]
-        if token["word"] is not None and token.group() in ("{", "}"):
-            separator = token.group()
-        if token["word"] is not None and separator is None:
-            _take_word(command, _Word(token.start(), token.end(), token.group()), redirect, pending_tags)
-            redirect = ""
-        elif separator is not None:
-            if separator == "\n" and pending_tags:
-                skip_until = _read_here_docs(text, token.end(), pending_tags, command)
-                pending_tags = []
-            if command.words:
-                all_commands.append(command)
-                last_unit = [command]
-                yield command
-            if separator in _GROUP_OPEN:
-                groups.append(len(all_commands))
-            elif separator in _GROUP_CLOSE and groups:
-                last_unit = all_commands[groups.pop() :]
-            command = _Command(feeders=last_unit if separator == "|" else [])
-            redirect = ""
-        elif token["redirect"] is not None:
-            redirect = token["redirect"].lstrip("0123456789")
-    if command.words:
-        yield command
-
-
-def _take_word(command: _Command, word: _Word, redirect: str, pending_tags: list[str]) -> None:
-    """A word is an argument, a here-string, a here-document's tag, or a redirection target."""
-    if redirect == "<<<":
-        command.here_strings.append(word)
-    elif redirect == "<<":
-        pending_tags.append(word.value.lstrip("-"))
-    elif not redirect:
-        command.words.append(word)
-
-
-def _read_here_docs(text: str, body_start: int, tags: list[str], command: _Command) -> int:
-    """Record the bodies of the here-documents opened on a line; return where the text resumes."""
-    position = body_start
-    for tag in tags[:_MAX_FEEDERS]:
-        end = text.find(f"\n{tag}", position - 1)
-        while end >= 0 and text[end + 1 + len(tag) : end + 2 + len(tag)].strip(" \t") not in ("", "\n"):
-            end = text.find(f"\n{tag}", end + 1)
-        body_end = end if end >= 0 else len(text)
-        command.here_docs.append((position, body_end))
-        line_end = text.find("\n", body_end + 1) if end >= 0 else len(text)
-        position = len(text) if line_end < 0 else line_end + 1
-    return position
-
-
 # Options that make any program read its secret on standard input.
 _STDIN_OPTIONS: Final = re.compile(
     r"--(?:password|passphrase|token|secret|pass)[-_]stdin|--(?:stdin[-_](?:password|passphrase|pass)"
@@ -251,12 +158,12 @@ def stdin_mode(command_text: str) -> StdinMode | None:
     """How the last command of ``command_text`` that reads a secret on stdin reads it (None:
     none does): used for the ``stdin`` argument given beside a command."""
     found: StdinMode | None = None
-    for command in _commands(command_text):
+    for command in commands(command_text):
         found = _stdin_mode(command.words) or found
     return found
 
 
-def _stdin_mode(words: list[_Word]) -> StdinMode | None:
+def _stdin_mode(words: list[Word]) -> StdinMode | None:
     """How the command reads a secret on stdin: ``sudo -S``, a reader program, or an option."""
     start = _program_index(words)
     before = {word.value for word in words[:start]}
@@ -283,7 +190,7 @@ def _reads_stdin(program: str, args: list[str]) -> bool:
     return True
 
 
-def _fed_words(words: list[_Word], mode: StdinMode) -> Iterator[_Edit]:
+def _fed_words(words: list[Word], mode: StdinMode) -> Iterator[_Edit]:
     """The words ``echo``/``printf``/``yes`` write into a secret reader (options, ``printf``
     formats and the command name kept)."""
     start = _program_index(words)
@@ -296,7 +203,7 @@ def _fed_words(words: list[_Word], mode: StdinMode) -> Iterator[_Edit]:
         yield from _edit(word, ":" if mode == "pairs" and ":" in value else "whole")
 
 
-def _program_index(words: list[_Word]) -> int:
+def _program_index(words: list[Word]) -> int:
     """The index of the command's program past assignments and wrappers (len(words): none)."""
     index = 0
     while index < len(words):
@@ -318,7 +225,7 @@ def _program_index(words: list[_Word]) -> int:
     return index
 
 
-def _scrub_command(words: list[_Word], depth: int) -> Iterator[_Edit]:
+def _scrub_command(words: list[Word], depth: int) -> Iterator[_Edit]:
     """The edits of one simple command: its program's rules, also for a program it runs
     further on (``ssh h sqlcmd -P x``, ``kubectl exec p -- ipmitool -P x``), the generic
     option rules, and the commands inside its quoted arguments."""
@@ -365,7 +272,7 @@ def _redact_value(word: str, mode: Mode) -> str:
     return f"{quote}{user}/{REDACTED}{at}{database}{quote}"
 
 
-def _edit(word: _Word, mode: Mode, offset: int = 0) -> Iterator[_Edit]:
+def _edit(word: Word, mode: Mode, offset: int = 0) -> Iterator[_Edit]:
     """An edit redacting ``word`` from ``offset`` on (an attached or ``=`` value)."""
     raw = word.raw[offset:]
     if not word_value(raw) or REDACTED in raw:
@@ -375,8 +282,9 @@ def _edit(word: _Word, mode: Mode, offset: int = 0) -> Iterator[_Edit]:
         yield (word.start + offset, word.end, replacement)
 
 
-def _rule_edits(rule: Rule, args: list[_Word]) -> Iterator[_Edit]:
-    yield from _option_edits(rule, args)
+def _rule_edits(rule: Rule, args: list[Word]) -> Iterator[_Edit]:
+    if rule.options or rule.prefixes:
+        yield from _option_edits(rule, args)
     for positional in rule.positionals:
         yield from _positional_edits(positional, args)
     if rule.keywords:
@@ -386,13 +294,14 @@ def _rule_edits(rule: Rule, args: list[_Word]) -> Iterator[_Edit]:
                 yield from _edit(value, "whole")
 
 
-def _option_edits(rule: Rule, args: list[_Word]) -> Iterator[_Edit]:
+def _option_edits(rule: Rule, args: list[Word]) -> Iterator[_Edit]:
     for index, word in enumerate(args):
-        value = word.value
+        value = word.value.lower() if rule.ignore_case else word.value
         following = args[index + 1] if index + 1 < len(args) else None
         for prefix, mode in rule.prefixes.items():
             if value.startswith(prefix) and len(value) > len(prefix):
-                yield from _edit(word, mode, word.raw.index(prefix) + len(prefix))
+                raw = word.raw.lower() if rule.ignore_case else word.raw
+                yield from _edit(word, mode, raw.index(prefix) + len(prefix))
         if not rule.options:
             continue
         if value in rule.options:
@@ -406,7 +315,7 @@ def _option_edits(rule: Rule, args: list[_Word]) -> Iterator[_Edit]:
             yield from _cluster_edits(rule, word, following)
 
 
-def _cluster_edits(rule: Rule, word: _Word, following: _Word | None) -> Iterator[_Edit]:
+def _cluster_edits(rule: Rule, word: Word, following: Word | None) -> Iterator[_Edit]:
     """``-PPW`` (attached) and ``-bP PW`` (clustered, the secret option last)."""
     value = word.value
     attached = rule.options.get(value[:2])
@@ -418,17 +327,32 @@ def _cluster_edits(rule: Rule, word: _Word, following: _Word | None) -> Iterator
         yield from _edit(following, last)
 
 
-def _positional_edits(positional: Positional, args: list[_Word]) -> Iterator[_Edit]:
+def _positional_window(positional: Positional, args: list[Word]) -> list[Word]:
+    """The words a positional secret is counted in: past the subcommand ``path``, and past
+    the ``after`` anchor (only the next word when ``adjacent``); empty when one is missing."""
     index = 0
     for step in positional.path:
         while index < len(args) and args[index].value.lower() != step:
             index += 1
         index += 1
     if index > len(args):
-        return
-    operands: list[_Word] = []
+        return []
+    if positional.after:
+        anchor = next(
+            (n for n in range(index, len(args)) if args[n].value.startswith(positional.after)), None
+        )
+        if anchor is None:
+            return []
+        index = anchor + 1
+        if positional.adjacent:
+            return args[index : index + 1]
+    return args[index:]
+
+
+def _positional_edits(positional: Positional, args: list[Word]) -> Iterator[_Edit]:
+    operands: list[Word] = []
     skip = False
-    for word in args[index:]:
+    for word in _positional_window(positional, args):
         value = word.value
         if skip:
             skip = False
@@ -445,7 +369,9 @@ def _positional_edits(positional: Positional, args: list[_Word]) -> Iterator[_Ed
     if not operands or positional.index >= len(operands):
         return
     secret = operands[positional.index]
-    if secret.value not in ("-", "*"):
+    # "-" and "*" read the secret from stdin or a prompt; in PowerShell "$name" is a variable
+    variable = positional.variables and _POWERSHELL_VARIABLE.fullmatch(secret.raw.strip('"')) is not None
+    if secret.value not in ("-", "*") and not variable:
         yield from _edit(secret, positional.mode)
 
 
@@ -461,7 +387,7 @@ def _is_secret_option_name(name: str) -> bool:
     return any(first in _KEY_PAIR_FIRST and second == "key" for first, second in itertools.pairwise(parts))
 
 
-def _generic_edits(program: str, args: list[_Word]) -> Iterator[_Edit]:
+def _generic_edits(program: str, args: list[Word]) -> Iterator[_Edit]:
     for index, word in enumerate(args):
         value = word.value
         if not value.startswith("--") or len(value) < 4:
@@ -485,7 +411,7 @@ def _generic_edits(program: str, args: list[_Word]) -> Iterator[_Edit]:
 _CONFIG_WORDS: Final = frozenset({"config", "configure", "conf"})
 
 
-def _config_edits(args: list[_Word]) -> Iterator[_Edit]:
+def _config_edits(args: list[Word]) -> Iterator[_Edit]:
     """``<tool> config [set] NAME VALUE`` (npm, yarn, poetry, redis CONFIG SET, pip): VALUE when
     NAME reads as a secret."""
     for index, word in enumerate(args):
