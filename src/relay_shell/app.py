@@ -9,7 +9,7 @@ calls. Replies reach the wire through ``relay_shell.tools.adapter``.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -27,7 +27,7 @@ from mcp.server.mcpserver.exceptions import (
 from mcp.server.mcpserver.tools.base import Tool
 from mcp.server.stdio import stdio_server
 from mcp.shared.exceptions import MCPError
-from mcp_types import CallToolResult, GetPromptResult, InputRequiredResult
+from mcp_types import CallToolResult, GetPromptResult, Icon, InputRequiredResult, ToolAnnotations
 from pydantic import AnyUrl, ValidationError
 
 import relay_shell
@@ -41,6 +41,7 @@ from relay_shell.stdio import RefusingReadStream, claimed_stdin, line_limit
 from relay_shell.tools import register_all
 from relay_shell.tools.adapter import protocol_error, raise_for_protocol, tool_result
 from relay_shell.tools.base import CURRENT_ARGUMENTS, TASK_INTENT, identity_of
+from relay_shell.tools.listing import listed_tool
 from relay_shell.tools.schemas import compact_tool_schemas
 from relay_shell.tools.tasks import TasksExtension
 from relay_shell.tools.tasks_legacy import LegacyTasks
@@ -98,6 +99,27 @@ class RelayServer(MCPServer[Services]):
             return result
         finally:
             CURRENT_ARGUMENTS.reset(token)
+
+    def add_tool(
+        self,
+        fn: Callable[..., Any],
+        name: str | None = None,
+        title: str | None = None,
+        description: str | None = None,
+        annotations: ToolAnnotations | None = None,
+        icons: list[Icon] | None = None,
+        meta: dict[str, Any] | None = None,
+        structured_output: bool | None = None,
+    ) -> None:
+        """Register ``fn`` with its wire schemas from the generated listing (``tools/listing.py``);
+        a tool the listing lacks, or one with icons, meta or a structured-output choice, the SDK's way."""
+        listed = None
+        if icons is None and meta is None and structured_output is None:
+            listed = listed_tool(fn, name=name, title=title, description=description, annotations=annotations)
+        if listed is None or listed.name in self._tool_manager._tools:
+            super().add_tool(fn, name, title, description, annotations, icons, meta, structured_output)
+            return
+        self._tool_manager._tools[listed.name] = listed
 
     async def read_resource(
         self, uri: AnyUrl | str, context: Context[Any, Any] | None = None
