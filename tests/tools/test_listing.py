@@ -10,7 +10,8 @@ registration gives, under both confirmation modes (``confirm_token`` listed or h
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Annotated, Any
 
 import pytest
@@ -122,3 +123,33 @@ def test_derive_names_the_context_parameter_and_the_output_model(settings: Setti
     assert derived.context is None
     assert derived.output_model == f"{__name__}:_Echoed"
     assert listing._located(derived.output_model) is _Echoed
+
+
+@pytest.fixture
+def listing_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """The generated file moved to ``tmp_path`` for one test (read afresh before and after)."""
+    path = tmp_path / "listing.json"
+    monkeypatch.setattr(listing, "LISTING_PATH", path)
+    listing.forget_loaded()
+    yield path
+    listing.forget_loaded()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"shell_exec": {"input": {"type": "object", "properties": {}}, "output": null}}',  # another layout
+        "{}",  # lists nothing
+    ],
+)
+def test_without_a_usable_entry_the_tools_are_derived_at_registration(
+    make_settings: Callable[..., Settings], listing_file: Path, text: str
+) -> None:
+    listing_file.write_text(text, encoding="utf-8")
+    server = build_server(make_settings(confirm_tier3="token"))
+    shell_exec = server._tool_manager.get_tool("shell_exec")
+    assert shell_exec is not None
+    assert set(shell_exec.parameters["properties"]) >= {"command", "timeout", "confirm_token"}
+    derived = Tool.from_function(shell_exec.fn, name="shell_exec", description=shell_exec.description)
+    assert derived.fn_metadata.output_schema is not None
+    assert shell_exec.output_schema == compact_output(derived.fn_metadata.output_schema)
