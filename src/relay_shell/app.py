@@ -52,7 +52,8 @@ __all__ = ["RelayServer", "Services", "build_server", "build_services"]
 
 MAX_NAME_IN_AUDIT = 200
 WARM_SSH_QUIET_S = 0.1
-"""How long the server must have had nothing to do before it loads the SSH layer ahead of use."""
+"""How long the server must have had nothing to do before it loads the SSH layer (and what the
+first call needs) ahead of use."""
 
 
 class RelayServer(MCPServer[Services]):
@@ -310,23 +311,25 @@ def _first_problem(exc: ValidationError) -> tuple[str, str]:
     return argument or "arguments", problem
 
 
-class WarmSshWhenQuiet:
+class WarmWhenQuiet:
     """Middleware: once the client's handshake is answered and the server has been quiet
-    (no message in progress) for ``quiet_s``, load the SSH layer in the background
-    (:meth:`Services.warm_ssh`, which does nothing unless SSH hosts are configured).
+    (no message in progress) for ``quiet_s``, call ``load`` (once), which starts loading
+    something in the background; with ``needed`` false it does nothing at all.
 
     The handshake's answer (cold start to ``initialize``) never shares the CPU with the
     imports, nor does a call the client sends straight after it; a real client's first
-    remote call, which comes after its model's first turn, finds asyncssh loaded. Every
-    message passes through unchanged.
+    call, which comes after its model's first turn, finds them loaded. Every message
+    passes through unchanged.
     """
 
-    def __init__(self, services: Services, quiet_s: float = WARM_SSH_QUIET_S) -> None:
-        self._services = services
+    def __init__(
+        self, load: Callable[[], object], quiet_s: float = WARM_SSH_QUIET_S, *, needed: bool = True
+    ) -> None:
+        self._load = load
         self._quiet_s = quiet_s
         self._in_progress = 0
         self._timer: asyncio.TimerHandle | None = None
-        self._done = not services.inventory_size()  # no SSH hosts: nothing to load, nothing to time
+        self._done = not needed
 
     @property
     def armed(self) -> bool:
@@ -351,7 +354,16 @@ class WarmSshWhenQuiet:
         self._timer = None
         if not self._in_progress and not self._done:
             self._done = True
-            self._services.warm_ssh()
+            self._load()
+
+
+class WarmSshWhenQuiet(WarmWhenQuiet):
+    """:class:`WarmWhenQuiet` loading the SSH layer (:meth:`Services.warm_ssh`), only when SSH
+    hosts are configured; a real client's first remote call finds asyncssh loaded."""
+
+    def __init__(self, services: Services, quiet_s: float = WARM_SSH_QUIET_S) -> None:
+        # no SSH hosts: nothing to load, nothing to time
+        super().__init__(services.warm_ssh, quiet_s, needed=bool(services.inventory_size()))
 
 
 def build_server(
@@ -383,7 +395,11 @@ def build_server(
         log_level="WARNING",
         lifespan=lifespan,
         extensions=[TasksExtension(services, task_tools)],
-        middleware=[WarmSshWhenQuiet(services), LegacyTasks(services, task_tools)],
+        middleware=[
+            WarmSshWhenQuiet(services),
+            WarmWhenQuiet(services.warm_calls),
+            LegacyTasks(services, task_tools),
+        ],
         **server_kwargs,
     )
     server.services = services
