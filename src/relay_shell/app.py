@@ -9,7 +9,7 @@ calls. Replies reach the wire through ``relay_shell.tools.adapter``.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -26,7 +26,7 @@ from mcp.server.mcpserver.exceptions import (
 )
 from mcp.server.mcpserver.tools.base import Tool
 from mcp.shared.exceptions import MCPError
-from mcp_types import CallToolResult, GetPromptResult, InputRequiredResult
+from mcp_types import CallToolResult, GetPromptResult, Icon, InputRequiredResult, ToolAnnotations
 from pydantic import AnyUrl, ValidationError
 
 import relay_shell
@@ -41,6 +41,7 @@ from relay_shell.stdio_pipes import stdio_streams
 from relay_shell.tools import register_all
 from relay_shell.tools.adapter import protocol_error, raise_for_protocol, tool_result
 from relay_shell.tools.base import CURRENT_ARGUMENTS, TASK_INTENT, identity_of
+from relay_shell.tools.listing import listed_tool
 from relay_shell.tools.schemas import compact_tool_schemas
 from relay_shell.tools.tasks import TasksExtension
 from relay_shell.tools.tasks_legacy import LegacyTasks
@@ -51,7 +52,8 @@ __all__ = ["RelayServer", "Services", "build_server", "build_services"]
 
 MAX_NAME_IN_AUDIT = 200
 WARM_SSH_QUIET_S = 0.1
-"""How long the server must have had nothing to do before it loads the SSH layer ahead of use."""
+"""How long the server must have had nothing to do before it loads the SSH layer (and what the
+first call needs) ahead of use."""
 
 
 class RelayServer(MCPServer[Services]):
@@ -97,6 +99,27 @@ class RelayServer(MCPServer[Services]):
             return result
         finally:
             CURRENT_ARGUMENTS.reset(token)
+
+    def add_tool(
+        self,
+        fn: Callable[..., Any],
+        name: str | None = None,
+        title: str | None = None,
+        description: str | None = None,
+        annotations: ToolAnnotations | None = None,
+        icons: list[Icon] | None = None,
+        meta: dict[str, Any] | None = None,
+        structured_output: bool | None = None,
+    ) -> None:
+        """Register ``fn`` with its wire schemas from the generated listing (``tools/listing.py``);
+        a tool the listing lacks, or one with icons, meta or a structured-output choice, the SDK's way."""
+        listed = None
+        if icons is None and meta is None and structured_output is None:
+            listed = listed_tool(fn, name=name, title=title, description=description, annotations=annotations)
+        if listed is None or listed.name in self._tool_manager._tools:
+            super().add_tool(fn, name, title, description, annotations, icons, meta, structured_output)
+            return
+        self._tool_manager._tools[listed.name] = listed
 
     async def read_resource(
         self, uri: AnyUrl | str, context: Context[Any, Any] | None = None
@@ -287,23 +310,25 @@ def _first_problem(exc: ValidationError) -> tuple[str, str]:
     return argument or "arguments", problem
 
 
-class WarmSshWhenQuiet:
+class WarmWhenQuiet:
     """Middleware: once the client's handshake is answered and the server has been quiet
-    (no message in progress) for ``quiet_s``, load the SSH layer in the background
-    (:meth:`Services.warm_ssh`, which does nothing unless SSH hosts are configured).
+    (no message in progress) for ``quiet_s``, call ``load`` (once), which starts loading
+    something in the background; with ``needed`` false it does nothing at all.
 
     The handshake's answer (cold start to ``initialize``) never shares the CPU with the
     imports, nor does a call the client sends straight after it; a real client's first
-    remote call, which comes after its model's first turn, finds asyncssh loaded. Every
-    message passes through unchanged.
+    call, which comes after its model's first turn, finds them loaded. Every message
+    passes through unchanged.
     """
 
-    def __init__(self, services: Services, quiet_s: float = WARM_SSH_QUIET_S) -> None:
-        self._services = services
+    def __init__(
+        self, load: Callable[[], object], quiet_s: float = WARM_SSH_QUIET_S, *, needed: bool = True
+    ) -> None:
+        self._load = load
         self._quiet_s = quiet_s
         self._in_progress = 0
         self._timer: asyncio.TimerHandle | None = None
-        self._done = not services.inventory_size()  # no SSH hosts: nothing to load, nothing to time
+        self._done = not needed
 
     @property
     def armed(self) -> bool:
@@ -328,7 +353,16 @@ class WarmSshWhenQuiet:
         self._timer = None
         if not self._in_progress and not self._done:
             self._done = True
-            self._services.warm_ssh()
+            self._load()
+
+
+class WarmSshWhenQuiet(WarmWhenQuiet):
+    """:class:`WarmWhenQuiet` loading the SSH layer (:meth:`Services.warm_ssh`), only when SSH
+    hosts are configured; a real client's first remote call finds asyncssh loaded."""
+
+    def __init__(self, services: Services, quiet_s: float = WARM_SSH_QUIET_S) -> None:
+        # no SSH hosts: nothing to load, nothing to time
+        super().__init__(services.warm_ssh, quiet_s, needed=bool(services.inventory_size()))
 
 
 def build_server(
@@ -360,7 +394,11 @@ def build_server(
         log_level="WARNING",
         lifespan=lifespan,
         extensions=[TasksExtension(services, task_tools)],
-        middleware=[WarmSshWhenQuiet(services), LegacyTasks(services, task_tools)],
+        middleware=[
+            WarmSshWhenQuiet(services),
+            WarmWhenQuiet(services.warm_calls),
+            LegacyTasks(services, task_tools),
+        ],
         **server_kwargs,
     )
     server.services = services

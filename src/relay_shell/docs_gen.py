@@ -23,6 +23,7 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 from mcp_types import Prompt, Resource, ResourceTemplate, Tool, ToolAnnotations
@@ -38,6 +39,9 @@ from relay_shell.docs_schema import (
 )
 from relay_shell.tools.base import hint
 from relay_shell.vocabulary import ErrorKind, Tier
+
+if TYPE_CHECKING:
+    from relay_shell.app import RelayServer
 
 __all__ = [
     "DOC_PATH",
@@ -160,25 +164,41 @@ class Catalog:
     """Per tool, its parameters' length limits (from the argument model; the wire schema has none)."""
 
 
-async def collect() -> Catalog:
-    """Build the server in a temporary directory and list what it registers."""
+def _scratch_server(root: Path) -> RelayServer:
+    """The server with its files under ``root`` (no ssh_config, no inventory) and its whole surface."""
     from relay_shell.app import build_server
     from relay_shell.config import load_settings
 
+    settings = load_settings(
+        _env_file=None,
+        transport="stdio",
+        auth_enabled=False,
+        audit_path=root / "audit.jsonl",
+        ssh_config=root / "no-ssh-config",
+        inventory=None,
+        ssh_known_hosts_file=root / "known_hosts",
+        auth_state_dir=root / "oauth",
+        confirm_tier3="token",  # the whole surface: confirm_token is listed only under token
+    )
+    return build_server(settings)
+
+
+async def listing_text() -> str:
+    """``src/relay_shell/tools/listing.json`` as it should be now (derived from the tools' code)."""
+    from relay_shell.tools import listing
+
     with tempfile.TemporaryDirectory(prefix="relay-shell-docs-") as scratch:
-        root = Path(scratch)
-        settings = load_settings(
-            _env_file=None,
-            transport="stdio",
-            auth_enabled=False,
-            audit_path=root / "audit.jsonl",
-            ssh_config=root / "no-ssh-config",
-            inventory=None,
-            ssh_known_hosts_file=root / "known_hosts",
-            auth_state_dir=root / "oauth",
-            confirm_tier3="token",  # the whole surface: confirm_token is listed only under token
-        )
-        server = build_server(settings)
+        server = _scratch_server(Path(scratch))
+        try:
+            return listing.render(server._tool_manager.list_tools())
+        finally:
+            await server.services.aclose()
+
+
+async def collect() -> Catalog:
+    """Build the server in a temporary directory and list what it registers."""
+    with tempfile.TemporaryDirectory(prefix="relay-shell-docs-") as scratch:
+        server = _scratch_server(Path(scratch))
         try:
             registered = server._tool_manager.list_tools()
             described = {tool.name: field_descriptions(tool.fn_metadata.output_model) for tool in registered}
@@ -407,6 +427,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, help=f"where to write (default: {DOC_PATH} in the checkout)")
     args = parser.parse_args(argv)
     target: Path = args.output or repository_root() / DOC_PATH
+    if not _write_listing(args.check):
+        return 1
     text = anyio.run(generate)
     if args.check:
         current = target.read_text(encoding="utf-8") if target.is_file() else ""
@@ -418,6 +440,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     target.write_text(text, encoding="utf-8")
     print(f"wrote {target} ({len(catalog_names(text))} tools)")
     return 0
+
+
+def _write_listing(check: bool) -> bool:
+    """Regenerate the tools' wire schemas (``tools/listing.json``) before the document that lists
+    them; with ``check``, only say whether the file is current."""
+    from relay_shell.tools import listing
+
+    text = anyio.run(listing_text)
+    current = listing.LISTING_PATH.read_text(encoding="utf-8") if listing.LISTING_PATH.is_file() else ""
+    if check:
+        if current != text:
+            print(f"{listing.LISTING_PATH} is stale: run {REGENERATE_COMMAND}", file=sys.stderr)
+            return False
+        return True
+    if current != text:
+        listing.LISTING_PATH.write_text(text, encoding="utf-8")
+        listing.forget_loaded()
+        print(f"wrote {listing.LISTING_PATH}")
+    return True
 
 
 def catalog_names(text: str) -> list[str]:

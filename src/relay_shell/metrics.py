@@ -8,81 +8,121 @@ through callbacks the services register (:meth:`Metrics.bind_gauges`).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0)
 
+type GaugeReader = Callable[[], float]
 
-class Metrics:
-    """The metric families of one server instance."""
+
+class _Families:
+    """The registry and its metric families (prometheus_client is imported here)."""
 
     def __init__(self) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
-        self.tool_calls = Counter(
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+        self.registry: CollectorRegistry = CollectorRegistry(auto_describe=True)
+        self.tool_calls: Counter = Counter(
             "relay_shell_tool_calls",
             "Tool calls, resource reads and prompt fetches by outcome.",
             ["tool", "tier", "mode", "outcome"],
             registry=self.registry,
         )
-        self.tool_duration = Histogram(
+        self.tool_duration: Histogram = Histogram(
             "relay_shell_tool_duration_seconds",
             "Wall time of tool calls from admission to result.",
             ["tool"],
             buckets=DURATION_BUCKETS,
             registry=self.registry,
         )
-        self.truncations = Counter(
+        self.truncations: Counter = Counter(
             "relay_shell_truncations",
             "Results whose output exceeded the budget.",
             ["tool"],
             registry=self.registry,
         )
-        self.denials = Counter(
+        self.denials: Counter = Counter(
             "relay_shell_denials",
             "Calls refused by policy: deny list, mode or token scope.",
             ["tool", "reason"],
             registry=self.registry,
         )
-        self.active_sessions = Gauge(
+        self.active_sessions: Gauge = Gauge(
             "relay_shell_active_sessions", "Live PTY sessions.", registry=self.registry
         )
-        self.active_forwards = Gauge(
+        self.active_forwards: Gauge = Gauge(
             "relay_shell_active_forwards", "Live SSH port forwards.", registry=self.registry
         )
-        self.ssh_connections = Gauge(
+        self.ssh_connections: Gauge = Gauge(
             "relay_shell_ssh_connections", "Pooled SSH connections.", registry=self.registry
         )
-        self.audit_degraded = Gauge(
+        self.audit_degraded: Gauge = Gauge(
             "relay_shell_audit_degraded", "1 when the audit sink cannot be written.", registry=self.registry
         )
+
+    def bind(self, readers: dict[str, GaugeReader]) -> None:
+        self.active_sessions.set_function(readers["sessions"])
+        self.active_forwards.set_function(readers["forwards"])
+        self.ssh_connections.set_function(readers["connections"])
+        self.audit_degraded.set_function(readers["audit_degraded"])
+
+
+class Metrics:
+    """The metric families of one server instance.
+
+    The families (and prometheus_client) are created at the first call recorded or the
+    first scrape, not when the server is built: answering ``initialize`` and ``tools/list``
+    does without them. A scrape before any call shows every family, the counters empty.
+    """
+
+    def __init__(self) -> None:
+        self._created: _Families | None = None
+        self._readers: dict[str, GaugeReader] | None = None
+
+    @property
+    def _families(self) -> _Families:
+        if self._created is None:
+            self._created = _Families()
+            if self._readers is not None:
+                self._created.bind(self._readers)
+        return self._created
 
     def bind_gauges(
         self,
         *,
-        sessions: Callable[[], float],
-        forwards: Callable[[], float],
-        connections: Callable[[], float],
-        audit_degraded: Callable[[], float],
+        sessions: GaugeReader,
+        forwards: GaugeReader,
+        connections: GaugeReader,
+        audit_degraded: GaugeReader,
     ) -> None:
         """Read live counts at scrape time instead of tracking increments."""
-        self.active_sessions.set_function(sessions)
-        self.active_forwards.set_function(forwards)
-        self.ssh_connections.set_function(connections)
-        self.audit_degraded.set_function(audit_degraded)
+        self._readers = {
+            "sessions": sessions,
+            "forwards": forwards,
+            "connections": connections,
+            "audit_degraded": audit_degraded,
+        }
+        if self._created is not None:
+            self._created.bind(self._readers)
 
     def record_call(
         self, *, tool: str, tier: int | None, mode: str, outcome: str, duration_s: float, truncated: bool
     ) -> None:
-        self.tool_calls.labels(
+        families = self._families
+        families.tool_calls.labels(
             tool=tool, tier=str(tier if tier is not None else ""), mode=mode, outcome=outcome
         ).inc()
-        self.tool_duration.labels(tool=tool).observe(duration_s)
+        families.tool_duration.labels(tool=tool).observe(duration_s)
         if truncated:
-            self.truncations.labels(tool=tool).inc()
+            families.truncations.labels(tool=tool).inc()
 
     def record_denial(self, *, tool: str, reason: str) -> None:
-        self.denials.labels(tool=tool, reason=reason).inc()
+        self._families.denials.labels(tool=tool, reason=reason).inc()
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        from prometheus_client import generate_latest
+
+        return generate_latest(self._families.registry)

@@ -56,6 +56,15 @@ SSH_LAYER = (
     "relay_shell.ssh.fleet_report",
 )
 """The modules a first remote call imports (asyncssh with them), loaded ahead by :meth:`LazyPool.preload`."""
+CALL_PATH = ("relay_shell.policy.analyze", "relay_shell.governance.redaction", "prometheus_client")
+"""What start-up leaves to the first call (the classifier, the redaction rules, the metrics
+library), loaded ahead by :meth:`Services.warm_calls`."""
+
+
+def import_call_path() -> None:
+    """Import :data:`CALL_PATH` (blocking; run in a worker thread)."""
+    for name in CALL_PATH:
+        importlib.import_module(name)
 
 
 def import_ssh_layer() -> None:
@@ -160,6 +169,7 @@ class Services:
     _holders: int = field(default=0, repr=False)
     _started: bool = field(default=False, repr=False)
     _closed: bool = field(default=False, repr=False)
+    _warming: asyncio.Task[None] | None = field(default=None, repr=False)
 
     def counts(self) -> dict[str, int]:
         """Live sessions, jobs, forwards and SSH connections (read by server_info and the metrics)."""
@@ -188,6 +198,23 @@ class Services:
         if self._closed or not self.inventory_size():
             return False
         return self.pool.preload() is not None
+
+    def warm_calls(self) -> bool:
+        """Load what the first call needs (:data:`CALL_PATH`) in a worker thread, once (called
+        when the server is quiet after the handshake). True when this call started the load.
+
+        A call that arrives first imports what it needs itself (the import lock makes the two
+        wait for one another).
+        """
+        if self._closed or self._warming is not None:
+            return False
+        self._warming = asyncio.get_running_loop().create_task(_warm(), name="relay-shell call path preload")
+        return True
+
+    @property
+    def warming(self) -> asyncio.Task[None] | None:
+        """The load started by :meth:`warm_calls`, if any (done once the imports are)."""
+        return self._warming
 
     async def start(self) -> None:
         """Start the background work (the session sweeper) and hold the services open.
@@ -237,6 +264,10 @@ class Services:
         self._closed = True
         for watcher in self.watchers:
             await watcher.stop()
+        if self._warming is not None and not self._warming.done():
+            self._warming.cancel()  # the worker thread finishes its imports on its own
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._warming
         cancelled = await self.pipeline.cancel_in_flight(CANCEL_IN_FLIGHT_S)
         if cancelled:
             log.warning("shutdown: cancelled %d call(s) in flight", cancelled)
@@ -253,6 +284,13 @@ class Services:
             except Exception:
                 log.exception("teardown step failed")
         self.audit.close()
+
+
+async def _warm() -> None:
+    try:
+        await asyncio.to_thread(import_call_path)
+    except Exception:  # a broken install shows on the first call, with its own error
+        log.exception("loading the call path ahead of use failed")
 
 
 def build_services(settings: Settings) -> Services:

@@ -25,6 +25,7 @@ import secrets
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from relay_shell.background import JobHost
 from relay_shell.config import Settings
@@ -67,7 +68,7 @@ from relay_shell.governance.record import (
 )
 from relay_shell.governance.shaping import shape_failure, shape_success
 from relay_shell.metrics import Metrics
-from relay_shell.policy.analyze import Analyzer, PolicyEnvironment
+from relay_shell.policy.environment import PolicyEnvironment
 from relay_shell.vocabulary import (
     AuditDecision,
     AuditOutcome,
@@ -76,6 +77,9 @@ from relay_shell.vocabulary import (
     decision_of,
     outcome_of,
 )
+
+if TYPE_CHECKING:
+    from relay_shell.policy.analyze import Analyzer
 
 log = logging.getLogger("relay_shell.pipeline")
 
@@ -102,12 +106,22 @@ class Pipeline:
         self.metrics = metrics
         self.policy = PolicyConfig.from_settings(settings)
         self.confirm_tokens = confirm_tokens or ConfirmTokens()
-        self.analyzer = Analyzer(PolicyEnvironment.from_settings(settings))
-        """The grammar-aware classifier of every plan that carries a ``call``."""
+        self._environment = PolicyEnvironment.from_settings(settings)
+        self._analyzer: Analyzer | None = None
         self.detacher = None if jobs is None else Detacher(jobs, self._finish, self._fail)
         """Hands calls that pass their ``yield_after`` to the job store (none: they never yield)."""
         self._in_flight: set[asyncio.Task[object]] = set()
         self._closing = False
+
+    @property
+    def analyzer(self) -> Analyzer:
+        """The grammar-aware classifier of every plan that carries a ``call``, built (and the
+        classifier loaded) at the first such call, not when the server starts."""
+        if self._analyzer is None:
+            from relay_shell.policy.analyze import Analyzer
+
+            self._analyzer = Analyzer(self._environment)
+        return self._analyzer
 
     @property
     def in_flight(self) -> int:

@@ -11,7 +11,8 @@ string is cut to :data:`MAX_AUDIT_STRING` characters and every list and mapping 
 :data:`MAX_AUDIT_ITEMS` entries first, so redaction never scans a huge argument whole (an
 unterminated private-key block left by the cut is redacted to its end). Every value
 redaction took out of the arguments is also taken out of what may echo them: the error
-message, the targets and the tool's extras.
+message, the targets and the tool's extras. The redaction rules
+(``governance.redaction``) are loaded at the first record, not when the server starts.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from dataclasses import dataclass, field
 
 from relay_shell.governance.call import Identity, Outcome, Reply
 from relay_shell.governance.patterns import PATTERNS_VERSION
-from relay_shell.governance.redaction import REDACTED, redact, removed_values, scrub_removed
 from relay_shell.policy.model import Analysis
 from relay_shell.vocabulary import AuditDecision, AuditOutcome, Confirmation, ErrorKind, Tier
 
@@ -82,6 +82,8 @@ def audit_arguments(state: CallState) -> None:
     """Bound and redact the arguments once (start and end records share them)."""
     if state.audited_args is not None:
         return
+    from relay_shell.governance.redaction import REDACTED, removed_values
+
     kept = bounded(state.args)
     audited = redact(kept)
     if state.hidden_arguments and isinstance(audited, dict):
@@ -156,6 +158,8 @@ def compose_record(
 
 def _echo_safe(state: CallState, value: object) -> object:
     """A value that may echo the arguments: bounded, redacted, rid of what redaction removed."""
+    from relay_shell.governance.redaction import scrub_removed
+
     if value is None:
         return None
     return scrub_removed(scrubbed(value), state.removed)
@@ -168,6 +172,8 @@ def _names_shown(state: CallState) -> list[str]:
     statement), a secret can parse as a command name. A name the recorded arguments do not
     contain (redacted, or past the 2048-character bound) is recorded as ``[REDACTED]``.
     """
+    from relay_shell.governance.redaction import REDACTED
+
     shown = "\n".join(_strings(state.audited_args))
     return [name if name in shown else REDACTED for name in state.commands]
 
@@ -182,6 +188,13 @@ def _strings(value: object, depth: int = 0) -> list[str]:
     if isinstance(value, list | tuple):
         return [text for item in value for text in _strings(item, depth + 1)]
     return []
+
+
+def redact(value: object) -> object:
+    """A redacted copy of ``value`` (:func:`relay_shell.governance.redaction.redact`)."""
+    from relay_shell.governance.redaction import redact as redact_value
+
+    return redact_value(value)
 
 
 def scrubbed(value: object) -> object:

@@ -18,6 +18,8 @@ session turns the output into the screen a person would see:
   changed cells.
 - **The emulator** (:class:`relay_shell.sessions.vt.VirtualTerminal`) keeps the main and
   alternate screens apart and costs time in proportion to the output, whatever it holds.
+  It (and pyte with it) is imported at the first render, so a server that renders no
+  screen never loads it.
 - **Size cap.** Rendering is limited to :data:`MAX_RENDER_COLS` x :data:`MAX_RENDER_ROWS`;
   a larger session streams only (it keeps no pending output), and its emulator starts afresh
   if it is resized back within the cap.
@@ -31,15 +33,18 @@ import re
 import threading
 from collections import deque
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from relay_shell.sessions.vt import ALTERNATE_MODES, ScreenSnapshot, VirtualTerminal
+from relay_shell.sessions.snapshot import ALTERNATE_MODES, ScreenSnapshot
+
+if TYPE_CHECKING:
+    from relay_shell.sessions.vt import VirtualTerminal
 
 __all__ = [
     "MAX_RENDER_COLS",
     "MAX_RENDER_ROWS",
     "ScreenSnapshot",
     "ScreenTracker",
-    "VirtualTerminal",
     "renderable",
 ]
 
@@ -56,6 +61,13 @@ _LONGEST_EVENT = 70
 # Rendering runs in its own threads: a long render must not hold up asyncio's default
 # executor (DNS lookups for SSH go there).
 _RENDER_POOL = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="relay-shell-screen")
+
+
+def _new_terminal(cols: int, rows: int) -> VirtualTerminal:
+    """A fresh emulator; pyte is imported at the first one (a render, in a worker thread)."""
+    from relay_shell.sessions.vt import VirtualTerminal
+
+    return VirtualTerminal(cols, rows)
 
 
 def renderable(cols: int, rows: int) -> bool:
@@ -187,7 +199,7 @@ class ScreenTracker:
                         terminal.feed(item)
                 elif isinstance(item, _Resize):
                     if terminal is None or fresh:
-                        terminal = self._terminal = VirtualTerminal(item.cols, item.rows)
+                        terminal = self._terminal = _new_terminal(item.cols, item.rows)
                         fresh = False
                     else:
                         terminal.resize(lines=item.rows, columns=item.cols)

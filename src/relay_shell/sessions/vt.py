@@ -34,6 +34,8 @@ import pyte
 from pyte import modes as pyte_modes
 from pyte.screens import Margins
 
+from relay_shell.sessions.snapshot import ALTERNATE_MODES, ScreenSnapshot
+
 FEED_PIECE_BYTES = 512
 # After each piece the feeding thread sleeps this long: it gives up the GIL for real (a zero
 # sleep hands it back at once on a busy machine), so the event loop is not kept waiting.
@@ -41,7 +43,6 @@ FEED_PAUSE_S = 0.0005
 MAX_TITLE_CHARS = 256
 MAX_COMBINING_MARKS = 8
 MAX_SAVED_CURSORS = 8
-ALTERNATE_MODES = frozenset({47, 1047, 1049})
 # Private modes dropped: DECCOLM (3, resizes to 132 columns) and DECSCNM (5, reverse video:
 # rewrites every cell). Public mode dropped: IRM (4, insert mode: shifts a line per character).
 _IGNORED_PRIVATE_MODES = frozenset({3, 5})
@@ -66,26 +67,6 @@ def _combining_runs() -> re.Pattern[str]:
             ranges.append((code, code))
     members = "".join(f"{re.escape(chr(low))}-{re.escape(chr(high))}" for low, high in ranges)
     return re.compile(f"([{members}]{{{MAX_COMBINING_MARKS}}})[{members}]+")
-
-
-@dataclass(frozen=True)
-class ScreenSnapshot:
-    """What the screen shows: ``rows`` with trailing blanks trimmed and trailing empty rows
-    dropped, the 0-based cursor, the window title, the size and whether the alternate
-    screen is active."""
-
-    rows: tuple[str, ...]
-    cursor_row: int
-    cursor_col: int
-    title: str
-    cols: int
-    lines: int
-    alternate: bool
-
-    @property
-    def text(self) -> str:
-        """The rows joined by newlines (what ``until`` is matched against in screen mode)."""
-        return "\n".join(self.rows)
 
 
 @dataclass

@@ -8,16 +8,27 @@ collected. ``relay_shell.tools.schemas`` turns this into the wire schema: ``requ
 what every result carries (``tier``), and an ``anyOf`` says a result has either every field
 without a default (a success) or ``error``. ``tests/tools/test_output_schemas.py`` checks
 real results, successes and failures, against the wire schemas closed.
-"""
 
-from __future__ import annotations
+The annotations here are evaluated where they are written (no ``from __future__ import
+annotations``): pydantic would otherwise compile each one from its string at import, the
+larger part of what this module costs a start-up.
+"""
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, WithJsonSchema
+from pydantic import BaseModel as _PydanticModel
+from pydantic import ConfigDict, Field, WithJsonSchema
 from pydantic.json_schema import SkipJsonSchema
 
 from relay_shell.vocabulary import ErrorKind
+
+
+class BaseModel(_PydanticModel):
+    """The base of every model here: declarations whose validators and serializers pydantic builds
+    at their first use (a schema derived, a value validated), not when this module is imported
+    (the server lists the tools from the generated listing and shapes results as plain data)."""
+
+    model_config = ConfigDict(defer_build=True)
 
 
 class ErrorInfo(BaseModel):
