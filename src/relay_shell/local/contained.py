@@ -95,8 +95,10 @@ def fold_argv(argv: Sequence[str], *, input_follows: bool) -> list[str] | None:
     the environment and reads no start-up file when not interactive, and finds ``read``
     before any ``PATH`` entry; the caller keeps the two-exec hold (``-p``) for any other
     shell, bash included, and for names that are not identifiers. What TEXT sees
-    differently: ``$LINENO`` and the line numbers in the shell's own messages are one
-    more; nothing else (``$0``, positional parameters, ``$?``, options, traps, stdin).
+    differently: the line numbers in the shell's own messages are one more (``sh: 2:
+    ...: not found``; Debian's dash has no ``$LINENO``), and its argv (``ps``) shows the
+    hold's line; nothing else (``$0``, positional parameters, ``$?``, options, traps,
+    stdin, the exported environment).
     """
     if len(argv) != 3 or argv[1] != "-c" or not os.path.isabs(argv[0]) or not is_dash(argv[0]):
         return None
