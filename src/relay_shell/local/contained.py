@@ -15,6 +15,7 @@ import logging
 import os
 import shutil
 import signal
+import stat
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -409,10 +410,14 @@ def _alive(pid: int) -> bool:
 def check_program(program: str, env: Mapping[str, str], cwd: Path | None) -> None:
     """Fail as a direct exec would when ``program`` cannot be run (a held child would exit 127)."""
     if "/" in program:
-        path = Path(program) if os.path.isabs(program) or cwd is None else cwd / program
-        if path.is_file() and os.access(path, os.X_OK):
+        path = program if os.path.isabs(program) or cwd is None else os.path.join(cwd, program)
+        try:
+            regular = stat.S_ISREG(os.stat(path).st_mode)
+        except OSError:
+            regular = None
+        if regular and os.access(path, os.X_OK):
             return
-        reason = "Permission denied" if path.exists() else "No such file or directory"
+        reason = "Permission denied" if regular is not None else "No such file or directory"
     elif shutil.which(program, path=env.get("PATH", os.defpath)) is not None:
         return
     else:

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import subprocess
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from relay_shell.capture import (
     render_capture,
 )
 from relay_shell.errors import ExecTimeout, PartialOutput, SpawnFailed
+from relay_shell.local.child import ChildProcess, spawn_child
 from relay_shell.local.contained import RELEASE_LINE, CgroupContained, Contained
 from relay_shell.local.mover import MoveTicket
 from relay_shell.local.pipes import InputPipe, OutputPipe, drain_pipe, feed_pipe
@@ -122,7 +124,7 @@ class _Child:
     kept apart), our end of its stdin when input follows, and the move of a held child that
     is still in flight (its outcome is checked when the child exits)."""
 
-    process: asyncio.subprocess.Process
+    process: ChildProcess
     outputs: list[OutputPipe]
     stdin: InputPipe | None = None
     move: MoveTicket | None = None
@@ -132,6 +134,7 @@ class _Child:
             pipe.close()
         if self.stdin is not None:
             self.stdin.close()
+        self.process.close()
 
 
 async def _spawn(spec: ProcessSpec, contained: Contained) -> _Child:
@@ -151,14 +154,13 @@ async def _spawn(spec: ProcessSpec, contained: Contained) -> _Child:
     try:
         outputs.extend(OutputPipe() for _ in range(1 if spec.merge_stderr else 2))
         stdin = InputPipe() if launch.held or spec.stdin is not None else None
-        process = await asyncio.create_subprocess_exec(
-            *launch.argv,
-            stdin=stdin.read_fd if stdin is not None else asyncio.subprocess.DEVNULL,
+        process = spawn_child(
+            launch.argv,
+            stdin=stdin.read_fd if stdin is not None else subprocess.DEVNULL,
             stdout=outputs[0].write_fd,
-            stderr=asyncio.subprocess.STDOUT if spec.merge_stderr else outputs[1].write_fd,
+            stderr=subprocess.STDOUT if spec.merge_stderr else outputs[1].write_fd,
             env=spec.env,
             cwd=spec.cwd,
-            start_new_session=True,
         )
     except BaseException as exc:
         for pipe in outputs:
@@ -228,10 +230,10 @@ async def _pump(
             for pipe, sink in zip(child.outputs, _sinks(capture), strict=True)
         ]
         ticker = tasks.create_task(_tick(capture, started, on_progress)) if on_progress else None
-        # Process.wait() also waits for the pipes to close, which a background child holding
-        # them would postpone: watch the exit itself, then kill what the command left running
-        # (which closes the pipes it held) and drain what is left to read.
-        await _child_exited(process.pid)
+        # Watch the exit itself (the pidfd), not the pipes' end, which a background child holding
+        # them would postpone: then kill what the command left running (which closes the pipes
+        # it held), drain what is left to read, and reap the child.
+        await process.exited()
         if child.move is not None and (error := await child.move.outcome()) is not None:
             for task in (*readers, *([ticker] if ticker else [])):
                 task.cancel()
@@ -245,27 +247,6 @@ async def _pump(
         if ticker is not None:
             ticker.cancel()
     return bool(pending), left_running
-
-
-async def _child_exited(pid: int) -> None:
-    """Return once process ``pid`` has exited (a pidfd on the event loop; no polling)."""
-    try:
-        pidfd = os.pidfd_open(pid)
-    except ProcessLookupError:  # already exited and reaped
-        return
-    loop = asyncio.get_running_loop()
-    exited = loop.create_future()
-
-    def on_readable() -> None:
-        if not exited.done():
-            exited.set_result(None)
-
-    loop.add_reader(pidfd, on_readable)
-    try:
-        await exited
-    finally:
-        loop.remove_reader(pidfd)
-        os.close(pidfd)
 
 
 async def _tick(capture: OutputCapture | SplitCapture, started: float, on_progress: ProgressCallback) -> None:
