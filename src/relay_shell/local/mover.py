@@ -85,6 +85,7 @@ class Mover:
         self._queue: queue.SimpleQueue[MoveTicket] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
+        self._pid = os.getpid()
 
     def submit(self, pid: int, add: Callable[[int], None], *, release_fd: int = -1) -> MoveTicket:
         """Queue the move of ``pid`` (and the release on ``release_fd``, which it now owns)."""
@@ -99,6 +100,8 @@ class Mover:
         if thread is not None and thread.is_alive():
             return
         with self._start_lock:
+            if self._pid != os.getpid():  # a forked child: the parent's queue and thread are not its own
+                self._queue, self._thread, self._pid = queue.SimpleQueue(), None, os.getpid()
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(
                     target=self._serve, name="relay-shell-cgroup-mover", daemon=True
