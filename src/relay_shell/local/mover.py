@@ -50,6 +50,8 @@ class MoveTicket:
 
     async def outcome(self) -> Exception | None:
         """Wait for the move; None when the child is in its cgroup, else why not."""
+        if self.done.done():
+            return self.done.result()
         return await asyncio.shield(self.done)
 
     def run(self) -> None:
