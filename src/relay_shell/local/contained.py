@@ -13,9 +13,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import re
 import shutil
 import signal
+import stat
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -24,6 +24,8 @@ from typing import Literal
 
 from relay_shell.errors import SpawnFailed
 from relay_shell.local.cgroups import CgroupDir
+from relay_shell.local.mover import MOVER, MoveTicket
+from relay_shell.local.mover import RELEASE_LINE as MOVER_RELEASE_LINE
 from relay_shell.local.processes import (
     PidHandles,
     ProcessEntry,
@@ -47,7 +49,10 @@ HOLD_PROGRAM_ANY_NAME = "/bin/bash"
 HOLD_NAME = "relay-shell-hold"
 HOLD_FOR_INPUT = 'IFS= read -r RELAY_SHELL_HOLD || exit 125; unset RELAY_SHELL_HOLD; exec "$@"'
 HOLD_NO_INPUT = 'IFS= read -r RELAY_SHELL_HOLD || exit 125; unset RELAY_SHELL_HOLD; exec "$@" </dev/null'
-_IDENTIFIER = re.compile(r"\A[A-Za-z_][A-Za-z0-9_]*\Z")
+FOLD_FOR_INPUT = "IFS= read -r RELAY_SHELL_HOLD || exit 125; unset RELAY_SHELL_HOLD"
+FOLD_NO_INPUT = "IFS= read -r RELAY_SHELL_HOLD || exit 125; unset RELAY_SHELL_HOLD; exec </dev/null"
+"""The hold as the first line of the command's own ``/bin/sh -c`` text (dash only, see :func:`fold_argv`)."""
+_SHELL_IS_DASH: dict[tuple[int, int], bool] = {}
 
 
 def hold_argv(argv: Sequence[str], *, input_follows: bool, program: str = HOLD_PROGRAM) -> list[str]:
@@ -69,7 +74,7 @@ def hold_program(env: Mapping[str, str]) -> str:
     Raises:
         SpawnFailed: such a name, and no bash to keep it.
     """
-    odd = next((name for name in env if not _IDENTIFIER.match(name)), None)
+    odd = next((name for name in env if not (name.isascii() and name.isidentifier())), None)
     if odd is None:
         return HOLD_PROGRAM
     if os.access(HOLD_PROGRAM_ANY_NAME, os.X_OK):
@@ -80,7 +85,42 @@ def hold_program(env: Mapping[str, str]) -> str:
     )
 
 
-RELEASE_LINE = b"\n"
+def fold_argv(argv: Sequence[str], *, input_follows: bool) -> list[str] | None:
+    """``/bin/sh -c TEXT`` held by its own shell, or None when the hold cannot be folded into it.
+
+    The hold's line becomes the first line of the ``-c`` text, on a line of its own: dash
+    parses and runs a ``-c`` text one complete command at a time, so the hold's ``read``
+    runs (and waits for :data:`RELEASE_LINE`) before a byte of TEXT is parsed, and TEXT
+    parses exactly as it would alone, one line further down. One ``exec`` instead of the
+    hold's two. Only where ``argv[0]`` is dash, which imports no function or alias from
+    the environment and reads no start-up file when not interactive, and finds ``read``
+    before any ``PATH`` entry; the caller keeps the two-exec hold (``-p``) for any other
+    shell, bash included, and for names that are not identifiers. What TEXT sees
+    differently: the line numbers in the shell's own messages are one more (``sh: 2:
+    ...: not found``; Debian's dash has no ``$LINENO``), and its argv (``ps``) shows the
+    hold's line; nothing else (``$0``, positional parameters, ``$?``, options, traps,
+    stdin, the exported environment).
+    """
+    if len(argv) != 3 or argv[1] != "-c" or not os.path.isabs(argv[0]) or not is_dash(argv[0]):
+        return None
+    return [argv[0], "-c", f"{FOLD_FOR_INPUT if input_follows else FOLD_NO_INPUT}\n{argv[2]}"]
+
+
+def is_dash(program: str) -> bool:
+    """True when ``program`` is dash (one ``stat`` per call; the name resolved once per file)."""
+    try:
+        status = os.stat(program)
+    except OSError:
+        return False
+    key = (status.st_dev, status.st_ino)
+    known = _SHELL_IS_DASH.get(key)
+    if known is None:
+        known = os.path.basename(os.path.realpath(program)) == "dash"
+        _SHELL_IS_DASH[key] = known
+    return known
+
+
+RELEASE_LINE = MOVER_RELEASE_LINE
 """What the server writes on a held child's stdin once the child is in its cgroup."""
 
 LIVE_ROOTS: dict[int, Contained] = {}
@@ -121,14 +161,6 @@ class Contained(ABC):
     @abstractmethod
     def adopt(self, pid: int) -> None:
         """Take the freshly spawned ``pid`` (this containment's root) in. Raises SpawnFailed."""
-
-    async def adopt_off_loop(self, pid: int) -> None:
-        """:meth:`adopt`, without holding the event loop where the kernel makes it wait.
-
-        The base adopts in place (no system call); see :meth:`CgroupContained.adopt_off_loop`.
-        Raises SpawnFailed.
-        """
-        self.adopt(pid)
 
     def joiner(self) -> Callable[[], None] | None:
         """For a child started with a ``preexec_fn`` anyway: a callable that joins from inside it.
@@ -214,6 +246,9 @@ class CgroupContained(Contained):
     ) -> Launch:
         check_program(argv[0], env, cwd)
         program = hold_program(env)
+        folded = fold_argv(argv, input_follows=input_follows) if program == HOLD_PROGRAM else None
+        if folded is not None:
+            return Launch(argv=folded, held=True)
         return Launch(argv=hold_argv(argv, input_follows=input_follows, program=program), held=True)
 
     def adopt(self, pid: int) -> None:
@@ -221,17 +256,21 @@ class CgroupContained(Contained):
             if self._join_fd is None:  # a child that used the joiner is in already
                 self.directory.add(pid)
         except OSError as exc:
-            raise SpawnFailed(
-                f"cannot move the process into its cgroup {self.directory.path}: {exc}"
-            ) from exc
+            raise self.move_failed(exc) from exc
         self.root = pid
         LIVE_ROOTS[pid] = self
 
-    async def adopt_off_loop(self, pid: int) -> None:
-        """The move into the cgroup in a worker thread: a write to ``cgroup.procs`` takes the
-        kernel's cgroup lock, which waits for an RCU grace period (milliseconds) when no other
-        move happened just before; other calls are served meanwhile. Raises SpawnFailed."""
-        await asyncio.to_thread(self.adopt, pid)
+    def move_failed(self, exc: Exception) -> SpawnFailed:
+        """The error of a call whose child could not be moved in (it ran nothing)."""
+        return SpawnFailed(f"cannot move the process into its cgroup {self.directory.path}: {exc}")
+
+    def move(self, pid: int, *, release_fd: int = -1) -> MoveTicket:
+        """Move the held ``pid`` in from the mover thread, which then writes the release line on
+        ``release_fd`` (if given: it now owns it). The root is taken at once; the outcome comes
+        later (:meth:`MoveTicket.outcome`, then :meth:`move_failed`)."""
+        self.root = pid
+        LIVE_ROOTS[pid] = self
+        return MOVER.submit(pid, self.directory.add, release_fd=release_fd)
 
     def joiner(self) -> Callable[[], None]:
         fd = os.open(self.directory.path / "cgroup.procs", os.O_WRONLY | os.O_CLOEXEC)
@@ -371,10 +410,14 @@ def _alive(pid: int) -> bool:
 def check_program(program: str, env: Mapping[str, str], cwd: Path | None) -> None:
     """Fail as a direct exec would when ``program`` cannot be run (a held child would exit 127)."""
     if "/" in program:
-        path = Path(program) if os.path.isabs(program) or cwd is None else cwd / program
-        if path.is_file() and os.access(path, os.X_OK):
+        path = program if os.path.isabs(program) or cwd is None else os.path.join(cwd, program)
+        try:
+            regular = stat.S_ISREG(os.stat(path).st_mode)
+        except OSError:
+            regular = None
+        if regular and os.access(path, os.X_OK):
             return
-        reason = "Permission denied" if path.exists() else "No such file or directory"
+        reason = "Permission denied" if regular is not None else "No such file or directory"
     elif shutil.which(program, path=env.get("PATH", os.defpath)) is not None:
         return
     else:

@@ -50,6 +50,64 @@ class OutputPipe:
         self.close_write()
 
 
+class InputPipe:
+    """The stdin pipe of a child: the read end is the child's, the write end ours (non-blocking).
+
+    Both ends are close-on-exec here. :meth:`close_read` once the child has its copy;
+    :meth:`take_write` hands the write end to someone else (who then closes it);
+    :meth:`close` closes what is still ours.
+    """
+
+    def __init__(self) -> None:
+        self.read_fd, self.write_fd = os.pipe2(os.O_CLOEXEC)
+        os.set_blocking(self.write_fd, False)
+
+    def close_read(self) -> None:
+        self.read_fd = _close_once(self.read_fd)
+
+    def take_write(self) -> int:
+        """The write end, no longer ours to close."""
+        fd, self.write_fd = self.write_fd, -1
+        return fd
+
+    def close(self) -> None:
+        """Close both ends; idempotent."""
+        self.close_read()
+        self.write_fd = _close_once(self.write_fd)
+
+
+async def feed_pipe(pipe: InputPipe, data: bytes) -> None:
+    """Write ``data`` into ``pipe`` as the child reads it, then close our end.
+
+    A child that stops reading (it exited, or closed its stdin) ends the feed quietly.
+    """
+    loop = asyncio.get_running_loop()
+    view = memoryview(data)
+    fd = pipe.write_fd
+    try:
+        while view and fd >= 0:
+            try:
+                view = view[os.write(fd, view) :]
+                continue
+            except BlockingIOError:
+                pass
+            except OSError:  # EPIPE: nobody reads any more
+                return
+            writable: asyncio.Future[None] = loop.create_future()
+            loop.add_writer(fd, _resolve, writable)
+            try:
+                await writable
+            finally:
+                loop.remove_writer(fd)
+    finally:
+        pipe.close()
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
 def _close_once(fd: int) -> int:
     if fd >= 0:
         with contextlib.suppress(OSError):

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import subprocess
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -31,8 +32,10 @@ from relay_shell.capture import (
     render_capture,
 )
 from relay_shell.errors import ExecTimeout, PartialOutput, SpawnFailed
-from relay_shell.local.contained import RELEASE_LINE, Contained
-from relay_shell.local.pipes import OutputPipe, drain_pipe
+from relay_shell.local.child import ChildProcess, spawn_child
+from relay_shell.local.contained import RELEASE_LINE, CgroupContained, Contained
+from relay_shell.local.mover import MoveTicket
+from relay_shell.local.pipes import InputPipe, OutputPipe, drain_pipe, feed_pipe
 from relay_shell.report import ExecReport, signal_name
 
 KILL_GRACE_S = 2.0
@@ -81,15 +84,15 @@ async def run_process(
     """
     capture = new_capture(budget, merge=spec.merge_stderr, tap=tap)
     started = time.monotonic()
-    process, outputs = await _spawn(spec, contained)
+    child = await _spawn(spec, contained)
     try:
         async with asyncio.timeout(timeout_s):
-            pipe_held, left_running = await _pump(
-                process, outputs, spec.stdin, capture, started, on_progress, contained, kill_grace_s
-            )
+            ended = await _pump(child, spec.stdin, capture, started, on_progress, contained, kill_grace_s)
+        if isinstance(ended, SpawnFailed):
+            raise ended
     except TimeoutError:
         with anyio.CancelScope(shield=True):
-            await _stop(process, outputs, contained, kill_grace_s, capture)
+            await _stop(child, contained, kill_grace_s, capture)
         elapsed = time.monotonic() - started
         raise ExecTimeout(
             f"timed out after {elapsed:.1f} s (limit {timeout_s:g} s); everything it started was killed",
@@ -97,11 +100,12 @@ async def run_process(
         ) from None
     except BaseException:
         with anyio.CancelScope(shield=True):
-            await _stop(process, outputs, contained, kill_grace_s, capture)
+            await _stop(child, contained, kill_grace_s, capture)
         raise
     finally:
-        for pipe in outputs:  # the drains close them; this is for an exit before they started
-            pipe.close()
+        child.close()  # the drains close the outputs; this is for an exit before they started
+    pipe_held, left_running = ended
+    process = child.process
     returncode = process.returncode if process.returncode is not None else -1
     return ExecReport(
         exit_code=128 - returncode if returncode < 0 else returncode,
@@ -114,84 +118,127 @@ async def run_process(
     )
 
 
-async def _spawn(
-    spec: ProcessSpec, contained: Contained
-) -> tuple[asyncio.subprocess.Process, list[OutputPipe]]:
+@dataclass
+class _Child:
+    """A started child: its process, its output pipes (stdout, then stderr when the streams are
+    kept apart), our end of its stdin when input follows, and the move of a held child that
+    is still in flight (its outcome is checked when the child exits)."""
+
+    process: ChildProcess
+    outputs: list[OutputPipe]
+    stdin: InputPipe | None = None
+    move: MoveTicket | None = None
+
+    def close(self) -> None:
+        for pipe in self.outputs:
+            pipe.close()
+        if self.stdin is not None:
+            self.stdin.close()
+        self.process.close()
+
+
+async def _spawn(spec: ProcessSpec, contained: Contained) -> _Child:
     """Start the child, move it into ``contained``, then let a held child run.
 
-    Returns the process and its output pipes (stdout, then stderr when the streams are kept
-    apart) for :func:`drain_pipe`; the caller closes them.
+    Without input, a held child is moved and released by the mover thread
+    (:meth:`CgroupContained.move`) while the loop goes on; with input, the loop waits for the
+    move, then writes the release line and the input follows it.
 
     Raises:
         SpawnFailed: the program could not be started, or the child could not be contained
             (it is then killed before it ran anything of the command).
     """
     launch = contained.launch(spec.argv, env=spec.env, cwd=spec.cwd, input_follows=spec.stdin is not None)
-    stdin_pipe = launch.held or spec.stdin is not None
-    pipes: list[OutputPipe] = []
+    outputs: list[OutputPipe] = []
+    stdin: InputPipe | None = None
     try:
-        pipes.extend(OutputPipe() for _ in range(1 if spec.merge_stderr else 2))
-        process = await asyncio.create_subprocess_exec(
-            *launch.argv,
-            stdin=asyncio.subprocess.PIPE if stdin_pipe else asyncio.subprocess.DEVNULL,
-            stdout=pipes[0].write_fd,
-            stderr=asyncio.subprocess.STDOUT if spec.merge_stderr else pipes[1].write_fd,
+        outputs.extend(OutputPipe() for _ in range(1 if spec.merge_stderr else 2))
+        stdin = InputPipe() if launch.held or spec.stdin is not None else None
+        process = spawn_child(
+            launch.argv,
+            stdin=stdin.read_fd if stdin is not None else subprocess.DEVNULL,
+            stdout=outputs[0].write_fd,
+            stderr=subprocess.STDOUT if spec.merge_stderr else outputs[1].write_fd,
             env=spec.env,
             cwd=spec.cwd,
-            start_new_session=True,
         )
-    except (OSError, ValueError) as exc:
-        for pipe in pipes:
+    except BaseException as exc:
+        for pipe in outputs:
             pipe.close()
-        raise SpawnFailed(f"cannot start {spec.argv[0]!r}: {exc}") from exc
-    except BaseException:
-        for pipe in pipes:
-            pipe.close()
+        if stdin is not None:
+            stdin.close()
+        if isinstance(exc, (OSError, ValueError)):
+            raise SpawnFailed(f"cannot start {spec.argv[0]!r}: {exc}") from exc
         raise
-    for pipe in pipes:  # the child has its copies: end of file comes when it (and its heirs) close them
+    for pipe in outputs:  # the child has its copies: end of file comes when it (and its heirs) close them
         pipe.close_write()
+    if stdin is not None:
+        stdin.close_read()
+    child = _Child(process, outputs, stdin)
     try:
-        await contained.adopt_off_loop(process.pid)
+        await _contain(child, launch.held, spec.stdin is not None, contained)
     except BaseException:  # not contained (or cancelled meanwhile): still held, nothing of the command ran
         with anyio.CancelScope(shield=True):
+            if child.move is not None:
+                child.move.abandon()
             _signal_group(process.pid, signal.SIGKILL)
             await process.wait()
-        for pipe in pipes:
-            pipe.close()
+        child.close()
         raise
-    if launch.held and process.stdin is not None:
-        process.stdin.write(RELEASE_LINE)
-        if spec.stdin is None:
-            process.stdin.close()
-    return process, pipes
+    return child
+
+
+async def _contain(child: _Child, held: bool, input_follows: bool, contained: Contained) -> None:
+    """Take the freshly started child into ``contained``; release it when it is held."""
+    pid = child.process.pid
+    if not held:
+        contained.adopt(pid)
+        return
+    if not isinstance(contained, CgroupContained) or child.stdin is None:
+        raise SpawnFailed("a held child needs a cgroup and a stdin pipe")
+    if not input_follows:  # the mover releases it: no hand-back to the loop before it runs
+        child.move = contained.move(pid, release_fd=child.stdin.take_write())
+        child.stdin = None
+        return
+    error = await contained.move(pid).outcome()
+    if error is not None:
+        raise contained.move_failed(error) from error
+    with contextlib.suppress(OSError):  # a pipe with room for it (or a child already gone)
+        os.write(child.stdin.write_fd, RELEASE_LINE)
 
 
 async def _pump(
-    process: asyncio.subprocess.Process,
-    outputs: list[OutputPipe],
+    child: _Child,
     stdin: bytes | None,
     capture: OutputCapture | SplitCapture,
     started: float,
     on_progress: ProgressCallback | None,
     contained: Contained,
     kill_grace_s: float,
-) -> tuple[bool, int]:
+) -> tuple[bool, int] | SpawnFailed:
     """Feed stdin, read output, wait for exit, kill what the command left running, drain.
 
-    Returns (the pipe outlived the containment's processes, how many processes were left running).
+    Returns (the pipe outlived the containment's processes, how many processes were left
+    running), or the error of a held child that could not be moved (it ran nothing).
     """
+    process = child.process
     async with asyncio.TaskGroup() as tasks:
-        if stdin is not None and process.stdin is not None:
-            tasks.create_task(_feed_stdin(process.stdin, stdin))
+        if stdin is not None and child.stdin is not None:
+            tasks.create_task(feed_pipe(child.stdin, stdin))
         readers = [
             tasks.create_task(drain_pipe(pipe, sink))
-            for pipe, sink in zip(outputs, _sinks(capture), strict=True)
+            for pipe, sink in zip(child.outputs, _sinks(capture), strict=True)
         ]
         ticker = tasks.create_task(_tick(capture, started, on_progress)) if on_progress else None
-        # Process.wait() also waits for the pipes to close, which a background child holding
-        # them would postpone: watch the exit itself, then kill what the command left running
-        # (which closes the pipes it held) and drain what is left to read.
-        await _child_exited(process.pid)
+        # Watch the exit itself (the pidfd), not the pipes' end, which a background child holding
+        # them would postpone: then kill what the command left running (which closes the pipes
+        # it held), drain what is left to read, and reap the child.
+        await process.exited()
+        if child.move is not None and (error := await child.move.outcome()) is not None:
+            for task in (*readers, *([ticker] if ticker else [])):
+                task.cancel()
+            assert isinstance(contained, CgroupContained)
+            return contained.move_failed(error)
         left_running = await contained.kill(kill_grace_s)
         _, pending = await asyncio.wait(readers, timeout=DRAIN_AFTER_EXIT_S)
         for reader in pending:  # held by something outside the containment: stop reading
@@ -200,36 +247,6 @@ async def _pump(
         if ticker is not None:
             ticker.cancel()
     return bool(pending), left_running
-
-
-async def _child_exited(pid: int) -> None:
-    """Return once process ``pid`` has exited (a pidfd on the event loop; no polling)."""
-    try:
-        pidfd = os.pidfd_open(pid)
-    except ProcessLookupError:  # already exited and reaped
-        return
-    loop = asyncio.get_running_loop()
-    exited = loop.create_future()
-
-    def on_readable() -> None:
-        if not exited.done():
-            exited.set_result(None)
-
-    loop.add_reader(pidfd, on_readable)
-    try:
-        await exited
-    finally:
-        loop.remove_reader(pidfd)
-        os.close(pidfd)
-
-
-async def _feed_stdin(writer: asyncio.StreamWriter, data: bytes) -> None:
-    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-        writer.write(data)
-        await writer.drain()
-    with contextlib.suppress(BrokenPipeError, ConnectionResetError, OSError):
-        writer.close()
-        await writer.wait_closed()
 
 
 async def _tick(capture: OutputCapture | SplitCapture, started: float, on_progress: ProgressCallback) -> None:
@@ -251,18 +268,18 @@ def _signal_group(group: int, number: int) -> None:
 
 
 async def _stop(
-    process: asyncio.subprocess.Process,
-    outputs: list[OutputPipe],
-    contained: Contained,
-    grace_s: float,
-    capture: OutputCapture | SplitCapture,
+    child: _Child, contained: Contained, grace_s: float, capture: OutputCapture | SplitCapture
 ) -> None:
     """Kill the child's process group and everything in its containment: TERM, a grace, KILL.
 
-    Then read what the killed processes had written and nobody read yet (at most
+    A held child whose move is still in flight is never released after this starts. Then
+    read what the killed processes had written and nobody read yet (at most
     ``DRAIN_AFTER_EXIT_S``: the writers are gone, so the pipes end at once unless something
     outside the containment holds them), so a timed-out or cancelled call reports all of it.
     """
+    process = child.process
+    if child.move is not None:
+        child.move.abandon()
     _signal_group(process.pid, signal.SIGTERM)  # start_new_session: the child leads its group
     await contained.kill(grace_s)
     _signal_group(process.pid, signal.SIGKILL)
@@ -272,6 +289,6 @@ async def _stop(
                 await process.wait()
     with contextlib.suppress(TimeoutError, OSError):
         async with asyncio.timeout(DRAIN_AFTER_EXIT_S):
-            for pipe, sink in zip(outputs, _sinks(capture), strict=True):
+            for pipe, sink in zip(child.outputs, _sinks(capture), strict=True):
                 if pipe.read_fd >= 0:
                     await drain_pipe(pipe, sink)
