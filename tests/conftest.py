@@ -20,9 +20,12 @@ from mcp.server.auth.provider import AccessToken
 
 from relay_shell.app import RelayServer, build_server
 from relay_shell.config import Settings, load_settings
+from tests import tool_metadata
 from tests.components import need, require_sshd
 from tests.netutil import start_echo_server
 from tests.sshd import user_directory
+
+tool_metadata.install()  # tool signatures are derived once per test process, not once per server
 
 # Tests must not pick up a developer's .env or RELAY_SHELL_* variables.
 for _name in [name for name in os.environ if name.upper().startswith("RELAY_SHELL_")]:

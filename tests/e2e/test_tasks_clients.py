@@ -27,7 +27,7 @@ import pytest
 
 from tests.components import NODE, ROOT, require_node
 from tests.conftest import pids_with_marker, read_audit
-from tests.http.test_http_e2e import RELAY, running_relay, server_env
+from tests.http.test_http_e2e import RELAY, RelayProcess, running_relay, server_env
 
 SCRIPTS = {
     "v2": ROOT / "tests" / "clients" / "tasks_v2.mjs",
@@ -47,24 +47,43 @@ def _node_clients() -> None:
 
 @dataclass
 class Endpoint:
-    """Where the clients reach relay-shell, and where its audit goes."""
+    """Where the clients reach relay-shell, and where its audit goes.
+
+    ``audit_offset`` is how many records the audit held before the test began: the HTTP
+    server serves the whole module, and a test reads only the records of its own calls.
+    """
 
     transport: str
     config: dict[str, Any]
     audit_path: Path
+    audit_offset: int = 0
+
+    def records(self) -> list[dict[str, Any]]:
+        """The audit records written since the test began (see :func:`read_audit`)."""
+        return read_audit(self.audit_path)[self.audit_offset :]
+
+
+@pytest.fixture(scope="module")
+def http_relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RelayProcess]:
+    """One ``relay-shell`` over HTTP for every test of the module (started once, stopped with
+    SIGTERM and exit code 0 checked at the end): no test depends on a fresh server's state,
+    each reads its own audit records."""
+    with running_relay(tmp_path_factory.mktemp("server"), RELAY_SHELL_CONFIRM_TIER3="elicit") as relay:
+        yield relay
 
 
 @pytest.fixture(params=["stdio", "http"])
 def endpoint(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Endpoint]:
-    state = tmp_path / "server"
-    state.mkdir()
     if request.param == "stdio":
+        state = tmp_path / "server"
+        state.mkdir()
         env = server_env(state, RELAY_SHELL_CONFIRM_TIER3="elicit")
         config = {"transport": "stdio", "command": RELAY, "args": [], "env": env}
         yield Endpoint("stdio", config, state / "audit.jsonl")
         return
-    with running_relay(state, RELAY_SHELL_CONFIRM_TIER3="elicit") as relay:
-        yield Endpoint("http", {"transport": "http", "url": relay.mcp_url}, relay.audit_path)
+    relay: RelayProcess = request.getfixturevalue("http_relay")
+    offset = len(read_audit(relay.audit_path))
+    yield Endpoint("http", {"transport": "http", "url": relay.mcp_url}, relay.audit_path, offset)
 
 
 class NodeClient:
@@ -154,7 +173,7 @@ def arguments(generation: str, command: str) -> dict[str, Any]:
 def test_a_long_command_becomes_a_task_that_completes(
     generation: str, endpoint: Endpoint, tmp_path: Path
 ) -> None:
-    command = "for i in 1 2 3 4; do echo $i; sleep 0.4; done"
+    command = "for i in 1 2 3 4; do echo $i; sleep 0.2; done"
     config = {**endpoint.config, "scenario": "complete", "tool": "shell_exec"}
     config["arguments"] = arguments(generation, command)
     with node_client(generation, config, tmp_path) as client:
@@ -175,7 +194,7 @@ def test_a_long_command_becomes_a_task_that_completes(
         assert done["fetched"]["status"] == "completed"
         related = done["result"]["_meta"]["io.modelcontextprotocol/related-task"]
         assert related == {"taskId": created["taskId"]}
-    records = read_audit(endpoint.audit_path)
+    records = endpoint.records()
     call = next(r for r in records if r["tool"] == "shell_exec" and r["outcome"] == "running")
     end = next(r for r in records if r["tool"] == "job_end")
     assert (end["call_id"], end["job_id"], end["outcome"]) == (call["call_id"], call["job_id"], "ok")
@@ -205,7 +224,7 @@ def test_cancelling_a_task_kills_its_processes(generation: str, endpoint: Endpoi
         assert "cancel:cancelled" in done["statuses"]
         assert "cancelled" in done["error"]["message"]
         assert done["fetched"]["status"] == "cancelled"
-    records = read_audit(endpoint.audit_path)
+    records = endpoint.records()
     call = next(r for r in records if r["tool"] == "shell_exec")
     end = next(r for r in records if r["tool"] == "job_end")
     assert (end["call_id"], end["outcome"], end["error_kind"]) == (call["call_id"], "cancelled", "cancelled")
@@ -221,12 +240,12 @@ def test_tier3_is_confirmed_before_the_task_exists(
     victim = tmp_path / "victim"
     (victim / "inside").mkdir(parents=True)
     config = {**endpoint.config, "scenario": "confirm", "tool": "shell_exec", "answer": answer}
-    config["arguments"] = arguments(generation, f"sleep 1; rm -rf {victim}")
+    config["arguments"] = arguments(generation, f"sleep 0.6; rm -rf {victim}")
     with node_client(generation, config, tmp_path) as client:
         first = client.event()
         done = first if first["event"] == "done" else client.event()
         client.finish()
-    records = read_audit(endpoint.audit_path)
+    records = endpoint.records()
     asked = done["inputRequests"] if generation == "v2" else done["elicitations"]
     assert len(asked) == 1  # the human was asked once, before anything ran
     if answer == "accept":

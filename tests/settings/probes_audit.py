@@ -6,7 +6,7 @@ import time
 
 from tests.settings.harness import Harness
 
-PEER_WAIT_S = 8.0
+PEER_WAIT_S = 3.0
 """A record reaches a local journald or collector in milliseconds; without the setting
 nothing comes, and the probe's wait is all the run without it costs."""
 
@@ -30,7 +30,7 @@ async def audit_anchor_interval(
     journal = h.peers.journal
     async with h.server() as server:
         written = server.services.audit.write({"tool": "probe", "tier": 0})
-        deadline = time.monotonic() + 3  # the default interval (10 s) cannot anchor the head in time
+        deadline = time.monotonic() + 2  # the default interval (10 s) cannot anchor the head in time
         found: list[dict[str, str]] = []
         while time.monotonic() < deadline and not found:
             found = [

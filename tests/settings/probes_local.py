@@ -13,7 +13,9 @@ from typing import Any
 from tests.settings.harness import Harness, poll_until
 
 TEN_KB = "head -c 10000 /dev/zero | tr '\\0' a"
-REAP_DEADLINE_S = 5.0
+REAP_DEADLINE_S = 2.0
+"""The rows reap after 0.3 s, the defaults after ten minutes or more: two seconds tell them
+apart, and are all the run without the setting waits."""
 
 
 async def max_output(h: Harness) -> None:  # RELAY_SHELL_MAX_OUTPUT=2048
@@ -227,7 +229,7 @@ async def containment(h: Harness) -> None:  # RELAY_SHELL_CONTAINMENT=subreaper 
 
 async def yield_after(h: Harness) -> None:  # RELAY_SHELL_YIELD_AFTER=0.5
     async with h.client() as client:
-        data = await h.call(client, "shell_exec", {"command": "sleep 3; echo late"})
+        data = await h.call(client, "shell_exec", {"command": "sleep 1.5; echo late"})
         assert data["status"] == "running"
         assert data["job_id"].startswith("job-")
         await h.call(client, "session_kill", {"session_id": data["job_id"]})
