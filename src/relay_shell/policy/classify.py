@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from relay_shell.policy.env import CodeVariables, env_verdict, is_harmless
 from relay_shell.policy.model import (
@@ -94,6 +95,7 @@ class Flags:
     protected: bool = False
     missing: list[int] = field(default_factory=list)  # positions of commands whose name is on no PATH
     named: dict[tuple[object, ...], str | None] = field(default_factory=dict)  # protected_word, this call
+    named_words: dict[tuple[object, ...], str | None] = field(default_factory=dict)  # a word, every cwd
 
 
 def known_safe_name(name: str) -> bool:
@@ -352,13 +354,19 @@ class CommandClassifier:
         if protected is None:
             return []
         verdicts: list[Verdict] = []
-        skip_plain = words and words[0].literal and words[0].text in _NOT_PATHS
+        literal_only = bool(words and words[0].literal and words[0].text in _NOT_PATHS)
+        candidates = (cwd, *context.other_cwds) if context.other_cwds else (cwd,)
+        remote = context.remote
+        memo = self._flags.named_words
         for word in words:
-            label = None
-            for candidate in (cwd, *context.other_cwds):
-                label = label or self.protected_word(
-                    word, candidate, context.remote, literal_only=bool(skip_plain)
-                )
+            key = (word.text, word.literal, word.glob, word.may_split, candidates, remote, literal_only)
+            if key in memo:
+                label = memo[key]
+            else:
+                label = None
+                for candidate in candidates:
+                    label = label or self.protected_word(word, candidate, remote, literal_only=literal_only)
+                memo[key] = label
             if label is not None:
                 verdicts.append(Verdict(IRREVERSIBLE, protected_rule(label)))
                 self._flags.protected = True
@@ -478,6 +486,7 @@ class CommandClassifier:
 _QUIET = Context(None, False, None, 0, "", Stdin("empty"))
 
 
+@lru_cache(maxsize=1024)
 def _describe(verdict: Verdict) -> str:
     if verdict.rule.startswith("protected."):
         return f"protected: names the relay's own files or administration commands ({verdict.rule})"
