@@ -17,6 +17,7 @@ from functools import lru_cache
 from relay_shell.policy.env import CodeVariables, env_verdict, is_harmless
 from relay_shell.policy.model import (
     IRREVERSIBLE,
+    PLAIN,
     READ_ONLY,
     REVERSIBLE,
     SAFE,
@@ -62,7 +63,7 @@ _IN_SHELL = frozenset({"opaque.dynamic_name", "opaque.unparsed", "opaque.history
 _NOT_PATHS = {"echo", "printf", "test", "[", "expr", "seq", "sleep", "kill", "true", "false", ":"}
 
 
-@dataclass
+@dataclass(slots=True)
 class Context:
     """What a command is classified against: where it runs and what the unit knows."""
 
@@ -177,7 +178,7 @@ class CommandClassifier:
         self, words: list[Word], stdin: Stdin, context: Context, verdicts: list[Verdict], safe: bool
     ) -> Verdict:
         current, wrappers, cwd = words, [], context.cwd
-        name, invocation, rule_verdict = "", None, Verdict(REVERSIBLE, "default.unlisted")
+        name, invocation, rule_verdict = "", None, PLAIN
         missing = False
         while True:
             head = current[0]
@@ -236,7 +237,7 @@ class CommandClassifier:
             else Verdict(REVERSIBLE, rule_verdict.rule)
         )
         verdicts.extend(self._named_paths(words, cwd, context))
-        core = [Word(name, True), *current[1:]] if current else []
+        spellings = self._spellings(name, current, cwd, context) if self._with_spellings else ()
         result = self._finish(
             "command",
             render(words),
@@ -245,14 +246,20 @@ class CommandClassifier:
             verdicts,
             verdict,
             context,
-            deny_spellings(name, current, core, None if context.remote else cwd, lambda: self._nested(_QUIET))
-            if self._with_spellings
-            else (),
+            spellings,
             verdict is SAFE,
         )
         if missing:
             self._flags.missing.append(self._count() - 1)
         return result
+
+    def _spellings(
+        self, name: str, current: list[Word], cwd: str | None, context: Context
+    ) -> tuple[str, ...]:
+        """The further spellings a deny list reads (only built when a deny list is configured)."""
+        core = [Word(name, True), *current[1:]] if current else []
+        remote_cwd = None if context.remote else cwd
+        return deny_spellings(name, current, core, remote_cwd, lambda: self._nested(_QUIET))
 
     def _raise_flags(self, invocation: Invocation, context: Context) -> None:
         self._flags.taints |= invocation.taints and context.same_shell

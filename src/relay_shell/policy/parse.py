@@ -78,7 +78,7 @@ class _Ctx(NamedTuple):
 _BASE = _Ctx("inherited", None, None, ())
 
 
-@dataclass
+@dataclass(slots=True)
 class _Pending:
     """A command whose words are read after the walk (when every substitution is known)."""
 
