@@ -60,12 +60,12 @@ def fragments(count: int = 3000, seed: int = 9) -> list[str]:
     return ["".join(chooser.choice(FRAGMENTS) for _ in range(chooser.randint(1, 40))) for _ in range(count)]
 
 
-def big_texts() -> list[str]:
+def big_texts(texts: list[str]) -> list[str]:
     """The bench's megabyte scripts (P9b) and a smaller mix that crosses chunk cuts."""
     from tests.policy.corpus import SAFE
 
     block = "\n".join(text for _, text in SAFE if "\n" not in text) + "\n"
-    mixed = "\n".join(test_texts()[:400]) + "\n"
+    mixed = "\n".join(texts[:400]) + "\n"
     return [
         block * (MIB // len(block)) + "rm -rf /srv/x\n",
         "true; " * (MIB // 6) + "\nrm -rf /srv/x\n",
@@ -132,8 +132,8 @@ def _own_pid(value: object) -> str:
     return text
 
 
-def lines() -> Iterator[str]:
-    small = test_texts() + fragments()
+def lines(texts: list[str]) -> Iterator[str]:
+    small = texts + fragments()
     for env_name, environment in environments():
         analyzer = Analyzer(environment)
         for index, text in enumerate(small):
@@ -141,7 +141,7 @@ def lines() -> Iterator[str]:
                 yield _own_pid([env_name, call_name, index, record(analyzer.analyze(call))])
         if env_name != "plain":
             continue
-        for index, text in enumerate(big_texts()):
+        for index, text in enumerate(big_texts(texts)):
             for call_name, call in list(calls(text))[:2]:
                 digest = hashlib.sha256(_own_pid(record(analyzer.analyze(call))).encode()).hexdigest()
                 yield json.dumps([env_name, call_name, f"big{index}", digest])
@@ -150,13 +150,15 @@ def lines() -> Iterator[str]:
 def main(argv: list[str]) -> int:
     action, path = argv[1], Path(argv[2])
     if action == "write":
+        texts = test_texts()
         with path.open("w") as out:
-            for line in lines():
+            out.write(json.dumps(texts) + "\n")  # the texts of the tests as they were
+            for line in lines(texts):
                 out.write(line + "\n")
         return 0
     differences = 0
     with path.open() as before:
-        for old, new in zip(before, lines(), strict=True):
+        for old, new in zip(before, lines(json.loads(before.readline())), strict=True):
             if old.rstrip("\n") != new:
                 differences += 1
                 if differences <= 5:
