@@ -424,10 +424,14 @@ class Analyzer:
 
 
 def _verdicts(commands: Sequence[SimpleCommand]) -> list[Verdict]:
-    return [
-        Verdict(command.tier, command.rule, command.reason if command.opaque else None)
-        for command in commands
-    ]
+    """The verdicts of ``commands`` that can change their worst: after the first, a known-safe
+    read (tier 0, not opaque) never does (``Verdict.worst`` keeps what it has)."""
+    verdicts: list[Verdict] = []
+    for command in commands:
+        if verdicts and command.tier == READ_ONLY and not command.opaque:
+            continue
+        verdicts.append(Verdict(command.tier, command.rule, command.reason if command.opaque else None))
+    return verdicts
 
 
 def analyze_text(text: str, environment: PolicyEnvironment | None = None, **call: object) -> Analysis:
