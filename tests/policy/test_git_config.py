@@ -119,3 +119,17 @@ def test_submodules_and_unreadable_or_huge_configuration_round_up(tmp_path: Path
     config.unlink()
     config.mkdir()  # not a file git or the check can read
     assert _analyze("git status", repo, home)[0] == 1
+
+
+def test_answers_are_remembered_within_one_call_only(tmp_path: Path, home: Path) -> None:
+    """A script repeating a git read asks the file system once per directory; a driver
+    written after a call is seen by the next one, and each directory of one call counts."""
+    repo, other = _repo(tmp_path), tmp_path / "other"
+    subprocess.run(["git", "init", "-q", str(other)], check=True)
+    with (other / ".git" / "config").open("a") as handle:
+        handle.write(CONFIGS["textconv"])
+    assert _analyze("git status\n" * 50, repo, home) == (0, False)
+    assert _analyze(f"git status\ncd {other}\ngit status\ncd {repo}\ngit status\n", repo, home)[0] >= 1
+    with (repo / ".git" / "config").open("a") as handle:
+        handle.write(CONFIGS["clean filter"])
+    assert _analyze("git status\n" * 50, repo, home)[0] >= 1

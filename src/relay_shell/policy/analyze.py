@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import replace
 
 from relay_shell.policy.addresses import addresses_in_text
@@ -51,6 +52,8 @@ log = logging.getLogger("relay_shell.policy")
 
 MAX_DEPTH = 8
 MAX_COMMANDS = 20_000
+LARGE_TEXT = 64 * 1024
+"""Above this many characters a call is classified with the cyclic collector held off."""
 
 
 _SESSION_GIT = SimpleCommand(
@@ -110,7 +113,12 @@ class Analyzer:
             forget_resolutions()
             if self.environment.protected is not None:
                 self.environment.protected.refresh()
-            self._channels(run, call)
+            from relay_shell.policy.collector import collector_paused
+            from relay_shell.policy.rules.git_config import answers_remembered
+
+            large = collector_paused() if call.size() > LARGE_TEXT else nullcontext()
+            with large, answers_remembered():  # one look at the file system per question, this call only
+                self._channels(run, call)
         except Exception:  # classification must never fail a call open
             log.exception("classification failed; treating the call as opaque")
             run.commands.append(
@@ -416,10 +424,14 @@ class Analyzer:
 
 
 def _verdicts(commands: Sequence[SimpleCommand]) -> list[Verdict]:
-    return [
-        Verdict(command.tier, command.rule, command.reason if command.opaque else None)
-        for command in commands
-    ]
+    """The verdicts of ``commands`` that can change their worst: after the first, a known-safe
+    read (tier 0, not opaque) never does (``Verdict.worst`` keeps what it has)."""
+    verdicts: list[Verdict] = []
+    for command in commands:
+        if verdicts and command.tier == READ_ONLY and not command.opaque:
+            continue
+        verdicts.append(Verdict(command.tier, command.rule, command.reason if command.opaque else None))
+    return verdicts
 
 
 def analyze_text(text: str, environment: PolicyEnvironment | None = None, **call: object) -> Analysis:

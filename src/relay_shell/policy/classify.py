@@ -12,10 +12,12 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from relay_shell.policy.env import CodeVariables, env_verdict, is_harmless
 from relay_shell.policy.model import (
     IRREVERSIBLE,
+    PLAIN,
     READ_ONLY,
     REVERSIBLE,
     SAFE,
@@ -61,7 +63,7 @@ _IN_SHELL = frozenset({"opaque.dynamic_name", "opaque.unparsed", "opaque.history
 _NOT_PATHS = {"echo", "printf", "test", "[", "expr", "seq", "sleep", "kill", "true", "false", ":"}
 
 
-@dataclass
+@dataclass(slots=True)
 class Context:
     """What a command is classified against: where it runs and what the unit knows."""
 
@@ -94,6 +96,7 @@ class Flags:
     protected: bool = False
     missing: list[int] = field(default_factory=list)  # positions of commands whose name is on no PATH
     named: dict[tuple[object, ...], str | None] = field(default_factory=dict)  # protected_word, this call
+    named_words: dict[tuple[object, ...], str | None] = field(default_factory=dict)  # a word, every cwd
 
 
 def known_safe_name(name: str) -> bool:
@@ -175,7 +178,7 @@ class CommandClassifier:
         self, words: list[Word], stdin: Stdin, context: Context, verdicts: list[Verdict], safe: bool
     ) -> Verdict:
         current, wrappers, cwd = words, [], context.cwd
-        name, invocation, rule_verdict = "", None, Verdict(REVERSIBLE, "default.unlisted")
+        name, invocation, rule_verdict = "", None, PLAIN
         missing = False
         while True:
             head = current[0]
@@ -234,7 +237,7 @@ class CommandClassifier:
             else Verdict(REVERSIBLE, rule_verdict.rule)
         )
         verdicts.extend(self._named_paths(words, cwd, context))
-        core = [Word(name, True), *current[1:]] if current else []
+        spellings = self._spellings(name, current, cwd, context) if self._with_spellings else ()
         result = self._finish(
             "command",
             render(words),
@@ -243,14 +246,20 @@ class CommandClassifier:
             verdicts,
             verdict,
             context,
-            deny_spellings(name, current, core, None if context.remote else cwd, lambda: self._nested(_QUIET))
-            if self._with_spellings
-            else (),
+            spellings,
             verdict is SAFE,
         )
         if missing:
             self._flags.missing.append(self._count() - 1)
         return result
+
+    def _spellings(
+        self, name: str, current: list[Word], cwd: str | None, context: Context
+    ) -> tuple[str, ...]:
+        """The further spellings a deny list reads (only built when a deny list is configured)."""
+        core = [Word(name, True), *current[1:]] if current else []
+        remote_cwd = None if context.remote else cwd
+        return deny_spellings(name, current, core, remote_cwd, lambda: self._nested(_QUIET))
 
     def _raise_flags(self, invocation: Invocation, context: Context) -> None:
         self._flags.taints |= invocation.taints and context.same_shell
@@ -352,13 +361,19 @@ class CommandClassifier:
         if protected is None:
             return []
         verdicts: list[Verdict] = []
-        skip_plain = words and words[0].literal and words[0].text in _NOT_PATHS
+        literal_only = bool(words and words[0].literal and words[0].text in _NOT_PATHS)
+        candidates = (cwd, *context.other_cwds) if context.other_cwds else (cwd,)
+        remote = context.remote
+        memo = self._flags.named_words
         for word in words:
-            label = None
-            for candidate in (cwd, *context.other_cwds):
-                label = label or self.protected_word(
-                    word, candidate, context.remote, literal_only=bool(skip_plain)
-                )
+            key = (word.text, word.literal, word.glob, word.may_split, candidates, remote, literal_only)
+            if key in memo:
+                label = memo[key]
+            else:
+                label = None
+                for candidate in candidates:
+                    label = label or self.protected_word(word, candidate, remote, literal_only=literal_only)
+                memo[key] = label
             if label is not None:
                 verdicts.append(Verdict(IRREVERSIBLE, protected_rule(label)))
                 self._flags.protected = True
@@ -478,6 +493,7 @@ class CommandClassifier:
 _QUIET = Context(None, False, None, 0, "", Stdin("empty"))
 
 
+@lru_cache(maxsize=1024)
 def _describe(verdict: Verdict) -> str:
     if verdict.rule.startswith("protected."):
         return f"protected: names the relay's own files or administration commands ({verdict.rule})"

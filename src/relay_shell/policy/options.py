@@ -73,7 +73,7 @@ def spec(
     )
 
 
-@dataclass
+@dataclass(slots=True)
 class Parsed:
     """Options (canonical ``-x`` or ``--name``, value) in order, operands, and what was unclear."""
 

@@ -59,6 +59,15 @@ _NAMING_BUILTINS = {
 _NAMING_BUILTINS |= {"export", "readonly", "unset"}
 
 
+_SPECIAL = frozenset({
+    "command", "ERROR", "pipeline", "redirected_statement", "command_substitution", "process_substitution",
+    "declaration_command", "unset_command", "variable_assignment", "variable_assignments", "comment",
+    "heredoc_body", *NESTED_REDIRECTS, "test_command", "function_definition", "compound_statement",
+    "c_style_for_statement", "arithmetic_expansion", "for_statement",
+})  # fmt: skip
+"""Node types the walk reads itself; any other node only holds the nodes below it."""
+
+
 class _Ctx(NamedTuple):
     stdin: StdinKind
     stdin_text: str | None
@@ -69,7 +78,7 @@ class _Ctx(NamedTuple):
 _BASE = _Ctx("inherited", None, None, ())
 
 
-@dataclass
+@dataclass(slots=True)
 class _Pending:
     """A command whose words are read after the walk (when every substitution is known)."""
 
@@ -100,6 +109,7 @@ class ShellParser:
         self._integers = IntegerTable()
         self._heredocs: list[tuple[RawCommand, int, str]] = []
         self._attached: set[int] = set()  # redirections given to a command
+        self._simple: dict[bytes, Word] = {}  # words with nothing to expand, by their bytes
         self._walk(tree.root_node)
         commands = [self._finish(pending) for pending in self._pending]
         for command, start, body in self._heredocs:
@@ -116,12 +126,16 @@ class ShellParser:
         stack: list[tuple[Node, _Ctx]] = [(root, _BASE)]
         while stack:
             node, ctx = stack.pop()
-            if len(self._pending) >= self._budget:
-                self.truncated_at = min(self.truncated_at, node.start_byte)
-                continue
+            if len(self._pending) >= self._budget:  # the rest is read from the earliest node left
+                self.truncated_at = min(
+                    self.truncated_at, node.start_byte, *(left.start_byte for left, _ in stack)
+                )
+                return
             kind = node.type
             children: list[tuple[Node, _Ctx]]
-            if kind == "command":
+            if kind not in _SPECIAL:  # a node that only holds others (a list, a word, a string...)
+                children = [(child, ctx) for child in node.named_children if child.type not in LEAVES]
+            elif kind == "command":
                 children = self._command(node, ctx)
             elif kind == "ERROR" and self._brace_command(node):
                 children = self._brace_error(node, ctx)
@@ -259,18 +273,22 @@ class ShellParser:
         words: list[tuple[int, int]] = []
         assignments: list[Node] = []
         redirects: list[Node] = list(ctx.redirects)
-        children = node.named_children
-        for child in children:
+        walked: list[tuple[Node, _Ctx]] = []  # each child's type is read once
+        for child in node.named_children:
             kind = child.type
             if kind == "variable_assignment":
                 assignments.append(child)
-            elif kind.endswith("_redirect"):
+                walked.extend((part, _BASE) for part in child.named_children if part.type not in LEAVES)
+                continue
+            if kind.endswith("_redirect"):
                 redirects.append(child)
             elif kind != "comment":
                 start = name_start if kind == "command_name" and name_start is not None else child.start_byte
                 words.append((start, child.end_byte))
+            if kind not in LEAVES:
+                walked.append((child, _BASE))
         self._add(raw, node, words, assignments, redirects, ctx.pipe_from)
-        return [(child, _BASE) for child in walked_contents(children) if child.type not in LEAVES]
+        return walked
 
     def _declaration(self, node: Node, kind: RawKind) -> list[tuple[Node, _Ctx]]:
         raw = RawCommand(kind, node.start_byte, self._text(node))
@@ -366,7 +384,8 @@ class ShellParser:
         pipe_from: int | None,
     ) -> None:
         self._by_node[node.id] = len(self._pending)
-        self._attached.update(redirect.id for redirect in redirects)
+        if redirects:
+            self._attached.update(redirect.id for redirect in redirects)
         self._pending.append(_Pending(raw, words, assignments, redirects, pipe_from))
 
     def _finish(self, pending: _Pending) -> RawCommand:
@@ -375,7 +394,8 @@ class ShellParser:
             found = self._words(start, end)
             raw.words.extend(found)
             for word in found:
-                raw.uses(word.arith, start)
+                if word.arith:
+                    raw.uses(word.arith, start)
         if raw.kind == "command" and raw.words and raw.words[0].literal:
             raw.name = raw.words[0].text
             if raw.name in _NAMING_BUILTINS:
@@ -394,7 +414,14 @@ class ShellParser:
         return raw
 
     def _words(self, start: int, end: int) -> list[Word]:
-        source = self._data[start:end].decode("utf-8", "surrogateescape")
+        raw = self._data[start:end]
+        simple = self._simple.get(raw)
+        if simple is not None:
+            return [simple]
+        source = raw.decode("utf-8", "surrogateescape")
+        if self._scanner.is_simple(source):  # nothing to expand: the same word wherever it is written
+            word = self._simple[raw] = Word(source, True, may_be_option=source.startswith("-"))
+            return [word]
         if source.isascii():
             return self._scanner.words(source, lambda offset: start + offset in self._substitutions)
         return self._scanner.words(

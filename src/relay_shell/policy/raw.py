@@ -18,7 +18,7 @@ _BUILTIN_INTEGERS = {"RANDOM", "SRANDOM", "SECONDS", "LINENO", "BASHPID", "PPID"
 _BUILTIN_INTEGERS |= {"EPOCHSECONDS", "HISTCMD", "#", "?", "$", "!"}
 
 
-@dataclass
+@dataclass(slots=True)
 class RawRedirect:
     """One redirection: ``operator`` (``>``, ``>>``, ``<``, ``&>``, ``<<``, ``<<<``...)."""
 
@@ -73,7 +73,7 @@ class IntegerTable:
         return self.first_integer.get(name, position) < position
 
 
-@dataclass
+@dataclass(slots=True)
 class RawCommand:
     """A simple command (or declaration, test, assignment...) before classification."""
 

@@ -13,6 +13,7 @@ import posixpath
 import re
 import shlex
 from collections.abc import Callable, Sequence
+from functools import lru_cache
 
 from relay_shell.policy.options import signal_spellings
 from relay_shell.policy.rules import Invocation, Nested, Stdin
@@ -25,7 +26,17 @@ _MAX_GLOB_MATCHES = 32
 def render(words: Sequence[Word]) -> str:
     """Words as normalised text: literal words shell-quoted only when needed (absolute paths with
     ``//`` and ``/./`` collapsed), expansions as written."""
-    return " ".join(shlex.quote(_tidy(word.text)) if word.literal else word.text for word in words)
+    return " ".join(_quoted(word.text) if word.literal else word.text for word in words)
+
+
+def _quoted(text: str) -> str:
+    """A literal word as rendered; short words are remembered (scripts repeat their words)."""
+    return _short_quoted(text) if len(text) <= 200 else shlex.quote(_tidy(text))
+
+
+@lru_cache(maxsize=4096)
+def _short_quoted(text: str) -> str:
+    return shlex.quote(_tidy(text))
 
 
 _DOUBLE_SLASH = re.compile(r"/(?:\.?/)+")

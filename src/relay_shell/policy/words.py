@@ -115,7 +115,7 @@ class WordScanner:
         not marks the word ``unseen``. Brace results that are empty and unquoted disappear,
         as in bash.
         """
-        if _SIMPLE_WORD.fullmatch(source) and not (source.startswith("~") and self._home is not None):
+        if self.is_simple(source):
             return [Word(source, True, may_be_option=source.startswith("-"))]  # nothing to expand
         scan = self.scan(source)
         unseen = scan.broken or any(not (known and known(offset)) for offset in scan.substitutions)
@@ -125,6 +125,12 @@ class WordScanner:
             reason = "brace expansion larger than the classifier follows"
             words = [Word(w.text, False, w.glob, True, True, reason, True, w.arith) for w in words]
         return words
+
+    def is_simple(self, source: str) -> bool:
+        """Whether ``source`` has nothing to expand: it is one literal word, itself."""
+        return _SIMPLE_WORD.fullmatch(source) is not None and not (
+            source.startswith("~") and self._home is not None
+        )
 
     def scan(self, source: str) -> Scan:
         """Tokens of ``source`` and the offsets of the substitutions in it."""

@@ -53,7 +53,7 @@ class Nested(Protocol):
         """Classify a command given as words (``find -exec``, ``xargs``, ``sudo``...)."""
 
 
-@dataclass
+@dataclass(slots=True)
 class Invocation:
     """One simple command after its wrappers were stripped, as a rule sees it."""
 

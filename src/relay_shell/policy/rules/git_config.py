@@ -20,6 +20,8 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 MAX_CONFIG_BYTES = 256 * 1024
 """A configuration file larger than this is not read: the read rounds up."""
@@ -32,11 +34,38 @@ _PROGRAMS = re.compile(
 ``[include]``, ``[includeIf ...]``) and ``diff.external``, wherever they appear."""
 
 
+_ANSWERS: ContextVar[dict[tuple[object, ...], bool] | None] = ContextVar("relay_git_config", default=None)
+
+
+@contextmanager
+def answers_remembered() -> Iterator[None]:
+    """Within the block (one classification), :func:`may_run_configured_programs` reads the
+    file system once per question: a script running ``git status`` a thousand times in one
+    directory costs one look. Nothing is remembered past the block (a later call must see a
+    configuration written since)."""
+    token = _ANSWERS.set({})
+    try:
+        yield
+    finally:
+        _ANSWERS.reset(token)
+
+
 def may_run_configured_programs(
     cwd: str | None, options: Sequence[tuple[str, str | None]], home: str | None
 ) -> bool:
     """Whether ``git`` started in ``cwd`` with global ``options`` (``-C``, ``--git-dir``) may
     load configuration that runs a program (True also when it cannot be told)."""
+    answers = _ANSWERS.get()
+    if answers is None:
+        return _may_run(cwd, options, home)
+    key = (cwd, tuple(options), home)
+    found = answers.get(key)
+    if found is None:
+        found = answers[key] = _may_run(cwd, options, home)
+    return found
+
+
+def _may_run(cwd: str | None, options: Sequence[tuple[str, str | None]], home: str | None) -> bool:
     if cwd is None:
         return True
     start, git_dir = cwd, None
