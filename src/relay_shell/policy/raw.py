@@ -93,7 +93,7 @@ class RawCommand:
     def uses(self, names: dict[str, int] | frozenset[str], position: int) -> None:
         """Record variables evaluated arithmetically (at ``position`` + their offset)."""
         if isinstance(names, frozenset):
-            for name in names:
+            for name in sorted(names):  # a set's order depends on the hash seed; reasons must not
                 self.arith.setdefault(name, position)
         else:
             for name, offset in names.items():
