@@ -4,12 +4,14 @@ client closes its end of stdout."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
 import pty
 import random
 import select
+import signal
 import subprocess
 import termios
 import time
@@ -20,7 +22,7 @@ import pytest
 
 from relay_shell.stdio import ID_WINDOW, OVERSIZED_METHOD, BoundedLineReader
 from relay_shell.stdio_pipes import LineSplitter
-from tests.conftest import initialize_line
+from tests.conftest import initialize_line, read_trail
 from tests.e2e.test_stdio import RELAY, server_env
 
 LIMIT = 100
@@ -230,3 +232,141 @@ def test_a_client_that_closes_its_end_of_stdout_ends_serving_cleanly(tmp_path: P
     assert wait_exit(process) == 0
     logged = stderr_path.read_text(errors="replace")
     assert "Traceback" not in logged and "server failed" not in logged
+
+
+# --- hostile and broken clients -----------------------------------------------------------------
+
+
+def spawn(tmp_path: Path, stdin: Any, stdout: Any, **env: str) -> subprocess.Popen[bytes]:
+    """The real server with its stderr in ``tmp_path / "stderr"``."""
+    with (tmp_path / "stderr").open("wb") as stderr:
+        return subprocess.Popen(
+            [RELAY], env=server_env(tmp_path, **env), cwd=tmp_path, bufsize=0,
+            stdin=stdin, stdout=stdout, stderr=stderr,
+        )  # fmt: skip
+
+
+def no_traceback(tmp_path: Path) -> None:
+    logged = (tmp_path / "stderr").read_text(errors="replace")
+    assert "Traceback" not in logged and "server failed" not in logged, logged
+
+
+def padded_list(request_id: int) -> bytes:
+    """A tools/list request of about 16 KiB (its answer is larger still)."""
+    return request(request_id, "tools/list", {"_meta": {"pad": "p" * 16000}})
+
+
+def test_a_client_that_does_not_read_is_not_read_either_and_the_loop_goes_on(tmp_path: Path) -> None:
+    """Answers pile up unread: the server stops taking requests (bounded memory) instead of
+    starting a handler for every line, a call already running still ends and is audited, and
+    once the client reads again every request is answered and the server exits 0."""
+    process = spawn(tmp_path, subprocess.PIPE, subprocess.PIPE)
+    assert process.stdin is not None and process.stdout is not None
+    to_server, from_server = process.stdin.fileno(), process.stdout.fileno()
+    gate = tmp_path / "go"
+    waiting = request(2, "tools/call", {"name": "shell_exec", "arguments": {
+        "command": f"while [ ! -e {gate} ]; do sleep 0.02; done; echo through", "timeout": 60}})  # fmt: skip
+    os.write(to_server, initialize_line() + INITIALIZED + waiting)
+    assert read_answers(from_server, 1)[0]["id"] == 1
+    flood = b"".join(padded_list(n) for n in range(3, 83))
+    os.set_blocking(to_server, False)
+    written = 0
+    while written < len(flood) and select.select([], [to_server], [], 1.0)[1]:
+        with contextlib.suppress(BlockingIOError):
+            written += os.write(to_server, flood[written : written + 65536])
+    assert written < len(flood) // 2, f"the server took {written} bytes while nobody read its answers"
+    gate.touch()  # the call ends and is audited while the wire is still full
+    deadline = time.monotonic() + 30
+    while not [r for r in read_trail(tmp_path / "audit.jsonl") if r.get("phase") == "end"]:
+        assert time.monotonic() < deadline, "the running call was not audited while the wire was full"
+        time.sleep(0.02)
+    received = bytearray()
+    while True:  # read again: the rest is taken, every request answered, then end of input
+        wants_write = [to_server] if written < len(flood) else []
+        readable, writable, _ = select.select([from_server], wants_write, [], 30)
+        assert readable or writable, "the server stalled with a reading client"
+        if writable:
+            with contextlib.suppress(BlockingIOError):
+                written += os.write(to_server, flood[written : written + 65536])
+        if readable:
+            if not (chunk := os.read(from_server, 1 << 20)):
+                break
+            received += chunk
+            if received.count(b"\n") == 81:  # all answered: end of input
+                process.stdin.close()
+    assert wait_exit(process) == 0
+    answers = answers_by_id(bytes(received))
+    assert sorted(answers) == list(range(2, 83))
+    assert answers[2]["result"]["structuredContent"]["output"] == "through\n"
+    assert all(answers[n]["result"]["tools"] for n in range(3, 83))
+    no_traceback(tmp_path)
+
+
+def test_the_pipes_shared_with_the_parent_stay_blocking_even_after_a_signal(tmp_path: Path) -> None:
+    """The server polls its own opening of each pipe: the parent's open files (which a
+    wrapper shell and its next command share) are never made non-blocking, not while
+    serving and not after a SIGTERM exit, which skips the ordinary restore."""
+    into_read, into_write = os.pipe()
+    out_read, out_write = os.pipe()
+    try:
+        process = spawn(tmp_path, into_read, out_write)
+        os.write(into_write, initialize_line())
+        assert read_answers(out_read, 1)[0]["id"] == 1
+        assert os.get_blocking(into_read) and os.get_blocking(out_write)  # the server's very open files
+        process.send_signal(signal.SIGTERM)
+        assert wait_exit(process) == 0
+        assert os.get_blocking(into_read) and os.get_blocking(out_write)
+    finally:
+        for fd in (into_read, into_write, out_read, out_write):
+            os.close(fd)
+    no_traceback(tmp_path)
+
+
+HOSTILE_LINES = [
+    request(2, "ping")[:-1] + b"\r\n",
+    request(3, "ping")[:-1] + b"\0\n",  # not JSON: no answer, serving goes on
+    b'{"jsonrpc":"2.0","id":"\xff\xfe","method":"ping"}\n',  # invalid UTF-8, replaced
+    b"\n",
+    b" \t \n",
+    b"\0\0\0\n",
+    b"\xc3\n",
+    b'{"jsonrpc":"2.0","id":4,"method":"ping","params":{"pad":"' + b"y" * 70_000 + b'"}}\n',  # over the cap
+    b'{"jsonrpc":"2.0","id":5,"method":"ping","params":{"pad":"' + b"y" * 69_000 + b'"}}\n',  # just under
+    b"[]\n",
+    b'{"jsonrpc":"2.0","id":6,"method":"ping"}{"jsonrpc":"2.0","id":7,"method":"ping"}\n',
+    b'{"jsonrpc":"2.0","id":8,"method":"no/such"}\n',
+    request(9, "ping"),
+]
+
+
+@pytest.mark.parametrize("path", ["loop", "threaded"])
+def test_hostile_lines_get_the_same_answers_on_both_paths(tmp_path: Path, path: str) -> None:
+    """The same bytes (CRLF, NUL, invalid UTF-8, blank, over and under the cap, two objects on
+    one line), fed a byte at a time at first: the loop and the threaded transport (stdout a
+    file) answer exactly alike, and the server serves on."""
+    answers_path = tmp_path / "answers.jsonl"
+    with answers_path.open("wb") as answers_file:
+        stdout = subprocess.PIPE if path == "loop" else answers_file
+        process = spawn(tmp_path, subprocess.PIPE, stdout, RELAY_SHELL_MAX_INPUT_BYTES="1024")
+    assert process.stdin is not None
+    try:
+        head = initialize_line() + INITIALIZED + HOSTILE_LINES[0]
+        for offset in range(len(head)):  # every cut of the first lines
+            process.stdin.write(head[offset : offset + 1])
+        process.stdin.write(b"".join(HOSTILE_LINES[1:]))
+        if process.stdout is not None:
+            answers = read_answers(process.stdout.fileno(), 7)
+        else:
+            answers = answers_in(answers_path, 7)
+        process.stdin.close()
+        assert wait_exit(process) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+    by_id = answers_by_id(b"\n".join(json.dumps(answer).encode() for answer in answers))
+    assert sorted(by_id, key=str) == [1, 2, 4, 5, 8, 9, "\ufffd\ufffd"]
+    assert all(by_id[n]["result"] == {} for n in (2, 5, 9, "\ufffd\ufffd"))
+    assert by_id[4]["error"]["code"] == -32600 and by_id[8]["error"]["code"] == -32601
+    if path == "loop":
+        assert process.stdout is not None and process.stdout.read() == b""
+    no_traceback(tmp_path)

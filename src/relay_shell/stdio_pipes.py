@@ -162,6 +162,11 @@ class PipeLines(asyncio.Protocol):
         self._ended = True
         self._wake()
 
+    @property
+    def ended(self) -> bool:
+        """End of input was seen (or reading was stopped): no line will be added any more."""
+        return self._ended
+
     def stop(self) -> None:
         """No more lines: what is still waiting is dropped and reading ends."""
         self._ended = True
@@ -200,7 +205,7 @@ class PipeOut(asyncio.Protocol):
         self._on_lost = on_lost
         self._transport: asyncio.WriteTransport | None = None
         self._paused = False
-        self._waiter: asyncio.Future[None] | None = None
+        self._waiters: set[asyncio.Future[None]] = set()
         self._closing = False
         self._aborted = False
         self.lost = False
@@ -226,12 +231,14 @@ class PipeOut(asyncio.Protocol):
         if self.lost or self._transport is None:
             return
         self._transport.write(data)
+        await self.writable()
+
+    async def writable(self) -> None:
+        """Return once the transport is below its limits again (or the client is gone). The
+        reader waits here too: a client that does not read its answers is not read either, so
+        it cannot make the server hold more than the answers already waiting for it."""
         while self._paused and not self.lost:
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
+            await self._change()
 
     async def close(self, timeout: float = FLUSH_S) -> None:
         """Flush what is queued (at most ``timeout`` seconds), then close."""
@@ -242,11 +249,7 @@ class PipeOut(asyncio.Protocol):
             self._transport.close()  # writes what is queued first, then reports connection_lost
             with anyio.move_on_after(timeout):
                 while not self.lost:
-                    self._waiter = asyncio.get_running_loop().create_future()
-                    try:
-                        await self._waiter
-                    finally:
-                        self._waiter = None
+                    await self._change()
         self.abort()
 
     def abort(self) -> None:
@@ -255,9 +258,19 @@ class PipeOut(asyncio.Protocol):
             self._aborted = True
             self._transport.abort()
 
+    async def _change(self) -> None:
+        """Until the transport resumes or is lost (any number of tasks may wait)."""
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.add(waiter)
+        try:
+            await waiter
+        finally:
+            self._waiters.discard(waiter)
+
     def _wake(self) -> None:
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
 
 def pipes_usable() -> bool:
@@ -343,6 +356,8 @@ async def _serving(lines: PipeLines, out: PipeOut) -> AsyncIterator[Streams]:
         try:
             async with read_writer:
                 while (line := await lines.readline()) is not None:
+                    if not lines.ended:  # a client that does not read its answers is not read either
+                        await out.writable()
                     try:
                         message = mcp_types.jsonrpc_message_adapter.validate_json(line, by_name=False)
                     except Exception as exc:  # the server answers a malformed line; serving goes on
@@ -399,10 +414,10 @@ def _stderr_or_null() -> int:
 
 
 def _claim(fd: int, diversion: int) -> int:
-    """A private close-on-exec duplicate of ``fd`` (above 2); ``fd`` then points at ``diversion``,
-    which is closed either way."""
+    """A private close-on-exec descriptor of the wire on ``fd`` (above 2); ``fd`` then points at
+    ``diversion``, which is closed either way."""
     try:
-        private = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
+        private = _private_wire(fd)
         try:
             os.dup2(diversion, fd)
         except OSError:
@@ -411,6 +426,29 @@ def _claim(fd: int, diversion: int) -> int:
     finally:
         os.close(diversion)
     return private
+
+
+def _private_wire(fd: int) -> int:
+    """The pipe on ``fd`` opened anew (``/proc/self/fd``), so that making it non-blocking
+    changes only this process's own open file, never the one the parent and its other
+    children share; a socket cannot be reopened and is duplicated (its flag is restored on
+    exit, :func:`_release`)."""
+    access = os.O_RDONLY if fd == 0 else os.O_WRONLY
+    try:
+        opened = os.open(f"/proc/self/fd/{fd}", access | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:  # a socket (ENXIO), a pipe whose reader is gone, no /proc
+        return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
+    try:
+        reopened = _same(os.fstat(opened), os.fstat(fd))
+        private = fcntl.fcntl(opened, fcntl.F_DUPFD_CLOEXEC, 3) if reopened and opened <= 2 else opened
+    except OSError:
+        reopened, private = False, opened
+    if private != opened:  # moved above the standard range (fd 2 was closed)
+        os.close(opened)
+    if reopened:
+        return private
+    os.close(private)
+    return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
 
 
 def _release(fd: int, private: int) -> None:
