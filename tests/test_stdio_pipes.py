@@ -11,7 +11,7 @@ import os
 import pty
 import random
 import select
-import signal
+import socket
 import subprocess
 import termios
 import time
@@ -22,7 +22,7 @@ import pytest
 
 from relay_shell.stdio import ID_WINDOW, OVERSIZED_METHOD, BoundedLineReader
 from relay_shell.stdio_pipes import LineSplitter
-from tests.conftest import initialize_line, read_trail
+from tests.conftest import initialize_line, pids_with_marker, read_trail
 from tests.e2e.test_stdio import RELAY, server_env
 
 LIMIT = 100
@@ -302,26 +302,6 @@ def test_a_client_that_does_not_read_is_not_read_either_and_the_loop_goes_on(tmp
     no_traceback(tmp_path)
 
 
-def test_the_pipes_shared_with_the_parent_stay_blocking_even_after_a_signal(tmp_path: Path) -> None:
-    """The server polls its own opening of each pipe: the parent's open files (which a
-    wrapper shell and its next command share) are never made non-blocking, not while
-    serving and not after a SIGTERM exit, which skips the ordinary restore."""
-    into_read, into_write = os.pipe()
-    out_read, out_write = os.pipe()
-    try:
-        process = spawn(tmp_path, into_read, out_write)
-        os.write(into_write, initialize_line())
-        assert read_answers(out_read, 1)[0]["id"] == 1
-        assert os.get_blocking(into_read) and os.get_blocking(out_write)  # the server's very open files
-        process.send_signal(signal.SIGTERM)
-        assert wait_exit(process) == 0
-        assert os.get_blocking(into_read) and os.get_blocking(out_write)
-    finally:
-        for fd in (into_read, into_write, out_read, out_write):
-            os.close(fd)
-    no_traceback(tmp_path)
-
-
 HOSTILE_LINES = [
     request(2, "ping")[:-1] + b"\r\n",
     request(3, "ping")[:-1] + b"\0\n",  # not JSON: no answer, serving goes on
@@ -342,31 +322,92 @@ HOSTILE_LINES = [
 @pytest.mark.parametrize("path", ["loop", "threaded"])
 def test_hostile_lines_get_the_same_answers_on_both_paths(tmp_path: Path, path: str) -> None:
     """The same bytes (CRLF, NUL, invalid UTF-8, blank, over and under the cap, two objects on
-    one line), fed a byte at a time at first: the loop and the threaded transport (stdout a
-    file) answer exactly alike, and the server serves on."""
+    one line), the first lines fed a byte at a time: the loop (here over two sockets) and the
+    threaded transport (stdout a file) answer exactly alike and serve on. Over the socket the
+    client also writes into its stdout and shuts down that side's sending: both ignored;
+    closing the socket ends serving cleanly at the next answer."""
+    client_in, server_in = socket.socketpair()
+    client_out, server_out = socket.socketpair()
     answers_path = tmp_path / "answers.jsonl"
-    with answers_path.open("wb") as answers_file:
-        stdout = subprocess.PIPE if path == "loop" else answers_file
-        process = spawn(tmp_path, subprocess.PIPE, stdout, RELAY_SHELL_MAX_INPUT_BYTES="1024")
-    assert process.stdin is not None
+    with server_in, server_out, answers_path.open("wb") as answers_file:
+        process = spawn(
+            tmp_path,
+            server_in,
+            server_out if path == "loop" else answers_file,
+            RELAY_SHELL_MAX_INPUT_BYTES="1024",
+        )
     try:
+        if path == "loop":
+            client_out.sendall(b"not for the server\n")
+            client_out.shutdown(socket.SHUT_WR)
         head = initialize_line() + INITIALIZED + HOSTILE_LINES[0]
         for offset in range(len(head)):  # every cut of the first lines
-            process.stdin.write(head[offset : offset + 1])
-        process.stdin.write(b"".join(HOSTILE_LINES[1:]))
-        if process.stdout is not None:
-            answers = read_answers(process.stdout.fileno(), 7)
+            client_in.sendall(head[offset : offset + 1])
+        client_in.sendall(b"".join(HOSTILE_LINES[1:]))
+        if path == "loop":
+            answers = read_answers(client_out.fileno(), 7)
+            client_out.close()
+            client_in.sendall(request(10, "ping"))  # its answer cannot be written: serving ends
         else:
             answers = answers_in(answers_path, 7)
-        process.stdin.close()
+            client_in.shutdown(socket.SHUT_WR)
         assert wait_exit(process) == 0
     finally:
         if process.poll() is None:
             process.kill()
+        client_in.close()
+        client_out.close()
     by_id = answers_by_id(b"\n".join(json.dumps(answer).encode() for answer in answers))
     assert sorted(by_id, key=str) == [1, 2, 4, 5, 8, 9, "\ufffd\ufffd"]
     assert all(by_id[n]["result"] == {} for n in (2, 5, 9, "\ufffd\ufffd"))
     assert by_id[4]["error"]["code"] == -32600 and by_id[8]["error"]["code"] == -32601
-    if path == "loop":
-        assert process.stdout is not None and process.stdout.read() == b""
+    no_traceback(tmp_path)
+
+
+def test_end_of_input_while_calls_run_cancels_and_audits_them(tmp_path: Path) -> None:
+    """stdin closes while a long shell_exec and a job run: both are killed and audited as
+    cancelled, the server exits 0 without a traceback. The commands it ran never had the wire
+    (no descriptor of theirs is one of its pipes), and the pipes' open files, which the parent
+    shares, were never made non-blocking (the server polls its own opening of each)."""
+    into_read, into_write = os.pipe()
+    out_read, out_write = os.pipe()
+    wire = {f"pipe:[{os.fstat(fd).st_ino}]" for fd in (into_read, out_read)}
+    marker = f"relay-stdio-eof-{time.monotonic_ns()}"
+    look = request(
+        2, "tools/call", {"name": "shell_exec", "arguments": {"command": "readlink /proc/$$/fd/*"}}
+    )
+    running = request(
+        3, "tools/call", {"name": "shell_exec", "arguments": {"command": f"sleep 300 # {marker}-a"}}
+    )
+    job = request(4, "tools/call", {"name": "shell_exec", "arguments": {
+        "command": f"sleep 300 # {marker}-b", "yield_after": 1}})  # fmt: skip
+    process = spawn(tmp_path, into_read, out_write)
+    try:
+        os.write(into_write, initialize_line() + INITIALIZED + look + running + job)
+        answers = answers_by_id(b"\n".join(json.dumps(a).encode() for a in read_answers(out_read, 3)))
+        seen = answers[2]["result"]["structuredContent"]["output"].split()
+        assert seen and not wire & set(seen), seen
+        assert answers[4]["result"]["structuredContent"]["status"] == "running"
+        assert os.get_blocking(into_read) and os.get_blocking(out_write)
+        deadline = time.monotonic() + 30
+        while len(pids_with_marker(marker)) < 2:
+            assert time.monotonic() < deadline, "the calls did not start"
+            time.sleep(0.02)
+        os.close(into_write)
+        assert wait_exit(process) == 0
+        assert os.get_blocking(into_read) and os.get_blocking(out_write)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        for fd in (into_read, out_read, out_write):
+            os.close(fd)
+    assert pids_with_marker(marker) == []
+    trail = read_trail(tmp_path / "audit.jsonl")
+    job_id = answers[4]["result"]["structuredContent"]["job_id"]
+    assert [r["outcome"] for r in trail if r.get("phase") == "end" and r["request_id"] == "3"] == [
+        "cancelled"
+    ]
+    assert [r["outcome"] for r in trail if r.get("tool") == "job_end" and r["job_id"] == job_id] == [
+        "cancelled"
+    ]
     no_traceback(tmp_path)

@@ -4,8 +4,12 @@ The SDK's stdio transport hands every line to and from a worker thread (a blocki
 ``readline`` and ``write``/``flush``); that hand-off is a large part of what a no-op call
 costs. When fd 0 and fd 1 are pipes or sockets (what an MCP client starts the server
 with), :func:`pipe_streams` serves them from the event loop instead: private close-on-exec
-duplicates, made non-blocking, read through ``loop.connect_read_pipe`` and written through
-``loop.connect_write_pipe``. Everything else of the stdio contract holds:
+descriptors, made non-blocking, read through ``loop.connect_read_pipe`` and written through
+``loop.connect_write_pipe`` (a stream socket as a connection). A pipe is opened anew
+through ``/proc/self/fd``, so its non-blocking flag is the server's own and the open file
+the parent and its other children share stays blocking, however the server ends; a socket
+is duplicated (its flag is shared, and restored on an orderly exit). Everything else of the
+stdio contract holds:
 
 - no line longer than the limit is ever held whole (:class:`LineSplitter` keeps at most
   ``limit`` bytes of a line, then only counts it) and an oversized line becomes the same
@@ -13,13 +17,15 @@ duplicates, made non-blocking, read through ``loop.connect_read_pipe`` and writt
 - lines waiting for the server are bounded (:data:`PENDING_HIGH` bytes, :data:`PENDING_LINES`
   lines; reading pauses above either),
   and so are answers waiting for the client (the write transport's limits; the writer
-  waits for it to drain);
+  waits for it to drain). While answers wait, no request is handed to the server, so a
+  client that does not read cannot make it start handlers without bound;
 - while serving, fd 0 points at ``/dev/null`` and fd 1 at stderr, so children and stray
   output never touch the wire; both are restored (and blocking again) on exit;
 - answers go out in order; at the end the writer waits (at most :data:`FLUSH_S`) until the
   last one is written;
-- a client that closes its end of stdout ends serving like end of input: answers that can
-  no longer be delivered are dropped, nothing raises, the server exits normally.
+- a client that closes its end of stdout ends serving like end of input (over a socket, at
+  the next answer, which fails): answers that can no longer be delivered are dropped,
+  nothing raises, the server exits normally.
 
 :func:`pipes_usable` says when this applies; otherwise ``relay_shell.stdio`` keeps the
 threaded transport (a tty, a regular file, ``/dev/null``, or a pipe shared with stderr).
@@ -30,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
+import socket
 import stat
 import sys
 from collections import deque
@@ -226,6 +233,13 @@ class PipeOut(asyncio.Protocol):
         self._wake()
         self._on_lost()
 
+    def data_received(self, data: bytes) -> None:
+        """Bytes a client wrote into its stdout socket: not part of the protocol, discarded."""
+
+    def eof_received(self) -> bool:
+        """The client shut down its sending side of the stdout socket: answers still go out."""
+        return True
+
     async def write(self, data: bytes) -> None:
         """Send ``data``; dropped once the client has closed its end (nothing can reach it)."""
         if self.lost or self._transport is None:
@@ -335,7 +349,7 @@ async def pipe_streams(limit: int, claimed: tuple[int, int]) -> AsyncIterator[St
     out = PipeOut(lines.stop)
     try:
         await loop.connect_read_pipe(lambda: lines, _Descriptor(private_in))
-        await loop.connect_write_pipe(lambda: out, _Descriptor(private_out))
+        await _connect_out(loop, out, private_out)
         async with _serving(lines, out) as streams:
             yield streams
         await out.close()
@@ -344,6 +358,26 @@ async def pipe_streams(limit: int, claimed: tuple[int, int]) -> AsyncIterator[St
         out.abort()
         _release(1, private_out)
         _release(0, private_in)
+
+
+async def _connect_out(loop: asyncio.AbstractEventLoop, out: PipeOut, private_out: int) -> None:
+    """The write transport over ``private_out``. A pipe's transport takes readability as the
+    reader having gone, which for a stream socket only means the client wrote into it or
+    shut down its own sending side; a stream socket is therefore served as a connection
+    (what it receives is discarded, its end of input ignored, a failed write ends it)."""
+    if stat.S_ISSOCK(os.fstat(private_out).st_mode):
+        duplicate = os.dup(private_out)
+        try:
+            connection = socket.socket(fileno=duplicate)
+        except OSError:
+            os.close(duplicate)
+            raise
+        if connection.type == socket.SOCK_STREAM:
+            await loop.connect_accepted_socket(lambda: out, connection)
+            return
+        connection.detach()
+        os.close(duplicate)
+    await loop.connect_write_pipe(lambda: out, _Descriptor(private_out))
 
 
 @asynccontextmanager
