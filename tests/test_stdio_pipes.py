@@ -252,14 +252,25 @@ def no_traceback(tmp_path: Path) -> None:
 
 
 def padded_list(request_id: int) -> bytes:
-    """A tools/list request of about 16 KiB (its answer is larger still)."""
-    return request(request_id, "tools/list", {"_meta": {"pad": "p" * 16000}})
+    """A tools/list request of about 32 KiB (its answer is as large)."""
+    return request(request_id, "tools/list", {"_meta": {"pad": "p" * 32000}})
+
+
+def push(fd: int, data: bytes, stall_s: float) -> int:
+    """How much of ``data`` the non-blocking ``fd`` takes before it is all written or stays
+    full for ``stall_s`` seconds."""
+    written = 0
+    while written < len(data) and select.select([], [fd], [], stall_s)[1]:
+        with contextlib.suppress(BlockingIOError):
+            written += os.write(fd, data[written : written + 65536])
+    return written
 
 
 def test_a_client_that_does_not_read_is_not_read_either_and_the_loop_goes_on(tmp_path: Path) -> None:
-    """Answers pile up unread: the server stops taking requests (bounded memory) instead of
-    starting a handler for every line, a call already running still ends and is audited, and
-    once the client reads again every request is answered and the server exits 0."""
+    """4,000 small requests sent before reading any answer are all taken and answered. Past
+    that, answers piling up unread make the server stop taking requests (bounded memory)
+    instead of starting a handler for every line; a call already running still ends and is
+    audited; once the client reads again every request is answered and the server exits 0."""
     process = spawn(tmp_path, subprocess.PIPE, subprocess.PIPE)
     assert process.stdin is not None and process.stdout is not None
     to_server, from_server = process.stdin.fileno(), process.stdout.fileno()
@@ -268,13 +279,13 @@ def test_a_client_that_does_not_read_is_not_read_either_and_the_loop_goes_on(tmp
         "command": f"while [ ! -e {gate} ]; do sleep 0.02; done; echo through", "timeout": 60}})  # fmt: skip
     os.write(to_server, initialize_line() + INITIALIZED + waiting)
     assert read_answers(from_server, 1)[0]["id"] == 1
-    flood = b"".join(padded_list(n) for n in range(3, 83))
     os.set_blocking(to_server, False)
-    written = 0
-    while written < len(flood) and select.select([], [to_server], [], 1.0)[1]:
-        with contextlib.suppress(BlockingIOError):
-            written += os.write(to_server, flood[written : written + 65536])
-    assert written < len(flood) // 2, f"the server took {written} bytes while nobody read its answers"
+    batch = b"".join(request(n, "ping") for n in range(3, 4003))
+    assert push(to_server, batch, 10.0) == len(batch), "a batch of small requests was not all taken"
+    assert sorted(answer["id"] for answer in read_answers(from_server, 4000)) == list(range(3, 4003))
+    flood = b"".join(padded_list(n) for n in range(4003, 4123))
+    written = push(to_server, flood, 1.0)
+    assert written < len(flood) * 3 // 4, f"the server took {written} bytes while nobody read its answers"
     gate.touch()  # the call ends and is audited while the wire is still full
     deadline = time.monotonic() + 30
     while not [r for r in read_trail(tmp_path / "audit.jsonl") if r.get("phase") == "end"]:
@@ -292,13 +303,13 @@ def test_a_client_that_does_not_read_is_not_read_either_and_the_loop_goes_on(tmp
             if not (chunk := os.read(from_server, 1 << 20)):
                 break
             received += chunk
-            if received.count(b"\n") == 81:  # all answered: end of input
+            if received.count(b"\n") == 121:  # all answered: end of input
                 process.stdin.close()
     assert wait_exit(process) == 0
     answers = answers_by_id(bytes(received))
-    assert sorted(answers) == list(range(2, 83))
+    assert sorted(answers) == [2, *range(4003, 4123)]
     assert answers[2]["result"]["structuredContent"]["output"] == "through\n"
-    assert all(answers[n]["result"]["tools"] for n in range(3, 83))
+    assert all(answers[n]["result"]["tools"] for n in range(4003, 4123))
     no_traceback(tmp_path)
 
 

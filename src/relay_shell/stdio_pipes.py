@@ -16,8 +16,8 @@ stdio contract holds:
   notice :class:`relay_shell.stdio.BoundedLineReader` yields;
 - lines waiting for the server are bounded (:data:`PENDING_HIGH` bytes, :data:`PENDING_LINES`
   lines; reading pauses above either),
-  and so are answers waiting for the client (the write transport's limits; the writer
-  waits for it to drain). While answers wait, no request is handed to the server, so a
+  and so are answers waiting for the client (:data:`ANSWERS_HIGH`; the writer waits for
+  the transport to drain). While answers wait, no request is handed to the server, so a
   client that does not read cannot make it start handlers without bound;
 - while serving, fd 0 points at ``/dev/null`` and fd 1 at stderr, so children and stray
   output never touch the wire; both are restored (and blocking again) on exit;
@@ -56,6 +56,10 @@ PENDING_HIGH = 256 * 1024
 """Bytes of complete lines the server has not taken yet above which reading pauses."""
 PENDING_LINES = 1024
 """Complete lines the server has not taken yet above which reading pauses (however short)."""
+ANSWERS_HIGH = 1024 * 1024
+"""Bytes of answers the client has not read yet (beyond the pipe's own buffer) above which the
+writer waits and no request is handed to the server: room for a client that sends a batch
+of thousands of small requests before reading any answer."""
 FLUSH_S = 5.0
 """How long the end of serving waits for the last answers to reach a client that reads slowly."""
 
@@ -220,6 +224,7 @@ class PipeOut(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.WriteTransport)
         self._transport = transport
+        transport.set_write_buffer_limits(high=ANSWERS_HIGH)
 
     def pause_writing(self) -> None:
         self._paused = True
