@@ -4,6 +4,7 @@ client closes its end of stdout."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 import json
@@ -18,10 +19,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
+from mcp.shared.message import SessionMessage
+from mcp_types import JSONRPCRequest, JSONRPCResponse
 
+from relay_shell import stdio_pipes
 from relay_shell.stdio import ID_WINDOW, OVERSIZED_METHOD, BoundedLineReader
-from relay_shell.stdio_pipes import LineSplitter
+from relay_shell.stdio_pipes import LineSplitter, PipeLines, PipeOut
 from tests.conftest import initialize_line, pids_with_marker, read_trail
 from tests.e2e.test_stdio import RELAY, server_env
 
@@ -93,6 +98,43 @@ def test_any_cut_gives_what_the_threaded_reader_gives(seed: int) -> None:
     cuts = sorted(chooser.sample(range(1, max(2, len(data))), min(len(data) - 1, chooser.randint(0, 30))))
     expected = [line.decode("utf-8", "replace") for line in threaded(data)]
     assert [line.decode("utf-8", "replace") for line in split(data, cuts)] == expected
+
+
+async def test_end_of_input_and_the_exit_are_not_held_by_answers_nobody_reads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The wire is full of an unread answer: a request that arrives meanwhile waits, but end of
+    input still reaches the server (it is handed on, then the end), and the end of serving
+    drops what cannot be written once the flush time is over instead of waiting for ever."""
+    monkeypatch.setattr(stdio_pipes, "FLUSH_S", 0.2)
+    in_read, in_write = os.pipe()
+    out_read, out_write = os.pipe()
+    loop = asyncio.get_running_loop()
+    lines = PipeLines(1 << 20)
+    out = PipeOut(lines.stop)
+    lines.on_end = out.nudge
+    await loop.connect_read_pipe(lambda: lines, os.fdopen(in_read, "rb", buffering=0))
+    await loop.connect_write_pipe(lambda: out, os.fdopen(out_write, "wb", buffering=0))
+    unread = SessionMessage(JSONRPCResponse(jsonrpc="2.0", id=1, result={"pad": "x" * (3 << 20)}))
+    try:
+        with anyio.fail_after(20):
+            async with stdio_pipes._serving(lines, out) as (read_stream, write_stream):
+                await write_stream.send(unread)
+                os.write(in_write, request(2, "ping"))
+                while len(out._waiters) < 2:  # the writer and the reader both wait for the client
+                    await anyio.sleep(0.01)
+                os.close(in_write)
+                handed = await read_stream.receive()
+                assert isinstance(handed, SessionMessage) and handed.message == JSONRPCRequest(
+                    jsonrpc="2.0", id=2, method="ping"
+                )
+                with pytest.raises(anyio.EndOfStream):
+                    await read_stream.receive()
+            await out.close()
+    finally:
+        out.abort()
+        os.close(out_read)
+    assert out.lost or out._aborted
 
 
 # --- the real server ---------------------------------------------------------------------------

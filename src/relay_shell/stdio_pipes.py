@@ -146,6 +146,8 @@ class PipeLines(asyncio.Protocol):
         self._paused = False
         self._waiter: asyncio.Future[None] | None = None
         self._transport: asyncio.ReadTransport | None = None
+        self.on_end: Callable[[], None] = lambda: None
+        """Called when input ends (or reading stops), for whoever waits on something else."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.ReadTransport)
@@ -165,13 +167,11 @@ class PipeLines(asyncio.Protocol):
 
     def eof_received(self) -> bool | None:
         self._lines.extend(self._splitter.finish())
-        self._ended = True
-        self._wake()
+        self._end()
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._ended = True
-        self._wake()
+        self._end()
 
     @property
     def ended(self) -> bool:
@@ -180,11 +180,10 @@ class PipeLines(asyncio.Protocol):
 
     def stop(self) -> None:
         """No more lines: what is still waiting is dropped and reading ends."""
-        self._ended = True
         self._lines.clear()
         if self._transport is not None:
             self._transport.close()
-        self._wake()
+        self._end()
 
     async def readline(self) -> str | None:
         """The next line, decoded (invalid UTF-8 replaced), or None at the end of input."""
@@ -203,6 +202,11 @@ class PipeLines(asyncio.Protocol):
             self._transport.resume_reading()
         return line.decode("utf-8", errors="replace")
 
+    def _end(self) -> None:
+        self._ended = True
+        self._wake()
+        self.on_end()
+
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
@@ -220,6 +224,8 @@ class PipeOut(asyncio.Protocol):
         self._closing = False
         self._aborted = False
         self.lost = False
+        self.flush_by: float | None = None
+        """When set (``anyio.current_time()`` scale), :meth:`close` waits no later than this."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.WriteTransport)
@@ -252,21 +258,27 @@ class PipeOut(asyncio.Protocol):
         self._transport.write(data)
         await self.writable()
 
-    async def writable(self) -> None:
-        """Return once the transport is below its limits again (or the client is gone). The
-        reader waits here too: a client that does not read its answers is not read either, so
-        it cannot make the server hold more than the answers already waiting for it."""
-        while self._paused and not self.lost:
+    async def writable(self, until: Callable[[], bool] = lambda: False) -> None:
+        """Return once the transport is below its limits again, the client is gone, or
+        ``until()`` holds (checked again on :meth:`nudge`). The reader waits here too: a client
+        that does not read its answers is not read either, so it cannot make the server hold
+        more than the answers already waiting for it."""
+        while self._paused and not self.lost and not until():
             await self._change()
 
-    async def close(self, timeout: float = FLUSH_S) -> None:
-        """Flush what is queued (at most ``timeout`` seconds), then close."""
+    def nudge(self) -> None:
+        """Wake the waiters of :meth:`writable` to check their condition again."""
+        self._wake()
+
+    async def close(self) -> None:
+        """Flush what is queued (at most :data:`FLUSH_S`, or until :attr:`flush_by`), then close."""
         if self._transport is None or self._closing:
             return
         self._closing = True
         if not self.lost:
             self._transport.close()  # writes what is queued first, then reports connection_lost
-            with anyio.move_on_after(timeout):
+            flush_by = anyio.current_time() + FLUSH_S if self.flush_by is None else self.flush_by
+            with anyio.CancelScope(deadline=flush_by):
                 while not self.lost:
                     await self._change()
         self.abort()
@@ -352,6 +364,7 @@ async def pipe_streams(limit: int, claimed: tuple[int, int]) -> AsyncIterator[St
     loop = asyncio.get_running_loop()
     lines = PipeLines(limit)
     out = PipeOut(lines.stop)
+    lines.on_end = out.nudge
     try:
         await loop.connect_read_pipe(lambda: lines, _Descriptor(private_in))
         await _connect_out(loop, out, private_out)
@@ -395,8 +408,8 @@ async def _serving(lines: PipeLines, out: PipeOut) -> AsyncIterator[Streams]:
         try:
             async with read_writer:
                 while (line := await lines.readline()) is not None:
-                    if not lines.ended:  # a client that does not read its answers is not read either
-                        await out.writable()
+                    # A client that does not read its answers is not read either, until its input ends.
+                    await out.writable(until=lambda: lines.ended)
                     try:
                         message = mcp_types.jsonrpc_message_adapter.validate_json(line, by_name=False)
                     except Exception as exc:  # the server answers a malformed line; serving goes on
@@ -421,7 +434,11 @@ async def _serving(lines: PipeLines, out: PipeOut) -> AsyncIterator[Streams]:
         try:
             yield read_stream, write_stream
         finally:
-            lines.stop()  # the server is done: no more input (the writer still sends what it has)
+            lines.stop()  # the server is done: no more input
+            # The writer still sends what it has, until FLUSH_S from now in all: a client that
+            # does not read must not hold the exit (what is left then is dropped).
+            out.flush_by = anyio.current_time() + FLUSH_S
+            tasks.cancel_scope.deadline = out.flush_by
 
 
 class _Descriptor:
