@@ -4,22 +4,28 @@ The SDK's stdio transport hands every line to and from a worker thread (a blocki
 ``readline`` and ``write``/``flush``); that hand-off is a large part of what a no-op call
 costs. When fd 0 and fd 1 are pipes or sockets (what an MCP client starts the server
 with), :func:`pipe_streams` serves them from the event loop instead: private close-on-exec
-duplicates, made non-blocking, read through ``loop.connect_read_pipe`` and written through
-``loop.connect_write_pipe``. Everything else of the stdio contract holds:
+descriptors, made non-blocking, read through ``loop.connect_read_pipe`` and written through
+``loop.connect_write_pipe`` (a stream socket as a connection). A pipe is opened anew
+through ``/proc/self/fd``, so its non-blocking flag is the server's own and the open file
+the parent and its other children share stays blocking, however the server ends; a socket
+is duplicated (its flag is shared, and restored on an orderly exit). Everything else of the
+stdio contract holds:
 
 - no line longer than the limit is ever held whole (:class:`LineSplitter` keeps at most
   ``limit`` bytes of a line, then only counts it) and an oversized line becomes the same
   notice :class:`relay_shell.stdio.BoundedLineReader` yields;
 - lines waiting for the server are bounded (:data:`PENDING_HIGH` bytes, :data:`PENDING_LINES`
   lines; reading pauses above either),
-  and so are answers waiting for the client (the write transport's limits; the writer
-  waits for it to drain);
+  and so are answers waiting for the client (:data:`ANSWERS_HIGH`; the writer waits for
+  the transport to drain). While answers wait, no request is handed to the server, so a
+  client that does not read cannot make it start handlers without bound;
 - while serving, fd 0 points at ``/dev/null`` and fd 1 at stderr, so children and stray
   output never touch the wire; both are restored (and blocking again) on exit;
 - answers go out in order; at the end the writer waits (at most :data:`FLUSH_S`) until the
   last one is written;
-- a client that closes its end of stdout ends serving like end of input: answers that can
-  no longer be delivered are dropped, nothing raises, the server exits normally.
+- a client that closes its end of stdout ends serving like end of input (over a socket, at
+  the next answer, which fails): answers that can no longer be delivered are dropped,
+  nothing raises, the server exits normally.
 
 :func:`pipes_usable` says when this applies; otherwise ``relay_shell.stdio`` keeps the
 threaded transport (a tty, a regular file, ``/dev/null``, or a pipe shared with stderr).
@@ -30,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
+import socket
 import stat
 import sys
 from collections import deque
@@ -49,6 +56,10 @@ PENDING_HIGH = 256 * 1024
 """Bytes of complete lines the server has not taken yet above which reading pauses."""
 PENDING_LINES = 1024
 """Complete lines the server has not taken yet above which reading pauses (however short)."""
+ANSWERS_HIGH = 1024 * 1024
+"""Bytes of answers the client has not read yet (beyond the pipe's own buffer) above which the
+writer waits and no request is handed to the server: room for a client that sends a batch
+of thousands of small requests before reading any answer."""
 FLUSH_S = 5.0
 """How long the end of serving waits for the last answers to reach a client that reads slowly."""
 
@@ -135,6 +146,8 @@ class PipeLines(asyncio.Protocol):
         self._paused = False
         self._waiter: asyncio.Future[None] | None = None
         self._transport: asyncio.ReadTransport | None = None
+        self.on_end: Callable[[], None] = lambda: None
+        """Called when input ends (or reading stops), for whoever waits on something else."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.ReadTransport)
@@ -154,21 +167,23 @@ class PipeLines(asyncio.Protocol):
 
     def eof_received(self) -> bool | None:
         self._lines.extend(self._splitter.finish())
-        self._ended = True
-        self._wake()
+        self._end()
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._ended = True
-        self._wake()
+        self._end()
+
+    @property
+    def ended(self) -> bool:
+        """End of input was seen (or reading was stopped): no line will be added any more."""
+        return self._ended
 
     def stop(self) -> None:
         """No more lines: what is still waiting is dropped and reading ends."""
-        self._ended = True
         self._lines.clear()
         if self._transport is not None:
             self._transport.close()
-        self._wake()
+        self._end()
 
     async def readline(self) -> str | None:
         """The next line, decoded (invalid UTF-8 replaced), or None at the end of input."""
@@ -187,6 +202,11 @@ class PipeLines(asyncio.Protocol):
             self._transport.resume_reading()
         return line.decode("utf-8", errors="replace")
 
+    def _end(self) -> None:
+        self._ended = True
+        self._wake()
+        self.on_end()
+
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
@@ -200,14 +220,17 @@ class PipeOut(asyncio.Protocol):
         self._on_lost = on_lost
         self._transport: asyncio.WriteTransport | None = None
         self._paused = False
-        self._waiter: asyncio.Future[None] | None = None
+        self._waiters: set[asyncio.Future[None]] = set()
         self._closing = False
         self._aborted = False
         self.lost = False
+        self.flush_by: float | None = None
+        """When set (``anyio.current_time()`` scale), :meth:`close` waits no later than this."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.WriteTransport)
         self._transport = transport
+        transport.set_write_buffer_limits(high=ANSWERS_HIGH)
 
     def pause_writing(self) -> None:
         self._paused = True
@@ -221,32 +244,43 @@ class PipeOut(asyncio.Protocol):
         self._wake()
         self._on_lost()
 
+    def data_received(self, data: bytes) -> None:
+        """Bytes a client wrote into its stdout socket: not part of the protocol, discarded."""
+
+    def eof_received(self) -> bool:
+        """The client shut down its sending side of the stdout socket: answers still go out."""
+        return True
+
     async def write(self, data: bytes) -> None:
         """Send ``data``; dropped once the client has closed its end (nothing can reach it)."""
         if self.lost or self._transport is None:
             return
         self._transport.write(data)
-        while self._paused and not self.lost:
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
+        await self.writable()
 
-    async def close(self, timeout: float = FLUSH_S) -> None:
-        """Flush what is queued (at most ``timeout`` seconds), then close."""
+    async def writable(self, until: Callable[[], bool] = lambda: False) -> None:
+        """Return once the transport is below its limits again, the client is gone, or
+        ``until()`` holds (checked again on :meth:`nudge`). The reader waits here too: a client
+        that does not read its answers is not read either, so it cannot make the server hold
+        more than the answers already waiting for it."""
+        while self._paused and not self.lost and not until():
+            await self._change()
+
+    def nudge(self) -> None:
+        """Wake the waiters of :meth:`writable` to check their condition again."""
+        self._wake()
+
+    async def close(self) -> None:
+        """Flush what is queued (at most :data:`FLUSH_S`, or until :attr:`flush_by`), then close."""
         if self._transport is None or self._closing:
             return
         self._closing = True
         if not self.lost:
             self._transport.close()  # writes what is queued first, then reports connection_lost
-            with anyio.move_on_after(timeout):
+            flush_by = anyio.current_time() + FLUSH_S if self.flush_by is None else self.flush_by
+            with anyio.CancelScope(deadline=flush_by):
                 while not self.lost:
-                    self._waiter = asyncio.get_running_loop().create_future()
-                    try:
-                        await self._waiter
-                    finally:
-                        self._waiter = None
+                    await self._change()
         self.abort()
 
     def abort(self) -> None:
@@ -255,9 +289,19 @@ class PipeOut(asyncio.Protocol):
             self._aborted = True
             self._transport.abort()
 
+    async def _change(self) -> None:
+        """Until the transport resumes or is lost (any number of tasks may wait)."""
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.add(waiter)
+        try:
+            await waiter
+        finally:
+            self._waiters.discard(waiter)
+
     def _wake(self) -> None:
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
 
 def pipes_usable() -> bool:
@@ -320,9 +364,10 @@ async def pipe_streams(limit: int, claimed: tuple[int, int]) -> AsyncIterator[St
     loop = asyncio.get_running_loop()
     lines = PipeLines(limit)
     out = PipeOut(lines.stop)
+    lines.on_end = out.nudge
     try:
         await loop.connect_read_pipe(lambda: lines, _Descriptor(private_in))
-        await loop.connect_write_pipe(lambda: out, _Descriptor(private_out))
+        await _connect_out(loop, out, private_out)
         async with _serving(lines, out) as streams:
             yield streams
         await out.close()
@@ -331,6 +376,26 @@ async def pipe_streams(limit: int, claimed: tuple[int, int]) -> AsyncIterator[St
         out.abort()
         _release(1, private_out)
         _release(0, private_in)
+
+
+async def _connect_out(loop: asyncio.AbstractEventLoop, out: PipeOut, private_out: int) -> None:
+    """The write transport over ``private_out``. A pipe's transport takes readability as the
+    reader having gone, which for a stream socket only means the client wrote into it or
+    shut down its own sending side; a stream socket is therefore served as a connection
+    (what it receives is discarded, its end of input ignored, a failed write ends it)."""
+    if stat.S_ISSOCK(os.fstat(private_out).st_mode):
+        duplicate = os.dup(private_out)
+        try:
+            connection = socket.socket(fileno=duplicate)
+        except OSError:
+            os.close(duplicate)
+            raise
+        if connection.type == socket.SOCK_STREAM:
+            await loop.connect_accepted_socket(lambda: out, connection)
+            return
+        connection.detach()
+        os.close(duplicate)
+    await loop.connect_write_pipe(lambda: out, _Descriptor(private_out))
 
 
 @asynccontextmanager
@@ -343,6 +408,8 @@ async def _serving(lines: PipeLines, out: PipeOut) -> AsyncIterator[Streams]:
         try:
             async with read_writer:
                 while (line := await lines.readline()) is not None:
+                    # A client that does not read its answers is not read either, until its input ends.
+                    await out.writable(until=lambda: lines.ended)
                     try:
                         message = mcp_types.jsonrpc_message_adapter.validate_json(line, by_name=False)
                     except Exception as exc:  # the server answers a malformed line; serving goes on
@@ -367,7 +434,11 @@ async def _serving(lines: PipeLines, out: PipeOut) -> AsyncIterator[Streams]:
         try:
             yield read_stream, write_stream
         finally:
-            lines.stop()  # the server is done: no more input (the writer still sends what it has)
+            lines.stop()  # the server is done: no more input
+            # The writer still sends what it has, until FLUSH_S from now in all: a client that
+            # does not read must not hold the exit (what is left then is dropped).
+            out.flush_by = anyio.current_time() + FLUSH_S
+            tasks.cancel_scope.deadline = out.flush_by
 
 
 class _Descriptor:
@@ -399,10 +470,10 @@ def _stderr_or_null() -> int:
 
 
 def _claim(fd: int, diversion: int) -> int:
-    """A private close-on-exec duplicate of ``fd`` (above 2); ``fd`` then points at ``diversion``,
-    which is closed either way."""
+    """A private close-on-exec descriptor of the wire on ``fd`` (above 2); ``fd`` then points at
+    ``diversion``, which is closed either way."""
     try:
-        private = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
+        private = _private_wire(fd)
         try:
             os.dup2(diversion, fd)
         except OSError:
@@ -411,6 +482,29 @@ def _claim(fd: int, diversion: int) -> int:
     finally:
         os.close(diversion)
     return private
+
+
+def _private_wire(fd: int) -> int:
+    """The pipe on ``fd`` opened anew (``/proc/self/fd``), so that making it non-blocking
+    changes only this process's own open file, never the one the parent and its other
+    children share; a socket cannot be reopened and is duplicated (its flag is restored on
+    exit, :func:`_release`)."""
+    access = os.O_RDONLY if fd == 0 else os.O_WRONLY
+    try:
+        opened = os.open(f"/proc/self/fd/{fd}", access | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:  # a socket (ENXIO), a pipe whose reader is gone, no /proc
+        return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
+    try:
+        reopened = _same(os.fstat(opened), os.fstat(fd))
+        private = fcntl.fcntl(opened, fcntl.F_DUPFD_CLOEXEC, 3) if reopened and opened <= 2 else opened
+    except OSError:
+        reopened, private = False, opened
+    if private != opened:  # moved above the standard range (fd 2 was closed)
+        os.close(opened)
+    if reopened:
+        return private
+    os.close(private)
+    return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
 
 
 def _release(fd: int, private: int) -> None:
