@@ -29,7 +29,6 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
-from relay_shell.config import load_settings
 from relay_shell.policy.analyze import Analyzer, PolicyEnvironment
 from relay_shell.policy.model import Analysis, CallText, Interpreter, TypedUnit
 
@@ -74,19 +73,9 @@ def big_texts(texts: list[str]) -> list[str]:
 
 
 def environments() -> list[tuple[str, PolicyEnvironment]]:
-    FIXED.mkdir(exist_ok=True)
-    (FIXED / "audit").mkdir(exist_ok=True)
-    (FIXED / "audit" / "audit.jsonl").write_text("")
-    settings = load_settings(
-        audit_path=FIXED / "audit" / "audit.jsonl",
-        ssh_config=FIXED / "ssh_config",
-        ssh_known_hosts_file=FIXED / "known_hosts",
-        auth_state_dir=FIXED / "oauth",
-        inventory=FIXED / "inventory.json",
-        env_file=FIXED / "relay.env",
-        session_record_dir=FIXED / "recordings",
-    )
-    protected = PolicyEnvironment.from_settings(settings)
+    from tests.policy.environment import server_files_environment  # ROOT is on sys.path by then
+
+    protected = server_files_environment(FIXED)
     return [("protected", replace(protected, spellings=True)), ("plain", replace(protected, spellings=False)),
             ("bare", PolicyEnvironment.bare())]  # fmt: skip
 

@@ -9,28 +9,16 @@ from typing import Any
 
 import pytest
 
-from relay_shell.config import load_settings
-from relay_shell.policy.analyze import Analyzer, PolicyEnvironment
+from relay_shell.policy.analyze import Analyzer
 from relay_shell.policy.model import Analysis, CallText
+from tests.policy.environment import server_files_environment
 
 Classify = Callable[..., Analysis]
 
 
 @pytest.fixture(scope="session")
 def analyzer(tmp_path_factory: pytest.TempPathFactory) -> Analyzer:
-    root = tmp_path_factory.mktemp("relay")
-    settings = load_settings(
-        audit_path=root / "audit" / "audit.jsonl",
-        ssh_config=root / "ssh_config",
-        ssh_known_hosts_file=root / "known_hosts",
-        auth_state_dir=root / "oauth",
-        inventory=root / "inventory.json",
-        env_file=root / "relay.env",
-        session_record_dir=root / "recordings",
-    )
-    (root / "audit").mkdir()
-    (root / "audit" / "audit.jsonl").write_text("")
-    return Analyzer(PolicyEnvironment.from_settings(settings))
+    return Analyzer(server_files_environment(tmp_path_factory.mktemp("relay")))
 
 
 @pytest.fixture(scope="session")
