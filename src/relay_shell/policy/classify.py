@@ -342,8 +342,9 @@ class CommandClassifier:
     def _known_safe(self, name: str, invocation: Invocation, current: list[Word], verdict: Verdict) -> bool:
         if verdict.tier > REVERSIBLE or verdict.opaque is not None:
             return False
-        if not all(word.plain for word in current):
-            return False
+        for word in current:
+            if not word.literal and not word.safe_glob:  # not plain
+                return False
         if (
             name not in BUILTINS
             and "/" not in current[0].text

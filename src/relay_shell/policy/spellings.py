@@ -26,7 +26,7 @@ _MAX_GLOB_MATCHES = 32
 def render(words: Sequence[Word]) -> str:
     """Words as normalised text: literal words shell-quoted only when needed (absolute paths with
     ``//`` and ``/./`` collapsed), expansions as written."""
-    return " ".join(_quoted(word.text) if word.literal else word.text for word in words)
+    return " ".join([_quoted(word.text) if word.literal else word.text for word in words])
 
 
 def _quoted(text: str) -> str:
