@@ -407,7 +407,7 @@ class CommandClassifier:
             )
         ):
             self._flags.taints = True  # opaque code in the shell itself can define anything
-        reason = verdict.opaque or _describe(verdict)
+        reason = verdict.opaque or (_SAFE_REASON if verdict is SAFE else _describe(verdict))
         self._record(
             SimpleCommand(
                 kind,
@@ -484,3 +484,6 @@ def _describe(verdict: Verdict) -> str:
     family = verdict.rule.split(".", 1)[0]
     names = {0: "a known-safe read", 1: "reversible", 2: "stateful", 3: "irreversible"}
     return f"{family}: {names[verdict.tier]} ({verdict.rule})"
+
+
+_SAFE_REASON = _describe(SAFE)  # the reason of most commands of a long script
