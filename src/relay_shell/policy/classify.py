@@ -275,7 +275,7 @@ class CommandClassifier:
             return self._unknown(invocation, context)
         verdict = rule(invocation)
         self._raise_flags(invocation, context)
-        if invocation.dynamic() and name in WORST:
+        if name in WORST and invocation.dynamic():
             verdict = verdict.worst(WORST[name])
         return verdict
 
