@@ -26,14 +26,8 @@ from relay_shell.policy.model import (
     Verdict,
     opaque,
 )
-from relay_shell.policy.paths import (
-    VARIABLE_REFERENCE,
-    Protected,
-    collapse,
-    is_system_path,
-    protected_rule,
-    word_names_protected,
-)
+from relay_shell.policy.named import NamedPaths
+from relay_shell.policy.paths import VARIABLE_REFERENCE, Protected, collapse, is_system_path, protected_rule
 from relay_shell.policy.raw import RawRedirect
 from relay_shell.policy.relay_verbs import SELF_NAMES, acts_as_the_relay
 from relay_shell.policy.resolution import PLACE_VERDICTS, SHELL_BUILTINS, resolve, system_file
@@ -97,6 +91,7 @@ class Flags:
     missing: list[int] = field(default_factory=list)  # positions of commands whose name is on no PATH
     named: dict[tuple[object, ...], str | None] = field(default_factory=dict)  # protected_word, this call
     named_words: dict[tuple[object, ...], str | None] = field(default_factory=dict)  # a word, every cwd
+    named_plain: dict[tuple[object, ...], dict[str, str | None]] = field(default_factory=dict)  # by text
 
 
 def known_safe_name(name: str) -> bool:
@@ -118,7 +113,11 @@ class CommandClassifier:
         *,
         spellings: bool = True,
     ) -> None:
-        self._protected = protected
+        self._named = (
+            NamedPaths(protected, flags.named, flags.named_words, flags.named_plain)
+            if protected is not None
+            else None
+        )
         self._search_path = search_path
         self._record = record
         self._flags = flags
@@ -276,7 +275,7 @@ class CommandClassifier:
             return self._unknown(invocation, context)
         verdict = rule(invocation)
         self._raise_flags(invocation, context)
-        if invocation.dynamic() and name in WORST:
+        if name in WORST and invocation.dynamic():
             verdict = verdict.worst(WORST[name])
         return verdict
 
@@ -343,8 +342,9 @@ class CommandClassifier:
     def _known_safe(self, name: str, invocation: Invocation, current: list[Word], verdict: Verdict) -> bool:
         if verdict.tier > REVERSIBLE or verdict.opaque is not None:
             return False
-        if not all(word.plain for word in current):
-            return False
+        for word in current:
+            if not word.literal and not word.safe_glob:  # not plain
+                return False
         if (
             name not in BUILTINS
             and "/" not in current[0].text
@@ -357,27 +357,16 @@ class CommandClassifier:
     # -- paths ------------------------------------------------------------------------------
 
     def _named_paths(self, words: list[Word], cwd: str | None, context: Context) -> list[Verdict]:
-        protected = self._protected
-        if protected is None:
+        named = self._named
+        if named is None:
             return []
-        verdicts: list[Verdict] = []
         literal_only = bool(words and words[0].literal and words[0].text in _NOT_PATHS)
         candidates = (cwd, *context.other_cwds) if context.other_cwds else (cwd,)
-        remote = context.remote
-        memo = self._flags.named_words
-        for word in words:
-            key = (word.text, word.literal, word.glob, word.may_split, candidates, remote, literal_only)
-            if key in memo:
-                label = memo[key]
-            else:
-                label = None
-                for candidate in candidates:
-                    label = label or self.protected_word(word, candidate, remote, literal_only=literal_only)
-                memo[key] = label
-            if label is not None:
-                verdicts.append(Verdict(IRREVERSIBLE, protected_rule(label)))
-                self._flags.protected = True
-        return verdicts
+        labels = named.labels(words, candidates, context.remote, literal_only)
+        if not labels:
+            return []
+        self._flags.protected = True
+        return named.verdicts(labels)
 
     def protected_word(
         self, word: Word, cwd: str | None, remote: bool, *, literal_only: bool = False
@@ -387,14 +376,9 @@ class CommandClassifier:
         ``literal_only``: only a protected path written inside the word counts (the argument
         of ``echo`` is not opened).
         """
-        protected = self._protected
-        if protected is None:
+        if self._named is None:
             return None
-        key = (word.text, word.literal, word.glob, word.may_split, cwd, remote, literal_only)
-        memo = self._flags.named
-        if key not in memo:
-            memo[key] = word_names_protected(protected, word, cwd, remote, literal_only=literal_only)
-        return memo[key]
+        return self._named.word(word, cwd, remote, literal_only=literal_only)
 
     # -- recording --------------------------------------------------------------------------
 
@@ -423,7 +407,7 @@ class CommandClassifier:
             )
         ):
             self._flags.taints = True  # opaque code in the shell itself can define anything
-        reason = verdict.opaque or _describe(verdict)
+        reason = verdict.opaque or (_SAFE_REASON if verdict is SAFE else _describe(verdict))
         self._record(
             SimpleCommand(
                 kind,
@@ -500,3 +484,6 @@ def _describe(verdict: Verdict) -> str:
     family = verdict.rule.split(".", 1)[0]
     names = {0: "a known-safe read", 1: "reversible", 2: "stateful", 3: "irreversible"}
     return f"{family}: {names[verdict.tier]} ({verdict.rule})"
+
+
+_SAFE_REASON = _describe(SAFE)  # the reason of most commands of a long script

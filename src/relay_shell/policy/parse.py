@@ -16,12 +16,18 @@ the previous stage, a file, a here-document or here-string text), which is what 
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import NamedTuple
 
 from tree_sitter import Node, Tree
 
+from relay_shell.policy.arith_nodes import (
+    arithmetic_parts,
+    is_arithmetic,
+    operand_uses,
+    record_for,
+    test_evaluations,
+)
 from relay_shell.policy.grammar import (
     LEAVES,
     NESTED_REDIRECTS,
@@ -33,7 +39,6 @@ from relay_shell.policy.grammar import (
 )
 from relay_shell.policy.raw import (
     INPUT_OPERATORS,
-    INTEGER,
     IntegerTable,
     RawCommand,
     RawKind,
@@ -43,8 +48,6 @@ from relay_shell.policy.raw import (
 )
 from relay_shell.policy.words import Word, WordScanner, arith_assignments, arith_uses
 
-_ARITH_TEST_OPERATORS = {"-eq", "-ne", "-lt", "-le", "-gt", "-ge"}
-_SUBSCRIPT_TEST_OPERATORS = {"-v", "-R"}
 _NAMING_BUILTINS = {
     "read",
     "mapfile",
@@ -173,12 +176,12 @@ class ShellParser:
             self._test(node)
         elif kind == "function_definition":
             self._function(node)
-        elif kind in ("compound_statement", "c_style_for_statement") and self._is_arithmetic(node):
+        elif kind in ("compound_statement", "c_style_for_statement") and is_arithmetic(node):
             self._arithmetic(node)
         elif kind == "arithmetic_expansion":
             self._record_arith_assignments(self._text(node), node.start_byte)
         elif kind == "for_statement":
-            self._for(node)
+            record_for(node, self._text, self._integers)
 
     def _pipeline(self, node: Node, ctx: _Ctx) -> list[tuple[Node, _Ctx]]:
         children: list[tuple[Node, _Ctx]] = []
@@ -310,20 +313,10 @@ class ShellParser:
 
     def _test(self, node: Node) -> None:
         raw = RawCommand("test", node.start_byte, self._text(node), name="[[")
-        stack = list(node.named_children)
-        while stack:
-            child = stack.pop()
-            if child.type == "test_operator":
-                operator = self._text(child)
-                if operator in _SUBSCRIPT_TEST_OPERATORS:
-                    raw.reasons.append(f"the test {operator} evaluates an array subscript in its operand")
-            elif child.type == "binary_expression":
-                operator_node = child.child_by_field_name("operator")
-                if operator_node is not None and self._text(operator_node) in _ARITH_TEST_OPERATORS:
-                    for side in (child.child_by_field_name("left"), child.child_by_field_name("right")):
-                        if side is not None:
-                            raw.uses(_operand_uses(self._text(side)), side.start_byte)
-            stack.extend(child.named_children)
+        reasons, uses = test_evaluations(node, self._text)
+        raw.reasons.extend(reasons)
+        for names, position in uses:
+            raw.uses(names, position)
         words = [
             (
                 node.start_byte,
@@ -349,28 +342,11 @@ class ShellParser:
 
     def _arithmetic(self, node: Node) -> None:
         raw = RawCommand("arith", node.start_byte, self._text(node), name="((")
-        if node.type == "c_style_for_statement":
-            parts = [
-                c for f in ("initializer", "condition", "update") for c in node.children_by_field_name(f)
-            ]
-        else:
-            parts = [node]
-        for part in parts:
+        for part in arithmetic_parts(node):
             text = self._text(part)
             raw.uses(arith_uses(text), part.start_byte)
             self._record_arith_assignments(text, part.start_byte)
         self._add(raw, node, [], [], [], None)
-
-    def _for(self, node: Node) -> None:
-        variable = node.child_by_field_name("variable")
-        if variable is None:
-            return
-        values = [self._text(child) for child in node.children_by_field_name("value")]
-        name = self._text(variable)
-        if values and all(INTEGER.fullmatch(value) for value in values):
-            self._integers.integer(name, node.start_byte)
-        else:
-            self._integers.other.add(name)
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -389,8 +365,12 @@ class ShellParser:
         self._pending.append(_Pending(raw, words, assignments, redirects, pipe_from))
 
     def _finish(self, pending: _Pending) -> RawCommand:
-        raw = pending.command
+        raw, data, simple = pending.command, self._data, self._simple
         for start, end in pending.words:
+            known = simple.get(data[start:end])
+            if known is not None:  # nothing to expand (and no arithmetic to record)
+                raw.words.append(known)
+                continue
             found = self._words(start, end)
             raw.words.extend(found)
             for word in found:
@@ -438,7 +418,7 @@ class ShellParser:
         if name_node is not None and name_node.type == "subscript":
             index = name_node.child_by_field_name("index")
             if index is not None:
-                raw.uses(_operand_uses(self._text(index)), index.start_byte)
+                raw.uses(operand_uses(self._text(index)), index.start_byte)
             name = name.split("[", 1)[0]
         if value_node is None:
             value = Word("", True)
@@ -500,20 +480,9 @@ class ShellParser:
             return text, False
         return text, True
 
-    def _is_arithmetic(self, node: Node) -> bool:
-        return node.type == "c_style_for_statement" or (bool(node.children) and node.children[0].type == "((")
-
     def _record_arith_assignments(self, text: str, position: int) -> None:
         for name, offset in arith_assignments(text).items():
             self._integers.integer(name, position + offset)
 
     def _text(self, node: Node) -> str:
         return self._data[node.start_byte : node.end_byte].decode("utf-8", "surrogateescape")
-
-
-def _operand_uses(text: str) -> dict[str, int]:
-    """Variables an arithmetic operand evaluates: a bare name, ``$x`` or an expression."""
-    stripped = text.strip().strip("\"'")
-    if re.fullmatch(r"[A-Za-z_]\w*", stripped):
-        return {stripped: 0}
-    return arith_uses(text)

@@ -26,7 +26,11 @@ _MAX_GLOB_MATCHES = 32
 def render(words: Sequence[Word]) -> str:
     """Words as normalised text: literal words shell-quoted only when needed (absolute paths with
     ``//`` and ``/./`` collapsed), expansions as written."""
-    return " ".join(_quoted(word.text) if word.literal else word.text for word in words)
+    short = _short_quoted  # scripts repeat their words: a short literal is rendered once
+    return " ".join([
+        (short(word.text) if len(word.text) <= 200 else _quoted(word.text)) if word.literal else word.text
+        for word in words
+    ])  # fmt: skip
 
 
 def _quoted(text: str) -> str:

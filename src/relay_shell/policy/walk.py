@@ -98,6 +98,8 @@ class ParseWalk:
                 classifier.command([], [], context.stdin, context, extra, kind="redirect")
 
     def _raw_verdicts(self, raw: RawCommand, context: Context) -> list[Verdict]:
+        if not raw.reasons and not raw.arith:
+            return []
         verdicts = [opaque("opaque.unparsed", reason) for reason in raw.reasons]
         for name, position in raw.arith.items():
             if not context.integer_safe(name, position):

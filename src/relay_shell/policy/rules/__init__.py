@@ -8,6 +8,7 @@ another command, :func:`known_safe` the reads that may be tier 0.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from relay_shell.policy.rules import (  # noqa: F401 (fill RULES)
     builtins,
@@ -52,6 +53,14 @@ def lookup(name: str) -> Rule | None:
     found = RULES.get(name)
     if found is not None:
         return found
+    return _derived(name, len(RULES))
+
+
+@lru_cache(maxsize=4096)
+def _derived(name: str, table_size: int) -> Rule | None:
+    """The rule a name not in the table borrows (a pure function of the name while the table
+    keeps ``table_size`` entries: scripts repeat their unlisted names)."""
+    del table_size  # part of the cache key only
     if name.startswith("mkfs."):
         return RULES["mkfs"]
     if _VERSIONED_TOOL.fullmatch(name):
