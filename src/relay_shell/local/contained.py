@@ -53,6 +53,8 @@ FOLD_FOR_INPUT = "IFS= read -r RELAY_SHELL_HOLD || exit 125; unset RELAY_SHELL_H
 FOLD_NO_INPUT = "IFS= read -r RELAY_SHELL_HOLD || exit 125; unset RELAY_SHELL_HOLD; exec </dev/null"
 """The hold as the first line of the command's own ``/bin/sh -c`` text (dash only, see :func:`fold_argv`)."""
 _SHELL_IS_DASH: dict[tuple[int, int], bool] = {}
+MAX_ARG_STRLEN = os.sysconf("SC_PAGE_SIZE") * 32
+"""The kernel's bound on one argument string, its NUL included (``execve`` fails with E2BIG)."""
 
 
 def hold_argv(argv: Sequence[str], *, input_follows: bool, program: str = HOLD_PROGRAM) -> list[str]:
@@ -99,11 +101,15 @@ def fold_argv(argv: Sequence[str], *, input_follows: bool) -> list[str] | None:
     differently: the line numbers in the shell's own messages are one more (``sh: 2:
     ...: not found``; Debian's dash has no ``$LINENO``), and its argv (``ps``) shows the
     hold's line; nothing else (``$0``, positional parameters, ``$?``, options, traps,
-    stdin, the exported environment).
+    stdin, the exported environment). A TEXT that fits the kernel's bound on one argument
+    (:data:`MAX_ARG_STRLEN`) alone but not with the hold's line is not folded.
     """
     if len(argv) != 3 or argv[1] != "-c" or not os.path.isabs(argv[0]) or not is_dash(argv[0]):
         return None
-    return [argv[0], "-c", f"{FOLD_FOR_INPUT if input_follows else FOLD_NO_INPUT}\n{argv[2]}"]
+    text = f"{FOLD_FOR_INPUT if input_follows else FOLD_NO_INPUT}\n{argv[2]}"
+    if len(text) >= MAX_ARG_STRLEN // 4 and len(os.fsencode(text)) >= MAX_ARG_STRLEN:
+        return None
+    return [argv[0], "-c", text]
 
 
 def is_dash(program: str) -> bool:
