@@ -242,3 +242,33 @@ async def test_exit_status_is_the_same_behind_every_hold(service: ContainmentSer
             )
         statuses.add((report.exit_code, report.signal, render_capture(report.capture)))
     assert len(statuses) == 1, statuses
+
+
+@pytest.mark.parametrize("text", ["-x", "+x", "--", "-", "-o", "-e\necho hi", "-c", "+"])
+async def test_a_text_that_reads_as_options_behaves_as_alone(service: ContainmentService, text: str) -> None:
+    # dash reads a -c argument that starts with - or + as more options, and never runs it.
+    env = child_env()
+    expected = alone(text, env)
+    assert expected[0] == 2
+    report, _ = await contained_run(service, text, env)
+    assert (report.exit_code, render_capture(report.capture)) == expected
+
+
+async def test_a_shell_reached_through_a_link_is_not_folded(
+    service: ContainmentService, tmp_path: Path
+) -> None:
+    # A link to dash when the call is prepared may name bash by the time it is executed (a
+    # concurrent call can swap it), and bash runs BASH_ENV before the hold's first line.
+    witness = tmp_path / "ran"
+    startup = tmp_path / "startup"
+    startup.write_text(f"touch {witness}\n")
+    link = tmp_path / "shell"  # not "sh": bash started as sh reads no BASH_ENV
+    link.symlink_to(os.path.realpath(SH))
+    env = child_env(BASH_ENV=str(startup))
+    async with service.contain("exec") as contained:
+        launch = contained.launch([str(link), "-c", "true"], env=env, cwd=None, input_follows=False)
+    link.unlink()
+    link.symlink_to("/bin/bash")
+    completed = subprocess.run(launch.argv, input=b"", capture_output=True, env=env, timeout=30)
+    assert completed.returncode == 125  # never released: nothing ran
+    assert not witness.exists()

@@ -101,10 +101,17 @@ def fold_argv(argv: Sequence[str], *, input_follows: bool) -> list[str] | None:
     differently: the line numbers in the shell's own messages are one more (``sh: 2:
     ...: not found``; Debian's dash has no ``$LINENO``), and its argv (``ps``) shows the
     hold's line; nothing else (``$0``, positional parameters, ``$?``, options, traps,
-    stdin, the exported environment). A TEXT that fits the kernel's bound on one argument
-    (:data:`MAX_ARG_STRLEN`) alone but not with the hold's line is not folded.
+    stdin, the exported environment).
+
+    Not folded: a shell named by any other path than :data:`HOLD_PROGRAM` (a link that names
+    dash when this is called may name bash, which runs ``BASH_ENV`` first, when it is
+    executed); a TEXT that starts with ``-`` or ``+`` (alone, dash reads it as more options
+    and never runs it); a TEXT that fits the kernel's bound on one argument
+    (:data:`MAX_ARG_STRLEN`) alone but not with the hold's line.
     """
-    if len(argv) != 3 or argv[1] != "-c" or not os.path.isabs(argv[0]) or not is_dash(argv[0]):
+    if len(argv) != 3 or argv[0] != HOLD_PROGRAM or argv[1] != "-c" or not is_dash(argv[0]):
+        return None
+    if argv[2].startswith(("-", "+")):
         return None
     text = f"{FOLD_FOR_INPUT if input_follows else FOLD_NO_INPUT}\n{argv[2]}"
     if len(text) >= MAX_ARG_STRLEN // 4 and len(os.fsencode(text)) >= MAX_ARG_STRLEN:
