@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from relay_shell.capture import render_capture
+from relay_shell.capture import SplitCapture, render_capture
 from relay_shell.config import ContainmentMode
 from relay_shell.errors import InvalidInput, SpawnFailed
 from relay_shell.local.commands import prepare_exec
-from relay_shell.local.contained import fold_argv, is_dash
+from relay_shell.local.contained import fold_argv, hold_argv, hold_program, is_dash
 from relay_shell.local.containment import ContainmentService
 from relay_shell.local.runner import ProcessSpec, run_process
 from tests.components import cgroup_mechanism
@@ -272,3 +272,48 @@ async def test_a_shell_reached_through_a_link_is_not_folded(
     completed = subprocess.run(launch.argv, input=b"", capture_output=True, env=env, timeout=30)
     assert completed.returncode == 125  # never released: nothing ran
     assert not witness.exists()
+
+
+def test_the_two_exec_hold_in_bash_reads_nothing_of_the_environment_first(tmp_path: Path) -> None:
+    # bash -p: no BASH_ENV or ENV file, no SHELLOPTS (xtrace would expand PS4), no function.
+    witness = tmp_path / "ran"
+    startup = tmp_path / "startup"
+    startup.write_text(f"touch {witness}\n")
+    env = child_env(
+        BASH_ENV=str(startup),
+        ENV=str(startup),
+        SHELLOPTS="xtrace:errexit",
+        BASHOPTS="extdebug",
+        PS4=f"$(touch {witness})+ ",
+        **{f"BASH_FUNC_{name}%%": f"() {{ touch {witness}; }}" for name in ("read", "unset", "exit", "exec")},
+    )
+    argv = hold_argv(["/usr/bin/env"], input_follows=False, program=hold_program(env))
+    assert argv[0] == "/bin/bash"
+    completed = subprocess.run(argv, input=b"", capture_output=True, env=env, timeout=30)
+    assert (completed.returncode, completed.stdout, completed.stderr) == (125, b"", b"")
+    assert not witness.exists()
+    completed = subprocess.run(argv, input=b"\n", capture_output=True, env=env, timeout=30)
+    assert completed.returncode == 0 and b"BASH_FUNC_read%%=" in completed.stdout
+    assert not witness.exists()
+
+
+@pytest.mark.parametrize(
+    "text", ["echo out; echo err >&2; exit 3", "relay-shell-no-such-command", "echo a; if"]
+)
+async def test_split_streams_are_as_alone(service: ContainmentService, text: str) -> None:
+    env = child_env()
+    completed = subprocess.run(
+        [SH, "-c", text], stdin=subprocess.DEVNULL, capture_output=True, env=env, timeout=30
+    )
+    async with service.contain("exec") as contained:
+        report = await run_process(
+            ProcessSpec(argv=[SH, "-c", text], env=env, merge_stderr=False),
+            timeout_s=20,
+            budget=4096,
+            contained=contained,
+        )
+    capture = report.capture
+    assert isinstance(capture, SplitCapture)
+    assert report.exit_code == completed.returncode
+    assert capture.stdout.render() == completed.stdout.decode()
+    assert one_line_further(capture.stderr.render()) == completed.stderr.decode()

@@ -148,6 +148,7 @@ async def test_calls_torn_down_behind_a_stuck_move_are_never_moved_or_reaped_ear
         stuck.gate.set()
         await until(lambda: not children(), "the zombie is reaped once the move is over")
     assert stuck.asked == [stuck_pid]  # the queued move of a torn-down call never ran
+    assert not first.directory.path.exists() and not second.directory.path.exists()
     assert queued_pid not in stuck.asked
     assert not witness.exists()
     assert descriptors() == before
