@@ -317,3 +317,41 @@ async def test_split_streams_are_as_alone(service: ContainmentService, text: str
     assert report.exit_code == completed.returncode
     assert capture.stdout.render() == completed.stdout.decode()
     assert one_line_further(capture.stderr.render()) == completed.stderr.decode()
+
+
+@pytest.mark.parametrize("path", ["bin", "bin:/usr/bin", ":/nonexistent", "./bin"])
+async def test_a_relative_path_entry_is_searched_from_the_calls_directory(
+    service: ContainmentService, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, path: str
+) -> None:
+    # As execvp in the child does: relative PATH entries (an empty one is ".") name
+    # directories under the child's working directory, not the server's.
+    workdir, elsewhere = tmp_path / "work", tmp_path / "server"
+    for directory in (workdir, elsewhere):
+        (directory / "bin").mkdir(parents=True)
+    program = "relay-shell-probe"
+    target = workdir / ("bin" if path != ":/nonexistent" else "") / program
+    target.write_text("#!/bin/sh\necho found\n")
+    target.chmod(0o755)
+    decoy = elsewhere / "bin" / program
+    decoy.write_text("#!/bin/sh\necho decoy\n")
+    decoy.chmod(0o755)
+    monkeypatch.chdir(elsewhere)
+    env = child_env(PATH=path)
+    direct = subprocess.run([program], cwd=workdir, env=env, capture_output=True, timeout=30)
+    assert (direct.returncode, direct.stdout) == (0, b"found\n")
+    async with service.contain("exec") as contained:
+        report = await run_process(
+            ProcessSpec(argv=[program], env=env, cwd=workdir), timeout_s=20, budget=4096, contained=contained
+        )
+    assert (report.exit_code, render_capture(report.capture)) == (0, "found\n")
+    target.unlink()  # now only the server's directory has it: the child cannot find it
+    with pytest.raises(FileNotFoundError):
+        subprocess.run([program], cwd=workdir, env=env, capture_output=True, timeout=30)
+    async with service.contain("exec") as contained:
+        with pytest.raises(SpawnFailed, match="No such file"):
+            await run_process(
+                ProcessSpec(argv=[program], env=env, cwd=workdir),
+                timeout_s=20,
+                budget=4096,
+                contained=contained,
+            )

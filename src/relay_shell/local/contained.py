@@ -421,7 +421,10 @@ def _alive(pid: int) -> bool:
 
 
 def check_program(program: str, env: Mapping[str, str], cwd: Path | None) -> None:
-    """Fail as a direct exec would when ``program`` cannot be run (a held child would exit 127)."""
+    """Fail as a direct exec would when ``program`` cannot be run (a held child would exit 127).
+
+    The search is the child's: relative ``PATH`` entries start from ``cwd``.
+    """
     if "/" in program:
         path = program if os.path.isabs(program) or cwd is None else os.path.join(cwd, program)
         try:
@@ -431,8 +434,18 @@ def check_program(program: str, env: Mapping[str, str], cwd: Path | None) -> Non
         if regular and os.access(path, os.X_OK):
             return
         reason = "Permission denied" if regular is not None else "No such file or directory"
-    elif shutil.which(program, path=env.get("PATH", os.defpath)) is not None:
+    elif shutil.which(program, path=search_path(env.get("PATH", os.defpath), cwd)) is not None:
         return
     else:
         reason = "No such file or directory"
     raise SpawnFailed(f"cannot start {program!r}: {reason}")
+
+
+def search_path(path: str, cwd: Path | None) -> str:
+    """``path`` with its relative entries (an empty one is ``.``) made absolute from ``cwd``, as
+    the child's ``execvp`` sees them after its ``chdir``; unchanged without a ``cwd``."""
+    if cwd is None:
+        return path
+    return os.pathsep.join(
+        entry if os.path.isabs(entry) else os.path.join(cwd, entry) for entry in path.split(os.pathsep)
+    )
