@@ -355,3 +355,52 @@ async def test_a_relative_path_entry_is_searched_from_the_calls_directory(
                 budget=4096,
                 contained=contained,
             )
+
+
+@pytest.mark.parametrize(
+    ("content", "error"),
+    [
+        (b"echo ran-as-a-script\n", "Exec format error"),  # the shell's exec would run it with sh
+        (b"#!/nonexistent/interpreter\necho ran\n", "No such file"),
+        (b"#!relative-interpreter\necho ran\n", "No such file"),
+        (b"", "Exec format error"),
+    ],
+)
+async def test_a_program_the_kernel_cannot_execute_fails_to_start_as_alone(
+    service: ContainmentService, tmp_path: Path, content: bytes, error: str
+) -> None:
+    program = tmp_path / "program"
+    program.write_bytes(content)
+    program.chmod(0o755)
+    env = child_env(PATH=f"{tmp_path}:{child_env()['PATH']}")
+    for argv0 in (str(program), "program"):
+        with pytest.raises(OSError, match=error):
+            subprocess.run([argv0], env=env, cwd=tmp_path, capture_output=True, timeout=30)
+        async with service.contain("exec") as contained:
+            with pytest.raises(SpawnFailed, match=error):
+                await run_process(
+                    ProcessSpec(argv=[argv0], env=env, cwd=tmp_path),
+                    timeout_s=20,
+                    budget=4096,
+                    contained=contained,
+                )
+
+
+async def test_programs_the_kernel_can_execute_still_run(service: ContainmentService, tmp_path: Path) -> None:
+    scripts = {
+        "absolute": b"#!/bin/sh\necho absolute\n",
+        "with-env": b"#! /usr/bin/env sh\necho with-env\n",
+        "relative": b"#!sh-copy\necho relative\n",  # the interpreter is found from the cwd, as the kernel does
+    }
+    (tmp_path / "sh-copy").symlink_to(os.path.realpath(SH))
+    for name, content in scripts.items():
+        (tmp_path / name).write_bytes(content)
+        (tmp_path / name).chmod(0o755)
+        async with service.contain("exec") as contained:
+            report = await run_process(
+                ProcessSpec(argv=[f"./{name}"], env=child_env(), cwd=tmp_path),
+                timeout_s=20,
+                budget=4096,
+                contained=contained,
+            )
+        assert (report.exit_code, render_capture(report.capture)) == (0, f"{name}\n")

@@ -13,9 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import shutil
 import signal
-import stat
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -34,6 +32,7 @@ from relay_shell.local.processes import (
     process_table,
     read_entry,
 )
+from relay_shell.local.programs import check_program
 
 log = logging.getLogger("relay_shell.containment")
 
@@ -418,34 +417,3 @@ def _alive(pid: int) -> bool:
     """True while ``pid`` runs (a zombie is not alive)."""
     entry = read_entry(pid)
     return entry is not None and entry.alive
-
-
-def check_program(program: str, env: Mapping[str, str], cwd: Path | None) -> None:
-    """Fail as a direct exec would when ``program`` cannot be run (a held child would exit 127).
-
-    The search is the child's: relative ``PATH`` entries start from ``cwd``.
-    """
-    if "/" in program:
-        path = program if os.path.isabs(program) or cwd is None else os.path.join(cwd, program)
-        try:
-            regular = stat.S_ISREG(os.stat(path).st_mode)
-        except OSError:
-            regular = None
-        if regular and os.access(path, os.X_OK):
-            return
-        reason = "Permission denied" if regular is not None else "No such file or directory"
-    elif shutil.which(program, path=search_path(env.get("PATH", os.defpath), cwd)) is not None:
-        return
-    else:
-        reason = "No such file or directory"
-    raise SpawnFailed(f"cannot start {program!r}: {reason}")
-
-
-def search_path(path: str, cwd: Path | None) -> str:
-    """``path`` with its relative entries (an empty one is ``.``) made absolute from ``cwd``, as
-    the child's ``execvp`` sees them after its ``chdir``; unchanged without a ``cwd``."""
-    if cwd is None:
-        return path
-    return os.pathsep.join(
-        entry if os.path.isabs(entry) else os.path.join(cwd, entry) for entry in path.split(os.pathsep)
-    )
