@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Collection, Iterator
 from pathlib import Path
 
 import pytest
@@ -80,14 +80,15 @@ def descriptors() -> list[str]:
     return sorted(found)
 
 
-def children() -> dict[int, bool]:
-    """This process's children now: pid -> alive (False: a zombie not reaped yet)."""
+def children(before: Collection[int] = ()) -> dict[int, bool]:
+    """This process's children now but those in ``before`` (a session fixture's servers):
+    pid -> alive (False: a zombie not reaped yet)."""
     me = os.getpid()
     found: dict[int, bool] = {}
     for name in os.listdir("/proc"):
         if name.isdigit() and (entry := read_entry(int(name))) is not None and entry.ppid == me:
             found[entry.pid] = entry.alive
-    return found
+    return {pid: alive for pid, alive in found.items() if pid not in before}
 
 
 async def until(condition: object, what: str) -> None:
@@ -107,7 +108,7 @@ async def test_a_call_with_input_times_out_while_its_move_is_stuck(
     service: ContainmentService, stuck: StuckMover, tmp_path: Path
 ) -> None:
     witness = tmp_path / "ran"
-    before = descriptors()
+    before, others = descriptors(), children()
     async with service.contain("exec") as contained:
         call = run_process(
             spec(f"touch {witness}; cat", stdin=b"input"), timeout_s=0.2, budget=4096, contained=contained
@@ -116,7 +117,7 @@ async def test_a_call_with_input_times_out_while_its_move_is_stuck(
             await asyncio.wait_for(call, SETTLE_S / 2)
         assert not stuck.gate.is_set()  # it returned while the move was still in the kernel
         stuck.gate.set()
-    await until(lambda: not children(), "the held child is reaped once its move is over")
+    await until(lambda: not children(others), "the held child is reaped once its move is over")
     assert not witness.exists()
     assert descriptors() == before
 
@@ -125,7 +126,7 @@ async def test_calls_torn_down_behind_a_stuck_move_are_never_moved_or_reaped_ear
     service: ContainmentService, stuck: StuckMover, tmp_path: Path
 ) -> None:
     witness = tmp_path / "ran"
-    before = descriptors()
+    before, others = descriptors(), children()
     async with service.contain("exec") as first, service.contain("exec") as second:
         assert isinstance(first, CgroupContained) and isinstance(second, CgroupContained)
         stuck_call = asyncio.ensure_future(
@@ -144,9 +145,9 @@ async def test_calls_torn_down_behind_a_stuck_move_are_never_moved_or_reaped_ear
         assert not stuck.gate.is_set()
         # The write naming the first child's pid is still in flight: it stays our zombie, so
         # the number cannot be given to another process before that write is over.
-        assert children() == {stuck_pid: False}
+        assert children(others) == {stuck_pid: False}
         stuck.gate.set()
-        await until(lambda: not children(), "the zombie is reaped once the move is over")
+        await until(lambda: not children(others), "the zombie is reaped once the move is over")
     assert stuck.asked == [stuck_pid]  # the queued move of a torn-down call never ran
     assert not first.directory.path.exists() and not second.directory.path.exists()
     assert queued_pid not in stuck.asked
@@ -187,7 +188,7 @@ async def test_two_hundred_calls_leave_nothing_behind(service: ContainmentServic
 
     directories: set[Path] = set()
     await one(0)
-    before = descriptors()
+    before, others = descriptors(), children()
     results: list[tuple[int, str | None]] = []
     for batch in range(10):
         results += await asyncio.gather(*(one(batch * 20 + index) for index in range(20)))
@@ -196,7 +197,7 @@ async def test_two_hundred_calls_leave_nothing_behind(service: ContainmentServic
         if number % 5 in expected:
             assert output == expected[number % 5].replace("%d", str(number))
     assert descriptors() == before  # no pidfd, pipe or cgroup file left open
-    assert not children()
+    assert not children(others)
     assert [path for path in directories if path.exists()] == []
     server_directory = next(iter(directories)).parent
     assert [entry for entry in server_directory.iterdir() if entry.is_dir()] == []
