@@ -85,7 +85,7 @@ STDIN_TEXTS = {
 }
 
 
-@pytest.mark.parametrize("data", [b"x", b"\n", b"one\ntwo\n", b"\n\nlast", b"y" * 200_000], ids=len)
+@pytest.mark.parametrize("data", [b"", b"one\n\nlast", b"y" * 200_000], ids=len)
 @pytest.mark.parametrize("text", list(STDIN_TEXTS.values()), ids=list(STDIN_TEXTS))
 async def test_input_is_delivered_as_alone(service: ContainmentService, text: str, data: bytes) -> None:
     env = child_env()
