@@ -26,6 +26,15 @@ class ChildProcess:
         self._popen = popen
         self.pid = popen.pid
         self._pidfd = os.pidfd_open(popen.pid)
+        self._gate: asyncio.Future[Exception | None] | None = None
+
+    def reap_after(self, gate: asyncio.Future[Exception | None]) -> None:
+        """Never reap the child before ``gate`` is done (a write naming its pid may be in flight:
+        reaped, the pid could be reused by another process). :meth:`close` then reaps it later."""
+        self._gate = gate
+
+    def _gated(self) -> bool:
+        return self._gate is not None and not self._gate.done()
 
     @property
     def returncode(self) -> int | None:
@@ -45,9 +54,11 @@ class ChildProcess:
             loop.remove_reader(self._pidfd)
 
     async def wait(self) -> int:
-        """Wait for the exit and reap the child; its exit status."""
+        """Wait for the exit (and the gate of :meth:`reap_after`), reap the child; its exit status."""
         if self.returncode is None:
             await self.exited()
+            if self._gate is not None:
+                await asyncio.shield(self._gate)
             self._reap()
         return self._popen.returncode
 
@@ -55,7 +66,7 @@ class ChildProcess:
         """Reap the child if it exited (never blocks); True once it is reaped."""
         if self._popen.returncode is not None:
             return True
-        if self._pidfd < 0:
+        if self._pidfd < 0 or self._gated():
             return False
         try:
             result = os.waitid(os.P_PIDFD, self._pidfd, os.WEXITED | os.WNOHANG)
@@ -75,6 +86,9 @@ class ChildProcess:
         if self._reap():
             os.close(self._pidfd)
             self._pidfd = -1
+            return
+        if self._gate is not None and not self._gate.done():  # closed again once it is done
+            self._gate.add_done_callback(lambda _: self.close())
             return
         try:
             loop = asyncio.get_running_loop()

@@ -13,9 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import shutil
 import signal
-import stat
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -34,6 +32,7 @@ from relay_shell.local.processes import (
     process_table,
     read_entry,
 )
+from relay_shell.local.programs import check_program
 
 log = logging.getLogger("relay_shell.containment")
 
@@ -53,6 +52,8 @@ FOLD_FOR_INPUT = "IFS= read -r RELAY_SHELL_HOLD || exit 125; unset RELAY_SHELL_H
 FOLD_NO_INPUT = "IFS= read -r RELAY_SHELL_HOLD || exit 125; unset RELAY_SHELL_HOLD; exec </dev/null"
 """The hold as the first line of the command's own ``/bin/sh -c`` text (dash only, see :func:`fold_argv`)."""
 _SHELL_IS_DASH: dict[tuple[int, int], bool] = {}
+MAX_ARG_STRLEN = os.sysconf("SC_PAGE_SIZE") * 32
+"""The kernel's bound on one argument string, its NUL included (``execve`` fails with E2BIG)."""
 
 
 def hold_argv(argv: Sequence[str], *, input_follows: bool, program: str = HOLD_PROGRAM) -> list[str]:
@@ -100,10 +101,21 @@ def fold_argv(argv: Sequence[str], *, input_follows: bool) -> list[str] | None:
     ...: not found``; Debian's dash has no ``$LINENO``), and its argv (``ps``) shows the
     hold's line; nothing else (``$0``, positional parameters, ``$?``, options, traps,
     stdin, the exported environment).
+
+    Not folded: a shell named by any other path than :data:`HOLD_PROGRAM` (a link that names
+    dash when this is called may name bash, which runs ``BASH_ENV`` first, when it is
+    executed); a TEXT that starts with ``-`` or ``+`` (alone, dash reads it as more options
+    and never runs it); a TEXT that fits the kernel's bound on one argument
+    (:data:`MAX_ARG_STRLEN`) alone but not with the hold's line.
     """
-    if len(argv) != 3 or argv[1] != "-c" or not os.path.isabs(argv[0]) or not is_dash(argv[0]):
+    if len(argv) != 3 or argv[0] != HOLD_PROGRAM or argv[1] != "-c" or not is_dash(argv[0]):
         return None
-    return [argv[0], "-c", f"{FOLD_FOR_INPUT if input_follows else FOLD_NO_INPUT}\n{argv[2]}"]
+    if argv[2].startswith(("-", "+")):
+        return None
+    text = f"{FOLD_FOR_INPUT if input_follows else FOLD_NO_INPUT}\n{argv[2]}"
+    if len(text) >= MAX_ARG_STRLEN // 4 and len(os.fsencode(text)) >= MAX_ARG_STRLEN:
+        return None
+    return [argv[0], "-c", text]
 
 
 def is_dash(program: str) -> bool:
@@ -405,21 +417,3 @@ def _alive(pid: int) -> bool:
     """True while ``pid`` runs (a zombie is not alive)."""
     entry = read_entry(pid)
     return entry is not None and entry.alive
-
-
-def check_program(program: str, env: Mapping[str, str], cwd: Path | None) -> None:
-    """Fail as a direct exec would when ``program`` cannot be run (a held child would exit 127)."""
-    if "/" in program:
-        path = program if os.path.isabs(program) or cwd is None else os.path.join(cwd, program)
-        try:
-            regular = stat.S_ISREG(os.stat(path).st_mode)
-        except OSError:
-            regular = None
-        if regular and os.access(path, os.X_OK):
-            return
-        reason = "Permission denied" if regular is not None else "No such file or directory"
-    elif shutil.which(program, path=env.get("PATH", os.defpath)) is not None:
-        return
-    else:
-        reason = "No such file or directory"
-    raise SpawnFailed(f"cannot start {program!r}: {reason}")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import queue
 import threading
@@ -29,7 +30,8 @@ class MoveTicket:
 
     ``release_fd`` (or -1) belongs to the mover once submitted: it writes the release line
     there after a successful move, unless :meth:`abandon` came first, and closes it in any
-    case (a held child that reads end of file exits 125 having run nothing).
+    case (a held child that reads end of file exits 125 having run nothing). A ticket
+    abandoned before its turn is never moved (its pid may be reaped and reused by then).
     :meth:`outcome` gives ``None`` once the move is done, or the error it raised.
     """
 
@@ -40,13 +42,25 @@ class MoveTicket:
     done: asyncio.Future[Exception | None]
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _abandoned: bool = False
+    _begun: bool = False
     released: bool = False
 
     def abandon(self) -> bool:
-        """No release after this (the call is being torn down). True if none was written."""
+        """No move if not begun, no release after this (the call is being torn down).
+
+        True if no release was written.
+        """
         with self._lock:
             self._abandoned = True
             return not self.released
+
+    def in_flight(self) -> asyncio.Future[Exception | None] | None:
+        """After :meth:`abandon`: while a write naming ``pid`` may still be in the kernel, the
+        future that settles after it (the child must not be reaped before: its pid could be
+        given to another process and moved instead); None when no write can come any more."""
+        with self._lock:
+            begun = self._begun
+        return self.done if begun and not self.done.done() else None
 
     async def outcome(self) -> Exception | None:
         """Wait for the move; None when the child is in its cgroup, else why not."""
@@ -57,10 +71,15 @@ class MoveTicket:
     def run(self) -> None:
         """In the mover thread: the move, the release, the close, the report to the loop."""
         error: Exception | None = None
-        try:
-            self.add(self.pid)
-        except Exception as exc:  # reported to the call, never lost with the thread
-            error = exc
+        with self._lock:
+            self._begun = not self._abandoned
+        if not self._begun:
+            error = ProcessLookupError(errno.ESRCH, "the move was abandoned before it began")
+        else:
+            try:
+                self.add(self.pid)
+            except Exception as exc:  # reported to the call, never lost with the thread
+                error = exc
         if self.release_fd >= 0:
             with self._lock:
                 if error is None and not self._abandoned:

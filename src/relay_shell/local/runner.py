@@ -138,11 +138,12 @@ class _Child:
 
 
 async def _spawn(spec: ProcessSpec, contained: Contained) -> _Child:
-    """Start the child, move it into ``contained``, then let a held child run.
+    """Start the child and have it moved into ``contained``; a held child runs once released.
 
     Without input, a held child is moved and released by the mover thread
-    (:meth:`CgroupContained.move`) while the loop goes on; with input, the loop waits for the
-    move, then writes the release line and the input follows it.
+    (:meth:`CgroupContained.move`) while the loop goes on; with input, the call's own pump
+    waits for the move (under the call's deadline), then writes the release line and the
+    input follows it.
 
     Raises:
         SpawnFailed: the program could not be started, or the child could not be contained
@@ -179,32 +180,57 @@ async def _spawn(spec: ProcessSpec, contained: Contained) -> _Child:
         await _contain(child, launch.held, spec.stdin is not None, contained)
     except BaseException:  # not contained (or cancelled meanwhile): still held, nothing of the command ran
         with anyio.CancelScope(shield=True):
-            if child.move is not None:
-                child.move.abandon()
+            gated = _abandon_move(child)
             _signal_group(process.pid, signal.SIGKILL)
-            await process.wait()
+            await (process.exited() if gated else process.wait())
         child.close()
         raise
     return child
 
 
 async def _contain(child: _Child, held: bool, input_follows: bool, contained: Contained) -> None:
-    """Take the freshly started child into ``contained``; release it when it is held."""
+    """Take the freshly started child into ``contained``; a held child is moved by the mover
+    thread, which also releases it when no input follows (else :func:`_release_and_feed` does,
+    under the call's deadline, once the move is done)."""
     pid = child.process.pid
     if not held:
         contained.adopt(pid)
         return
     if not isinstance(contained, CgroupContained) or child.stdin is None:
         raise SpawnFailed("a held child needs a cgroup and a stdin pipe")
-    if not input_follows:  # the mover releases it: no hand-back to the loop before it runs
-        child.move = contained.move(pid, release_fd=child.stdin.take_write())
-        child.stdin = None
+    if input_follows:
+        child.move = contained.move(pid)
         return
-    error = await contained.move(pid).outcome()
-    if error is not None:
-        raise contained.move_failed(error) from error
-    with contextlib.suppress(OSError):  # a pipe with room for it (or a child already gone)
-        os.write(child.stdin.write_fd, RELEASE_LINE)
+    child.move = contained.move(pid, release_fd=child.stdin.take_write())
+    child.stdin = None
+
+
+async def _release_and_feed(child: _Child, data: bytes) -> None:
+    """Feed ``data`` to the child's stdin; a held child first gets the release line, once it is
+    in its cgroup. A failed move closes the pipe instead: the hold reads end of file and
+    exits 125 having run nothing (the caller reports the move's error)."""
+    pipe = child.stdin
+    assert pipe is not None
+    if child.move is not None:
+        if await child.move.outcome() is not None:
+            pipe.close()
+            return
+        with contextlib.suppress(OSError):  # an empty pipe has room for it (or the child is gone)
+            os.write(pipe.write_fd, RELEASE_LINE)
+    await feed_pipe(pipe, data)
+
+
+def _abandon_move(child: _Child) -> bool:
+    """Tear down the held child's move: never moved or released after this. True when a write
+    naming its pid may still be in flight: the child is then reaped only after it."""
+    if child.move is None:
+        return False
+    child.move.abandon()
+    gate = child.move.in_flight()
+    if gate is None:
+        return False
+    child.process.reap_after(gate)
+    return True
 
 
 async def _pump(
@@ -224,7 +250,7 @@ async def _pump(
     process = child.process
     async with asyncio.TaskGroup() as tasks:
         if stdin is not None and child.stdin is not None:
-            tasks.create_task(feed_pipe(child.stdin, stdin))
+            tasks.create_task(_release_and_feed(child, stdin))
         readers = [
             tasks.create_task(drain_pipe(pipe, sink))
             for pipe, sink in zip(child.outputs, _sinks(capture), strict=True)
@@ -272,21 +298,21 @@ async def _stop(
 ) -> None:
     """Kill the child's process group and everything in its containment: TERM, a grace, KILL.
 
-    A held child whose move is still in flight is never released after this starts. Then
+    A held child whose move is still in flight is never moved or released after this starts,
+    nor reaped before that write is over (:meth:`ChildProcess.close` reaps it later). Then
     read what the killed processes had written and nobody read yet (at most
     ``DRAIN_AFTER_EXIT_S``: the writers are gone, so the pipes end at once unless something
     outside the containment holds them), so a timed-out or cancelled call reports all of it.
     """
     process = child.process
-    if child.move is not None:
-        child.move.abandon()
+    gated = _abandon_move(child)
     _signal_group(process.pid, signal.SIGTERM)  # start_new_session: the child leads its group
     await contained.kill(grace_s)
     _signal_group(process.pid, signal.SIGKILL)
     if process.returncode is None:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(grace_s):
-                await process.wait()
+                await (process.exited() if gated else process.wait())
     with contextlib.suppress(TimeoutError, OSError):
         async with asyncio.timeout(DRAIN_AFTER_EXIT_S):
             for pipe, sink in zip(child.outputs, _sinks(capture), strict=True):
