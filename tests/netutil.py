@@ -90,5 +90,8 @@ async def wait_refused(port: int) -> bool:
                 _, writer = await asyncio.open_connection("127.0.0.1", port)
             except ConnectionRefusedError:
                 return True
+            except ConnectionResetError:  # the listener closed while this connect was queued
+                await asyncio.sleep(0.02)
+                continue
             writer.close()
             await asyncio.sleep(0.02)
