@@ -43,6 +43,21 @@ class Classification:
 
 _BY_TIER = tuple(sorted(RULES, key=lambda rule: -rule.tier))  # stable: table order within a tier
 _NO_MATCH = Classification(REVERSIBLE, None, None)
+SHORT_TEXT = 4096
+"""Up to this many characters, the anchors are looked for all at once (cheaper than rule by
+rule); a longer text is scanned rule by rule, so an early match spares the other scans."""
+
+
+def _index_anchors() -> tuple[tuple[str, tuple[int, ...]], ...]:
+    by_anchor: dict[str, list[int]] = {}
+    for index, rule in enumerate(_BY_TIER):
+        for anchor in rule.anchors:
+            by_anchor.setdefault(anchor, []).append(index)
+    return tuple((anchor, tuple(rules)) for anchor, rules in by_anchor.items())
+
+
+_RULES_BY_ANCHOR = _index_anchors()
+_UNANCHORED = tuple(index for index, rule in enumerate(_BY_TIER) if not rule.anchors)
 _CONTINUATION = re.compile(r"\\\r?\n")
 _IFS = re.compile(r"\$\{?IFS\}?")
 _QUOTING = re.compile(r"[\\'\"]")
@@ -65,11 +80,31 @@ def classify_text(text: str) -> Classification:
     if not text.strip():
         return _NO_MATCH
     spellings = _spellings(text)
-    seen: list[dict[str, bool]] = [{} for _ in spellings]  # anchor -> present, per spelling
     lowered = [spelling.lower() for spelling in spellings]
+    if len(text) <= SHORT_TEXT:
+        return _classify_short(spellings, lowered)
+    seen: list[dict[str, bool]] = [{} for _ in spellings]  # anchor -> present, per spelling
     for rule in _BY_TIER:
         for spelling, lower, cache in zip(spellings, lowered, seen, strict=True):
             if _anchored(rule.anchors, lower, cache) and rule.pattern.search(spelling):
+                return Classification(rule.tier, rule.name, rule.family)
+    return _NO_MATCH
+
+
+def _classify_short(spellings: tuple[str, ...], lowered: list[str]) -> Classification:
+    """:func:`classify_text` for a short text: every anchor looked for once per spelling,
+    then only the rules one of them names are tried, in the same order (same answer)."""
+    candidates: list[set[int]] = []
+    for lower in lowered:
+        found: set[int] = set(_UNANCHORED)  # a rule without anchors is always tried
+        for anchor, rules in _RULES_BY_ANCHOR:
+            if anchor in lower:
+                found.update(rules)
+        candidates.append(found)
+    for index in sorted(set().union(*candidates)):
+        rule = _BY_TIER[index]
+        for spelling, found in zip(spellings, candidates, strict=True):
+            if index in found and rule.pattern.search(spelling):
                 return Classification(rule.tier, rule.name, rule.family)
     return _NO_MATCH
 
