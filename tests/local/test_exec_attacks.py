@@ -11,31 +11,22 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from relay_shell.capture import SplitCapture, render_capture
-from relay_shell.config import ContainmentMode
 from relay_shell.errors import InvalidInput, SpawnFailed
 from relay_shell.local.commands import prepare_exec
 from relay_shell.local.contained import fold_argv, hold_argv, hold_program, is_dash
 from relay_shell.local.containment import ContainmentService
 from relay_shell.local.runner import ProcessSpec, run_process
-from tests.components import cgroup_mechanism
 from tests.local.test_folded_hold import alone, child_env, contained_run, one_line_further
 
 SH = "/bin/sh"
 MAX_ARG_STRLEN = os.sysconf("SC_PAGE_SIZE") * 32
 pytestmark = pytest.mark.skipif(not is_dash(SH), reason="the fold applies only where /bin/sh is dash")
-
-
-@pytest.fixture(params=[cgroup_mechanism()])
-async def service(request: pytest.FixtureRequest) -> AsyncIterator[ContainmentService]:
-    containment = ContainmentService(ContainmentMode(request.param))
-    yield containment
-    await containment.aclose()
 
 
 def status_of(exit_code: int, signal: str | None) -> int:

@@ -12,33 +12,24 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import AsyncIterator, Collection, Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 
 import pytest
 
 from relay_shell.capture import render_capture
-from relay_shell.config import ContainmentMode
 from relay_shell.errors import ExecTimeout
 from relay_shell.local import cgroups
 from relay_shell.local.contained import CgroupContained, is_dash
 from relay_shell.local.containment import ContainmentService
 from relay_shell.local.processes import read_entry
 from relay_shell.local.runner import ProcessSpec, run_process
-from tests.components import cgroup_mechanism
 from tests.local.test_folded_hold import child_env
 
 SH = "/bin/sh"
 SETTLE_S = 10.0
 """Bound on waiting for something the test has just unblocked (never reached when it works)."""
 pytestmark = pytest.mark.skipif(not is_dash(SH), reason="the fold applies only where /bin/sh is dash")
-
-
-@pytest.fixture(params=[cgroup_mechanism()])
-async def service(request: pytest.FixtureRequest) -> AsyncIterator[ContainmentService]:
-    containment = ContainmentService(ContainmentMode(request.param))
-    yield containment
-    await containment.aclose()
 
 
 class StuckMover:

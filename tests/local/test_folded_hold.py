@@ -14,31 +14,21 @@ import os
 import re
 import subprocess
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from relay_shell.capture import render_capture
-from relay_shell.config import ContainmentMode
 from relay_shell.errors import SpawnFailed
 from relay_shell.local import contained as contained_module
 from relay_shell.local.contained import CgroupContained, fold_argv, hold_argv, is_dash
 from relay_shell.local.containment import ContainmentService
 from relay_shell.local.runner import ProcessSpec, run_process
 from relay_shell.report import ExecReport
-from tests.components import cgroup_mechanism
 from tests.conftest import pids_with_marker
 
 SH = "/bin/sh"
 pytestmark = pytest.mark.skipif(not is_dash(SH), reason="the fold applies only where /bin/sh is dash")
-
-
-@pytest.fixture(params=[cgroup_mechanism()])
-async def service(request: pytest.FixtureRequest) -> AsyncIterator[ContainmentService]:
-    containment = ContainmentService(ContainmentMode(request.param))
-    yield containment
-    await containment.aclose()
 
 
 def child_env(**extra: str) -> dict[str, str]:
