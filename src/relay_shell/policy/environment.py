@@ -16,29 +16,25 @@ from types import MappingProxyType
 from relay_shell.config import Settings
 from relay_shell.policy.paths import Protected
 
-GIT_SAFE_ENV: Mapping[str, str | None] = MappingProxyType({
-    "GIT_CONFIG_COUNT": "6",
-    "GIT_CONFIG_KEY_0": "core.fsmonitor", "GIT_CONFIG_VALUE_0": "false",
-    "GIT_CONFIG_KEY_1": "core.hooksPath", "GIT_CONFIG_VALUE_1": "/dev/null",
-    "GIT_CONFIG_KEY_2": "core.pager", "GIT_CONFIG_VALUE_2": "cat",
-    "GIT_CONFIG_KEY_3": "diff.external", "GIT_CONFIG_VALUE_3": "",
-    "GIT_CONFIG_KEY_4": "log.showSignature", "GIT_CONFIG_VALUE_4": "false",
-    "GIT_CONFIG_KEY_5": "gpg.program", "GIT_CONFIG_VALUE_5": "false",
-    "GIT_OPTIONAL_LOCKS": "0", "GIT_PAGER": "cat", "PAGER": "cat", "LESSSECURE": "1",
-    "GIT_EXTERNAL_DIFF": None, "GIT_CONFIG_PARAMETERS": None,
-})  # fmt: skip
+
+def _git_overlay(*config: tuple[str, str]) -> Mapping[str, str | None]:
+    """Environment that sets each ``config`` pair (``GIT_CONFIG_KEY_n``/``VALUE_n``), keeps
+    pagers inert and drops what would add configuration or run an external diff."""
+    overlay: dict[str, str | None] = {"GIT_CONFIG_COUNT": str(len(config))}
+    for index, (key, value) in enumerate(config):
+        overlay[f"GIT_CONFIG_KEY_{index}"] = key
+        overlay[f"GIT_CONFIG_VALUE_{index}"] = value
+    overlay |= {"GIT_OPTIONAL_LOCKS": "0", "GIT_PAGER": "cat", "PAGER": "cat", "LESSSECURE": "1"}
+    overlay |= {"GIT_EXTERNAL_DIFF": None, "GIT_CONFIG_PARAMETERS": None}
+    return MappingProxyType(overlay)
+
+
+_NO_CODE_CONFIG = (("core.fsmonitor", "false"), ("core.hooksPath", "/dev/null"), ("core.pager", "cat"))
+_NO_SIGNATURES = (("log.showSignature", "false"), ("gpg.program", "false"))
+GIT_SAFE_ENV = _git_overlay(*_NO_CODE_CONFIG, ("diff.external", ""), *_NO_SIGNATURES)
 """The overlay a tier-0 run of git gets on a remote host: configuration that would run code
 switched off (an empty ``diff.external`` makes ``git diff`` fail rather than run a program)."""
-LOCAL_GIT_SAFE_ENV: Mapping[str, str | None] = MappingProxyType({
-    "GIT_CONFIG_COUNT": "5",
-    "GIT_CONFIG_KEY_0": "core.fsmonitor", "GIT_CONFIG_VALUE_0": "false",
-    "GIT_CONFIG_KEY_1": "core.hooksPath", "GIT_CONFIG_VALUE_1": "/dev/null",
-    "GIT_CONFIG_KEY_2": "core.pager", "GIT_CONFIG_VALUE_2": "cat",
-    "GIT_CONFIG_KEY_3": "log.showSignature", "GIT_CONFIG_VALUE_3": "false",
-    "GIT_CONFIG_KEY_4": "gpg.program", "GIT_CONFIG_VALUE_4": "false",
-    "GIT_OPTIONAL_LOCKS": "0", "GIT_PAGER": "cat", "PAGER": "cat", "LESSSECURE": "1",
-    "GIT_EXTERNAL_DIFF": None, "GIT_CONFIG_PARAMETERS": None,
-})  # fmt: skip
+LOCAL_GIT_SAFE_ENV = _git_overlay(*_NO_CODE_CONFIG, *_NO_SIGNATURES)
 """The overlay of a local tier-0 git: a local read is tier 0 only when no configuration file
 it loads names a driver or an external diff (:mod:`relay_shell.policy.rules.git_config`),
 so ``diff.external`` needs no override and ``git diff`` works."""
