@@ -515,8 +515,8 @@ async def test_a_call_cancelled_while_its_child_is_moved_runs_nothing(
         async with service.contain("exec") as contained:
             call = asyncio.create_task(
                 run_process(
-                    ProcessSpec(
-                        argv=["/bin/sh", "-c", f"touch {witness}; sleep {marker}"], env=dict(os.environ)
+                    ProcessSpec(  # a $0 of its own: not folded, so it is held and moved by the server
+                        argv=["/bin/sh", "-c", f"touch {witness}; sleep {marker}", "sh"], env=dict(os.environ)
                     ),
                     timeout_s=30,
                     budget=4096,

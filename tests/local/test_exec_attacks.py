@@ -19,7 +19,7 @@ import pytest
 from relay_shell.capture import SplitCapture, render_capture
 from relay_shell.errors import InvalidInput, SpawnFailed
 from relay_shell.local.commands import prepare_exec
-from relay_shell.local.contained import fold_argv, hold_argv, hold_program, is_dash
+from relay_shell.local.contained import hold_argv, hold_program, is_dash, join_argv
 from relay_shell.local.containment import ContainmentService
 from relay_shell.local.runner import ProcessSpec, run_process
 from tests.local.test_folded_hold import alone, child_env, contained_run, one_line_further
@@ -126,9 +126,10 @@ async def test_a_text_over_the_kernels_argument_limit_fails_as_alone(service: Co
 
 def test_the_fold_keeps_within_the_argument_limit() -> None:
     fits = "x" * (MAX_ARG_STRLEN - 1)  # alone it fits exactly; folded it would not
-    assert fold_argv([SH, "-c", fits], input_follows=False) is None
-    assert fold_argv([SH, "-c", "é" * (MAX_ARG_STRLEN // 2 - 1)], input_follows=True) is None
-    folded = fold_argv([SH, "-c", "x" * 1000], input_follows=False)
+    procs = Path("/sys/fs/cgroup/relay-shell-1-2/exec-3/cgroup.procs")
+    assert join_argv([SH, "-c", fits], procs) is None
+    assert join_argv([SH, "-c", "é" * (MAX_ARG_STRLEN // 2 - 1)], procs) is None
+    folded = join_argv([SH, "-c", "x" * 1000], procs)
     assert folded is not None and len(folded[2].encode()) < MAX_ARG_STRLEN
 
 
@@ -187,12 +188,13 @@ async def test_a_hostile_environment_runs_nothing_and_changes_nothing(
     assert expected[1] in (one_line_further(output), output)
     assert witness.exists() == ran_alone
     witness.unlink(missing_ok=True)
-    for input_follows in (False, True):
-        held = fold_argv([SH, "-c", text], input_follows=input_follows)
-        assert held is not None
-        completed = subprocess.run(held, input=b"", capture_output=True, env=env, timeout=30)
-        assert (completed.returncode, completed.stdout, completed.stderr) == (125, b"", b"")
-    assert not witness.exists()  # no release: neither the hold nor TEXT ran anything
+    procs = tmp_path / "no-such-cgroup" / "cgroup.procs"
+    joining = join_argv([SH, "-c", text], procs)
+    assert joining is not None
+    completed = subprocess.run(joining, input=b"", capture_output=True, env=env, timeout=30)
+    assert (completed.returncode, completed.stdout) == (125, b"")
+    assert completed.stderr == f"{SH}: 1: cannot create {procs}: Directory nonexistent\n".encode()
+    assert not witness.exists()  # a failed join: neither the join's line nor TEXT ran anything
 
 
 async def test_a_function_in_the_environment_is_never_imported_by_the_hold(

@@ -1,10 +1,12 @@
-"""The held exec path under hostile timing: a stuck move, cancellations and timeouts in flight, load.
+"""The contained exec path under hostile timing: a stuck move, cancellations and timeouts in flight, load.
 
-A write to ``cgroup.procs`` can wait in the kernel; here the mover's write is held on a gate
+A call whose child the server moves (not folded: here ``sh -c TEXT $0``) waits on a write
+to ``cgroup.procs`` that can wait in the kernel; here the mover's write is held on a gate
 the test opens. A call torn down meanwhile must return at once, never release or move its
 child afterwards, and never reap that child while a write naming its pid may still be in
 flight (the number could be reused); after many calls nothing is left (descriptors, pidfds,
-cgroup directories, children of the server).
+cgroup directories, children of the server), whether the children joined their cgroups
+themselves or were moved.
 """
 
 from __future__ import annotations
@@ -91,8 +93,11 @@ async def until(condition: object, what: str) -> None:
         await asyncio.sleep(0.01)
 
 
-def spec(text: str, stdin: bytes | None = None) -> ProcessSpec:
-    return ProcessSpec(argv=[SH, "-c", text], env=child_env(), stdin=stdin)
+def spec(text: str, stdin: bytes | None = None, *, joins: bool = False) -> ProcessSpec:
+    """``sh -c text``: joining its cgroup itself (folded), or held and moved by the server (a
+    ``$0`` argument of its own keeps it from being folded; it is the same ``/bin/sh``)."""
+    argv = [SH, "-c", text] if joins else [SH, "-c", text, SH]
+    return ProcessSpec(argv=argv, env=child_env(), stdin=stdin)
 
 
 async def test_a_call_with_input_times_out_while_its_move_is_stuck(
@@ -160,7 +165,7 @@ async def test_two_hundred_calls_leave_nothing_behind(service: ContainmentServic
             assert isinstance(contained, CgroupContained)
             call = asyncio.ensure_future(
                 run_process(
-                    spec(text % number, stdin),
+                    spec(text % number, stdin, joins=number % 10 < 5),
                     timeout_s=0.05 if kind == 3 else 30,
                     budget=4096,
                     contained=contained,

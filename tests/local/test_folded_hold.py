@@ -3,9 +3,9 @@
 Each case runs TEXT twice with the same environment: alone (``/bin/sh -c TEXT``, nothing of
 ours) and through the runner in a cgroup containment (where ``/bin/sh`` is dash, folded).
 Exit status and output must be the same, except the line numbers in dash's own messages,
-which are one more (the hold is the text's first line; this dash has no ``$LINENO``), and
-a ``RELAY_SHELL_HOLD`` variable of the caller's, which the hold consumes as the two-exec
-hold always did.
+which are one more (the join is the text's first line; this dash has no ``$LINENO``), and
+a ``RELAY_SHELL_HOLD`` variable of the caller's, which the folded line unsets as the
+two-exec hold always did.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import pytest
 from relay_shell.capture import render_capture
 from relay_shell.errors import SpawnFailed
 from relay_shell.local import contained as contained_module
-from relay_shell.local.contained import CgroupContained, fold_argv, hold_argv, is_dash
+from relay_shell.local.contained import CgroupContained, hold_argv, is_dash, join_argv
 from relay_shell.local.containment import ContainmentService
 from relay_shell.local.runner import ProcessSpec, run_process
 from relay_shell.report import ExecReport
@@ -146,47 +146,61 @@ async def test_text_runs_in_the_calls_cgroup_and_its_background_job_is_killed(
     assert pids_with_marker(marker) == []
 
 
-def test_the_folded_text_runs_nothing_without_the_release(tmp_path: Path) -> None:
-    # Started exactly as the runner starts it, its stdin closed before any line was written:
-    # the hold reads end of file and exits 125; TEXT is not even parsed (no syntax error either).
+def test_the_folded_text_runs_nothing_when_its_join_fails(tmp_path: Path) -> None:
+    # Started exactly as the runner starts it, its cgroup gone: the join's redirection fails
+    # and the shell exits 125; TEXT is not even parsed (no syntax error either).
     witness = tmp_path / "ran"
+    procs = tmp_path / "gone" / "cgroup.procs"
     for text in (f"touch {witness}", f"touch {witness}\nif", "if"):
-        for input_follows in (False, True):
-            argv = fold_argv([SH, "-c", text], input_follows=input_follows)
+        for stdin in (b"", b"input\n"):
+            argv = join_argv([SH, "-c", text], procs)
             assert argv is not None
-            completed = subprocess.run(argv, input=b"", capture_output=True, env=child_env(), timeout=30)
-            assert (completed.returncode, completed.stdout, completed.stderr) == (125, b"", b"")
+            completed = subprocess.run(argv, input=stdin, capture_output=True, env=child_env(), timeout=30)
+            assert (completed.returncode, completed.stdout) == (125, b"")
+            assert completed.stderr == f"{SH}: 1: cannot create {procs}: Directory nonexistent\n".encode()
     assert not witness.exists()
 
 
-def test_the_environment_cannot_run_code_before_the_release(tmp_path: Path) -> None:
+async def test_the_environment_cannot_run_code_before_the_join(
+    service: ContainmentService, tmp_path: Path
+) -> None:
     witness = tmp_path / "ran"
     (tmp_path / "startup").write_text(f"touch {witness}\n")
     env = child_env(ENV=str(tmp_path / "startup"), BASH_ENV=str(tmp_path / "startup"))
     env["PATH"] = f"{tmp_path}:%builtin:{env['PATH']}"  # dash finds some builtins after such an entry
-    for name in ("read", "unset", "exit", "exec"):
+    for name in ("echo", "printf", "unset", "exit", "exec", "PATH=", "0"):
         (tmp_path / name).write_text(f"#!/bin/sh\ntouch {witness}\n")
         (tmp_path / name).chmod(0o755)
-    argv = fold_argv([SH, "-c", "true"], input_follows=False)
-    assert argv is not None
-    completed = subprocess.run(argv, input=b"\n", capture_output=True, env=env, timeout=30)
-    assert completed.returncode == 0, completed.stderr
+    async with service.contain("exec") as contained:
+        assert isinstance(contained, CgroupContained)
+        argv = join_argv(
+            [SH, "-c", "read -r line; cat /proc/self/cgroup"], contained.directory.path / "cgroup.procs"
+        )
+        assert argv is not None
+        completed = subprocess.run(argv, input=b"\n", capture_output=True, env=env, timeout=30)
+        assert (completed.returncode, completed.stderr) == (0, b"")
+        cgroup = [line for line in completed.stdout.decode().splitlines() if line.startswith("0::")]
+        assert cgroup == [f"0::{contained.directory.hierarchy_path}"]
     assert not witness.exists()
+    argv = join_argv([SH, "-c", "true"], tmp_path / "gone" / "cgroup.procs")
+    assert argv is not None
     completed = subprocess.run(argv, input=b"", capture_output=True, env=env, timeout=30)
     assert completed.returncode == 125
     assert not witness.exists()
 
 
 def test_only_dash_with_a_plain_minus_c_is_folded(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert fold_argv([SH, "-c", "true"], input_follows=False) is not None
-    assert fold_argv(["/bin/bash", "-c", "true"], input_follows=False) is None
-    assert fold_argv(["sh", "-c", "true"], input_follows=False) is None  # not a path: PATH decides
-    assert fold_argv([SH, "-c", "true", "name"], input_follows=False) is None  # $0 of its own
-    assert fold_argv([SH, "-e", "-c", "true"], input_follows=False) is None
-    assert fold_argv([SH, "-s"], input_follows=True) is None
+    procs = Path("/sys/fs/cgroup/relay-shell-1-2/exec-3/cgroup.procs")
+    assert join_argv([SH, "-c", "true"], procs) is not None
+    assert join_argv(["/bin/bash", "-c", "true"], procs) is None
+    assert join_argv(["sh", "-c", "true"], procs) is None  # not a path: PATH decides
+    assert join_argv([SH, "-c", "true", "name"], procs) is None  # $0 of its own
+    assert join_argv([SH, "-e", "-c", "true"], procs) is None
+    assert join_argv([SH, "-s"], procs) is None
+    assert join_argv([SH, "-c", "-x"], procs) is None and join_argv([SH, "-c", "+x"], procs) is None
     monkeypatch.setattr(contained_module, "_SHELL_IS_DASH", {})
     monkeypatch.setattr(contained_module.os.path, "realpath", lambda path: "/usr/bin/bash")
-    assert fold_argv([SH, "-c", "true"], input_follows=False) is None  # /bin/sh is bash: never
+    assert join_argv([SH, "-c", "true"], procs) is None  # /bin/sh is bash: never
 
 
 async def test_odd_names_keep_the_two_exec_hold(service: ContainmentService) -> None:
@@ -196,7 +210,8 @@ async def test_odd_names_keep_the_two_exec_hold(service: ContainmentService) -> 
             [SH, "-c", "true"], env=child_env(**{"A.B": "x"}), cwd=None, input_follows=False
         )
         direct = contained.launch(["true"], env=child_env(), cwd=None, input_follows=False)
-    assert plain.argv[:2] == [SH, "-c"] and plain.argv[2].endswith("\ntrue") and plain.held
+    assert plain.argv[:2] == [SH, "-c"] and plain.argv[2].endswith("\ntrue") and plain.joins
+    assert not plain.held and odd.held and not odd.joins and direct.held and not direct.joins
     assert odd.argv == hold_argv([SH, "-c", "true"], input_follows=False, program="/bin/bash")
     assert direct.argv == hold_argv(["true"], input_follows=False)
 

@@ -66,7 +66,7 @@ def locate_own_cgroup(mountinfo: str, proc_cgroup: str) -> Path | None:
     return None
 
 
-def _read_small(path: str) -> bytes:
+def read_small(path: str) -> bytes:
     """The whole of a small cgroupfs file, read with plain system calls (checked on every call,
     so no buffered text file object is built for it). Raises OSError."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
@@ -81,14 +81,19 @@ def _read_small(path: str) -> bytes:
 
 @dataclass
 class CgroupDir:
-    """One cgroup directory: its members, ``cgroup.kill``, removal."""
+    """One cgroup directory: its members, ``cgroup.kill``, removal.
+
+    ``hierarchy_path``: its path inside the cgroup v2 hierarchy, as ``/proc/<pid>/cgroup``
+    names it (empty when not known).
+    """
 
     path: Path
+    hierarchy_path: str = ""
 
     def procs(self) -> list[int]:
         """Pids in this cgroup (not its children); zombies are not listed."""
         try:
-            text = _read_small(os.path.join(self.path, "cgroup.procs"))
+            text = read_small(os.path.join(self.path, "cgroup.procs"))
         except FileNotFoundError:
             return []
         return [int(word) for word in text.split()]
@@ -104,7 +109,7 @@ class CgroupDir:
     def populated(self) -> bool:
         """True while a live process is in this cgroup or below it."""
         try:
-            text = _read_small(os.path.join(self.path, "cgroup.events"))
+            text = read_small(os.path.join(self.path, "cgroup.events"))
         except FileNotFoundError:
             return False
         return b"populated 1" in text

@@ -53,6 +53,16 @@ class ChildProcess:
         finally:
             loop.remove_reader(self._pidfd)
 
+    def exit_status(self) -> int | None:
+        """After :meth:`exited`: the status as :attr:`returncode` will give it, without reaping the
+        child (its pid, and its ``/proc`` entry, stay ours); None while it runs."""
+        if self._popen.returncode is not None:
+            return self._popen.returncode
+        result = os.waitid(os.P_PIDFD, self._pidfd, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        if result is None:
+            return None
+        return result.si_status if result.si_code == os.CLD_EXITED else -result.si_status
+
     async def wait(self) -> int:
         """Wait for the exit (and the gate of :meth:`reap_after`), reap the child; its exit status."""
         if self.returncode is None:

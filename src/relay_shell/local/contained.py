@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shlex
 import signal
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Literal
 
 from relay_shell.errors import SpawnFailed
-from relay_shell.local.cgroups import CgroupDir
+from relay_shell.local.cgroups import CgroupDir, read_small, unified_cgroup
 from relay_shell.local.mover import MOVER, MoveTicket
 from relay_shell.local.mover import RELEASE_LINE as MOVER_RELEASE_LINE
 from relay_shell.local.processes import (
@@ -48,9 +49,11 @@ HOLD_PROGRAM_ANY_NAME = "/bin/bash"
 HOLD_NAME = "relay-shell-hold"
 HOLD_FOR_INPUT = 'IFS= read -r RELAY_SHELL_HOLD || exit 125; unset RELAY_SHELL_HOLD; exec "$@"'
 HOLD_NO_INPUT = 'IFS= read -r RELAY_SHELL_HOLD || exit 125; unset RELAY_SHELL_HOLD; exec "$@" </dev/null'
-FOLD_FOR_INPUT = "IFS= read -r RELAY_SHELL_HOLD || exit 125; unset RELAY_SHELL_HOLD"
-FOLD_NO_INPUT = "IFS= read -r RELAY_SHELL_HOLD || exit 125; unset RELAY_SHELL_HOLD; exec </dev/null"
-"""The hold as the first line of the command's own ``/bin/sh -c`` text (dash only, see :func:`fold_argv`)."""
+JOIN_LINE = "PATH=/dev/null echo 0 >{procs} || exit 125; unset RELAY_SHELL_HOLD"
+"""The first line of a self-joining ``/bin/sh -c`` text (dash only, see :func:`join_argv`): the
+shell writes ``0`` (itself) into ``{procs}``, its call's ``cgroup.procs``, or exits 125."""
+JOIN_FAILED = 125
+"""The exit status of a self-joining child whose join failed (it ran nothing of the command)."""
 _SHELL_IS_DASH: dict[tuple[int, int], bool] = {}
 MAX_ARG_STRLEN = os.sysconf("SC_PAGE_SIZE") * 32
 """The kernel's bound on one argument string, its NUL included (``execve`` fails with E2BIG)."""
@@ -86,33 +89,43 @@ def hold_program(env: Mapping[str, str]) -> str:
     )
 
 
-def fold_argv(argv: Sequence[str], *, input_follows: bool) -> list[str] | None:
-    """``/bin/sh -c TEXT`` held by its own shell, or None when the hold cannot be folded into it.
+def join_argv(argv: Sequence[str], procs: Path) -> list[str] | None:
+    """``/bin/sh -c TEXT`` that joins its cgroup itself first, or None when it cannot be trusted to.
 
-    The hold's line becomes the first line of the ``-c`` text, on a line of its own: dash
-    parses and runs a ``-c`` text one complete command at a time, so the hold's ``read``
-    runs (and waits for :data:`RELEASE_LINE`) before a byte of TEXT is parsed, and TEXT
-    parses exactly as it would alone, one line further down. One ``exec`` instead of the
-    hold's two. Only where ``argv[0]`` is dash, which imports no function or alias from
-    the environment and reads no start-up file when not interactive, and finds ``read``
-    before any ``PATH`` entry; the caller keeps the two-exec hold (``-p``) for any other
-    shell, bash included, and for names that are not identifiers. What TEXT sees
-    differently: the line numbers in the shell's own messages are one more (``sh: 2:
-    ...: not found``; Debian's dash has no ``$LINENO``), and its argv (``ps``) shows the
-    hold's line; nothing else (``$0``, positional parameters, ``$?``, options, traps,
-    stdin, the exported environment).
+    The first line of the ``-c`` text writes ``0`` (the writing process: the shell itself)
+    into ``procs`` (the call's ``cgroup.procs``, single-quoted) or exits
+    :data:`JOIN_FAILED`; TEXT follows on a line of its own. dash parses and runs a ``-c``
+    text one complete command at a time, so the join is over before a byte of TEXT is
+    parsed, and TEXT parses exactly as it would alone, one line further down; a failed join
+    exits before TEXT is read. No process, write or hand-back of the server is needed.
 
-    Not folded: a shell named by any other path than :data:`HOLD_PROGRAM` (a link that names
-    dash when this is called may name bash, which runs ``BASH_ENV`` first, when it is
-    executed); a TEXT that starts with ``-`` or ``+`` (alone, dash reads it as more options
-    and never runs it); a TEXT that fits the kernel's bound on one argument
-    (:data:`MAX_ARG_STRLEN`) alone but not with the hold's line.
+    Why the environment cannot subvert the join: dash (only dash: ``argv[0]`` must be exactly
+    :data:`HOLD_PROGRAM` and be dash) imports no function or alias from the environment and
+    reads no start-up file when not interactive; ``echo`` is a regular built-in, which a
+    ``%builtin`` entry of ``PATH`` would let a ``PATH`` directory override, but a ``PATH``
+    assignment before the command without ``%builtin`` makes dash take the built-in before
+    any search (and ``/dev/null`` could not hold a program anyway); the line has no
+    expansion (``IFS`` plays no part) and ``0`` names the writer, whatever ``$$`` would say;
+    ``exit`` and ``unset`` are special built-ins. The caller tells a failed join from TEXT's
+    own ``exit 125`` by the exited child's cgroup (:meth:`CgroupContained.join_failure`).
+
+    What TEXT sees differently from ``/bin/sh -c TEXT`` alone: the line numbers in the
+    shell's own messages are one more (``sh: 2: ...: not found``; Debian's dash has no
+    ``$LINENO``), its argv (``ps``) shows the join's line, and a ``RELAY_SHELL_HOLD``
+    variable is unset, as every hold does; nothing else (``$0``, positional parameters,
+    ``$?``, options, traps, stdin, the exported environment).
+
+    Not taken (None): a shell named by any other path than :data:`HOLD_PROGRAM` (a link that
+    names dash when this is called may name bash, which runs ``BASH_ENV`` first, when it is
+    executed), or that is not dash; a TEXT that starts with ``-`` or ``+`` (alone, dash reads
+    it as more options and never runs it); a TEXT that fits the kernel's bound on one
+    argument (:data:`MAX_ARG_STRLEN`) alone but not with the join's line.
     """
     if len(argv) != 3 or argv[0] != HOLD_PROGRAM or argv[1] != "-c" or not is_dash(argv[0]):
         return None
     if argv[2].startswith(("-", "+")):
         return None
-    text = f"{FOLD_FOR_INPUT if input_follows else FOLD_NO_INPUT}\n{argv[2]}"
+    text = f"{JOIN_LINE.format(procs=shlex.quote(os.fspath(procs)))}\n{argv[2]}"
     if len(text) >= MAX_ARG_STRLEN // 4 and len(os.fsencode(text)) >= MAX_ARG_STRLEN:
         return None
     return [argv[0], "-c", text]
@@ -146,10 +159,15 @@ class Launch:
     ``held``: the child's stdin must be a pipe; it waits for :data:`RELEASE_LINE` on it
     before it runs the command (which then reads the rest of that pipe, or ``/dev/null``
     when no input follows). Without the line (EOF) it exits 125 having run nothing.
+
+    ``joins``: the child joins its cgroup itself before it runs anything of the command
+    (:func:`join_argv`); its stdin is the command's own. Exit :data:`JOIN_FAILED` outside the
+    cgroup means the join failed (:meth:`CgroupContained.join_failure`).
     """
 
     argv: list[str]
     held: bool
+    joins: bool = False
 
 
 class Contained(ABC):
@@ -258,9 +276,9 @@ class CgroupContained(Contained):
     ) -> Launch:
         check_program(argv[0], env, cwd)
         program = hold_program(env)
-        folded = fold_argv(argv, input_follows=input_follows) if program == HOLD_PROGRAM else None
-        if folded is not None:
-            return Launch(argv=folded, held=True)
+        joining = join_argv(argv, self.directory.path / "cgroup.procs") if program == HOLD_PROGRAM else None
+        if joining is not None:
+            return Launch(argv=joining, held=False, joins=True)
         return Launch(argv=hold_argv(argv, input_follows=input_follows, program=program), held=True)
 
     def adopt(self, pid: int) -> None:
@@ -271,6 +289,31 @@ class CgroupContained(Contained):
             raise self.move_failed(exc) from exc
         self.root = pid
         LIVE_ROOTS[pid] = self
+
+    def adopt_joining(self, pid: int) -> None:
+        """Take in the freshly spawned ``pid`` of a :attr:`Launch.joins` launch, which joins itself."""
+        self.root = pid
+        LIVE_ROOTS[pid] = self
+
+    def join_failure(self, pid: int) -> SpawnFailed | None:
+        """For a self-joining child that exited :data:`JOIN_FAILED`, not reaped yet: the error of a
+        failed join (it ran nothing), or None when it exited inside its cgroup (TEXT's own 125).
+
+        An exited child keeps its cgroup until it is reaped, and ``/proc/<pid>/cgroup`` still
+        names it; the pid is ours until then. A join that failed left the child where the
+        server is.
+        """
+        try:
+            where = unified_cgroup(read_small(f"/proc/{pid}/cgroup").decode(errors="replace"))
+        except OSError as exc:
+            where, reason = None, str(exc)
+        else:
+            reason = f"it exited in {where}"
+        if where is not None and where == self.directory.hierarchy_path:
+            return None
+        return SpawnFailed(
+            f"cannot move the process into its cgroup {self.directory.path}: it failed to join it ({reason})"
+        )
 
     def move_failed(self, exc: Exception) -> SpawnFailed:
         """The error of a call whose child could not be moved in (it ran nothing)."""

@@ -147,9 +147,13 @@ class ContainmentService:
 class CgroupHost:
     """This process's directory of per-call cgroups, ``<own cgroup>/relay-shell-<pid>-<start>``."""
 
-    def __init__(self, own: Path, directory: Path, swept: list[cgroups.SweptCgroup]) -> None:
+    def __init__(
+        self, own: Path, directory: Path, swept: list[cgroups.SweptCgroup], hierarchy_path: str = ""
+    ) -> None:
         self.own = own
         self.directory = directory
+        self.hierarchy_path = hierarchy_path
+        """``directory`` inside the cgroup v2 hierarchy, as ``/proc/<pid>/cgroup`` names it."""
         self.swept = swept
         self.pid = os.getpid()
 
@@ -166,7 +170,7 @@ class CgroupHost:
         except FileNotFoundError:
             self.directory.mkdir(exist_ok=True)
             os.mkdir(path)
-        return cgroups.CgroupDir(path)
+        return cgroups.CgroupDir(path, f"{self.hierarchy_path}/{name}" if self.hierarchy_path else "")
 
     def release(self) -> None:
         """Remove the directory if nothing runs in it (else the next start sweeps it)."""
@@ -234,8 +238,8 @@ def make_cgroup_host() -> CgroupHost | str:
     made = _make_cgroup_dir(cgroups.server_dir_name(os.getpid(), me.start_ticks if me else 0))
     if isinstance(made, str):
         return made
-    own, directory = made
-    return CgroupHost(own, directory, cgroups.sweep_stale(own))
+    own, directory, hierarchy_path = made
+    return CgroupHost(own, directory, cgroups.sweep_stale(own), hierarchy_path)
 
 
 def probe_cgroup() -> str | None:
@@ -248,8 +252,9 @@ def probe_cgroup() -> str | None:
     return None
 
 
-def _make_cgroup_dir(name: str) -> tuple[Path, Path] | str:
-    """Create ``name`` under this process's own cgroup v2; (own, directory) or why it cannot."""
+def _make_cgroup_dir(name: str) -> tuple[Path, Path, str] | str:
+    """Create ``name`` under this process's own cgroup v2; (own, directory, the directory's path
+    inside the hierarchy) or why it cannot."""
     try:
         mountinfo = Path("/proc/self/mountinfo").read_text()
         own_cgroup = Path("/proc/self/cgroup").read_text()
@@ -267,7 +272,8 @@ def _make_cgroup_dir(name: str) -> tuple[Path, Path] | str:
         with contextlib.suppress(OSError):
             directory.rmdir()
         return f"{own} has no cgroup.kill (Linux 5.14 or later is needed)"
-    return own, directory
+    own_path = cgroups.unified_cgroup(own_cgroup) or "/"
+    return own, directory, f"{own_path.rstrip('/')}/{name}"
 
 
 def _ignore_signal(signum: int, frame: object) -> None:

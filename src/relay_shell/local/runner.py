@@ -33,7 +33,7 @@ from relay_shell.capture import (
 )
 from relay_shell.errors import ExecTimeout, PartialOutput, SpawnFailed
 from relay_shell.local.child import ChildProcess, spawn_child
-from relay_shell.local.contained import RELEASE_LINE, CgroupContained, Contained
+from relay_shell.local.contained import JOIN_FAILED, RELEASE_LINE, CgroupContained, Contained
 from relay_shell.local.mover import MoveTicket
 from relay_shell.local.pipes import InputPipe, OutputPipe, drain_pipe, feed_pipe
 from relay_shell.report import ExecReport, signal_name
@@ -128,6 +128,7 @@ class _Child:
     outputs: list[OutputPipe]
     stdin: InputPipe | None = None
     move: MoveTicket | None = None
+    joins: bool = False
 
     def close(self) -> None:
         for pipe in self.outputs:
@@ -175,7 +176,7 @@ async def _spawn(spec: ProcessSpec, contained: Contained) -> _Child:
         pipe.close_write()
     if stdin is not None:
         stdin.close_read()
-    child = _Child(process, outputs, stdin)
+    child = _Child(process, outputs, stdin, joins=launch.joins)
     try:
         await _contain(child, launch.held, spec.stdin is not None, contained)
     except BaseException:  # not contained (or cancelled meanwhile): still held, nothing of the command ran
@@ -193,6 +194,9 @@ async def _contain(child: _Child, held: bool, input_follows: bool, contained: Co
     thread, which also releases it when no input follows (else :func:`_release_and_feed` does,
     under the call's deadline, once the move is done)."""
     pid = child.process.pid
+    if child.joins and isinstance(contained, CgroupContained):
+        contained.adopt_joining(pid)  # it joins itself before it runs anything of the command
+        return
     if not held:
         contained.adopt(pid)
         return
@@ -260,11 +264,11 @@ async def _pump(
         # them would postpone: then kill what the command left running (which closes the pipes
         # it held), drain what is left to read, and reap the child.
         await process.exited()
-        if child.move is not None and (error := await child.move.outcome()) is not None:
+        failure = await _containment_failure(child, contained)
+        if failure is not None:
             for task in (*readers, *([ticker] if ticker else [])):
                 task.cancel()
-            assert isinstance(contained, CgroupContained)
-            return contained.move_failed(error)
+            return failure
         left_running = await contained.kill(kill_grace_s)
         _, pending = await asyncio.wait(readers, timeout=DRAIN_AFTER_EXIT_S)
         for reader in pending:  # held by something outside the containment: stop reading
@@ -273,6 +277,18 @@ async def _pump(
         if ticker is not None:
             ticker.cancel()
     return bool(pending), left_running
+
+
+async def _containment_failure(child: _Child, contained: Contained) -> SpawnFailed | None:
+    """For a held or self-joining child that has exited (not reaped): the error when it was never
+    contained (it then ran nothing of the command), else None."""
+    if child.move is not None and (error := await child.move.outcome()) is not None:
+        assert isinstance(contained, CgroupContained)
+        return contained.move_failed(error)
+    if child.joins and child.process.exit_status() == JOIN_FAILED:
+        assert isinstance(contained, CgroupContained)
+        return contained.join_failure(child.process.pid)
+    return None
 
 
 async def _tick(capture: OutputCapture | SplitCapture, started: float, on_progress: ProgressCallback) -> None:
