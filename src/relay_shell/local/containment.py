@@ -7,10 +7,12 @@ chosen by ``RELAY_SHELL_CONTAINMENT``:
 
 - ``cgroup``: a cgroup v2 directory per call under the server's own cgroup
   (:mod:`relay_shell.local.cgroups`); ``cgroup.kill`` ends everything in it, ``setsid``
-  and double forks included. A one-shot child is started **held**: ``/bin/sh`` waits on
-  its stdin for one line that the server writes only after it has moved the process into
-  the cgroup, so nothing of the command runs outside it, and no ``preexec_fn`` is needed
-  (``subprocess`` keeps its vfork path). A PTY child, which has a ``preexec_fn`` anyway
+  and double forks included. A ``/bin/sh -c TEXT`` child where ``/bin/sh`` is dash joins
+  its cgroup itself, as the first command of its text, before TEXT is parsed
+  (:func:`relay_shell.local.contained.join_argv`); any other one-shot child is started
+  **held**: ``/bin/sh`` waits on its stdin for one line that the server writes only after
+  it has moved the process into the cgroup. Either way nothing of the command runs outside
+  it, and no ``preexec_fn`` is needed (``subprocess`` keeps its vfork path). A PTY child, which has a ``preexec_fn`` anyway
   (to take its controlling terminal), joins its cgroup there.
 - ``subreaper``: the server is the child subreaper of everything below it, so nothing a
   call starts can re-parent outside the server's tree; a call owns its session, its

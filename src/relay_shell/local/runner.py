@@ -141,7 +141,9 @@ class _Child:
 async def _spawn(spec: ProcessSpec, contained: Contained) -> _Child:
     """Start the child and have it moved into ``contained``; a held child runs once released.
 
-    Without input, a held child is moved and released by the mover thread
+    A self-joining child (:attr:`Launch.joins`) needs nothing more: it joins its cgroup
+    before it runs anything of the command (a failed join is found when it exits, in
+    :func:`_pump`). Without input, a held child is moved and released by the mover thread
     (:meth:`CgroupContained.move`) while the loop goes on; with input, the call's own pump
     waits for the move (under the call's deadline), then writes the release line and the
     input follows it.
