@@ -14,7 +14,7 @@ import contextlib
 import os
 import signal
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 
@@ -121,11 +121,21 @@ def spawn_child(
     stderr: int,
     env: Mapping[str, str],
     cwd: Path | None,
+    preexec_fn: Callable[[], None] | None = None,
 ) -> ChildProcess:
     """Start ``argv`` in a session of its own with the given descriptors (or ``subprocess.DEVNULL``
-    / ``subprocess.STDOUT``). Raises OSError or ValueError when it cannot be started."""
+    / ``subprocess.STDOUT``); ``preexec_fn`` runs in the child after ``setsid`` and before
+    ``exec`` (it costs the vfork path). Raises OSError or ValueError when it cannot be started,
+    ``subprocess.SubprocessError`` when ``preexec_fn`` failed (the child never ran ``argv``)."""
     popen = subprocess.Popen(
-        list(argv), stdin=stdin, stdout=stdout, stderr=stderr, env=env, cwd=cwd, start_new_session=True
+        list(argv),
+        stdin=stdin,
+        stdout=stdout,
+        stderr=stderr,
+        env=env,
+        cwd=cwd,
+        start_new_session=True,
+        preexec_fn=preexec_fn,  # noqa: PLW1509 (one write(2) to an open descriptor, no lock taken)
     )
     try:
         return ChildProcess(popen)

@@ -57,6 +57,21 @@ JOIN_FAILED = 125
 _SHELL_IS_DASH: dict[tuple[int, int], bool] = {}
 MAX_ARG_STRLEN = os.sysconf("SC_PAGE_SIZE") * 32
 """The kernel's bound on one argument string, its NUL included (``execve`` fails with E2BIG)."""
+LOADER_PREFIXES = ("LD_",)
+LOADER_NAMES = frozenset({"GLIBC_TUNABLES", "GCONV_PATH", "LOCPATH"})
+"""Variables the dynamic loader or the C library acts on when a program starts, before its
+``main``: ``LD_PRELOAD``, ``LD_AUDIT`` and ``LD_LIBRARY_PATH`` load code of the caller's
+choosing into whatever is executed first."""
+
+
+def loader_variable(env: Mapping[str, str]) -> str | None:
+    """The first name in ``env`` that the loader or the C library acts on at start-up, or None.
+
+    Such code runs in the first program executed, before any line of it: in a hold or a
+    self-joining shell that is before the process is in its cgroup, so a child with such an
+    environment joins before ``exec`` instead (:attr:`Launch.joins_before_exec`).
+    """
+    return next((name for name in env if name.startswith(LOADER_PREFIXES) or name in LOADER_NAMES), None)
 
 
 def hold_argv(argv: Sequence[str], *, input_follows: bool, program: str = HOLD_PROGRAM) -> list[str]:
@@ -126,8 +141,13 @@ def join_argv(argv: Sequence[str], procs: Path) -> list[str] | None:
     if argv[2].startswith(("-", "+")):
         return None
     text = f"{JOIN_LINE.format(procs=shlex.quote(os.fspath(procs)))}\n{argv[2]}"
-    if len(text) >= MAX_ARG_STRLEN // 4 and len(os.fsencode(text)) >= MAX_ARG_STRLEN:
-        return None
+    if len(text) >= MAX_ARG_STRLEN // 4:
+        try:
+            size = len(os.fsencode(text))
+        except UnicodeEncodeError:  # not encodable: the spawn itself fails with it (SpawnFailed)
+            return None
+        if size >= MAX_ARG_STRLEN:
+            return None
     return [argv[0], "-c", text]
 
 
@@ -163,11 +183,17 @@ class Launch:
     ``joins``: the child joins its cgroup itself before it runs anything of the command
     (:func:`join_argv`); its stdin is the command's own. Exit :data:`JOIN_FAILED` outside the
     cgroup means the join failed (:meth:`CgroupContained.join_failure`).
+
+    ``joins_before_exec``: ``argv`` is the command itself, spawned with
+    :meth:`Contained.joiner` as its ``preexec_fn`` (the fork path): it is in its cgroup
+    before ``exec``, so nothing its environment makes the loader run is outside it
+    (:func:`loader_variable`). A failed join fails the spawn.
     """
 
     argv: list[str]
     held: bool
     joins: bool = False
+    joins_before_exec: bool = False
 
 
 class Contained(ABC):
@@ -274,6 +300,8 @@ class CgroupContained(Contained):
     def launch(
         self, argv: Sequence[str], *, env: Mapping[str, str], cwd: Path | None, input_follows: bool
     ) -> Launch:
+        if loader_variable(env) is not None:  # code would run in the hold or the joining shell
+            return Launch(argv=list(argv), held=False, joins_before_exec=True)
         check_program(argv[0], env, cwd)
         program = hold_program(env)
         joining = join_argv(argv, self.directory.path / "cgroup.procs") if program == HOLD_PROGRAM else None
@@ -301,7 +329,8 @@ class CgroupContained(Contained):
 
         An exited child keeps its cgroup until it is reaped, and ``/proc/<pid>/cgroup`` still
         names it; the pid is ours until then. A join that failed left the child where the
-        server is.
+        server is, above the call's cgroup; a child that exited in the call's cgroup or below
+        it (TEXT may make and enter a cgroup of its own there) was contained.
         """
         try:
             where = unified_cgroup(read_small(f"/proc/{pid}/cgroup").decode(errors="replace"))
@@ -309,7 +338,8 @@ class CgroupContained(Contained):
             where, reason = None, str(exc)
         else:
             reason = f"it exited in {where}"
-        if where is not None and where == self.directory.hierarchy_path:
+        inside = self.directory.hierarchy_path
+        if where is not None and inside and (where == inside or where.startswith(inside.rstrip("/") + "/")):
             return None
         return SpawnFailed(
             f"cannot move the process into its cgroup {self.directory.path}: it failed to join it ({reason})"

@@ -30,6 +30,7 @@ import asyncio
 import atexit
 import contextlib
 import ctypes
+import itertools
 import logging
 import os
 import signal
@@ -109,7 +110,10 @@ class ContainmentService:
         """
         if self._closing:
             raise SpawnFailed("the server is shutting down: nothing new is started")
-        self._counter += 1
+        # Numbered by the process's directory when there is one, so that no two containments of
+        # this process (of any service) ever get the same cgroup path: a child still on its way
+        # into a removed cgroup can never find a later call's cgroup under that path.
+        self._counter = self._host.next_number() if self._host is not None else self._counter + 1
         name = f"{label}-{self._counter}"
         contained: Contained
         if self._host is not None:
@@ -158,6 +162,11 @@ class CgroupHost:
         """``directory`` inside the cgroup v2 hierarchy, as ``/proc/<pid>/cgroup`` names it."""
         self.swept = swept
         self.pid = os.getpid()
+        self._numbers = itertools.count(1)
+
+    def next_number(self) -> int:
+        """A number never given before in this process: one per containment, whatever its service."""
+        return next(self._numbers)
 
     def new_dir(self, name: str) -> cgroups.CgroupDir:
         """A new empty cgroup ``name`` in this process's directory. Raises OSError.

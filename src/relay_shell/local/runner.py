@@ -33,7 +33,7 @@ from relay_shell.capture import (
 )
 from relay_shell.errors import ExecTimeout, PartialOutput, SpawnFailed
 from relay_shell.local.child import ChildProcess, spawn_child
-from relay_shell.local.contained import JOIN_FAILED, RELEASE_LINE, CgroupContained, Contained
+from relay_shell.local.contained import JOIN_FAILED, RELEASE_LINE, CgroupContained, Contained, Launch
 from relay_shell.local.mover import MoveTicket
 from relay_shell.local.pipes import InputPipe, OutputPipe, drain_pipe, feed_pipe
 from relay_shell.report import ExecReport, signal_name
@@ -165,22 +165,27 @@ async def _spawn(spec: ProcessSpec, contained: Contained) -> _Child:
             stderr=subprocess.STDOUT if spec.merge_stderr else outputs[1].write_fd,
             env=spec.env,
             cwd=spec.cwd,
+            preexec_fn=contained.joiner() if launch.joins_before_exec else None,
         )
     except BaseException as exc:
         for pipe in outputs:
             pipe.close()
         if stdin is not None:
             stdin.close()
+        if isinstance(exc, subprocess.SubprocessError) and isinstance(contained, CgroupContained):
+            raise contained.move_failed(exc) from exc  # the join before exec failed: nothing ran
         if isinstance(exc, (OSError, ValueError)):
             raise SpawnFailed(f"cannot start {spec.argv[0]!r}: {exc}") from exc
         raise
+    finally:
+        contained.release_joiner()
     for pipe in outputs:  # the child has its copies: end of file comes when it (and its heirs) close them
         pipe.close_write()
     if stdin is not None:
         stdin.close_read()
     child = _Child(process, outputs, stdin, joins=launch.joins)
     try:
-        await _contain(child, launch.held, spec.stdin is not None, contained)
+        await _contain(child, launch, spec.stdin is not None, contained)
     except BaseException:  # not contained (or cancelled meanwhile): still held, nothing of the command ran
         with anyio.CancelScope(shield=True):
             gated = _abandon_move(child)
@@ -191,15 +196,15 @@ async def _spawn(spec: ProcessSpec, contained: Contained) -> _Child:
     return child
 
 
-async def _contain(child: _Child, held: bool, input_follows: bool, contained: Contained) -> None:
+async def _contain(child: _Child, launch: Launch, input_follows: bool, contained: Contained) -> None:
     """Take the freshly started child into ``contained``; a held child is moved by the mover
     thread, which also releases it when no input follows (else :func:`_release_and_feed` does,
     under the call's deadline, once the move is done)."""
     pid = child.process.pid
-    if child.joins and isinstance(contained, CgroupContained):
-        contained.adopt_joining(pid)  # it joins itself before it runs anything of the command
+    if (launch.joins or launch.joins_before_exec) and isinstance(contained, CgroupContained):
+        contained.adopt_joining(pid)  # it joined before exec, or joins first thing after it
         return
-    if not held:
+    if not launch.held:
         contained.adopt(pid)
         return
     if not isinstance(contained, CgroupContained) or child.stdin is None:
