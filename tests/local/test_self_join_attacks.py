@@ -331,6 +331,7 @@ async def test_text_that_enters_a_cgroup_of_its_own_and_exits_125_is_a_result(
 
 async def test_an_exec_that_exits_125_is_a_result(service: ContainmentService) -> None:
     async with service.contain("exec") as contained:
+        assert isinstance(contained, CgroupContained)
         report = await run_in(contained, "exec sh -c 'exit 125'", child_env(), b"in")
     assert report.exit_code == 125
 
@@ -411,6 +412,7 @@ def test_a_long_text_joins_up_to_the_kernels_bound_and_is_held_beyond() -> None:
 @pytest.mark.parametrize("text", ["\ud800" * (MAX_ARG_STRLEN // 4), "echo a\x00b"], ids=["surrogates", "NUL"])
 async def test_a_text_that_cannot_be_passed_fails_the_spawn(service: ContainmentService, text: str) -> None:
     async with service.contain("exec") as contained:
+        assert isinstance(contained, CgroupContained)
         with pytest.raises(SpawnFailed, match="cannot start"):
             await run_in(contained, text, child_env())
 
