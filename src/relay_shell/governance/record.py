@@ -85,7 +85,7 @@ def audit_arguments(state: CallState) -> None:
     from relay_shell.governance import redaction  # loaded at the first record
 
     kept = bounded(state.args)
-    audited = redaction.redact(kept)
+    audited = redact(kept)
     if state.hidden_arguments and isinstance(audited, dict):
         audited = {
             key: redaction.REDACTED if key in state.hidden_arguments and value else value
