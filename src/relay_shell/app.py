@@ -395,7 +395,8 @@ def build_server(
         lifespan=lifespan,
         extensions=[TasksExtension(services, task_tools)],
         middleware=[
-            WarmSshWhenQuiet(services),
+            # without SSH hosts it would only pass every message on: one await layer less
+            *([WarmSshWhenQuiet(services)] if services.inventory_size() else []),
             WarmWhenQuiet(services.warm_calls),
             LegacyTasks(services, task_tools),
         ],

@@ -17,6 +17,9 @@ DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.
 
 type GaugeReader = Callable[[], float]
 
+MAX_CACHED_CHILDREN = 1024
+"""How many label combinations :meth:`Metrics.record_call` keeps at hand (it starts over when full)."""
+
 
 class _Families:
     """The registry and its metric families (prometheus_client is imported here)."""
@@ -81,6 +84,8 @@ class Metrics:
     def __init__(self) -> None:
         self._created: _Families | None = None
         self._readers: dict[str, GaugeReader] | None = None
+        self._call_children: dict[tuple[str, str, str, str], tuple[Counter, Histogram]] = {}
+        """The labelled children a call updates, by their labels: looked up once, not per call."""
 
     @property
     def _families(self) -> _Families:
@@ -111,13 +116,22 @@ class Metrics:
     def record_call(
         self, *, tool: str, tier: int | None, mode: str, outcome: str, duration_s: float, truncated: bool
     ) -> None:
-        families = self._families
-        families.tool_calls.labels(
-            tool=tool, tier=str(tier if tier is not None else ""), mode=mode, outcome=outcome
-        ).inc()
-        families.tool_duration.labels(tool=tool).observe(duration_s)
+        key = (tool, str(tier if tier is not None else ""), mode, outcome)
+        children = self._call_children.get(key)
+        if children is None:
+            families = self._families
+            children = (
+                families.tool_calls.labels(tool=tool, tier=key[1], mode=mode, outcome=outcome),
+                families.tool_duration.labels(tool=tool),
+            )
+            if len(self._call_children) >= MAX_CACHED_CHILDREN:
+                self._call_children.clear()  # bounded: tool names of refused calls come from clients
+            self._call_children[key] = children
+        calls, duration = children
+        calls.inc()
+        duration.observe(duration_s)
         if truncated:
-            families.truncations.labels(tool=tool).inc()
+            self._families.truncations.labels(tool=tool).inc()
 
     def record_denial(self, *, tool: str, reason: str) -> None:
         self._families.denials.labels(tool=tool, reason=reason).inc()

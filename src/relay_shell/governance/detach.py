@@ -96,9 +96,13 @@ class Detacher:
             return _done(await run_bounded(plan, call))
         output = self.jobs.new_output(background.split)
         gate = _ProgressGate(call.progress)
-        work = asyncio.create_task(
+        # Started eagerly: the work runs at once up to its first wait (the spawn), instead of
+        # after a turn of the event loop; it is still a task of its own, as a job needs.
+        work = asyncio.Task(
             run_bounded(plan, dataclasses.replace(call, tap=output, progress=gate.send)),
+            loop=asyncio.get_running_loop(),
             name=f"relay-shell {state.tool} {state.call_id}",
+            eager_start=True,
         )
         await _wait_for(work, after_s)
         if work.done() and not always:
@@ -245,6 +249,8 @@ async def _wait_for(work: asyncio.Task[Outcome], timeout_s: float | None) -> Non
     A cancellation of the waiting call cancels the work and waits for its cleanup (the
     executor kills what it started) before it propagates.
     """
+    if work.done():
+        return
     try:
         await asyncio.wait({work}, timeout=timeout_s)
     except BaseException:

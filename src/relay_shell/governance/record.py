@@ -82,17 +82,17 @@ def audit_arguments(state: CallState) -> None:
     """Bound and redact the arguments once (start and end records share them)."""
     if state.audited_args is not None:
         return
-    from relay_shell.governance.redaction import REDACTED, removed_values
+    from relay_shell.governance import redaction  # loaded at the first record
 
     kept = bounded(state.args)
     audited = redact(kept)
     if state.hidden_arguments and isinstance(audited, dict):
         audited = {
-            key: REDACTED if key in state.hidden_arguments and value else value
+            key: redaction.REDACTED if key in state.hidden_arguments and value else value
             for key, value in audited.items()
         }
     state.audited_args = audited
-    state.removed = removed_values(kept, state.audited_args)
+    state.removed = redaction.removed_values(kept, state.audited_args)
 
 
 def start_record(state: CallState, policy_mode: str) -> dict[str, object]:
@@ -106,7 +106,7 @@ def start_record(state: CallState, policy_mode: str) -> dict[str, object]:
         "target": _echo_safe(state, _target_field(state.targets)),
         "opaque": state.opaque,
         "commands": _names_shown(state),
-        "rules": bounded(list(state.rules)),
+        "rules": bounded(list(state.rules)) if state.rules else [],
         "request_id": state.identity.request_id,
         "client_id": state.identity.client_id,
         "principal": state.identity.subject,
@@ -125,7 +125,7 @@ def compose_record(
 ) -> dict[str, object]:
     """The record of a finished call: its ``phase: end`` record when its start was written (the
     sink adds ``phase``), else its only record (the sink adds ``ts``, ``seq`` and the chain)."""
-    text = reply.text if reply is not None else ""
+    returned = reply.text.encode() if reply is not None else b""
     outcome = state.outcome
     record = start_record(state, policy_mode)
     record.update(
@@ -133,8 +133,8 @@ def compose_record(
             "outcome": state.outcome_kind.value,
             "exit_code": outcome.exit_code if outcome else None,
             "duration_ms": round(duration_s * 1000),
-            "output_sha256": hashlib.sha256(text.encode()).hexdigest() if reply is not None else None,
-            "output_len": len(text.encode()) if reply is not None else 0,
+            "output_sha256": hashlib.sha256(returned).hexdigest() if reply is not None else None,
+            "output_len": len(returned),
             "stream_sha256": outcome.stream_sha256 if outcome else state.stream_sha256,
             "stream_len": outcome.stream_len if outcome else state.stream_len,
         }
@@ -146,9 +146,7 @@ def compose_record(
         record["confirmation"] = state.confirmation.value
     if state.denied_targets:
         record["denied_targets"] = _echo_safe(state, sorted(state.denied_targets))
-    extras = dict(state.extra)
-    if outcome and outcome.audit_extra:
-        extras.update(outcome.audit_extra)
+    extras = {**state.extra, **outcome.audit_extra} if outcome and outcome.audit_extra else state.extra
     if extras:
         extra = _echo_safe(state, extras)
         if isinstance(extra, dict):
@@ -158,11 +156,11 @@ def compose_record(
 
 def _echo_safe(state: CallState, value: object) -> object:
     """A value that may echo the arguments: bounded, redacted, rid of what redaction removed."""
-    from relay_shell.governance.redaction import scrub_removed
-
     if value is None:
         return None
-    return scrub_removed(scrubbed(value), state.removed)
+    from relay_shell.governance import redaction  # loaded at the first record
+
+    return redaction.scrub_removed(scrubbed(value), state.removed)
 
 
 def _names_shown(state: CallState) -> list[str]:
@@ -172,10 +170,12 @@ def _names_shown(state: CallState) -> list[str]:
     statement), a secret can parse as a command name. A name the recorded arguments do not
     contain (redacted, or past the 2048-character bound) is recorded as ``[REDACTED]``.
     """
-    from relay_shell.governance.redaction import REDACTED
+    if not state.commands:
+        return []
+    from relay_shell.governance import redaction  # loaded at the first record
 
     shown = "\n".join(_strings(state.audited_args))
-    return [name if name in shown else REDACTED for name in state.commands]
+    return [name if name in shown else redaction.REDACTED for name in state.commands]
 
 
 def _strings(value: object, depth: int = 0) -> list[str]:
@@ -192,9 +192,9 @@ def _strings(value: object, depth: int = 0) -> list[str]:
 
 def redact(value: object) -> object:
     """A redacted copy of ``value`` (:func:`relay_shell.governance.redaction.redact`)."""
-    from relay_shell.governance.redaction import redact as redact_value
+    from relay_shell.governance import redaction  # loaded at the first record
 
-    return redact_value(value)
+    return redaction.redact(value)
 
 
 def scrubbed(value: object) -> object:

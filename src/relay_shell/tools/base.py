@@ -126,8 +126,9 @@ def identity_of(ctx: Context) -> Identity:
     request_id: str | None = None
     client_id: str | None = None
     try:
-        request_id = ctx.request_id
-        params = ctx.session.client_params
+        request = ctx.request_context  # read once: each read of the Context is a pydantic lookup
+        request_id = str(request.request_id)
+        params = request.session.client_params
         if params is not None:
             client_id = f"{params.client_info.name}/{params.client_info.version}"
     except (ValueError, AttributeError):

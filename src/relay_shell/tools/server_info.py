@@ -59,47 +59,107 @@ class Mechanisms:
 
 
 def describe(svc: Services, identity: Identity) -> Outcome:
-    """The server_info result: structured fields and the same facts as readable lines."""
+    """The server_info result: structured fields and the same facts as readable lines.
+
+    What the frozen settings decide is built once per settings and principal kind
+    (:func:`_fixed`); the live state (counts, the audit sink, the mechanisms) is read now.
+    """
     settings, audit = svc.settings, svc.audit
     audit.check()
     counts = svc.counts()
     mechanisms = Mechanisms.of(settings, svc.facts())
-    admin = is_admin(identity)
-    runner = Runner.current()
+    fixed = _fixed(settings, is_admin(identity), Runner.current())
+    anchor = anchor_spec(settings)  # once: "auto" probes journald
+    inventory_hosts = svc.inventory_size()
     data: dict[str, object] = {
         "version": relay_shell.__version__,
         "transport": settings.transport.value,
         "patterns_version": PATTERNS_VERSION,
-        "policy": _policy(settings, admin),
-        "limits": _limits(settings),
+        "policy": dict(fixed.policy),
+        "limits": dict(fixed.limits),
         "jobs": {"count": counts.get("jobs", 0), "max": settings.max_jobs},
         "containment": mechanisms.containment,
         "tasks": mechanisms.tasks,
-        "audit": _audit(svc),
+        "audit": _audit(svc, anchor),
         "ssh": {
-            "known_hosts": settings.ssh_known_hosts.value,
-            "known_hosts_file": str(settings.ssh_known_hosts_file),
-            "ssh_config": str(settings.ssh_config),
-            "inventory": str(settings.inventory) if settings.inventory else None,
-            "inventory_hosts": svc.inventory_size(),
+            **fixed.ssh,
+            "inventory_hosts": inventory_hosts,
             "connect_timeout": settings.ssh_connect_timeout,
         },
-        "identity": {
+        "identity": dict(fixed.identity),
+        "counts": counts,
+    }
+    lines = _lines(svc, counts, fixed, mechanisms, anchor, inventory_hosts)
+    return Outcome(text="\n".join(lines), data=data)
+
+
+@dataclass(frozen=True)
+class _Fixed:
+    """What server_info says that cannot change while the server runs with ``settings``."""
+
+    settings: Settings
+    runner: Runner
+    policy: dict[str, object]
+    limits: dict[str, float | int]
+    ssh: dict[str, object]
+    identity: dict[str, object]
+    head: tuple[str, ...]
+    """The text's first lines: the server, the policy (and patterns), time and output."""
+    fanout: str
+
+
+_FIXED: dict[bool, _Fixed] = {}
+"""The fixed part by principal kind (admin or not), for the settings it was built from."""
+
+
+def _fixed(settings: Settings, admin: bool, runner: Runner) -> _Fixed:
+    """The fixed part for these settings, principal kind and runner (rebuilt when they differ)."""
+    known = _FIXED.get(admin)
+    if known is not None and known.settings is settings and known.runner == runner:
+        return known
+    s = settings
+    sudo = "sudo available" if runner.sudo else "no sudo"
+    head = (
+        f"relay-shell {relay_shell.__version__} · {s.transport.value} · "
+        f"running as {runner.user} (uid {runner.uid}), {sudo}",
+        f"policy: mode {s.policy_mode.value}; tier-3 confirmation {s.confirm_tier3.value}; "
+        f"deny list {_set(s.policy_deny is not None)}; allow list {_set(s.policy_allow is not None)}; "
+        f"protected paths {'allowed' if s.policy_allow_protected else 'refused'}; patterns {PATTERNS_VERSION}",
+        *_patterns(s, admin),
+        f"time: {s.default_timeout:g} s by default, at most {s.max_timeout:g} s (timeout)",
+        f"output: {s.max_output} bytes by default, at most {s.max_output_hard} bytes (max_output); "
+        f"input: at most {s.max_input_bytes} bytes per argument",
+    )
+    known = _FIXED[admin] = _Fixed(
+        settings=s,
+        runner=runner,
+        policy=_policy(s, admin),
+        limits=_limits(s),
+        ssh={
+            "known_hosts": s.ssh_known_hosts.value,
+            "known_hosts_file": str(s.ssh_known_hosts_file),
+            "ssh_config": str(s.ssh_config),
+            "inventory": str(s.inventory) if s.inventory else None,
+        },
+        identity={
             "uid": runner.uid,
             "user": runner.user,
             "root": runner.uid == 0,
             "sudo_available": runner.sudo,
         },
-        "counts": counts,
-    }
-    return Outcome(text="\n".join(_lines(svc, counts, runner, mechanisms, admin)), data=data)
+        head=head,
+        fanout=f"fan-out: at most {s.fanout_max_hosts} hosts per call, {s.fanout_max_concurrency} at once; "
+        f"last {s.fanout_history} fan-outs remembered",
+    )
+    return known
 
 
-def _audit(svc: Services) -> dict[str, object]:
+def _audit(svc: Services, effective_anchor: tuple[str, str | None]) -> dict[str, object]:
     """The sink's state: health (``state``: healthy, unwritable or tampered), chain head, the
-    instance writing, and the anchor (``journald``, ``syslog`` or ``off``) and ship channels."""
+    instance writing, and the anchor (``journald``, ``syslog`` or ``off``: ``effective_anchor``,
+    as :func:`anchor_spec` found it) and ship channels."""
     settings, audit = svc.settings, svc.audit
-    anchor, warning = anchor_spec(settings)
+    anchor, warning = effective_anchor
     status = audit.status()
     return {
         "path": str(audit.path),
@@ -183,42 +243,34 @@ def _set(present: bool) -> str:
 
 
 def _lines(
-    svc: Services, counts: dict[str, int], runner: Runner, mechanisms: Mechanisms, admin: bool
+    svc: Services,
+    counts: dict[str, int],
+    fixed: _Fixed,
+    mechanisms: Mechanisms,
+    effective_anchor: tuple[str, str | None],
+    inventory_hosts: int,
 ) -> list[str]:
     """server_info's text: one topic per line, each naming its numbers and units."""
     s = svc.settings
-    sudo = "sudo available" if runner.sudo else "no sudo"
-    lines = [
-        f"relay-shell {relay_shell.__version__} · {s.transport.value} · "
-        f"running as {runner.user} (uid {runner.uid}), {sudo}",
-        f"policy: mode {s.policy_mode.value}; tier-3 confirmation {s.confirm_tier3.value}; "
-        f"deny list {_set(s.policy_deny is not None)}; allow list {_set(s.policy_allow is not None)}; "
-        f"protected paths {'allowed' if s.policy_allow_protected else 'refused'}; patterns {PATTERNS_VERSION}",
-    ]
-    lines += _patterns(s, admin)
-    lines += [
-        f"time: {s.default_timeout:g} s by default, at most {s.max_timeout:g} s (timeout)",
-        f"output: {s.max_output} bytes by default, at most {s.max_output_hard} bytes (max_output); "
-        f"input: at most {s.max_input_bytes} bytes per argument",
+    return [
+        *fixed.head,
         f"sessions: {counts.get('sessions', 0)} live of {s.max_sessions}; closed after "
         f"{s.session_idle_timeout:g} s idle or {s.session_max_lifetime:g} s in all; "
         f"{s.session_buffer_bytes} bytes of output buffered each; {_recording(s)}",
         f"jobs: {counts.get('jobs', 0)} of {s.max_jobs}; a command still running after {s.yield_after:g} s "
         f"becomes a job (yield_after); ended jobs kept {s.job_retention:g} s; "
         f"tasks: {', '.join(mechanisms.tasks) or 'none'}",
-        f"fan-out: at most {s.fanout_max_hosts} hosts per call, {s.fanout_max_concurrency} at once; "
-        f"last {s.fanout_history} fan-outs remembered",
+        fixed.fanout,
         f"forwards: {counts.get('forwards', 0)} open of {s.max_forwards}; "
         f"SSH connections: {counts.get('ssh_connections', 0)} open of {s.max_conns}, "
         f"closed after {s.ssh_idle_timeout:g} s idle",
         f"ssh: known_hosts {s.ssh_known_hosts.value} ({s.ssh_known_hosts_file}); ssh_config {s.ssh_config}; "
-        f"inventory {svc.inventory_size()} hosts ({s.inventory or 'none'}); "
+        f"inventory {inventory_hosts} hosts ({s.inventory or 'none'}); "
         f"connect timeout {s.ssh_connect_timeout:g} s",
-        _audit_line(svc, mechanisms),
+        _audit_line(svc, effective_anchor),
         f"containment: {mechanisms.shown('containment', mechanisms.containment)}"
         + (" (whatever a call leaves running is killed)" if "containment" in mechanisms.known else ""),
     ]
-    return lines
 
 
 def _patterns(settings: Settings, admin: bool) -> list[str]:
@@ -237,13 +289,13 @@ def _recording(settings: Settings) -> str:
     return f"recorded to {settings.session_record_dir}{typed}, at most {settings.session_record_max_bytes} bytes each"
 
 
-def _audit_line(svc: Services, mechanisms: Mechanisms) -> str:
+def _audit_line(svc: Services, effective_anchor: tuple[str, str | None]) -> str:
     s, audit = svc.settings, svc.audit
     health = "ok" if not audit.degraded else f"DEGRADED, {audit.state.value} ({audit.last_error})"
     traits = [s.audit_format.value, "hash-chained" if s.audit_chain else "not chained"]
     if s.audit_required:
         traits.append("required: calls above tier 0 are refused while it cannot be written")
-    anchor, warning = anchor_spec(s)
+    anchor, warning = effective_anchor
     return (
         f"audit: {audit.path} {health}, record {audit.seq}; {', '.join(traits)}; "
         f"anchor {kind_of(anchor)}; shipped to {s.audit_ship}" + (f"; warning: {warning}" if warning else "")

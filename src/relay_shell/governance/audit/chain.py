@@ -37,8 +37,11 @@ PREV_FIELD = "prev"
 
 _CHAIN_SHAPE = re.compile(r"[0-9a-f]{64}")
 # Built once: json.dumps with these options would build an equal encoder on every call.
+# No cycle check: what is encoded is JSON-safe data (json_safe builds a fresh tree, and recurses
+# forever on a cycle before any encoding) or parsed JSON, which cannot hold a cycle; the check
+# costs as much as the encoding itself. The bytes are the same either way.
 _CANONICAL_ENCODER = json.JSONEncoder(
-    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False, check_circular=False
 )
 
 type JsonValue = bool | int | float | str | list[JsonValue] | dict[str, JsonValue] | None
@@ -115,7 +118,7 @@ def json_safe(value: object) -> JsonValue:
         return value if value.isascii() else _utf8_safe(value)
     if type(value) is dict:
         return {
-            key if type(key) is str and key.isascii() else _safe_key(key): json_safe(item)
+            key if type(key) is str and key.isascii() else json_key(key): json_safe(item)
             for key, item in value.items()
         }
     if type(value) in _PLAIN_TYPES:
@@ -128,7 +131,8 @@ def json_safe(value: object) -> JsonValue:
 _PLAIN_TYPES: frozenset[type] = frozenset({int, bool, type(None)})
 
 
-def _safe_key(key: object) -> str:
+def json_key(key: object) -> str:
+    """A mapping key as :func:`json_safe` writes it: a string that can be UTF-8 encoded."""
     if type(key) is str and key.isascii():
         return key
     return _utf8_safe(key if isinstance(key, str) else str(key))
@@ -141,7 +145,7 @@ def _general(value: object) -> JsonValue:
     if isinstance(value, str):
         return _utf8_safe(value)
     if isinstance(value, Mapping):
-        return {_safe_key(key): json_safe(item) for key, item in value.items()}
+        return {json_key(key): json_safe(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
         return [json_safe(item) for item in value]
     if isinstance(value, set | frozenset):

@@ -79,6 +79,7 @@ class JournaldChannel:
         self.socket_path = socket_path
         self._timeout_s = timeout_s
         self._socket: socket.socket | None = None
+        self._probe_socket: socket.socket | None = None
 
     @property
     def target(self) -> str:
@@ -98,13 +99,25 @@ class JournaldChannel:
             self._send_memfd(sock, payload)
 
     def probe(self) -> None:
-        """A journald listens on the socket (a connect, which a stale socket file refuses)."""
-        journal_listening(self.socket_path)
+        """A journald listens on the socket (a connect, which a stale socket file refuses).
+
+        The connect is made on a socket kept for probing: a datagram socket may connect again,
+        and each connect looks the path up anew, as a fresh socket's would.
+        """
+        if self._probe_socket is None:
+            self._probe_socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+        try:
+            self._probe_socket.connect(str(self.socket_path))
+        except OSError:
+            self._probe_socket.close()
+            self._probe_socket = None
+            raise
 
     def close(self) -> None:
-        if self._socket is not None:
-            self._socket.close()
-            self._socket = None
+        for held in (self._socket, self._probe_socket):
+            if held is not None:
+                held.close()
+        self._socket = self._probe_socket = None
 
     def _connected(self) -> socket.socket:
         if self._socket is None:

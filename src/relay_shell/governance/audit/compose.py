@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from relay_shell.config import AuditFormat
-from relay_shell.governance.audit.chain import CHAIN_FIELD, PREV_FIELD, chained_line, json_safe
+from relay_shell.governance.audit.chain import CHAIN_FIELD, PREV_FIELD, chained_line, json_key, json_safe
 from relay_shell.governance.audit.formats import dumps_jsonl, escape_line_breakers, to_cef, to_leef
 from relay_shell.governance.audit.records import format_timestamp
 
@@ -45,12 +45,10 @@ def compose(
         "seq": seq,
         "instance_id": line_format.instance_id,
     }
+    # Made JSON-safe while copied (one pass, as json_safe of the whole record would do it).
     for key, value in record.items():
         if key not in SINK_FIELDS:
-            written[str(key)] = value
-    safe = json_safe(written)
-    assert isinstance(safe, dict)
-    written = dict(safe)
+            written[json_key(str(key))] = json_safe(value)
     if line_format.fmt is AuditFormat.CEF:
         return written, to_cef(written)
     if line_format.fmt is AuditFormat.LEEF:

@@ -260,6 +260,8 @@ def removed_values(original: object, redacted: object) -> set[str]:
     pieces; a value replaced whole gave up its text. Used to hunt the same secrets down
     where they are echoed (an error message naming the argument, a target list).
     """
+    if redacted == original:  # nothing was redacted (the common case), so nothing was removed
+        return set()
     found: set[str] = set()
     _collect_removed(original, redacted, found, 0)
     return {value for value in found if len(value) >= _MIN_ECHOED_SECRET}

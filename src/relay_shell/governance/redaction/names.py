@@ -47,8 +47,32 @@ _ENV_SECRET_SUFFIXES: Final = (
 _ENV_SECRET_NAMES: Final = frozenset({"SSHPASS", "PGPASSWORD", "MYSQL_PWD", "REDISCLI_AUTH", "LDAPPASSWD"})
 
 
+# Answers for names seen before (argument keys repeat on every call; the answer depends on
+# the name alone); cleared whole when full.
+_KNOWN: Final[dict[str, bool]] = {}
+_KNOWN_ENTRIES: Final = 4096
+_KNOWN_LONGEST: Final = 256
+
+
 def is_secret_name(name: str) -> bool:
     """Whether a dict key, ``key=value`` key or environment variable names a secret.
+
+    Pure; a short name's answer is remembered (:func:`name_is_secret` decides).
+    """
+    known = _KNOWN.get(name)
+    if known is not None:
+        return known
+    answer = name_is_secret(name)
+    if len(name) <= _KNOWN_LONGEST:
+        if len(_KNOWN) >= _KNOWN_ENTRIES:
+            _KNOWN.clear()
+        _KNOWN[name] = answer
+    return answer
+
+
+def name_is_secret(name: str) -> bool:
+    """:func:`is_secret_name` without the memory: whether a dict key, ``key=value`` key or
+    environment variable names a secret.
 
     Environment-style (upper-case) names are secret when they contain PASSWORD or PASSWD
     anywhere, end in ``_KEY``, ``_PW``, ``_PASS``, ``_AUTH``, ``_CREDS`` (and the like), or
