@@ -21,6 +21,7 @@ from relay_shell.errors import RemoteUnreachable
 from relay_shell.ssh.hostkeys import KnownHostsFile, VerifyingClient
 from relay_shell.ssh.targets import HostSpec
 from relay_shell.ssh.translate import is_handshake_drop, unreachable
+from relay_shell.ssh.wire import coalesce_packet_writes
 
 BACKOFF_FIRST_S = 0.05
 BACKOFF_MAX_S = 1.0
@@ -147,7 +148,7 @@ class Dialer:
     ) -> asyncssh.SSHClientConnection:
         self.attempts += 1
         keys = [str(path) for path in spec.identity_files if path.is_file()]
-        return await asyncssh.connect(
+        connection = await asyncssh.connect(
             spec.hostname,
             spec.port,
             tunnel=tunnel if tunnel is not None else (),
@@ -160,6 +161,8 @@ class Dialer:
             keepalive_count_max=KEEPALIVE_COUNT_MAX,
             connect_timeout=None,
         )
+        coalesce_packet_writes(connection)
+        return connection
 
     def _backoff(self, retries: int) -> float:
         """Jittered exponential backoff: half fixed, half random, doubling up to a cap."""
