@@ -13,7 +13,7 @@ from relay_shell.ssh.pool import ConnectionPool
 from relay_shell.ssh.remote_exec import run_remote
 from relay_shell.ssh.wire import coalesce_packet_writes
 from tests.ssh.helpers import spec_for
-from tests.sshd import ClientKey, SshdInstance
+from tests.sshd import ClientKey, SshdInstance, start_sshd
 
 MSG_IGNORE = 2
 
@@ -79,3 +79,37 @@ def test_an_object_without_the_methods_is_left_alone() -> None:
     other = Other()
     assert not coalesce_packet_writes(other)  # type: ignore[arg-type]
     assert vars(other) == {}
+
+
+async def test_connections_prefer_aes_gcm_from_asyncssh_own_set(
+    sshd: SshdInstance, client_key: ClientKey, settings: Settings, pool: ConnectionPool
+) -> None:
+    """The same ciphers asyncssh offers by default, none added or dropped; AES-GCM is agreed with sshd."""
+    from asyncssh.encryption import get_default_encryption_algs
+
+    from relay_shell.ssh.connect import ENCRYPTION_ALGS
+
+    assert sorted(name.encode() for name in ENCRYPTION_ALGS) == sorted(get_default_encryption_algs())
+    spec = spec_for(sshd, settings, client_key)
+    loop = asyncio.get_running_loop()
+    async with pool.lease(spec, deadline=loop.time() + 10) as lease:
+        agreed = (
+            lease.connection.get_extra_info("send_cipher"),
+            lease.connection.get_extra_info("recv_cipher"),
+        )
+    assert agreed == ("aes256-gcm@openssh.com", "aes256-gcm@openssh.com")
+
+
+async def test_a_server_without_aes_gcm_still_gets_a_connection(
+    client_key: ClientKey, settings: Settings, pool: ConnectionPool
+) -> None:
+    instance = start_sshd(client_key, extra_config=["Ciphers chacha20-poly1305@openssh.com"])
+    try:
+        spec = spec_for(instance, settings, client_key)
+        result = await run_remote(pool, spec, "echo ok", timeout_s=10, budget=4096, merge_stderr=True)
+        assert (result.exit_code, render_capture(result.capture)) == (0, "ok\n")
+        loop = asyncio.get_running_loop()
+        async with pool.lease(spec, deadline=loop.time() + 10) as lease:
+            assert lease.connection.get_extra_info("send_cipher") == "chacha20-poly1305@openssh.com"
+    finally:
+        instance.remove()
