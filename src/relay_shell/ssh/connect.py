@@ -23,7 +23,7 @@ from relay_shell.ssh.targets import HostSpec
 from relay_shell.ssh.translate import is_handshake_drop, unreachable
 from relay_shell.ssh.wire import coalesce_packet_writes
 
-# asyncssh's own set of ciphers, AES-GCM first (ADR 0012, "Cipher order"): the server takes the
+# asyncssh's own set of ciphers, AES-GCM first (ADR 0012): the server takes the
 # first one it supports. asyncssh's ChaCha20-Poly1305 runs partly in Python and costs about a
 # third of a millisecond of CPU per command more than AES-GCM, which OpenSSL runs in hardware.
 ENCRYPTION_ALGS = (

@@ -78,8 +78,9 @@ def exec_command_line(text: str) -> str:
     without ever evaluating ``$0``. Every shell that fails the guard execs ``/bin/sh -c``,
     exactly as :func:`remote_shell_command` does; the line only uses ``test``, ``eval``,
     ``exec``, ``exit``, ``&&``, ``||`` and the quoting of :func:`portable_quote`, which
-    POSIX shells, fish (3.0 and later) and csh read alike, and the exec sits in an
-    ``||`` chain, so no grouping of ``&&`` and ``||`` skips it. The ``/bin/sh`` login shell
+    POSIX shells, fish (3.0 and later) and csh read alike (sh and fish take ``&&`` and ``||``
+    left to right, csh binds ``&&`` tighter: either way a failed guard reaches the exec,
+    and a failed exec the exit, never the second line). The ``/bin/sh`` login shell
     itself passes the guard and runs ``eval '<text>'`` on its own line (not in an and-or
     list, so ``set -e`` in the text behaves as under ``sh -c``): the same shell, reading
     the same text, without a second exec. What differs from ``sh -c`` there: ``$0`` is
