@@ -7,9 +7,10 @@ Modules, in dependency order::
     inventory  Inventory: ssh_config aliases + JSON inventory -> HostSpec
     translate  asyncssh/socket errors -> RemoteUnreachable reasons
     hostkeys   known_hosts file, strict / accept-new / ignore verification
+    wire       coalesce_packet_writes: one socket write per packet (with asyncssh's IGNORE)
     connect    Dialer: one connection (+ jump chain) under a deadline, MaxStartups retry
     pool       ConnectionPool, Lease, PoolStats
-    remote_exec  run_remote -> ExecReport (bounded, stopped on timeout/cancel)
+    remote_exec  run_remote -> ExecReport (bounded, stopped on timeout/cancel); exec_command_line
     hostpatterns  host patterns (aliases, globs, @tags, & and !, failed:<fanout_id>) -> names; pure
     fleet      Rollout (batches, max_fail, canary), run_rollout, FanoutHistory; pure
     fleet_report  the text of a multi-host result within a byte budget; pure

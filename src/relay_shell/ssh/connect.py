@@ -21,7 +21,19 @@ from relay_shell.errors import RemoteUnreachable
 from relay_shell.ssh.hostkeys import KnownHostsFile, VerifyingClient
 from relay_shell.ssh.targets import HostSpec
 from relay_shell.ssh.translate import is_handshake_drop, unreachable
+from relay_shell.ssh.wire import coalesce_packet_writes
 
+# asyncssh's own set of ciphers, AES-GCM first (ADR 0012): the server takes the
+# first one it supports. asyncssh's ChaCha20-Poly1305 runs partly in Python and costs about a
+# third of a millisecond of CPU per command more than AES-GCM, which OpenSSL runs in hardware.
+ENCRYPTION_ALGS = (
+    "aes256-gcm@openssh.com",
+    "aes128-gcm@openssh.com",
+    "chacha20-poly1305@openssh.com",
+    "aes256-ctr",
+    "aes192-ctr",
+    "aes128-ctr",
+)
 BACKOFF_FIRST_S = 0.05
 BACKOFF_MAX_S = 1.0
 KEEPALIVE_COUNT_MAX = 3
@@ -147,7 +159,7 @@ class Dialer:
     ) -> asyncssh.SSHClientConnection:
         self.attempts += 1
         keys = [str(path) for path in spec.identity_files if path.is_file()]
-        return await asyncssh.connect(
+        connection = await asyncssh.connect(
             spec.hostname,
             spec.port,
             tunnel=tunnel if tunnel is not None else (),
@@ -158,8 +170,11 @@ class Dialer:
             client_keys=keys if keys else (),
             keepalive_interval=self.settings.ssh_keepalive,
             keepalive_count_max=KEEPALIVE_COUNT_MAX,
+            encryption_algs=list(ENCRYPTION_ALGS),
             connect_timeout=None,
         )
+        coalesce_packet_writes(connection)
+        return connection
 
     def _backoff(self, retries: int) -> float:
         """Jittered exponential backoff: half fixed, half random, doubling up to a cap."""

@@ -63,6 +63,40 @@ def remote_shell_command(text: str) -> str:
     return "exec /bin/sh -c " + portable_quote(text)
 
 
+EXEC_INLINE_MAX_BYTES = 60 * 1024  # two copies of the quoted text stay under Linux's 128 KiB per argument
+_LOGIN_SHELL_IS_SH = 'test "$SHELL" = /bin/sh && eval \'test "$0" = sh\''
+
+
+def exec_command_line(text: str) -> str:
+    """The command line of an exec channel for ``text``: read by ``/bin/sh``, in one process when it can.
+
+    sshd runs ``<login shell> -c <line>``. The line is ``<guard> || exec /bin/sh -c '<text>' ||
+    exit 126``, a newline, then ``eval '<text>'``. The guard holds only when the login shell
+    is ``/bin/sh`` itself: sshd sets ``SHELL`` to the account's shell and names the shell
+    ``sh`` in ``$0`` (its path's last part), so a POSIX login shell that is not ``/bin/sh``
+    (bash, zsh, ksh, dash by another path) fails it, and fish and csh fail at ``$SHELL``
+    without ever evaluating ``$0``. Every shell that fails the guard execs ``/bin/sh -c``,
+    exactly as :func:`remote_shell_command` does; the line only uses ``test``, ``eval``,
+    ``exec``, ``exit``, ``&&``, ``||`` and the quoting of :func:`portable_quote`, which
+    POSIX shells, fish (3.0 and later) and csh read alike (sh and fish take ``&&`` and ``||``
+    left to right, csh binds ``&&`` tighter: either way a failed guard reaches the exec,
+    and a failed exec the exit, never the second line). The ``/bin/sh`` login shell
+    itself passes the guard and runs ``eval '<text>'`` on its own line (not in an and-or
+    list, so ``set -e`` in the text behaves as under ``sh -c``): the same shell, reading
+    the same text, without a second exec. What differs from ``sh -c`` there: ``$0`` is
+    ``sh`` rather than ``/bin/sh``, and dash names ``eval`` in its error messages.
+
+    Whoever can change ``SHELL`` in the login environment (``PermitUserEnvironment``,
+    ``pam_env``) can already run code before any command (``BASH_ENV``, ``ENV``), and the
+    ``$0`` check still holds then. A text whose quoted form is longer than
+    :data:`EXEC_INLINE_MAX_BYTES` is sent as :func:`remote_shell_command`.
+    """
+    quoted = portable_quote(text)
+    if len(quoted.encode()) > EXEC_INLINE_MAX_BYTES:
+        return "exec /bin/sh -c " + quoted
+    return f"{_LOGIN_SHELL_IS_SH} || exec /bin/sh -c {quoted} || exit 126\neval {quoted}"
+
+
 def portable_quote(text: str) -> str:
     r"""``text`` as one word that POSIX shells, fish and csh all read back unchanged.
 
@@ -159,7 +193,7 @@ class _RemoteCommand:
     ) -> tuple[asyncssh.SSHClientChannel[bytes], _ExecSession]:
         session = _ExecSession(self.capture)
         channel, _ = await connection.create_session(
-            lambda: session, remote_shell_command(self.command), encoding=None
+            lambda: session, exec_command_line(self.command), encoding=None
         )
         return channel, session
 
