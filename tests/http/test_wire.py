@@ -11,6 +11,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+from uvicorn.server import ServerState
 
 from relay_shell.http.wire import CoalescingH11Protocol, CoalescingTransport
 
@@ -21,11 +22,13 @@ class RecordingTransport(asyncio.Transport):
     def __init__(self) -> None:
         super().__init__()
         self.writes: list[bytes] = []
+        self.writers: list[asyncio.Task[object] | None] = []  # the task each write was made in
         self.events: list[str] = []
         self.closing = False
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         self.writes.append(bytes(data))
+        self.writers.append(asyncio.current_task())
         self.events.append("write")
 
     def close(self) -> None:
@@ -44,6 +47,9 @@ class RecordingTransport(asyncio.Transport):
 
     def get_write_buffer_size(self) -> int:
         return 7
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return default
 
 
 async def next_turn() -> None:
@@ -170,3 +176,23 @@ async def test_uvicorn_answers_through_the_coalescing_protocol(keep_alive: bool)
     finally:
         server.should_exit = True
         await serving
+
+
+async def test_a_complete_answer_is_one_write_made_before_the_request_task_ends() -> None:
+    """Head and body of a JSON answer in one write, made by the request's own task (no extra turn)."""
+    app = Starlette(routes=[Route("/json", _json, methods=["POST"])])
+    config = uvicorn.Config(app, log_level="warning", lifespan="off", http=CoalescingH11Protocol)
+    config.load()
+    state = ServerState()
+    protocol = CoalescingH11Protocol(config=config, server_state=state, app_state={})
+    inner = RecordingTransport()
+    protocol.connection_made(inner)
+    protocol.data_received(b"POST /json HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2\r\n\r\nhi")
+    (request_task,) = state.tasks
+    async with asyncio.timeout(10):
+        await request_task
+    assert inner.writers == [request_task]
+    head, _, body = inner.writes[0].partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK")
+    assert body == b'{"echo":"hi"}'
+    protocol.connection_lost(None)

@@ -5,8 +5,9 @@ over: the status line and headers, then the body, then (for a chunked answer) it
 a ``send`` system call and, on loopback, a wake-up of the client for a response it cannot
 use yet. :class:`CoalescingH11Protocol` is uvicorn's :class:`H11Protocol` with its
 transport wrapped in a :class:`CoalescingTransport`: the bytes written during one turn of
-the event loop are joined and written once, at the start of the next turn (``call_soon``).
-A JSON answer (headers and body handed over in the same turn) leaves in one segment.
+the event loop are joined and written once, at the start of the next turn (``call_soon``),
+or at once when the response is complete. A JSON answer (headers and body handed over in
+the same step) leaves in one segment, as soon as its last byte is handed over.
 
 Nothing else changes. The bytes and their order are exactly uvicorn's; a streamed answer
 (server-sent events, progress notifications, the keepalive ping) still leaves as soon as
@@ -109,7 +110,17 @@ class CoalescingTransport(asyncio.Transport):
 
 
 class CoalescingH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol writing through a :class:`CoalescingTransport`."""
+    """uvicorn's h11 protocol writing through a :class:`CoalescingTransport`.
+
+    A response that is complete is written at once, in the same step (it never waits for the
+    loop to turn behind other tasks): only the parts of an answer still being streamed wait
+    for the end of the turn.
+    """
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(CoalescingTransport(transport, self.loop))
+        self._coalescing = CoalescingTransport(transport, self.loop)
+        super().connection_made(self._coalescing)
+
+    def on_response_complete(self) -> None:
+        self._coalescing.flush()
+        super().on_response_complete()
