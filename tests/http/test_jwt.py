@@ -359,6 +359,37 @@ async def test_rotated_key_is_picked_up_on_refresh(
     assert await verifier.verify_token(rotated_signer.sign(clock)) is not None
 
 
+async def test_a_key_replaced_under_the_same_kid_refuses_tokens_it_accepted(
+    verifier: JwtTokenVerifier, jwks: Jwks, rsa_signer: Signer, clock: FakeClock
+) -> None:
+    """A token's verified claims are kept only with the key they were checked against."""
+    token = rsa_signer.sign(clock)
+    for _ in range(3):
+        assert await verifier.verify_token(token) is not None
+    impostor = Signer(rsa_signer.kid, "RS256", rsa.generate_private_key(public_exponent=65537, key_size=2048))
+    jwks.keys = [impostor.jwk()]  # same kid, another key
+    clock.advance(CACHE_TTL_S)
+    assert await verifier.verify_token(token) is None
+    assert jwks.fetches == 2
+    assert await verifier.verify_token(impostor.sign(clock)) is not None
+
+
+async def test_kept_claims_still_meet_the_clock_and_the_signature(
+    make_verifier: Callable[..., JwtTokenVerifier], rsa_signer: Signer, clock: FakeClock
+) -> None:
+    verifier = make_verifier()
+    token = rsa_signer.sign(clock, exp=int(clock()) + 60)
+    assert await verifier.verify_token(token) is not None
+    clock.advance(60 + 31)  # past exp and the 30 s leeway
+    assert await verifier.verify_token(token) is None
+    fresh = rsa_signer.sign(clock)
+    assert await verifier.verify_token(fresh) is not None
+    signature = fresh.rsplit(".", 1)[1]
+    flipped = fresh[: -len(signature)] + ("A" if signature[0] != "A" else "B") + signature[1:]
+    assert await verifier.verify_token(flipped) is None
+    assert await verifier.verify_token(fresh) is not None
+
+
 async def test_concurrent_unknown_kids_share_one_fetch(
     verifier: JwtTokenVerifier, jwks: Jwks, rsa_signer: Signer, clock: FakeClock
 ) -> None:

@@ -159,58 +159,92 @@ def body_cap(path: str, settings: Settings) -> int:
     return FORM_BODY_CAP
 
 
+_WATCHED = {b"host": 0, b"origin": 1, b"sec-fetch-site": 2, b"content-length": 3, b"transfer-encoding": 4}
+MAX_VERDICTS = 256
+
+
 class EdgeGuard:
-    """ASGI middleware: strict Host/Origin on every request, then the route's body cap."""
+    """ASGI middleware: strict Host/Origin on every request, then the route's body cap.
+
+    The headers it reads are picked from the raw list in one pass. The Host/Origin verdict
+    is a function of those header values alone (the allowed set is fixed at start), so it
+    is kept per distinct set of values (at most :data:`MAX_VERDICTS`; values past that are
+    judged every time): the same answer, without parsing the same ``Host`` on every request.
+    """
 
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
         self.settings = settings
         self.allowed = allowed_authorities(settings)
+        self._verdicts: dict[tuple[tuple[bytes, ...], ...], tuple[int, str] | None] = {}
 
-    def host_allowed(self, headers: Headers) -> bool:
+    def host_allowed(self, values: list[str]) -> bool:
         """Exactly one Host header whose value parses and is in the allowed set."""
-        values = headers.getlist("host")
         if len(values) != 1:
             return False
         parsed = parse_authority(values[0])
         return parsed is not None and any(parsed.matches(entry) for entry in self.allowed)
 
-    def origin_allowed(self, headers: Headers) -> bool:
+    def origin_allowed(self, values: list[str], fetch_site: list[str]) -> bool:
         """No Origin header, or exactly one naming an allowed http(s) authority (or a same-origin ``null``)."""
-        values = headers.getlist("origin")
         if not values:
             return True
         if len(values) != 1:
             return False
         if values[0] == "null":
-            return headers.getlist("sec-fetch-site") == ["same-origin"]
+            return fetch_site == ["same-origin"]
         parsed = parse_origin(values[0])
         return parsed is not None and any(parsed.matches(entry) for entry in self.allowed)
 
     def refusal(self, headers: Headers) -> tuple[int, str] | None:
         """Why the request's Host or Origin is refused (status, text), or ``None`` when both pass."""
-        if not self.host_allowed(headers):
+        if not self.host_allowed(headers.getlist("host")):
             return 421, "Invalid Host header"
-        if not self.origin_allowed(headers):
+        if not self.origin_allowed(headers.getlist("origin"), headers.getlist("sec-fetch-site")):
             return 403, "Invalid Origin header"
         return None
+
+    def _verdict(
+        self, host: list[bytes], origin: list[bytes], fetch_site: list[bytes]
+    ) -> tuple[int, str] | None:
+        """:meth:`refusal` of these raw values, kept per distinct values."""
+        key = (tuple(host), tuple(origin), tuple(fetch_site))
+        try:
+            return self._verdicts[key]
+        except KeyError:
+            pass
+        verdict: tuple[int, str] | None = None
+        if not self.host_allowed([value.decode("latin-1") for value in host]):
+            verdict = 421, "Invalid Host header"
+        elif not self.origin_allowed(
+            [value.decode("latin-1") for value in origin], [value.decode("latin-1") for value in fetch_site]
+        ):
+            verdict = 403, "Invalid Origin header"
+        if len(self._verdicts) < MAX_VERDICTS:
+            self._verdicts[key] = verdict
+        return verdict
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        headers = Headers(scope=scope)
-        refused = self.refusal(headers)
+        picked: tuple[list[bytes], ...] = ([], [], [], [], [])
+        for name, value in scope["headers"]:
+            slot = _WATCHED.get(name)
+            if slot is not None:
+                picked[slot].append(value)
+        host, origin, fetch_site, length, transfer = picked
+        refused = self._verdict(host, origin, fetch_site)
+        declared = length[0].decode("latin-1") if length else None
         if refused is None and scope["type"] == "http":
-            refused = self._declared_too_large(scope, headers)
+            refused = self._declared_too_large(scope, declared)
         if refused is not None:
             await _refuse(scope, receive, send, *refused)
             return
         if scope["type"] == "websocket":
             await self.app(scope, receive, send)
             return
-        declared = headers.get("content-length")
-        chunked = "chunked" in headers.get("transfer-encoding", "").lower()
+        chunked = bool(transfer) and b"chunked" in transfer[0].lower()
         expected = int(declared) if declared is not None else (None if chunked else 0)
         guard = _BodyGuard(receive, send, body_cap(str(scope.get("path", "")), self.settings), expected)
         # The route stopped at the cap (the exception bare, or out of a task group: suppress
@@ -220,9 +254,8 @@ class EdgeGuard:
         if guard.exceeded and not guard.started:
             await _refuse(scope, receive, send, 413, guard.refusal_text())
 
-    def _declared_too_large(self, scope: Scope, headers: Headers) -> tuple[int, str] | None:
+    def _declared_too_large(self, scope: Scope, declared: str | None) -> tuple[int, str] | None:
         """413 when the declared ``Content-Length`` passes the route's cap, 400 when it is no number."""
-        declared = headers.get("content-length")
         if declared is None:
             return None
         if not declared.isdigit():

@@ -1,8 +1,8 @@
 """A revoked builtin OAuth grant ends what it left running.
 
 Revoking a grant (``relay-shell --revoke-grant``, the client's own ``/revoke``, a replayed
-code or refresh token, or the grant cap) kills its tokens at once: the state file is read
-at every token check. What the grant owns (PTY sessions, jobs and MCP tasks, forwards)
+code or refresh token, or the grant cap) kills its tokens at once: every token check sees
+the state file's latest version (``StateStore.snapshot``). What the grant owns (PTY sessions, jobs and MCP tasks, forwards)
 would stay alive and reachable only by an admin, so the server watches the state file
 too: every ``interval_s`` while some grant owns live work, :meth:`GrantWatch.check` reads
 the revocations recorded there (``OAuthState.revoked``, with ``via``) and ends each revoked
@@ -48,7 +48,7 @@ class GrantWatch:
         if not owners:
             return []
         try:
-            revoked = self._store.read().revoked
+            revoked = self._store.snapshot().revoked
         except OAuthStateUnavailable as exc:
             log.warning("grant watch: %s", exc.message)
             return []

@@ -19,6 +19,14 @@ only when all of this holds, checked in this order:
    present) is not future, each with ``leeway_s``, against the injectable ``clock``;
 6. ``sub`` is a non-blank string (RFC 9068 requires it; it names the principal).
 
+Steps 3 and 4 cost most (a signature check is hundreds of microseconds) and give the same
+answer for the same token and key, so their outcome is kept: the claims of a token that
+passed them, under the token's SHA-256 digest (never the token), with the key object they
+were checked with, at most :data:`VERIFIED_TOKENS` entries (least recently used out). A kept
+entry is used only while steps 1 and 2, run again for every request, pick that very key
+object (a JWKS refresh makes new ones and empties the store); steps 5 and 6 run every time.
+The key object built from a JWK is kept the same way until the next refresh.
+
 The resulting ``AccessToken`` carries the scopes (``scope``, space-separated, else ``scp``,
 a list or a string), ``client_id`` (the ``client_id`` claim, else ``azp``, else empty),
 ``subject`` (``sub``: the SDK's ``AccessToken`` has that field, which
@@ -30,10 +38,12 @@ the reason is logged at debug level, never the token.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import ipaddress
 import json
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -55,6 +65,7 @@ DEFAULT_LEEWAY_S = 30.0
 DEFAULT_MIN_REFRESH_INTERVAL_S = 30.0
 DEFAULT_FETCH_TIMEOUT_S = 5.0
 MAX_JWKS_BYTES = 256 * 1024
+VERIFIED_TOKENS = 256
 
 JwkData = dict[str, Any]
 
@@ -179,6 +190,8 @@ class JwtTokenVerifier(TokenVerifier):
         self._fetch_timeout_s = fetch_timeout_s
         self._http_client = http_client
         self._keys: dict[str | None, JwkData] = {}
+        self._built: dict[tuple[int, str], tuple[JwkData, jwt.PyJWK]] = {}
+        self._verified: OrderedDict[str, tuple[JwkData, str, dict[str, Any]]] = OrderedDict()
         self._fetched_at: float | None = None
         self._attempted_at: float | None = None
         self._refresh_lock = asyncio.Lock()
@@ -193,7 +206,7 @@ class JwtTokenVerifier(TokenVerifier):
         if key_data is None:
             logger.debug("JWT rejected: no signing key for kid %r and %s", kid, algorithm)
             return None
-        claims = self._verified_claims(token, key_data, algorithm)
+        claims = self._checked_claims(token, key_data, algorithm)
         if claims is None or not self._times_valid(claims):
             return None
         subject = claims.get("sub")
@@ -217,12 +230,39 @@ class JwtTokenVerifier(TokenVerifier):
             return None
         return algorithm, kid
 
+    def _checked_claims(self, token: str, key_data: JwkData, algorithm: str) -> dict[str, Any] | None:
+        """:meth:`_verified_claims`, or a copy of its kept answer for this token and this key object."""
+        digest = hashlib.sha256(token.encode()).hexdigest()
+        kept = self._verified.get(digest)
+        if kept is not None and kept[0] is key_data and kept[1] == algorithm:
+            self._verified.move_to_end(digest)
+            return dict(kept[2])
+        claims = self._verified_claims(token, key_data, algorithm)
+        if claims is not None:
+            self._verified[digest] = (key_data, algorithm, dict(claims))
+            while len(self._verified) > VERIFIED_TOKENS:
+                self._verified.popitem(last=False)
+        return claims
+
+    def _key(self, key_data: JwkData, algorithm: str) -> jwt.PyJWK:
+        """The key object of ``key_data`` for ``algorithm``, built once per JWKS fetch.
+
+        Raises:
+            jwt.PyJWTError: the JWK does not make a key for ``algorithm``.
+        """
+        built = self._built.get((id(key_data), algorithm))
+        if built is not None and built[0] is key_data:
+            return built[1]
+        key = jwt.PyJWK(key_data, algorithm=algorithm)
+        self._built[(id(key_data), algorithm)] = (key_data, key)
+        return key
+
     def _verified_claims(self, token: str, key_data: JwkData, algorithm: str) -> dict[str, Any] | None:
         """The claims once signature, issuer and audience check out (times are checked apart)."""
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
-                key=jwt.PyJWK(key_data, algorithm=algorithm),
+                key=self._key(key_data, algorithm),
                 algorithms=[algorithm],
                 audience=self._audience,
                 issuer=self._issuer,
@@ -295,6 +335,8 @@ class JwtTokenVerifier(TokenVerifier):
             self._attempted_at = now
             try:
                 self._keys = parse_jwks(await self._download())
+                self._built.clear()
+                self._verified.clear()
             except JwksUnavailable as exc:
                 logger.warning(
                     "JWKS refresh from %s failed (keeping the previous keys): %s", self._jwks_url, exc

@@ -26,7 +26,6 @@ import hashlib
 import logging
 import os
 import secrets
-import stat
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -36,6 +35,7 @@ from mcp.shared.auth import OAuthClientInformationFull
 from pydantic import BaseModel, Field, ValidationError
 
 from relay_shell.errors import ConfigError, RelayError
+from relay_shell.http.oauth_dir import prepare_state_dir
 from relay_shell.vocabulary import ErrorKind
 
 logger = logging.getLogger(__name__)
@@ -51,6 +51,11 @@ MAX_REVOKED = 64
 MAX_CSRF_TOKENS = 8
 LOCK_WAIT_S = 5.0
 LOCK_POLL_S = 0.01
+SETTLED_NS = 1_000_000_000
+"""A parsed state file is kept (:meth:`StateStore.snapshot`) only when it changed this long before
+the parse: far coarser than any file system's timestamps, so a later change always shows."""
+
+FileIdentity = tuple[int, int, int, int, int]
 
 T = TypeVar("T")
 
@@ -278,6 +283,11 @@ def _oldest(table: Table, count: int) -> list[str]:
     return sorted(table, key=lambda key: table[key].expires_at)[:count]
 
 
+def _identity(status: os.stat_result) -> FileIdentity:
+    """What tells two versions of the state file apart: device, inode, size, mtime and ctime."""
+    return (status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns, status.st_ctime_ns)
+
+
 def _try_flock(fd: int) -> bool:
     """Take the exclusive ``flock`` on ``fd`` if nobody holds it; False when someone does."""
     try:
@@ -287,66 +297,20 @@ def _try_flock(fd: int) -> bool:
     return True
 
 
-def _nearest_existing(path: Path) -> Path:
-    for candidate in (path, *path.parents):
-        if candidate.exists():
-            return candidate
-    return Path("/")
-
-
-def check_state_dir(path: Path) -> None:
-    """Refuse an OAuth state directory that others could read or that cannot be used.
-
-    An existing ``path`` must be a directory with no group/world permission bits, owned by
-    this user (any owner is accepted for root) and writable. A missing ``path`` is fine when
-    it can be created (it is not created here: ``--check-config`` has no side effects).
-
-    Raises:
-        ConfigError: naming the path and, for a permission problem, its mode.
-    """
-    try:
-        info = path.stat()
-    except FileNotFoundError:
-        parent = _nearest_existing(path.parent)
-        if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-            raise ConfigError(
-                f"OAuth state directory {path} does not exist and {parent} is not writable"
-            ) from None
-        return
-    except OSError as exc:
-        raise ConfigError(f"OAuth state directory {path}: {exc.strerror or exc}") from exc
-    if not stat.S_ISDIR(info.st_mode):
-        raise ConfigError(f"OAuth state directory {path} is not a directory")
-    mode = stat.S_IMODE(info.st_mode)
-    if mode & 0o077:
-        raise ConfigError(
-            f"OAuth state directory {path} has mode {mode:04o}: it must not be group/world accessible"
-            f" (chmod 700 {path})"
-        )
-    euid = os.geteuid()
-    if euid not in (0, info.st_uid):
-        raise ConfigError(
-            f"OAuth state directory {path} is owned by uid {info.st_uid}, not by this user ({euid})"
-        )
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise ConfigError(f"OAuth state directory {path} is not writable by this user")
-
-
-def prepare_state_dir(path: Path) -> None:
-    """Create ``path`` 0700 when missing, then :func:`check_state_dir` it (never loosen or fix it)."""
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(FileExistsError):
-            path.mkdir(mode=0o700)
-            os.chmod(path, 0o700)  # the umask can only remove bits, but be explicit
-    check_state_dir(path)
-
-
 class StateStore:
     """The state file of one directory; :meth:`update` is atomic across tasks and processes."""
 
-    def __init__(self, state_dir: Path, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        *,
+        clock: Callable[[], float] = time.time,
+        wall_ns: Callable[[], int] = time.time_ns,
+    ) -> None:
         """Use ``state_dir`` (created 0700 when missing) and check the state file parses.
+
+        ``clock`` decides expiry; ``wall_ns`` is the real time compared with the file's change
+        time by :meth:`snapshot`.
 
         Raises:
             ConfigError: the directory is refused by :func:`check_state_dir`, or the state
@@ -356,7 +320,9 @@ class StateStore:
         self._state_path = state_dir / STATE_FILE
         self._lock_path = state_dir / LOCK_FILE
         self._clock = clock
+        self._wall_ns = wall_ns
         self._lock = asyncio.Lock()
+        self._kept: tuple[FileIdentity, OAuthState] | None = None  # see snapshot()
         prepare_state_dir(state_dir)
         try:
             self.read()
@@ -366,19 +332,60 @@ class StateStore:
     def read(self) -> OAuthState:
         """The current state (lock-free: the file is only ever replaced whole), in the current format.
 
+        A fresh object the caller may change (:meth:`update` does).
+
         Raises:
             OAuthStateUnavailable: the file cannot be read, does not parse, or is from a newer version.
         """
-        state = self._parse()
+        state, _ = self._parse()
         state.upgraded()  # an older file is never trusted as is, even before it is rewritten
         return state
 
-    def _parse(self) -> OAuthState:
-        """The file as stored (possibly an older format); an empty state when there is no file."""
+    def snapshot(self) -> OAuthState:
+        """The current state for reading only (a bearer check on every request uses this).
+
+        The same answer as :meth:`read`, without reading and parsing the file again while it
+        has not changed: the parsed state is kept with the identity of the file it came from
+        (device, inode, size, modification and change times) and returned while a ``stat`` of
+        the path shows the same identity. Any write after the parse (our atomic replace, an
+        admin command's, an edit in place) gives the path a change time no earlier than the
+        parse, so a parse is kept only when the file's change time is :data:`SETTLED_NS`
+        older than the parse (a file written in the last second is read again each time).
+        Callers must not change the returned object.
+
+        Raises:
+            OAuthStateUnavailable: the file cannot be read, does not parse, or is from a newer version.
+        """
         try:
-            raw = self._state_path.read_bytes()
+            identity = _identity(os.stat(self._state_path))
         except FileNotFoundError:
-            return OAuthState()
+            identity = None
+        except OSError as exc:
+            raise OAuthStateUnavailable(f"cannot read {self._state_path}: {exc.strerror or exc}") from exc
+        kept = self._kept
+        if identity is not None and kept is not None and kept[0] == identity:
+            return kept[1]
+        parsed_at = self._wall_ns()
+        state, status = self._parse()
+        state.upgraded()
+        self._kept = None
+        if status is not None and status.st_ctime_ns <= parsed_at - SETTLED_NS:
+            self._kept = (_identity(status), state)
+        return state
+
+    def _parse(self) -> tuple[OAuthState, os.stat_result | None]:
+        """The file as stored (possibly an older format) and the ``fstat`` of what was read;
+        an empty state and ``None`` when there is no file."""
+        try:
+            fd = os.open(self._state_path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return OAuthState(), None
+        except OSError as exc:
+            raise OAuthStateUnavailable(f"cannot read {self._state_path}: {exc.strerror or exc}") from exc
+        try:
+            with os.fdopen(fd, "rb") as handle:
+                status = os.fstat(handle.fileno())
+                raw = handle.read()
         except OSError as exc:
             raise OAuthStateUnavailable(f"cannot read {self._state_path}: {exc.strerror or exc}") from exc
         try:
@@ -391,7 +398,7 @@ class StateStore:
             raise OAuthStateUnavailable(
                 f"{self._state_path} has format {state.version}, newer than this relay-shell reads ({STATE_VERSION})"
             )
-        return state
+        return state, status
 
     def upgrade(self) -> list[str]:
         """Rewrite an older state file in the current format, under the file lock (blocking, bounded).
@@ -409,7 +416,7 @@ class StateStore:
                 if time.monotonic() >= deadline:
                     raise OAuthStateUnavailable(f"{self._lock_path} stayed locked")
                 time.sleep(LOCK_POLL_S)
-            state = self._parse()
+            state, _ = self._parse()
             if state.version >= STATE_VERSION:
                 return []
             families = state.upgraded()

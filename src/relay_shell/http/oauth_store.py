@@ -69,6 +69,7 @@ from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
 from pydantic import AnyHttpUrl, AnyUrl, ConfigDict, TypeAdapter, ValidationError
 
 from relay_shell.errors import ConfigError
+from relay_shell.http.oauth_dir import check_state_dir
 from relay_shell.http.oauth_events import OAuthAudit
 from relay_shell.http.oauth_rules import (
     S256_CHALLENGE,
@@ -85,7 +86,6 @@ from relay_shell.http.oauth_state import (
     SpentRecord,
     StateStore,
     TokenRecord,
-    check_state_dir,
     token_digest,
 )
 from relay_shell.http.scopes import ALL_SCOPES, SCOPE_ADMIN, grantable_scopes
@@ -396,8 +396,12 @@ class FileOAuthProvider(OAuthAuthorizationServerProvider[AuthorizationCode, Refr
     # -- access tokens and revocation ------------------------------------------------------
 
     async def load_access_token(self, token: str) -> AccessToken | None:
-        """The live access token, else ``None``; a refresh token or code is never one."""
-        state = self._store.read()
+        """The live access token, else ``None``; a refresh token or code is never one.
+
+        Runs for every request; the state file is parsed again only when it changed
+        (:meth:`StateStore.snapshot`), the token's digest, expiry and client are checked each time.
+        """
+        state = self._store.snapshot()
         record = state.access.get(token_digest(token))
         if record is None or record.expires_at <= self._clock():
             return None

@@ -27,6 +27,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from relay_shell.app import RelayServer, Services, build_server, build_services
 from relay_shell.config import AuthMode, Settings
 from relay_shell.http.edge import MCP_PATH, EdgeGuard, allowed_authorities, body_cap, sdk_host_patterns
+from relay_shell.http.wire import CoalescingH11Protocol
 from relay_shell.startup import announce
 
 if TYPE_CHECKING:
@@ -232,6 +233,11 @@ async def serve_http(settings: Settings) -> None:
         # Longer than any client's or the edge's idle keep-alive (httpx 5 s, Caddy 2 s), so the
         # client always closes an idle connection first and never reuses one we just closed.
         timeout_keep_alive=KEEP_ALIVE_S,
+        # h11 (httptools is not a dependency) writing each loop turn's bytes at once (http/wire.py)
+        http=CoalescingH11Protocol,
+        # The access log is never shown at the warning level; off, uvicorn does not format its
+        # arguments for every response either.
+        access_log=False,
     )
     try:
         # uvicorn runs the app's lifespan, which enters the server's: services start there and
