@@ -10,9 +10,10 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from relay_shell.app import build_server
+from relay_shell.app import FIRST_CALLS, RelayServer, build_server
 from relay_shell.config import Settings
 from relay_shell.services import CALL_PATH
+from relay_shell.tools.listing import DeferredArguments
 from tests.conftest import connected
 
 LEFT_TO_LATER = (*CALL_PATH, "pyte", "asyncssh", "relay_shell.sessions.vt")
@@ -75,3 +76,34 @@ async def test_closing_while_the_call_path_loads_does_not_wait_for_it(settings: 
     assert warming is not None
     await server.services.aclose()
     assert warming.done()
+
+
+def _built(server: RelayServer) -> set[str]:
+    return {
+        tool.name
+        for tool in server._tool_manager.list_tools()
+        if not isinstance(tool.fn_metadata, DeferredArguments) or "arg_model" in tool.fn_metadata.__dict__
+    }
+
+
+async def test_argument_models_are_built_for_first_calls_then_when_quiet(
+    make_settings: Callable[..., Settings],
+) -> None:
+    server = build_server(make_settings())
+    assert _built(server) == set(FIRST_CALLS)  # the others wait for their first call or a quiet server
+    await server.services.start()
+    try:
+        async with connected(server) as client:
+            refused = await client.call_tool("audit_tail", {"min_tier": 7})  # built by its first call
+            assert refused.is_error
+            assert refused.structured_content is not None
+            assert refused.structured_content["error"]["argument"] == "min_tier"
+            assert "audit_tail" in _built(server)
+            deadline = asyncio.get_running_loop().time() + 30
+            while (warming := server.services.warming) is None:
+                assert asyncio.get_running_loop().time() < deadline, "the load never started"
+                await asyncio.sleep(0.01)
+            await asyncio.wait_for(warming, 60)
+        assert _built(server) == {tool.name for tool in server._tool_manager.list_tools()}
+    finally:
+        await server.services.aclose()

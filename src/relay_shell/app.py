@@ -41,7 +41,7 @@ from relay_shell.stdio_pipes import stdio_streams
 from relay_shell.tools import register_all
 from relay_shell.tools.adapter import protocol_error, raise_for_protocol, tool_result
 from relay_shell.tools.base import CURRENT_ARGUMENTS, TASK_INTENT, identity_of
-from relay_shell.tools.listing import listed_tool
+from relay_shell.tools.listing import DeferredArguments, listed_tool
 from relay_shell.tools.schemas import compact_tool_schemas
 from relay_shell.tools.tasks import TasksExtension
 from relay_shell.tools.tasks_legacy import LegacyTasks
@@ -51,6 +51,9 @@ from relay_shell.vocabulary import Tier
 __all__ = ["RelayServer", "Services", "build_server", "build_services"]
 
 MAX_NAME_IN_AUDIT = 200
+FIRST_CALLS = ("shell_exec",)
+"""The tools a client calls first: their argument models are built with the server, the other
+tools' at their first call or once the server is quiet (:meth:`RelayServer.build_arguments`)."""
 WARM_SSH_QUIET_S = 0.1
 """How long the server must have had nothing to do before it loads the SSH layer (and what the
 first call needs) ahead of use."""
@@ -120,6 +123,13 @@ class RelayServer(MCPServer[Services]):
             super().add_tool(fn, name, title, description, annotations, icons, meta, structured_output)
             return
         self._tool_manager._tools[listed.name] = listed
+
+    def build_arguments(self, names: Iterable[str] | None = None) -> None:
+        """Build the argument models still deferred (``names``: only those tools'; blocking, and
+        safe in a worker thread while calls are served)."""
+        for tool in self._tool_manager.list_tools():
+            if isinstance(tool.fn_metadata, DeferredArguments) and (names is None or tool.name in names):
+                tool.fn_metadata.build()
 
     async def read_resource(
         self, uri: AnyUrl | str, context: Context[Any, Any] | None = None
@@ -397,13 +407,15 @@ def build_server(
         middleware=[
             # without SSH hosts it would only pass every message on: one await layer less
             *([WarmSshWhenQuiet(services)] if services.inventory_size() else []),
-            WarmWhenQuiet(services.warm_calls),
+            WarmWhenQuiet(services.warm_calls),  # also builds the deferred argument models
             LegacyTasks(services, task_tools),
         ],
         **server_kwargs,
     )
     server.services = services
     register_all(server, services)
+    server.build_arguments(FIRST_CALLS)
+    services.warmers.append(server.build_arguments)
     hidden = () if settings.confirm_tier3 is ConfirmMode.TOKEN else ("confirm_token",)
     compact_tool_schemas(server, hidden)
     for tool in server._tool_manager.list_tools():

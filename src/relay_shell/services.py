@@ -61,10 +61,12 @@ CALL_PATH = ("relay_shell.policy.analyze", "relay_shell.governance.redaction", "
 library), loaded ahead by :meth:`Services.warm_calls`."""
 
 
-def import_call_path() -> None:
-    """Import :data:`CALL_PATH` (blocking; run in a worker thread)."""
+def import_call_path(then: tuple[Callable[[], None], ...] = ()) -> None:
+    """Import :data:`CALL_PATH`, then run ``then`` (blocking; run in a worker thread)."""
     for name in CALL_PATH:
         importlib.import_module(name)
+    for warmer in then:
+        warmer()
 
 
 def import_ssh_layer() -> None:
@@ -165,6 +167,9 @@ class Services:
     jobs: JobStore[Reply]
     on_started: Callable[[], None] | None = field(default=None, repr=False)
     watchers: list[Periodic] = field(default_factory=list, repr=False)
+    warmers: list[Callable[[], None]] = field(default_factory=list, repr=False)
+    """Run by :meth:`warm_calls` in its worker thread after the imports (the server's deferred
+    argument models); each must be safe to run while calls are served."""
     """Background rounds run from start to :meth:`aclose` (the HTTP server's grant watch)."""
     _holders: int = field(default=0, repr=False)
     _started: bool = field(default=False, repr=False)
@@ -200,15 +205,18 @@ class Services:
         return self.pool.preload() is not None
 
     def warm_calls(self) -> bool:
-        """Load what the first call needs (:data:`CALL_PATH`) in a worker thread, once (called
-        when the server is quiet after the handshake). True when this call started the load.
+        """Load what the first call needs (:data:`CALL_PATH`) in a worker thread, then run the
+        :attr:`warmers` there, once (called when the server is quiet after the handshake). True
+        when this call started the load.
 
         A call that arrives first imports what it needs itself (the import lock makes the two
         wait for one another).
         """
         if self._closed or self._warming is not None:
             return False
-        self._warming = asyncio.get_running_loop().create_task(_warm(), name="relay-shell call path preload")
+        self._warming = asyncio.get_running_loop().create_task(
+            _warm(tuple(self.warmers)), name="relay-shell call path preload"
+        )
         return True
 
     @property
@@ -286,9 +294,9 @@ class Services:
         self.audit.close()
 
 
-async def _warm() -> None:
+async def _warm(warmers: tuple[Callable[[], None], ...]) -> None:
     try:
-        await asyncio.to_thread(import_call_path)
+        await asyncio.to_thread(import_call_path, warmers)
     except Exception:  # a broken install shows on the first call, with its own error
         log.exception("loading the call path ahead of use failed")
 

@@ -6,8 +6,10 @@ generator and :mod:`relay_shell.tools.schemas`. Deriving them costs a start-up a
 much as every other start-up step together, so ``listing.json`` beside this module holds
 them, compacted (no parameter hidden), as :func:`derive` computes them from the tools'
 code, with the parameter that receives the request context and where the output model is;
-:func:`listed_tool` builds a tool from it, with its argument model (which validates every
-call) built from the signature as before.
+:func:`listed_tool` builds a tool from it. Its argument model (which validates every call)
+is built from the signature as before, at the first use (:class:`DeferredArguments`): a
+start-up builds only those of the tools a client calls first, and the rest are built in the
+background once the server is quiet (``Services.warm_calls``), or by the tool's first call.
 
 The file is regenerated with the documentation (``python -m relay_shell.docs_gen``);
 ``tests/tools/test_listing.py`` fails when it no longer matches what the code derives. A
@@ -20,13 +22,14 @@ from __future__ import annotations
 import functools
 import importlib
 import json
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mcp.server.mcpserver.tools.base import Tool
-from mcp.server.mcpserver.utilities.func_metadata import func_metadata
+from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase, FuncMetadata, func_metadata
 from mcp.shared._callable_inspection import is_async_callable
 from mcp_types import ToolAnnotations
 
@@ -82,6 +85,48 @@ def listed_schemas(name: str) -> ToolSchemas | None:
     )
 
 
+class DeferredArguments(FuncMetadata):
+    """A listed tool's metadata whose argument model is built from the signature, exactly as
+    the SDK builds it, the first time ``arg_model`` is read (validating a call reads it).
+
+    Made by :meth:`deferred`; the output schema and model come from the generated file. Two
+    threads reading it at once build it once (a lock); :meth:`build` builds it ahead.
+    """
+
+    @classmethod
+    def deferred(
+        cls, fn: Callable[..., Any], context: str | None, output_schema: Json | None, output_model: object
+    ) -> DeferredArguments:
+        metadata = cls.model_construct(output_schema=output_schema, output_model=output_model)
+        # plain instance attributes, outside the model's fields (not validated, not dumped)
+        object.__setattr__(metadata, "_deferred_from", (fn, [context] if context else []))
+        return metadata
+
+    def build(self) -> type[ArgModelBase]:
+        """The argument model, built now if it was not yet."""
+        built: type[ArgModelBase] | None = self.__dict__.get("arg_model")
+        if built is None:
+            with _BUILDING:
+                built = self.__dict__.get("arg_model")
+                if built is None:
+                    fn, skip = self.__dict__["_deferred_from"]
+                    built = func_metadata(fn, skip_names=skip, structured_output=False).arg_model
+                    self.__dict__["arg_model"] = built
+        return built
+
+    def __getattr__(self, name: str) -> object:
+        """``arg_model`` while it is not built yet; every other name as pydantic answers it."""
+        if name == "arg_model":
+            return self.build()
+        # pydantic defines BaseModel.__getattr__ (private attributes) only outside type checking
+        answer: Callable[[str], object] = getattr(super(), "__getattr__")  # noqa: B009
+        return answer(name)
+
+
+_BUILDING = threading.Lock()
+"""Held while an argument model is built (one at a time, each once)."""
+
+
 def listed_tool(
     fn: Callable[..., Any],
     *,
@@ -94,16 +139,14 @@ def listed_tool(
     does not list it (the caller then derives them: ``Tool.from_function``).
 
     The argument model, which validates every call, is built from the signature exactly as
-    the SDK builds it; the output model is the one the file names.
+    the SDK builds it, at its first use (:class:`DeferredArguments`); the output model is the
+    one the file names.
     """
     tool_name = name or fn.__name__
     schemas = listed_schemas(tool_name)
     if schemas is None:
         return None
-    skip = [schemas.context] if schemas.context else []
-    metadata = func_metadata(fn, skip_names=skip, structured_output=False)
-    metadata.output_schema = schemas.output
-    metadata.output_model = _located(schemas.output_model)
+    metadata = DeferredArguments.deferred(fn, schemas.context, schemas.output, _located(schemas.output_model))
     return Tool(
         fn=fn,
         name=tool_name,
