@@ -9,11 +9,11 @@ calls. Replies reach the wire through ``relay_shell.tools.adapter``.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Protocol, cast
 
-from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
+from mcp.server.context import CallNext, HandlerResult, ServerMiddleware, ServerRequestContext
 from mcp.server.lowlevel.helper_types import ReadResourceContents
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.context import Context
@@ -320,6 +320,22 @@ def _first_problem(exc: ValidationError) -> tuple[str, str]:
     return argument or "arguments", problem
 
 
+class PassingMiddleware(Protocol):
+    """A middleware that answers the rest of the chain's awaitable itself for a message it has
+    nothing to do with (no coroutine of its own), and a coroutine of its own otherwise."""
+
+    def __call__(
+        self, ctx: ServerRequestContext[Any, Any], call_next: CallNext
+    ) -> Awaitable[HandlerResult]: ...
+
+
+def as_middleware(middleware: PassingMiddleware) -> ServerMiddleware[Any]:
+    """``middleware`` for ``MCPServer(middleware=...)``. The SDK's protocol declares an ``async``
+    ``__call__``, but its chain only awaits what each middleware returns (the next link's
+    awaitable is as good as a coroutine), so a pass-through costs no await layer."""
+    return cast("ServerMiddleware[Any]", middleware)
+
+
 class WarmWhenQuiet:
     """Middleware: once the client's handshake is answered and the server has been quiet
     (no message in progress) for ``quiet_s``, call ``load`` (once), which starts loading
@@ -345,9 +361,15 @@ class WarmWhenQuiet:
         """A quiet period is being timed (the load starts when it ends without a message)."""
         return self._timer is not None
 
-    async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+    def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> Awaitable[HandlerResult]:
+        """The rest of the chain's awaitable itself once the load started (or was never needed):
+        one attribute check, no await layer of its own; before that, the message observed."""
         if self._done:
-            return await call_next(ctx)
+            return call_next(ctx)
+        return self._observed(ctx, call_next)
+
+    async def _observed(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        """Count the message in progress, stop timing the quiet period, and restart it after."""
         self._in_progress += 1
         if self._timer is not None:
             self._timer.cancel()
@@ -406,9 +428,9 @@ def build_server(
         extensions=[TasksExtension(services, task_tools)],
         middleware=[
             # without SSH hosts it would only pass every message on: one await layer less
-            *([WarmSshWhenQuiet(services)] if services.inventory_size() else []),
-            WarmWhenQuiet(services.warm_calls),  # also builds the deferred argument models
-            LegacyTasks(services, task_tools),
+            *([as_middleware(WarmSshWhenQuiet(services))] if services.inventory_size() else []),
+            as_middleware(WarmWhenQuiet(services.warm_calls)),  # also builds the deferred argument models
+            as_middleware(LegacyTasks(services, task_tools)),
         ],
         **server_kwargs,
     )

@@ -568,6 +568,44 @@ def test_root_checking_the_services_file_gets_a_remark_not_a_failure(tmp_path: P
     assert probe(held) is None
 
 
+def test_the_inbox_probe_answers_whatever_it_saw_last(tmp_path: Path) -> None:
+    from relay_shell.governance.audit.inbox import InboxProbe
+
+    inbox = tmp_path / "audit.jsonl.inbox"
+    probe = InboxProbe(inbox)
+    assert probe.has_submissions() is False  # missing
+    assert probe.has_submissions() is False  # still missing (asked with access)
+    inbox.write_bytes(b"")
+    assert probe.has_submissions() is False  # there, empty
+    inbox.write_bytes(b'{"tool":"x"}\n')
+    assert probe.has_submissions() is True
+    inbox.unlink()
+    assert probe.has_submissions() is False
+    inbox.write_bytes(b'{"tool":"y"}\n')  # created again after it was seen missing
+    assert probe.has_submissions() is True
+    inbox.unlink()
+    inbox.symlink_to(tmp_path / "elsewhere")  # dangling: nothing to take in
+    assert probe.has_submissions() is False
+
+
+def test_a_submission_to_an_inbox_first_seen_missing_lands_before_the_next_record(audit_path: Path) -> None:
+    from relay_shell.governance.audit.inbox import InboxSubmitter, inbox_path
+
+    sink = AuditSink(audit_path)  # no watcher thread: only the writes take submissions in
+    sink.write({"tool": "first"})
+    assert not inbox_path(audit_path).exists()
+    InboxSubmitter(audit_path, writer_running=False).write({"tool": "oauth_revoke", "event": "revoked"})
+    sink.write({"tool": "second"})
+    sink.close()
+    assert [(record["tool"], record.get("submitted")) for record in read_jsonl(audit_path)[1:]] == [
+        ("first", None),
+        ("oauth_revoke", "inbox"),
+        ("second", None),
+    ]
+    assert inbox_path(audit_path).stat().st_size == 0
+    assert verify_chain(audit_path).ok
+
+
 def test_a_process_beside_the_writer_submits_through_the_inbox(audit_path: Path) -> None:
     from relay_shell.governance.audit.inbox import InboxSubmitter, inbox_path
 

@@ -62,23 +62,34 @@ class LegacyTasks:
             "tasks/cancel": self._cancel,
         }
 
-    async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+    def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> Awaitable[HandlerResult]:
+        """What answers the message: the rest of the chain's own awaitable for a message that is
+        not a task request (no await layer here), else this middleware's coroutine for it."""
         method = ctx.method
         if method == "initialize":
-            return with_tasks_capability(await call_next(ctx))
-        if ctx.request_id is None or ctx.protocol_version != LEGACY or ctx.session.client_params is None:
-            return await call_next(ctx)  # notifications, other versions, before the handshake
+            return self._initialize(ctx, call_next)
+        if ctx.protocol_version != LEGACY or ctx.request_id is None or ctx.session.client_params is None:
+            return call_next(ctx)  # other versions, notifications, before the handshake
         if method == "tools/list":
-            return with_task_support(await call_next(ctx), self._tools)
-        if method == "tools/call" and isinstance((ctx.params or {}).get("task"), Mapping):
-            return await self._call(ctx, call_next)
+            return self._tools_list(ctx, call_next)
+        if method == "tools/call":
+            params = ctx.params or {}
+            name = params.get("name")
+            if isinstance(params.get("task"), Mapping) and isinstance(name, str) and name in self._tools:
+                return self._call(ctx, call_next)
+            return call_next(ctx)  # a plain call, or a tool without task support: processed normally
         handler = self._methods.get(method)
-        return await (handler(ctx) if handler is not None else call_next(ctx))
+        return handler(ctx) if handler is not None else call_next(ctx)
+
+    @staticmethod
+    async def _initialize(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        return with_tasks_capability(await call_next(ctx))
+
+    async def _tools_list(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        return with_task_support(await call_next(ctx), self._tools)
 
     async def _call(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
-        name = (ctx.params or {}).get("name")
-        if name not in self._tools:
-            return await call_next(ctx)  # a tool without task support is processed normally
+        """A task-augmented call of a tool that may become a task."""
         intent = TaskIntent(at_once=True)
         reset = TASK_INTENT.set(intent)
         try:

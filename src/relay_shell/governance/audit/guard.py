@@ -12,6 +12,10 @@ path and returns a :class:`Verdict`:
 - ``tampered``: anything else: bytes appended or cut, the tail rewritten, the file deleted,
   the path a symlink, a non-regular file or a different non-empty file.
 
+The usual inspection is two system calls: the path's ``lstat`` naming the open inode proves
+the file still has a name and tells its size; a ``pread`` of the tail compares the bytes.
+After a write, one ``fstat`` of the open file proves no append raced it (:meth:`GuardedFile.settle`).
+
 Why size and tail are enough: every record's ``chain`` commits to all the bytes before it,
 and the last record's ``chain`` sits in the last line. An edit anywhere that keeps the
 chain valid must rewrite that last line (caught here); an edit that does not keep it valid
@@ -106,11 +110,23 @@ class GuardedFile:
             raise
 
     def inspect(self) -> Verdict:
-        """Compare the file and the path with what this writer expects (see the module doc)."""
+        """Compare the file and the path with what this writer expects (see the module doc).
+
+        The usual case costs two system calls: an ``lstat`` of the path that names the inode
+        this writer holds open (so the file still has a name, and that ``lstat`` tells its size
+        as an ``fstat`` would) and a ``pread`` of the tail. Only when the path names something
+        else, or nothing, is the open file asked for its link count and size with ``fstat``.
+        """
+        try:
+            named: os.stat_result | OSError = os.lstat(self.path)
+        except OSError as exc:
+            named = exc
+        if isinstance(named, os.stat_result) and (named.st_dev, named.st_ino) == self.identity:
+            return self._bytes_verdict(named) or OK
         content = self._content_verdict()
         if content is not None:
             return content
-        return self._path_verdict()
+        return self._path_verdict(named)
 
     def inspect_content(self) -> Verdict:
         """Only the bytes: size and tail (used once a change was recorded, so that a lasting
@@ -185,15 +201,15 @@ class GuardedFile:
         reason = "appended" if size > self.size else "truncated"
         return Verdict(Condition.TAMPERED, reason, {"expected_size": self.size, "found_size": size})
 
-    def _path_verdict(self) -> Verdict:
-        try:
-            named = os.lstat(self.path)
-        except FileNotFoundError:
+    def _path_verdict(self, named: os.stat_result | OSError) -> Verdict:
+        """What the path names (``named``: its ``lstat``, or the error it raised), the content
+        being intact."""
+        if isinstance(named, FileNotFoundError):
             return Verdict(Condition.ROTATED, "path gone, old file renamed")
-        except OSError as exc:
+        if isinstance(named, OSError):
             # A component of the path is no longer a directory: the file is unreachable, but
             # it still has a name, so nothing is lost yet; creating a new one will fail.
-            return Verdict(Condition.ROTATED, f"path unreachable ({exc.strerror})")
+            return Verdict(Condition.ROTATED, f"path unreachable ({named.strerror})")
         if (named.st_dev, named.st_ino) == self.identity:
             return OK
         return _replacement_verdict(self.path, named)

@@ -151,9 +151,31 @@ def take_inbox(path: Path) -> tuple[list[dict[str, object]], int]:
     return records, size - len(complete) - len(newline)
 
 
-def has_submissions(path: Path) -> bool:
-    """Cheap: whether the inbox holds anything (one ``stat``)."""
-    try:
-        return os.stat(path).st_size > 0
-    except OSError:
-        return False
+class InboxProbe:
+    """Whether the inbox at ``path`` holds anything, asked before every write: one system call
+    that raises nothing in the usual cases.
+
+    While the inbox does not exist (no operator command ever submitted), an ``access`` answers
+    (a ``stat`` of a missing file would cost a raised exception each time); once it exists, a
+    ``stat`` tells its size. Which of the two is asked first is only a hint remembered from
+    the last answer: a wrong hint costs one more call, never a different answer. Safe to call
+    from any thread.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._exists = True
+
+    def has_submissions(self) -> bool:
+        if not self._exists and not os.access(self.path, os.F_OK, effective_ids=_EFFECTIVE_IDS):
+            return False
+        try:
+            size = os.stat(self.path).st_size
+        except OSError:
+            self._exists = False
+            return False
+        self._exists = True
+        return size > 0
+
+
+_EFFECTIVE_IDS = os.access in os.supports_effective_ids

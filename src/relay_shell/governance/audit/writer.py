@@ -53,7 +53,7 @@ from relay_shell.governance.audit.guard import (
     UnsafeFile,
     Verdict,
 )
-from relay_shell.governance.audit.inbox import has_submissions, inbox_path, take_inbox
+from relay_shell.governance.audit.inbox import InboxProbe, inbox_path, take_inbox
 from relay_shell.governance.audit.records import format_timestamp, new_call_id, utc_now
 from relay_shell.governance.audit.resume import Resumed, last_record_of, previous_generation
 
@@ -99,6 +99,7 @@ class AuditSink:
     ) -> None:
         self._path = Path(path)
         self._inbox = inbox_path(self._path)
+        self._submissions = InboxProbe(self._inbox)
         self._format = AuditFormat(fmt)
         self._chained = chain and self._format is AuditFormat.JSONL
         self._echo_stderr = echo_stderr
@@ -236,7 +237,7 @@ class AuditSink:
         def beat() -> None:
             anchored_at = time.monotonic()
             while not self._stop.wait(INBOX_POLL_S):
-                if has_submissions(self._inbox):
+                if self._submissions.has_submissions():
                     with self._lock, contextlib.suppress(AuditUnavailable):
                         self._ready()
                 if self._anchoring is None or time.monotonic() - anchored_at < interval_s:
@@ -291,7 +292,7 @@ class AuditSink:
             self._rotate(guarded)
         elif self._pending_header is not None or self._state is SinkState.UNWRITABLE:
             self._catch_up()
-        if has_submissions(self._inbox):
+        if self._submissions.has_submissions():
             self._take_submissions()
         assert self._file is not None
         return self._file
