@@ -33,7 +33,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
@@ -168,6 +168,20 @@ def state_dir(prefix: str = "relay-bench-") -> Path:
     directory = Path(tempfile.mkdtemp(prefix=prefix))
     directory.chmod(0o755)
     return directory
+
+
+def in_process_settings(state: Path) -> Any:
+    """Settings of an in-process relay-shell (``build_server``) whose state lives under
+    ``state``, unanchored; typed loosely so this module imports without the package."""
+    from relay_shell.config import load_settings
+
+    return load_settings(
+        audit_path=state / "audit" / "audit.jsonl",
+        ssh_config=state / "ssh_config",
+        ssh_known_hosts_file=state / "known_hosts",
+        auth_state_dir=state / "oauth",
+        audit_anchor="off",
+    )
 
 
 def relay_env(state: Path, **extra: str) -> dict[str, str]:

@@ -21,7 +21,7 @@ import io
 import os
 import pstats
 
-from common import state_dir
+from common import in_process_settings, state_dir
 from tests.sshd import ClientKey, start_sshd
 
 
@@ -29,20 +29,13 @@ async def main(calls: int, top: int) -> None:
     from mcp import Client
 
     from relay_shell.app import build_server
-    from relay_shell.config import load_settings
 
     state = state_dir()
     key = ClientKey.create(state)
     instance = start_sshd(key)
     try:
         os.chdir(state)
-        settings = load_settings(
-            audit_path=state / "audit" / "audit.jsonl",
-            ssh_config=state / "ssh_config",
-            ssh_known_hosts_file=state / "known_hosts",
-            auth_state_dir=state / "oauth",
-            audit_anchor="off",
-        )
+        settings = in_process_settings(state)
         server = build_server(settings)
         work: dict[str, tuple[str, dict[str, object]]] = {
             "shell_exec true": ("shell_exec", {"command": "true"}),

@@ -33,10 +33,9 @@ import os
 import time
 from collections.abc import Awaitable, Callable
 
-from common import remove_tree, state_dir
+from common import in_process_settings, remove_tree, state_dir
 
 from relay_shell.app import _check_known, _check_no_stray_booleans, build_server
-from relay_shell.config import load_settings
 from relay_shell.governance.bounds import check_input_size
 from relay_shell.governance.call import Background, Call, Identity, Outcome, Plan, Reply
 from relay_shell.governance.policy import build_probe, decide
@@ -83,13 +82,7 @@ async def main(loops: int) -> None:
     state = state_dir()
     try:
         os.chdir(state)
-        settings = load_settings(
-            audit_path=state / "audit" / "audit.jsonl",
-            ssh_config=state / "ssh_config",
-            ssh_known_hosts_file=state / "known_hosts",
-            auth_state_dir=state / "oauth",
-            audit_anchor="off",
-        )
+        settings = in_process_settings(state)
         server = build_server(settings)
         svc = server.services
         gc.collect()

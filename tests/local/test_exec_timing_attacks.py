@@ -93,6 +93,14 @@ async def until(condition: object, what: str) -> None:
         await asyncio.sleep(0.01)
 
 
+async def nothing_left(directory: Path, others: Collection[int], before: list[str]) -> None:
+    """A call's end left nothing: its cgroup ``directory`` removed, its child reaped (beside
+    ``others``, the children before it) and no descriptor open but ``before``."""
+    assert not directory.exists()
+    await until(lambda: not children(others), "the child is reaped")
+    await until(lambda: descriptors() == before, "no pidfd or pipe left open")
+
+
 def spec(text: str, stdin: bytes | None = None, *, joins: bool = False) -> ProcessSpec:
     """``sh -c text``: joining its cgroup itself (folded), or held and moved by the server (a
     ``$0`` argument of its own keeps it from being folded; it is the same ``/bin/sh``)."""

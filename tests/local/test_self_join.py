@@ -27,7 +27,7 @@ from relay_shell.local.containment import ContainmentService
 from relay_shell.local.runner import ProcessSpec, run_process
 from relay_shell.report import ExecReport
 from tests.conftest import pids_with_marker
-from tests.local.test_exec_timing_attacks import children, descriptors, until
+from tests.local.test_exec_timing_attacks import children, descriptors, nothing_left, until
 from tests.local.test_folded_hold import child_env
 
 SH = "/bin/sh"
@@ -241,9 +241,7 @@ async def test_a_call_cancelled_after_the_join_leaves_nothing(
             await asyncio.wait_for(call, 10)
         directory = contained.directory.path
     assert pids_with_marker(marker) == []
-    assert not directory.exists()
-    await until(lambda: not children(others), "the child is reaped")
-    await until(lambda: descriptors() == before, "no pidfd or pipe left open")
+    await nothing_left(directory, others, before)
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="only root (or the owner of the subtree) can leave its cgroup")

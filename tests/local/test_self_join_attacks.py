@@ -38,7 +38,7 @@ from relay_shell.local.contained import (
 from relay_shell.local.containment import ContainmentService
 from relay_shell.local.runner import ProcessSpec, run_process
 from tests.conftest import pids_with_marker
-from tests.local.test_exec_timing_attacks import children, descriptors, until
+from tests.local.test_exec_timing_attacks import children, descriptors, nothing_left, until
 from tests.local.test_folded_hold import alone, child_env
 from tests.local.test_self_join import run_in, run_in_fresh, unified_line
 
@@ -348,9 +348,7 @@ async def test_a_failed_join_with_more_input_than_a_pipe_holds_leaves_nothing(
             await run_in(contained, f"touch {witness}; cat", child_env(), b"x" * (1 << 18))
         directory = contained.directory.path
     assert not witness.exists()
-    assert not directory.exists()
-    await until(lambda: not children(others), "the child is reaped")
-    await until(lambda: descriptors() == before, "no pidfd or pipe left open")
+    await nothing_left(directory, others, before)
 
 
 @pytest.mark.parametrize("how", ["timed out", "cancelled"])
@@ -373,9 +371,7 @@ async def test_a_call_flooding_output_ended_early_leaves_nothing(
             await asyncio.wait_for(call, 10)
         directory = contained.directory.path
     assert pids_with_marker(marker) == []
-    assert not directory.exists()
-    await until(lambda: not children(others), "the child is reaped")
-    await until(lambda: descriptors() == before, "no pidfd or pipe left open")
+    await nothing_left(directory, others, before)
 
 
 async def test_no_two_containments_of_one_process_share_a_cgroup_path() -> None:
