@@ -41,7 +41,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from starlette.datastructures import Headers
 from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -196,18 +195,11 @@ class EdgeGuard:
         parsed = parse_origin(values[0])
         return parsed is not None and any(parsed.matches(entry) for entry in self.allowed)
 
-    def refusal(self, headers: Headers) -> tuple[int, str] | None:
-        """Why the request's Host or Origin is refused (status, text), or ``None`` when both pass."""
-        if not self.host_allowed(headers.getlist("host")):
-            return 421, "Invalid Host header"
-        if not self.origin_allowed(headers.getlist("origin"), headers.getlist("sec-fetch-site")):
-            return 403, "Invalid Origin header"
-        return None
-
     def _verdict(
         self, host: list[bytes], origin: list[bytes], fetch_site: list[bytes]
     ) -> tuple[int, str] | None:
-        """:meth:`refusal` of these raw values, kept per distinct values."""
+        """Why the request's Host or Origin is refused (status, text), or ``None`` when both pass;
+        judged from the raw header values and kept per distinct values."""
         key = (tuple(host), tuple(origin), tuple(fetch_site))
         try:
             return self._verdicts[key]
